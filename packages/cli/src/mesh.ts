@@ -1,0 +1,135 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { loadConfig, type GlimpseConfig } from "@glimpse/runtime";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
+
+/** The processes of the embedded mesh, in start order (the gateway last). */
+export const COMPONENTS = ["data", "training", "ranking", "gateway"] as const;
+export type Component = (typeof COMPONENTS)[number];
+
+export interface MeshOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Where child output goes; default: this process's stdout, each line prefixed. */
+  onLine?: (component: Component, line: string) => void;
+}
+
+export interface Mesh {
+  cfg: GlimpseConfig;
+  apiKey: string | undefined;
+  children: Map<Component, ChildProcess>;
+  gatewayUrl: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * The embedded key: generated once and kept under the data dir, so restarts keep working
+ * with the key a user already copied. Running open needs an explicit GLIMPSE_ALLOW_OPEN.
+ */
+export function embeddedApiKey(cfg: GlimpseConfig): string | undefined {
+  if (cfg.apiKeys.length > 0 || cfg.allowOpen) return undefined;
+  const file = join(cfg.dataDir, "api-key");
+  if (existsSync(file)) return readFileSync(file, "utf8").trim();
+  mkdirSync(cfg.dataDir, { recursive: true });
+  const key = `glk_${randomBytes(24).toString("base64url")}`;
+  writeFileSync(file, `${key}\n`, { mode: 0o600 });
+  return key;
+}
+
+/** Starts the three services and the gateway as separate processes talking gRPC. */
+export async function startMesh(opts: MeshOptions = {}): Promise<Mesh> {
+  const baseEnv = { ...process.env, ...opts.env };
+  const cfg = loadConfig(baseEnv);
+  const apiKey = embeddedApiKey(cfg);
+  const env: NodeJS.ProcessEnv = {
+    ...baseEnv,
+    ...(apiKey ? { GLIMPSE_API_KEYS: apiKey } : {}),
+    GLIMPSE_DATA_DIR: resolve(cfg.dataDir),
+    GLIMPSE_RANKING_URL: baseEnv["GLIMPSE_RANKING_URL"] ?? `http://127.0.0.1:${cfg.rankingPort}`,
+    GLIMPSE_TRAINING_URL: baseEnv["GLIMPSE_TRAINING_URL"] ?? `http://127.0.0.1:${cfg.trainingPort}`,
+    GLIMPSE_DATA_URL: baseEnv["GLIMPSE_DATA_URL"] ?? `http://127.0.0.1:${cfg.dataPort}`,
+  };
+  const onLine = opts.onLine ?? ((c, line) => process.stdout.write(`${c.padEnd(8)} | ${line}\n`));
+  const children = new Map<Component, ChildProcess>();
+  let stopping = false;
+
+  for (const c of COMPONENTS) {
+    const main = join(ROOT, "services", c, "src", "main.ts");
+    const child = spawn(process.execPath, ["--import", "tsx", main], { env, cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    children.set(c, child);
+    for (const stream of [child.stdout, child.stderr]) createInterface({ input: stream }).on("line", (l) => onLine(c, l));
+    child.once("exit", (code, signal) => {
+      if (stopping) return;
+      onLine(c, `exited (${signal ?? code}); stopping the mesh`);
+      void mesh.stop().then(() => process.exitCode ?? (process.exitCode = 1));
+    });
+  }
+
+  const gatewayUrl = `${cfg.tlsCert ? "https" : "http"}://${cfg.host === "0.0.0.0" ? "127.0.0.1" : cfg.host}:${cfg.gatewayPort}`;
+  const mesh: Mesh = {
+    cfg,
+    apiKey,
+    children,
+    gatewayUrl,
+    async stop() {
+      stopping = true;
+      // Reverse order: the gateway stops taking requests before the services behind it go.
+      for (const c of [...COMPONENTS].reverse()) {
+        const child = children.get(c)!;
+        if (child.exitCode !== null || child.signalCode !== null) continue;
+        const exited = new Promise((r) => child.once("exit", r));
+        child.kill("SIGTERM");
+        const timer = setTimeout(() => child.kill("SIGKILL"), cfg.shutdownGraceMs + 2_000);
+        await exited;
+        clearTimeout(timer);
+      }
+    },
+  };
+  try {
+    await waitHealthy(gatewayUrl, 90_000, children);
+  } catch (err) {
+    await mesh.stop();
+    throw err;
+  }
+  return mesh;
+}
+
+async function waitHealthy(gatewayUrl: string, timeoutMs: number, children: Map<Component, ChildProcess>): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = "";
+  while (Date.now() < deadline) {
+    for (const [c, child] of children) if (child.exitCode !== null) throw new Error(`${c} exited with code ${child.exitCode} during start-up`);
+    try {
+      const res = await fetch(`${gatewayUrl}/health/detailed`);
+      last = await res.text();
+      const body = JSON.parse(last) as { services?: Record<string, { status: string }> };
+      // Ranking may legitimately be NOT_SERVING (no model yet); everything must at least answer.
+      if (body.services && Object.values(body.services).every((s) => s.status !== "UNREACHABLE")) return;
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`the mesh did not become healthy in ${timeoutMs} ms; last health: ${last}`);
+}
+
+export function banner(mesh: Mesh): string {
+  const { cfg } = mesh;
+  const lines = [
+    "",
+    "Glimpse is running (embedded default)",
+    `  gateway   ${mesh.gatewayUrl}   (Connect/gRPC-Web/REST; try ${mesh.gatewayUrl}/health/detailed)`,
+    `  ranking   grpc://${cfg.host}:${cfg.rankingPort}   metrics :${cfg.rankingMetricsPort}/metrics`,
+    `  training  grpc://${cfg.host}:${cfg.trainingPort}   metrics :${cfg.trainingMetricsPort}/metrics`,
+    `  data      grpc://${cfg.host}:${cfg.dataPort}   metrics :${cfg.dataMetricsPort}/metrics`,
+    `  store     ${cfg.minioEndpoint ? `MinIO ${cfg.minioEndpoint} bucket ${cfg.minioBucket}` : `filesystem ${resolve(cfg.dataDir, "store", cfg.minioBucket)}`}`,
+  ];
+  if (mesh.apiKey) lines.push(`  API key   ${mesh.apiKey}   (send "authorization: Bearer <key>" for mutating calls; kept in ${join(resolve(cfg.dataDir), "api-key")})`);
+  else if (cfg.apiKeys.length === 0) lines.push("  API key   none — GLIMPSE_ALLOW_OPEN=true, every RPC is open");
+  lines.push("");
+  return lines.join("\n");
+}

@@ -1,0 +1,71 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import { health } from "@glimpse/api";
+
+const { HealthCheckResponse_ServingStatus: Status, HealthCheckResponseSchema, Health } = health;
+export type ServingStatus = health.HealthCheckResponse_ServingStatus;
+export { Status as ServingStatus };
+
+/**
+ * The statuses grpc.health.v1 reports: "" for the whole server plus one per service.
+ * Watchers get every change; a Kubernetes probe or the gateway polls Check.
+ */
+export class HealthRegistry {
+  private readonly statuses = new Map<string, ServingStatus>();
+  private readonly listeners = new Set<() => void>();
+  /** The grpc.health.v1.Health descriptor, for reflection. */
+  readonly service = Health;
+
+  constructor(services: string[], initial: ServingStatus = Status.NOT_SERVING) {
+    this.statuses.set("", initial);
+    for (const s of services) this.statuses.set(s, initial);
+  }
+
+  set(service: string, status: ServingStatus): void {
+    if (this.statuses.get(service) === status) return;
+    this.statuses.set(service, status);
+    for (const l of this.listeners) l();
+  }
+
+  /** Sets the server and every service at once (start-up and shutdown). */
+  setAll(status: ServingStatus): void {
+    for (const s of this.statuses.keys()) this.set(s, status);
+  }
+
+  get(service: string): ServingStatus | undefined {
+    return this.statuses.get(service);
+  }
+
+  register(router: ConnectRouter): void {
+    router.service(Health, {
+      check: (req) => {
+        const status = this.get(req.service);
+        if (status === undefined) throw new ConnectError(`unknown service ${req.service}`, Code.NotFound);
+        return create(HealthCheckResponseSchema, { status });
+      },
+      watch: (req, ctx) => this.watch(req.service, ctx.signal),
+    });
+  }
+
+  private async *watch(service: string, signal: AbortSignal): AsyncGenerator<health.HealthCheckResponse> {
+    let last: ServingStatus | undefined;
+    let wake: (() => void) | undefined;
+    const listener = () => wake?.();
+    this.listeners.add(listener);
+    try {
+      while (!signal.aborted) {
+        const status = this.get(service) ?? Status.SERVICE_UNKNOWN;
+        if (status !== last) {
+          last = status;
+          yield create(HealthCheckResponseSchema, { status });
+        }
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          signal.addEventListener("abort", () => resolve(), { once: true });
+        });
+      }
+    } finally {
+      this.listeners.delete(listener);
+    }
+  }
+}

@@ -1,0 +1,141 @@
+import type { DescService } from "@bufbuild/protobuf";
+import type { ConnectRouter, Interceptor, ServiceImpl } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { unimplemented } from "@glimpse/api";
+import type { Logger } from "@glimpse/logging";
+import type { Server } from "node:http";
+import type { ApiKeys } from "./auth.js";
+import { HealthRegistry, ServingStatus } from "./health.js";
+import { listen, type Handler, type TlsFiles } from "./listen.js";
+import { Metrics } from "./metrics.js";
+import { observe } from "./interceptors.js";
+import { registerReflection } from "./reflection.js";
+
+export interface ServiceBinding {
+  service: DescService;
+  /** Methods left out answer UNIMPLEMENTED, naming `owner` (the work that will build them). */
+  impl: Partial<ServiceImpl<DescService>>;
+  owner?: string;
+}
+
+export interface GrpcServerOptions {
+  /** Component name for logs and metrics, e.g. "ranking". */
+  name: string;
+  host: string;
+  /** 0 picks a free port (tests). */
+  port: number;
+  services: ServiceBinding[];
+  logger: Logger;
+  apiKeys: ApiKeys;
+  tls?: TlsFiles | undefined;
+  /** Serve Prometheus /metrics over HTTP/1.1 on this port; undefined = none. */
+  metricsPort?: number | undefined;
+  /** Largest request message accepted (bytes). */
+  readMaxBytes?: number;
+  /** Mark every service SERVING once listening (default true). Ranking waits for its model. */
+  servingOnStart?: boolean;
+}
+
+export interface RunningServer {
+  port: number;
+  /** http(s)://host:port */
+  url: string;
+  health: HealthRegistry;
+  metrics: Metrics;
+  /** Drains: NOT_SERVING, stop accepting, let in-flight RPCs finish for up to graceMs. */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** Fills every method the implementation lacks with an UNIMPLEMENTED answer. */
+export function completeImpl(binding: ServiceBinding): ServiceImpl<DescService> {
+  const impl: Record<string, unknown> = { ...binding.impl };
+  for (const m of binding.service.methods) {
+    if (impl[m.localName]) continue;
+    const err = () => unimplemented(`${binding.service.typeName}/${m.name}`, binding.owner ?? "not built yet");
+    impl[m.localName] =
+      m.methodKind === "unary" || m.methodKind === "client_streaming"
+        ? () => {
+            throw err();
+          }
+        : // eslint-disable-next-line require-yield
+          async function* () {
+            throw err();
+          };
+  }
+  return impl as ServiceImpl<DescService>;
+}
+
+/** Routes shared by every Glimpse gRPC server: its services, health and reflection. */
+export function routesFor(bindings: ServiceBinding[], health: HealthRegistry): (router: ConnectRouter) => void {
+  return (router) => {
+    for (const b of bindings) router.service(b.service, completeImpl(b));
+    health.register(router);
+    registerReflection(router, [...bindings.map((b) => b.service), health.service]);
+  };
+}
+
+/**
+ * A Glimpse gRPC server (HTTP/2, optional TLS) with grpc.health.v1, server reflection,
+ * API-key auth, request ids, access logs and Prometheus metrics.
+ */
+export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningServer> {
+  const health = new HealthRegistry(opts.services.map((s) => s.service.typeName));
+  const metrics = new Metrics(opts.name);
+  const shutdown = new AbortController();
+  const interceptors: Interceptor[] = [observe(opts.logger, metrics), opts.apiKeys.interceptor()];
+  const handler = connectNodeAdapter({
+    routes: routesFor(opts.services, health),
+    interceptors,
+    grpc: true,
+    grpcWeb: false,
+    connect: true,
+    readMaxBytes: opts.readMaxBytes ?? 16 * 1024 * 1024,
+    shutdownSignal: shutdown.signal,
+  }) as Handler;
+  const listening = await listen({ host: opts.host, port: opts.port, handler, http1: false, tls: opts.tls });
+  let metricsServer: Server | undefined;
+  if (opts.metricsPort !== undefined) metricsServer = await metrics.listen(opts.host, opts.metricsPort);
+  if (opts.servingOnStart ?? true) health.setAll(ServingStatus.SERVING);
+  const url = `${opts.tls ? "https" : "http"}://${opts.host.includes(":") ? `[${opts.host}]` : opts.host}:${listening.port}`;
+  opts.logger.info({ url, services: opts.services.map((s) => s.service.typeName) }, "gRPC server listening");
+
+  let closing: Promise<void> | undefined;
+  return {
+    port: listening.port,
+    url,
+    health,
+    metrics,
+    close(graceMs = 10_000) {
+      closing ??= (async () => {
+        health.setAll(ServingStatus.NOT_SERVING);
+        // Long-lived streams (watches) would hold the drain open: end them when the grace period ends.
+        const timer = setTimeout(() => shutdown.abort(), Math.max(0, graceMs - 100));
+        timer.unref();
+        await listening.close(graceMs);
+        clearTimeout(timer);
+        shutdown.abort();
+        await new Promise<void>((resolve) => (metricsServer ? metricsServer.close(() => resolve()) : resolve()));
+      })();
+      return closing;
+    },
+  };
+}
+
+/** Closes `servers` on SIGTERM/SIGINT, then exits. */
+export function closeOnSignals(logger: Logger, close: () => Promise<void>): void {
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, "draining");
+    close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.once("SIGTERM", () => stop("SIGTERM"));
+  process.once("SIGINT", () => stop("SIGINT"));
+}

@@ -1,0 +1,49 @@
+import { bool, int, list, load, port, string, url, type ConfigOf } from "@glimpse/config";
+
+/**
+ * Every process of the mesh reads this one schema, so a key means the same thing
+ * everywhere and the README's table is generated from it (`npm run docs:config`).
+ */
+export const schema = {
+  host: string("GLIMPSE_HOST", "Address every server binds to (0.0.0.0 in containers).", { default: "127.0.0.1" }),
+  logLevel: string("GLIMPSE_LOG_LEVEL", "pino log level: trace, debug, info, warn, error.", { default: "info" }),
+  dataDir: string("GLIMPSE_DATA_DIR", "Folder for the embedded default's object store and run state.", { default: ".data" }),
+  minioEndpoint: url("MINIO_ENDPOINT", "MinIO/S3 endpoint, e.g. http://minio:9000. Set it to switch every service from the filesystem store to MinIO."),
+  minioAccessKey: string("MINIO_ACCESS_KEY", "MinIO access key.", { default: "" }),
+  minioSecretKey: string("MINIO_SECRET_KEY", "MinIO secret key.", { default: "", secret: true }),
+  minioBucket: string("MINIO_BUCKET", "Bucket (or folder under the data dir) holding datasets and models.", { default: "glimpse" }),
+  minioRegion: string("MINIO_REGION", "S3 region.", { default: "us-east-1" }),
+  apiKeys: list("GLIMPSE_API_KEYS", "Bearer API keys, comma separated, each `key` or `key:read`/`key:write`. Required for mutating RPCs when set.", { secret: true, default: [] }),
+  authReads: bool("GLIMPSE_AUTH_READS", "Also require a key for read-only RPCs (search, info).", false),
+  allowOpen: bool("GLIMPSE_ALLOW_OPEN", "Run without API keys (every RPC open). Off: the embedded default generates a key instead.", false),
+  tlsCert: string("GLIMPSE_TLS_CERT", "PEM certificate file: serve TLS on every gRPC and HTTP port."),
+  tlsKey: string("GLIMPSE_TLS_KEY", "PEM private key file for GLIMPSE_TLS_CERT."),
+  tlsCa: string("GLIMPSE_TLS_CA", "PEM CA bundle services trust when calling each other over TLS."),
+  rankingPort: port("GLIMPSE_RANKING_PORT", "Ranking gRPC port.", 50051),
+  trainingPort: port("GLIMPSE_TRAINING_PORT", "Training gRPC port.", 50052),
+  dataPort: port("GLIMPSE_DATA_PORT", "Data gRPC port.", 50053),
+  gatewayPort: port("GLIMPSE_GATEWAY_PORT", "Gateway HTTP port (Connect, gRPC-Web, REST, pages).", 8000),
+  rankingMetricsPort: port("GLIMPSE_RANKING_METRICS_PORT", "Ranking Prometheus /metrics port.", 9091),
+  trainingMetricsPort: port("GLIMPSE_TRAINING_METRICS_PORT", "Training Prometheus /metrics port.", 9092),
+  dataMetricsPort: port("GLIMPSE_DATA_METRICS_PORT", "Data Prometheus /metrics port.", 9093),
+  rankingUrl: url("GLIMPSE_RANKING_URL", "Where other processes reach Ranking.", { default: "http://127.0.0.1:50051" }),
+  trainingUrl: url("GLIMPSE_TRAINING_URL", "Where other processes reach Training.", { default: "http://127.0.0.1:50052" }),
+  dataUrl: url("GLIMPSE_DATA_URL", "Where other processes reach Data.", { default: "http://127.0.0.1:50053" }),
+  backendTimeoutMs: int("GLIMPSE_BACKEND_TIMEOUT_MS", "Deadline for service-to-service calls without one (ms).", { default: 30_000, min: 100 }),
+  corsOrigins: list("GLIMPSE_CORS_ORIGINS", "Origins allowed to call the gateway from browsers (`*` for any); empty = same origin only.", { default: [] }),
+  maxBodyBytes: int("GLIMPSE_MAX_BODY_BYTES", "Largest request body the gateway accepts (bytes).", { default: 16 * 1024 * 1024, min: 1024 }),
+  shutdownGraceMs: int("GLIMPSE_SHUTDOWN_GRACE_MS", "How long SIGTERM waits for in-flight RPCs (ms).", { default: 10_000, min: 0 }),
+};
+
+export type GlimpseConfig = ConfigOf<typeof schema>;
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): GlimpseConfig {
+  const cfg = load(schema, env);
+  if ((cfg.tlsCert === undefined) !== (cfg.tlsKey === undefined)) {
+    throw new Error("invalid configuration: GLIMPSE_TLS_CERT and GLIMPSE_TLS_KEY must be set together");
+  }
+  if (cfg.minioEndpoint && (!cfg.minioAccessKey || !cfg.minioSecretKey)) {
+    throw new Error("invalid configuration: MINIO_ENDPOINT needs MINIO_ACCESS_KEY and MINIO_SECRET_KEY");
+  }
+  return cfg;
+}

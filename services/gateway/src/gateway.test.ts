@@ -1,0 +1,170 @@
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
+import { createServer } from "node:net";
+import { promisify } from "node:util";
+import { fromBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcWebTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { data, rpcDetails, training } from "@glimpse/api";
+import type { RunningServer } from "@glimpse/rpc";
+import { TEST_READ_KEY, TEST_WRITE_KEY, testConfig } from "@glimpse/runtime/testing";
+import { build as buildData } from "@glimpse/data";
+import { build as buildRanking } from "@glimpse/ranking";
+import { build as buildTraining } from "@glimpse/training";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { build, type RunningGateway } from "./server.js";
+
+const run = promisify(execFile);
+const GRPCURL = new URL("../../../.tools/bin/grpcurl", import.meta.url).pathname;
+
+describe("gateway ↔ services over real sockets", () => {
+  const cfg = testConfig();
+  let services: RunningServer[] = [];
+  let gateway: RunningGateway;
+  let base: string;
+
+  beforeAll(async () => {
+    services = await Promise.all([buildRanking(cfg, { port: 0 }), buildTraining(cfg, { port: 0 }), buildData(cfg, { port: 0 })]);
+    const [r, t, d] = services as [RunningServer, RunningServer, RunningServer];
+    gateway = await build(cfg, {
+      port: 0,
+      targets: [
+        { name: "ranking", url: r.url },
+        { name: "training", url: t.url },
+        { name: "data", url: d.url },
+      ],
+    });
+    base = `http://127.0.0.1:${gateway.port}`;
+  });
+
+  afterAll(async () => {
+    await gateway?.close(100);
+    await Promise.all(services.map((s) => s.close(100)));
+  });
+
+  it("aggregates gRPC health of every service", async () => {
+    const res = await fetch(`${base}/health/detailed`);
+    const body = (await res.json()) as { services: Record<string, { status: string }> };
+    expect(Object.fromEntries(Object.entries(body.services).map(([k, v]) => [k, v.status]))).toEqual({
+      ranking: "SERVING",
+      training: "SERVING",
+      data: "SERVING",
+    });
+    expect((await fetch(`${base}/health`)).status).toBe(200);
+  });
+
+  it("relays Connect JSON, Connect binary over HTTP/2, gRPC-Web and gRPC to each service", async () => {
+    // A Connect JSON call as curl would make it.
+    const res = await fetch(`${base}/glimpse.training.v1.TrainingService/ListTrainingRuns`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{}",
+    });
+    expect(res.status).toBe(501);
+    const err = (await res.json()) as { code: string; message: string };
+    expect(err.code).toBe("unimplemented");
+    expect(err.message).toContain("TrainingService/ListTrainingRuns");
+
+    for (const transport of [
+      createConnectTransport({ baseUrl: base, httpVersion: "2" }),
+      createGrpcWebTransport({ baseUrl: base, httpVersion: "1.1" }),
+      createGrpcTransport({ baseUrl: base }),
+    ]) {
+      const client = createClient(data.DataService, transport);
+      const e = await client.listDatasetVersions({}).catch((x: unknown) => ConnectError.from(x));
+      expect(e).toBeInstanceOf(ConnectError);
+      expect((e as ConnectError).code).toBe(Code.Unimplemented);
+    }
+  });
+
+  it("requires a write key for mutating RPCs and accepts reads without one", async () => {
+    const client = createClient(training.TrainingService, createConnectTransport({ baseUrl: base, httpVersion: "1.1" }));
+    const call = (key?: string) =>
+      client.startTraining({}, key ? { headers: { authorization: `Bearer ${key}` } } : {}).catch((x: unknown) => ConnectError.from(x));
+    expect(((await call()) as ConnectError).code).toBe(Code.Unauthenticated);
+    expect(((await call("wrong")) as ConnectError).code).toBe(Code.Unauthenticated);
+    expect(((await call(TEST_READ_KEY)) as ConnectError).code).toBe(Code.PermissionDenied);
+    // Past auth the call reaches the service (which has not built it yet).
+    expect(((await call(TEST_WRITE_KEY)) as ConnectError).code).toBe(Code.Unimplemented);
+    // REST: the same rules and HTTP statuses.
+    const rest = await fetch(`${base}/training/start`, { method: "POST", body: JSON.stringify({ epochs: 3 }) });
+    expect(rest.status).toBe(401);
+    const read = await fetch(`${base}/training/status`);
+    expect(read.status).toBe(501);
+  });
+
+  it("answers bad REST input with INVALID_ARGUMENT and field violations", async () => {
+    const res = await fetch(`${base}/inference/text-to-image`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ query: "a dog", top_k: "many" }),
+    });
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { code: string; details: { type: string; value: string; debug: unknown }[] };
+    expect(body.code).toBe("invalid_argument");
+    const detail = body.details.find((d) => d.type === "google.rpc.BadRequest")!;
+    const bad = fromBinary(rpcDetails.BadRequestSchema, Buffer.from(detail.value, "base64"));
+    expect(bad.fieldViolations[0]!.field).toBe("top_k");
+
+    const notJson = await fetch(`${base}/inference/text-to-image`, { method: "POST", body: "{nope" });
+    expect(notJson.status).toBe(400);
+    const wrongMethod = await fetch(`${base}/inference/text-to-image`);
+    expect(wrongMethod.status).toBe(405);
+  });
+
+  it("refuses bodies over the size limit", async () => {
+    const small = testConfig({ GLIMPSE_MAX_BODY_BYTES: "2048" });
+    const gw = await build(small, { port: 0, targets: [{ name: "ranking", url: services[0]!.url }, { name: "training", url: services[1]!.url }, { name: "data", url: services[2]!.url }] });
+    try {
+      const res = await fetch(`http://127.0.0.1:${gw.port}/inference/text-to-image`, { method: "POST", body: JSON.stringify({ query: "x".repeat(5000) }) });
+      expect(res.status).toBe(429); // resource_exhausted
+      expect(((await res.json()) as { code: string }).code).toBe("resource_exhausted");
+    } finally {
+      await gw.close(100);
+    }
+  });
+
+  it("answers UNAVAILABLE (503) quickly when a backend is down", async () => {
+    const port = await freePort();
+    const gw = await build(cfg, {
+      port: 0,
+      targets: [{ name: "ranking", url: `http://127.0.0.1:${port}` }, { name: "training", url: services[1]!.url }, { name: "data", url: services[2]!.url }],
+    });
+    try {
+      const start = Date.now();
+      const res = await fetch(`http://127.0.0.1:${gw.port}/model/info`);
+      expect(res.status).toBe(503);
+      expect(((await res.json()) as { code: string }).code).toBe("unavailable");
+      expect(Date.now() - start).toBeLessThan(5_000);
+      const health = await fetch(`http://127.0.0.1:${gw.port}/health/detailed`);
+      expect(health.status).toBe(503);
+      expect(((await health.json()) as { services: { ranking: { status: string } } }).services.ranking.status).toBe("UNREACHABLE");
+    } finally {
+      await gw.close(100);
+    }
+  });
+
+  it("lists services through gRPC reflection with grpcurl, on a service and on the gateway", async () => {
+    expect(existsSync(GRPCURL), "grpcurl missing: run scripts/install-tools.sh").toBe(true);
+    const host = (url: string) => url.replace(/^http:\/\//, "");
+    const { stdout } = await run(GRPCURL, ["-plaintext", host(services[0]!.url), "list"]);
+    expect(stdout.split("\n")).toContain("glimpse.ranking.v1.RankingService");
+    expect(stdout.split("\n")).toContain("grpc.health.v1.Health");
+    const described = await run(GRPCURL, ["-plaintext", host(services[0]!.url), "describe", "glimpse.ranking.v1.SearchImagesRequest"]);
+    expect(described.stdout).toContain("top_k");
+    const viaGateway = await run(GRPCURL, ["-plaintext", `127.0.0.1:${gateway.port}`, "list"]);
+    expect(viaGateway.stdout).toContain("glimpse.data.v1.DataService");
+    const check = await run(GRPCURL, ["-plaintext", "-d", '{"service":"glimpse.data.v1.DataService"}', host(services[2]!.url), "grpc.health.v1.Health/Check"]);
+    expect(check.stdout).toContain("SERVING");
+  });
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
