@@ -11,9 +11,16 @@ switch (command) {
   case "up": {
     const mesh = await startMesh();
     process.stdout.write(banner(mesh) + "\n");
-    const stop = () => void mesh.stop().then(() => process.exit(0));
-    process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
+    // `on`, not `once`: npm/tsx wrappers forward the same signal again, and a second
+    // SIGTERM with no handler would kill this process before it has stopped its children.
+    let stopping = false;
+    const stop = () => {
+      if (stopping) return;
+      stopping = true;
+      void mesh.stop().then(() => process.exit(0));
+    };
+    process.on("SIGINT", stop);
+    process.on("SIGTERM", stop);
     break;
   }
   default:

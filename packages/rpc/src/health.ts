@@ -58,6 +58,7 @@ export class HealthRegistry {
         if (status !== last) {
           last = status;
           yield create(HealthCheckResponseSchema, { status });
+          continue; // the status may have changed while the consumer held the message
         }
         await new Promise<void>((resolve) => {
           wake = resolve;

@@ -136,6 +136,9 @@ export function closeOnSignals(logger: Logger, close: () => Promise<void>): void
       },
     );
   };
-  process.once("SIGTERM", () => stop("SIGTERM"));
-  process.once("SIGINT", () => stop("SIGINT"));
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+  // Started by the embedded launcher: if it dies (even by SIGKILL), the IPC channel closes
+  // and this process drains instead of living on as an orphan holding its port.
+  if (process.connected) process.on("disconnect", () => stop("parent exited"));
 }
