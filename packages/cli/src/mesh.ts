@@ -61,7 +61,7 @@ export async function startMesh(opts: MeshOptions = {}): Promise<Mesh> {
     const main = join(ROOT, "services", c, "src", "main.ts");
     const child = spawn(process.execPath, ["--import", "tsx", main], { env, cwd: ROOT, stdio: ["ignore", "pipe", "pipe", "ipc"] });
     children.set(c, child);
-    for (const stream of [child.stdout, child.stderr]) createInterface({ input: stream }).on("line", (l) => onLine(c, l));
+    for (const stream of [child.stdout, child.stderr]) if (stream) createInterface({ input: stream }).on("line", (l) => onLine(c, l));
     child.once("exit", (code, signal) => {
       if (stopping) return;
       onLine(c, `exited (${signal ?? code}); stopping the mesh`);

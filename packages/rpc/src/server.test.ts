@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import { ApiKeys } from "./auth.js";
 import { grpcClient } from "./client.js";
 import { HealthRegistry, ServingStatus } from "./health.js";
-import { routesFor, startGrpcServer } from "./server.js";
+import { bind, routesFor, startGrpcServer } from "./server.js";
 
 const logger = createLogger("test", "silent");
 
@@ -21,7 +21,7 @@ async function freePort(): Promise<number> {
 describe("routes (in-memory transport)", () => {
   const healthRegistry = new HealthRegistry([data.DataService.typeName]);
   const transport = createRouterTransport(
-    routesFor([{ service: data.DataService, impl: { getDatasetInfo: () => create(data.GetDatasetInfoResponseSchema, {}) }, owner: "issue #3" }], healthRegistry),
+    routesFor([bind(data.DataService, { getDatasetInfo: () => create(data.GetDatasetInfoResponseSchema, {}) }, "issue #3")], healthRegistry),
     { router: { interceptors: [new ApiKeys(["w:write", "r:read"]).interceptor()] } },
   );
 
@@ -49,7 +49,7 @@ describe("routes (in-memory transport)", () => {
   });
 
   it("locks reads too when configured", async () => {
-    const locked = createRouterTransport(routesFor([{ service: data.DataService, impl: {} }], new HealthRegistry([])), {
+    const locked = createRouterTransport(routesFor([bind(data.DataService, {})], new HealthRegistry([])), {
       router: { interceptors: [new ApiKeys(["r:read"], true).interceptor()] },
     });
     const client = createClient(data.DataService, locked);
@@ -108,16 +108,13 @@ describe("gRPC server over a real socket", () => {
       logger,
       apiKeys: new ApiKeys([]),
       services: [
-        {
-          service: training.TrainingService,
-          impl: {
-            async listTrainingRuns() {
-              release();
-              await new Promise((r) => setTimeout(r, 400));
-              return create(training.ListTrainingRunsResponseSchema, { nextPageToken: "done" });
-            },
+        bind(training.TrainingService, {
+          async listTrainingRuns() {
+            release();
+            await new Promise((r) => setTimeout(r, 400));
+            return create(training.ListTrainingRunsResponseSchema, { nextPageToken: "done" });
           },
-        },
+        }),
       ],
     });
     const client = grpcClient(training.TrainingService, server.url, { attempts: 1 });
@@ -132,7 +129,7 @@ describe("gRPC server over a real socket", () => {
 
   it("retries idempotent calls while a backend comes up", async () => {
     // Pick a port, then start the server on it shortly after the first attempt fails.
-    const services = [{ service: data.DataService, impl: { getDatasetInfo: () => create(data.GetDatasetInfoResponseSchema, {}) } }];
+    const services = [bind(data.DataService, { getDatasetInfo: () => create(data.GetDatasetInfoResponseSchema, {}) })];
     const probe = await startGrpcServer({ name: "p", host: "127.0.0.1", port: 0, logger, apiKeys: new ApiKeys([]), services });
     const port = probe.port;
     await probe.close(0);

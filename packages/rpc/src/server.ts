@@ -18,6 +18,11 @@ export interface ServiceBinding {
   owner?: string;
 }
 
+/** A typed binding: the implementation is checked against the service's methods. */
+export function bind<S extends DescService>(service: S, impl: Partial<ServiceImpl<S>>, owner?: string): ServiceBinding {
+  return { service, impl: impl as Partial<ServiceImpl<DescService>>, ...(owner === undefined ? {} : { owner }) };
+}
+
 export interface GrpcServerOptions {
   /** Component name for logs and metrics, e.g. "ranking". */
   name: string;

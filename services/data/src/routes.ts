@@ -1,7 +1,7 @@
 import { data } from "@glimpse/api";
-import type { ServiceBinding } from "@glimpse/rpc";
+import { bind, type ServiceBinding } from "@glimpse/rpc";
 
 /** The Data service's RPCs. Those not built yet answer UNIMPLEMENTED naming their owner. */
 export function dataBinding(): ServiceBinding {
-  return { service: data.DataService, impl: {}, owner: "the data pipeline issue (#3)" };
+  return bind(data.DataService, {}, "the data pipeline issue (#3)");
 }

@@ -1,7 +1,7 @@
 import { ranking } from "@glimpse/api";
-import type { ServiceBinding } from "@glimpse/rpc";
+import { bind, type ServiceBinding } from "@glimpse/rpc";
 
 /** The Ranking service's RPCs. Those not built yet answer UNIMPLEMENTED naming their owner. */
 export function rankingBinding(): ServiceBinding {
-  return { service: ranking.RankingService, impl: {}, owner: "the serving issue (#5)" };
+  return bind(ranking.RankingService, {}, "the serving issue (#5)");
 }
