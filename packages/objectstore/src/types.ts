@@ -52,9 +52,17 @@ export interface ObjectStore {
   readonly location: string;
   /** Creates the bucket/folder if needed. Idempotent. */
   init(): Promise<void>;
-  /** Stores an object; streams are never fully buffered in memory. */
+  /**
+   * Stores an object; streams are never fully buffered in memory. A Readable body is consumed,
+   * and destroyed if the put fails (a source error fails the put and leaves no object behind).
+   * Throws PreconditionFailedError (ifNoneMatch/ifMatch), InvalidKeyError.
+   */
   put(key: string, body: Body, options?: PutOptions): Promise<ObjectInfo>;
-  /** Streams an object (optionally a byte range, inclusive end). Throws ObjectNotFoundError. */
+  /**
+   * Streams an object (optionally a byte range, inclusive end; an end past the object is clamped).
+   * Throws ObjectNotFoundError; RangeError for a malformed range or one starting past the end
+   * (`{ start: 0 }` alone always means the whole object, even an empty one).
+   */
   get(key: string, range?: { start: number; end?: number }): Promise<Readable>;
   /** Reads a whole object into memory. Throws ObjectNotFoundError. */
   getBuffer(key: string): Promise<Buffer>;
@@ -62,7 +70,7 @@ export interface ObjectStore {
   stat(key: string): Promise<ObjectInfo | undefined>;
   /** Every object under a prefix, in key order, following pages as needed. */
   list(prefix: string, options?: ListOptions): AsyncIterable<ObjectInfo>;
-  /** One page of a listing. */
+  /** One page of a listing. Throws RangeError for a bad pageSize, Error for a foreign pageToken. */
   listPage(prefix: string, options?: ListPageOptions): Promise<ListPage>;
   /** Removes an object; missing keys are not an error. */
   delete(key: string): Promise<void>;
