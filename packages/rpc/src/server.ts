@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter, Interceptor, ServiceImpl } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -87,6 +88,8 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningS
   const health = new HealthRegistry(opts.services.map((s) => s.service.typeName));
   const metrics = new Metrics(opts.name);
   const shutdown = new AbortController();
+  // Every in-flight call listens on the shutdown signal; 32 concurrent calls are normal.
+  setMaxListeners(0, shutdown.signal);
   const interceptors: Interceptor[] = [observe(opts.logger, metrics), opts.apiKeys.interceptor()];
   const handler = connectNodeAdapter({
     routes: routesFor(opts.services, health),

@@ -1,4 +1,4 @@
-import { bool, int, list, load, port, string, url, type ConfigOf } from "@glimpse/config";
+import { bool, int, list, load, oneOf, port, string, url, type ConfigOf } from "@glimpse/config";
 
 /**
  * Every process of the mesh reads this one schema, so a key means the same thing
@@ -33,6 +33,17 @@ export const schema = {
   corsOrigins: list("GLIMPSE_CORS_ORIGINS", "Origins allowed to call the gateway from browsers (`*` for any); empty = same origin only.", { default: [] }),
   maxBodyBytes: int("GLIMPSE_MAX_BODY_BYTES", "Largest request body the gateway accepts (bytes).", { default: 16 * 1024 * 1024, min: 1024 }),
   shutdownGraceMs: int("GLIMPSE_SHUTDOWN_GRACE_MS", "How long SIGTERM waits for in-flight RPCs (ms).", { default: 10_000, min: 0 }),
+
+  // ---- Ranking (serving): model registry, gallery index, inference --------------------------
+  rankingDataset: string("GLIMPSE_RANKING_DATASET", "Dataset whose latest version is the serving gallery; the demo gallery until it is published.", { default: "flickr8k" }),
+  rankingDemoDir: string("GLIMPSE_RANKING_DEMO_DIR", "Demo pack folder seeded into an empty store (default: the repository's demo/)."),
+  rankingSeedDemo: bool("GLIMPSE_RANKING_SEED_DEMO", "Seed the demo model and gallery when the registry has no production model.", true),
+  rankingExecutionProvider: oneOf("GLIMPSE_RANKING_EXECUTION_PROVIDER", "onnxruntime execution provider: cpu, or cuda (falls back to cpu when CUDA is missing).", ["cpu", "cuda"], "cpu"),
+  rankingIntraOpThreads: int("GLIMPSE_RANKING_INTRA_OP_THREADS", "onnxruntime intra-op threads per session (0 = one per core).", { default: 0, min: 0 }),
+  rankingInterOpThreads: int("GLIMPSE_RANKING_INTER_OP_THREADS", "onnxruntime inter-op threads per session.", { default: 1, min: 1 }),
+  rankingIndexKind: oneOf("GLIMPSE_RANKING_INDEX_KIND", "Gallery index: exact (brute-force top-k) or hnsw (approximate, for very large galleries).", ["exact", "hnsw"], "exact"),
+  rankingMaxBatch: int("GLIMPSE_RANKING_MAX_BATCH", "Most concurrent queries micro-batched into one encoder run (1 = no batching).", { default: 32, min: 1, max: 256 }),
+  rankingPollMs: int("GLIMPSE_RANKING_POLL_MS", "How often Ranking checks the production alias and the gallery's latest dataset version (ms).", { default: 5_000, min: 100 }),
 };
 
 export type GlimpseConfig = ConfigOf<typeof schema>;

@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { cors as connectCors } from "@connectrpc/connect";
@@ -49,6 +50,8 @@ export async function build(cfg: GlimpseConfig, opts: GatewayOptions = {}): Prom
   const metrics = new Metrics("gateway");
   const apiKeys = apiKeysFromConfig(cfg);
   const shutdown = new AbortController();
+  // Every in-flight call listens on the shutdown signal; 32 concurrent calls are normal.
+  setMaxListeners(0, shutdown.signal);
 
   const connect = connectNodeAdapter({
     routes: routesFor(bindings, health),
