@@ -19,6 +19,7 @@ mkdir -p "$BIN"
 TOOLS=(
   "minio|github.com/minio/minio|github.com/minio/minio|v0.0.0-20260212201848-7aac2a2c5b7c|"
   "grpcurl|github.com/fullstorydev/grpcurl|github.com/fullstorydev/grpcurl/cmd/grpcurl|v1.9.4|-X main.version=v1.9.4"
+  "helm|helm.sh/helm/v3|helm.sh/helm/v3/cmd/helm|v3.22.0|-X helm.sh/helm/v3/internal/version.version=v3.22.0"
 )
 
 command -v go >/dev/null || { echo "install-tools: 'go' not found on PATH (need Go >= 1.24)" >&2; exit 1; }

@@ -8,6 +8,7 @@ import { createLogger, REQUEST_ID_HEADER, type Logger } from "@glimpse/logging";
 import { HealthRegistry, Metrics, ServingStatus, listen, observe, routesFor, type Handler } from "@glimpse/rpc";
 import { apiKeysFromConfig, caFromConfig, tlsFromConfig, type GlimpseConfig } from "@glimpse/runtime";
 import { checkBackends, connectBackends, type Backend, type BackendTarget } from "./backends.js";
+import { pagesRoute } from "./pages/index.js";
 import { proxyBinding } from "./proxy.js";
 import { handleRest, sendJson } from "./rest.js";
 
@@ -63,6 +64,7 @@ export async function build(cfg: GlimpseConfig, opts: GatewayOptions = {}): Prom
 
   const corsAllowed = (origin: string | undefined) => origin !== undefined && (cfg.corsOrigins.includes("*") || cfg.corsOrigins.includes(origin));
   const restCtx = { backends: byName, maxBodyBytes: cfg.maxBodyBytes, timeoutMs: cfg.backendTimeoutMs };
+  const pages = pagesRoute({ demoDir: cfg.rankingDemoDir });
 
   const handler: Handler = (req, res) => {
     const url = new URL(req.url ?? "/", "http://gateway");
@@ -89,6 +91,11 @@ export async function build(cfg: GlimpseConfig, opts: GatewayOptions = {}): Prom
   };
 
   const route = async (req: Req, res: Res, url: URL): Promise<void> => {
+    if (url.pathname === "/healthz") {
+      // Liveness of the gateway process itself (Kubernetes probes); /health covers the mesh.
+      sendJson(res, 200, { status: "ok" });
+      return;
+    }
     if (url.pathname === "/health" || url.pathname === "/health/detailed") {
       const services = await checkBackends(backends);
       const ok = Object.values(services).every((s) => s.status === "SERVING");
@@ -104,6 +111,8 @@ export async function build(cfg: GlimpseConfig, opts: GatewayOptions = {}): Prom
     }
     if (await handleRest(req, res, url, restCtx)) return;
     for (const extra of opts.routes ?? []) if (await extra(req, res, url, byName)) return;
+    // The search page and the demo pack's images (services/gateway/src/pages).
+    if (await pages(req, res, url)) return;
     connect(req, res);
   };
 

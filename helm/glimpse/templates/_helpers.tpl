@@ -1,0 +1,55 @@
+{{/* Chart name. */}}
+{{- define "glimpse.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: release-chart, unless overridden. */}}
+{{- define "glimpse.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Common labels. */}}
+{{- define "glimpse.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "glimpse.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: glimpse
+{{- end }}
+
+{{/* Selector labels of one component: (dict "ctx" $ "component" "ranking"). */}}
+{{- define "glimpse.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "glimpse.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "glimpse.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
+
+{{- define "glimpse.apiKeySecret" -}}
+{{ .Values.auth.existingSecret | default (printf "%s-api-keys" (include "glimpse.fullname" .)) }}
+{{- end }}
+
+{{- define "glimpse.storeSecret" -}}
+{{ .Values.objectStore.existingSecret | default (printf "%s-object-store" (include "glimpse.fullname" .)) }}
+{{- end }}
+
+{{- define "glimpse.storeEndpoint" -}}
+{{- if .Values.objectStore.endpoint }}{{ .Values.objectStore.endpoint }}{{ else }}http://{{ include "glimpse.fullname" . }}-minio:9000{{ end }}
+{{- end }}
+
+{{- define "glimpse.scheme" -}}
+{{ if .Values.tls.enabled }}https{{ else }}http{{ end }}
+{{- end }}
