@@ -3,7 +3,8 @@ import { banner, startMesh } from "./mesh.js";
 const USAGE = `usage: glimpse <command>
 
 commands:
-  up          run the whole mesh on this machine (the embedded default)
+  up                  run the whole mesh on this machine (the embedded default)
+  pipeline <step> …   run the dataset pipeline or one step (see: glimpse pipeline --help)
 `;
 
 const [command] = process.argv.slice(2);
@@ -21,6 +22,11 @@ switch (command) {
     };
     process.on("SIGINT", stop);
     process.on("SIGTERM", stop);
+    break;
+  }
+  case "pipeline": {
+    const { main } = await import("@glimpse/pipeline/cli");
+    process.exit(await main(process.argv.slice(3)));
     break;
   }
   default:

@@ -43,7 +43,26 @@ export const schema = {
   rankingInterOpThreads: int("GLIMPSE_RANKING_INTER_OP_THREADS", "onnxruntime inter-op threads per session.", { default: 1, min: 1 }),
   rankingIndexKind: oneOf("GLIMPSE_RANKING_INDEX_KIND", "Gallery index: exact (brute-force top-k) or hnsw (approximate, for very large galleries).", ["exact", "hnsw"], "exact"),
   rankingMaxBatch: int("GLIMPSE_RANKING_MAX_BATCH", "Most concurrent queries micro-batched into one encoder run (1 = no batching).", { default: 32, min: 1, max: 256 }),
+  rankingModelVersion: string("GLIMPSE_RANKING_MODEL_VERSION", "Serve this registry version instead of the production alias (canaries, benchmarks); empty = follow the alias."),
   rankingPollMs: int("GLIMPSE_RANKING_POLL_MS", "How often Ranking checks the production alias and the gallery's latest dataset version (ms).", { default: 5_000, min: 100 }),
+
+  // ---- Data: where pipeline runs execute -------------------------------------------------------
+  pipelineExecutor: oneOf("GLIMPSE_PIPELINE_EXECUTOR", "Where pipeline runs execute: local (inside the Data service) or argo (an Argo Workflow from the argo/ WorkflowTemplate).", ["local", "argo"], "local"),
+  argoNamespace: string("GLIMPSE_ARGO_NAMESPACE", "Argo executor: namespace of the WorkflowTemplate and the Workflows.", { default: "default" }),
+  argoTemplate: string("GLIMPSE_ARGO_TEMPLATE", "Argo executor: the WorkflowTemplate to run.", { default: "glimpse-dataset-pipeline" }),
+  argoImage: string("GLIMPSE_ARGO_IMAGE", "Argo executor: the image the pipeline steps run (the project image)."),
+  argoSyncUrl: string("GLIMPSE_ARGO_SYNC_URL", "Argo executor: URL the workflow's sync step POSTs the published version to (the gateway's /data/register)."),
+
+  // ---- Training: where runs execute (local processes or Kubernetes Jobs) ---------------------
+  trainingExecutor: oneOf("GLIMPSE_TRAINING_EXECUTOR", "Where training runs: local (a child process of the Training service) or kubernetes (a Job per run).", ["local", "kubernetes"], "local"),
+  trainerCommand: string("GLIMPSE_TRAINER_COMMAND", "Local executor: the trainer command, run in the repository root; the service appends run, store and dataset flags (the config goes in GLIMPSE_TRAIN_CONFIG). Flags given here override the request's config.", { default: "uv run --frozen --project model python -m glimpse_model.train" }),
+  trainerExportCommand: string("GLIMPSE_TRAINER_EXPORT_COMMAND", "Local executor: the export command run after a successful training run (ONNX export + registration under models/).", { default: "uv run --frozen --project model python -m glimpse_model.export" }),
+  trainingPretrainedDir: string("GLIMPSE_PRETRAINED_DIR", "MobileNetV1 TF.js weights folder passed to the trainer (--pretrained-dir). Local default: ../shared/pretrained beside the repository when it exists; Kubernetes: only when set (a path inside the Job's pod)."),
+  trainingWorkDir: string("GLIMPSE_TRAINING_WORK_DIR", "Local executor: run folders (checkpoints, events) and the feature cache; default <GLIMPSE_DATA_DIR>/training."),
+  trainingStopGraceMs: int("GLIMPSE_TRAINING_STOP_GRACE_MS", "StopTraining: how long the trainer gets after SIGTERM before SIGKILL (ms).", { default: 10_000, min: 0 }),
+  trainingJobTemplate: string("GLIMPSE_TRAINING_JOB_TEMPLATE", "Kubernetes executor: the batch/v1 Job template file (the chart mounts it from a ConfigMap).", { default: "/etc/glimpse/training-job.yaml" }),
+  trainingNamespace: string("GLIMPSE_TRAINING_NAMESPACE", "Kubernetes executor: namespace for training Jobs; default the service account's namespace."),
+  trainingPollMs: int("GLIMPSE_TRAINING_POLL_MS", "Kubernetes executor: how often progress events are read from the object store and the Job's status is checked (ms).", { default: 5_000, min: 100 }),
 };
 
 export type GlimpseConfig = ConfigOf<typeof schema>;

@@ -1,7 +1,29 @@
+import { join } from "node:path";
 import { data } from "@glimpse/api";
+import type { Logger } from "@glimpse/logging";
+import type { ObjectStore } from "@glimpse/objectstore";
 import { bind, type ServiceBinding } from "@glimpse/rpc";
+import { DatasetCatalog } from "./catalog.js";
+import type { ArgoClient } from "./argo.js";
+import { PipelineRuns } from "./runs.js";
+import { dataService, syncHook } from "./service.js";
 
-/** The Data service's RPCs. Those not built yet answer UNIMPLEMENTED naming their owner. */
-export function dataBinding(): ServiceBinding {
-  return bind(data.DataService, {}, "the data pipeline issue (#3)");
+export interface DataDeps {
+  store: ObjectStore;
+  logger: Logger;
+  /** Folder for local pipeline runs' work dirs. */
+  workRoot: string;
+  /** Submit runs as Argo Workflows (GLIMPSE_PIPELINE_EXECUTOR=argo). */
+  argo?: ArgoClient | undefined;
 }
+
+/** The Data service: published dataset versions, samples, images and pipeline runs. */
+export async function dataBinding(deps: DataDeps): Promise<ServiceBinding> {
+  await deps.store.init();
+  const catalog = new DatasetCatalog(deps.store);
+  const runs = new PipelineRuns({ store: deps.store, logger: deps.logger, workRoot: deps.workRoot, register: syncHook(deps.store, catalog), argo: deps.argo });
+  await runs.init();
+  return bind(data.DataService, dataService(deps.store, catalog, runs));
+}
+
+export const defaultWorkRoot = (dataDir: string) => join(dataDir, "pipeline");

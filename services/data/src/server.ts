@@ -1,7 +1,9 @@
+import { createLogger, type Logger } from "@glimpse/logging";
+import type { ObjectStore } from "@glimpse/objectstore";
 import type { RunningServer } from "@glimpse/rpc";
-import { serve, type GlimpseConfig } from "@glimpse/runtime";
-import type { Logger } from "@glimpse/logging";
-import { dataBinding } from "./routes.js";
+import { serve, storeFromConfig, type GlimpseConfig } from "@glimpse/runtime";
+import { ArgoClient } from "./argo.js";
+import { dataBinding, defaultWorkRoot } from "./routes.js";
 
 export interface BuildOptions {
   /** Overrides the configured port; 0 picks a free one (tests). */
@@ -9,16 +11,31 @@ export interface BuildOptions {
   /** Overrides the configured metrics port; undefined in tests means none. */
   metricsPort?: number | undefined;
   logger?: Logger;
+  store?: ObjectStore;
 }
 
 /** The Data gRPC server, listening. */
 export async function build(cfg: GlimpseConfig, opts: BuildOptions = {}): Promise<RunningServer> {
+  const logger = opts.logger ?? createLogger("data", cfg.logLevel);
+  const store = opts.store ?? storeFromConfig(cfg);
+  const argo =
+    cfg.pipelineExecutor === "argo"
+      ? ArgoClient.fromCluster({
+          namespace: cfg.argoNamespace,
+          template: cfg.argoTemplate,
+          bucket: cfg.minioBucket,
+          minioEndpoint: cfg.minioEndpoint,
+          image: cfg.argoImage,
+          syncUrl: cfg.argoSyncUrl,
+        })
+      : undefined;
+  const binding = await dataBinding({ store, logger, workRoot: defaultWorkRoot(cfg.dataDir), argo });
   return serve({
     name: "data",
     cfg,
-    bindings: [dataBinding()],
+    bindings: [binding],
     port: opts.port ?? cfg.dataPort,
     metricsPort: "port" in opts ? opts.metricsPort : cfg.dataMetricsPort,
-    ...(opts.logger ? { logger: opts.logger } : {}),
+    logger,
   });
 }

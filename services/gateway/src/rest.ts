@@ -43,6 +43,10 @@ export const REST_ROUTES: RestRoute[] = [
   { method: "GET", path: "/data/samples", service: "data", rpc: "ListSamples", shape: splitName },
   { method: "POST", path: "/data/download", service: "data", rpc: "StartPipelineRun", shape: (i) => ("params" in i ? i : { params: i }) },
   { method: "GET", path: "/data/runs", service: "data", rpc: "ListPipelineRuns" },
+  { method: "GET", path: "/data/run", service: "data", rpc: "GetPipelineRun" },
+  { method: "POST", path: "/data/cancel", service: "data", rpc: "CancelPipelineRun" },
+  // The pipeline's sync hook (Argo's sync step) POSTs the published version here.
+  { method: "POST", path: "/data/register", service: "data", rpc: "RegisterDatasetVersion", shape: (i) => ({ dataset: i["dataset"], version: i["version"], ...(i["mark_latest"] === undefined ? {} : { mark_latest: i["mark_latest"] }) }) },
   { method: "GET", path: "/demo/queries", service: "ranking", rpc: "ListDemoQueries" },
   { method: "GET", path: "/demo/search", service: "ranking", rpc: "DemoSearch" },
 ];

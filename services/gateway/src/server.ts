@@ -10,6 +10,7 @@ import { apiKeysFromConfig, caFromConfig, tlsFromConfig, type GlimpseConfig } fr
 import { checkBackends, connectBackends, type Backend, type BackendTarget } from "./backends.js";
 import { pagesRoute } from "./pages/index.js";
 import { proxyBinding } from "./proxy.js";
+import { imageRoute } from "./images.js";
 import { handleRest, sendJson } from "./rest.js";
 
 type Req = IncomingMessage | Http2ServerRequest;
@@ -110,7 +111,7 @@ export async function build(cfg: GlimpseConfig, opts: GatewayOptions = {}): Prom
       return;
     }
     if (await handleRest(req, res, url, restCtx)) return;
-    for (const extra of opts.routes ?? []) if (await extra(req, res, url, byName)) return;
+    for (const extra of [imageRoute, ...(opts.routes ?? [])]) if (await extra(req, res, url, byName)) return;
     // The search page and the demo pack's images (services/gateway/src/pages).
     if (await pages(req, res, url)) return;
     connect(req, res);

@@ -1,0 +1,54 @@
+import sharp, { type Sharp } from "sharp";
+import { describe, expect, it } from "vitest";
+import { IMAGE_FORMAT, decodeImage, normalizeImage } from "./images.js";
+
+async function twoTone(w: number, h: number): Promise<Sharp> {
+  const left = await sharp({ create: { width: w / 2, height: h, channels: 3, background: { r: 255, g: 0, b: 0 } } }).png().toBuffer();
+  return sharp({ create: { width: w, height: h, channels: 3, background: { r: 0, g: 0, b: 255 } } }).composite([{ input: left, left: 0, top: 0 }]);
+}
+
+async function pixel(jpeg: Buffer, x: number, y: number): Promise<number[]> {
+  const { data, info } = await sharp(jpeg).raw().toBuffer({ resolveWithObject: true });
+  const i = (y * info.width + x) * info.channels;
+  return [data[i] as number, data[i + 1] as number, data[i + 2] as number];
+}
+
+describe("image normalisation", () => {
+  it("squashes to 224x224 sRGB JPEG without metadata, deterministically", async () => {
+    const input = await (await twoTone(300, 120)).ensureAlpha(0.5).withMetadata({ exif: { IFD0: { Copyright: "someone" } } }).png().toBuffer();
+    const a = await normalizeImage(input);
+    const b = await normalizeImage(input);
+    expect(a.data.equals(b.data)).toBe(true);
+    expect([a.width, a.height]).toEqual([224, 224]);
+    const meta = await sharp(a.data).metadata();
+    expect(meta).toMatchObject({ format: "jpeg", width: 224, height: 224, channels: 3, space: "srgb" });
+    expect(meta.exif).toBeUndefined();
+    expect(meta.icc).toBeUndefined();
+    expect(meta.orientation).toBeUndefined();
+    expect((await decodeImage(a.data)).format).toBe("jpeg");
+  });
+
+  it("applies the EXIF orientation", async () => {
+    // Stored as red|blue side by side; orientation 6 (rotate 90° clockwise) shows red on top.
+    const input = await (await twoTone(200, 100)).jpeg().withMetadata({ orientation: 6 }).toBuffer();
+    const out = await normalizeImage(input);
+    const top = await pixel(out.data, 112, 20);
+    const bottom = await pixel(out.data, 112, 200);
+    expect(top[0]).toBeGreaterThan(200);
+    expect(top[2]).toBeLessThan(60);
+    expect(bottom[2]).toBeGreaterThan(200);
+    expect(bottom[0]).toBeLessThan(60);
+  });
+
+  it("rejects corrupt and truncated images", async () => {
+    const good = await (await twoTone(120, 80)).jpeg().toBuffer();
+    await expect(normalizeImage(good.subarray(0, Math.floor(good.length / 2)))).rejects.toThrow();
+    await expect(normalizeImage(Buffer.from("definitely not an image"))).rejects.toThrow();
+  });
+
+  it("rejects images over the pixel limit (decompression bombs)", async () => {
+    const big = await sharp({ create: { width: 2000, height: 1500, channels: 3, background: "#808080" } }).jpeg().toBuffer();
+    await expect(normalizeImage(big, { ...IMAGE_FORMAT, max_input_pixels: 1_000_000 })).rejects.toThrow(/pixel limit/i);
+    expect((await normalizeImage(big)).width).toBe(224);
+  });
+});

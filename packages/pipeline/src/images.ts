@@ -1,0 +1,66 @@
+import sharp, { type KernelEnum } from "sharp";
+import type { ImageFormat } from "./layout.js";
+
+/**
+ * The one target format of every published image: 224×224 JPEG, squashed to the exact size
+ * (aspect ratio not kept, as in the shared 224×224 copy and the model's preprocessing),
+ * quality 90, 4:2:0, sRGB, EXIF orientation applied, all metadata stripped, alpha
+ * flattened onto white; inputs over 40 megapixels are rejected (decompression bombs).
+ */
+export const IMAGE_FORMAT: ImageFormat = {
+  format: "jpeg",
+  width: 224,
+  height: 224,
+  quality: 90,
+  fit: "fill",
+  kernel: "lanczos3",
+  colorspace: "srgb",
+  chroma_subsampling: "4:2:0",
+  orientation: "exif-applied",
+  metadata: "stripped",
+  alpha: "flattened-on-white",
+  max_input_pixels: 40_000_000,
+};
+
+let configured = false;
+/** sharp's operation cache only helps repeated operations on one file; we never repeat. */
+export function configureSharp(): void {
+  if (configured) return;
+  configured = true;
+  sharp.cache(false);
+}
+
+export interface NormalizedImage {
+  data: Buffer;
+  width: number;
+  height: number;
+}
+
+/**
+ * Decodes and normalises one image. Throws on anything libvips warns about (truncated or
+ * corrupt data: `failOn: "warning"`) and on inputs over the pixel limit.
+ */
+export async function normalizeImage(input: string | Buffer, fmt: ImageFormat = IMAGE_FORMAT): Promise<NormalizedImage> {
+  configureSharp();
+  const { data, info } = await sharp(input, { limitInputPixels: fmt.max_input_pixels, failOn: "warning", sequentialRead: true })
+    .autoOrient()
+    .resize(fmt.width, fmt.height, { fit: "fill", kernel: fmt.kernel as keyof KernelEnum })
+    .flatten({ background: "#ffffff" })
+    .toColourspace("srgb")
+    .jpeg({ quality: fmt.quality, chromaSubsampling: fmt.chroma_subsampling, mozjpeg: false })
+    .toBuffer({ resolveWithObject: true });
+  return { data, width: info.width, height: info.height };
+}
+
+/** Fully decodes an encoded image (the validate step's check); returns its size and format. */
+export async function decodeImage(input: Buffer): Promise<{ width: number; height: number; channels: number; format: string }> {
+  configureSharp();
+  const img = sharp(input, { failOn: "warning", limitInputPixels: IMAGE_FORMAT.max_input_pixels });
+  const meta = await img.metadata();
+  const { info } = await img.raw().toBuffer({ resolveWithObject: true });
+  return { width: info.width, height: info.height, channels: info.channels, format: meta.format ?? "unknown" };
+}
+
+export function sharpVersions(): Record<string, string> {
+  return { sharp: sharp.versions.sharp ?? "?", vips: sharp.versions.vips };
+}

@@ -1,0 +1,13 @@
+export { runPipeline, runSteps, defaultWorkDir, StepFailedError, type PipelineResult } from "./pipeline.js";
+export { resolveParams, manifestParams, DEFAULTS, DEFAULT_IMAGES_URL, DEFAULT_CAPTIONS_URL, type PipelineParams, type PipelineParamsInput, type DatasetSize, type SplitMode } from "./params.js";
+export { STEPS, PROTO_STEP, PROTO_RUN_STATE, type StepName, type StepState, type StepStatus, type PipelineEvent, type EventSink, type LogLevel } from "./events.js";
+export type { PipelineOptions, ExpectedCounts } from "./steps/context.js";
+export { noopSync, httpSyncHook, type SyncHook, type PublishedVersion } from "./steps/sync.js";
+export * from "./layout.js";
+export { IMAGE_FORMAT, normalizeImage } from "./images.js";
+export { cleanCaption, imageIdFromName, parseTokenFile, parseSplitList } from "./captions.js";
+export { TransientError, PipelineInputError, ValidationError, PublishConflictError, CancelledError, isTransient } from "./util/errors.js";
+export { canonicalJson } from "./util/json.js";
+export type { ValidationReport, Finding } from "./steps/validate.js";
+export type { UploadStepResult } from "./steps/upload.js";
+export { readPublished, readBlob, readCaptions, readSplits, type PublishedDataset } from "./read.js";

@@ -1,0 +1,58 @@
+import { describe, expect, it } from "vitest";
+import { PipelineStep, RunState } from "../../api/src/gen/glimpse/data/v1/data_service_pb.js";
+import { PROTO_RUN_STATE, PROTO_STEP, STEPS } from "./events.js";
+import { DEFAULT_CAPTIONS_URL, DEFAULT_IMAGES_URL, manifestParams, resolveParams } from "./params.js";
+import { PipelineInputError } from "./util/errors.js";
+import { canonicalJson } from "./util/json.js";
+
+describe("params", () => {
+  it("fills the proto's defaults (empty and zero mean default)", () => {
+    const p = resolveParams({ imagesUrl: "", sampleRatio: 0, seed: 0, trainRatio: 0, devRatio: 0, testRatio: 0 });
+    expect(p).toEqual({
+      dataset: "flickr8k",
+      imagesUrl: DEFAULT_IMAGES_URL,
+      captionsUrl: DEFAULT_CAPTIONS_URL,
+      datasetSize: "full",
+      sampleRatio: 0.1,
+      splitMode: "official",
+      trainRatio: 0.6,
+      devRatio: 0.2,
+      testRatio: 0.2,
+      seed: 42,
+    });
+  });
+
+  it("rejects bad values, naming each", () => {
+    expect(() => resolveParams({ dataset: "Bad Name", imagesUrl: "ftp://x/y.zip", sampleRatio: 1.5, trainRatio: 0.5, devRatio: 0.2, testRatio: 0.2, imagesSha256: "abc" })).toThrowError(
+      PipelineInputError,
+    );
+    try {
+      resolveParams({ dataset: "Bad Name", imagesUrl: "ftp://x/y.zip", sampleRatio: 1.5, trainRatio: 0.5, devRatio: 0.2, testRatio: 0.2, imagesSha256: "abc" });
+    } catch (err) {
+      const m = (err as Error).message;
+      for (const s of ["dataset", "images_url", "sample_ratio", "must be 1", "images_sha256"]) expect(m).toContain(s);
+    }
+  });
+
+  it("records only the parameters that shape the data in the manifest", () => {
+    expect(manifestParams(resolveParams({}))).toEqual({ dataset_size: "full", split_mode: "official" });
+    expect(manifestParams(resolveParams({ datasetSize: "sample", sampleRatio: 0.25, splitMode: "ratio", seed: 7 }))).toEqual({
+      dataset_size: "sample",
+      sample_ratio: 0.25,
+      split_mode: "ratio",
+      train_ratio: 0.6,
+      dev_ratio: 0.2,
+      test_ratio: 0.2,
+      seed: 7,
+    });
+  });
+
+  it("maps steps and states 1:1 onto the proto enums", () => {
+    for (const s of STEPS) expect(PROTO_STEP[s]).toBe(PipelineStep[s.toUpperCase() as keyof typeof PipelineStep]);
+    for (const [k, v] of Object.entries(PROTO_RUN_STATE)) expect(v).toBe(RunState[k.toUpperCase() as keyof typeof RunState]);
+  });
+
+  it("canonical JSON sorts keys at every level and drops undefined", () => {
+    expect(canonicalJson({ b: 1, a: { d: [3, { z: 1, y: 2 }], c: undefined } })).toBe('{"a":{"d":[3,{"y":2,"z":1}]},"b":1}');
+  });
+});

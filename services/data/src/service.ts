@@ -1,0 +1,197 @@
+import { create } from "@bufbuild/protobuf";
+import type { ServiceImpl } from "@connectrpc/connect";
+import { LIMITS, PATTERNS, Violations, data, dataset as ds, notFound } from "@glimpse/api";
+import { putJson, type ObjectStore } from "@glimpse/objectstore";
+import { latestKey, manifestKey, type PublishedVersion } from "@glimpse/pipeline";
+import { DatasetCatalog, recordKey, type VersionRecord } from "./catalog.js";
+import type { PipelineRuns } from "./runs.js";
+
+const DEFAULT_DATASET = "flickr8k";
+
+function datasetAndVersion(v: Violations, req: { dataset: string; version: string }): { dataset: string; version: string } {
+  const dataset = v.pattern("dataset", req.dataset, PATTERNS.dataset, "lowercase letters, digits and '-' (max 63)") || DEFAULT_DATASET;
+  const version = v.pattern("version", req.version, PATTERNS.datasetVersion, "16 lowercase hex digits");
+  return { dataset, version };
+}
+
+function checkUrl(v: Violations, field: string, value: string): void {
+  if (!value) return;
+  if (value.length > LIMITS.urlMaxChars) v.add(field, `must be at most ${LIMITS.urlMaxChars} characters`, "TOO_LONG");
+  else if (!/^(https?|file):\/\/\S+$/.test(value)) v.add(field, "must be an http://, https:// or file:// URL", "BAD_FORMAT");
+}
+
+/** Every field of PipelineParams checked up front, so a bad run is refused, not started. */
+export function validateParams(v: Violations, p: data.PipelineParams | undefined): void {
+  if (!p) return;
+  v.pattern("params.dataset", p.dataset, PATTERNS.dataset, "lowercase letters, digits and '-' (max 63)");
+  checkUrl(v, "params.images_url", p.imagesUrl);
+  checkUrl(v, "params.captions_url", p.captionsUrl);
+  v.pattern("params.images_sha256", p.imagesSha256, PATTERNS.sha256, "64 lowercase hex digits");
+  v.pattern("params.captions_sha256", p.captionsSha256, PATTERNS.sha256, "64 lowercase hex digits");
+  if (!(p.sampleRatio === 0 || (p.sampleRatio > 0 && p.sampleRatio <= 1))) v.add("params.sample_ratio", "must be in (0, 1]", "OUT_OF_RANGE");
+  const ratios = [p.trainRatio, p.devRatio, p.testRatio];
+  if (ratios.some((r) => r < 0 || r > 1)) v.add("params.train_ratio", "each ratio must be in [0, 1]", "OUT_OF_RANGE");
+  else if (ratios.some((r) => r !== 0) && Math.abs(ratios.reduce((a, b) => a + b, 0) - 1) > 1e-6) {
+    v.add("params.train_ratio", "train_ratio + dev_ratio + test_ratio must be 1", "BAD_SUM");
+  }
+  if (p.seed < 0n) v.add("params.seed", "must not be negative", "OUT_OF_RANGE");
+  if (!(p.datasetSize in data.DatasetSize)) v.add("params.dataset_size", "unknown value", "BAD_ENUM");
+  if (!(p.splitMode in data.SplitMode)) v.add("params.split_mode", "unknown value", "BAD_ENUM");
+}
+
+/** Offset-based page tokens, bound to the version and filter they came from. */
+function encodeToken(version: string, split: number, offset: number): string {
+  return Buffer.from(JSON.stringify({ v: version, s: split, o: offset })).toString("base64url");
+}
+
+function decodeToken(v: Violations, token: string, version: string, split: number): number {
+  if (!token) return 0;
+  try {
+    const t = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as { v: string; s: number; o: number };
+    if (t.v === version && t.s === split && Number.isInteger(t.o) && t.o >= 0) return t.o;
+  } catch {
+    // fall through
+  }
+  v.add("page_token", "is not from a previous response with the same version and split", "BAD_TOKEN");
+  return 0;
+}
+
+/** Records a published version; idempotent. The pipeline's sync step calls it. */
+export async function registerVersion(store: ObjectStore, catalog: DatasetCatalog, dataset: string, version: string, publishedAt?: string): Promise<void> {
+  const existing = await catalog.record(dataset, version);
+  if (existing) return;
+  const record: VersionRecord = { dataset, version, published_at: publishedAt ?? new Date().toISOString() };
+  await putJson(store, recordKey(dataset, version), record);
+}
+
+export function dataService(store: ObjectStore, catalog: DatasetCatalog, runs: PipelineRuns): Partial<ServiceImpl<typeof data.DataService>> {
+  return {
+    async listDatasetVersions(req) {
+      const v = new Violations();
+      const dataset = v.pattern("dataset", req.dataset, PATTERNS.dataset, "lowercase letters, digits and '-'") || DEFAULT_DATASET;
+      const pageSize = v.pageSize("page_size", req.pageSize);
+      const offset = req.pageToken ? Number.parseInt(Buffer.from(req.pageToken, "base64url").toString("utf8"), 10) : 0;
+      if (!Number.isInteger(offset) || offset < 0) v.add("page_token", "is not from a previous response", "BAD_TOKEN");
+      v.throwIfAny();
+      const all = await catalog.versions(dataset);
+      const page = all.slice(offset, offset + pageSize);
+      const versions = await Promise.all(page.map((ver) => catalog.describe(dataset, ver)));
+      const next = offset + pageSize < all.length ? Buffer.from(String(offset + pageSize)).toString("base64url") : "";
+      return create(data.ListDatasetVersionsResponseSchema, { versions, nextPageToken: next });
+    },
+
+    async getDatasetInfo(req) {
+      const v = new Violations();
+      const { dataset, version } = datasetAndVersion(v, req);
+      v.throwIfAny();
+      const resolved = await catalog.resolve(dataset, version);
+      return create(data.GetDatasetInfoResponseSchema, { version: await catalog.describe(dataset, resolved) });
+    },
+
+    async listSamples(req) {
+      const v = new Violations();
+      const { dataset, version } = datasetAndVersion(v, req);
+      const pageSize = v.pageSize("page_size", req.pageSize, LIMITS.samplesPageSizeMax);
+      if (!(req.split in ds.Split)) v.add("split", "unknown split", "BAD_ENUM");
+      v.throwIfAny();
+      const resolved = await catalog.resolve(dataset, version);
+      const loaded = await catalog.load(dataset, resolved);
+      const ids = req.split === ds.Split.UNSPECIFIED ? loaded.ids : loaded.ids.filter((id) => loaded.splitOf.get(id) === req.split);
+      const offset = decodeToken(v, req.pageToken, resolved, req.split);
+      v.throwIfAny();
+      const samples = ids.slice(offset, offset + pageSize).map((id) => {
+        const ref = loaded.manifest.images[id]!;
+        return create(ds.SampleSchema, {
+          imageId: id,
+          split: loaded.splitOf.get(id) ?? ds.Split.UNSPECIFIED,
+          captions: loaded.captions[id] ?? [],
+          width: ref.width,
+          height: ref.height,
+          sizeBytes: BigInt(ref.size),
+          sha256: ref.sha256,
+        });
+      });
+      return create(data.ListSamplesResponseSchema, {
+        samples,
+        version: resolved,
+        totalSize: BigInt(ids.length),
+        nextPageToken: offset + pageSize < ids.length ? encodeToken(resolved, req.split, offset + pageSize) : "",
+      });
+    },
+
+    async getImage(req) {
+      const v = new Violations();
+      const { dataset, version } = datasetAndVersion(v, req);
+      v.pattern("image_id", req.imageId, PATTERNS.imageId, "letters, digits, '_', '.', '-' (max 128)", false);
+      v.throwIfAny();
+      const resolved = await catalog.resolve(dataset, version);
+      const loaded = await catalog.load(dataset, resolved);
+      const img = await catalog.image(loaded, req.imageId);
+      return create(data.GetImageResponseSchema, {
+        data: img.data,
+        contentType: "image/jpeg",
+        sha256: img.sha256,
+        width: img.width,
+        height: img.height,
+        version: resolved,
+      });
+    },
+
+    async startPipelineRun(req) {
+      const v = new Violations();
+      validateParams(v, req.params);
+      v.throwIfAny();
+      return create(data.StartPipelineRunResponseSchema, { run: await runs.start(req.params ?? create(data.PipelineParamsSchema)) });
+    },
+
+    async getPipelineRun(req) {
+      const v = new Violations();
+      v.pattern("run_id", req.runId, PATTERNS.runId, "a run id", false);
+      v.throwIfAny();
+      return create(data.GetPipelineRunResponseSchema, { run: await runs.get(req.runId) });
+    },
+
+    async listPipelineRuns(req) {
+      const v = new Violations();
+      const pageSize = v.pageSize("page_size", req.pageSize);
+      v.throwIfAny();
+      const { runs: page, next } = await runs.list(pageSize, req.pageToken);
+      return create(data.ListPipelineRunsResponseSchema, { runs: page, nextPageToken: next });
+    },
+
+    watchPipelineRun(req, ctx) {
+      const v = new Violations();
+      v.pattern("run_id", req.runId, PATTERNS.runId, "a run id", false);
+      v.throwIfAny();
+      return runs.watch(req.runId, ctx.signal);
+    },
+
+    async cancelPipelineRun(req) {
+      const v = new Violations();
+      v.pattern("run_id", req.runId, PATTERNS.runId, "a run id", false);
+      v.throwIfAny();
+      return create(data.CancelPipelineRunResponseSchema, { run: await runs.cancel(req.runId) });
+    },
+
+    async registerDatasetVersion(req) {
+      const v = new Violations();
+      const dataset = v.pattern("dataset", req.dataset, PATTERNS.dataset, "lowercase letters, digits and '-'") || DEFAULT_DATASET;
+      v.pattern("version", req.version, PATTERNS.datasetVersion, "16 lowercase hex digits", false);
+      v.throwIfAny();
+      const exists = await store.stat(manifestKey(dataset, req.version));
+      if (!exists) throw notFound("dataset version", `${dataset}@${req.version}`, `no manifest for ${dataset}@${req.version} in the object store`);
+      await catalog.load(dataset, req.version); // checks the manifest hashes to its version
+      await registerVersion(store, catalog, dataset, req.version);
+      if (req.markLatest) {
+        const published_at = new Date().toISOString();
+        await putJson(store, latestKey(dataset), { version: req.version, manifest: manifestKey(dataset, req.version), published_at });
+      }
+      return create(data.RegisterDatasetVersionResponseSchema, { version: await catalog.describe(dataset, req.version) });
+    },
+  };
+}
+
+/** The sync hook of runs this service executes: records the version directly. */
+export function syncHook(store: ObjectStore, catalog: DatasetCatalog): (v: PublishedVersion) => Promise<void> {
+  return (v) => registerVersion(store, catalog, v.dataset, v.version, v.publishedAt);
+}

@@ -1,0 +1,45 @@
+import { ConnectError } from "@connectrpc/connect";
+import type { Client } from "@connectrpc/connect";
+import { data } from "@glimpse/api";
+import { REQUEST_ID_HEADER, requestIdFrom } from "@glimpse/logging";
+import type { ExtraRoute } from "./server.js";
+import { sendError } from "./rest.js";
+
+const IMAGE_PATH = /^\/data\/images\/(?:([a-z0-9][a-z0-9-]{0,62})\/)?([0-9a-f]{16}|latest)\/([A-Za-z0-9_.-]{1,128})$/;
+
+/**
+ * Image bytes over plain HTTP for <img> tags: /data/images/[<dataset>/]<version>/<image_id>.
+ * A version's images never change, so responses are cacheable forever and revalidate by
+ * their sha256 ETag; "latest" resolves per request and is cached briefly.
+ */
+export const imageRoute: ExtraRoute = async (req, res, url, backends) => {
+  const m = IMAGE_PATH.exec(url.pathname);
+  if (!m || (req.method !== "GET" && req.method !== "HEAD")) return false;
+  const [, dataset = "", version = "", imageId = ""] = m;
+  const requestId = requestIdFrom(req.headers[REQUEST_ID_HEADER] as string | undefined);
+  const client = backends.get("data")!.client as unknown as Client<typeof data.DataService>;
+  try {
+    const img = await client.getImage(
+      { dataset, version: version === "latest" ? "" : version, imageId },
+      { headers: { [REQUEST_ID_HEADER]: requestId, ...(req.headers.authorization ? { authorization: req.headers.authorization } : {}) } },
+    );
+    const etag = `"${img.sha256}"`;
+    const headers = {
+      etag,
+      "cache-control": version === "latest" ? "public, max-age=60" : "public, max-age=31536000, immutable",
+      "content-type": img.contentType,
+      [REQUEST_ID_HEADER]: requestId,
+    };
+    if (req.headers["if-none-match"] === etag) {
+      res.writeHead(304, headers);
+      res.end();
+      return true;
+    }
+    res.writeHead(200, { ...headers, "content-length": String(img.data.length) });
+    if (req.method === "HEAD") res.end();
+    else res.end(img.data);
+  } catch (err) {
+    sendError(res, ConnectError.from(err), requestId);
+  }
+  return true;
+};
