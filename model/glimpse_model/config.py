@@ -69,13 +69,15 @@ class Config:
     # ---- model ---------------------------------------------------------------
     embed_dim: int = 256
     image_head: str = "attn"          # mean | attn  (attention pooling over the grid)
-    image_hidden: int = 1024
+    image_hidden: int = 1024          # 0 = linear projection only (no residual MLP)
+    text_proj_hidden: int = 1024      # 0 = linear projection only
     word_dim: int = 300
     text_hidden: int = 512            # per direction
     bidirectional: bool = True
     text_layers: int = 1
     dropout: float = 0.1
     word_dropout: float = 0.0         # replace tokens by <unk> during training
+    word_vectors: str = ""            # optional GloVe/word2vec text file ("word v1 v2 ...") to init embeddings
 
     # ---- loss ----------------------------------------------------------------
     loss: str = "infonce"             # infonce | vsepp | both

@@ -1,7 +1,18 @@
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createLogger, type Logger } from "@glimpse/logging";
+import type { ObjectStore } from "@glimpse/objectstore";
 import type { RunningServer } from "@glimpse/rpc";
-import { serve, type GlimpseConfig } from "@glimpse/runtime";
-import type { Logger } from "@glimpse/logging";
+import { serve, storeFromConfig, type GlimpseConfig } from "@glimpse/runtime";
+import { splitCommand } from "./command.js";
+import type { Executor } from "./executor.js";
+import { LocalExecutor, type TrainerStore } from "./local.js";
+import { TrainingManager } from "./manager.js";
 import { trainingBinding } from "./routes.js";
+
+/** The repository root: the local trainer commands run here (`uv run --project model …`). */
+export const REPO_ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 
 export interface BuildOptions {
   /** Overrides the configured port; 0 picks a free one (tests). */
@@ -9,16 +20,87 @@ export interface BuildOptions {
   /** Overrides the configured metrics port; undefined in tests means none. */
   metricsPort?: number | undefined;
   logger?: Logger;
+  /** Default: from config. The local trainer always uses the store the config names. */
+  store?: ObjectStore;
+  /** Default: from config (GLIMPSE_TRAINING_EXECUTOR). */
+  executor?: Executor;
+  /** Longest delay before progress reaches the run record (ms). */
+  persistIntervalMs?: number;
 }
 
-/** The Training gRPC server, listening. */
-export async function build(cfg: GlimpseConfig, opts: BuildOptions = {}): Promise<RunningServer> {
-  return serve({
+export interface TrainingServer extends RunningServer {
+  manager: TrainingManager;
+  store: ObjectStore;
+  executor: Executor;
+}
+
+/** The store as the trainer (Python) reaches it: the same folder or MinIO bucket as the service. */
+export function trainerStoreFromConfig(cfg: GlimpseConfig): TrainerStore {
+  if (cfg.minioEndpoint) {
+    return { kind: "minio", endpoint: cfg.minioEndpoint, accessKey: cfg.minioAccessKey, secretKey: cfg.minioSecretKey, bucket: cfg.minioBucket, region: cfg.minioRegion };
+  }
+  return { kind: "fs", root: resolve(cfg.dataDir, "store"), bucket: cfg.minioBucket };
+}
+
+/** GLIMPSE_PRETRAINED_DIR, else ../shared/pretrained beside the repository when it exists. */
+export function localPretrainedDir(cfg: GlimpseConfig): string | undefined {
+  if (cfg.trainingPretrainedDir) return resolve(cfg.trainingPretrainedDir);
+  const shared = resolve(REPO_ROOT, "..", "shared", "pretrained");
+  return existsSync(shared) ? shared : undefined;
+}
+
+export async function executorFromConfig(cfg: GlimpseConfig, store: ObjectStore, logger: Logger): Promise<Executor> {
+  if (cfg.trainingExecutor === "kubernetes") {
+    // Loaded only here: the Kubernetes client is large and the embedded default never needs it.
+    const { KubernetesExecutor } = await import("./kubernetes.js");
+    return new KubernetesExecutor({
+      templateFile: cfg.trainingJobTemplate,
+      namespace: cfg.trainingNamespace,
+      store,
+      pollMs: cfg.trainingPollMs,
+      logger,
+      pretrainedDir: cfg.trainingPretrainedDir,
+    });
+  }
+  return new LocalExecutor({
+    trainerCommand: splitCommand(cfg.trainerCommand),
+    exportCommand: splitCommand(cfg.trainerExportCommand),
+    cwd: REPO_ROOT,
+    workDir: resolve(cfg.trainingWorkDir ?? join(cfg.dataDir, "training")),
+    pretrainedDir: localPretrainedDir(cfg),
+    trainerStore: trainerStoreFromConfig(cfg),
+    store,
+    stopGraceMs: cfg.trainingStopGraceMs,
+    logger,
+  });
+}
+
+/** The Training gRPC server, listening, with its runs read back from the store. */
+export async function build(cfg: GlimpseConfig, opts: BuildOptions = {}): Promise<TrainingServer> {
+  const logger = opts.logger ?? createLogger("training", cfg.logLevel);
+  const store = opts.store ?? storeFromConfig(cfg);
+  await store.init();
+  const executor = opts.executor ?? (await executorFromConfig(cfg, store, logger));
+  const manager = new TrainingManager({ store, executor, logger, ...(opts.persistIntervalMs === undefined ? {} : { persistIntervalMs: opts.persistIntervalMs }) });
+  await manager.init();
+  const server = await serve({
     name: "training",
     cfg,
-    bindings: [trainingBinding()],
+    bindings: [trainingBinding(manager)],
     port: opts.port ?? cfg.trainingPort,
     metricsPort: "port" in opts ? opts.metricsPort : cfg.trainingMetricsPort,
-    ...(opts.logger ? { logger: opts.logger } : {}),
+    logger,
   });
+  return {
+    ...server,
+    manager,
+    store,
+    executor,
+    async close(graceMs?: number) {
+      // Local trainers end first (their runs are recorded FAILED), so open watches end too.
+      await manager.close();
+      await server.close(graceMs);
+      if (!opts.store) await store.close();
+    },
+  };
 }

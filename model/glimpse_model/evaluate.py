@@ -1,0 +1,122 @@
+"""Evaluate a trained run with the standard retrieval protocol on any split.
+
+    cd model
+    uv run python -m glimpse_model.evaluate --run-dir runs/flickr8k --split test \
+        --flickr8k-dir ../../shared/datasets/flickr8k
+
+    # the exported ONNX models instead of the PyTorch checkpoint (same numbers ± 1e-4):
+    uv run python -m glimpse_model.evaluate --run-dir runs/flickr8k --split test \
+        --flickr8k-dir ../../shared/datasets/flickr8k --onnx runs/flickr8k/export
+
+t2i: each caption ranks all images of the split; i2t: each image ranks all captions and
+scores a hit when any of its own captions is within K.  Writes ``<run-dir>/metrics.json``
+(``{"split", "t2i": {r1,r5,r10,medr,meanr}, "i2t": {...}, "rsum", ...}``) and
+``<run-dir>/metrics_<split>.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import Config, pick_device
+from .data import Tokenizer, load_dataset, preprocess_spec
+from .features import cached_grids, load_pixels
+from .metrics import recall_metrics
+from .model import GlimpseModel, build_backbone
+
+DATA_KEYS = ("source", "flickr8k_dir", "store", "store_dir", "bucket", "dataset", "dataset_version")
+
+
+def load_run(run_dir: Path, device="cpu"):
+    best = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
+    cfg = Config.from_dict(best["config"])
+    tok = Tokenizer.load(run_dir / "vocab.json")
+    backbone, _ = build_backbone(cfg.backbone, "none")
+    model = GlimpseModel(cfg, len(tok), backbone, backbone.out_channels)
+    model.load_state_dict(best["model"])
+    return model.to(device).eval(), cfg, tok, best
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run-dir", required=True)
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--onnx", default="", help="evaluate the exported ONNX models in this folder")
+    ap.add_argument("--no-cache", action="store_true", help="run the backbone instead of the feature cache")
+    ap.add_argument("--out", default="", help="metrics file (default <run-dir>/metrics.json)")
+    ap.add_argument("--num-threads", type=int, default=2)
+    for k in DATA_KEYS:
+        ap.add_argument("--" + k.replace("_", "-"), default=None)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.num_threads)
+    run_dir = Path(args.run_dir)
+    model, cfg, tok, best = load_run(run_dir)
+    for k in DATA_KEYS:
+        v = getattr(args, k)
+        if v is not None:
+            setattr(cfg, k, v)
+    if args.flickr8k_dir:
+        cfg.source = "flickr8k-dir"
+    elif args.store_dir or args.dataset_version:
+        cfg.source = "store"
+    ds = load_dataset(cfg)
+    ids = [i for i in ds.splits[args.split] if ds.captions.get(i)]
+    caps, owner = [], []
+    for n, iid in enumerate(ids):
+        for c in ds.captions[iid]:
+            caps.append(c)
+            owner.append(n)
+    owner = np.array(owner)
+    spec = json.loads((run_dir / "preprocess.json").read_text())
+    t0 = time.time()
+
+    if args.onnx:
+        import onnxruntime as ort
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = args.num_threads
+        d = Path(args.onnx)
+        isess = ort.InferenceSession(str(d / "image_encoder.onnx"), so, providers=["CPUExecutionProvider"])
+        tsess = ort.InferenceSession(str(d / "text_encoder.onnx"), so, providers=["CPUExecutionProvider"])
+        ie = torch.cat([torch.from_numpy(isess.run(None, {"pixels": load_pixels(ds, ids[i:i + 32], spec).numpy()})[0])
+                        for i in range(0, len(ids), 32)])
+        te = []
+        for i in range(0, len(caps), 256):
+            tid, ln = tok.batch(caps[i:i + 256])
+            te.append(torch.from_numpy(tsess.run(None, {"token_ids": tid, "lengths": ln})[0]))
+        te = torch.cat(te)
+        mode = f"onnx:{d}"
+    else:
+        with torch.no_grad():
+            if args.no_cache:
+                ie = torch.cat([model.encode_image(load_pixels(ds, ids[i:i + 32], spec))
+                                for i in range(0, len(ids), 32)])
+                mode = "pytorch:full"
+            else:
+                grids, _ = cached_grids(cfg, model.backbone, ds, args.split, ids, spec, torch.device("cpu"))
+                ie = torch.cat([model.encode_grid(grids[i:i + 256]) for i in range(0, len(grids), 256)])
+                mode = "pytorch:cached-grid"
+            te = []
+            for i in range(0, len(caps), 512):
+                tid, ln = tok.batch(caps[i:i + 512])
+                te.append(model.encode_text(torch.from_numpy(tid), torch.from_numpy(ln)))
+            te = torch.cat(te)
+    m = recall_metrics(ie, te, owner)
+    out = {"split": args.split, **m, "mode": mode, "dataset": ds.source, "dataset_version": ds.version,
+           "checkpoint": {"phase": best["phase"], "epoch": best["epoch"]}, "eval_s": round(time.time() - t0, 1)}
+    text = json.dumps(out, indent=2) + "\n"
+    target = Path(args.out) if args.out else run_dir / "metrics.json"
+    target.write_text(text)
+    if not args.out:
+        (run_dir / f"metrics_{args.split}.json").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,316 @@
+"""Export a trained run as two ONNX models + the serving contract files + golden vectors.
+
+    cd model
+    uv run python -m glimpse_model.export --run-dir runs/flickr8k --out runs/flickr8k/export \
+        --flickr8k-dir ../../shared/datasets/flickr8k            # golden images from the test split
+
+    # also publish into the object store (folder store or MinIO via MINIO_* env), optionally promote:
+    uv run python -m glimpse_model.export --run-dir runs/flickr8k --out runs/flickr8k/export \
+        --upload --store-dir ../.data/store --bucket glimpse [--promote]
+
+Writes (``--out``): image_encoder.onnx, text_encoder.onnx, vocab.json, preprocess.json,
+metrics.json, config.json, report.png, model_card.md, golden.json, golden/*.png and, last,
+checksums.json.  Model version = ``m-`` + first 16 hex of sha256(image_encoder.onnx ‖
+text_encoder.onnx ‖ vocab.json ‖ preprocess.json ‖ config.json) (raw bytes, that order).
+Upload goes to ``models/<version>/<file>`` with checksums.json written after all others;
+``--promote`` then writes ``models/aliases/production.json`` = ``{"version": "<v>"}``.
+
+Checks (fail the export when violated): ONNX checker; onnxruntime vs PyTorch max |Δ| ≤ 1e-4
+on the same inputs; a caption's embedding independent of its batch's padding (|Δ| ≤ 1e-5).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .config import Config
+from .data import Tokenizer, image_to_array, load_dataset
+from .evaluate import DATA_KEYS, load_run
+from .model import ImageEncoderExport, TextEncoderExport, fused_for_inference
+
+OPSET = 17
+HASHED_FILES = ["image_encoder.onnx", "text_encoder.onnx", "vocab.json", "preprocess.json", "config.json"]
+PARITY_TOL = 1e-4
+PAD_TOL = 1e-5
+
+GOLDEN_CAPTIONS = [
+    "A dog runs through the grass.",
+    "TWO CHILDREN PLAYING ON THE BEACH!!!",
+    "a man rides a bike , down a hill ...",
+    "A zyxwvut snorgleflax sits quietly",                      # unknown words
+    "3 dogs and 12 people at the park in 2009",                 # digits
+    "Café crème: a woman’s naïve smile — très jolie",           # non-ASCII, accents, curly quote
+    "a little girl in a pink dress is running up the stairs of a big wooden house while her "
+    "brother in a red shirt and blue jeans watches from the garden next to a small brown dog",  # > max_len
+    "   spaces\tand\nnewlines   everywhere   ",
+    "?!",                                                       # no tokens at all -> [unk]
+    "snowboarder jumps off a ramp",
+]
+
+
+def sha256_file(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def model_version(out: Path) -> str:
+    h = hashlib.sha256()
+    for f in HASHED_FILES:
+        h.update((out / f).read_bytes())
+    return "m-" + h.hexdigest()[:16]
+
+
+def export_onnx(model, out: Path, tok: Tokenizer, image_size: int) -> None:
+    img = ImageEncoderExport(model).eval()
+    img.backbone = fused_for_inference(img.backbone)
+    txt = TextEncoderExport(model).eval()
+    x = torch.randn(2, 3, image_size, image_size)
+    torch.onnx.export(img, (x,), str(out / "image_encoder.onnx"), input_names=["pixels"],
+                      output_names=["embedding"], dynamic_axes={"pixels": {0: "N"}, "embedding": {0: "N"}},
+                      opset_version=OPSET, do_constant_folding=True, dynamo=False)
+    ids, lens = tok.batch(["a dog runs", "two children play on the sand"])
+    torch.onnx.export(txt, (torch.from_numpy(ids), torch.from_numpy(lens)), str(out / "text_encoder.onnx"),
+                      input_names=["token_ids", "lengths"], output_names=["embedding"],
+                      dynamic_axes={"token_ids": {0: "N", 1: "L"}, "lengths": {0: "N"}, "embedding": {0: "N"}},
+                      opset_version=OPSET, do_constant_folding=True, dynamo=False)
+
+
+def ort_sessions(out: Path, threads: int = 2):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    mk = lambda f: ort.InferenceSession(str(out / f), so, providers=["CPUExecutionProvider"])  # noqa: E731
+    return mk("image_encoder.onnx"), mk("text_encoder.onnx")
+
+
+def golden_images(ds, split: str, n: int, size: int) -> list[tuple[str, Image.Image]]:
+    from .data import decode_image
+    out = []
+    if ds is not None:
+        ids = [i for i in ds.splits.get(split, []) if ds.captions.get(i)]
+        step = max(1, len(ids) // n)
+        for iid in ids[::step][:n]:
+            out.append((iid, decode_image(ds.read_image(iid), size)))
+    while len(out) < n:  # synthetic fallback: deterministic gradients / stripes
+        k = len(out)
+        yy, xx = np.mgrid[0:size, 0:size]
+        a = np.stack([(xx * (k + 1)) % 256, (yy * (k + 2)) % 256, ((xx + yy) * (k + 3)) % 256], -1)
+        out.append((f"synthetic{k}", Image.fromarray(a.astype(np.uint8), "RGB")))
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run-dir", required=True)
+    ap.add_argument("--out", default="", help="output folder (default <run-dir>/export)")
+    ap.add_argument("--golden-split", default="test")
+    ap.add_argument("--golden-images", type=int, default=4)
+    ap.add_argument("--upload", action="store_true", help="publish to models/<version>/ in the object store")
+    ap.add_argument("--promote", action="store_true", help="write models/aliases/production.json")
+    ap.add_argument("--num-threads", type=int, default=2)
+    for k in DATA_KEYS:
+        ap.add_argument("--" + k.replace("_", "-"), default=None)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.num_threads)
+    run_dir = Path(args.run_dir)
+    out = Path(args.out) if args.out else run_dir / "export"
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "golden").mkdir(parents=True)
+
+    model, cfg, tok, best = load_run(run_dir)
+    spec = json.loads((run_dir / "preprocess.json").read_text())
+    size = spec["width"]
+
+    # ---- contract files ------------------------------------------------------------
+    shutil.copy(run_dir / "vocab.json", out / "vocab.json")
+    shutil.copy(run_dir / "preprocess.json", out / "preprocess.json")
+    conf = cfg.to_dict()
+    conf["selected_checkpoint"] = {"phase": best["phase"], "epoch": best["epoch"], "dev": best["dev"]}
+    conf["export"] = {"opset": OPSET, "torch": torch.__version__,
+                      "image_encoder": {"inputs": {"pixels": ["N", 3, size, size]}, "outputs": {"embedding": ["N", cfg.embed_dim]}},
+                      "text_encoder": {"inputs": {"token_ids": ["N", "L"], "lengths": ["N"]},
+                                       "outputs": {"embedding": ["N", cfg.embed_dim]}}}
+    (out / "config.json").write_text(json.dumps(conf, indent=2, sort_keys=True) + "\n")
+
+    # ---- ONNX -----------------------------------------------------------------------------
+    t0 = time.time()
+    export_onnx(model, out, tok, size)
+    import onnx
+    for f in ("image_encoder.onnx", "text_encoder.onnx"):
+        onnx.checker.check_model(onnx.load(str(out / f)), full_check=True)
+    isess, tsess = ort_sessions(out, args.num_threads)
+
+    # ---- golden inputs -----------------------------------------------------------------
+    ds = None
+    if any(getattr(args, k) for k in ("flickr8k_dir", "store_dir")) or args.dataset_version:
+        for k in DATA_KEYS:
+            if getattr(args, k) is not None:
+                setattr(cfg, k, getattr(args, k))
+        cfg.source = "flickr8k-dir" if args.flickr8k_dir else "store"
+        ds = load_dataset(cfg)
+    imgs = golden_images(ds, args.golden_split, args.golden_images, size)
+    pix = []
+    gold_imgs = []
+    for n, (iid, im) in enumerate(imgs):
+        fn = f"golden/image_{n}.png"
+        im.save(out / fn, format="PNG")
+        re = Image.open(out / fn).convert("RGB")           # what a PNG decoder sees
+        arr = image_to_array(re, spec)
+        pix.append(arr)
+        gold_imgs.append({"file": fn, "source_image_id": iid, "width": size, "height": size,
+                          "pixels_first8": [float(v) for v in arr.reshape(-1)[:8]],
+                          "pixels_sum": float(arr.astype(np.float64).sum())})
+    pix = np.stack(pix).astype(np.float32)
+
+    # ---- parity: PyTorch vs onnxruntime -----------------------------------------------
+    with torch.no_grad():
+        pt_img = model.encode_image(torch.from_numpy(pix)).numpy()
+        ids, lens = tok.batch(GOLDEN_CAPTIONS)
+        pt_txt = model.encode_text(torch.from_numpy(ids), torch.from_numpy(lens)).numpy()
+    ox_img = isess.run(None, {"pixels": pix})[0]
+    ox_txt = tsess.run(None, {"token_ids": ids, "lengths": lens})[0]
+    d_img = float(np.abs(pt_img - ox_img).max())
+    d_txt = float(np.abs(pt_txt - ox_txt).max())
+    # padding independence: each caption alone (no padding) vs in the batch vs with extra padding
+    solo = np.concatenate([tsess.run(None, {"token_ids": np.array([s], dtype=np.int64),
+                                            "lengths": np.array([len(s)], dtype=np.int64)})[0]
+                           for s in (tok.encode(c) for c in GOLDEN_CAPTIONS)])
+    wide = np.zeros((ids.shape[0], ids.shape[1] + 17), dtype=np.int64)
+    wide[:, : ids.shape[1]] = ids
+    ox_wide = tsess.run(None, {"token_ids": wide, "lengths": lens})[0]
+    d_pad = float(max(np.abs(solo - ox_txt).max(), np.abs(ox_wide - ox_txt).max()))
+    norms = float(np.abs(np.linalg.norm(ox_txt, axis=1) - 1).max())
+    print(f"parity: image max|Δ|={d_img:.2e} text max|Δ|={d_txt:.2e} padding max|Δ|={d_pad:.2e}")
+    if d_img > PARITY_TOL or d_txt > PARITY_TOL:
+        raise SystemExit(f"ONNX parity failed: image {d_img} text {d_txt} > {PARITY_TOL}")
+    if d_pad > PAD_TOL:
+        raise SystemExit(f"padding dependence {d_pad} > {PAD_TOL}")
+
+    # ---- latency (single query, CPU) -----------------------------------------------------
+    def bench(fn, n=20):
+        fn()
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        return (time.perf_counter() - t) / n * 1000
+    q_ids = np.array([tok.encode(GOLDEN_CAPTIONS[0])], dtype=np.int64)
+    lat = {"text_ms": round(bench(lambda: tsess.run(None, {"token_ids": q_ids, "lengths": np.array([q_ids.shape[1]])})), 2),
+           "image_ms": round(bench(lambda: isess.run(None, {"pixels": pix[:1]}), 10), 2),
+           "threads": args.num_threads}
+
+    gold = {
+        "schema": "glimpse.golden/v1",
+        "tolerance": {"pixels": 1e-6, "embedding": 1e-4, "note": "embeddings from onnxruntime (CPU)"},
+        "images": [dict(g, embedding=[float(v) for v in e]) for g, e in zip(gold_imgs, ox_img)],
+        "captions": [{"text": c, "token_ids": tok.encode(c), "length": len(tok.encode(c)),
+                      "embedding": [float(v) for v in e]} for c, e in zip(GOLDEN_CAPTIONS, ox_txt)],
+        "scores": {"note": "cosine similarity images x captions", "matrix":
+                   [[round(float(v), 6) for v in row] for row in ox_img @ ox_txt.T]},
+    }
+    (out / "golden.json").write_text(json.dumps(gold, indent=1, ensure_ascii=True) + "\n")
+
+    # ---- metrics, report, card --------------------------------------------------------------
+    version = model_version(out)
+    metrics = None
+    for f in ("metrics.json", "dev_metrics.json"):
+        if (run_dir / f).is_file():
+            metrics = json.loads((run_dir / f).read_text())
+            break
+    metrics = dict(metrics or {"split": "dev", **best["dev"]})
+    metrics["dev"] = json.loads((run_dir / "dev_metrics.json").read_text()) if (run_dir / "dev_metrics.json").is_file() else best["dev"]
+    metrics["model_version"] = version
+    metrics["export_parity"] = {"image_max_abs_diff": d_img, "text_max_abs_diff": d_txt,
+                                "padding_max_abs_diff": d_pad, "text_norm_err": norms}
+    metrics["latency_cpu"] = lat
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if (run_dir / "report.png").is_file():
+        shutil.copy(run_dir / "report.png", out / "report.png")
+    (out / "model_card.md").write_text(model_card(version, cfg, metrics, tok, spec, lat))
+
+    # ---- checksums last ---------------------------------------------------------------------
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    sums = {f: sha256_file(out / f) for f in files}
+    (out / "checksums.json").write_text(json.dumps(sums, indent=2) + "\n")
+    print(f"exported {version} to {out} in {time.time() - t0:.1f}s; latency {lat}")
+
+    if args.upload or args.promote:
+        from .store import open_store
+        store = open_store(cfg.store if cfg.store != "auto" else "auto", args.store_dir or "", args.bucket or "")
+        if store is None:
+            raise SystemExit("--upload needs --store-dir or MINIO_ENDPOINT")
+        for f in files + ["checksums.json"]:
+            store.put(f"models/{version}/{f}", (out / f).read_bytes(), _ctype(f))
+        print(f"uploaded to {store.describe()}/models/{version}/")
+        if args.promote:
+            store.put("models/aliases/production.json", json.dumps({"version": version}).encode(),
+                      "application/json")
+            print(f"promoted {version} to production")
+    print(json.dumps({"version": version, "out": str(out)}))
+    return 0
+
+
+def _ctype(f: str) -> str:
+    return {"json": "application/json", "png": "image/png", "md": "text/markdown",
+            "onnx": "application/octet-stream"}.get(f.rsplit(".", 1)[-1], "application/octet-stream")
+
+
+def model_card(version: str, cfg: Config, m: dict, tok: Tokenizer, spec: dict, lat: dict) -> str:
+    def row(name, d):
+        return f"| {name} | {d['r1']:.1f} | {d['r5']:.1f} | {d['r10']:.1f} | {d['medr']:.0f} |"
+    lines = [f"# Glimpse image–text encoder `{version}`", "",
+             "Dual encoder mapping images and English captions into one 256-d L2-normalised space; "
+             "score = dot product (cosine).", "",
+             "## Metrics", "",
+             f"Split: **{m.get('split')}** ({m.get('n_images')} images, {m.get('n_captions')} captions; "
+             "standard protocol).", "",
+             "| direction | R@1 | R@5 | R@10 | medr |", "|---|---|---|---|---|"]
+    if "t2i" in m:
+        lines += [row("text→image", m["t2i"]), row("image→text", m["i2t"])]
+    dv = m.get("dev") or {}
+    if "t2i" in dv:
+        lines += ["", "Dev split (model selection):", "", "| direction | R@1 | R@5 | R@10 | medr |",
+                  "|---|---|---|---|---|", row("text→image", dv["t2i"]), row("image→text", dv["i2t"])]
+    lines += ["", "## Inputs / outputs", "",
+              f"* `image_encoder.onnx`: `pixels` float32 `[N,3,{spec['height']},{spec['width']}]` "
+              "(see preprocess.json) → `embedding` float32 `[N,256]`, L2-normalised.",
+              "* `text_encoder.onnx`: `token_ids` int64 `[N,L]` right-padded with `<pad>`=0 and "
+              "`lengths` int64 `[N]` (real tokens, ≥1) → `embedding` float32 `[N,256]`, L2-normalised. "
+              "A caption's embedding does not depend on the padding of its batch.",
+              f"* Tokenizer (`vocab.json`, {len(tok)} tokens): NFKD, strip U+0300–U+036F, lower-case, "
+              f"tokens = `/{tok.spec()['token_regex']}/g`, first {tok.max_len} tokens, unknown → `<unk>`=1, "
+              "no `<bos>`/`<eos>`, empty → `[<unk>]`.",
+              f"* Preprocessing (`preprocess.json`): {spec['formula']}, mean {spec['mean']}, std {spec['std']}, "
+              f"resize `{spec['resize']}` to {spec['width']}×{spec['height']}, RGB, NCHW.",
+              f"* CPU latency (onnxruntime, {lat['threads']} threads, batch 1): text {lat['text_ms']} ms, "
+              f"image {lat['image_ms']} ms.", "",
+              "## Training", "",
+              f"* Data: {cfg.dataset_source} (version `{cfg.dataset_version_resolved}`), train split only; "
+              "model selected on dev; test used only for the reported figures.",
+              f"* Image backbone: `{cfg.backbone}` weights `{cfg.weights_source}` (frozen in phase 1; "
+              f"phase-2 epochs: {cfg.phase2_epochs}), head `{cfg.image_head}`.",
+              f"* Text: embedding {cfg.word_dim} + {'bi' if cfg.bidirectional else ''}LSTM {cfg.text_hidden} "
+              "+ attention/mean pooling, trained from scratch.",
+              f"* Loss `{cfg.loss}` ({cfg.loss_choice_note or 'see config.json'}), AdamW lr {cfg.lr}, "
+              f"{cfg.epochs} epochs, batch {cfg.batch_size}, warmup {cfg.warmup_steps} + cosine.",
+              f"* Git commit: `{cfg.git_commit}`.", "",
+              "## Limitations", "",
+              "* Trained on ~6k Flickr photos (people, dogs, outdoor scenes) with English captions; "
+              "expect poor results outside that domain and non-English text.",
+              "* Vocabulary is closed (min count on the train split); rare words map to `<unk>`.",
+              "* Flickr8K images are for research use; MobileNetV1 weights are Google's Apache-2.0 release.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

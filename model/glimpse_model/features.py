@@ -1,0 +1,68 @@
+"""Frozen-backbone feature cache (phase 1): the backbone runs once per image.
+
+Grids ``[N, C, h, w]`` (float16) are cached under
+``<cache_dir>/features/<backbone>-<weights hash>-<dataset fingerprint>-<size>/<split>[_flip].pt``.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .data import decode_image, image_to_array
+
+
+def backbone_fingerprint(backbone: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(backbone.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().float().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+def load_pixels(ds, ids: list[str], spec: dict, flip: bool = False) -> torch.Tensor:
+    arrs = []
+    for iid in ids:
+        im = decode_image(ds.read_image(iid), spec["width"])
+        if flip:
+            im = im.transpose(Image.FLIP_LEFT_RIGHT)
+        arrs.append(image_to_array(im, spec))
+    return torch.from_numpy(np.stack(arrs))
+
+
+@torch.no_grad()
+def compute_grids(backbone, ds, ids: list[str], spec: dict, device, flip: bool = False,
+                  batch: int = 16, log=None) -> torch.Tensor:
+    from .model import fused_for_inference
+    backbone = fused_for_inference(backbone.eval()).to(device)
+    out = []
+    t0 = time.time()
+    for i in range(0, len(ids), batch):
+        x = load_pixels(ds, ids[i:i + batch], spec, flip).to(device)
+        out.append(backbone.features(x).to("cpu", torch.float16))
+        if log is not None:
+            log(done=min(i + batch, len(ids)), total=len(ids), elapsed=time.time() - t0)
+    return torch.cat(out)
+
+
+def cached_grids(cfg, backbone, ds, split: str, ids: list[str], spec: dict, device, flip=False,
+                 log=None) -> tuple[torch.Tensor, float]:
+    """Return (grids, seconds spent computing; 0 when read from the cache)."""
+    key = f"{cfg.backbone}-{backbone_fingerprint(backbone)}-{ds.fingerprint()}-{spec['width']}"
+    path = Path(cfg.cache_dir) / "features" / key / f"{split}{'_flip' if flip else ''}.pt"
+    if path.is_file():
+        d = torch.load(path, map_location="cpu")
+        if d["ids"] == ids:
+            return d["grids"], 0.0
+    t0 = time.time()
+    grids = compute_grids(backbone, ds, ids, spec, device, flip, log=log)
+    dt = time.time() - t0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"ids": ids, "grids": grids}, tmp)
+    tmp.replace(path)
+    return grids, dt

@@ -1,0 +1,38 @@
+"""Standard cross-modal retrieval protocol (R@1/5/10, median rank, both directions)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def recall_metrics(img_emb: torch.Tensor, txt_emb: torch.Tensor, txt_img: np.ndarray,
+                   ks=(1, 5, 10)) -> dict:
+    """img_emb [Ni,D], txt_emb [Nt,D] (L2-normalised); txt_img[j] = image index of caption j.
+
+    t2i: for every caption, rank all images; hit if its own image is within K.
+    i2t: for every image, rank all captions; hit if any of its captions is within K.
+    Ranks are 1-based; medr = floor(median(rank-1)) + 1 (the VSE/VSE++ convention).
+    """
+    sim = (img_emb.float() @ txt_emb.float().t()).numpy()          # Ni x Nt
+    txt_img = np.asarray(txt_img)
+    # t2i
+    gt = sim[txt_img, np.arange(sim.shape[1])]                       # Nt
+    t2i_rank = (sim > gt[None, :]).sum(0) + 1
+    # i2t: best rank among the image's own captions
+    order = np.argsort(-sim, axis=1, kind="stable")
+    pos = np.empty_like(order)
+    rows = np.arange(sim.shape[0])[:, None]
+    pos[rows, order] = np.arange(sim.shape[1])[None, :]
+    own = txt_img[None, :] == np.arange(sim.shape[0])[:, None]
+    i2t_rank = np.where(own, pos, np.iinfo(np.int64).max).min(1) + 1
+
+    def summary(r: np.ndarray) -> dict:
+        d = {f"r{k}": round(float((r <= k).mean() * 100), 2) for k in ks}
+        d["medr"] = float(np.floor(np.median(r - 1)) + 1)
+        d["meanr"] = round(float(r.mean()), 2)
+        return d
+
+    t2i, i2t = summary(t2i_rank), summary(i2t_rank)
+    rsum = round(sum(t2i[f"r{k}"] + i2t[f"r{k}"] for k in ks), 2)
+    return {"t2i": t2i, "i2t": i2t, "rsum": rsum, "n_images": int(sim.shape[0]),
+            "n_captions": int(sim.shape[1])}

@@ -1,0 +1,352 @@
+"""Model: image backbone + image head, text encoder, shared 256-d L2-normalised space.
+
+* ``MobileNetV1`` — a faithful PyTorch port of Keras/TF MobileNetV1 (TF "same" padding,
+  BN eps 1e-3, ReLU6); weights come from ``convert_mobilenet_v1.py``.
+* ``mobilenet_v3_small`` — torchvision architecture (ImageNet weights when downloadable).
+* ``tiny`` — a 3-layer random CNN used by the tests.
+* ``ImageHead`` — pooling over the backbone's spatial grid (mean or multi-head attention)
+  + projection.  In phase 1 it runs on cached grids, so the backbone is never re-run.
+* ``TextEncoder`` — embedding + (bi)LSTM + masked attention pooling.  The backward
+  direction runs on each sequence reversed *within its length*, so a caption's embedding
+  does not depend on how much right-padding its batch has (also in ONNX).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# --------------------------------------------------------------------------------------
+# MobileNetV1 (Keras layout)
+# --------------------------------------------------------------------------------------
+V1_BLOCKS = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
+             (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1)]
+
+
+class TFSamePad(nn.Module):
+    """Zero padding reproducing TensorFlow's ``padding='same'`` (extra pad bottom/right)."""
+
+    def __init__(self, kernel: int, stride: int):
+        super().__init__()
+        self.k, self.s = kernel, stride
+
+    @staticmethod
+    def amounts(size: int, k: int, s: int) -> tuple[int, int]:
+        out = (size + s - 1) // s
+        total = max((out - 1) * s + k - size, 0)
+        return total // 2, total - total // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = int(x.shape[-2]), int(x.shape[-1])
+        t, b = self.amounts(h, self.k, self.s)
+        l, r = self.amounts(w, self.k, self.s)
+        if t == b == l == r == 0:
+            return x
+        return F.pad(x, (l, r, t, b))
+
+
+def _bn(c: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(c, eps=1e-3, momentum=0.01)
+
+
+class MobileNetV1(nn.Module):
+    """MobileNetV1 with width ``alpha``; parameter names follow the Keras layer names."""
+
+    def __init__(self, alpha: float = 0.75, num_classes: int = 1000):
+        super().__init__()
+        c0 = int(32 * alpha)
+        self.pad1 = TFSamePad(3, 2)
+        self.conv1 = nn.Conv2d(3, c0, 3, 2, 0, bias=False)
+        self.conv1_bn = _bn(c0)
+        self.blocks = nn.ModuleList()
+        cin = c0
+        for i, (c, s) in enumerate(V1_BLOCKS, start=1):
+            cout = int(c * alpha)
+            blk = nn.Module()
+            # stride 1: TF "same" == symmetric padding 1; stride 2: explicit asymmetric pad
+            blk.pad = TFSamePad(3, s) if s > 1 else nn.Identity()
+            blk.dw = nn.Conv2d(cin, cin, 3, s, 0 if s > 1 else 1, groups=cin, bias=False)
+            blk.dw_bn = _bn(cin)
+            blk.pw = nn.Conv2d(cin, cout, 1, 1, 0, bias=False)
+            blk.pw_bn = _bn(cout)
+            self.blocks.append(blk)
+            cin = cout
+        self.out_channels = cin
+        self.conv_preds = nn.Conv2d(cin, num_classes, 1, bias=True)
+
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu6(self.conv1_bn(self.conv1(self.pad1(x))))
+
+    @staticmethod
+    def run_block(blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu6(blk.dw_bn(blk.dw(blk.pad(x))))
+        return F.relu6(blk.pw_bn(blk.pw(x)))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for blk in self.blocks:
+            x = self.run_block(blk, x)
+        return x
+
+    def classify(self, feats: torch.Tensor) -> torch.Tensor:
+        p = feats.mean(dim=(2, 3), keepdim=True)
+        return self.conv_preds(p).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.features(x))
+
+
+def fused_for_inference(backbone: nn.Module) -> nn.Module:
+    """Copy of a MobileNetV1 with BatchNorm folded into the convolutions (eval only, ~2x faster
+    on CPU); other backbones are returned unchanged."""
+    if not isinstance(backbone, MobileNetV1):
+        return backbone
+    import copy
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+    net = copy.deepcopy(backbone).eval()
+    net.conv1, net.conv1_bn = fuse_conv_bn_eval(net.conv1, net.conv1_bn), nn.Identity()
+    for b in net.blocks:
+        b.dw, b.dw_bn = fuse_conv_bn_eval(b.dw, b.dw_bn), nn.Identity()
+        b.pw, b.pw_bn = fuse_conv_bn_eval(b.pw, b.pw_bn), nn.Identity()
+    return net
+
+
+class TinyBackbone(nn.Module):
+    """Random 3-layer CNN (tests only)."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        self.blocks = nn.ModuleList([
+            nn.Sequential(nn.Conv2d(3, 16, 5, 4, 2), nn.ReLU()),
+            nn.Sequential(nn.Conv2d(16, width, 3, 2, 1), nn.ReLU()),
+            nn.Sequential(nn.Conv2d(width, width, 3, 2, 1), nn.ReLU()),
+        ])
+        self.out_channels = width
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        for b in self.blocks:
+            x = b(x)
+        return x
+
+
+class TorchvisionV3Small(nn.Module):
+    def __init__(self, weights: str = "auto"):
+        super().__init__()
+        import torchvision
+        self.weights_source = "random-init"
+        m = None
+        if weights == "auto":
+            try:
+                w = torchvision.models.MobileNet_V3_Small_Weights.IMAGENET1K_V1
+                m = torchvision.models.mobilenet_v3_small(weights=w)
+                self.weights_source = "torchvision:MobileNet_V3_Small_Weights.IMAGENET1K_V1"
+            except Exception:
+                m = None
+        if m is None:
+            m = torchvision.models.mobilenet_v3_small(weights=None)
+            if weights not in ("auto", "none", ""):
+                m.load_state_dict(torch.load(weights, map_location="cpu"))
+                self.weights_source = f"file:{weights}"
+        self.blocks = m.features  # Sequential of 13 stages → 576 channels at stride 32
+        self.out_channels = 576
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(x)
+
+
+def build_backbone(name: str, weights: str = "auto", pretrained_dir: str = "") -> tuple[nn.Module, str]:
+    """Return (backbone exposing .features(x) → [N,C,h,w] and .blocks, weights_source)."""
+    if name == "mobilenet_v1_075":
+        net = MobileNetV1(0.75)
+        src = "random-init"
+        if weights not in ("none",):
+            if weights not in ("auto", "") :
+                net.load_state_dict(torch.load(weights, map_location="cpu"))
+                src = f"file:{weights}"
+            elif pretrained_dir:
+                from .convert_mobilenet_v1 import load_tfjs_into_torch, tfjs_dir
+                d = tfjs_dir(pretrained_dir)
+                load_tfjs_into_torch(net, d)
+                src = f"tfjs-port:{d.name}"
+            else:
+                raise ValueError("mobilenet_v1_075 needs --backbone-weights <converted .pt> or "
+                                 "--pretrained-dir ../shared/pretrained (or --backbone-weights none)")
+        return net, src
+    if name == "mobilenet_v3_small":
+        net = TorchvisionV3Small(weights)
+        return net, net.weights_source
+    if name == "tiny":
+        torch.manual_seed(0)
+        return TinyBackbone(), "random-init(seed0)"
+    raise ValueError(f"unknown backbone {name}")
+
+
+# --------------------------------------------------------------------------------------
+# Heads
+# --------------------------------------------------------------------------------------
+class ImageHead(nn.Module):
+    """Grid features [N,C,h,w] → L2-normalised embedding [N,D]."""
+
+    def __init__(self, in_ch: int, dim: int = 256, hidden: int = 1024, kind: str = "attn",
+                 heads: int = 4, dropout: float = 0.1):
+        super().__init__()
+        self.kind = kind
+        self.norm = nn.LayerNorm(in_ch)
+        feat = in_ch
+        if kind == "attn":
+            self.att = nn.Sequential(nn.Linear(in_ch, 256), nn.Tanh(), nn.Linear(256, heads))
+            feat = in_ch * (heads + 1)
+        elif kind != "mean":
+            raise ValueError(kind)
+        self.mlp = nn.Sequential(nn.Linear(feat, hidden), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(hidden, dim)) if hidden > 0 else None
+        self.lin = nn.Linear(feat, dim)
+
+    def forward(self, grid: torch.Tensor) -> torch.Tensor:
+        x = grid.flatten(2).transpose(1, 2)          # N, hw, C
+        x = self.norm(x)
+        pooled = x.mean(dim=1)
+        if self.kind == "attn":
+            a = torch.softmax(self.att(x), dim=1)   # N, hw, K
+            ap = torch.einsum("nsk,nsc->nkc", a, x).flatten(1)
+            pooled = torch.cat([pooled, ap], dim=1)
+        z = self.lin(pooled)
+        if self.mlp is not None:
+            z = z + self.mlp(pooled)
+        return F.normalize(z, dim=-1)
+
+
+def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse x[n, :len_n] along dim 1, leaving the padding where it is. x: [N,L,E]."""
+    L = x.shape[1]
+    t = torch.arange(L, device=x.device).unsqueeze(0)          # 1, L
+    ln = lengths.unsqueeze(1)                                   # N, 1
+    idx = torch.where(t < ln, ln - 1 - t, t)                    # N, L
+    return torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[2]))
+
+
+class TextEncoder(nn.Module):
+    def __init__(self, vocab_size: int, dim: int = 256, word_dim: int = 300, hidden: int = 512,
+                 bidirectional: bool = True, layers: int = 1, dropout: float = 0.1,
+                 word_dropout: float = 0.0, unk_id: int = 1, proj_hidden: int = 1024):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, word_dim, padding_idx=0)
+        self.bidirectional = bidirectional
+        self.layers = layers
+        self.fwd = nn.ModuleList()
+        self.bwd = nn.ModuleList()
+        din = word_dim
+        for _ in range(layers):
+            self.fwd.append(nn.LSTM(din, hidden, batch_first=True))
+            if bidirectional:
+                self.bwd.append(nn.LSTM(din, hidden, batch_first=True))
+            din = hidden * (2 if bidirectional else 1)
+        self.drop = nn.Dropout(dropout)
+        self.word_dropout = word_dropout
+        self.unk_id = unk_id
+        self.att = nn.Sequential(nn.Linear(din, 256), nn.Tanh(), nn.Linear(256, 1))
+        self.lin = nn.Linear(2 * din, dim)
+        self.mlp = nn.Sequential(nn.Linear(2 * din, proj_hidden), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(proj_hidden, dim)) if proj_hidden > 0 else None
+
+    def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        if self.training and self.word_dropout > 0:
+            drop = torch.rand(token_ids.shape, device=token_ids.device) < self.word_dropout
+            token_ids = torch.where(drop & (token_ids > 3), torch.full_like(token_ids, self.unk_id),
+                                    token_ids)
+        x = self.drop(self.embed(token_ids))
+        for i in range(self.layers):
+            hf, _ = self.fwd[i](x)
+            if self.bidirectional:
+                hb, _ = self.bwd[i](reverse_within_length(x, lengths))
+                hb = reverse_within_length(hb, lengths)
+                x = torch.cat([hf, hb], dim=-1)
+            else:
+                x = hf
+            x = self.drop(x)
+        L = x.shape[1]
+        mask = torch.arange(L, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)   # N, L
+        logits = self.att(x).squeeze(-1).masked_fill(~mask, -1e9)
+        a = torch.softmax(logits, dim=1)
+        att_pool = torch.einsum("nl,nld->nd", a, x)
+        m = mask.to(x.dtype)
+        mean_pool = (x * m.unsqueeze(-1)).sum(1) / m.sum(1, keepdim=True)
+        pooled = torch.cat([att_pool, mean_pool], dim=-1)
+        z = self.lin(pooled)
+        if self.mlp is not None:
+            z = z + self.mlp(pooled)
+        return F.normalize(z, dim=-1)
+
+
+class GlimpseModel(nn.Module):
+    def __init__(self, cfg, vocab_size: int, backbone: nn.Module | None, in_ch: int):
+        super().__init__()
+        self.backbone = backbone
+        self.image_head = ImageHead(in_ch, cfg.embed_dim, cfg.image_hidden, cfg.image_head,
+                                    dropout=cfg.dropout)
+        self.text = TextEncoder(vocab_size, cfg.embed_dim, cfg.word_dim, cfg.text_hidden,
+                                cfg.bidirectional, cfg.text_layers, cfg.dropout, cfg.word_dropout,
+                                proj_hidden=cfg.text_proj_hidden)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.init_temperature)),
+                                        requires_grad=cfg.learn_temperature)
+
+    def encode_grid(self, grid: torch.Tensor) -> torch.Tensor:
+        return self.image_head(grid.float())
+
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.image_head(self.backbone.features(pixels))
+
+    def encode_text(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.text(ids, lengths)
+
+
+class ImageEncoderExport(nn.Module):
+    """pixels [N,3,H,W] → embedding [N,256] (what image_encoder.onnx contains)."""
+
+    def __init__(self, m: GlimpseModel):
+        super().__init__()
+        self.backbone, self.head = m.backbone, m.image_head
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone.features(pixels))
+
+
+class TextEncoderExport(nn.Module):
+    def __init__(self, m: GlimpseModel):
+        super().__init__()
+        self.text = m.text
+
+    def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.text(token_ids, lengths)
+
+
+# --------------------------------------------------------------------------------------
+# Losses
+# --------------------------------------------------------------------------------------
+def contrastive_losses(img: torch.Tensor, txt: torch.Tensor, img_ids: torch.Tensor,
+                       logit_scale: torch.Tensor, kind: str = "infonce", margin: float = 0.2,
+                       vsepp_weight: float = 1.0) -> torch.Tensor:
+    """img/txt: [B,D] normalised, row i of img is the image of caption i (images may repeat).
+
+    Entries (i,j) with i≠j but the same image are excluded from the negatives.
+    """
+    sim = img @ txt.t()                                              # B x B
+    same = img_ids.unsqueeze(0) == img_ids.unsqueeze(1)
+    eye = torch.eye(len(img_ids), dtype=torch.bool, device=sim.device)
+    excl = same & ~eye
+    total = sim.new_zeros(())
+    if kind in ("infonce", "both"):
+        scale = logit_scale.exp().clamp(max=100.0)
+        logits = (sim * scale).masked_fill(excl, float("-inf"))
+        target = torch.arange(len(img_ids), device=sim.device)
+        total = total + 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+    if kind in ("vsepp", "both"):
+        pos = sim.diag()
+        neg = sim.masked_fill(same, float("-inf"))
+        cost_t = (margin + neg.max(dim=1).values - pos).clamp(min=0)   # image → hardest caption
+        cost_i = (margin + neg.max(dim=0).values - pos).clamp(min=0)   # caption → hardest image
+        w = vsepp_weight if kind == "both" else 1.0
+        total = total + w * (cost_t.mean() + cost_i.mean())
+    return total

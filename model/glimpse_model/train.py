@@ -1,0 +1,509 @@
+"""Train the Glimpse image–text encoder (two-phase recipe).
+
+Phase 1: the backbone is frozen; its spatial grids are computed once and cached
+(``model/.cache/features``), then the image head + text encoder train on the cache —
+full Flickr8K trains in minutes on a 2-core CPU.  Phase 2 (optional, for GPUs):
+fine-tune the top ``--phase2-unfreeze`` backbone blocks end-to-end on augmented images.
+
+    cd model
+    uv run python -m glimpse_model.train --run-name flickr8k \
+        --flickr8k-dir ../../shared/datasets/flickr8k --pretrained-dir ../../shared/pretrained
+
+    # from a published dataset version (folder store or MinIO via MINIO_* env):
+    uv run python -m glimpse_model.train --store-dir ../.data/store --bucket glimpse \
+        --dataset flickr8k --dataset-version latest --pretrained-dir ../../shared/pretrained
+
+    # continue a killed run bit-for-bit
+    uv run python -m glimpse_model.train --run-name flickr8k ... --resume
+
+Config: every field of ``glimpse_model.config.Config`` is a flag; a JSON document can be
+given with ``--config file.json`` or env ``GLIMPSE_TRAIN_CONFIG``.  Outputs in
+``runs/<run-name>/``: checkpoint.pt (last epoch, with optimizer/scheduler/RNG state),
+best.pt (best dev rsum), vocab.json, preprocess.json, config.json, dev_metrics.json,
+events.jsonl, report.png.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import Config, git_commit, parse_config, pick_device, seed_everything
+from .data import Tokenizer, load_dataset, pad_batch, preprocess_spec
+from .events import EventLog
+from .features import cached_grids
+from .metrics import recall_metrics
+from .model import GlimpseModel, build_backbone, contrastive_losses
+from .store import open_store
+
+# fields that may differ between a killed run and its resumption
+_RUNTIME_FIELDS = {"resume", "progress", "stop_after_epochs", "num_workers", "events_to_store",
+                   "weights_source", "dataset_source", "dataset_version_resolved", "git_commit",
+                   "loss_choice_note", "device", "out_dir", "cache_dir"}
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def lr_lambda_factory(total_steps: int, warmup: int, min_ratio: float):
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        p = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * p))
+    return f
+
+
+def param_groups(named_params, wd: float, lr: float):
+    decay, no_decay = [], []
+    for n, p in named_params:
+        if not p.requires_grad:
+            continue
+        if p.ndim < 2 or "embed" in n or "norm" in n or "logit_scale" in n:
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [{"params": decay, "weight_decay": wd, "lr": lr},
+            {"params": no_decay, "weight_decay": 0.0, "lr": lr}]
+
+
+def rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(s: dict) -> None:
+    torch.set_rng_state(s["torch"])
+    np.random.set_state(s["numpy"])
+    random.setstate(s["python"])
+    if s.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+
+
+def init_word_vectors(embed: torch.nn.Embedding, tok: Tokenizer, path: str) -> int:
+    """Copy pretrained vectors (text format: ``word v1 v2 ...`` per line) into the embedding."""
+    dim = embed.weight.shape[1]
+    hit = 0
+    with torch.no_grad(), open(path, encoding="utf-8", errors="ignore") as f:
+        for line in f:
+            parts = line.rstrip().split(" ")
+            if len(parts) != dim + 1:
+                continue
+            i = tok.index.get(parts[0])
+            if i is not None and i > 3:
+                embed.weight[i] = torch.tensor([float(x) for x in parts[1:]])
+                hit += 1
+    return hit
+
+
+def caption_table(ds, ids: list[str], tok: Tokenizer):
+    seqs, owner, texts = [], [], []
+    for i, iid in enumerate(ids):
+        for c in ds.captions[iid]:
+            seqs.append(tok.encode(c))
+            owner.append(i)
+            texts.append(c)
+    tids, lens = pad_batch(seqs, tok.pad_id)
+    return torch.from_numpy(tids), torch.from_numpy(lens), np.array(owner), texts
+
+
+@torch.no_grad()
+def encode_texts(model, tids: torch.Tensor, lens: torch.Tensor, device, batch: int = 512) -> torch.Tensor:
+    model.eval()
+    out = []
+    for i in range(0, len(tids), batch):
+        ln = lens[i:i + batch]
+        ids = tids[i:i + batch, : int(ln.max())]
+        out.append(model.encode_text(ids.to(device), ln.to(device)).float().cpu())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def encode_grids(model, grids: torch.Tensor, device, batch: int = 256) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model.encode_grid(grids[i:i + batch].to(device)).float().cpu()
+                      for i in range(0, len(grids), batch)])
+
+
+@torch.no_grad()
+def encode_images(model, ds, ids, spec, device, batch: int = 64) -> torch.Tensor:
+    from .features import load_pixels
+    model.eval()
+    return torch.cat([model.encode_image(load_pixels(ds, ids[i:i + batch], spec).to(device)).float().cpu()
+                      for i in range(0, len(ids), batch)])
+
+
+def usable_ids(ds, split: str, limit: int = 0) -> list[str]:
+    ids = [i for i in ds.splits.get(split, []) if ds.captions.get(i)]
+    return ids[:limit] if limit else ids
+
+
+class Phase2Images(torch.utils.data.Dataset):
+    def __init__(self, blobs: list[bytes], spec: dict):
+        import torchvision.transforms as T
+        self.blobs = blobs
+        size = spec["width"]
+        self.tf = T.Compose([
+            T.RandomResizedCrop(size, scale=(0.6, 1.0), ratio=(0.75, 1.333)),
+            T.RandomHorizontalFlip(),
+            T.ColorJitter(0.2, 0.2, 0.2),
+            T.ToTensor(),
+            T.Normalize(spec["mean"], spec["std"]),
+        ])
+
+    def __len__(self):
+        return len(self.blobs)
+
+    def __getitem__(self, i):
+        import io
+        from PIL import Image
+        return self.tf(Image.open(io.BytesIO(self.blobs[i])).convert("RGB"))
+
+
+def train(cfg: Config) -> dict:
+    t_start = time.time()
+    torch.set_num_threads(max(1, cfg.num_threads))
+    device = pick_device(cfg.device)
+    use_amp = bool(cfg.amp and device.type == "cuda")
+    run_dir = cfg.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path, best_path = run_dir / "checkpoint.pt", run_dir / "best.pt"
+
+    saved = None
+    if cfg.resume and ckpt_path.is_file():
+        saved = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        old = {k: v for k, v in saved["config"].items() if k not in _RUNTIME_FIELDS}
+        new = {k: v for k, v in cfg.to_dict().items() if k not in _RUNTIME_FIELDS}
+        diff = {k: (old.get(k), new.get(k)) for k in set(old) | set(new) if old.get(k) != new.get(k)}
+        if diff:
+            raise SystemExit(f"--resume with a different config: {diff}")
+    elif not cfg.resume:
+        for p in (run_dir / "events.jsonl", ckpt_path, best_path):
+            if p.exists():
+                p.unlink()
+
+    store = None
+    try:
+        store = open_store(cfg.store, cfg.store_dir, cfg.bucket) if cfg.events_to_store else None
+    except Exception as e:
+        print(f"[train] no object store for events: {e}", file=sys.stderr)
+    events = EventLog(run_dir / "events.jsonl", cfg.run_name, store,
+                      cfg.events_key or f"runs/{cfg.run_name}/events.jsonl", cfg.progress)
+    seed_everything(cfg.seed)
+
+    ds = load_dataset(cfg)
+    cfg.dataset_source, cfg.dataset_version_resolved = ds.source, ds.version
+    cfg.git_commit = git_commit()
+    all_train_ids = usable_ids(ds, cfg.train_split)
+    train_ids = all_train_ids[: cfg.max_train_images] if cfg.max_train_images else all_train_ids
+    dev_ids = usable_ids(ds, cfg.dev_split)
+    events.emit("start", phase=0, device=str(device), amp=use_amp, resumed=saved is not None,
+                dataset=ds.source, dataset_version=ds.version, train_images=len(train_ids),
+                dev_images=len(dev_ids), force_upload=True)
+
+    tok = Tokenizer.build((c for i in train_ids for c in ds.captions[i]), cfg.vocab_min_count, cfg.max_len)
+    tok.save(run_dir / "vocab.json")
+    spec = preprocess_spec(cfg.backbone, cfg.image_size)
+    (run_dir / "preprocess.json").write_text(json.dumps(spec, indent=1) + "\n")
+
+    backbone, cfg.weights_source = build_backbone(cfg.backbone, cfg.backbone_weights, cfg.pretrained_dir)
+    for p in backbone.parameters():
+        p.requires_grad_(False)
+    backbone.eval()
+
+    # ---- phase-1 feature cache ----------------------------------------------------------
+    feat_secs = 0.0
+
+    def flog(split):
+        last = [0.0]
+
+        def f(done, total, elapsed):
+            if time.time() - last[0] > 10 or done == total:
+                last[0] = time.time()
+                events.emit("features", phase=1, split=split, done=done, total=total,
+                            throughput=round(done / max(elapsed, 1e-6), 1),
+                            eta_s=round((total - done) * elapsed / max(done, 1), 1))
+        return f
+
+    grids = {}
+    for split, ids, flip in [("train", all_train_ids, False), ("dev", dev_ids, False)] + \
+                            ([("train", all_train_ids, True)] if cfg.cache_hflip else []):
+        g, dt = cached_grids(cfg, backbone, ds, split, ids, spec, device, flip, log=flog(split))
+        feat_secs += dt
+        grids[(split, flip)] = g[: len(train_ids)] if split == "train" else g
+    if not cfg.feature_grid:  # pooled-only ablation: collapse the grid to 1x1
+        grids = {k: v.float().mean((2, 3), keepdim=True).half() for k, v in grids.items()}
+    events.emit("features_ready", phase=1, seconds=round(feat_secs, 1),
+                grid=list(grids[("train", False)].shape[1:]), force_upload=True)
+
+    tr_tids, tr_lens, tr_owner, _ = caption_table(ds, train_ids, tok)
+    dv_tids, dv_lens, dv_owner, _ = caption_table(ds, dev_ids, tok)
+    tr_owner_t = torch.from_numpy(tr_owner)
+
+    torch.manual_seed(cfg.seed)
+    model = GlimpseModel(cfg, len(tok), backbone, backbone.out_channels).to(device)
+
+    if cfg.word_vectors and saved is None:
+        hit = init_word_vectors(model.text.embed, tok, cfg.word_vectors)
+        events.emit("word_vectors", phase=1, path=cfg.word_vectors, coverage=round(hit / len(tok), 4))
+
+    history = {"steps": [], "evals": []}
+    best_rsum = -1.0
+    start_phase, start_epoch, global_step = 1, 1, 0
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        history, best_rsum = saved["history"], saved["best_rsum"]
+        start_phase, start_epoch, global_step = saved["phase"], saved["epoch"] + 1, saved["global_step"]
+        if start_epoch > (cfg.epochs if start_phase == 1 else cfg.phase2_epochs):
+            start_phase, start_epoch = start_phase + 1, 1
+
+    M = len(tr_tids)
+    B = min(cfg.batch_size, M)
+    steps1 = max(1, M // B)
+    epochs_run = 0
+
+    def evaluate_dev(phase: int) -> dict:
+        te = encode_texts(model, dv_tids, dv_lens, device)
+        if phase == 1:
+            ie = encode_grids(model, grids[("dev", False)], device)
+        else:
+            ie = encode_images(model, ds, dev_ids, spec, device)
+        return recall_metrics(ie, te, dv_owner)
+
+    def end_epoch(phase, epoch, opt, sched, scaler, ep_loss, ep_time):
+        nonlocal best_rsum, epochs_run
+        dev = evaluate_dev(phase) if (epoch % cfg.eval_every == 0 or epoch == total_epochs(phase)) else None
+        rec = {"phase": phase, "epoch": epoch, "step": global_step, "loss": ep_loss, "dev": dev,
+               "epoch_s": round(ep_time, 1)}
+        history["evals"].append(rec)
+        if dev is not None and dev["rsum"] > best_rsum:
+            best_rsum = dev["rsum"]
+            _atomic_save({"model": model.state_dict(), "dev": dev, "phase": phase, "epoch": epoch,
+                          "config": cfg.to_dict(), "vocab": tok.tokens}, best_path)
+        _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                      "scheduler": sched.state_dict(), "scaler": scaler.state_dict() if scaler else None,
+                      "phase": phase, "epoch": epoch, "global_step": global_step,
+                      "history": history, "best_rsum": best_rsum, "rng": rng_state(),
+                      "config": cfg.to_dict()}, ckpt_path)
+        epochs_run += 1
+        events.emit("epoch", phase=phase, epoch=epoch, step=global_step, loss=round(ep_loss, 5),
+                    dev=dev, best_rsum=best_rsum, epoch_s=round(ep_time, 1),
+                    elapsed_s=round(time.time() - t_start, 1), checkpoint=str(ckpt_path),
+                    force_upload=True)
+        if cfg.stop_after_epochs and epochs_run >= cfg.stop_after_epochs:
+            events.emit("stopped", phase=phase, epoch=epoch, reason="stop_after_epochs", force_upload=True)
+            events.close_bar()
+            raise SystemExit(0)
+
+    def total_epochs(phase):
+        return cfg.epochs if phase == 1 else cfg.phase2_epochs
+
+    pending = {"saved": saved}  # the checkpoint's optimizer/RNG state is consumed once
+
+    def restore_opt(opt, sched, scaler, phase):
+        sv = pending["saved"]
+        if sv is None:
+            return
+        pending["saved"] = None
+        if sv["phase"] == phase and sv["epoch"] < total_epochs(phase):
+            opt.load_state_dict(sv["optimizer"])
+            sched.load_state_dict(sv["scheduler"])
+            if scaler is not None and sv.get("scaler"):
+                scaler.load_state_dict(sv["scaler"])
+        set_rng_state(sv["rng"])
+
+    # ---- phase 1: cached grids ----------------------------------------------------------
+    if start_phase == 1 and cfg.epochs > 0:
+        opt = torch.optim.AdamW(param_groups(model.named_parameters(), cfg.weight_decay, cfg.lr),
+                                lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+        total_steps = steps1 * cfg.epochs
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda_factory(total_steps, cfg.warmup_steps,
+                                                                         cfg.min_lr_ratio))
+        scaler = torch.amp.GradScaler("cuda") if use_amp else None
+        restore_opt(opt, sched, scaler, 1)
+        tr_grid, tr_flip = grids[("train", False)], grids.get(("train", True))
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            model.train()
+            g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+            perm = torch.randperm(M, generator=g)
+            flips = torch.rand(M, generator=g) < 0.5
+            t_ep, loss_sum, t_log, n_log = time.time(), 0.0, time.time(), 0
+            events.start_bar(steps1, f"phase1 epoch {epoch}/{cfg.epochs}")
+            for s in range(steps1):
+                idx = perm[s * B:(s + 1) * B]
+                im = tr_owner_t[idx]
+                grid = tr_grid[im]
+                if tr_flip is not None:
+                    grid = torch.where(flips[idx].view(-1, 1, 1, 1), tr_flip[im], grid)
+                lens = tr_lens[idx]
+                ids = tr_tids[idx, : int(lens.max())]
+                with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                    ie = model.encode_grid(grid.to(device, non_blocking=True))
+                    te = model.encode_text(ids.to(device), lens.to(device))
+                    loss = contrastive_losses(ie.float(), te.float(), im.to(device), model.logit_scale,
+                                              cfg.loss, cfg.margin, cfg.vsepp_weight)
+                opt.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(opt)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    opt.step()
+                sched.step()
+                with torch.no_grad():
+                    model.logit_scale.clamp_(0, math.log(100.0))
+                global_step += 1
+                lv = float(loss)
+                loss_sum += lv
+                n_log += 1
+                history["steps"].append((global_step, lv))
+                events.tick(1, loss=f"{lv:.3f}")
+                if time.time() - t_log > 10 or s == steps1 - 1:
+                    el = time.time() - t_ep
+                    per_step = el / (s + 1)
+                    remaining = (steps1 - s - 1) + steps1 * (cfg.epochs - epoch)
+                    events.emit("step", phase=1, epoch=epoch, step=global_step, loss=round(lv, 5),
+                                lr=sched.get_last_lr()[0], temperature=round(1 / float(model.logit_scale.exp()), 5),
+                                throughput=round((s + 1) * B / el, 1), eta_s=round(remaining * per_step, 1))
+                    t_log = time.time()
+            events.close_bar()
+            end_epoch(1, epoch, opt, sched, scaler, loss_sum / steps1, time.time() - t_ep)
+        start_epoch = 1
+
+    # ---- phase 2: fine-tune the top of the backbone (GPU) ------------------------------------
+    if cfg.phase2_epochs > 0:
+        if not (saved is not None and saved["phase"] == 2):
+            model.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=False)["model"])
+        blocks = list(model.backbone.blocks)[-cfg.phase2_unfreeze:] if cfg.phase2_unfreeze else []
+        bb_params = [p for b in blocks for p in b.parameters()]
+        for p in bb_params:
+            p.requires_grad_(True)
+        head_named = [(n, p) for n, p in model.named_parameters() if not n.startswith("backbone.")]
+        groups = param_groups(head_named, cfg.weight_decay, cfg.phase2_lr)
+        groups.append({"params": bb_params, "weight_decay": cfg.weight_decay,
+                       "lr": cfg.phase2_lr * cfg.phase2_backbone_lr_mult})
+        opt = torch.optim.AdamW(groups, lr=cfg.phase2_lr, betas=(0.9, 0.98), eps=1e-6)
+        B2 = min(cfg.phase2_batch_size, len(train_ids))
+        blobs = [ds.read_image(i) for i in train_ids]
+        img_ds = Phase2Images(blobs, spec)
+        # an "epoch" visits every training image once with one of its captions
+        steps2 = max(1, len(train_ids) // B2)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda_factory(steps2 * cfg.phase2_epochs,
+                                                                         min(cfg.warmup_steps, steps2),
+                                                                         cfg.min_lr_ratio))
+        scaler = torch.amp.GradScaler("cuda") if use_amp else None
+        restore_opt(opt, sched, scaler, 2)
+        caps_of = [np.nonzero(tr_owner == i)[0] for i in range(len(train_ids))]
+        for epoch in range(start_epoch if start_phase == 2 else 1, cfg.phase2_epochs + 1):
+            model.train()
+            model.backbone.eval()  # frozen BN statistics
+            g = torch.Generator().manual_seed(cfg.seed * 1000 + 500 + epoch)
+            perm = torch.randperm(len(train_ids), generator=g).tolist()
+            pick = torch.randint(0, 1 << 30, (len(train_ids),), generator=g).tolist()
+            t_ep, loss_sum, t_log2 = time.time(), 0.0, 0.0
+            loader = torch.utils.data.DataLoader(torch.utils.data.Subset(img_ds, perm), batch_size=B2,
+                                                 shuffle=False, num_workers=cfg.num_workers, drop_last=True)
+            events.start_bar(steps2, f"phase2 epoch {epoch}/{cfg.phase2_epochs}")
+            for s, pix in enumerate(loader):
+                im_idx = torch.tensor(perm[s * B2:(s + 1) * B2])
+                cap = torch.tensor([caps_of[i][pick[i] % len(caps_of[i])] for i in im_idx.tolist()])
+                lens = tr_lens[cap]
+                ids = tr_tids[cap, : int(lens.max())]
+                with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                    ie = model.encode_image(pix.to(device))
+                    te = model.encode_text(ids.to(device), lens.to(device))
+                    loss = contrastive_losses(ie.float(), te.float(), im_idx.to(device), model.logit_scale,
+                                              cfg.loss, cfg.margin, cfg.vsepp_weight)
+                opt.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(opt)
+                    torch.nn.utils.clip_grad_norm_([p for gr in groups for p in gr["params"]], cfg.grad_clip)
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_([p for gr in groups for p in gr["params"]], cfg.grad_clip)
+                    opt.step()
+                sched.step()
+                global_step += 1
+                lv = float(loss)
+                loss_sum += lv
+                history["steps"].append((global_step, lv))
+                events.tick(1, loss=f"{lv:.3f}")
+                el = time.time() - t_ep
+                if time.time() - t_log2 < 10 and s != steps2 - 1:
+                    continue
+                t_log2 = time.time()
+                events.emit("step", phase=2, epoch=epoch, step=global_step, loss=round(lv, 5),
+                            lr=sched.get_last_lr()[0], throughput=round((s + 1) * B2 / el, 1),
+                            eta_s=round(((steps2 - s - 1) + steps2 * (cfg.phase2_epochs - epoch)) * el / (s + 1), 1))
+            events.close_bar()
+            end_epoch(2, epoch, opt, sched, scaler, loss_sum / steps2, time.time() - t_ep)
+
+    # ---- finish: best model, dev metrics, report ---------------------------------------
+    best = torch.load(best_path, map_location="cpu", weights_only=False)
+    train_secs = time.time() - t_start
+    final = {"split": "dev", **best["dev"], "selected": {"phase": best["phase"], "epoch": best["epoch"]},
+             "train_wall_s": round(train_secs, 1), "feature_cache_s": round(feat_secs, 1)}
+    (run_dir / "dev_metrics.json").write_text(json.dumps(final, indent=2) + "\n")
+    cfg.save(run_dir / "config.json")
+    write_report(history, run_dir / "report.png", cfg)
+    events.emit("done", phase=best["phase"], epoch=best["epoch"], step=global_step, dev=best["dev"],
+                wall_s=round(train_secs, 1), best=str(best_path), force_upload=True)
+    return final
+
+
+def write_report(history: dict, path: Path, cfg: Config) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    if history["steps"]:
+        st = np.array(history["steps"], dtype=float)
+        k = max(1, len(st) // 100)
+        sm = np.convolve(st[:, 1], np.ones(k) / k, mode="valid")
+        axes[0].plot(st[:, 0], st[:, 1], alpha=0.25, lw=0.7, label="loss (step)")
+        axes[0].plot(st[k - 1:, 0], sm, lw=1.5, label=f"loss (mean of {k})")
+        axes[0].set_xlabel("step")
+        axes[0].set_title(f"training loss ({cfg.loss})")
+        axes[0].legend()
+    ev = [e for e in history["evals"] if e.get("dev")]
+    if ev:
+        x = np.arange(1, len(ev) + 1)
+        for d, ls in (("t2i", "-"), ("i2t", "--")):
+            for kk in ("r1", "r5", "r10"):
+                axes[1].plot(x, [e["dev"][d][kk] for e in ev], ls, label=f"{d} {kk.upper()}")
+        axes[1].set_xlabel("epoch (phase 1, then phase 2)")
+        axes[1].set_ylabel("dev recall %")
+        axes[1].set_title("dev recall")
+        axes[1].legend(fontsize=7, ncol=2)
+    fig.suptitle(f"Glimpse {cfg.run_name}: {cfg.backbone} ({cfg.weights_source}), {cfg.image_head} head")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    cfg, _ = parse_config(argv, __doc__)
+    train(cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Export: ONNX checker, onnxruntime parity with PyTorch, padding independence, golden
+vectors, registry layout (version id, checksums, upload, promote)."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from PIL import Image
+
+from glimpse_model import export
+from glimpse_model.data import Tokenizer, image_to_array
+from glimpse_model.evaluate import load_run
+
+
+@pytest.fixture(scope="module")
+def exported(trained_run, tiny_store, tmp_path_factory):
+    cfg, _ = trained_run
+    root, version = tiny_store
+    out = tmp_path_factory.mktemp("export") / "m"
+    assert export.main(["--run-dir", str(cfg.run_dir), "--out", str(out), "--store-dir", str(root),
+                        "--dataset-version", version, "--upload", "--promote"]) == 0
+    return cfg, out, root
+
+
+def _sessions(out):
+    return (ort.InferenceSession(str(out / "image_encoder.onnx"), providers=["CPUExecutionProvider"]),
+            ort.InferenceSession(str(out / "text_encoder.onnx"), providers=["CPUExecutionProvider"]))
+
+
+def test_onnx_io_contract(exported):
+    _, out, _ = exported
+    for f in ("image_encoder.onnx", "text_encoder.onnx"):
+        onnx.checker.check_model(onnx.load(str(out / f)))
+    isess, tsess = _sessions(out)
+    assert [i.name for i in isess.get_inputs()] == ["pixels"]
+    assert isess.get_inputs()[0].type == "tensor(float)"
+    assert isess.get_inputs()[0].shape[0] == "N" and isess.get_inputs()[0].shape[1:] == [3, 64, 64]
+    assert [o.name for o in isess.get_outputs()] == ["embedding"]
+    assert [i.name for i in tsess.get_inputs()] == ["token_ids", "lengths"]
+    assert tsess.get_inputs()[0].type == "tensor(int64)" and tsess.get_inputs()[0].shape == ["N", "L"]
+    assert tsess.get_inputs()[1].type == "tensor(int64)" and tsess.get_inputs()[1].shape == ["N"]
+
+
+def test_onnx_matches_pytorch(exported):
+    cfg, out, _ = exported
+    model, _, tok, _ = load_run(cfg.run_dir)
+    isess, tsess = _sessions(out)
+    rng = np.random.default_rng(1)
+    for n in (1, 3, 7):                                          # dynamic batch
+        pix = rng.uniform(-1, 1, (n, 3, 64, 64)).astype(np.float32)
+        with torch.no_grad():
+            ref = model.encode_image(torch.from_numpy(pix)).numpy()
+        got = isess.run(None, {"pixels": pix})[0]
+        assert got.shape == (n, 256)
+        assert np.abs(got - ref).max() <= 1e-4
+        np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5)
+    for n, L in ((1, 1), (4, 9), (5, 16)):                        # dynamic batch and length
+        lens = rng.integers(1, L + 1, n)
+        lens[0] = L
+        ids = np.zeros((n, L), dtype=np.int64)
+        for i, l in enumerate(lens):
+            ids[i, :l] = rng.integers(1, len(tok), l)
+        with torch.no_grad():
+            ref = model.encode_text(torch.from_numpy(ids), torch.from_numpy(lens)).numpy()
+        got = tsess.run(None, {"token_ids": ids, "lengths": lens.astype(np.int64)})[0]
+        assert np.abs(got - ref).max() <= 1e-4
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["export_parity"]["image_max_abs_diff"] <= 1e-4
+    assert m["export_parity"]["text_max_abs_diff"] <= 1e-4
+
+
+def test_text_embedding_independent_of_padding(exported):
+    """Serving micro-batches queries of different lengths: |Δ| ≤ 1e-5 in onnxruntime."""
+    cfg, out, _ = exported
+    tok = Tokenizer.load(out / "vocab.json")
+    _, tsess = _sessions(out)
+    caps = ["red circle", "a blue square on a grey background that is big", "green", "the yellow triangle sits on purple"]
+    solo = [tsess.run(None, {"token_ids": np.array([tok.encode(c)], dtype=np.int64),
+                             "lengths": np.array([len(tok.encode(c))], dtype=np.int64)})[0][0] for c in caps]
+    ids, lens = tok.batch(caps)
+    for extra in (0, 5, 30):
+        wide = np.zeros((len(caps), ids.shape[1] + extra), dtype=np.int64)
+        wide[:, : ids.shape[1]] = ids
+        got = tsess.run(None, {"token_ids": wide, "lengths": lens})[0]
+        assert np.abs(got - np.stack(solo)).max() <= 1e-5, extra
+
+
+def test_golden_vectors(exported):
+    cfg, out, _ = exported
+    g = json.loads((out / "golden.json").read_text())
+    tok = Tokenizer.load(out / "vocab.json")
+    spec = json.loads((out / "preprocess.json").read_text())
+    isess, tsess = _sessions(out)
+    assert len(g["images"]) >= 4 and len(g["captions"]) >= 8
+    for im in g["images"]:
+        arr = image_to_array(Image.open(out / im["file"]).convert("RGB"), spec)
+        assert Image.open(out / im["file"]).format == "PNG"
+        np.testing.assert_allclose(arr.reshape(-1)[:8], im["pixels_first8"], atol=1e-6)
+        emb = isess.run(None, {"pixels": arr[None]})[0][0]
+        np.testing.assert_allclose(emb, im["embedding"], atol=1e-4)
+    texts = [c["text"] for c in g["captions"]]
+    assert any(any(ord(ch) > 127 for ch in t) for t in texts)          # non-ASCII
+    assert any(any(ch.isdigit() for ch in t) for t in texts)
+    assert any(len(c["token_ids"]) == tok.max_len for c in g["captions"])   # truncated
+    assert any(tok.unk_id in c["token_ids"] for c in g["captions"])        # unknown word
+    for c in g["captions"]:
+        assert c["token_ids"] == tok.encode(c["text"])
+        e = tsess.run(None, {"token_ids": np.array([c["token_ids"]], dtype=np.int64),
+                             "lengths": np.array([len(c["token_ids"])], dtype=np.int64)})[0][0]
+        np.testing.assert_allclose(e, c["embedding"], atol=1e-4)
+
+
+def test_registry_layout(exported):
+    cfg, out, root = exported
+    required = {"image_encoder.onnx", "text_encoder.onnx", "vocab.json", "preprocess.json", "metrics.json",
+                "config.json", "report.png", "model_card.md", "golden.json", "checksums.json"}
+    assert required <= {p.name for p in out.iterdir()}
+    h = hashlib.sha256()
+    for f in export.HASHED_FILES:
+        h.update((out / f).read_bytes())
+    version = "m-" + h.hexdigest()[:16]
+    sums = json.loads((out / "checksums.json").read_text())
+    files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} - {"checksums.json"}
+    assert set(sums) == files
+    for f, s in sums.items():
+        assert hashlib.sha256((out / f).read_bytes()).hexdigest() == s
+    reg = root / "glimpse" / "models" / version
+    assert reg.is_dir()
+    for f in sums:
+        assert (reg / f).read_bytes() == (out / f).read_bytes()
+    assert (reg / "checksums.json").is_file()
+    alias = json.loads((root / "glimpse" / "models" / "aliases" / "production.json").read_text())
+    assert alias == {"version": version}
+    conf = json.loads((out / "config.json").read_text())
+    assert conf["backbone"] == "tiny" and conf["git_commit"] and conf["dataset_version_resolved"]
+    assert json.loads((out / "metrics.json").read_text())["model_version"] == version
+
+
+def test_onnx_evaluation_matches_pytorch(exported, tiny_store):
+    from glimpse_model import evaluate
+    cfg, out, root = exported
+    _, version = tiny_store
+    a, b = out.parent / "pt.json", out.parent / "onnx.json"
+    evaluate.main(["--run-dir", str(cfg.run_dir), "--split", "dev", "--store-dir", str(root),
+                   "--dataset-version", version, "--out", str(a), "--no-cache"])
+    evaluate.main(["--run-dir", str(cfg.run_dir), "--split", "dev", "--store-dir", str(root),
+                   "--dataset-version", version, "--out", str(b), "--onnx", str(out)])
+    ma, mb = json.loads(a.read_text()), json.loads(b.read_text())
+    for d in ("t2i", "i2t"):
+        for k in ("r1", "r5", "r10"):
+            assert abs(ma[d][k] - mb[d][k]) <= 1.0, (d, k, ma[d], mb[d])

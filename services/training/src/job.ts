@@ -1,0 +1,104 @@
+/**
+ * The Kubernetes Job of a training run, built from the operator's template
+ * (helm/glimpse/templates/training-job.yaml → GLIMPSE_TRAINING_JOB_TEMPLATE).
+ *
+ * The service fills in: the name `glimpse-train-<run_id>`, the label `glimpse.dev/run-id` on the
+ * Job and its pods, the trainer container's command and args, its environment
+ * (GLIMPSE_TRAIN_CONFIG = the trainer config document) and, when the template mounts nothing
+ * at /runs, an emptyDir there so a restarted container continues from its checkpoint.
+ *
+ * The trainer has no "export when done" flag, so the container runs a short shell script:
+ * train, then export + register (`--upload`, `--promote` when asked) in the same pod, where the
+ * run folder is. Everything else (image, resources, GPU scheduling, envFrom, secrets) is the
+ * template's.
+ */
+import type { V1Container, V1EnvVar, V1Job } from "@kubernetes/client-node";
+import { parse } from "yaml";
+import type { LaunchSpec } from "./executor.js";
+
+export const RUN_ID_LABEL = "glimpse.dev/run-id";
+/** Where the trainer image keeps run folders (model/Dockerfile: VOLUME /runs). */
+export const RUNS_MOUNT = "/runs";
+
+export const jobName = (runId: string): string => `glimpse-train-${runId}`;
+
+/**
+ * `$@` are the trainer flags (args); the export reads the run folder the trainer just wrote.
+ * `--resume` in args makes a restarted container continue from /runs/<run>/checkpoint.pt.
+ */
+export const JOB_SCRIPT = [
+  "set -e",
+  `python -m glimpse_model.train --out-dir ${RUNS_MOUNT} --cache-dir ${RUNS_MOUNT}/.cache --progress none "$@"`,
+  `python -m glimpse_model.export --run-dir "${RUNS_MOUNT}/$GLIMPSE_RUN_ID" --upload --dataset "$GLIMPSE_DATASET" --dataset-version "$GLIMPSE_DATASET_VERSION" \${GLIMPSE_EXPORT_PROMOTE:+--promote}`,
+].join("\n");
+
+/** Parses and checks the template file's text. */
+export function parseJobTemplate(text: string, source = "the Job template"): V1Job {
+  const doc = parse(text) as unknown;
+  const job = doc as V1Job | null;
+  if (!job || typeof job !== "object" || job.kind !== "Job" || job.apiVersion !== "batch/v1") {
+    throw new Error(`${source} is not a batch/v1 Job`);
+  }
+  const containers = job.spec?.template?.spec?.containers;
+  if (!containers || containers.length === 0) throw new Error(`${source} has no containers`);
+  return job;
+}
+
+export interface JobOptions {
+  /** --pretrained-dir inside the pod (the template must mount it). */
+  pretrainedDir?: string | undefined;
+}
+
+/** The Job for one run: a deep copy of the template with the run filled in. */
+export function buildJob(template: V1Job, spec: LaunchSpec, opts: JobOptions = {}): V1Job {
+  const job = structuredClone(template);
+  const { run, plan } = spec;
+  const name = jobName(run.runId);
+  if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(name) || name.length > 63) throw new Error(`run id ${run.runId} does not make a valid Job name`);
+
+  job.metadata = { ...job.metadata, name, labels: { ...job.metadata?.labels, [RUN_ID_LABEL]: run.runId } };
+  delete job.metadata.generateName;
+  delete job.metadata.resourceVersion;
+  delete job.metadata.uid;
+  const podTemplate = job.spec!.template;
+  podTemplate.metadata = { ...podTemplate.metadata, labels: { ...podTemplate.metadata?.labels, [RUN_ID_LABEL]: run.runId } };
+  const pod = podTemplate.spec!;
+  const container: V1Container = pod.containers.find((c) => c.name === "trainer") ?? pod.containers[0]!;
+
+  container.command = ["/bin/sh", "-c", JOB_SCRIPT, "glimpse-train"];
+  container.args = [
+    "--run-name", run.runId,
+    "--dataset", plan.dataset,
+    "--dataset-version", run.datasetVersion,
+    "--resume",
+    ...(opts.pretrainedDir ? ["--pretrained-dir", opts.pretrainedDir] : []),
+  ];
+  const ours: V1EnvVar[] = [
+    { name: "GLIMPSE_TRAIN_CONFIG", value: JSON.stringify(plan.trainerConfig) },
+    { name: "GLIMPSE_RUN_ID", value: run.runId },
+    { name: "GLIMPSE_DATASET", value: plan.dataset },
+    { name: "GLIMPSE_DATASET_VERSION", value: run.datasetVersion },
+    { name: "GLIMPSE_EXPORT_PROMOTE", value: plan.promote ? "1" : "" },
+    { name: "PYTHONUNBUFFERED", value: "1" },
+  ];
+  const names = new Set(ours.map((e) => e.name));
+  container.env = [...(container.env ?? []).filter((e) => !names.has(e.name)), ...ours];
+
+  if (!(container.volumeMounts ?? []).some((m) => m.mountPath === RUNS_MOUNT)) {
+    const volume = "glimpse-runs";
+    pod.volumes = [...(pod.volumes ?? []).filter((v) => v.name !== volume), { name: volume, emptyDir: {} }];
+    container.volumeMounts = [...(container.volumeMounts ?? []), { name: volume, mountPath: RUNS_MOUNT }];
+  }
+  return job;
+}
+
+export type JobStatus = { done: false } | { done: true; succeeded: true } | { done: true; succeeded: false; message: string };
+
+/** A Job's outcome from its status: the Complete/Failed conditions (or the succeeded count). */
+export function jobStatus(job: V1Job): JobStatus {
+  const conditions = job.status?.conditions ?? [];
+  const failed = conditions.find((c) => c.type === "Failed" && c.status === "True");
+  if (failed) return { done: true, succeeded: false, message: [failed.reason, failed.message].filter(Boolean).join(": ") || "the Job failed" };
+  if (conditions.some((c) => c.type === "Complete" && c.status === "True") || (job.status?.succeeded ?? 0) > 0) return { done: true, succeeded: true };
+  return { done: false };
+}

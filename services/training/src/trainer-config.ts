@@ -1,0 +1,247 @@
+/**
+ * The request's TrainingConfig → the trainer's Config document (model/glimpse_model/config.py).
+ *
+ * TRAINER_KEYS mirrors the trainer's `Config` dataclass (name → type, and the defaults the
+ * service needs); trainer-config.test.ts parses config.py and fails when they drift apart.
+ */
+import { training, PATTERNS, Violations } from "@glimpse/api";
+import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
+
+export type KeyType = "int" | "float" | "bool" | "str";
+
+/** Every field of glimpse_model.config.Config with its Python type. */
+export const TRAINER_KEYS: Readonly<Record<string, KeyType>> = {
+  run_name: "str",
+  out_dir: "str",
+  cache_dir: "str",
+  seed: "int",
+  device: "str",
+  amp: "bool",
+  num_threads: "int",
+  num_workers: "int",
+  resume: "bool",
+  progress: "str",
+  events_to_store: "bool",
+  events_key: "str",
+  stop_after_epochs: "int",
+  source: "str",
+  flickr8k_dir: "str",
+  store: "str",
+  store_dir: "str",
+  bucket: "str",
+  dataset: "str",
+  dataset_version: "str",
+  train_split: "str",
+  dev_split: "str",
+  max_train_images: "int",
+  vocab_min_count: "int",
+  max_len: "int",
+  image_size: "int",
+  backbone: "str",
+  backbone_weights: "str",
+  pretrained_dir: "str",
+  feature_grid: "bool",
+  cache_hflip: "bool",
+  embed_dim: "int",
+  image_head: "str",
+  image_hidden: "int",
+  word_dim: "int",
+  text_hidden: "int",
+  bidirectional: "bool",
+  text_layers: "int",
+  text_proj_hidden: "int",
+  dropout: "float",
+  word_dropout: "float",
+  word_vectors: "str",
+  loss: "str",
+  init_temperature: "float",
+  learn_temperature: "bool",
+  margin: "float",
+  vsepp_weight: "float",
+  epochs: "int",
+  batch_size: "int",
+  lr: "float",
+  weight_decay: "float",
+  warmup_steps: "int",
+  min_lr_ratio: "float",
+  grad_clip: "float",
+  eval_every: "int",
+  phase2_epochs: "int",
+  phase2_unfreeze: "int",
+  phase2_lr: "float",
+  phase2_backbone_lr_mult: "float",
+  phase2_batch_size: "int",
+  weights_source: "str",
+  dataset_source: "str",
+  dataset_version_resolved: "str",
+  git_commit: "str",
+  loss_choice_note: "str",
+};
+
+/** The trainer's defaults the service reports before the trainer says otherwise (checked by the sync test). */
+export const TRAINER_DEFAULTS = { epochs: 20, batch_size: 128, phase2_batch_size: 128 } as const;
+
+/** Phase-2 epochs when fine_tune_backbone is set and overrides name none. */
+export const DEFAULT_PHASE2_EPOCHS = 3;
+
+/** Keys the service sets itself (paths, the store, bookkeeping): never from a request. */
+const MANAGED = new Set([
+  "run_name", "out_dir", "cache_dir", "resume", "progress", "events_to_store", "events_key", "stop_after_epochs",
+  "source", "flickr8k_dir", "store", "store_dir", "bucket", "dataset", "dataset_version", "pretrained_dir",
+  "weights_source", "dataset_source", "dataset_version_resolved", "git_commit", "loss_choice_note",
+]);
+
+/** Paths on the service's machine: never from a request. */
+const PATHS = new Set(["word_vectors"]);
+
+/** Keys a TrainingConfig field owns: overrides must use the field. */
+const FIRST_CLASS: Readonly<Record<string, string>> = {
+  epochs: "epochs",
+  batch_size: "batch_size",
+  lr: "learning_rate",
+  backbone: "image_encoder",
+  loss: "loss",
+  seed: "seed",
+  device: "device",
+};
+
+/** Values a string key may take, where the trainer accepts only a few. */
+const STRING_CHOICES: Readonly<Record<string, readonly string[]>> = {
+  image_head: ["mean", "attn"],
+  // A path here would be torch.load()ed (a pickle) from the service's filesystem: not from a request.
+  backbone_weights: ["auto", "none"],
+  train_split: ["train", "dev", "test"],
+  dev_split: ["train", "dev", "test"],
+};
+
+export const IMAGE_ENCODERS = ["mobilenet_v1_075", "mobilenet_v3_small"] as const;
+export const DEVICES = ["auto", "cpu", "cuda"] as const;
+export const DEFAULT_DATASET = "flickr8k";
+/** The proto says a zero seed means 42 (the trainer's own default differs). */
+export const DEFAULT_SEED = 42;
+
+const LOSS_NAMES: Readonly<Record<number, string | undefined>> = {
+  [training.Loss.UNSPECIFIED]: undefined,
+  [training.Loss.INFONCE]: "infonce",
+  [training.Loss.VSE_HARDEST]: "vsepp",
+};
+
+/** A validated request, ready for an executor. */
+export interface TrainingPlan {
+  dataset: string;
+  /** Empty = resolve to the latest published version. */
+  datasetVersion: string;
+  /** The trainer Config document (no managed keys): request fields + overrides. */
+  trainerConfig: Record<string, JsonValue>;
+  /** Phase-1 and phase-2 epochs, for progress. */
+  epochs: number;
+  phase2Epochs: number;
+  batchSize: number;
+  phase2BatchSize: number;
+  promote: boolean;
+}
+
+/**
+ * Checks every field of a TrainingConfig (all problems at once, as INVALID_ARGUMENT with one
+ * BadRequest violation per field) and builds the trainer's document.
+ */
+export function planTraining(config: training.TrainingConfig | undefined, field = "config"): TrainingPlan {
+  const c = config ?? ({} as Partial<training.TrainingConfig>);
+  const v = new Violations();
+  const doc: Record<string, JsonValue> = {};
+
+  const epochs = v.range(`${field}.epochs`, c.epochs ?? 0, TRAINER_DEFAULTS.epochs, 1, 500);
+  if (c.epochs) doc["epochs"] = epochs;
+  const batchSize = v.range(`${field}.batch_size`, c.batchSize ?? 0, TRAINER_DEFAULTS.batch_size, 1, 4096);
+  if (c.batchSize) doc["batch_size"] = batchSize;
+  const lr = c.learningRate ?? 0;
+  if (lr !== 0) {
+    if (!Number.isFinite(lr) || lr < 0 || lr > 1) v.add(`${field}.learning_rate`, `must be in (0, 1] (got ${lr})`, "OUT_OF_RANGE");
+    else doc["lr"] = lr;
+  }
+  const dataset = v.pattern(`${field}.dataset`, c.dataset ?? "", PATTERNS.dataset, "a dataset name (lower-case letters, digits, '-')") || DEFAULT_DATASET;
+  const datasetVersion = v.pattern(`${field}.dataset_version`, c.datasetVersion ?? "", PATTERNS.datasetVersion, "a published dataset version (16 hex digits) or empty for the latest");
+  const encoder = c.imageEncoder ?? "";
+  if (encoder !== "") {
+    if (!(IMAGE_ENCODERS as readonly string[]).includes(encoder)) v.add(`${field}.image_encoder`, `must be one of ${IMAGE_ENCODERS.join(", ")} or empty (got ${JSON.stringify(encoder)})`, "UNKNOWN_VALUE");
+    else doc["backbone"] = encoder;
+  }
+  const loss = c.loss ?? training.Loss.UNSPECIFIED;
+  if (!(loss in LOSS_NAMES)) v.add(`${field}.loss`, `unknown loss ${loss}`, "UNKNOWN_VALUE");
+  else if (LOSS_NAMES[loss]) doc["loss"] = LOSS_NAMES[loss];
+  const seed = c.seed ?? 0n;
+  if (seed < 0n || seed > 0xffff_ffffn) v.add(`${field}.seed`, `must be between 0 and ${0xffff_ffff} (got ${seed})`, "OUT_OF_RANGE");
+  else doc["seed"] = seed === 0n ? DEFAULT_SEED : Number(seed);
+  const device = c.device ?? "";
+  if (device !== "") {
+    if (!(DEVICES as readonly string[]).includes(device)) v.add(`${field}.device`, `must be one of ${DEVICES.join(", ")} or empty (got ${JSON.stringify(device)})`, "UNKNOWN_VALUE");
+    else doc["device"] = device;
+  }
+
+  const overrides = checkOverrides(c.overrides, `${field}.overrides`, v);
+  let phase2Epochs = 0;
+  if (c.fineTuneBackbone) {
+    phase2Epochs = typeof overrides["phase2_epochs"] === "number" && overrides["phase2_epochs"] > 0 ? overrides["phase2_epochs"] : DEFAULT_PHASE2_EPOCHS;
+  } else if (typeof overrides["phase2_epochs"] === "number" && overrides["phase2_epochs"] > 0) {
+    v.add(`${field}.overrides.phase2_epochs`, "needs fine_tune_backbone: true", "CONFLICT");
+  }
+  v.throwIfAny();
+
+  Object.assign(doc, overrides);
+  doc["phase2_epochs"] = phase2Epochs;
+  const phase2BatchSize = typeof overrides["phase2_batch_size"] === "number" ? overrides["phase2_batch_size"] : TRAINER_DEFAULTS.phase2_batch_size;
+  return { dataset, datasetVersion, trainerConfig: doc, epochs, phase2Epochs, batchSize, phase2BatchSize, promote: c.promote ?? false };
+}
+
+function checkOverrides(overrides: JsonObject | undefined, field: string, v: Violations): Record<string, JsonValue> {
+  const out: Record<string, JsonValue> = {};
+  for (const [key, value] of Object.entries(overrides ?? {})) {
+    const path = `${field}.${key}`;
+    const type = TRAINER_KEYS[key];
+    if (type === undefined) {
+      v.add(path, "is not a trainer hyper-parameter (see model/README.md and glimpse_model/config.py)", "UNKNOWN_KEY");
+      continue;
+    }
+    if (FIRST_CLASS[key]) {
+      v.add(path, `set config.${FIRST_CLASS[key]} instead`, "CONFLICT");
+      continue;
+    }
+    if (MANAGED.has(key)) {
+      v.add(path, "is set by the Training service", "NOT_ALLOWED");
+      continue;
+    }
+    if (PATHS.has(key)) {
+      v.add(path, "is a path on the service's machine and cannot come from a request", "NOT_ALLOWED");
+      continue;
+    }
+    const problem = typeProblem(value, type);
+    if (problem) {
+      v.add(path, problem, "BAD_TYPE");
+      continue;
+    }
+    const choices = STRING_CHOICES[key];
+    if (choices && !choices.includes(value as string)) {
+      v.add(path, `must be one of ${choices.join(", ")} (got ${JSON.stringify(value)})`, "UNKNOWN_VALUE");
+      continue;
+    }
+    if (type === "int" && (value as number) < 0) {
+      v.add(path, `must not be negative (got ${String(value)})`, "OUT_OF_RANGE");
+      continue;
+    }
+    out[key] = value;
+  }
+  return out;
+}
+
+function typeProblem(value: JsonValue, type: KeyType): string | undefined {
+  switch (type) {
+    case "int":
+      return typeof value === "number" && Number.isSafeInteger(value) ? undefined : `must be an integer (got ${JSON.stringify(value)})`;
+    case "float":
+      return typeof value === "number" && Number.isFinite(value) ? undefined : `must be a number (got ${JSON.stringify(value)})`;
+    case "bool":
+      return typeof value === "boolean" ? undefined : `must be true or false (got ${JSON.stringify(value)})`;
+    case "str":
+      return typeof value === "string" ? undefined : `must be a string (got ${JSON.stringify(value)})`;
+  }
+}
