@@ -50,6 +50,12 @@ export async function listen(opts: { host: string; port: number; handler: Handle
     });
   } else {
     front = h2;
+    // Track raw connections too: a session whose peer reset a stream mid-write can survive
+    // session.destroy() long enough to hold close() open.
+    h2.on("connection", (socket: net.Socket) => {
+      sockets.add(socket);
+      socket.once("close", () => sockets.delete(socket));
+    });
   }
   await new Promise<void>((resolve, reject) => {
     front.once("error", reject);

@@ -127,6 +127,18 @@ describe("gRPC server over a real socket", () => {
     expect(await fresh.listTrainingRuns({}).catch((e: unknown) => ConnectError.from(e).code)).toBe(Code.Unavailable);
   });
 
+  it("finishes closing within the grace period after a client left a stream with break", async () => {
+    const server = await startGrpcServer({ name: "b", host: "127.0.0.1", port: 0, logger, apiKeys: new ApiKeys([]), services: [] });
+    const client = createClient(health.Health, createGrpcTransport({ baseUrl: server.url }));
+    for await (const m of client.watch({ service: "" })) {
+      void m;
+      break;
+    }
+    const t0 = Date.now();
+    await server.close(300);
+    expect(Date.now() - t0).toBeLessThan(2_000);
+  });
+
   it("retries idempotent calls while a backend comes up", async () => {
     // Pick a port, then start the server on it shortly after the first attempt fails.
     const services = [bind(data.DataService, { getDatasetInfo: () => create(data.GetDatasetInfoResponseSchema, {}) })];
