@@ -24,8 +24,10 @@ describe("gateway ↔ services over real sockets", () => {
   let base: string;
 
   beforeAll(async () => {
-    services = await Promise.all([buildRanking(cfg, { port: 0 }), buildTraining(cfg, { port: 0 }), buildData(cfg, { port: 0 })]);
-    const [r, t, d] = services as [RunningServer, RunningServer, RunningServer];
+    const d = await buildData(cfg, { port: 0 });
+    const mesh = { ...cfg, dataUrl: d.url };
+    const [r, t] = await Promise.all([buildRanking(mesh, { port: 0 }), buildTraining(mesh, { port: 0 })]);
+    services = [r, t, d];
     gateway = await build(cfg, {
       port: 0,
       targets: [

@@ -31,8 +31,13 @@ export function isTerminal(state: training.TrainingState): boolean {
 
 export const stateName = (s: training.TrainingState): string => training.TrainingState[s] ?? String(s);
 
+/** Resolves a dataset version ("" = latest); in the mesh this asks the Data service. */
+export type DatasetResolver = (dataset: string, version: string) => Promise<string>;
+
 export interface ManagerOptions {
   store: ObjectStore;
+  /** Default: read the published layout from the store directly (unit tests, tools). */
+  datasets?: DatasetResolver;
   executor: Executor;
   logger: Logger;
   /** Longest delay before progress reaches the run record (ms); default 2000. */
@@ -190,6 +195,7 @@ export class TrainingManager {
 
   /** The plan's dataset version, or the dataset's latest published one. */
   private async resolveVersion(plan: TrainingPlan): Promise<string> {
+    if (this.opts.datasets) return this.opts.datasets(plan.dataset, plan.datasetVersion);
     const store = this.opts.store;
     try {
       if (plan.datasetVersion !== "") {

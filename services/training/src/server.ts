@@ -4,11 +4,14 @@ import { fileURLToPath } from "node:url";
 import { createLogger, type Logger } from "@glimpse/logging";
 import type { ObjectStore } from "@glimpse/objectstore";
 import type { RunningServer } from "@glimpse/rpc";
-import { serve, storeFromConfig, type GlimpseConfig } from "@glimpse/runtime";
+import { caFromConfig, serve, storeFromConfig, type GlimpseConfig } from "@glimpse/runtime";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { data, errorWithReason } from "@glimpse/api";
+import { grpcClient } from "@glimpse/rpc";
 import { splitCommand } from "./command.js";
 import type { Executor } from "./executor.js";
 import { LocalExecutor, type TrainerStore } from "./local.js";
-import { TrainingManager } from "./manager.js";
+import { TrainingManager, type DatasetResolver } from "./manager.js";
 import { trainingBinding } from "./routes.js";
 
 /** The repository root: the local trainer commands run here (`uv run --project model …`). */
@@ -75,13 +78,39 @@ export async function executorFromConfig(cfg: GlimpseConfig, store: ObjectStore,
   });
 }
 
+/**
+ * Training finds dataset versions through the Data service (gRPC, with deadlines and
+ * retries), as every service does: the Data service owns what "published" means.
+ */
+export function dataServiceResolver(cfg: GlimpseConfig): DatasetResolver {
+  const client = grpcClient(data.DataService, cfg.dataUrl, { timeoutMs: 10_000, tlsCa: caFromConfig(cfg) });
+  return async (dataset, version) => {
+    try {
+      const res = await client.getDatasetInfo({ dataset, version });
+      return res.version!.version;
+    } catch (err) {
+      const e = ConnectError.from(err);
+      if (e.code === Code.NotFound) {
+        throw errorWithReason(Code.FailedPrecondition, "NO_DATASET_VERSION", `no published dataset version: run the pipeline first (${e.rawMessage})`, { dataset, version });
+      }
+      throw e;
+    }
+  };
+}
+
 /** The Training gRPC server, listening, with its runs read back from the store. */
 export async function build(cfg: GlimpseConfig, opts: BuildOptions = {}): Promise<TrainingServer> {
   const logger = opts.logger ?? createLogger("training", cfg.logLevel);
   const store = opts.store ?? storeFromConfig(cfg);
   await store.init();
   const executor = opts.executor ?? (await executorFromConfig(cfg, store, logger));
-  const manager = new TrainingManager({ store, executor, logger, ...(opts.persistIntervalMs === undefined ? {} : { persistIntervalMs: opts.persistIntervalMs }) });
+  const manager = new TrainingManager({
+    store,
+    executor,
+    logger,
+    datasets: dataServiceResolver(cfg),
+    ...(opts.persistIntervalMs === undefined ? {} : { persistIntervalMs: opts.persistIntervalMs }),
+  });
   await manager.init();
   const server = await serve({
     name: "training",

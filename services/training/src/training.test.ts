@@ -18,6 +18,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { groupAlive, LocalExecutor } from "./local.js";
 import { build, type TrainingServer } from "./server.js";
 import { publishTinyDataset } from "./testing/dataset.js";
+import { build as buildData } from "@glimpse/data";
+import type { RunningServer } from "@glimpse/rpc";
 
 const State = training.TrainingState;
 
@@ -33,14 +35,19 @@ describe("Training service with the real trainer", () => {
   let client: Client<typeof training.TrainingService>;
   const auth = { headers: { authorization: `Bearer ${TEST_WRITE_KEY}` } };
 
+  let dataServer: RunningServer;
+
   beforeAll(async () => {
-    server = await build(cfg, { port: 0, persistIntervalMs: 200 });
+    // Training resolves dataset versions through a real Data service on the same store.
+    dataServer = await buildData(cfg, { port: 0 });
+    server = await build({ ...cfg, dataUrl: dataServer.url }, { port: 0, persistIntervalMs: 200 });
     await publishTinyDataset(server.store, { train: 16, dev: 8, test: 4, size: 32 });
     client = createClient(training.TrainingService, createGrpcTransport({ baseUrl: server.url }));
   });
 
   afterAll(async () => {
     await server?.close(100);
+    await dataServer?.close(100);
     rmSync(cfg.dataDir, { recursive: true, force: true });
   });
 
