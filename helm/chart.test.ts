@@ -1,7 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import * as k8s from "@kubernetes/client-node";
+import { validateK8s as validate } from "@glimpse/kube/validate";
 import { parseAllDocuments } from "yaml";
 import { describe, expect, it } from "vitest";
 
@@ -13,49 +13,6 @@ const K8S_MANIFEST = join(ROOT, "k8s/glimpse.yaml");
 export const PLAIN_MANIFEST_ARGS = ["--namespace", "glimpse", "--set", "auth.apiKeys={change-me-write-key}", "--set", "objectStore.secretKey=change-me-minio-secret-key"];
 
 type Obj = { apiVersion: string; kind: string; metadata: { name: string }; [k: string]: unknown };
-type Attr = { name: string; baseName: string; type: string };
-const models = k8s as unknown as Record<string, { getAttributeTypeMap?: () => Attr[] } | undefined>;
-
-/**
- * Checks an object against the Kubernetes API's own model definitions (those the official
- * client is generated from): every field must exist in its type, and values must have the
- * right shape. A typo such as `contianers` or `readinesProbe` fails here.
- */
-function validate(value: unknown, type: string, path: string, errors: string[]): void {
-  if (value === null || value === undefined) return;
-  const array = /^Array<(.+)>$/.exec(type);
-  const map = /^\{ \[key: string\]: (.+); \}$/.exec(type);
-  if (array) {
-    if (!Array.isArray(value)) errors.push(`${path}: expected a list`);
-    else value.forEach((v, i) => validate(v, array[1]!, `${path}[${i}]`, errors));
-  } else if (map) {
-    if (typeof value !== "object" || Array.isArray(value)) errors.push(`${path}: expected a map`);
-    else for (const [k, v] of Object.entries(value)) validate(v, map[1]!, `${path}.${k}`, errors);
-  } else if (type === "string" || type === "Date") {
-    if (typeof value !== "string") errors.push(`${path}: expected a string, got ${JSON.stringify(value)}`);
-  } else if (type === "number") {
-    if (typeof value !== "number") errors.push(`${path}: expected a number, got ${JSON.stringify(value)}`);
-  } else if (type === "boolean") {
-    if (typeof value !== "boolean") errors.push(`${path}: expected a boolean`);
-  } else if (type === "IntOrString") {
-    if (typeof value !== "number" && typeof value !== "string") errors.push(`${path}: expected int or string`);
-  } else if (type === "any" || type === "object") {
-    // free-form
-  } else {
-    const model = models[type]?.getAttributeTypeMap?.();
-    if (!model) throw new Error(`no model for type ${type} at ${path}`);
-    if (typeof value !== "object" || Array.isArray(value)) {
-      errors.push(`${path}: expected an object of type ${type}`);
-      return;
-    }
-    for (const [k, v] of Object.entries(value)) {
-      const attr = model.find((a) => a.baseName === k);
-      if (!attr) errors.push(`${path}.${k}: no such field in ${type}`);
-      else validate(v, attr.type, `${path}.${k}`, errors);
-    }
-  }
-}
-
 function typeOf(obj: Obj): string {
   const version = obj.apiVersion.split("/").pop()!;
   return `${version.charAt(0).toUpperCase()}${version.slice(1)}${obj.kind}`;

@@ -15,7 +15,7 @@ import { describe, expect, it } from "vitest";
 import { buildJob, JOB_SCRIPT, jobName, jobStatus, parseJobTemplate, RUN_ID_LABEL } from "./job.js";
 import { KubernetesExecutor } from "./kubernetes.js";
 import { newRunId } from "./records.js";
-import { validateK8s } from "./testing/k8s-validate.js";
+import { validateK8s } from "@glimpse/kube/validate";
 import { planTraining } from "./trainer-config.js";
 
 /** The Job template as the chart renders it (k8s/glimpse.yaml is `helm template` of the chart). */

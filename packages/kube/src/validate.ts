@@ -1,6 +1,6 @@
 /**
  * Checks an object against the Kubernetes API's own model definitions (those the official
- * client is generated from), as helm/chart.test.ts does for the chart: every field must exist in
+ * client is generated from): every field must exist in
  * its type, and values must have the right shape. A typo such as `contianers` fails here.
  */
 import * as k8s from "@kubernetes/client-node";
