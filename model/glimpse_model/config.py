@@ -70,6 +70,8 @@ class Config:
     embed_dim: int = 256
     image_head: str = "attn"          # mean | attn  (attention pooling over the grid)
     image_hidden: int = 1024          # 0 = linear projection only (no residual MLP)
+    attn_heads: int = 4               # attention-pooling heads over the grid (image_head=attn)
+    attn_hidden: int = 256            # 0 = linear attention scores (cheapest)
     text_proj_hidden: int = 1024      # 0 = linear projection only
     word_dim: int = 300
     text_hidden: int = 512            # per direction

@@ -1,11 +1,11 @@
 """Export a trained run as two ONNX models + the serving contract files + golden vectors.
 
     cd model
-    uv run python -m glimpse_model.export --run-dir runs/flickr8k --out runs/flickr8k/export \
+    uv run python -m glimpse_model.export --run-dir runs/f8k-v1 --out runs/f8k-v1/export \
         --flickr8k-dir ../../shared/datasets/flickr8k            # golden images from the test split
 
     # also publish into the object store (folder store or MinIO via MINIO_* env), optionally promote:
-    uv run python -m glimpse_model.export --run-dir runs/flickr8k --out runs/flickr8k/export \
+    uv run python -m glimpse_model.export --run-dir runs/f8k-v1 --out runs/f8k-v1/export \
         --upload --store-dir ../.data/store --bucket glimpse [--promote]
 
 Writes (``--out``): image_encoder.onnx, text_encoder.onnx, vocab.json, preprocess.json,

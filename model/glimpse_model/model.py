@@ -190,13 +190,14 @@ class ImageHead(nn.Module):
     """Grid features [N,C,h,w] → L2-normalised embedding [N,D]."""
 
     def __init__(self, in_ch: int, dim: int = 256, hidden: int = 1024, kind: str = "attn",
-                 heads: int = 4, dropout: float = 0.1):
+                 heads: int = 4, dropout: float = 0.1, attn_hidden: int = 256):
         super().__init__()
         self.kind = kind
         self.norm = nn.LayerNorm(in_ch)
         feat = in_ch
         if kind == "attn":
-            self.att = nn.Sequential(nn.Linear(in_ch, 256), nn.Tanh(), nn.Linear(256, heads))
+            self.att = (nn.Sequential(nn.Linear(in_ch, attn_hidden), nn.Tanh(), nn.Linear(attn_hidden, heads))
+                        if attn_hidden > 0 else nn.Linear(in_ch, heads))
             feat = in_ch * (heads + 1)
         elif kind != "mean":
             raise ValueError(kind)
@@ -285,7 +286,7 @@ class GlimpseModel(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.image_head = ImageHead(in_ch, cfg.embed_dim, cfg.image_hidden, cfg.image_head,
-                                    dropout=cfg.dropout)
+                                    heads=cfg.attn_heads, dropout=cfg.dropout, attn_hidden=cfg.attn_hidden)
         self.text = TextEncoder(vocab_size, cfg.embed_dim, cfg.word_dim, cfg.text_hidden,
                                 cfg.bidirectional, cfg.text_layers, cfg.dropout, cfg.word_dropout,
                                 proj_hidden=cfg.text_proj_hidden)

@@ -6,7 +6,7 @@ full Flickr8K trains in minutes on a 2-core CPU.  Phase 2 (optional, for GPUs):
 fine-tune the top ``--phase2-unfreeze`` backbone blocks end-to-end on augmented images.
 
     cd model
-    uv run python -m glimpse_model.train --run-name flickr8k \
+    uv run python -m glimpse_model.train --config configs/flickr8k_cpu.json \
         --flickr8k-dir ../../shared/datasets/flickr8k --pretrained-dir ../../shared/pretrained
 
     # from a published dataset version (folder store or MinIO via MINIO_* env):
@@ -14,7 +14,7 @@ fine-tune the top ``--phase2-unfreeze`` backbone blocks end-to-end on augmented 
         --dataset flickr8k --dataset-version latest --pretrained-dir ../../shared/pretrained
 
     # continue a killed run bit-for-bit
-    uv run python -m glimpse_model.train --run-name flickr8k ... --resume
+    uv run python -m glimpse_model.train --config configs/flickr8k_cpu.json ... --resume
 
 Config: every field of ``glimpse_model.config.Config`` is a flag; a JSON document can be
 given with ``--config file.json`` or env ``GLIMPSE_TRAIN_CONFIG``.  Outputs in
