@@ -50,6 +50,8 @@ export const TRAINER_KEYS: Readonly<Record<string, KeyType>> = {
   bidirectional: "bool",
   text_layers: "int",
   text_proj_hidden: "int",
+  attn_heads: "int",
+  attn_hidden: "int",
   dropout: "float",
   word_dropout: "float",
   word_vectors: "str",
