@@ -100,6 +100,7 @@ export async function startMesh(opts: MeshOptions = {}): Promise<Mesh> {
 
 async function waitHealthy(gatewayUrl: string, timeoutMs: number, children: Map<Component, ChildProcess>): Promise<void> {
   const deadline = Date.now() + timeoutMs;
+  const servingDeadline = Date.now() + 60_000;
   let last = "";
   while (Date.now() < deadline) {
     for (const [c, child] of children) if (child.exitCode !== null) throw new Error(`${c} exited with code ${child.exitCode} during start-up`);
@@ -107,8 +108,11 @@ async function waitHealthy(gatewayUrl: string, timeoutMs: number, children: Map<
       const res = await fetch(`${gatewayUrl}/health/detailed`);
       last = await res.text();
       const body = JSON.parse(last) as { services?: Record<string, { status: string }> };
-      // Ranking may legitimately be NOT_SERVING (no model yet); everything must at least answer.
-      if (body.services && Object.values(body.services).every((s) => s.status !== "UNREACHABLE")) return;
+      // Wait for SERVING (Ranking loads its model first), but never longer than needed to say
+      // where things are: a service that answers NOT_SERVING after the grace period is reported, not fatal.
+      const statuses = Object.values(body.services ?? {});
+      if (statuses.length > 0 && statuses.every((s) => s.status === "SERVING")) return;
+      if (Date.now() > servingDeadline && statuses.every((s) => s.status !== "UNREACHABLE")) return;
     } catch {
       // not up yet
     }

@@ -39,10 +39,10 @@ export const schema = {
   rankingDemoDir: string("GLIMPSE_RANKING_DEMO_DIR", "Demo pack folder seeded into an empty store (default: the repository's demo/)."),
   rankingSeedDemo: bool("GLIMPSE_RANKING_SEED_DEMO", "Seed the demo model and gallery when the registry has no production model.", true),
   rankingExecutionProvider: oneOf("GLIMPSE_RANKING_EXECUTION_PROVIDER", "onnxruntime execution provider: cpu, or cuda (falls back to cpu when CUDA is missing).", ["cpu", "cuda"], "cpu"),
-  rankingIntraOpThreads: int("GLIMPSE_RANKING_INTRA_OP_THREADS", "onnxruntime intra-op threads per session (0 = one per core).", { default: 0, min: 0 }),
+  rankingIntraOpThreads: int("GLIMPSE_RANKING_INTRA_OP_THREADS", "onnxruntime intra-op threads per session (0 = text encoder 1, image encoder one per core).", { default: 0, min: 0 }),
   rankingInterOpThreads: int("GLIMPSE_RANKING_INTER_OP_THREADS", "onnxruntime inter-op threads per session.", { default: 1, min: 1 }),
   rankingIndexKind: oneOf("GLIMPSE_RANKING_INDEX_KIND", "Gallery index: exact (brute-force top-k) or hnsw (approximate, for very large galleries).", ["exact", "hnsw"], "exact"),
-  rankingMaxBatch: int("GLIMPSE_RANKING_MAX_BATCH", "Most concurrent queries micro-batched into one encoder run (1 = no batching).", { default: 32, min: 1, max: 256 }),
+  rankingMaxBatch: int("GLIMPSE_RANKING_MAX_BATCH", "Most concurrent requests gathered into one encoder or search run (1 = no micro-batching).", { default: 32, min: 1, max: 256 }),
   rankingModelVersion: string("GLIMPSE_RANKING_MODEL_VERSION", "Serve this registry version instead of the production alias (canaries, benchmarks); empty = follow the alias."),
   rankingPollMs: int("GLIMPSE_RANKING_POLL_MS", "How often Ranking checks the production alias and the gallery's latest dataset version (ms).", { default: 5_000, min: 100 }),
 

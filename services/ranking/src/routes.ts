@@ -1,7 +1,8 @@
 import { ranking } from "@glimpse/api";
-import { bind, type ServiceBinding } from "@glimpse/rpc";
+import type { ServiceBinding } from "@glimpse/rpc";
+import { rankingImpl, type ServiceDeps } from "./service.js";
 
-/** The Ranking service's RPCs. Those not built yet answer UNIMPLEMENTED naming their owner. */
-export function rankingBinding(): ServiceBinding {
-  return bind(ranking.RankingService, {}, "the serving issue (#5)");
+/** The Ranking service's RPCs. */
+export function rankingBinding(deps: ServiceDeps): ServiceBinding {
+  return { service: ranking.RankingService, impl: rankingImpl(deps) as ServiceBinding["impl"], owner: "the serving issue (#5)" };
 }

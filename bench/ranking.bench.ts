@@ -1,0 +1,473 @@
+/**
+ * Ranking benchmarks (`npm run bench:ranking`):
+ *
+ *   npx tsx bench/ranking.bench.ts [--gallery full|demo] [--store-dir .data/store] [--bucket glimpse]
+ *                                  [--model m-…] [--max-batch 32] [--threads 0] [--quick] [--no-recall] [--no-gateway]
+ *
+ * Starts Ranking and the gateway as child processes (as `glimpse up` does), then measures
+ * p50/p99 latency and throughput of text→image, image→text by gallery id and upload→captions
+ * (a 500×375 JPEG) at concurrency 1 and 32, over direct gRPC and through the gateway
+ * (Connect JSON over HTTP/1.1). Then the end-to-end Recall@K check: every test caption
+ * through SearchImages (scope: test split) and every test image through SearchCaptions,
+ * compared with the model's offline metrics.json.
+ *
+ * --gallery full (default) serves the dataset `flickr8k` published in --store-dir with the
+ * production model (or --model); --gallery demo seeds a scratch store from demo/.
+ * Results also go to .artifacts/bench-ranking-<gallery>.json.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { loadavg, tmpdir } from "node:os";
+import { basename, dirname, join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { createClient, type Client } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { health, ranking } from "@glimpse/api";
+import { createObjectStore } from "@glimpse/objectstore";
+import { readBlob, readCaptions, readPublished, readSplits } from "@glimpse/pipeline";
+import sharp from "sharp";
+import { LoadedModel } from "../services/ranking/src/model/model.js";
+import { loadIndex } from "../services/ranking/src/index/store.js";
+import { buildIndex } from "../services/ranking/src/index/build.js";
+import { fetchModel, readAlias } from "../services/ranking/src/registry.js";
+import { datasetVersionOf, uploadDataset } from "../services/ranking/src/seed.js";
+import { readFlickr8k } from "../services/ranking/src/tools/zip.js";
+
+const ROOT = resolve(dirname(new URL(import.meta.url).pathname), "..");
+const { values: args } = parseArgs({
+  options: {
+    gallery: { type: "string", default: "full" },
+    "store-dir": { type: "string", default: join(ROOT, ".data", "store") },
+    bucket: { type: "string", default: "glimpse" },
+    model: { type: "string" },
+    /** The original Flickr8K archives, for the same-bytes Recall@K check (default ../shared/datasets/flickr8k). */
+    flickr8k: { type: "string", default: join(ROOT, "..", "shared", "datasets", "flickr8k") },
+    "max-batch": { type: "string", default: "32" },
+    threads: { type: "string", default: "0" },
+    quick: { type: "boolean", default: false },
+    "no-recall": { type: "boolean", default: false },
+    "recall-only": { type: "boolean", default: false },
+    /** Scenarios to run: text, id, upload (comma separated). */
+    only: { type: "string", default: "text,id,upload" },
+    /** Concurrency levels (comma separated). */
+    conc: { type: "string", default: "1,32" },
+    "no-gateway": { type: "boolean", default: false },
+    "no-profile": { type: "boolean", default: false },
+    /** Write a V8 CPU profile of the Ranking process and print its hottest functions. */
+    "cpu-prof": { type: "boolean", default: false },
+    /** Let the direct gRPC client accept gzip'd responses (connect-node's default; the server then compresses every response over 1 KiB). */
+    "grpc-gzip": { type: "boolean", default: false },
+  },
+});
+
+type RankingClient = Client<typeof ranking.RankingService>;
+const log = (s: string) => process.stderr.write(`${s}\n`);
+
+function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once("error", rej);
+    s.listen(0, "127.0.0.1", () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => res(p));
+    });
+  });
+}
+
+function quantile(sorted: number[], q: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux). */
+function cpuSeconds(pid: number | undefined): number {
+  if (!pid) return NaN;
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const parts = f.slice(f.lastIndexOf(")") + 2).split(" ");
+    return (Number(parts[11]) + Number(parts[12])) / 100; // utime, stime in clock ticks (100/s)
+  } catch {
+    return NaN;
+  }
+}
+
+/** Processes whose CPU each scenario reports per request. */
+const cpuOf: { server?: number | undefined; gateway?: number | undefined } = {};
+
+interface Result {
+  scenario: string;
+  path: string;
+  concurrency: number;
+  requests: number;
+  errors: number;
+  p50: number;
+  p99: number;
+  mean: number;
+  rps: number;
+  /** CPU ms per request: the Ranking process, the gateway process, this (client) process. */
+  cpu: { server: number; gateway: number; client: number };
+}
+
+/** Runs `total` calls with `concurrency` workers; latency per call in ms. */
+async function load(scenario: string, path: string, concurrency: number, total: number, call: (i: number) => Promise<unknown>, warmup = Math.min(20, total)): Promise<Result> {
+  for (let i = 0; i < warmup; i++) await call(total + i);
+  const lat: number[] = [];
+  let next = 0;
+  let errors = 0;
+  const c0 = { server: cpuSeconds(cpuOf.server), gateway: cpuSeconds(cpuOf.gateway), client: process.cpuUsage() };
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      for (;;) {
+        const i = next++;
+        if (i >= total) return;
+        const s = performance.now();
+        try {
+          await call(i);
+          lat.push(performance.now() - s);
+        } catch (err) {
+          errors++;
+          if (errors <= 3) log(`  error: ${(err as Error).message}`);
+        }
+      }
+    }),
+  );
+  const wall = (performance.now() - t0) / 1000;
+  const cu = process.cpuUsage(c0.client);
+  const per = (s: number) => (s * 1000) / total;
+  const cpu = {
+    server: per(cpuSeconds(cpuOf.server) - c0.server),
+    gateway: path.startsWith("gateway") ? per(cpuSeconds(cpuOf.gateway) - c0.gateway) : 0,
+    client: per((cu.user + cu.system) / 1e6),
+  };
+  lat.sort((a, b) => a - b);
+  return { scenario, path, concurrency, requests: total, errors, p50: quantile(lat, 0.5), p99: quantile(lat, 0.99), mean: lat.reduce((a, b) => a + b, 0) / lat.length, rps: lat.length / wall, cpu };
+}
+
+function table(rows: Result[]): string {
+  const head = "| scenario | path | conc. | requests | p50 ms | p99 ms | mean ms | req/s | errors | CPU ms/req: ranking | gateway | client |";
+  const sep = "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
+  const f = (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(2));
+  return [head, sep, ...rows.map((r) => `| ${r.scenario} | ${r.path} | ${r.concurrency} | ${r.requests} | ${f(r.p50)} | ${f(r.p99)} | ${f(r.mean)} | ${r.rps.toFixed(0)} | ${r.errors} | ${r.cpu.server.toFixed(2)} | ${r.cpu.gateway ? r.cpu.gateway.toFixed(2) : "-"} | ${r.cpu.client.toFixed(2)} |`)].join("\n");
+}
+
+async function waitServing(url: string, child: ChildProcess, timeoutMs: number): Promise<void> {
+  const hc = createClient(health.Health, createGrpcTransport({ baseUrl: url }));
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (child.exitCode !== null) throw new Error(`ranking exited with ${child.exitCode}`);
+    try {
+      if ((await hc.check({ service: ranking.RankingService.typeName })).status === health.HealthCheckResponse_ServingStatus.SERVING) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error("ranking did not become SERVING in time");
+}
+
+function startChild(name: string, main: string, env: NodeJS.ProcessEnv, nodeArgs: string[] = []): ChildProcess {
+  const child = spawn(process.execPath, [...nodeArgs, "--import", "tsx", join(ROOT, main)], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "inherit", "inherit"] });
+  child.on("exit", (code, sig) => code !== 0 && sig !== "SIGTERM" && log(`${name} exited (${sig ?? code})`));
+  return child;
+}
+
+interface CpuProfile {
+  nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount?: number }[];
+  samples: number[];
+  timeDeltas: number[];
+}
+
+/** Self time per function (top 25) and per package, from a V8 .cpuprofile. */
+function summarizeProfile(p: CpuProfile): string {
+  const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  const self = new Map<number, number>();
+  p.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (p.timeDeltas[i] ?? 0)));
+  const total = [...self.values()].reduce((a, b) => a + b, 0);
+  const fn = new Map<string, number>();
+  const pkg = new Map<string, number>();
+  for (const [id, us] of self) {
+    const cf = byId.get(id)!.callFrame;
+    const where = cf.url.replace(/^file:\/\//, "").replace(ROOT + "/", "");
+    const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(where);
+    const group = cf.functionName === "(idle)" ? "(idle)" : cf.functionName === "(garbage collector)" ? "(gc)" : m ? m[1]! : where.startsWith("node:") ? "node internals" : where === "" ? "(native/program)" : where.split("/").slice(0, 3).join("/");
+    pkg.set(group, (pkg.get(group) ?? 0) + us);
+    const key = `${cf.functionName || "(anonymous)"} ${where ? `${where.split("/").slice(-2).join("/")}:${cf.lineNumber + 1}` : ""}`;
+    fn.set(key, (fn.get(key) ?? 0) + us);
+  }
+  const pct = (us: number) => `${((us / total) * 100).toFixed(1)}%`;
+  const top = (m: Map<string, number>, k: number) => [...m].sort((a, b) => b[1] - a[1]).slice(0, k);
+  return [
+    "| where | self time |",
+    "|---|---:|",
+    ...top(pkg, 15).map(([k, v]) => `| ${k} | ${pct(v)} |`),
+    "",
+    "| function | self time |",
+    "|---|---:|",
+    ...top(fn, 25).map(([k, v]) => `| ${k.replace(/\|/g, "\\|")} | ${pct(v)} |`),
+  ].join("\n");
+}
+
+/** Recall@1/5/10 of a gallery's test split through SearchImages and SearchCaptions (32 in flight). */
+async function recallVia(grpc: RankingClient, name: string, datasetVersion: string, testIds: string[], caps: Record<string, string[]>) {
+  const t0 = performance.now();
+  const test = testIds.filter((id) => (caps[id] ?? []).length > 0).sort();
+  const pairs = test.flatMap((id) => caps[id]!.map((c) => [id, c] as const));
+  const scope = { datasetVersion, split: 3 as ranking.Scope["split"] };
+  const pool = async (n: number, fn: (i: number) => Promise<void>) => {
+    let next = 0;
+    await Promise.all(Array.from({ length: 32 }, async () => { for (let i = next++; i < n; i = next++) await fn(i); }));
+  };
+  const t2i: number[] = new Array(pairs.length);
+  await pool(pairs.length, async (i) => {
+    const [id, cap] = pairs[i]!;
+    const r = await grpc.searchImages({ query: cap.slice(0, 512), topK: 10, scope });
+    const pos = r.results.findIndex((h) => h.imageId === id);
+    t2i[i] = pos < 0 ? 11 : pos + 1;
+  });
+  const i2t: number[] = new Array(test.length);
+  await pool(test.length, async (i) => {
+    const r = await grpc.searchCaptions({ image: { case: "imageId", value: test[i]! }, topK: 10, scope });
+    const pos = r.results.findIndex((h) => h.imageId === test[i]);
+    i2t[i] = pos < 0 ? 11 : pos + 1;
+  });
+  const summary = (r: number[]) => Object.fromEntries([1, 5, 10].map((k) => [`r${k}`, Math.round((r.filter((x) => x <= k).length / r.length) * 10000) / 100]));
+  return { gallery: name, dataset_version: datasetVersion, t2i: summary(t2i), i2t: summary(i2t), images: test.length, captions: pairs.length, seconds: (performance.now() - t0) / 1000 };
+}
+
+async function main(): Promise<void> {
+  const gallery = args.gallery === "demo" ? "demo" : "full";
+  const quick = args.quick;
+  const scratch = mkdtempSync(join(tmpdir(), "glimpse-bench-"));
+  let dataDir: string;
+  if (gallery === "demo") dataDir = scratch;
+  else {
+    const storeDir = resolve(args["store-dir"]);
+    if (basename(storeDir) === "store") dataDir = dirname(storeDir);
+    else {
+      dataDir = scratch;
+      symlinkSync(storeDir, join(scratch, "store"));
+    }
+  }
+  const store = createObjectStore({ kind: "fs", root: join(dataDir, "store"), bucket: args.bucket });
+  const dataset = gallery === "demo" ? "flickr8k-demo" : "flickr8k";
+  const children: ChildProcess[] = [];
+  const cleanup = () => {
+    for (const c of children) if (c.exitCode === null) c.kill("SIGTERM");
+    rmSync(scratch, { recursive: true, force: true });
+  };
+  process.on("SIGINT", () => {
+    cleanup();
+    process.exit(130);
+  });
+
+  try {
+    let version = args.model;
+    if (gallery === "full") {
+      version ??= await readAlias(store);
+      if (!version) throw new Error(`no production model in ${join(dataDir, "store", args.bucket)}: promote one or pass --model`);
+      const pub = await readPublished(store, dataset).catch(() => undefined);
+      if (!pub) throw new Error(`dataset ${dataset} is not published in ${join(dataDir, "store")}: run the pipeline first`);
+      // Build the index here (once; it is stored) so the server starts serving at once.
+      if (!(await loadIndex(store, version, dataset, pub.version))) {
+        log(`building the ${dataset} ${pub.version} index for ${version} (stored for next time)…`);
+        const f = await fetchModel(store, version);
+        const m = await LoadedModel.load(version, f.files, {});
+        let last = 0;
+        await buildIndex({ store, model: m, dataset, datasetVersion: pub.version, onProgress: (p) => (Date.now() - last > 10_000 ? ((last = Date.now()), log(`  ${p.stage} ${p.done}/${p.total}`)) : undefined) });
+        await m.release();
+      }
+    }
+
+    const [rankingPort, gatewayPort, m1, dead] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+    const env = {
+      GLIMPSE_DATA_DIR: dataDir,
+      MINIO_BUCKET: args.bucket,
+      GLIMPSE_ALLOW_OPEN: "true",
+      GLIMPSE_LOG_LEVEL: "warn",
+      GLIMPSE_RANKING_PORT: String(rankingPort),
+      GLIMPSE_RANKING_METRICS_PORT: String(m1),
+      GLIMPSE_GATEWAY_PORT: String(gatewayPort),
+      GLIMPSE_RANKING_URL: `http://127.0.0.1:${rankingPort}`,
+      GLIMPSE_TRAINING_URL: `http://127.0.0.1:${dead}`,
+      GLIMPSE_DATA_URL: `http://127.0.0.1:${dead}`,
+      GLIMPSE_RANKING_DATASET: dataset,
+      GLIMPSE_RANKING_SEED_DEMO: gallery === "demo" ? "true" : "false",
+      GLIMPSE_RANKING_MAX_BATCH: args["max-batch"],
+      GLIMPSE_RANKING_INTRA_OP_THREADS: args.threads,
+      ...(version ? { GLIMPSE_RANKING_MODEL_VERSION: version } : {}),
+    };
+    const rankingUrl = `http://127.0.0.1:${rankingPort}`;
+    const t0 = performance.now();
+    const profDir = join(scratch, "cpu-prof");
+    children.push(startChild("ranking", "services/ranking/src/main.ts", env, args["cpu-prof"] ? ["--cpu-prof", "--cpu-prof-dir", profDir] : []));
+    cpuOf.server = children[0]!.pid;
+    await waitServing(rankingUrl, children[0]!, 600_000);
+    log(`ranking serving after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    if (!args["no-gateway"]) {
+      children.push(startChild("gateway", "services/gateway/src/main.ts", env));
+      cpuOf.gateway = children[1]!.pid;
+    }
+
+    // A plain gRPC client, like grpcurl or grpc-go's default: no response compression on loopback.
+    const grpc: RankingClient = createClient(ranking.RankingService, createGrpcTransport({ baseUrl: rankingUrl, ...(args["grpc-gzip"] ? {} : { acceptCompression: [] }) }));
+    const status = await grpc.getModelStatus({});
+    const dv = status.index!.datasetVersion;
+    const info = (await grpc.getModelInfo({})).model!;
+    log(`model ${status.servingVersion}, gallery ${dataset} ${dv}: ${status.index!.images} images, ${status.index!.captions} captions`);
+
+    // Inputs: real captions as queries (distinct, so no query cache hits), gallery ids, 500×375 JPEGs.
+    const pub = await readPublished(store, dataset, dv);
+    const [caps, splits] = await Promise.all([readCaptions(store, pub.manifest), readSplits(store, pub.manifest)]);
+    const ids = Object.keys(pub.manifest.images).sort();
+    const queries = ids.flatMap((id) => caps[id] ?? []);
+    const shuffle = <T>(a: T[]) => a.map((x, i) => [((i * 2654435761) >>> 0) % 1000003, x] as const).sort((p, q) => p[0] - q[0]).map((p) => p[1]);
+    const qs = shuffle(queries);
+    const idList = shuffle(ids);
+    const uploads: Buffer[] = [];
+    for (const id of idList.slice(0, 8)) {
+      uploads.push(await sharp(await readBlob(store, pub.manifest.images[id]!)).resize(500, 375, { fit: "fill" }).jpeg({ quality: 90 }).toBuffer());
+    }
+    log(`upload JPEGs: 500×375, ${Math.round(uploads.reduce((a, b) => a + b.length, 0) / uploads.length / 1024)} KB average`);
+
+    let gw: RankingClient | undefined;
+    if (!args["no-gateway"]) {
+      gw = createClient(ranking.RankingService, createConnectTransport({ baseUrl: `http://127.0.0.1:${gatewayPort}`, httpVersion: "1.1", useBinaryFormat: false }));
+      const end = Date.now() + 30_000;
+      for (;;) {
+        try {
+          await gw.getModelStatus({});
+          break;
+        } catch (err) {
+          if (Date.now() > end) throw err;
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      }
+    }
+
+    const results: Result[] = [];
+    const n = (c1: number, c32: number, c: number) => (quick ? Math.ceil((c === 1 ? c1 : c32) / 4) : c === 1 ? c1 : c32);
+    let qi = 0;
+    const paths: [string, RankingClient][] = [["gRPC", grpc], ...(gw ? ([["gateway (Connect JSON)", gw]] as [string, RankingClient][]) : [])];
+    for (const [path, c] of args["recall-only"] ? [] : paths) {
+      const only = args.only.split(",");
+      for (const conc of args.conc.split(",").map(Number)) {
+        const runs: Result[] = [];
+        if (only.includes("text")) runs.push(await load("text→image", path, conc, n(500, 3000, conc), () => c.searchImages({ query: qs[qi++ % qs.length]!, topK: 10 })));
+        if (only.includes("id")) runs.push(await load("image→text by id", path, conc, n(500, 3000, conc), (i) => c.searchCaptions({ image: { case: "imageId", value: idList[i % idList.length]! }, topK: 10 })));
+        if (only.includes("upload")) runs.push(await load("upload→captions", path, conc, n(150, 400, conc), (i) => c.rankUploadedImage({ image: uploads[i % uploads.length]!, topKCaptions: 5 }), 5));
+        for (const r of runs) log(table([r]).split("\n")[2]!);
+        results.push(...runs);
+      }
+    }
+
+    // ---- where the time goes: the same work in this process, piece by piece ------------------
+    let profile: Record<string, number> | undefined;
+    if (!args["no-profile"] && !args["recall-only"]) {
+      const f = await fetchModel(store, status.servingVersion);
+      const m = await LoadedModel.load(status.servingVersion, f.files, { intraOpThreads: Number(args.threads) });
+      const idx = (await loadIndex(store, status.servingVersion, dataset, dv))!.index;
+      const med = async (k: number, fn: (i: number) => Promise<unknown> | unknown) => {
+        const t: number[] = [];
+        for (let i = 0; i < k; i++) {
+          const s = performance.now();
+          await fn(i);
+          t.push(performance.now() - s);
+        }
+        return quantile(t.sort((a, b) => a - b), 0.5);
+      };
+      const q = await m.embedTexts([qs[0]!]);
+      const up = await m.preprocessor.fromEncoded(uploads[0]!);
+      profile = {
+        tokenize_ms: await med(500, (i) => m.tokenizer.encode(qs[i % qs.length]!)),
+        text_encoder_1_ms: await med(200, (i) => m.encoders.encodeTokens(m.tokenizer.batch([qs[(i + 7) % qs.length]!]))),
+        text_encoder_32_per_query_ms: (await med(30, (i) => m.encoders.encodeTokens(m.tokenizer.batch(qs.slice(i * 32, i * 32 + 32)))) ) / 32,
+        image_search_top10_ms: await med(500, () => idx.searchImages(q, 10)),
+        caption_search_top10_ms: await med(300, () => idx.searchCaptions(q, 10)),
+        preprocess_500x375_jpeg_ms: await med(60, (i) => m.preprocessor.fromEncoded(uploads[i % uploads.length]!)),
+        image_encoder_1_ms: await med(40, () => m.encoders.encodePixels(up.data, 1, m.preprocessor)),
+      };
+      await m.release();
+    }
+
+    // ---- Recall@K through the public API -------------------------------------------------------
+    // Each test caption through SearchImages and each test image through SearchCaptions (scope:
+    // the test split), ranks read off the top 10. On the published gallery, and — for a
+    // same-bytes comparison with the offline evaluation, which reads the original archive — on
+    // the test split published from the original JPEG bytes and indexed through BuildIndex.
+    const recall: { gallery: string; dataset_version: string; t2i: Record<string, number>; i2t: Record<string, number>; images: number; captions: number; seconds: number }[] = [];
+    let offline: Record<string, unknown> | undefined;
+    if (!args["no-recall"] && splits.test.length > 0) {
+      recall.push(await recallVia(grpc, `${dataset} (published)`, dv, splits.test, caps));
+      if (gallery === "full" && existsSync(join(args.flickr8k, "Flickr8k_Dataset.zip"))) {
+        const f = await readFlickr8k(args.flickr8k, (id, sp) => sp.test.includes(id));
+        const raw = datasetVersionOf("flickr8k-raw-test", f.images, Object.fromEntries(f.captions), { train: [], dev: [], test: f.splits.test }, { source: "original archive bytes, test split" }, `file:${join(args.flickr8k, "Flickr8k_Dataset.zip")}`);
+        await uploadDataset(store, raw);
+        const t2 = performance.now();
+        for await (const m of grpc.buildIndex({ datasetVersion: raw.version })) if (m.stage === "done") log(`raw test split ${raw.version} indexed (${((performance.now() - t2) / 1000).toFixed(0)} s)`);
+        recall.push(await recallVia(grpc, "flickr8k test split, original bytes", raw.version, raw.manifest.images ? Object.keys(raw.manifest.images) : [], Object.fromEntries(f.captions)));
+      }
+      try {
+        const metrics = JSON.parse((await store.getBuffer(`models/${status.servingVersion}/metrics.json`)).toString("utf8")) as Record<string, unknown>;
+        offline = { split: metrics["split"], t2i: metrics["t2i"], i2t: metrics["i2t"], n_images: metrics["n_images"], n_captions: metrics["n_captions"], dataset: metrics["dataset"], mode: metrics["mode"] };
+      } catch {
+        // no metrics.json
+      }
+    }
+
+    // ---- report --------------------------------------------------------------------------------
+    const out = {
+      gallery,
+      dataset,
+      dataset_version: dv,
+      model_version: status.servingVersion,
+      backbone: info.backbone,
+      images: Number(status.index!.images),
+      captions: Number(status.index!.captions),
+      max_batch: Number(args["max-batch"]),
+      intra_op_threads: Number(args.threads),
+      load_average: loadavg(),
+      results,
+      profile,
+      recall,
+      offline,
+      at: new Date().toISOString(),
+    };
+    console.log(`\n## Ranking benchmark — ${dataset} ${dv} (${out.images} images, ${out.captions} captions), model ${out.model_version}\n`);
+    console.log(table(results));
+    if (profile) {
+      console.log("\nWhere the time goes (in-process medians, ms):\n");
+      console.log(["| step | ms |", "|---|---:|", ...Object.entries(profile).map(([k, v]) => `| ${k} | ${v.toFixed(3)} |`)].join("\n"));
+    }
+    if (recall.length > 0) {
+      console.log(`\nRecall@K through the API (test split, ranks from the top 10):\n`);
+      const off = offline as { t2i?: Record<string, number>; i2t?: Record<string, number>; dataset?: string } | undefined;
+      const rows = ["| gallery | images | captions | t2i R@1 | t2i R@5 | t2i R@10 | i2t R@1 | i2t R@5 | i2t R@10 |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"];
+      const fmt = (d: Record<string, number> | undefined) => [1, 5, 10].map((k) => (d?.[`r${k}`] !== undefined ? d[`r${k}`]!.toFixed(2) : "-")).join(" | ");
+      for (const r of recall) rows.push(`| API: ${r.gallery} (${r.dataset_version}) | ${r.images} | ${r.captions} | ${fmt(r.t2i)} | ${fmt(r.i2t)} |`);
+      // The offline figures are over the whole 1000-image test split: comparable to the full gallery only.
+      if (off && gallery === "full") rows.push(`| offline metrics.json (${off.dataset ?? "?"}) | ${String((offline as Record<string, unknown>)["n_images"] ?? "")} | ${String((offline as Record<string, unknown>)["n_captions"] ?? "")} | ${fmt(off.t2i)} | ${fmt(off.i2t)} |`);
+      console.log(rows.join("\n"));
+    }
+    mkdirSync(join(ROOT, ".artifacts"), { recursive: true });
+    writeFileSync(join(ROOT, ".artifacts", `bench-ranking-${gallery}.json`), `${JSON.stringify(out, null, 2)}\n`);
+    if (args["cpu-prof"]) {
+      const child = children[0]!;
+      const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGTERM");
+      await exited;
+      const file = readdirSync(profDir).find((f) => f.endsWith(".cpuprofile"));
+      if (file) {
+        copyFileSync(join(profDir, file), join(ROOT, ".artifacts", `ranking-${gallery}.cpuprofile`));
+        console.log("\nRanking process CPU profile (whole run, self time by function):\n");
+        console.log(summarizeProfile(JSON.parse(readFileSync(join(profDir, file), "utf8")) as CpuProfile));
+      }
+    }
+  } finally {
+    cleanup();
+  }
+}
+
+await main();
+process.exit(0);

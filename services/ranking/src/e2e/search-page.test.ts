@@ -1,0 +1,108 @@
+/**
+ * End to end in a real browser: ranking, data and training services, the gateway, and
+ * Debian's Chromium driven by playwright-core. Type a query, see images; upload a photo,
+ * see captions. The screenshot is kept in .artifacts/search-page.png.
+ */
+import { existsSync, mkdirSync, readdirSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { build as buildData } from "@glimpse/data";
+import { build as buildGateway, type RunningGateway } from "@glimpse/gateway";
+import type { RunningServer } from "@glimpse/rpc";
+import { testConfig } from "@glimpse/runtime/testing";
+import { build as buildTraining } from "@glimpse/training";
+import { chromium, type Browser } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DEFAULT_DEMO_DIR } from "../seed.js";
+import { build as buildRanking } from "../server.js";
+
+// Browser globals, used inside functions that run in the page (no DOM lib in this project).
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+declare const document: any;
+interface Img {
+  complete: boolean;
+  naturalWidth: number;
+}
+
+const CHROMIUM = process.env["GLIMPSE_CHROMIUM"] ?? "/usr/bin/chromium";
+const ARTIFACTS = resolve(DEFAULT_DEMO_DIR, "..", ".artifacts");
+const ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+
+// .ci/run installs Debian's Chromium (apt-get install chromium); without it this test fails, never skips.
+describe("search page in headless Chromium", () => {
+  const cfg = testConfig();
+  let services: RunningServer[] = [];
+  let gateway: RunningGateway;
+  let browser: Browser;
+  let base: string;
+
+  beforeAll(async () => {
+    const [r, t, d] = await Promise.all([buildRanking(cfg, { port: 0 }), buildTraining(cfg, { port: 0 }), buildData(cfg, { port: 0 })]);
+    services = [r, t, d];
+    gateway = await buildGateway(cfg, {
+      port: 0,
+      targets: [
+        { name: "ranking", url: r.url },
+        { name: "training", url: t.url },
+        { name: "data", url: d.url },
+      ],
+    });
+    base = `http://127.0.0.1:${gateway.port}`;
+    if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: apt-get install chromium (or set GLIMPSE_CHROMIUM)`);
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await gateway?.close(100);
+    await Promise.all(services.map((s) => s.close(100)));
+  });
+
+  it("answers the README's curl: five demo images with scores", async () => {
+    const res = await fetch(`${base}/demo/search?query=a%20dog%20playing&top_k=5`);
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { results: { image_id: string; score: number; image_url: string }[]; model_version: string; dataset_version: string };
+    expect(body.results).toHaveLength(5);
+    for (const h of body.results) expect(typeof h.score).toBe("number");
+    expect(body.model_version).toMatch(/^m-/);
+    const img = await fetch(`${base}${body.results[0]!.image_url}`);
+    expect(img.status).toBe(200);
+    expect(img.headers.get("content-type")).toBe("image/jpeg");
+    // The demo pack's files, straight from the gateway (no Data service needed).
+    expect((await fetch(`${base}/demo/images/${body.results[0]!.image_id}`)).status).toBe(200);
+    expect((await fetch(`${base}/demo/images/..%2Fcaptions.json`)).status).toBe(404);
+    expect((await fetch(`${base}/demo/images/nope`)).status).toBe(404);
+  });
+
+  it("type a query → an image grid with scores and captions; upload a photo → captions", async () => {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    try {
+      await page.goto(`${base}/`);
+      await page.waitForFunction(() => document.querySelector("[data-testid=state]")?.textContent === "serving");
+      await page.fill("[data-testid=query]", "a dog running through the grass");
+      await page.press("[data-testid=query]", "Enter");
+      await page.waitForSelector("[data-testid=hit]");
+      const hits = await page.$$eval("[data-testid=hit]", (els) => els.length);
+      expect(hits).toBe(12);
+      await page.waitForFunction(() => ([...document.querySelectorAll("[data-testid=hit] img")] as Img[]).slice(0, 4).every((i) => i.complete && i.naturalWidth > 0));
+      const scores = await page.$$eval("[data-testid=score]", (els) => els.map((e) => Number(e.textContent)));
+      expect(scores.every((s, i) => i === 0 || s <= scores[i - 1]!)).toBe(true);
+      expect(await page.textContent("[data-testid=model-version]")).toMatch(/model m-[0-9a-f]{16}/);
+      expect(await page.textContent("[data-testid=dataset-version]")).toMatch(/dataset [0-9a-f]{16}/);
+
+      const photo = join(DEFAULT_DEMO_DIR, "images", readdirSync(join(DEFAULT_DEMO_DIR, "images")).sort()[7]!);
+      await page.setInputFiles("[data-testid=upload]", photo);
+      await page.waitForSelector("[data-testid=caption]");
+      expect(await page.$$eval("[data-testid=caption]", (els) => els.length)).toBe(5);
+      await page.waitForFunction(() => ([...document.querySelectorAll("#similar img")] as Img[]).every((i) => i.complete));
+      mkdirSync(ARTIFACTS, { recursive: true });
+      await page.screenshot({ path: join(ARTIFACTS, "search-page.png"), fullPage: true });
+
+      // A bad upload shows the service's error, and the page keeps working.
+      await page.setInputFiles("[data-testid=upload]", { name: "notes.txt", mimeType: "image/jpeg", buffer: Buffer.from("not an image") });
+      await page.waitForFunction(() => String(document.getElementById("upload-error")?.textContent ?? "").length > 0);
+      expect(await page.textContent("#upload-error")).toMatch(/image/i);
+    } finally {
+      await page.close();
+    }
+  });
+});

@@ -1,0 +1,234 @@
+/**
+ * The gallery index of one (model version, dataset version): the embedding of every image
+ * and of every caption, searched exactly (default) or through an HNSW graph.
+ */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import usearch, { type Index as UsearchIndex } from "usearch";
+import { MicroBatcher } from "../model/batcher.js";
+import { batchTopK, searchBatchMax } from "./similarity.js";
+import { dot, exactTopK, standaloneCopy, type Hit } from "./topk.js";
+
+/** Splits as the proto numbers them (glimpse.data.v1.Split). */
+export const SPLIT = { unspecified: 0, train: 1, dev: 2, test: 3 } as const;
+export type SplitNumber = 0 | 1 | 2 | 3;
+
+export type IndexKind = "exact" | "hnsw";
+
+export interface HnswParams {
+  connectivity: number;
+  expansionAdd: number;
+  expansionSearch: number;
+}
+
+export const DEFAULT_HNSW: HnswParams = { connectivity: 16, expansionAdd: 128, expansionSearch: 64 };
+
+export interface GalleryData {
+  modelVersion: string;
+  dataset: string;
+  datasetVersion: string;
+  dim: number;
+  builtAt: Date;
+  /** Image ids, in the order of the rows of `imageEmb`. */
+  imageIds: string[];
+  imageSplits: Uint8Array;
+  /** Captions of each image, in dataset order; the caption rows follow this order. */
+  imageCaptions: string[][];
+  imageEmb: Float32Array;
+  captionEmb: Float32Array;
+}
+
+interface View {
+  /** Rows of the full matrix this view holds (undefined: all of them). */
+  rows: Int32Array | undefined;
+  matrix: Float32Array;
+}
+
+export interface SearchRequest {
+  target: "images" | "captions";
+  query: Float32Array;
+  k: number;
+  split: SplitNumber;
+}
+
+export interface CaptionRef {
+  image: number;
+  /** The caption's index within its image. */
+  n: number;
+}
+
+export class GalleryIndex {
+  readonly byId = new Map<string, number>();
+  /** Caption row → (image row, index within the image). */
+  readonly captionRefs: CaptionRef[] = [];
+  private readonly imageViews = new Map<number, View>();
+  private readonly captionViews = new Map<number, View>();
+  private hnsw: UsearchIndex | undefined;
+  kind: IndexKind = "exact";
+  /** Concurrent searches, gathered into one matrix product per (target, split). */
+  readonly searches = new MicroBatcher<SearchRequest, Hit[]>((reqs) => this.runSearches(reqs), searchBatchMax());
+
+  constructor(readonly data: GalleryData) {
+    const { imageIds, imageCaptions, imageEmb, captionEmb, dim } = data;
+    if (imageEmb.length !== imageIds.length * dim) throw new Error(`index: ${imageIds.length} images but ${imageEmb.length / dim} image embeddings`);
+    imageIds.forEach((id, i) => this.byId.set(id, i));
+    imageCaptions.forEach((caps, image) => caps.forEach((_, n) => this.captionRefs.push({ image, n })));
+    if (captionEmb.length !== this.captionRefs.length * dim) throw new Error(`index: ${this.captionRefs.length} captions but ${captionEmb.length / dim} caption embeddings`);
+  }
+
+  get images(): number {
+    return this.data.imageIds.length;
+  }
+
+  get captions(): number {
+    return this.captionRefs.length;
+  }
+
+  imageEmbedding(row: number): Float32Array {
+    const d = this.data.dim;
+    return this.data.imageEmb.subarray(row * d, (row + 1) * d);
+  }
+
+  captionText(row: number): string {
+    const ref = this.captionRefs[row]!;
+    return this.data.imageCaptions[ref.image]![ref.n]!;
+  }
+
+  /** Switches unfiltered image search to an HNSW graph (built here, or loaded from `file`). */
+  useHnsw(params: HnswParams = DEFAULT_HNSW, file?: string): void {
+    const d = this.data.dim;
+    const idx = new usearch.Index({
+      dimensions: d,
+      metric: usearch.MetricKind.IP,
+      quantization: usearch.ScalarKind.F32,
+      connectivity: params.connectivity,
+      expansion_add: params.expansionAdd,
+      expansion_search: params.expansionSearch,
+      multi: false,
+    });
+    if (file) idx.load(file);
+    else if (this.images > 0) {
+      const keys = new BigUint64Array(this.images);
+      for (let i = 0; i < keys.length; i++) keys[i] = BigInt(i);
+      idx.add(keys, this.data.imageEmb, 0);
+    }
+    if (idx.size() !== this.images) throw new Error(`HNSW graph has ${idx.size()} vectors; the index has ${this.images} images`);
+    this.hnsw = idx;
+    this.kind = "hnsw";
+  }
+
+  /** The HNSW graph's bytes (for storing beside the embeddings). */
+  hnswBytes(): Buffer {
+    if (!this.hnsw) throw new Error("no HNSW graph");
+    const dir = mkdtempSync(join(tmpdir(), "glimpse-hnsw-"));
+    try {
+      const f = join(dir, "graph.usearch");
+      this.hnsw.save(f);
+      return readFileSync(f);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  /** Best images for a query, batched with concurrent searches (what the RPCs use). */
+  findImages(query: Float32Array, k: number, split: SplitNumber = 0): Promise<Hit[]> {
+    if (this.hnsw && split === 0) return Promise.resolve(this.searchHnsw(query, k));
+    return this.searches.submit({ target: "images", query, k, split });
+  }
+
+  /** Best captions for a query, batched with concurrent searches. */
+  findCaptions(query: Float32Array, k: number, split: SplitNumber = 0): Promise<Hit[]> {
+    return this.searches.submit({ target: "captions", query, k, split });
+  }
+
+  /**
+   * One scan per (target, split) for all queued searches: a lone query goes to usearch's SIMD
+   * scan, two or more to one Gemm+TopK on onnxruntime (the gallery is read once for all).
+   */
+  private async runSearches(reqs: SearchRequest[]): Promise<Hit[][]> {
+    const out: Hit[][] = new Array(reqs.length);
+    const groups = new Map<string, number[]>();
+    reqs.forEach((r, i) => {
+      const key = `${r.target}:${r.split}`;
+      const g = groups.get(key);
+      if (g) g.push(i);
+      else groups.set(key, [i]);
+    });
+    const d = this.data.dim;
+    for (const idxs of groups.values()) {
+      const first = reqs[idxs[0]!]!;
+      const view =
+        first.target === "images"
+          ? this.view(this.imageViews, first.split, this.data.imageEmb, (row) => this.data.imageSplits[row]!)
+          : this.view(this.captionViews, first.split, this.data.captionEmb, (row) => this.data.imageSplits[this.captionRefs[row]!.image]!);
+      if (idxs.length === 1) {
+        out[idxs[0]!] = this.search(view, first.query, first.k);
+        continue;
+      }
+      const kmax = Math.max(...idxs.map((i) => reqs[i]!.k));
+      const queries = new Float32Array(idxs.length * d);
+      idxs.forEach((i, j) => queries.set(reqs[i]!.query, j * d));
+      const hits = await batchTopK(view.matrix, d, queries, kmax);
+      idxs.forEach((i, j) => {
+        const q = reqs[i]!.query;
+        // Scores in double precision, as the single-query path reports them.
+        const h = hits[j]!.map((x) => ({ row: x.row, score: dot(view.matrix, x.row * d, q, d) }));
+        h.sort((a, b) => b.score - a.score || a.row - b.row);
+        out[i] = h.slice(0, reqs[i]!.k).map((x) => ({ row: view.rows ? view.rows[x.row]! : x.row, score: x.score }));
+      });
+    }
+    return out;
+  }
+
+  /** Best images for a query embedding, optionally only of one split. */
+  searchImages(query: Float32Array, k: number, split: SplitNumber = 0): Hit[] {
+    if (this.hnsw && split === 0) return this.searchHnsw(query, k);
+    return this.search(this.view(this.imageViews, split, this.data.imageEmb, (row) => this.data.imageSplits[row]!), query, k);
+  }
+
+  /** Best captions for a query embedding, optionally only captions of images of one split. */
+  searchCaptions(query: Float32Array, k: number, split: SplitNumber = 0): Hit[] {
+    return this.search(this.view(this.captionViews, split, this.data.captionEmb, (row) => this.data.imageSplits[this.captionRefs[row]!.image]!), query, k);
+  }
+
+  private searchHnsw(query: Float32Array, k: number): Hit[] {
+    const m = this.hnsw!.search(standaloneCopy(query), Math.min(k, this.images), 1);
+    const out: Hit[] = [];
+    for (let i = 0; i < m.keys.length; i++) {
+      const row = Number(m.keys[i]);
+      if (row >= this.images) continue;
+      out.push({ row, score: 1 - m.distances[i]! });
+    }
+    // Exact scores for what the graph found.
+    const d = this.data.dim;
+    for (const h of out) {
+      let s = 0;
+      for (let j = 0; j < d; j++) s += this.data.imageEmb[h.row * d + j]! * query[j]!;
+      h.score = s;
+    }
+    return out.sort((a, b) => b.score - a.score || a.row - b.row);
+  }
+
+  private search(view: View, query: Float32Array, k: number): Hit[] {
+    const hits = exactTopK(view.matrix, this.data.dim, query, k);
+    if (!view.rows) return hits;
+    return hits.map((h) => ({ row: view.rows![h.row]!, score: h.score }));
+  }
+
+  private view(cache: Map<number, View>, split: SplitNumber, matrix: Float32Array, splitOf: (row: number) => number): View {
+    if (split === 0) return { rows: undefined, matrix };
+    let v = cache.get(split);
+    if (!v) {
+      const d = this.data.dim;
+      const n = matrix.length / d;
+      const rows: number[] = [];
+      for (let r = 0; r < n; r++) if (splitOf(r) === split) rows.push(r);
+      const sub = new Float32Array(rows.length * d);
+      rows.forEach((r, i) => sub.set(matrix.subarray(r * d, (r + 1) * d), i * d));
+      v = { rows: Int32Array.from(rows), matrix: sub };
+      cache.set(split, v);
+    }
+    return v;
+  }
+}

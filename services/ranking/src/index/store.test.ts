@@ -1,0 +1,57 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createObjectStore } from "@glimpse/objectstore";
+import { describe, expect, it } from "vitest";
+import { GalleryIndex } from "./gallery.js";
+import { indexPrefix, loadIndex, readIndexDocument, saveIndex } from "./store.js";
+
+function index(n: number, dim = 16): GalleryIndex {
+  let s = 7;
+  const rnd = () => ((s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) - 0.5;
+  const emb = new Float32Array(n * dim).map(rnd);
+  return new GalleryIndex({
+    modelVersion: "m-00000000000000aa",
+    dataset: "toy",
+    datasetVersion: "00000000000000bb",
+    dim,
+    builtAt: new Date("2026-01-02T03:04:05Z"),
+    imageIds: Array.from({ length: n }, (_, i) => `i${i}`),
+    imageSplits: Uint8Array.from({ length: n }, (_, i) => i % 4),
+    imageCaptions: Array.from({ length: n }, (_, i) => [`a ${i}`, `b ${i}`]),
+    imageEmb: emb,
+    captionEmb: new Float32Array(n * 2 * dim).map(rnd),
+  });
+}
+
+describe("index storage", () => {
+  it("round-trips an exact index, adds an HNSW graph on request, and stores the graph", async () => {
+    const store = createObjectStore({ kind: "fs", root: mkdtempSync(join(tmpdir(), "glimpse-idx-")), bucket: "t" });
+    await store.init();
+    const idx = index(300);
+    expect(await loadIndex(store, "m-00000000000000aa", "toy", "00000000000000bb")).toBeUndefined();
+    const doc = await saveIndex(store, idx, { note: "test" });
+    expect(Object.keys(doc.files).sort()).toEqual(["captions.f32", "images.f32"]);
+    const back = (await loadIndex(store, "m-00000000000000aa", "toy", "00000000000000bb"))!;
+    expect(back.index.data.imageIds).toEqual(idx.data.imageIds);
+    expect([...back.index.data.imageSplits]).toEqual([...idx.data.imageSplits]);
+    expect(back.index.data.captionEmb).toEqual(idx.data.captionEmb);
+    expect(back.index.data.builtAt.toISOString()).toBe("2026-01-02T03:04:05.000Z");
+    const q = idx.imageEmbedding(17).slice();
+    expect(back.index.searchImages(q, 1)[0]!.row).toBe(17);
+
+    // Asked for HNSW, an exact-only index gets its graph built (the caller stores it).
+    const h = (await loadIndex(store, "m-00000000000000aa", "toy", "00000000000000bb", "hnsw"))!;
+    expect(h.graphBuilt).toBe(true);
+    expect(h.index.kind).toBe("hnsw");
+    await saveIndex(store, h.index);
+    expect((await readIndexDocument(store, "m-00000000000000aa", "toy", "00000000000000bb"))!.hnsw?.file).toBe("hnsw.usearch");
+    const h2 = (await loadIndex(store, "m-00000000000000aa", "toy", "00000000000000bb", "hnsw"))!;
+    expect(h2.graphBuilt).toBe(false);
+    expect(h2.index.searchImages(q, 1)[0]!.row).toBe(17);
+
+    // A damaged file is refused.
+    await store.put(indexPrefix("m-00000000000000aa", "toy", "00000000000000bb") + "images.f32", Buffer.alloc(300 * 16 * 4));
+    await expect(loadIndex(store, "m-00000000000000aa", "toy", "00000000000000bb")).rejects.toThrow(/sha256/);
+  });
+});

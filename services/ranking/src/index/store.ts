@@ -1,0 +1,146 @@
+/**
+ * Gallery indexes in the object store, beside the model version they were built with:
+ *
+ *   models/<model version>/indexes/<dataset>/<dataset version>/images.f32    float32 [images, dim], little-endian
+ *   models/<model version>/indexes/<dataset>/<dataset version>/captions.f32  float32 [captions, dim]
+ *   models/<model version>/indexes/<dataset>/<dataset version>/hnsw.usearch  optional HNSW graph (usearch format)
+ *   models/<model version>/indexes/<dataset>/<dataset version>/index.json    written last: ids, splits, captions, sha256s
+ *
+ * A reader that finds index.json finds every file it lists, and checks their sha256.
+ */
+import { createHash } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ObjectNotFoundError, type ObjectStore } from "@glimpse/objectstore";
+import { DEFAULT_HNSW, GalleryIndex, type GalleryData, type HnswParams, type SplitNumber } from "./gallery.js";
+
+export const INDEX_SCHEMA = "glimpse.index/v1";
+
+export const indexPrefix = (modelVersion: string, dataset: string, datasetVersion: string): string =>
+  `models/${modelVersion}/indexes/${dataset}/${datasetVersion}/`;
+
+interface FileRef {
+  sha256: string;
+  size: number;
+}
+
+export interface IndexDocument {
+  schema: typeof INDEX_SCHEMA;
+  model_version: string;
+  dataset: string;
+  dataset_version: string;
+  dim: number;
+  built_at: string;
+  images: { count: number; ids: string[]; splits: number[]; captions: string[][] };
+  captions: { count: number };
+  files: Record<string, FileRef>;
+  hnsw?: { file: string; connectivity: number; expansion_add: number; expansion_search: number };
+  build?: Record<string, unknown>;
+}
+
+const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+const f32Bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+function toF32(b: Buffer): Float32Array {
+  // Copy into an aligned buffer (a Buffer slice may start at any byte offset).
+  const out = new Float32Array(b.byteLength / 4);
+  new Uint8Array(out.buffer).set(b);
+  return out;
+}
+
+/** Stores an index; index.json goes last. */
+export async function saveIndex(store: ObjectStore, idx: GalleryIndex, build: Record<string, unknown> = {}): Promise<IndexDocument> {
+  const d = idx.data;
+  const prefix = indexPrefix(d.modelVersion, d.dataset, d.datasetVersion);
+  const blobs: Record<string, Buffer> = { "images.f32": f32Bytes(d.imageEmb), "captions.f32": f32Bytes(d.captionEmb) };
+  if (idx.kind === "hnsw") blobs["hnsw.usearch"] = idx.hnswBytes();
+  const files: Record<string, FileRef> = {};
+  for (const [name, bytes] of Object.entries(blobs)) {
+    await store.put(prefix + name, bytes, { contentType: "application/octet-stream" });
+    files[name] = { sha256: sha256(bytes), size: bytes.length };
+  }
+  const doc: IndexDocument = {
+    schema: INDEX_SCHEMA,
+    model_version: d.modelVersion,
+    dataset: d.dataset,
+    dataset_version: d.datasetVersion,
+    dim: d.dim,
+    built_at: d.builtAt.toISOString(),
+    images: { count: d.imageIds.length, ids: d.imageIds, splits: [...d.imageSplits], captions: d.imageCaptions },
+    captions: { count: idx.captions },
+    files,
+    build,
+  };
+  if (idx.kind === "hnsw") doc.hnsw = { file: "hnsw.usearch", connectivity: DEFAULT_HNSW.connectivity, expansion_add: DEFAULT_HNSW.expansionAdd, expansion_search: DEFAULT_HNSW.expansionSearch };
+  await store.put(prefix + "index.json", JSON.stringify(doc), { contentType: "application/json" });
+  return doc;
+}
+
+/** The index document, or undefined when no complete index is stored. */
+export async function readIndexDocument(store: ObjectStore, modelVersion: string, dataset: string, datasetVersion: string): Promise<IndexDocument | undefined> {
+  try {
+    const doc = JSON.parse((await store.getBuffer(indexPrefix(modelVersion, dataset, datasetVersion) + "index.json")).toString("utf8")) as IndexDocument;
+    if (doc.schema !== INDEX_SCHEMA) throw new Error(`unsupported index schema ${doc.schema}`);
+    return doc;
+  } catch (err) {
+    if (err instanceof ObjectNotFoundError) return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Loads a stored index (undefined if none). With kind "hnsw" the stored graph is used, or
+ * built from the embeddings when the index has none (call saveIndex to keep it).
+ */
+export async function loadIndex(
+  store: ObjectStore,
+  modelVersion: string,
+  dataset: string,
+  datasetVersion: string,
+  kind: "exact" | "hnsw" = "exact",
+): Promise<{ index: GalleryIndex; doc: IndexDocument; graphBuilt: boolean } | undefined> {
+  const doc = await readIndexDocument(store, modelVersion, dataset, datasetVersion);
+  if (!doc) return undefined;
+  const prefix = indexPrefix(modelVersion, dataset, datasetVersion);
+  const get = async (name: string) => {
+    const ref = doc.files[name];
+    if (!ref) throw new Error(`index.json lists no ${name}`);
+    const b = await store.getBuffer(prefix + name);
+    if (b.length !== ref.size || sha256(b) !== ref.sha256) throw new Error(`index file ${prefix}${name} does not match its sha256`);
+    return b;
+  };
+  const data: GalleryData = {
+    modelVersion,
+    dataset,
+    datasetVersion,
+    dim: doc.dim,
+    builtAt: new Date(doc.built_at),
+    imageIds: doc.images.ids,
+    imageSplits: Uint8Array.from(doc.images.splits as SplitNumber[]),
+    imageCaptions: doc.images.captions,
+    imageEmb: toF32(await get("images.f32")),
+    captionEmb: toF32(await get("captions.f32")),
+  };
+  const index = new GalleryIndex(data);
+  let graphBuilt = false;
+  if (kind === "hnsw") {
+    const params: HnswParams = doc.hnsw
+      ? { connectivity: doc.hnsw.connectivity, expansionAdd: doc.hnsw.expansion_add, expansionSearch: doc.hnsw.expansion_search }
+      : DEFAULT_HNSW;
+    if (doc.hnsw && doc.files[doc.hnsw.file]) {
+      const dir = mkdtempSync(join(tmpdir(), "glimpse-hnsw-"));
+      try {
+        const f = join(dir, "graph.usearch");
+        writeFileSync(f, await get(doc.hnsw.file));
+        index.useHnsw(params, f);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    } else {
+      index.useHnsw(params);
+      graphBuilt = true;
+    }
+  }
+  return { index, doc, graphBuilt };
+}

@@ -1,0 +1,127 @@
+/**
+ * The text tokenizer, reproducing a model version's `vocab.json` (schema glimpse.vocab/v1,
+ * written by the Python trainer) exactly:
+ *
+ *   s = text.normalize("NFKD"); s = s.replace(/<combining_regex>/g, ""); s = s.toLowerCase()
+ *   tokens = s.match(/<token_regex>/g) ?? []; tokens = tokens.slice(0, max_len)
+ *   ids = tokens.map(t => index(t) ?? unk_id); ids.length === 0 → [unk_id]
+ *
+ * Batches are right-padded with pad_id to the longest row; `lengths` counts real tokens.
+ */
+
+export const VOCAB_SCHEMA = "glimpse.vocab/v1";
+
+export interface VocabSpec {
+  schema: string;
+  type: string;
+  unicode_normalization: string;
+  combining_regex: string;
+  lowercase: boolean;
+  token_regex: string;
+  regex_flags?: string;
+  max_len: number;
+  add_bos: boolean;
+  add_eos: boolean;
+  pad_id: number;
+  unk_id: number;
+  bos_id: number;
+  eos_id: number;
+  tokens: string[];
+}
+
+/** A padded batch, as the text encoder takes it. */
+export interface TokenBatch {
+  /** int64 [n, width], row-major, right-padded with pad_id. */
+  ids: BigInt64Array;
+  /** int64 [n]. */
+  lengths: BigInt64Array;
+  n: number;
+  width: number;
+}
+
+export class Tokenizer {
+  readonly maxLen: number;
+  readonly padId: number;
+  readonly unkId: number;
+  readonly size: number;
+  private readonly index = new Map<string, number>();
+  private readonly combining: RegExp;
+  private readonly token: RegExp;
+  private readonly normalization: "NFC" | "NFD" | "NFKC" | "NFKD" | undefined;
+  private readonly bos: number | undefined;
+  private readonly eos: number | undefined;
+  private readonly lowercase: boolean;
+
+  constructor(readonly spec: VocabSpec) {
+    if (spec.schema !== VOCAB_SCHEMA) throw new Error(`vocab.json: unsupported schema ${JSON.stringify(spec.schema)} (want ${VOCAB_SCHEMA})`);
+    if (spec.type !== "word-regex") throw new Error(`vocab.json: unsupported tokenizer type ${JSON.stringify(spec.type)}`);
+    if (!Array.isArray(spec.tokens) || spec.tokens.length < 4) throw new Error("vocab.json: tokens missing");
+    if (!Number.isInteger(spec.max_len) || spec.max_len < 1) throw new Error("vocab.json: bad max_len");
+    const norm = spec.unicode_normalization;
+    if (norm && !["NFC", "NFD", "NFKC", "NFKD"].includes(norm)) throw new Error(`vocab.json: unknown normalization ${norm}`);
+    this.normalization = (norm || undefined) as typeof this.normalization;
+    // Python's re and JS agree on these character-class regexes; only the "g" flag is ours.
+    const flags = (spec.regex_flags ?? "g").replace(/[^imsu]/g, "");
+    this.combining = new RegExp(spec.combining_regex || "(?!)", `g${flags}`);
+    this.token = new RegExp(spec.token_regex, `g${flags}`);
+    this.lowercase = spec.lowercase;
+    this.maxLen = spec.max_len;
+    this.padId = spec.pad_id;
+    this.unkId = spec.unk_id;
+    this.bos = spec.add_bos ? spec.bos_id : undefined;
+    this.eos = spec.add_eos ? spec.eos_id : undefined;
+    this.size = spec.tokens.length;
+    // Tokens are unique; with a duplicate, Python's dict (last wins) and a first-wins lookup
+    // would disagree, so refuse it instead of guessing.
+    spec.tokens.forEach((t, i) => {
+      if (this.index.has(t)) throw new Error(`vocab.json: duplicate token ${JSON.stringify(t)}`);
+      this.index.set(t, i);
+    });
+  }
+
+  static fromJson(text: string | Buffer): Tokenizer {
+    return new Tokenizer(JSON.parse(text.toString()) as VocabSpec);
+  }
+
+  /** The word pieces of a text, before the vocabulary lookup (not truncated). */
+  words(text: string): string[] {
+    let s = this.normalization ? text.normalize(this.normalization) : text;
+    s = s.replace(this.combining, "");
+    if (this.lowercase) s = s.toLowerCase();
+    return s.match(this.token) ?? [];
+  }
+
+  /** Token ids of one text. */
+  encode(text: string): number[] {
+    const words = this.words(text).slice(0, this.maxLen);
+    const ids = words.map((w) => this.index.get(w) ?? this.unkId);
+    if (ids.length === 0) ids.push(this.unkId);
+    if (this.bos !== undefined) ids.unshift(this.bos);
+    if (this.eos !== undefined) ids.push(this.eos);
+    return ids;
+  }
+
+  /** How many of a text's words the vocabulary knows (for "no known words" hints). */
+  known(text: string): number {
+    return this.words(text)
+      .slice(0, this.maxLen)
+      .filter((w) => this.index.has(w)).length;
+  }
+
+  /** Pads already-encoded sequences into one batch. */
+  pad(seqs: number[][]): TokenBatch {
+    const n = seqs.length;
+    const width = Math.max(1, ...seqs.map((s) => s.length));
+    const ids = new BigInt64Array(n * width).fill(BigInt(this.padId));
+    const lengths = new BigInt64Array(n);
+    seqs.forEach((s, i) => {
+      for (let j = 0; j < s.length; j++) ids[i * width + j] = BigInt(s[j]!);
+      lengths[i] = BigInt(s.length);
+    });
+    return { ids, lengths, n, width };
+  }
+
+  batch(texts: string[]): TokenBatch {
+    return this.pad(texts.map((t) => this.encode(t)));
+  }
+}

@@ -1,0 +1,72 @@
+/** Shared by the integration tests: a gRPC client, error inspection, a model variant maker. */
+import { createHash } from "node:crypto";
+import { fromBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { ranking, rpcDetails } from "@glimpse/api";
+import type { ObjectStore } from "@glimpse/objectstore";
+import { indexPrefix } from "../index/store.js";
+import { HASHED_FILES, modelKey, readChecksums, versionOf } from "../registry.js";
+
+export type RankingClient = Client<typeof ranking.RankingService>;
+
+export function rankingClient(url: string): RankingClient {
+  return createClient(ranking.RankingService, createGrpcTransport({ baseUrl: url }));
+}
+
+export interface CaughtError {
+  code: Code;
+  message: string;
+  violations: { field: string; reason: string; description: string }[];
+  reason: string | undefined;
+}
+
+/** The error a call fails with (and its google.rpc details), or throws if it succeeds. */
+export async function failure(p: Promise<unknown>): Promise<CaughtError> {
+  try {
+    await p;
+  } catch (err) {
+    const e = ConnectError.from(err);
+    const violations = e.findDetails(rpcDetails.BadRequestSchema).flatMap((b) => b.fieldViolations.map((v) => ({ field: v.field, reason: v.reason, description: v.description })));
+    const info = e.findDetails(rpcDetails.ErrorInfoSchema)[0];
+    return { code: e.code, message: e.rawMessage, violations, reason: info?.reason };
+  }
+  throw new Error("expected the call to fail");
+}
+
+export { fromBinary };
+
+/**
+ * Copies a registry version into a new one whose config.json differs (so the version id
+ * differs) — same weights, same golden vectors. `tamper` may damage files afterwards to
+ * make a bad version. Returns the new version id. Copies the indexes too (same embeddings).
+ */
+export async function variantOf(
+  store: ObjectStore,
+  base: string,
+  label: string,
+  tamper?: (files: Map<string, Buffer>) => { keepChecksums?: boolean } | void,
+): Promise<string> {
+  const sums = (await readChecksums(store, base))!;
+  const files = new Map<string, Buffer>();
+  for (const f of Object.keys(sums)) files.set(f, await store.getBuffer(modelKey(base, f)));
+  const config = JSON.parse(files.get("config.json")!.toString("utf8")) as Record<string, unknown>;
+  files.set("config.json", Buffer.from(`${JSON.stringify({ ...config, variant: label }, null, 2)}\n`));
+  const version = versionOf(Object.fromEntries([...files].filter(([f]) => (HASHED_FILES as readonly string[]).includes(f))));
+  const newSums: Record<string, string> = {};
+  for (const [f, b] of files) newSums[f] = createHash("sha256").update(b).digest("hex");
+  const t = tamper?.(files);
+  const finalSums = t?.keepChecksums ? newSums : Object.fromEntries([...files].map(([f, b]) => [f, createHash("sha256").update(b).digest("hex")]));
+  for (const [f, b] of files) await store.put(modelKey(version, f), b);
+  await store.put(modelKey(version, "checksums.json"), JSON.stringify(finalSums));
+  // Same weights: the base version's indexes hold the same embeddings.
+  for await (const o of store.list(`models/${base}/indexes/`)) {
+    const rel = o.key.slice(`models/${base}/`.length);
+    let body = await store.getBuffer(o.key);
+    if (rel.endsWith("index.json")) body = Buffer.from(JSON.stringify({ ...JSON.parse(body.toString("utf8")), model_version: version }));
+    await store.put(`models/${version}/${rel}`, body);
+  }
+  return version;
+}
+
+export { indexPrefix };
