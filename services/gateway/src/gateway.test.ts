@@ -8,11 +8,9 @@ import { createConnectTransport, createGrpcWebTransport, createGrpcTransport } f
 import { data, rpcDetails, training } from "@glimpse/api";
 import type { RunningServer } from "@glimpse/rpc";
 import { TEST_READ_KEY, TEST_WRITE_KEY, testConfig } from "@glimpse/runtime/testing";
-import { build as buildData } from "@glimpse/data";
-import { build as buildRanking } from "@glimpse/ranking";
-import { build as buildTraining } from "@glimpse/training";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { build, type RunningGateway } from "./server.js";
+import { startTestMesh, type TestMesh } from "./testing.js";
 
 const run = promisify(execFile);
 const GRPCURL = new URL("../../../.tools/bin/grpcurl", import.meta.url).pathname;
@@ -20,28 +18,18 @@ const GRPCURL = new URL("../../../.tools/bin/grpcurl", import.meta.url).pathname
 describe("gateway ↔ services over real sockets", () => {
   const cfg = testConfig();
   let services: RunningServer[] = [];
+  let mesh: TestMesh;
   let gateway: RunningGateway;
   let base: string;
 
   beforeAll(async () => {
-    const d = await buildData(cfg, { port: 0 });
-    const mesh = { ...cfg, dataUrl: d.url };
-    const [r, t] = await Promise.all([buildRanking(mesh, { port: 0 }), buildTraining(mesh, { port: 0 })]);
-    services = [r, t, d];
-    gateway = await build(cfg, {
-      port: 0,
-      targets: [
-        { name: "ranking", url: r.url },
-        { name: "training", url: t.url },
-        { name: "data", url: d.url },
-      ],
-    });
-    base = `http://127.0.0.1:${gateway.port}`;
+    mesh = await startTestMesh(cfg);
+    ({ gateway, base } = mesh);
+    services = [mesh.ranking, mesh.training, mesh.data];
   });
 
   afterAll(async () => {
-    await gateway?.close(100);
-    await Promise.all(services.map((s) => s.close(100)));
+    await mesh?.close();
   });
 
   it("aggregates gRPC health of every service", async () => {

@@ -5,15 +5,11 @@
  */
 import { existsSync, mkdirSync, readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { build as buildData } from "@glimpse/data";
-import { build as buildGateway, type RunningGateway } from "@glimpse/gateway";
-import type { RunningServer } from "@glimpse/rpc";
+import { startTestMesh, type TestMesh } from "@glimpse/gateway/testing";
 import { testConfig } from "@glimpse/runtime/testing";
-import { build as buildTraining } from "@glimpse/training";
 import { chromium, type Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_DEMO_DIR } from "../seed.js";
-import { build as buildRanking } from "../server.js";
 
 // Browser globals, used inside functions that run in the page (no DOM lib in this project).
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -30,31 +26,20 @@ const ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "
 // .ci/run installs Debian's Chromium (apt-get install chromium); without it this test fails, never skips.
 describe("search page in headless Chromium", () => {
   const cfg = testConfig();
-  let services: RunningServer[] = [];
-  let gateway: RunningGateway;
+  let mesh: TestMesh;
   let browser: Browser;
   let base: string;
 
   beforeAll(async () => {
-    const [r, t, d] = await Promise.all([buildRanking(cfg, { port: 0 }), buildTraining(cfg, { port: 0 }), buildData(cfg, { port: 0 })]);
-    services = [r, t, d];
-    gateway = await buildGateway(cfg, {
-      port: 0,
-      targets: [
-        { name: "ranking", url: r.url },
-        { name: "training", url: t.url },
-        { name: "data", url: d.url },
-      ],
-    });
-    base = `http://127.0.0.1:${gateway.port}`;
+    mesh = await startTestMesh(cfg);
+    base = mesh.base;
     if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: apt-get install chromium (or set GLIMPSE_CHROMIUM)`);
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
   });
 
   afterAll(async () => {
     await browser?.close();
-    await gateway?.close(100);
-    await Promise.all(services.map((s) => s.close(100)));
+    await mesh?.close();
   });
 
   it("answers the README's curl: five demo images with scores", async () => {
