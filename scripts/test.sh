@@ -3,7 +3,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/install-tools.sh   # real MinIO and grpcurl, built once into .tools/
+bash scripts/install-tools.sh   # real MinIO, grpcurl and helm, built once into .tools/
+
+# uv runs the model's tests; Debian's Chromium the search-page test.
+command -v uv >/dev/null || python3 -m pip install --quiet uv
+if ! command -v chromium >/dev/null && [ -z "${GLIMPSE_CHROMIUM:-}" ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "the browser test needs Chromium: sudo apt-get install chromium (or set GLIMPSE_CHROMIUM)" >&2
+    exit 1
+  fi
+fi
 
 echo "== proto: buf lint, format, breaking, generated code up to date"
 npx buf lint
