@@ -33,6 +33,26 @@ from .model import GlimpseModel, build_backbone
 DATA_KEYS = ("source", "flickr8k_dir", "store", "store_dir", "bucket", "dataset", "dataset_version")
 
 
+def add_data_args(ap: argparse.ArgumentParser) -> None:
+    """The dataset flags evaluate and export share (default: the run's own dataset)."""
+    for k in DATA_KEYS:
+        ap.add_argument("--" + k.replace("_", "-"), default=None)
+
+
+def apply_data_args(cfg, args) -> bool:
+    """Points cfg at the dataset the flags name; False when they name none."""
+    for k in DATA_KEYS:
+        if getattr(args, k) is not None:
+            setattr(cfg, k, getattr(args, k))
+    if args.flickr8k_dir:
+        cfg.source = "flickr8k-dir"
+    elif args.store_dir or args.dataset_version:
+        cfg.source = "store"
+    else:
+        return False
+    return True
+
+
 def load_run(run_dir: Path, device="cpu"):
     best = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
     cfg = Config.from_dict(best["config"])
@@ -51,20 +71,12 @@ def main(argv=None) -> int:
     ap.add_argument("--no-cache", action="store_true", help="run the backbone instead of the feature cache")
     ap.add_argument("--out", default="", help="metrics file (default <run-dir>/metrics.json)")
     ap.add_argument("--num-threads", type=int, default=2)
-    for k in DATA_KEYS:
-        ap.add_argument("--" + k.replace("_", "-"), default=None)
+    add_data_args(ap)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.num_threads)
     run_dir = Path(args.run_dir)
     model, cfg, tok, best = load_run(run_dir)
-    for k in DATA_KEYS:
-        v = getattr(args, k)
-        if v is not None:
-            setattr(cfg, k, v)
-    if args.flickr8k_dir:
-        cfg.source = "flickr8k-dir"
-    elif args.store_dir or args.dataset_version:
-        cfg.source = "store"
+    apply_data_args(cfg, args)
     ds = load_dataset(cfg)
     ids = [i for i in ds.splits[args.split] if ds.captions.get(i)]
     caps, owner = [], []

@@ -35,7 +35,7 @@ from PIL import Image
 
 from .config import Config
 from .data import Tokenizer, image_to_array, load_dataset
-from .evaluate import DATA_KEYS, load_run
+from .evaluate import add_data_args, apply_data_args, load_run
 from .model import ImageEncoderExport, TextEncoderExport, fused_for_inference
 
 OPSET = 17
@@ -118,8 +118,7 @@ def main(argv=None) -> int:
     ap.add_argument("--upload", action="store_true", help="publish to models/<version>/ in the object store")
     ap.add_argument("--promote", action="store_true", help="write models/aliases/production.json")
     ap.add_argument("--num-threads", type=int, default=2)
-    for k in DATA_KEYS:
-        ap.add_argument("--" + k.replace("_", "-"), default=None)
+    add_data_args(ap)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.num_threads)
     run_dir = Path(args.run_dir)
@@ -152,13 +151,7 @@ def main(argv=None) -> int:
     isess, tsess = ort_sessions(out, args.num_threads)
 
     # ---- golden inputs -----------------------------------------------------------------
-    ds = None
-    if any(getattr(args, k) for k in ("flickr8k_dir", "store_dir")) or args.dataset_version:
-        for k in DATA_KEYS:
-            if getattr(args, k) is not None:
-                setattr(cfg, k, getattr(args, k))
-        cfg.source = "flickr8k-dir" if args.flickr8k_dir else "store"
-        ds = load_dataset(cfg)
+    ds = load_dataset(cfg) if apply_data_args(cfg, args) else None
     imgs = golden_images(ds, args.golden_split, args.golden_images, size)
     pix = []
     gold_imgs = []
