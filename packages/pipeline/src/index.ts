@@ -11,3 +11,5 @@ export { canonicalJson } from "./util/json.js";
 export type { ValidationReport, Finding } from "./steps/validate.js";
 export type { UploadStepResult } from "./steps/upload.js";
 export { readPublished, readBlob, readCaptions, readSplits, type PublishedDataset } from "./read.js";
+export { moveLatest, putManifest, readLatest, type LatestState, type MoveResult } from "./publish.js";
+export { manifestBytes } from "./steps/upload.js";

@@ -4,7 +4,7 @@ import { dataset as ds, notFound } from "@glimpse/api";
 import { ObjectNotFoundError, getJson, type ObjectStore } from "@glimpse/objectstore";
 import {
   SPLIT_NAMES,
-  latestKey,
+  readLatest,
   readBlob,
   readCaptions,
   readPublished,
@@ -49,12 +49,7 @@ export class DatasetCatalog {
   constructor(private readonly store: ObjectStore, private readonly maxCached = 8) {}
 
   async latest(dataset: string): Promise<LatestPointer | undefined> {
-    try {
-      return await getJson<LatestPointer>(this.store, latestKey(dataset));
-    } catch (err) {
-      if (err instanceof ObjectNotFoundError) return undefined;
-      throw err;
-    }
+    return (await readLatest(this.store, dataset))?.pointer;
   }
 
   /** Resolves "" to the latest version; NOT_FOUND when nothing is published. */

@@ -2,7 +2,8 @@ import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { LIMITS, PATTERNS, Violations, data, dataset as ds, notFound } from "@glimpse/api";
 import { putJson, type ObjectStore } from "@glimpse/objectstore";
-import { latestKey, manifestKey, type PublishedVersion } from "@glimpse/pipeline";
+import { manifestKey, moveLatest, PublishConflictError, type PublishedVersion } from "@glimpse/pipeline";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { DatasetCatalog, recordKey, type VersionRecord } from "./catalog.js";
 import type { PipelineRuns } from "./runs.js";
 
@@ -183,8 +184,12 @@ export function dataService(store: ObjectStore, catalog: DatasetCatalog, runs: P
       await catalog.load(dataset, req.version); // checks the manifest hashes to its version
       await registerVersion(store, catalog, dataset, req.version);
       if (req.markLatest) {
-        const published_at = new Date().toISOString();
-        await putJson(store, latestKey(dataset), { version: req.version, manifest: manifestKey(dataset, req.version), published_at });
+        try {
+          await moveLatest(store, dataset, req.version);
+        } catch (err) {
+          if (err instanceof PublishConflictError) throw new ConnectError(err.message, Code.Aborted);
+          throw err;
+        }
       }
       return create(data.RegisterDatasetVersionResponseSchema, { version: await catalog.describe(dataset, req.version) });
     },

@@ -15,6 +15,7 @@ import { Code } from "@connectrpc/connect";
 import { errorWithReason, ranking } from "@glimpse/api";
 import type { Logger } from "@glimpse/logging";
 import type { ObjectStore } from "@glimpse/objectstore";
+import { readLatest } from "@glimpse/pipeline";
 import { ServingStatus, type HealthRegistry } from "@glimpse/rpc";
 import { buildIndex, type BuildProgress } from "./index/build.js";
 import { GalleryIndex, type IndexKind } from "./index/gallery.js";
@@ -257,10 +258,8 @@ export class ModelManager {
   }
 
   private async latestOf(dataset: string): Promise<GalleryRef | undefined> {
-    const key = `datasets/${dataset}/latest.json`;
-    if (!(await this.opts.store.stat(key))) return undefined;
-    const p = JSON.parse((await this.opts.store.getBuffer(key)).toString("utf8")) as { version?: string };
-    return typeof p.version === "string" ? { dataset, version: p.version } : undefined;
+    const version = (await readLatest(this.opts.store, dataset))?.pointer?.version;
+    return typeof version === "string" ? { dataset, version } : undefined;
   }
 
   private async load(version: string, gallery: GalleryRef | undefined, demo: GalleryRef | undefined): Promise<void> {

@@ -16,7 +16,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { PreconditionFailedError, type ObjectStore } from "@glimpse/objectstore";
-import { blobKey, canonicalJson, latestKey, manifestKey, MANIFEST_SCHEMA, type LatestPointer, type Manifest } from "@glimpse/pipeline";
+import { blobKey, canonicalJson, manifestBytes, manifestKey, MANIFEST_SCHEMA, moveLatest, PublishConflictError, putManifest, type Manifest } from "@glimpse/pipeline";
 import type { Logger } from "@glimpse/logging";
 import { readIndexDocument, indexPrefix, type IndexDocument } from "./index/store.js";
 import { ALIAS_KEY, HASHED_FILES, modelKey, readAlias, sha256Hex, versionOf, writeAlias } from "./registry.js";
@@ -126,40 +126,27 @@ export function datasetVersionOf(
     splits: ref(splitBytes),
     images,
   };
-  const manifestBytes = Buffer.from(canonicalJson(manifest));
-  return { manifest, manifestBytes, version: sha256Hex(manifestBytes).slice(0, 16), blobs };
+  const { bytes, version } = manifestBytes(manifest);
+  return { manifest, manifestBytes: bytes, version, blobs };
 }
 
 /** Uploads a dataset version's blobs and manifest (idempotent); `latest.json` is moved separately. */
 export async function uploadDataset(store: ObjectStore, ds: PublishableDataset): Promise<void> {
-  const mKey = manifestKey(ds.manifest.dataset, ds.version);
-  if (await store.stat(mKey)) return;
+  if (await store.stat(manifestKey(ds.manifest.dataset, ds.version))) return;
   for (const [key, bytes] of ds.blobs) {
     const have = await store.stat(key);
     const json = key === ds.manifest.captions.key || key === ds.manifest.splits.key;
     if (have?.size !== bytes.length) await store.put(key, bytes, { contentType: json ? "application/json" : "image/jpeg" });
   }
-  try {
-    await store.put(mKey, ds.manifestBytes, { contentType: "application/json", ifNoneMatch: "*" });
-  } catch (err) {
-    if (!(err instanceof PreconditionFailedError)) throw err;
-  }
+  await putManifest(store, ds.manifest.dataset, ds.version, ds.manifestBytes);
 }
 
 /** Moves `latest.json` to the version (compare-and-swap); false when it already named it or lost a race. */
-export async function moveLatest(store: ObjectStore, ds: PublishableDataset): Promise<boolean> {
-  const d = ds.manifest.dataset;
-  const lKey = latestKey(d);
-  const cur = await store.stat(lKey);
-  let current: LatestPointer | undefined;
-  if (cur) current = JSON.parse((await store.getBuffer(lKey)).toString("utf8")) as LatestPointer;
-  if (current?.version === ds.version) return false;
-  const pointer: LatestPointer = { version: ds.version, manifest: manifestKey(d, ds.version), published_at: new Date().toISOString() };
+export async function moveDemoLatest(store: ObjectStore, ds: PublishableDataset): Promise<boolean> {
   try {
-    await store.put(lKey, `${JSON.stringify(pointer, null, 2)}\n`, { contentType: "application/json", ...(cur ? { ifMatch: cur.etag } : { ifNoneMatch: "*" as const }) });
-    return true;
+    return (await moveLatest(store, ds.manifest.dataset, ds.version)).moved;
   } catch (err) {
-    if (err instanceof PreconditionFailedError) return false;
+    if (err instanceof PublishConflictError) return false;
     throw err;
   }
 }
@@ -217,7 +204,7 @@ export async function seedDemo(store: ObjectStore, dir: string, logger?: Logger)
     result.datasetVersion = ds.version;
     await uploadDataset(store, ds);
     if (model) result.indexCopied = await copyDemoIndex(store, dir, model.version, ds.version);
-    result.published = await moveLatest(store, ds);
+    result.published = await moveDemoLatest(store, ds);
     if (result.published) logger?.info({ dataset: DEMO_DATASET, version: ds.version, images: ds.manifest.counts.images }, "published the demo gallery");
   } else logger?.warn({ dir }, "demo pack has no images");
 

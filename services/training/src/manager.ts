@@ -13,7 +13,8 @@ import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { errorWithReason, invalidArgument, notFound, training } from "@glimpse/api";
 import type { Logger } from "@glimpse/logging";
-import { getJson, ObjectNotFoundError, type ObjectStore } from "@glimpse/objectstore";
+import { ObjectNotFoundError, type ObjectStore } from "@glimpse/objectstore";
+import { readLatest } from "@glimpse/pipeline";
 import { applyEvent, progressModel, type ProgressModel, type RunEvent } from "./events.js";
 import type { Executor, LaunchSpec, Outcome, RunSink } from "./executor.js";
 import { decodePageToken, encodePageToken, loadRuns, newRunId, saveRun, type StoredRun } from "./records.js";
@@ -203,9 +204,11 @@ export class TrainingManager {
         if (!(await store.stat(key))) throw notFound("dataset version", `${plan.dataset}/${plan.datasetVersion}`, `dataset version ${plan.datasetVersion} of ${plan.dataset} is not published`);
         return plan.datasetVersion;
       }
-      const latest = await getJson<{ version?: unknown }>(store, `datasets/${plan.dataset}/latest.json`);
-      if (typeof latest.version !== "string" || !/^[0-9a-f]{16}$/.test(latest.version)) throw new Error(`datasets/${plan.dataset}/latest.json names no version`);
-      return latest.version;
+      const latest = await readLatest(store, plan.dataset);
+      if (!latest) throw new ObjectNotFoundError(`datasets/${plan.dataset}/latest.json`);
+      const version = latest.pointer?.version;
+      if (typeof version !== "string" || !/^[0-9a-f]{16}$/.test(version)) throw new Error(`datasets/${plan.dataset}/latest.json names no version`);
+      return version;
     } catch (err) {
       if (err instanceof ConnectError) throw err;
       if (err instanceof ObjectNotFoundError) {

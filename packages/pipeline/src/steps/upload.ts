@@ -1,8 +1,9 @@
 import { readFile } from "node:fs/promises";
-import { PreconditionFailedError, type ObjectStore } from "@glimpse/objectstore";
-import { blobKey, blobsPrefix, latestKey, manifestKey, MANIFEST_SCHEMA, type Counts, type ImageRef, type LatestPointer, type Manifest, type SourceRef } from "../layout.js";
+import type { ObjectStore } from "@glimpse/objectstore";
+import { blobKey, blobsPrefix, latestKey, manifestKey, MANIFEST_SCHEMA, type Counts, type ImageRef, type Manifest, type SourceRef } from "../layout.js";
 import { manifestParams } from "../params.js";
-import { PipelineInputError, PublishConflictError } from "../util/errors.js";
+import { PipelineInputError } from "../util/errors.js";
+import { moveLatest, putManifest, readLatest } from "../publish.js";
 import { canonicalJson, readJson, sha256Hex, writeFileAtomic, writeJsonAtomic } from "../util/json.js";
 import { forEachLimit } from "../util/pool.js";
 import type { StepMarker } from "../workdir.js";
@@ -140,46 +141,15 @@ export async function runUpload(ctx: StepContext, up: Upstream): Promise<UploadS
     ctx.signal,
   );
 
-  // The manifest: immutable, create-only (a concurrent identical publish is fine).
-  const mInfo = await store.stat(mKey);
-  if (!mInfo) {
-    try {
-      await store.put(mKey, mBytes, { contentType: "application/json", ifNoneMatch: "*" });
-    } catch (err) {
-      if (!(err instanceof PreconditionFailedError)) throw err;
-    }
-  }
-
-  // The pointer, last, compare-and-swap.
-  const lKey = latestKey(d);
-  const cur = await store.stat(lKey);
-  let previous: LatestPointer | undefined;
-  if (cur) {
-    try {
-      previous = JSON.parse((await store.getBuffer(lKey)).toString("utf8")) as LatestPointer;
-    } catch {
-      report.log("warn", `${lKey} is not valid JSON; replacing it`);
-    }
-  }
-  const publishedAt = new Date().toISOString();
-  let published = false;
-  let pointerAt = publishedAt;
-  if (previous?.version === version) {
-    pointerAt = previous.published_at;
-    report.log("info", `${lKey} already names version ${version}; nothing to publish`);
-  } else {
-    const pointer: LatestPointer = { version, manifest: mKey, published_at: publishedAt };
-    try {
-      await store.put(lKey, `${JSON.stringify(pointer, null, 2)}\n`, { contentType: "application/json", ...(cur ? { ifMatch: cur.etag } : { ifNoneMatch: "*" }) });
-    } catch (err) {
-      if (err instanceof PreconditionFailedError) {
-        throw new PublishConflictError(`${lKey} changed while this run published version ${version} (another publisher?); the other version stays latest — re-run to publish this one`);
-      }
-      throw err;
-    }
-    published = true;
-    report.log("info", `published ${d} version ${version}${previous ? ` (was ${previous.version})` : ""}`);
-  }
+  // The manifest (immutable), then — last — the pointer, compare-and-swap.
+  await putManifest(store, d, version, mBytes);
+  const current = await readLatest(store, d);
+  if (current && !current.pointer) report.log("warn", `${latestKey(d)} is not valid JSON; replacing it`);
+  const move = await moveLatest(store, d, version, current);
+  const published = move.moved;
+  const pointerAt = move.publishedAt;
+  if (published) report.log("info", `published ${d} version ${version}${move.previous ? ` (was ${move.previous.version})` : ""}`);
+  else report.log("info", `${latestKey(d)} already names version ${version}; nothing to publish`);
 
   const result: UploadStepResult = {
     dataset: d,
@@ -194,7 +164,7 @@ export async function runUpload(ctx: StepContext, up: Upstream): Promise<UploadS
     publishedAt: pointerAt,
     counts: manifest.counts,
   };
-  if (previous?.version) result.previousVersion = previous.version;
+  if (move.previous?.version) result.previousVersion = move.previous.version;
   await writeJsonAtomic(work.path("upload", "result.json"), result);
   await writeFileAtomic(work.path("upload", "version"), version); // an Argo output parameter
   return result;
