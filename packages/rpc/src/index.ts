@@ -6,3 +6,4 @@ export * from "./listen.js";
 export * from "./metrics.js";
 export * from "./reflection.js";
 export * from "./server.js";
+export * from "./subscription.js";

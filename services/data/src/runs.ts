@@ -15,6 +15,7 @@ import {
   type PipelineParamsInput,
   type PublishedVersion,
 } from "@glimpse/pipeline";
+import { Subscription } from "@glimpse/rpc";
 import { applyWorkflowStatus, type ArgoClient } from "./argo.js";
 
 const RUNS_PREFIX = "data/pipeline-runs/";
@@ -226,32 +227,20 @@ export class PipelineRuns {
   }
 
   async *watch(runId: string, signal: AbortSignal): AsyncGenerator<data.WatchPipelineRunResponse> {
-    const first = await this.get(runId);
-    yield create(data.WatchPipelineRunResponseSchema, { run: first, message: "snapshot" });
     const live = this.live.get(runId);
-    if (!live || FINISHED.has(first.state)) return;
-    const queue: data.WatchPipelineRunResponse[] = [];
-    let wake: (() => void) | undefined;
-    const listener = (c: data.WatchPipelineRunResponse) => {
-      queue.push(c);
-      wake?.();
-    };
-    live.listeners.add(listener);
-    const onAbort = () => wake?.();
-    signal.addEventListener("abort", onAbort);
+    // Subscribe before the snapshot, so no change falls between the two.
+    const sub: Subscription<data.WatchPipelineRunResponse> = new Subscription(signal, () => live?.listeners.delete(sub.push));
+    live?.listeners.add(sub.push);
     try {
-      while (!signal.aborted) {
-        const next = queue.shift();
-        if (next) {
-          yield next;
-          if (next.run && FINISHED.has(next.run.state)) return;
-          continue;
-        }
-        await new Promise<void>((r) => (wake = r));
+      const first = await this.get(runId);
+      yield create(data.WatchPipelineRunResponseSchema, { run: first, message: "snapshot" });
+      if (!live || FINISHED.has(first.state)) return;
+      for await (const next of sub) {
+        yield next;
+        if (next.run && FINISHED.has(next.run.state)) return;
       }
     } finally {
-      live.listeners.delete(listener);
-      signal.removeEventListener("abort", onAbort);
+      sub.close();
     }
   }
 

@@ -13,6 +13,7 @@ import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { errorWithReason, invalidArgument, notFound, training } from "@glimpse/api";
 import type { Logger } from "@glimpse/logging";
+import { Subscription } from "@glimpse/rpc";
 import { ObjectNotFoundError, type ObjectStore } from "@glimpse/objectstore";
 import { readLatest } from "@glimpse/pipeline";
 import { applyEvent, progressModel, type ProgressModel, type RunEvent } from "./events.js";
@@ -244,27 +245,8 @@ export class TrainingManager {
   /** A snapshot, then one message per event until the run ends or `signal` aborts. */
   async *watch(runId: string, signal: AbortSignal): AsyncGenerator<WatchMessage> {
     const live = this.live(runId);
-    const queue: WatchMessage[] = [];
-    let wake: (() => void) | undefined;
-    const push = (m: WatchMessage) => {
-      queue.push(m);
-      wake?.();
-    };
-    const unsubscribe = () => {
-      live.watchers.delete(push);
-      queue.length = 0;
-      signal.removeEventListener("abort", onAbort);
-    };
-    // On cancel the generator may sit at a yield that is never resumed (the transport stops
-    // pulling): unsubscribe from the abort itself, not only in `finally`.
-    const onAbort = () => {
-      unsubscribe();
-      wake?.();
-    };
-    // Subscribe before the snapshot, so nothing falls between the two.
-    live.watchers.add(push);
-    signal.addEventListener("abort", onAbort);
-    if (signal.aborted) onAbort();
+    const sub: Subscription<WatchMessage> = new Subscription(signal, () => live.watchers.delete(sub.push));
+    live.watchers.add(sub.push);
     try {
       const run = live.stored.run;
       yield create(training.WatchTrainingResponseSchema, {
@@ -274,20 +256,12 @@ export class TrainingManager {
         time: timestampNow(),
       });
       if (isTerminal(run.state)) return;
-      for (;;) {
-        while (queue.length > 0) {
-          const m = queue.shift()!;
-          yield m;
-          if (m.event === "state" && m.run && isTerminal(m.run.state)) return;
-        }
-        if (signal.aborted) return;
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-        });
-        wake = undefined;
+      for await (const m of sub) {
+        yield m;
+        if (m.event === "state" && m.run && isTerminal(m.run.state)) return;
       }
     } finally {
-      unsubscribe();
+      sub.close();
     }
   }
 
