@@ -3,6 +3,7 @@ import type { Client } from "@connectrpc/connect";
 import { data } from "@glimpse/api";
 import { REQUEST_ID_HEADER, requestIdFrom } from "@glimpse/logging";
 import type { ExtraRoute } from "./server.js";
+import { forwardedHeaders, nodeHeader } from "./proxy.js";
 import { sendError } from "./rest.js";
 
 const IMAGE_PATH = /^\/data\/images\/(?:([a-z0-9][a-z0-9-]{0,62})\/)?([0-9a-f]{16}|latest)\/([A-Za-z0-9_.-]{1,128})$/;
@@ -21,7 +22,7 @@ export const imageRoute: ExtraRoute = async (req, res, url, backends) => {
   try {
     const img = await client.getImage(
       { dataset, version: version === "latest" ? "" : version, imageId },
-      { headers: { [REQUEST_ID_HEADER]: requestId, ...(req.headers.authorization ? { authorization: req.headers.authorization } : {}) } },
+      { headers: forwardedHeaders(nodeHeader(req), requestId) },
     );
     const etag = `"${img.sha256}"`;
     const headers = {

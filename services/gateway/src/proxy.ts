@@ -5,15 +5,26 @@ import { REQUEST_ID_HEADER } from "@glimpse/logging";
 import type { ServiceBinding } from "@glimpse/rpc";
 import type { Backend } from "./backends.js";
 
-/** Headers the gateway passes on to a backend. */
-const FORWARDED = ["authorization", REQUEST_ID_HEADER];
+/** What the gateway passes on to a backend: the caller's API key and the request id. */
+export function forwardedHeaders(incoming: (name: string) => string | null | undefined, requestId?: string): Headers {
+  const headers = new Headers();
+  const id = requestId ?? incoming(REQUEST_ID_HEADER);
+  if (id) headers.set(REQUEST_ID_HEADER, id);
+  const auth = incoming("authorization");
+  if (auth) headers.set("authorization", auth);
+  return headers;
+}
+
+/** Reads a header of a Node request (HTTP/1.1 or HTTP/2). */
+export function nodeHeader(req: { headers: Record<string, string | string[] | undefined> }): (name: string) => string | undefined {
+  return (name) => {
+    const v = req.headers[name];
+    return typeof v === "string" ? v : undefined;
+  };
+}
 
 export function callOptions(ctx: Pick<HandlerContext, "requestHeader" | "signal" | "timeoutMs">): CallOptions {
-  const headers = new Headers();
-  for (const h of FORWARDED) {
-    const v = ctx.requestHeader.get(h);
-    if (v !== null) headers.set(h, v);
-  }
+  const headers = forwardedHeaders((n) => ctx.requestHeader.get(n));
   const timeoutMs = ctx.timeoutMs();
   return { headers, signal: ctx.signal, ...(timeoutMs === undefined ? {} : { timeoutMs }) };
 }

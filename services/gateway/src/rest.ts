@@ -7,6 +7,7 @@ import { invalidArgument, reviveDetails, type ServiceName } from "@glimpse/api";
 import { REQUEST_ID_HEADER, requestIdFrom } from "@glimpse/logging";
 import busboy from "busboy";
 import type { Backend } from "./backends.js";
+import { forwardedHeaders, nodeHeader } from "./proxy.js";
 
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
@@ -164,10 +165,7 @@ export async function handleRest(req: Req, res: Res, url: URL, ctx: RestContext)
     let input = queryObject(url);
     if (route.method === "POST") input = { ...input, ...(await readPostInput(req, route, ctx.maxBodyBytes)) };
     const message = decodeRequest(method.input, route.shape ? route.shape(input) : input);
-    const headers = new Headers({ [REQUEST_ID_HEADER]: requestId });
-    const auth = req.headers["authorization"];
-    if (typeof auth === "string") headers.set("authorization", auth);
-    const opts: CallOptions = { headers, timeoutMs: ctx.timeoutMs };
+    const opts: CallOptions = { headers: forwardedHeaders(nodeHeader(req), requestId), timeoutMs: ctx.timeoutMs };
     const client = backend.client as unknown as Record<string, (m: unknown, o: CallOptions) => Promise<unknown>>;
     const out = await client[method.localName]!(message, opts);
     sendJson(res, 200, toJson(method.output, out as never, { useProtoFieldName: true }), { [REQUEST_ID_HEADER]: requestId });
