@@ -118,7 +118,9 @@ export class DatasetCatalog {
     const bySplit = new Map<ds.Split, string[]>();
     for (const id of v.ids) {
       const s = v.splitOf.get(id) ?? ds.Split.UNSPECIFIED;
-      bySplit.set(s, [...(bySplit.get(s) ?? []), id]);
+      const list = bySplit.get(s);
+      if (list) list.push(id);
+      else bySplit.set(s, [id]);
     }
     const published = record?.published_at ?? (latest?.version === version ? latest.published_at : undefined);
     return create(ds.DatasetVersionSchema, {
