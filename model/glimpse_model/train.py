@@ -49,6 +49,22 @@ _RUNTIME_FIELDS = {"resume", "progress", "stop_after_epochs", "num_workers", "ev
                    "loss_choice_note", "device", "out_dir", "cache_dir"}
 
 
+
+def optimizer_step(loss, opt, scaler, params, grad_clip: float) -> None:
+    """Backward, gradient clipping and the optimizer step, with AMP loss scaling on CUDA."""
+    params = list(params)
+    opt.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        scaler.step(opt)
+        scaler.update()
+    else:
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        opt.step()
+
 def _atomic_save(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -352,17 +368,7 @@ def train(cfg: Config) -> dict:
                     te = model.encode_text(ids.to(device), lens.to(device))
                     loss = contrastive_losses(ie.float(), te.float(), im.to(device), model.logit_scale,
                                               cfg.loss, cfg.margin, cfg.vsepp_weight)
-                opt.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(opt)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                    scaler.step(opt)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                    opt.step()
+                optimizer_step(loss, opt, scaler, model.parameters(), cfg.grad_clip)
                 sched.step()
                 with torch.no_grad():
                     model.logit_scale.clamp_(0, math.log(100.0))
@@ -428,17 +434,7 @@ def train(cfg: Config) -> dict:
                     te = model.encode_text(ids.to(device), lens.to(device))
                     loss = contrastive_losses(ie.float(), te.float(), im_idx.to(device), model.logit_scale,
                                               cfg.loss, cfg.margin, cfg.vsepp_weight)
-                opt.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(opt)
-                    torch.nn.utils.clip_grad_norm_([p for gr in groups for p in gr["params"]], cfg.grad_clip)
-                    scaler.step(opt)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_([p for gr in groups for p in gr["params"]], cfg.grad_clip)
-                    opt.step()
+                optimizer_step(loss, opt, scaler, [p for gr in groups for p in gr["params"]], cfg.grad_clip)
                 sched.step()
                 global_step += 1
                 lv = float(loss)

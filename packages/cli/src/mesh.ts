@@ -65,7 +65,9 @@ export async function startMesh(opts: MeshOptions = {}): Promise<Mesh> {
     child.once("exit", (code, signal) => {
       if (stopping) return;
       onLine(c, `exited (${signal ?? code}); stopping the mesh`);
-      void mesh.stop().then(() => process.exitCode ?? (process.exitCode = 1));
+      void mesh.stop().then(() => {
+        process.exitCode = 1;
+      });
     });
   }
 

@@ -63,8 +63,7 @@ export function completeImpl(binding: ServiceBinding): ServiceImpl<DescService> 
         ? () => {
             throw err();
           }
-        : // eslint-disable-next-line require-yield
-          async function* () {
+        : async function* () {
             throw err();
           };
   }
