@@ -51,4 +51,29 @@ describe("image normalisation", () => {
     await expect(normalizeImage(big, { ...IMAGE_FORMAT, max_input_pixels: 1_000_000 })).rejects.toThrow(/pixel limit/i);
     expect((await normalizeImage(big)).width).toBe(224);
   });
+
+  it("keeps an input already in the target format byte for byte, and re-encodes one that is not", async () => {
+    const conforming = await (await twoTone(224, 224)).jpeg({ quality: 80, chromaSubsampling: "4:2:0" }).toBuffer();
+    const kept = await normalizeImage(conforming);
+    expect(kept.passthrough).toBe(true);
+    expect(kept.data.equals(conforming)).toBe(true);
+    // the same pixels with metadata, another size, or progressive: normalised as usual
+    const variants = [
+      await (await twoTone(224, 224)).jpeg({ quality: 80 }).withMetadata({ exif: { IFD0: { Copyright: "someone" } } }).toBuffer(),
+      await (await twoTone(224, 224)).jpeg({ quality: 80 }).withMetadata({ orientation: 6 }).toBuffer(),
+      await (await twoTone(226, 224)).jpeg({ quality: 80 }).toBuffer(),
+      await (await twoTone(224, 224)).jpeg({ quality: 80, progressive: true }).toBuffer(),
+      await (await twoTone(224, 224)).png().toBuffer(),
+    ];
+    for (const v of variants) {
+      const out = await normalizeImage(v);
+      expect(out.passthrough).toBe(false);
+      expect(out.data.equals(v)).toBe(false);
+      expect((await sharp(out.data).metadata()).exif).toBeUndefined();
+    }
+    // pass-through still decodes fully: a truncated conforming JPEG is rejected
+    await expect(normalizeImage(conforming.subarray(0, conforming.length - 200))).rejects.toThrow();
+    // and can be switched off
+    expect((await normalizeImage(conforming, { ...IMAGE_FORMAT, passthrough: "never" })).passthrough).toBe(false);
+  });
 });

@@ -54,6 +54,8 @@ export interface ImageFormat {
   metadata: string;
   alpha: string;
   max_input_pixels: number;
+  /** "conforming-jpeg": an input already in this format is published byte for byte; "never". */
+  passthrough: string;
 }
 
 export interface Counts {

@@ -112,6 +112,7 @@ export function datasetVersionOf(
       metadata: "as-is",
       alpha: "none",
       max_input_pixels: 40_000_000,
+      passthrough: "as-is",
       ...format,
     },
     counts: {

@@ -29,6 +29,8 @@ export interface ProcessReport {
   images_in_archive: number;
   selected: number;
   processed: number;
+  /** Of those processed in this attempt, inputs already in the target format, kept byte for byte. */
+  kept_as_is: number;
   rejected: RejectedImage[];
   captions_file: string;
   caption_lines: number;
@@ -134,6 +136,7 @@ export async function runProcess(ctx: StepContext): Promise<ProcessStepResult> {
   const rejected: RejectedImage[] = [];
   let done = 0;
   let reused = 0;
+  let keptAsIs = 0;
   await forEachLimit(
     selected,
     ctx.options.concurrency ?? 4,
@@ -149,6 +152,7 @@ export async function runProcess(ctx: StepContext): Promise<ProcessStepResult> {
         try {
           const img = await normalizeImage(join(imagesDir, rel), ctx.imageFormat);
           await writeFileAtomic(out, img.data);
+          if (img.passthrough) keptAsIs++;
           index.set(id, { sha256: sha256Hex(img.data), size: img.data.length, width: img.width, height: img.height, source: rel });
         } catch (err) {
           const reason = errorMessage(err).split("\n")[0] ?? "decode failed";
@@ -188,6 +192,7 @@ export async function runProcess(ctx: StepContext): Promise<ProcessStepResult> {
     images_in_archive: all.size,
     selected: selected.length,
     processed: processedIds.length,
+    kept_as_is: keptAsIs,
     rejected,
     captions_file: tokenRel,
     caption_lines: parsed.lines,
