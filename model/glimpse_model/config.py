@@ -65,6 +65,7 @@ class Config:
     pretrained_dir: str = ""             # ../shared/pretrained (for converting v1 on the fly)
     feature_grid: bool = True            # cache the spatial grid (C×7×7) not only pooled
     cache_hflip: bool = True             # also cache features of the mirrored image (aug.)
+    tta_hflip: bool = True               # image embedding = mean of the image's and its mirror's
 
     # ---- model ---------------------------------------------------------------
     embed_dim: int = 256
@@ -72,6 +73,7 @@ class Config:
     image_hidden: int = 1024          # 0 = linear projection only (no residual MLP)
     attn_heads: int = 4               # attention-pooling heads over the grid (image_head=attn)
     attn_hidden: int = 256            # 0 = linear attention scores (cheapest)
+    grid_dropout: float = 0.0         # training: drop this share of grid cells before pooling
     text_proj_hidden: int = 1024      # 0 = linear projection only
     word_dim: int = 300
     text_hidden: int = 512            # per direction
@@ -79,7 +81,8 @@ class Config:
     text_layers: int = 1
     dropout: float = 0.1
     word_dropout: float = 0.0         # replace tokens by <unk> during training
-    word_vectors: str = ""            # optional GloVe/word2vec text file ("word v1 v2 ...") to init embeddings
+    word_vectors: str = ""            # optional word vectors to init embeddings: GloVe-format text file or spaCy vectors/wheel (word_vectors.py)
+    init_from: str = ""               # warm start: a run's best.pt (same vocabulary); head + text weights are copied
 
     # ---- loss ----------------------------------------------------------------
     loss: str = "infonce"             # infonce | vsepp | both
@@ -98,10 +101,12 @@ class Config:
     grad_clip: float = 2.0
     eval_every: int = 1               # epochs
 
-    # ---- phase 2 (optional fine-tuning of the top of the backbone, for GPUs) ----
+    # ---- phase 2 (optional fine-tuning of the top of the backbone) ------------------
     phase2_epochs: int = 0
+    phase2_mode: str = "images"       # images: end-to-end on augmented images (GPU) | cached: cache the frozen bottom, train the top (CPU)
     phase2_unfreeze: int = 2          # number of top backbone blocks to train
     phase2_lr: float = 2e-4
+    phase2_warmup_steps: int = 50
     phase2_backbone_lr_mult: float = 0.1
     phase2_batch_size: int = 128
 

@@ -27,6 +27,7 @@ import torch
 from .config import Config, pick_device
 from .data import Tokenizer, load_dataset, preprocess_spec
 from .features import cached_grids, load_pixels
+from .train import encode_grids
 from .metrics import recall_metrics
 from .model import GlimpseModel, build_backbone
 
@@ -110,8 +111,11 @@ def main(argv=None) -> int:
                                 for i in range(0, len(ids), 32)])
                 mode = "pytorch:full"
             else:
-                grids, _ = cached_grids(cfg, model.backbone, ds, args.split, ids, spec, torch.device("cpu"))
-                ie = torch.cat([model.encode_grid(grids[i:i + 256]) for i in range(0, len(grids), 256)])
+                cpu = torch.device("cpu")
+                grids, _ = cached_grids(cfg, model.backbone, ds, args.split, ids, spec, cpu)
+                flips = cached_grids(cfg, model.backbone, ds, args.split, ids, spec, cpu, True)[0] \
+                    if model.tta_hflip else None
+                ie = encode_grids(model, grids, cpu, flips=flips)
                 mode = "pytorch:cached-grid"
             te = []
             for i in range(0, len(caps), 512):

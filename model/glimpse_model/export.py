@@ -291,9 +291,15 @@ def model_card(version: str, cfg: Config, m: dict, tok: Tokenizer, spec: dict, l
               f"* Data: {cfg.dataset_source} (version `{cfg.dataset_version_resolved}`), train split only; "
               "model selected on dev; test used only for the reported figures.",
               f"* Image backbone: `{cfg.backbone}` weights `{cfg.weights_source}` (frozen in phase 1; "
-              f"phase-2 epochs: {cfg.phase2_epochs}), head `{cfg.image_head}`.",
+              + (f"phase 2: top {cfg.phase2_unfreeze} blocks fine-tuned for {cfg.phase2_epochs} epochs "
+                 f"({cfg.phase2_mode}))" if cfg.phase2_epochs else "no phase 2")
+              + f", head `{cfg.image_head}`"
+              + ("; the image embedding is the mean of the image's and its mirror image's (inside "
+                 "image_encoder.onnx)." if cfg.tta_hflip else "."),
               f"* Text: embedding {cfg.word_dim} + {'bi' if cfg.bidirectional else ''}LSTM {cfg.text_hidden} "
-              "+ attention/mean pooling, trained from scratch.",
+              "+ attention/mean pooling, "
+              + (f"embeddings initialised from `{Path(cfg.word_vectors).name}`." if cfg.word_vectors
+                 else "trained from scratch."),
               f"* Loss `{cfg.loss}` ({cfg.loss_choice_note or 'see config.json'}), AdamW lr {cfg.lr}, "
               f"{cfg.epochs} epochs, batch {cfg.batch_size}, warmup {cfg.warmup_steps} + cosine.",
               f"* Git commit: `{cfg.git_commit}`.", "",

@@ -1,7 +1,8 @@
 """Frozen-backbone feature cache (phase 1): the backbone runs once per image.
 
 Grids ``[N, C, h, w]`` (float16) are cached under
-``<cache_dir>/features/<backbone>-<weights hash>-<dataset fingerprint>-<size>/<split>[_flip].pt``.
+``<cache_dir>/features/<backbone>-<weights hash>-<dataset fingerprint>-<size>[-upto<k>]/<split>[_flip].pt``
+(``-upto<k>``: the input of block k, for phase 2 on cached activations).
 """
 from __future__ import annotations
 
@@ -16,9 +17,13 @@ from PIL import Image
 from .data import decode_image, image_to_array
 
 
-def backbone_fingerprint(backbone: torch.nn.Module) -> str:
+def backbone_fingerprint(backbone: torch.nn.Module, stop: int | None = None) -> str:
+    """Hash of the weights the cached activations depend on (with ``stop``: the blocks below it)."""
     h = hashlib.sha256()
+    top = tuple(f"blocks.{i}." for i in range(stop, len(backbone.blocks))) if stop is not None else ()
     for k, v in sorted(backbone.state_dict().items()):
+        if stop is not None and (k.startswith(top) or k.startswith("conv_preds.")):
+            continue
         h.update(k.encode())
         h.update(v.detach().cpu().float().numpy().tobytes())
     return h.hexdigest()[:12]
@@ -36,30 +41,33 @@ def load_pixels(ds, ids: list[str], spec: dict, flip: bool = False) -> torch.Ten
 
 @torch.no_grad()
 def compute_grids(backbone, ds, ids: list[str], spec: dict, device, flip: bool = False,
-                  batch: int = 16, log=None) -> torch.Tensor:
+                  batch: int = 16, log=None, stop: int | None = None) -> torch.Tensor:
     from .model import fused_for_inference
     backbone = fused_for_inference(backbone.eval()).to(device)
     out = []
     t0 = time.time()
     for i in range(0, len(ids), batch):
         x = load_pixels(ds, ids[i:i + batch], spec, flip).to(device)
-        out.append(backbone.features(x).to("cpu", torch.float16))
+        out.append(backbone.features(x, 0, stop).to("cpu", torch.float16))
         if log is not None:
             log(done=min(i + batch, len(ids)), total=len(ids), elapsed=time.time() - t0)
     return torch.cat(out)
 
 
 def cached_grids(cfg, backbone, ds, split: str, ids: list[str], spec: dict, device, flip=False,
-                 log=None) -> tuple[torch.Tensor, float]:
-    """Return (grids, seconds spent computing; 0 when read from the cache)."""
-    key = f"{cfg.backbone}-{backbone_fingerprint(backbone)}-{ds.fingerprint()}-{spec['width']}"
+                 log=None, stop: int | None = None) -> tuple[torch.Tensor, float]:
+    """Return (grids, seconds spent computing; 0 when read from the cache).  ``stop``: cache the
+    input of backbone block ``stop`` instead of the final grid (phase 2 on cached activations)."""
+    key = f"{cfg.backbone}-{backbone_fingerprint(backbone, stop)}-{ds.fingerprint()}-{spec['width']}"
+    if stop is not None:
+        key += f"-upto{stop}"
     path = Path(cfg.cache_dir) / "features" / key / f"{split}{'_flip' if flip else ''}.pt"
     if path.is_file():
         d = torch.load(path, map_location="cpu")
         if d["ids"] == ids:
             return d["grids"], 0.0
     t0 = time.time()
-    grids = compute_grids(backbone, ds, ids, spec, device, flip, log=log)
+    grids = compute_grids(backbone, ds, ids, spec, device, flip, log=log, stop=stop)
     dt = time.time() - t0
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

@@ -84,9 +84,12 @@ class MobileNetV1(nn.Module):
         x = F.relu6(blk.dw_bn(blk.dw(blk.pad(x))))
         return F.relu6(blk.pw_bn(blk.pw(x)))
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for blk in self.blocks:
+    def features(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Blocks ``[start:stop]`` (the stem runs when start is 0): a split point lets phase 2
+        cache the frozen bottom and train only the top blocks."""
+        if start == 0:
+            x = self.stem(x)
+        for blk in self.blocks[start:stop]:
             x = self.run_block(blk, x)
         return x
 
@@ -125,8 +128,8 @@ class TinyBackbone(nn.Module):
         ])
         self.out_channels = width
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        for b in self.blocks:
+    def features(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        for b in self.blocks[start:stop]:
             x = b(x)
         return x
 
@@ -152,8 +155,8 @@ class TorchvisionV3Small(nn.Module):
         self.blocks = m.features  # Sequential of 13 stages → 576 channels at stride 32
         self.out_channels = 576
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(x)
+    def features(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        return self.blocks[start:stop](x)
 
 
 def build_backbone(name: str, weights: str = "auto", pretrained_dir: str = "") -> tuple[nn.Module, str]:
@@ -190,9 +193,10 @@ class ImageHead(nn.Module):
     """Grid features [N,C,h,w] → L2-normalised embedding [N,D]."""
 
     def __init__(self, in_ch: int, dim: int = 256, hidden: int = 1024, kind: str = "attn",
-                 heads: int = 4, dropout: float = 0.1, attn_hidden: int = 256):
+                 heads: int = 4, dropout: float = 0.1, attn_hidden: int = 256, grid_dropout: float = 0.0):
         super().__init__()
         self.kind = kind
+        self.grid_dropout = grid_dropout
         self.norm = nn.LayerNorm(in_ch)
         feat = in_ch
         if kind == "attn":
@@ -208,7 +212,13 @@ class ImageHead(nn.Module):
     def forward(self, grid: torch.Tensor) -> torch.Tensor:
         x = grid.flatten(2).transpose(1, 2)          # N, hw, C
         x = self.norm(x)
-        pooled = x.mean(dim=1)
+        if self.training and self.grid_dropout > 0:
+            # drop whole grid cells (a cheap stand-in for random crops/occlusion on cached grids)
+            keep = (torch.rand(x.shape[:2], device=x.device) >= self.grid_dropout).to(x.dtype)
+            keep[:, 0] = torch.where(keep.sum(1) == 0, 1.0, keep[:, 0])
+            pooled = (x * keep.unsqueeze(-1)).sum(1) / keep.sum(1, keepdim=True)
+        else:
+            pooled = x.mean(dim=1)
         if self.kind == "attn":
             a = torch.softmax(self.att(x), dim=1)   # N, hw, K
             ap = torch.einsum("nsk,nsc->nkc", a, x).flatten(1)
@@ -281,37 +291,62 @@ class TextEncoder(nn.Module):
         return F.normalize(z, dim=-1)
 
 
+def embed_pixels(backbone: nn.Module, head: ImageHead, pixels: torch.Tensor, tta_hflip: bool) -> torch.Tensor:
+    if not tta_hflip:
+        return head(backbone.features(pixels))
+    # test-time mirror averaging (training sees mirrored images as augmentation): one backbone
+    # pass over [x; mirror(x)], the mean of the two embeddings
+    n = pixels.shape[0]
+    g = backbone.features(torch.cat([pixels, pixels.flip(3)]))
+    z = head(g[:n]) + head(g[n:])
+    return F.normalize(z, dim=-1)
+
+
 class GlimpseModel(nn.Module):
     def __init__(self, cfg, vocab_size: int, backbone: nn.Module | None, in_ch: int):
         super().__init__()
         self.backbone = backbone
         self.image_head = ImageHead(in_ch, cfg.embed_dim, cfg.image_hidden, cfg.image_head,
-                                    heads=cfg.attn_heads, dropout=cfg.dropout, attn_hidden=cfg.attn_hidden)
+                                    heads=cfg.attn_heads, dropout=cfg.dropout, attn_hidden=cfg.attn_hidden,
+                                    grid_dropout=getattr(cfg, "grid_dropout", 0.0))
         self.text = TextEncoder(vocab_size, cfg.embed_dim, cfg.word_dim, cfg.text_hidden,
                                 cfg.bidirectional, cfg.text_layers, cfg.dropout, cfg.word_dropout,
                                 proj_hidden=cfg.text_proj_hidden)
+        self.tta_hflip = bool(getattr(cfg, "tta_hflip", False))
+        self.grid_start: int | None = None
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.init_temperature)),
                                         requires_grad=cfg.learn_temperature)
 
-    def encode_grid(self, grid: torch.Tensor) -> torch.Tensor:
-        return self.image_head(grid.float())
+    def encode_grid(self, grid: torch.Tensor, grid_flip: torch.Tensor | None = None) -> torch.Tensor:
+        """Embedding of cached backbone activations; with the mirrored image's, the mean of both
+        views.  With ``grid_start`` set (phase 2 on cached activations) the grids are the input
+        of backbone block ``grid_start`` and the top blocks run here, trainable."""
+        def head(g: torch.Tensor) -> torch.Tensor:
+            if self.grid_start is not None:
+                g = self.backbone.features(g.float(), self.grid_start)
+            return self.image_head(g.float())
+        z = head(grid)
+        if grid_flip is not None:
+            z = F.normalize(z + head(grid_flip), dim=-1)
+        return z
 
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.image_head(self.backbone.features(pixels))
+        return embed_pixels(self.backbone, self.image_head, pixels, self.tta_hflip)
 
     def encode_text(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.text(ids, lengths)
 
 
 class ImageEncoderExport(nn.Module):
-    """pixels [N,3,H,W] → embedding [N,256] (what image_encoder.onnx contains)."""
+    """pixels [N,3,H,W] → embedding [N,256] (what image_encoder.onnx contains, mirror averaging
+    included when the run was trained with ``tta_hflip``)."""
 
     def __init__(self, m: GlimpseModel):
         super().__init__()
-        self.backbone, self.head = m.backbone, m.image_head
+        self.backbone, self.head, self.tta_hflip = m.backbone, m.image_head, m.tta_hflip
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone.features(pixels))
+        return embed_pixels(self.backbone, self.head, pixels, self.tta_hflip)
 
 
 class TextEncoderExport(nn.Module):

@@ -2,8 +2,10 @@
 
 Phase 1: the backbone is frozen; its spatial grids are computed once and cached
 (``model/.cache/features``), then the image head + text encoder train on the cache —
-full Flickr8K trains in minutes on a 2-core CPU.  Phase 2 (optional, for GPUs):
-fine-tune the top ``--phase2-unfreeze`` backbone blocks end-to-end on augmented images.
+full Flickr8K trains in minutes on a 2-core CPU.  Phase 2 (optional): fine-tune the top
+``--phase2-unfreeze`` backbone blocks with the heads — ``--phase2-mode cached`` on cached
+activations of the frozen bottom (CPU; the shipped recipe), ``images`` end-to-end on
+augmented images (GPU).
 
     cd model
     uv run python -m glimpse_model.train --config configs/flickr8k_cpu.json \
@@ -107,17 +109,17 @@ def set_rng_state(s: dict) -> None:
 
 
 def init_word_vectors(embed: torch.nn.Embedding, tok: Tokenizer, path: str) -> int:
-    """Copy pretrained vectors (text format: ``word v1 v2 ...`` per line) into the embedding."""
+    """Copy pretrained vectors (a GloVe-format text file, or a spaCy vectors table / model
+    wheel — see word_vectors.py) into the embedding rows of the words they cover."""
+    from . import word_vectors
+
     dim = embed.weight.shape[1]
+    found = word_vectors.load(path, [w for i, w in enumerate(tok.tokens) if i > 3])
     hit = 0
-    with torch.no_grad(), open(path, encoding="utf-8", errors="ignore") as f:
-        for line in f:
-            parts = line.rstrip().split(" ")
-            if len(parts) != dim + 1:
-                continue
-            i = tok.index.get(parts[0])
-            if i is not None and i > 3:
-                embed.weight[i] = torch.tensor([float(x) for x in parts[1:]])
+    with torch.no_grad():
+        for w, v in found.items():
+            if v.shape[0] == dim:
+                embed.weight[tok.index[w]] = torch.from_numpy(v)
                 hit += 1
     return hit
 
@@ -145,9 +147,12 @@ def encode_texts(model, tids: torch.Tensor, lens: torch.Tensor, device, batch: i
 
 
 @torch.no_grad()
-def encode_grids(model, grids: torch.Tensor, device, batch: int = 256) -> torch.Tensor:
+def encode_grids(model, grids: torch.Tensor, device, batch: int = 256,
+                 flips: torch.Tensor | None = None) -> torch.Tensor:
+    """Embeddings of cached grids; with the mirrored images' grids, mirror-averaged."""
     model.eval()
-    return torch.cat([model.encode_grid(grids[i:i + batch].to(device)).float().cpu()
+    return torch.cat([model.encode_grid(grids[i:i + batch].to(device),
+                                        None if flips is None else flips[i:i + batch].to(device)).float().cpu()
                       for i in range(0, len(grids), batch)])
 
 
@@ -187,6 +192,8 @@ class Phase2Images(torch.utils.data.Dataset):
 
 
 def train(cfg: Config) -> dict:
+    if cfg.phase2_mode not in ("images", "cached"):
+        raise SystemExit(f"--phase2-mode must be images or cached, not {cfg.phase2_mode!r}")
     t_start = time.time()
     torch.set_num_threads(max(1, cfg.num_threads))
     device = pick_device(cfg.device)
@@ -238,25 +245,31 @@ def train(cfg: Config) -> dict:
     backbone.eval()
 
     # ---- phase-1 feature cache ----------------------------------------------------------
-    feat_secs = 0.0
-
-    def flog(split):
+    def flog(phase, split):
         last = [0.0]
 
         def f(done, total, elapsed):
             if time.time() - last[0] > 10 or done == total:
                 last[0] = time.time()
-                events.emit("features", phase=1, split=split, done=done, total=total,
+                events.emit("features", phase=phase, split=split, done=done, total=total,
                             throughput=round(done / max(elapsed, 1e-6), 1),
                             eta_s=round((total - done) * elapsed / max(done, 1), 1))
         return f
 
-    grids = {}
-    for split, ids, flip in [("train", all_train_ids, False), ("dev", dev_ids, False)] + \
-                            ([("train", all_train_ids, True)] if cfg.cache_hflip else []):
-        g, dt = cached_grids(cfg, backbone, ds, split, ids, spec, device, flip, log=flog(split))
-        feat_secs += dt
-        grids[(split, flip)] = g[: len(train_ids)] if split == "train" else g
+    def load_cached(phase: int, stop: int | None = None) -> tuple[dict, float]:
+        """Backbone activations of train (+ mirrored) and dev (+ mirrored for TTA), from the
+        cache or computed once: the final grids (phase 1) or the input of block ``stop``."""
+        out, secs = {}, 0.0
+        for split, ids, flip in [("train", all_train_ids, False), ("dev", dev_ids, False)] + \
+                                ([("train", all_train_ids, True)] if cfg.cache_hflip else []) + \
+                                ([("dev", dev_ids, True)] if cfg.tta_hflip else []):
+            g, dt = cached_grids(cfg, backbone, ds, split, ids, spec, device, flip,
+                                 log=flog(phase, split), stop=stop)
+            secs += dt
+            out[(split, flip)] = g[: len(train_ids)] if split == "train" else g
+        return out, secs
+
+    grids, feat_secs = load_cached(1)
     if not cfg.feature_grid:  # pooled-only ablation: collapse the grid to 1x1
         grids = {k: v.float().mean((2, 3), keepdim=True).half() for k, v in grids.items()}
     events.emit("features_ready", phase=1, seconds=round(feat_secs, 1),
@@ -272,6 +285,17 @@ def train(cfg: Config) -> dict:
     if cfg.word_vectors and saved is None:
         hit = init_word_vectors(model.text.embed, tok, cfg.word_vectors)
         events.emit("word_vectors", phase=1, path=cfg.word_vectors, coverage=round(hit / len(tok), 4))
+
+    if cfg.init_from and saved is None:
+        init = torch.load(cfg.init_from, map_location="cpu", weights_only=False)
+        if init.get("vocab") != tok.tokens:
+            raise SystemExit(f"--init-from {cfg.init_from}: its vocabulary differs from this run's")
+        missing, unexpected = model.load_state_dict(
+            {k: v for k, v in init["model"].items() if not k.startswith("backbone.")}, strict=False)
+        if unexpected or any(not k.startswith("backbone.") for k in missing):
+            raise SystemExit(f"--init-from {cfg.init_from}: different architecture "
+                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        events.emit("init_from", phase=1, path=cfg.init_from, dev=init.get("dev"))
 
     history = {"steps": [], "evals": []}
     best_rsum = -1.0
@@ -290,8 +314,8 @@ def train(cfg: Config) -> dict:
 
     def evaluate_dev(phase: int) -> dict:
         te = encode_texts(model, dv_tids, dv_lens, device)
-        if phase == 1:
-            ie = encode_grids(model, grids[("dev", False)], device)
+        if phase == 1 or cfg.phase2_mode == "cached":
+            ie = encode_grids(model, grids[("dev", False)], device, flips=grids.get(("dev", True)))
         else:
             ie = encode_images(model, ds, dev_ids, spec, device)
         return recall_metrics(ie, te, dv_owner)
@@ -338,6 +362,52 @@ def train(cfg: Config) -> dict:
                 scaler.load_state_dict(sv["scaler"])
         set_rng_state(sv["rng"])
 
+    def cached_epoch(phase: int, epoch: int, n_epochs: int, opt, sched, scaler, params) -> tuple[float, float]:
+        """One pass over every training caption with its image's cached activations (a random
+        one of the image and its mirror); returns (mean loss, seconds)."""
+        nonlocal global_step
+        model.train()
+        if phase == 2:
+            model.backbone.eval()  # frozen BatchNorm statistics; the top blocks' weights train
+        tr_grid, tr_flip = grids[("train", False)], grids.get(("train", True))
+        g = torch.Generator().manual_seed(cfg.seed * 1000 + (500 if phase == 2 else 0) + epoch)
+        perm = torch.randperm(M, generator=g)
+        flips = torch.rand(M, generator=g) < 0.5
+        t_ep, loss_sum, t_log = time.time(), 0.0, time.time()
+        events.start_bar(steps1, f"phase{phase} epoch {epoch}/{n_epochs}")
+        for s in range(steps1):
+            idx = perm[s * B:(s + 1) * B]
+            im = tr_owner_t[idx]
+            grid = tr_grid[im]
+            if tr_flip is not None:
+                grid = torch.where(flips[idx].view(-1, 1, 1, 1), tr_flip[im], grid)
+            lens = tr_lens[idx]
+            ids = tr_tids[idx, : int(lens.max())]
+            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                ie = model.encode_grid(grid.to(device, non_blocking=True))
+                te = model.encode_text(ids.to(device), lens.to(device))
+                loss = contrastive_losses(ie.float(), te.float(), im.to(device), model.logit_scale,
+                                          cfg.loss, cfg.margin, cfg.vsepp_weight)
+            optimizer_step(loss, opt, scaler, params, cfg.grad_clip)
+            sched.step()
+            with torch.no_grad():
+                model.logit_scale.clamp_(0, math.log(100.0))
+            global_step += 1
+            lv = float(loss)
+            loss_sum += lv
+            history["steps"].append((global_step, lv))
+            events.tick(1, loss=f"{lv:.3f}")
+            if time.time() - t_log > 10 or s == steps1 - 1:
+                el = time.time() - t_ep
+                per_step = el / (s + 1)
+                remaining = (steps1 - s - 1) + steps1 * (n_epochs - epoch)
+                events.emit("step", phase=phase, epoch=epoch, step=global_step, loss=round(lv, 5),
+                            lr=sched.get_last_lr()[0], temperature=round(1 / float(model.logit_scale.exp()), 5),
+                            throughput=round((s + 1) * B / el, 1), eta_s=round(remaining * per_step, 1))
+                t_log = time.time()
+        events.close_bar()
+        return loss_sum / steps1, time.time() - t_ep
+
     # ---- phase 1: cached grids ----------------------------------------------------------
     if start_phase == 1 and cfg.epochs > 0:
         opt = torch.optim.AdamW(param_groups(model.named_parameters(), cfg.weight_decay, cfg.lr),
@@ -347,52 +417,18 @@ def train(cfg: Config) -> dict:
                                                                          cfg.min_lr_ratio))
         scaler = torch.amp.GradScaler("cuda") if use_amp else None
         restore_opt(opt, sched, scaler, 1)
-        tr_grid, tr_flip = grids[("train", False)], grids.get(("train", True))
         for epoch in range(start_epoch, cfg.epochs + 1):
-            model.train()
-            g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-            perm = torch.randperm(M, generator=g)
-            flips = torch.rand(M, generator=g) < 0.5
-            t_ep, loss_sum, t_log, n_log = time.time(), 0.0, time.time(), 0
-            events.start_bar(steps1, f"phase1 epoch {epoch}/{cfg.epochs}")
-            for s in range(steps1):
-                idx = perm[s * B:(s + 1) * B]
-                im = tr_owner_t[idx]
-                grid = tr_grid[im]
-                if tr_flip is not None:
-                    grid = torch.where(flips[idx].view(-1, 1, 1, 1), tr_flip[im], grid)
-                lens = tr_lens[idx]
-                ids = tr_tids[idx, : int(lens.max())]
-                with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                    ie = model.encode_grid(grid.to(device, non_blocking=True))
-                    te = model.encode_text(ids.to(device), lens.to(device))
-                    loss = contrastive_losses(ie.float(), te.float(), im.to(device), model.logit_scale,
-                                              cfg.loss, cfg.margin, cfg.vsepp_weight)
-                optimizer_step(loss, opt, scaler, model.parameters(), cfg.grad_clip)
-                sched.step()
-                with torch.no_grad():
-                    model.logit_scale.clamp_(0, math.log(100.0))
-                global_step += 1
-                lv = float(loss)
-                loss_sum += lv
-                n_log += 1
-                history["steps"].append((global_step, lv))
-                events.tick(1, loss=f"{lv:.3f}")
-                if time.time() - t_log > 10 or s == steps1 - 1:
-                    el = time.time() - t_ep
-                    per_step = el / (s + 1)
-                    remaining = (steps1 - s - 1) + steps1 * (cfg.epochs - epoch)
-                    events.emit("step", phase=1, epoch=epoch, step=global_step, loss=round(lv, 5),
-                                lr=sched.get_last_lr()[0], temperature=round(1 / float(model.logit_scale.exp()), 5),
-                                throughput=round((s + 1) * B / el, 1), eta_s=round(remaining * per_step, 1))
-                    t_log = time.time()
-            events.close_bar()
-            end_epoch(1, epoch, opt, sched, scaler, loss_sum / steps1, time.time() - t_ep)
+            ep_loss, ep_time = cached_epoch(1, epoch, cfg.epochs, opt, sched, scaler, list(model.parameters()))
+            end_epoch(1, epoch, opt, sched, scaler, ep_loss, ep_time)
         start_epoch = 1
 
-    # ---- phase 2: fine-tune the top of the backbone (GPU) ------------------------------------
+    # ---- phase 2: fine-tune the top of the backbone ------------------------------------------
+    # "images": end-to-end on augmented images (GPU); "cached": the frozen bottom of the
+    # backbone runs once, its activations are cached and only the top blocks + heads train
+    # (CPU-friendly, mirror augmentation only).
     if cfg.phase2_epochs > 0:
-        if not (saved is not None and saved["phase"] == 2):
+        if not (saved is not None and saved["phase"] == 2) and best_path.is_file():
+            # start from phase 1's best (no phase-1 epochs: from --init-from as it is)
             model.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=False)["model"])
         blocks = list(model.backbone.blocks)[-cfg.phase2_unfreeze:] if cfg.phase2_unfreeze else []
         bb_params = [p for b in blocks for p in b.parameters()]
@@ -403,15 +439,30 @@ def train(cfg: Config) -> dict:
         groups.append({"params": bb_params, "weight_decay": cfg.weight_decay,
                        "lr": cfg.phase2_lr * cfg.phase2_backbone_lr_mult})
         opt = torch.optim.AdamW(groups, lr=cfg.phase2_lr, betas=(0.9, 0.98), eps=1e-6)
+        scaler = torch.amp.GradScaler("cuda") if use_amp else None
+        params2 = [p for gr in groups for p in gr["params"]]
+    if cfg.phase2_epochs > 0 and cfg.phase2_mode == "cached":
+        split_at = len(model.backbone.blocks) - cfg.phase2_unfreeze
+        # the frozen bottom is the same before and after phase 1 (the cache key hashes only it)
+        grids, secs = load_cached(2, stop=split_at)
+        feat_secs += secs
+        model.grid_start = split_at
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda_factory(steps1 * cfg.phase2_epochs,
+                                                                         min(cfg.phase2_warmup_steps, steps1),
+                                                                         cfg.min_lr_ratio))
+        restore_opt(opt, sched, scaler, 2)
+        for epoch in range(start_epoch if start_phase == 2 else 1, cfg.phase2_epochs + 1):
+            ep_loss, ep_time = cached_epoch(2, epoch, cfg.phase2_epochs, opt, sched, scaler, params2)
+            end_epoch(2, epoch, opt, sched, scaler, ep_loss, ep_time)
+    elif cfg.phase2_epochs > 0:
         B2 = min(cfg.phase2_batch_size, len(train_ids))
         blobs = [ds.read_image(i) for i in train_ids]
         img_ds = Phase2Images(blobs, spec)
         # an "epoch" visits every training image once with one of its captions
         steps2 = max(1, len(train_ids) // B2)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda_factory(steps2 * cfg.phase2_epochs,
-                                                                         min(cfg.warmup_steps, steps2),
+                                                                         min(cfg.phase2_warmup_steps, steps2),
                                                                          cfg.min_lr_ratio))
-        scaler = torch.amp.GradScaler("cuda") if use_amp else None
         restore_opt(opt, sched, scaler, 2)
         caps_of = [np.nonzero(tr_owner == i)[0] for i in range(len(train_ids))]
         for epoch in range(start_epoch if start_phase == 2 else 1, cfg.phase2_epochs + 1):
@@ -434,7 +485,7 @@ def train(cfg: Config) -> dict:
                     te = model.encode_text(ids.to(device), lens.to(device))
                     loss = contrastive_losses(ie.float(), te.float(), im_idx.to(device), model.logit_scale,
                                               cfg.loss, cfg.margin, cfg.vsepp_weight)
-                optimizer_step(loss, opt, scaler, [p for gr in groups for p in gr["params"]], cfg.grad_clip)
+                optimizer_step(loss, opt, scaler, params2, cfg.grad_clip)
                 sched.step()
                 global_step += 1
                 lv = float(loss)

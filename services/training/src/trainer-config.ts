@@ -42,6 +42,7 @@ export const TRAINER_KEYS: Readonly<Record<string, KeyType>> = {
   pretrained_dir: "str",
   feature_grid: "bool",
   cache_hflip: "bool",
+  tta_hflip: "bool",
   embed_dim: "int",
   image_head: "str",
   image_hidden: "int",
@@ -52,9 +53,11 @@ export const TRAINER_KEYS: Readonly<Record<string, KeyType>> = {
   text_proj_hidden: "int",
   attn_heads: "int",
   attn_hidden: "int",
+  grid_dropout: "float",
   dropout: "float",
   word_dropout: "float",
   word_vectors: "str",
+  init_from: "str",
   loss: "str",
   init_temperature: "float",
   learn_temperature: "bool",
@@ -69,8 +72,10 @@ export const TRAINER_KEYS: Readonly<Record<string, KeyType>> = {
   grad_clip: "float",
   eval_every: "int",
   phase2_epochs: "int",
+  phase2_mode: "str",
   phase2_unfreeze: "int",
   phase2_lr: "float",
+  phase2_warmup_steps: "int",
   phase2_backbone_lr_mult: "float",
   phase2_batch_size: "int",
   weights_source: "str",
@@ -94,7 +99,7 @@ const MANAGED = new Set([
 ]);
 
 /** Paths on the service's machine: never from a request. */
-const PATHS = new Set(["word_vectors"]);
+const PATHS = new Set(["word_vectors", "init_from"]);
 
 /** Keys a TrainingConfig field owns: overrides must use the field. */
 const FIRST_CLASS: Readonly<Record<string, string>> = {
@@ -110,6 +115,7 @@ const FIRST_CLASS: Readonly<Record<string, string>> = {
 /** Values a string key may take, where the trainer accepts only a few. */
 const STRING_CHOICES: Readonly<Record<string, readonly string[]>> = {
   image_head: ["mean", "attn"],
+  phase2_mode: ["images", "cached"],
   // A path here would be torch.load()ed (a pickle) from the service's filesystem: not from a request.
   backbone_weights: ["auto", "none"],
   train_split: ["train", "dev", "test"],
