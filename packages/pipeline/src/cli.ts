@@ -29,7 +29,7 @@ commands:
   run        every step: download → extract → process → split → validate → upload → sync
   download   fetch the archives (http(s) or file://; resumes, retries, verifies sha256)
   extract    unpack them in their original layout
-  process    normalise images (224x224 JPEG q90) and clean captions
+  process    normalise images (224x224 JPEG q90; conforming JPEGs kept as they are) and clean captions
   split      official split lists or a seeded ratio split
   validate   check everything; writes validate/report.json; fails on violations
   upload     upload content-addressed objects, then publish manifest and latest.json
