@@ -362,29 +362,21 @@ def train(cfg: Config) -> dict:
                 scaler.load_state_dict(sv["scaler"])
         set_rng_state(sv["rng"])
 
-    def cached_epoch(phase: int, epoch: int, n_epochs: int, opt, sched, scaler, params) -> tuple[float, float]:
-        """One pass over every training caption with its image's cached activations (a random
-        one of the image and its mirror); returns (mean loss, seconds)."""
+    def run_epoch(phase: int, epoch: int, n_epochs: int, batches, steps: int, bsize: int,
+                  opt, sched, scaler, params) -> tuple[float, float]:
+        """One epoch over ``batches`` of (image-embedding thunk, image ids, caption rows): the
+        loss, the optimizer step and the progress events; returns (mean loss, seconds)."""
         nonlocal global_step
         model.train()
         if phase == 2:
             model.backbone.eval()  # frozen BatchNorm statistics; the top blocks' weights train
-        tr_grid, tr_flip = grids[("train", False)], grids.get(("train", True))
-        g = torch.Generator().manual_seed(cfg.seed * 1000 + (500 if phase == 2 else 0) + epoch)
-        perm = torch.randperm(M, generator=g)
-        flips = torch.rand(M, generator=g) < 0.5
         t_ep, loss_sum, t_log = time.time(), 0.0, time.time()
-        events.start_bar(steps1, f"phase{phase} epoch {epoch}/{n_epochs}")
-        for s in range(steps1):
-            idx = perm[s * B:(s + 1) * B]
-            im = tr_owner_t[idx]
-            grid = tr_grid[im]
-            if tr_flip is not None:
-                grid = torch.where(flips[idx].view(-1, 1, 1, 1), tr_flip[im], grid)
-            lens = tr_lens[idx]
-            ids = tr_tids[idx, : int(lens.max())]
+        events.start_bar(steps, f"phase{phase} epoch {epoch}/{n_epochs}")
+        for s, (embed_images, im, cap) in enumerate(batches):
+            lens = tr_lens[cap]
+            ids = tr_tids[cap, : int(lens.max())]
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                ie = model.encode_grid(grid.to(device, non_blocking=True))
+                ie = embed_images()
                 te = model.encode_text(ids.to(device), lens.to(device))
                 loss = contrastive_losses(ie.float(), te.float(), im.to(device), model.logit_scale,
                                           cfg.loss, cfg.margin, cfg.vsepp_weight)
@@ -397,16 +389,31 @@ def train(cfg: Config) -> dict:
             loss_sum += lv
             history["steps"].append((global_step, lv))
             events.tick(1, loss=f"{lv:.3f}")
-            if time.time() - t_log > 10 or s == steps1 - 1:
+            if time.time() - t_log > 10 or s == steps - 1:
                 el = time.time() - t_ep
                 per_step = el / (s + 1)
-                remaining = (steps1 - s - 1) + steps1 * (n_epochs - epoch)
+                remaining = (steps - s - 1) + steps * (n_epochs - epoch)
                 events.emit("step", phase=phase, epoch=epoch, step=global_step, loss=round(lv, 5),
                             lr=sched.get_last_lr()[0], temperature=round(1 / float(model.logit_scale.exp()), 5),
-                            throughput=round((s + 1) * B / el, 1), eta_s=round(remaining * per_step, 1))
+                            throughput=round((s + 1) * bsize / el, 1), eta_s=round(remaining * per_step, 1))
                 t_log = time.time()
         events.close_bar()
-        return loss_sum / steps1, time.time() - t_ep
+        return loss_sum / steps, time.time() - t_ep
+
+    def cached_batches(phase: int, epoch: int):
+        """Every training caption once, with its image's cached activations (a random one of
+        the image and its mirror)."""
+        tr_grid, tr_flip = grids[("train", False)], grids.get(("train", True))
+        g = torch.Generator().manual_seed(cfg.seed * 1000 + (500 if phase == 2 else 0) + epoch)
+        perm = torch.randperm(M, generator=g)
+        flips = torch.rand(M, generator=g) < 0.5
+        for s in range(steps1):
+            idx = perm[s * B:(s + 1) * B]
+            im = tr_owner_t[idx]
+            grid = tr_grid[im]
+            if tr_flip is not None:
+                grid = torch.where(flips[idx].view(-1, 1, 1, 1), tr_flip[im], grid)
+            yield (lambda grid=grid: model.encode_grid(grid.to(device, non_blocking=True))), im, idx
 
     # ---- phase 1: cached grids ----------------------------------------------------------
     if start_phase == 1 and cfg.epochs > 0:
@@ -418,7 +425,8 @@ def train(cfg: Config) -> dict:
         scaler = torch.amp.GradScaler("cuda") if use_amp else None
         restore_opt(opt, sched, scaler, 1)
         for epoch in range(start_epoch, cfg.epochs + 1):
-            ep_loss, ep_time = cached_epoch(1, epoch, cfg.epochs, opt, sched, scaler, list(model.parameters()))
+            ep_loss, ep_time = run_epoch(1, epoch, cfg.epochs, cached_batches(1, epoch), steps1, B,
+                                         opt, sched, scaler, list(model.parameters()))
             end_epoch(1, epoch, opt, sched, scaler, ep_loss, ep_time)
         start_epoch = 1
 
@@ -452,7 +460,8 @@ def train(cfg: Config) -> dict:
                                                                          cfg.min_lr_ratio))
         restore_opt(opt, sched, scaler, 2)
         for epoch in range(start_epoch if start_phase == 2 else 1, cfg.phase2_epochs + 1):
-            ep_loss, ep_time = cached_epoch(2, epoch, cfg.phase2_epochs, opt, sched, scaler, params2)
+            ep_loss, ep_time = run_epoch(2, epoch, cfg.phase2_epochs, cached_batches(2, epoch), steps1, B,
+                                         opt, sched, scaler, params2)
             end_epoch(2, epoch, opt, sched, scaler, ep_loss, ep_time)
     elif cfg.phase2_epochs > 0:
         B2 = min(cfg.phase2_batch_size, len(train_ids))
@@ -465,42 +474,23 @@ def train(cfg: Config) -> dict:
                                                                          cfg.min_lr_ratio))
         restore_opt(opt, sched, scaler, 2)
         caps_of = [np.nonzero(tr_owner == i)[0] for i in range(len(train_ids))]
-        for epoch in range(start_epoch if start_phase == 2 else 1, cfg.phase2_epochs + 1):
-            model.train()
-            model.backbone.eval()  # frozen BN statistics
+
+        def image_batches(epoch: int):
+            """Every training image once, with one of its captions, augmented."""
             g = torch.Generator().manual_seed(cfg.seed * 1000 + 500 + epoch)
             perm = torch.randperm(len(train_ids), generator=g).tolist()
             pick = torch.randint(0, 1 << 30, (len(train_ids),), generator=g).tolist()
-            t_ep, loss_sum, t_log2 = time.time(), 0.0, 0.0
             loader = torch.utils.data.DataLoader(torch.utils.data.Subset(img_ds, perm), batch_size=B2,
                                                  shuffle=False, num_workers=cfg.num_workers, drop_last=True)
-            events.start_bar(steps2, f"phase2 epoch {epoch}/{cfg.phase2_epochs}")
             for s, pix in enumerate(loader):
                 im_idx = torch.tensor(perm[s * B2:(s + 1) * B2])
                 cap = torch.tensor([caps_of[i][pick[i] % len(caps_of[i])] for i in im_idx.tolist()])
-                lens = tr_lens[cap]
-                ids = tr_tids[cap, : int(lens.max())]
-                with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                    ie = model.encode_image(pix.to(device))
-                    te = model.encode_text(ids.to(device), lens.to(device))
-                    loss = contrastive_losses(ie.float(), te.float(), im_idx.to(device), model.logit_scale,
-                                              cfg.loss, cfg.margin, cfg.vsepp_weight)
-                optimizer_step(loss, opt, scaler, params2, cfg.grad_clip)
-                sched.step()
-                global_step += 1
-                lv = float(loss)
-                loss_sum += lv
-                history["steps"].append((global_step, lv))
-                events.tick(1, loss=f"{lv:.3f}")
-                el = time.time() - t_ep
-                if time.time() - t_log2 < 10 and s != steps2 - 1:
-                    continue
-                t_log2 = time.time()
-                events.emit("step", phase=2, epoch=epoch, step=global_step, loss=round(lv, 5),
-                            lr=sched.get_last_lr()[0], throughput=round((s + 1) * B2 / el, 1),
-                            eta_s=round(((steps2 - s - 1) + steps2 * (cfg.phase2_epochs - epoch)) * el / (s + 1), 1))
-            events.close_bar()
-            end_epoch(2, epoch, opt, sched, scaler, loss_sum / steps2, time.time() - t_ep)
+                yield (lambda pix=pix: model.encode_image(pix.to(device))), im_idx, cap
+
+        for epoch in range(start_epoch if start_phase == 2 else 1, cfg.phase2_epochs + 1):
+            ep_loss, ep_time = run_epoch(2, epoch, cfg.phase2_epochs, image_batches(epoch), steps2, B2,
+                                         opt, sched, scaler, params2)
+            end_epoch(2, epoch, opt, sched, scaler, ep_loss, ep_time)
 
     # ---- finish: best model, dev metrics, report ---------------------------------------
     best = torch.load(best_path, map_location="cpu", weights_only=False)

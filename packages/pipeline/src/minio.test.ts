@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { blobsPrefix, latestKey } from "./layout.js";
 import { runPipeline } from "./pipeline.js";
 import { readBlob, readCaptions, readPublished } from "./read.js";
-import { makeFlickr8kFixture, type Fixture } from "./testing/fixture.js";
+import { archiveRoutes, makeFlickr8kFixture, type Fixture } from "./testing/fixture.js";
 import { startStaticServer, type StaticServer } from "./testing/http-server.js";
 import { faultyStore } from "./testing/stores.js";
 
@@ -78,14 +78,7 @@ describe("pipeline against MinIO", () => {
     [minio, fx, fx2, bad] = [m, a, b, c];
     store = createObjectStore({ kind: "minio", endpoint: minio.endpoint, accessKey: minio.accessKey, secretKey: minio.secretKey, bucket });
     await store.init();
-    server = await startStaticServer({
-      "/Flickr8k_Dataset.zip": fx.imagesZip,
-      "/Flickr8k_text.zip": fx.captionsZip,
-      "/v2/Flickr8k_Dataset.zip": fx2.imagesZip,
-      "/v2/Flickr8k_text.zip": fx2.captionsZip,
-      "/bad/Flickr8k_Dataset.zip": bad.imagesZip,
-      "/bad/Flickr8k_text.zip": bad.captionsZip,
-    });
+    server = await startStaticServer(archiveRoutes({ "": fx, "/v2": fx2, "/bad": bad }));
     env = { MINIO_ENDPOINT: minio.endpoint, MINIO_ACCESS_KEY: minio.accessKey, MINIO_SECRET_KEY: minio.secretKey, MINIO_BUCKET: bucket, GLIMPSE_LOG_LEVEL: "info" };
   });
   afterAll(async () => {

@@ -10,7 +10,7 @@ import { runPipeline, runSteps, StepFailedError } from "./pipeline.js";
 import { readBlob, readCaptions, readPublished, readSplits } from "./read.js";
 import { sampleIds, type ProcessReport } from "./steps/process.js";
 import type { ValidationReport } from "./steps/validate.js";
-import { makeFlickr8kFixture, type Fixture } from "./testing/fixture.js";
+import { archiveRoutes, makeFlickr8kFixture, type Fixture } from "./testing/fixture.js";
 import { startStaticServer, type StaticServer } from "./testing/http-server.js";
 import { faultyStore } from "./testing/stores.js";
 import { CancelledError, PublishConflictError, ValidationError } from "./util/errors.js";
@@ -39,14 +39,7 @@ describe("pipeline (fs store, local HTTP fixture)", () => {
       makeFlickr8kFixture(join(dir, "fx2"), { seed: 2 }),
       makeFlickr8kFixture(join(dir, "bad"), { overlap: true, uncaptionedInSplit: true }),
     ]);
-    server = await startStaticServer({
-      "/Flickr8k_Dataset.zip": fx.imagesZip,
-      "/Flickr8k_text.zip": fx.captionsZip,
-      "/v2/Flickr8k_Dataset.zip": fx2.imagesZip,
-      "/v2/Flickr8k_text.zip": fx2.captionsZip,
-      "/bad/Flickr8k_Dataset.zip": bad.imagesZip,
-      "/bad/Flickr8k_text.zip": bad.captionsZip,
-    });
+    server = await startStaticServer(archiveRoutes({ "": fx, "/v2": fx2, "/bad": bad }));
     store = new FsObjectStore(join(dir, "store"), "glimpse", { fsync: false });
     await store.init();
   });

@@ -146,10 +146,7 @@ export function dataService(store: ObjectStore, catalog: DatasetCatalog, runs: P
     },
 
     async getPipelineRun(req) {
-      const v = new Violations();
-      v.pattern("run_id", req.runId, PATTERNS.runId, "a run id", false);
-      v.throwIfAny();
-      return create(data.GetPipelineRunResponseSchema, { run: await runs.get(req.runId) });
+      return create(data.GetPipelineRunResponseSchema, { run: await runs.get(checkedRunId(req.runId)) });
     },
 
     async listPipelineRuns(req) {
@@ -161,17 +158,11 @@ export function dataService(store: ObjectStore, catalog: DatasetCatalog, runs: P
     },
 
     watchPipelineRun(req, ctx) {
-      const v = new Violations();
-      v.pattern("run_id", req.runId, PATTERNS.runId, "a run id", false);
-      v.throwIfAny();
-      return runs.watch(req.runId, ctx.signal);
+      return runs.watch(checkedRunId(req.runId), ctx.signal);
     },
 
     async cancelPipelineRun(req) {
-      const v = new Violations();
-      v.pattern("run_id", req.runId, PATTERNS.runId, "a run id", false);
-      v.throwIfAny();
-      return create(data.CancelPipelineRunResponseSchema, { run: await runs.cancel(req.runId) });
+      return create(data.CancelPipelineRunResponseSchema, { run: await runs.cancel(checkedRunId(req.runId)) });
     },
 
     async registerDatasetVersion(req) {
@@ -199,4 +190,12 @@ export function dataService(store: ObjectStore, catalog: DatasetCatalog, runs: P
 /** The sync hook of runs this service executes: records the version directly. */
 export function syncHook(store: ObjectStore, catalog: DatasetCatalog): (v: PublishedVersion) => Promise<void> {
   return (v) => registerVersion(store, catalog, v.dataset, v.version, v.publishedAt);
+}
+
+/** The run_id of Get/Watch/CancelPipelineRun, or INVALID_ARGUMENT naming the field. */
+function checkedRunId(runId: string): string {
+  const v = new Violations();
+  v.pattern("run_id", runId, PATTERNS.runId, "a run id", false);
+  v.throwIfAny();
+  return runId;
 }

@@ -25,6 +25,19 @@ export interface FixtureOptions {
   seed?: number;
 }
 
+/**
+ * Static-server routes serving fixtures in the public archives' file names, one folder per
+ * fixture: `{ "": a, "/v2": b }` → `/Flickr8k_Dataset.zip`, `/Flickr8k_text.zip`, `/v2/…`.
+ */
+export function archiveRoutes(byPrefix: Record<string, Fixture>): Record<string, string> {
+  const routes: Record<string, string> = {};
+  for (const [prefix, fx] of Object.entries(byPrefix)) {
+    routes[`${prefix}/Flickr8k_Dataset.zip`] = fx.imagesZip;
+    routes[`${prefix}/Flickr8k_text.zip`] = fx.captionsZip;
+  }
+  return routes;
+}
+
 export interface Fixture {
   dir: string;
   imagesZip: string;

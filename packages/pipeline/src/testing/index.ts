@@ -1,5 +1,5 @@
 /** Test helpers (`@glimpse/pipeline/testing`): the Flickr8K-format fixture, a local HTTP server, fault-injecting stores. */
-export { makeFlickr8kFixture, type Fixture, type FixtureOptions } from "./fixture.js";
+export { archiveRoutes, makeFlickr8kFixture, type Fixture, type FixtureOptions } from "./fixture.js";
 export { startStaticServer, type StaticServer, type Fault, type RequestLog } from "./http-server.js";
 export { faultyStore } from "./stores.js";
 export { checkCrd, loadArgoCrds, type Crd } from "./argo-crds.js";

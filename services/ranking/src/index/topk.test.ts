@@ -23,6 +23,23 @@ function normalise(m: Float32Array, dim: number): Float32Array {
   return m;
 }
 
+
+/** A gallery of n images with one caption each, embeddings shared by images and captions. */
+function galleryOf(emb: Float32Array, n: number, split: (i: number) => number, caption: (i: number) => string): GalleryIndex {
+  return new GalleryIndex({
+    modelVersion: "m-0000000000000000",
+    dataset: "t",
+    datasetVersion: "0000000000000000",
+    dim: emb.length / n,
+    builtAt: new Date(),
+    imageIds: Array.from({ length: n }, (_, i) => `img${i}`),
+    imageSplits: Uint8Array.from({ length: n }, (_, i) => split(i)),
+    imageCaptions: Array.from({ length: n }, (_, i) => [caption(i)]),
+    imageEmb: emb,
+    captionEmb: emb,
+  });
+}
+
 describe("top-k", () => {
   const dim = 32;
   const m = normalise(rand(2000 * dim), dim);
@@ -49,18 +66,7 @@ describe("top-k", () => {
 
   it("filters by split and maps rows back; HNSW finds the same best images", () => {
     const n = 2000;
-    const idx = new GalleryIndex({
-      modelVersion: "m-0000000000000000",
-      dataset: "t",
-      datasetVersion: "0000000000000000",
-      dim,
-      builtAt: new Date(),
-      imageIds: Array.from({ length: n }, (_, i) => `img${i}`),
-      imageSplits: Uint8Array.from({ length: n }, (_, i) => (i % 3) + 1),
-      imageCaptions: Array.from({ length: n }, (_, i) => [`caption ${i}`]),
-      imageEmb: m,
-      captionEmb: m,
-    });
+    const idx = galleryOf(m, n, (i) => (i % 3) + 1, (i) => `caption ${i}`);
     const all = idx.searchImages(q, 10);
     const test = idx.searchImages(q, 10, 3);
     expect(test.every((h) => idx.data.imageSplits[h.row] === 3)).toBe(true);
@@ -86,18 +92,7 @@ describe("top-k", () => {
 
   it("concurrent index searches are gathered into one run and agree with single searches", async () => {
     const n = 1500;
-    const idx = new GalleryIndex({
-      modelVersion: "m-0000000000000000",
-      dataset: "t",
-      datasetVersion: "0000000000000000",
-      dim,
-      builtAt: new Date(),
-      imageIds: Array.from({ length: n }, (_, i) => `img${i}`),
-      imageSplits: Uint8Array.from({ length: n }, (_, i) => (i % 2) + 2),
-      imageCaptions: Array.from({ length: n }, () => ["c"]),
-      imageEmb: m.slice(0, n * dim),
-      captionEmb: m.slice(0, n * dim),
-    });
+    const idx = galleryOf(m.slice(0, n * dim), n, (i) => (i % 2) + 2, () => "c");
     const qs = Array.from({ length: 12 }, (_, i) => normalise(rand(dim, 500 + i), dim));
     const runs = idx.searches.stats.runs;
     const got = await Promise.all(qs.map((q, i) => (i % 3 === 0 ? idx.findCaptions(q, 5, 3) : idx.findImages(q, 4 + (i % 2), i % 2 ? 2 : 0))));
