@@ -7,7 +7,9 @@ Grids ``[N, C, h, w]`` (float16) are cached under
 from __future__ import annotations
 
 import hashlib
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -29,20 +31,32 @@ def backbone_fingerprint(backbone: torch.nn.Module, stop: int | None = None) -> 
     return h.hexdigest()[:12]
 
 
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    # PIL decodes with the GIL released, so threads scale on a many-core GPU host
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1))
+    return _POOL
+
+
 def load_pixels(ds, ids: list[str], spec: dict, flip: bool = False) -> torch.Tensor:
-    arrs = []
-    for iid in ids:
+    def one(iid: str) -> np.ndarray:
         im = decode_image(ds.read_image(iid), spec["width"])
         if flip:
             im = im.transpose(Image.FLIP_LEFT_RIGHT)
-        arrs.append(image_to_array(im, spec))
+        return image_to_array(im, spec)
+    arrs = list(_pool().map(one, ids)) if len(ids) > 1 else [one(i) for i in ids]
     return torch.from_numpy(np.stack(arrs))
 
 
 @torch.no_grad()
 def compute_grids(backbone, ds, ids: list[str], spec: dict, device, flip: bool = False,
-                  batch: int = 16, log=None, stop: int | None = None) -> torch.Tensor:
+                  batch: int = 0, log=None, stop: int | None = None) -> torch.Tensor:
     from .model import fused_for_inference
+    batch = batch or (256 if torch.device(device).type == "cuda" else 16)
     backbone = fused_for_inference(backbone.eval()).to(device)
     out = []
     t0 = time.time()

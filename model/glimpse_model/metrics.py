@@ -15,16 +15,14 @@ def recall_metrics(img_emb: torch.Tensor, txt_emb: torch.Tensor, txt_img: np.nda
     """
     sim = (img_emb.float() @ txt_emb.float().t()).numpy()          # Ni x Nt
     txt_img = np.asarray(txt_img)
+    # ties count against the query (pessimistic), so a degenerate model cannot score well
     # t2i
     gt = sim[txt_img, np.arange(sim.shape[1])]                       # Nt
-    t2i_rank = (sim > gt[None, :]).sum(0) + 1
-    # i2t: best rank among the image's own captions
-    order = np.argsort(-sim, axis=1, kind="stable")
-    pos = np.empty_like(order)
-    rows = np.arange(sim.shape[0])[:, None]
-    pos[rows, order] = np.arange(sim.shape[1])[None, :]
+    t2i_rank = (sim >= gt[None, :]).sum(0)
+    # i2t: rank of the image's best-scoring own caption among the other captions
     own = txt_img[None, :] == np.arange(sim.shape[0])[:, None]
-    i2t_rank = np.where(own, pos, np.iinfo(np.int64).max).min(1) + 1
+    best_own = np.where(own, sim, -np.inf).max(1)
+    i2t_rank = ((sim >= best_own[:, None]) & ~own).sum(1) + 1
 
     def summary(r: np.ndarray) -> dict:
         d = {f"r{k}": round(float((r <= k).mean() * 100), 2) for k in ks}
