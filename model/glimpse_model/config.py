@@ -66,6 +66,7 @@ class Config:
     feature_grid: bool = True            # cache the spatial grid (C×7×7) not only pooled
     cache_hflip: bool = True             # also cache features of the mirrored image (aug.)
     tta_hflip: bool = True               # image embedding = mean of the image's and its mirror's
+    tta_zoom: float = 0.0                # >0: also average in the centre crop covering this share of each side, resized back
 
     # ---- model ---------------------------------------------------------------
     embed_dim: int = 256
@@ -116,6 +117,7 @@ class Config:
     dataset_version_resolved: str = ""
     git_commit: str = ""
     loss_choice_note: str = ""
+    soup_of: str = ""                  # soup.py: the runs whose weights this model averages
 
     # ---------------------------------------------------------------------------
     @property

@@ -113,9 +113,11 @@ def main(argv=None) -> int:
             else:
                 cpu = torch.device("cpu")
                 grids, _ = cached_grids(cfg, model.backbone, ds, args.split, ids, spec, cpu)
-                flips = cached_grids(cfg, model.backbone, ds, args.split, ids, spec, cpu, True)[0] \
-                    if model.tta_hflip else None
-                ie = encode_grids(model, grids, cpu, flips=flips)
+                views = ([cached_grids(cfg, model.backbone, ds, args.split, ids, spec, cpu, True)[0]]
+                         if model.tta_hflip else []) + \
+                        ([cached_grids(cfg, model.backbone, ds, args.split, ids, spec, cpu, zoom=model.tta_zoom)[0]]
+                         if model.tta_zoom else [])
+                ie = encode_grids(model, grids, cpu, views=views)
                 mode = "pytorch:cached-grid"
             te = []
             for i in range(0, len(caps), 512):

@@ -227,8 +227,9 @@ def main(argv=None) -> int:
                                 "padding_max_abs_diff": d_pad, "text_norm_err": norms}
     metrics["latency_cpu"] = lat
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    if (run_dir / "report.png").is_file():
-        shutil.copy(run_dir / "report.png", out / "report.png")
+    for f in ("report.png", "soup.json"):
+        if (run_dir / f).is_file():
+            shutil.copy(run_dir / f, out / f)
     (out / "model_card.md").write_text(model_card(version, cfg, metrics, tok, spec, lat))
 
     # ---- checksums last ---------------------------------------------------------------------
@@ -256,6 +257,12 @@ def main(argv=None) -> int:
 def _ctype(f: str) -> str:
     return {"json": "application/json", "png": "image/png", "md": "text/markdown",
             "onnx": "application/octet-stream"}.get(f.rsplit(".", 1)[-1], "application/octet-stream")
+
+
+def tta_text(cfg: Config) -> str:
+    views = ["the image"] + (["its mirror image"] if cfg.tta_hflip else []) + \
+        ([f"its centre crop covering {cfg.tta_zoom:g} of each side, resized back"] if cfg.tta_zoom else [])
+    return ", ".join(views[:-1]) + " and " + views[-1]
 
 
 def model_card(version: str, cfg: Config, m: dict, tok: Tokenizer, spec: dict, lat: dict) -> str:
@@ -294,8 +301,10 @@ def model_card(version: str, cfg: Config, m: dict, tok: Tokenizer, spec: dict, l
               + (f"phase 2: top {cfg.phase2_unfreeze} blocks fine-tuned for {cfg.phase2_epochs} epochs "
                  f"({cfg.phase2_mode}))" if cfg.phase2_epochs else "no phase 2")
               + f", head `{cfg.image_head}`"
-              + ("; the image embedding is the mean of the image's and its mirror image's (inside "
-                 "image_encoder.onnx)." if cfg.tta_hflip else "."),
+              + (f"; the image embedding is the mean of the embeddings of {tta_text(cfg)} (inside "
+                 "image_encoder.onnx)." if cfg.tta_hflip or cfg.tta_zoom else "."),
+              *([f"* Weights: the uniform average (model soup, soup.py) of the runs {cfg.soup_of}; "
+                 "soup.json lists them with their own dev metrics and settings."] if cfg.soup_of else []),
               f"* Text: embedding {cfg.word_dim} + {'bi' if cfg.bidirectional else ''}LSTM {cfg.text_hidden} "
               "+ attention/mean pooling, "
               + (f"embeddings initialised from `{Path(cfg.word_vectors).name}`." if cfg.word_vectors

@@ -54,14 +54,16 @@ def load_pixels(ds, ids: list[str], spec: dict, flip: bool = False) -> torch.Ten
 
 @torch.no_grad()
 def compute_grids(backbone, ds, ids: list[str], spec: dict, device, flip: bool = False,
-                  batch: int = 0, log=None, stop: int | None = None) -> torch.Tensor:
-    from .model import fused_for_inference
+                  batch: int = 0, log=None, stop: int | None = None, zoom: float = 0.0) -> torch.Tensor:
+    from .model import fused_for_inference, zoom_view
     batch = batch or (256 if torch.device(device).type == "cuda" else 16)
     backbone = fused_for_inference(backbone.eval()).to(device)
     out = []
     t0 = time.time()
     for i in range(0, len(ids), batch):
         x = load_pixels(ds, ids[i:i + batch], spec, flip).to(device)
+        if zoom:
+            x = zoom_view(x, zoom)
         out.append(backbone.features(x, 0, stop).to("cpu", torch.float16))
         if log is not None:
             log(done=min(i + batch, len(ids)), total=len(ids), elapsed=time.time() - t0)
@@ -69,19 +71,20 @@ def compute_grids(backbone, ds, ids: list[str], spec: dict, device, flip: bool =
 
 
 def cached_grids(cfg, backbone, ds, split: str, ids: list[str], spec: dict, device, flip=False,
-                 log=None, stop: int | None = None) -> tuple[torch.Tensor, float]:
+                 log=None, stop: int | None = None, zoom: float = 0.0) -> tuple[torch.Tensor, float]:
     """Return (grids, seconds spent computing; 0 when read from the cache).  ``stop``: cache the
     input of backbone block ``stop`` instead of the final grid (phase 2 on cached activations)."""
     key = f"{cfg.backbone}-{backbone_fingerprint(backbone, stop)}-{ds.fingerprint()}-{spec['width']}"
     if stop is not None:
         key += f"-upto{stop}"
-    path = Path(cfg.cache_dir) / "features" / key / f"{split}{'_flip' if flip else ''}.pt"
+    view = ("_flip" if flip else "") + (f"_zoom{zoom:g}" if zoom else "")
+    path = Path(cfg.cache_dir) / "features" / key / f"{split}{view}.pt"
     if path.is_file():
         d = torch.load(path, map_location="cpu")
         if d["ids"] == ids:
             return d["grids"], 0.0
     t0 = time.time()
-    grids = compute_grids(backbone, ds, ids, spec, device, flip, log=log, stop=stop)
+    grids = compute_grids(backbone, ds, ids, spec, device, flip, log=log, stop=stop, zoom=zoom)
     dt = time.time() - t0
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

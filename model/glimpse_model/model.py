@@ -279,7 +279,7 @@ class TextEncoder(nn.Module):
             x = self.drop(x)
         L = x.shape[1]
         mask = torch.arange(L, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)   # N, L
-        logits = self.att(x).squeeze(-1).masked_fill(~mask, -1e9)
+        logits = self.att(x).squeeze(-1).float().masked_fill(~mask, -1e9)  # float: -1e9 overflows fp16 under AMP
         a = torch.softmax(logits, dim=1)
         att_pool = torch.einsum("nl,nld->nd", a, x)
         m = mask.to(x.dtype)
@@ -291,14 +291,38 @@ class TextEncoder(nn.Module):
         return F.normalize(z, dim=-1)
 
 
-def embed_pixels(backbone: nn.Module, head: ImageHead, pixels: torch.Tensor, tta_hflip: bool) -> torch.Tensor:
-    if not tta_hflip:
+def zoom_view(pixels: torch.Tensor, zoom: float) -> torch.Tensor:
+    """The centre crop covering ``zoom`` of each side, resized back to the input size (bilinear;
+    it commutes with the per-channel normalisation, so it may run on normalised pixels)."""
+    h, w = int(pixels.shape[-2]), int(pixels.shape[-1])
+    sh, sw = int(round(h * zoom)), int(round(w * zoom))
+    top, left = (h - sh) // 2, (w - sw) // 2
+    return F.interpolate(pixels[:, :, top:top + sh, left:left + sw], size=(h, w), mode="bilinear",
+                         align_corners=False)
+
+
+def tta_views(pixels: torch.Tensor, tta_hflip: bool, tta_zoom: float = 0.0) -> list[torch.Tensor]:
+    """The views whose embeddings are averaged: the image, its mirror, its centre zoom."""
+    views = [pixels]
+    if tta_hflip:
+        views.append(pixels.flip(3))
+    if tta_zoom:
+        views.append(zoom_view(pixels, tta_zoom))
+    return views
+
+
+def embed_pixels(backbone: nn.Module, head: ImageHead, pixels: torch.Tensor, tta_hflip: bool,
+                 tta_zoom: float = 0.0) -> torch.Tensor:
+    views = tta_views(pixels, tta_hflip, tta_zoom)
+    if len(views) == 1:
         return head(backbone.features(pixels))
-    # test-time mirror averaging (training sees mirrored images as augmentation): one backbone
-    # pass over [x; mirror(x)], the mean of the two embeddings
+    # test-time view averaging (mirror and/or centre zoom): one backbone pass over all views
+    # stacked on the batch axis, the normalised sum of their embeddings
     n = pixels.shape[0]
-    g = backbone.features(torch.cat([pixels, pixels.flip(3)]))
-    z = head(g[:n]) + head(g[n:])
+    g = backbone.features(torch.cat(views))
+    z = head(g[:n])
+    for i in range(1, len(views)):
+        z = z + head(g[i * n:(i + 1) * n])
     return F.normalize(z, dim=-1)
 
 
@@ -313,25 +337,29 @@ class GlimpseModel(nn.Module):
                                 cfg.bidirectional, cfg.text_layers, cfg.dropout, cfg.word_dropout,
                                 proj_hidden=cfg.text_proj_hidden)
         self.tta_hflip = bool(getattr(cfg, "tta_hflip", False))
+        self.tta_zoom = float(getattr(cfg, "tta_zoom", 0.0))
         self.grid_start: int | None = None
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.init_temperature)),
                                         requires_grad=cfg.learn_temperature)
 
-    def encode_grid(self, grid: torch.Tensor, grid_flip: torch.Tensor | None = None) -> torch.Tensor:
-        """Embedding of cached backbone activations; with the mirrored image's, the mean of both
-        views.  With ``grid_start`` set (phase 2 on cached activations) the grids are the input
-        of backbone block ``grid_start`` and the top blocks run here, trainable."""
+    def encode_grid(self, grid: torch.Tensor, *views: torch.Tensor) -> torch.Tensor:
+        """Embedding of cached backbone activations; with the activations of other views of the
+        same images (mirror, zoom), the normalised sum over all views.  With ``grid_start`` set
+        (phase 2 on cached activations) the grids are the input of backbone block
+        ``grid_start`` and the top blocks run here, trainable."""
         def head(g: torch.Tensor) -> torch.Tensor:
             if self.grid_start is not None:
                 g = self.backbone.features(g.float(), self.grid_start)
             return self.image_head(g.float())
         z = head(grid)
-        if grid_flip is not None:
-            z = F.normalize(z + head(grid_flip), dim=-1)
+        if views:
+            for v in views:
+                z = z + head(v)
+            z = F.normalize(z, dim=-1)
         return z
 
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
-        return embed_pixels(self.backbone, self.image_head, pixels, self.tta_hflip)
+        return embed_pixels(self.backbone, self.image_head, pixels, self.tta_hflip, self.tta_zoom)
 
     def encode_text(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.text(ids, lengths)
@@ -339,14 +367,15 @@ class GlimpseModel(nn.Module):
 
 class ImageEncoderExport(nn.Module):
     """pixels [N,3,H,W] → embedding [N,256] (what image_encoder.onnx contains, mirror averaging
-    included when the run was trained with ``tta_hflip``)."""
+    and zoom averaging included when the run sets ``tta_hflip`` / ``tta_zoom``)."""
 
     def __init__(self, m: GlimpseModel):
         super().__init__()
-        self.backbone, self.head, self.tta_hflip = m.backbone, m.image_head, m.tta_hflip
+        self.backbone, self.head = m.backbone, m.image_head
+        self.tta_hflip, self.tta_zoom = m.tta_hflip, m.tta_zoom
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return embed_pixels(self.backbone, self.head, pixels, self.tta_hflip)
+        return embed_pixels(self.backbone, self.head, pixels, self.tta_hflip, self.tta_zoom)
 
 
 class TextEncoderExport(nn.Module):

@@ -148,11 +148,11 @@ def encode_texts(model, tids: torch.Tensor, lens: torch.Tensor, device, batch: i
 
 @torch.no_grad()
 def encode_grids(model, grids: torch.Tensor, device, batch: int = 256,
-                 flips: torch.Tensor | None = None) -> torch.Tensor:
-    """Embeddings of cached grids; with the mirrored images' grids, mirror-averaged."""
+                 views: list[torch.Tensor] = ()) -> torch.Tensor:
+    """Embeddings of cached grids; with the grids of other views (mirror, zoom), view-averaged."""
     model.eval()
     return torch.cat([model.encode_grid(grids[i:i + batch].to(device),
-                                        None if flips is None else flips[i:i + batch].to(device)).float().cpu()
+                                        *[v[i:i + batch].to(device) for v in views]).float().cpu()
                       for i in range(0, len(grids), batch)])
 
 
@@ -257,16 +257,18 @@ def train(cfg: Config) -> dict:
         return f
 
     def load_cached(phase: int, stop: int | None = None) -> tuple[dict, float]:
-        """Backbone activations of train (+ mirrored) and dev (+ mirrored for TTA), from the
-        cache or computed once: the final grids (phase 1) or the input of block ``stop``."""
+        """Backbone activations of train (+ mirrored) and dev (+ its test-time views), from the
+        cache or computed once: the final grids (phase 1) or the input of block ``stop``.
+        Keys: (split, False) the image, (split, True) its mirror, (split, "zoom") its zoom."""
         out, secs = {}, 0.0
-        for split, ids, flip in [("train", all_train_ids, False), ("dev", dev_ids, False)] + \
-                                ([("train", all_train_ids, True)] if cfg.cache_hflip else []) + \
-                                ([("dev", dev_ids, True)] if cfg.tta_hflip else []):
+        for split, ids, flip, zoom in [("train", all_train_ids, False, 0.0), ("dev", dev_ids, False, 0.0)] + \
+                ([("train", all_train_ids, True, 0.0)] if cfg.cache_hflip else []) + \
+                ([("dev", dev_ids, True, 0.0)] if cfg.tta_hflip else []) + \
+                ([("dev", dev_ids, False, cfg.tta_zoom)] if cfg.tta_zoom else []):
             g, dt = cached_grids(cfg, backbone, ds, split, ids, spec, device, flip,
-                                 log=flog(phase, split), stop=stop)
+                                 log=flog(phase, split), stop=stop, zoom=zoom)
             secs += dt
-            out[(split, flip)] = g[: len(train_ids)] if split == "train" else g
+            out[(split, "zoom" if zoom else flip)] = g[: len(train_ids)] if split == "train" else g
         return out, secs
 
     grids, feat_secs = load_cached(1)
@@ -315,7 +317,8 @@ def train(cfg: Config) -> dict:
     def evaluate_dev(phase: int) -> dict:
         te = encode_texts(model, dv_tids, dv_lens, device)
         if phase == 1 or cfg.phase2_mode == "cached":
-            ie = encode_grids(model, grids[("dev", False)], device, flips=grids.get(("dev", True)))
+            views = [grids[k] for k in (("dev", True), ("dev", "zoom")) if k in grids]
+            ie = encode_grids(model, grids[("dev", False)], device, views=views)
         else:
             ie = encode_images(model, ds, dev_ids, spec, device)
         return recall_metrics(ie, te, dv_owner)

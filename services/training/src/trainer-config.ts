@@ -43,6 +43,7 @@ export const TRAINER_KEYS: Readonly<Record<string, KeyType>> = {
   feature_grid: "bool",
   cache_hflip: "bool",
   tta_hflip: "bool",
+  tta_zoom: "float",
   embed_dim: "int",
   image_head: "str",
   image_hidden: "int",
@@ -83,6 +84,7 @@ export const TRAINER_KEYS: Readonly<Record<string, KeyType>> = {
   dataset_version_resolved: "str",
   git_commit: "str",
   loss_choice_note: "str",
+  soup_of: "str",
 };
 
 /** The trainer's defaults the service reports before the trainer says otherwise (checked by the sync test). */
@@ -96,6 +98,7 @@ const MANAGED = new Set([
   "run_name", "out_dir", "cache_dir", "resume", "progress", "events_to_store", "events_key", "stop_after_epochs",
   "source", "flickr8k_dir", "store", "store_dir", "bucket", "dataset", "dataset_version", "pretrained_dir",
   "weights_source", "dataset_source", "dataset_version_resolved", "git_commit", "loss_choice_note",
+  "soup_of",
 ]);
 
 /** Paths on the service's machine: never from a request. */

@@ -1,0 +1,137 @@
+"""Average the weights of several trained runs into one model (a uniform "model soup").
+
+Runs fine-tuned from the same initialisation (here: the same seed, the same frozen ImageNet
+backbone and phase-1 recipe) stay in one basin of the loss, so the mean of their weights is a
+model of the same size and speed that ranks better than each of them (Wortsman et al. 2022).
+
+    cd model
+    uv run python -m glimpse_model.soup --out runs/f8k-soup runs/f8k-v4 runs/f8k-v5 runs/g-b \
+        --tta-zoom 0.75 --flickr8k-dir ../../shared/datasets/flickr8k
+
+The runs must share the vocabulary and the architecture (checked).  The new run folder holds
+best.pt, vocab.json, preprocess.json, config.json, soup.json (the ingredients with their dev
+metrics) and dev_metrics.json (the soup on the dev split); evaluate.py and export.py take it
+like any trained run.  ``--tta-zoom`` / ``--tta-hflip`` set the test-time views of the soup.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+from .config import Config, git_commit
+from .evaluate import add_data_args
+
+# config keys that decide the shapes and the computation of the network
+ARCH_KEYS = ("backbone", "image_size", "embed_dim", "image_head", "image_hidden", "attn_heads", "attn_hidden",
+             "text_proj_hidden", "word_dim", "text_hidden", "bidirectional", "text_layers", "max_len",
+             "vocab_min_count", "feature_grid")
+
+
+def average(states: list[dict]) -> dict:
+    """Element-wise mean of floating-point tensors; other tensors (BatchNorm counters) must agree."""
+    out = {}
+    for k, v in states[0].items():
+        if v.is_floating_point():
+            out[k] = (sum(s[k].double() for s in states) / len(states)).to(v.dtype)
+        else:
+            if any(not torch.equal(s[k], v) for s in states[1:]):
+                raise SystemExit(f"soup: integer tensor {k} differs between runs")
+            out[k] = v.clone()
+    return out
+
+
+def make_soup(run_dirs: list[Path], out: Path, tta_hflip: bool | None = None, tta_zoom: float | None = None) -> dict:
+    bests = [torch.load(d / "best.pt", map_location="cpu", weights_only=False) for d in run_dirs]
+    vocabs = [(d / "vocab.json").read_text() for d in run_dirs]
+    first = Config.from_dict(bests[0]["config"])
+    for d, b, v in zip(run_dirs[1:], bests[1:], vocabs[1:]):
+        if v != vocabs[0]:
+            raise SystemExit(f"soup: {d} has another vocabulary than {run_dirs[0]}")
+        c = Config.from_dict(b["config"])
+        diff = [k for k in ARCH_KEYS if getattr(c, k) != getattr(first, k)]
+        if diff or b["model"].keys() != bests[0]["model"].keys() or \
+                any(b["model"][k].shape != bests[0]["model"][k].shape for k in b["model"]):
+            raise SystemExit(f"soup: {d} has another architecture than {run_dirs[0]} ({diff or 'weights'})")
+    cfg = first
+    cfg.run_name = out.name
+    cfg.soup_of = ",".join(d.name for d in run_dirs)
+    cfg.init_from = ""
+    cfg.git_commit = git_commit()
+    if tta_hflip is not None:
+        cfg.tta_hflip = tta_hflip
+    if tta_zoom is not None:
+        cfg.tta_zoom = tta_zoom
+    out.mkdir(parents=True, exist_ok=True)
+    for f in ("vocab.json", "preprocess.json"):
+        shutil.copy(run_dirs[0] / f, out / f)
+    ingredients = [{"run": d.name, "phase": b["phase"], "epoch": b["epoch"], "dev": b.get("dev"),
+                    "dataset_source": b["config"].get("dataset_source"),
+                    "phase2": {k: b["config"].get(k) for k in ("phase2_mode", "phase2_unfreeze", "phase2_epochs",
+                                                               "phase2_lr", "phase2_backbone_lr_mult",
+                                                               "phase2_batch_size")},
+                    "git_commit": b["config"].get("git_commit")} for d, b in zip(run_dirs, bests)]
+    (out / "soup.json").write_text(json.dumps({"method": "uniform weight average", "ingredients": ingredients},
+                                              indent=1) + "\n")
+    best = {"model": average([b["model"] for b in bests]), "dev": None, "phase": max(b["phase"] for b in bests),
+            "epoch": 0, "config": cfg.to_dict(), "vocab": bests[0].get("vocab")}
+    torch.save(best, out / "best.pt")
+    cfg.save(out / "config.json")
+    return best
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", help="run folders (each with best.pt, vocab.json, preprocess.json)")
+    ap.add_argument("--out", required=True, help="the soup's run folder")
+    ap.add_argument("--tta-hflip", choices=("true", "false"), default=None)
+    ap.add_argument("--tta-zoom", type=float, default=None)
+    ap.add_argument("--no-dev-eval", action="store_true", help="skip the dev-split evaluation")
+    add_data_args(ap)
+    args = ap.parse_args(argv)
+    if len(args.runs) < 2:
+        raise SystemExit("soup: name at least two runs")
+    out = Path(args.out)
+    best = make_soup([Path(r) for r in args.runs], out,
+                     None if args.tta_hflip is None else args.tta_hflip == "true", args.tta_zoom)
+    if not args.no_dev_eval:
+        from .evaluate import main as evaluate
+        flags = [f"--{k.replace('_', '-')}={getattr(args, k)}" for k in vars(args)
+                 if k not in ("runs", "out", "tta_hflip", "tta_zoom", "no_dev_eval") and getattr(args, k) is not None]
+        evaluate(["--run-dir", str(out), "--split", "dev", "--out", str(out / "dev_metrics.json")] + flags)
+        best["dev"] = {k: v for k, v in json.loads((out / "dev_metrics.json").read_text()).items()
+                       if k in ("t2i", "i2t", "rsum", "n_images", "n_captions")}
+        torch.save(best, out / "best.pt")
+        write_report(out, best["dev"])
+    return 0
+
+
+def write_report(out: Path, dev: dict) -> None:
+    """report.png: dev R@10 of each ingredient (as trained; its own test-time views) and the soup."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = [(i["run"], i["dev"]) for i in json.loads((out / "soup.json").read_text())["ingredients"] if i["dev"]]
+    rows.append((f"soup ({out.name})", dev))
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(rows)), 4))
+    for k, (d, off) in enumerate((("t2i", -0.2), ("i2t", 0.2))):
+        ax.bar(x + off, [r[1][d]["r10"] for r in rows], 0.4, label=f"{d} R@10")
+    ax.set_xticks(x, [r[0] for r in rows], rotation=30, ha="right", fontsize=8)
+    ax.set_ylim(min(r[1][d]["r10"] for r in rows for d in ("t2i", "i2t")) - 5, None)
+    ax.set_ylabel("dev recall %")
+    ax.set_title("model soup: ingredients (dev, as selected in training) and the average")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "report.png", dpi=90)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
