@@ -367,7 +367,7 @@ async function main(): Promise<void> {
     if (!args["no-profile"] && !args["recall-only"]) {
       const f = await fetchModel(store, status.servingVersion);
       const m = await LoadedModel.load(status.servingVersion, f.files, { intraOpThreads: Number(args.threads) });
-      const idx = (await loadIndex(store, status.servingVersion, dataset, dv))!.index;
+      const idx = (await loadIndex(store, status.servingVersion, dataset, dv, "exact", m.queryBank))!.index;
       const med = async (k: number, fn: (i: number) => Promise<unknown> | unknown) => {
         const t: number[] = [];
         for (let i = 0; i < k; i++) {

@@ -30,6 +30,7 @@ from .features import cached_grids, load_pixels
 from .train import encode_grids
 from .metrics import recall_metrics
 from .model import GlimpseModel, build_backbone
+from .querybank import bank_items, item_bias, read_bank
 
 DATA_KEYS = ("source", "flickr8k_dir", "store", "store_dir", "bucket", "dataset", "dataset_version")
 
@@ -52,6 +53,39 @@ def apply_data_args(cfg, args) -> bool:
     else:
         return False
     return True
+
+
+class Encode:
+    """Embeddings of a split's images (cached grids, the full PyTorch model, or image_encoder.onnx)
+    and of caption texts (PyTorch or text_encoder.onnx)."""
+
+    def __init__(self, model, cfg, ds, tok, spec, isess=None, tsess=None, cache: bool = True):
+        self.model, self.cfg, self.ds, self.tok, self.spec = model, cfg, ds, tok, spec
+        self.isess, self.tsess, self.cache = isess, tsess, cache
+
+    @torch.no_grad()
+    def images(self, name: str, ids: list[str]) -> torch.Tensor:
+        model, ds, spec = self.model, self.ds, self.spec
+        if self.isess is not None:
+            return torch.cat([torch.from_numpy(self.isess.run(None, {"pixels": load_pixels(ds, ids[i:i + 32], spec).numpy()})[0])
+                              for i in range(0, len(ids), 32)])
+        if not self.cache:
+            return torch.cat([model.encode_image(load_pixels(ds, ids[i:i + 32], spec)) for i in range(0, len(ids), 32)])
+        cpu = torch.device("cpu")
+        grids, _ = cached_grids(self.cfg, model.backbone, ds, name, ids, spec, cpu)
+        views = ([cached_grids(self.cfg, model.backbone, ds, name, ids, spec, cpu, True)[0]] if model.tta_hflip else []) + \
+                ([cached_grids(self.cfg, model.backbone, ds, name, ids, spec, cpu, zoom=model.tta_zoom)[0]]
+                 if model.tta_zoom else [])
+        return encode_grids(model, grids, cpu, views=views)
+
+    @torch.no_grad()
+    def captions(self, caps: list[str]) -> torch.Tensor:
+        out = []
+        for i in range(0, len(caps), 512):
+            tid, ln = self.tok.batch(caps[i:i + 512])
+            out.append(torch.from_numpy(self.tsess.run(None, {"token_ids": tid, "lengths": ln})[0])
+                       if self.tsess is not None else self.model.encode_text(torch.from_numpy(tid), torch.from_numpy(ln)))
+        return torch.cat(out)
 
 
 def load_run(run_dir: Path, device="cpu"):
@@ -88,7 +122,7 @@ def main(argv=None) -> int:
     owner = np.array(owner)
     spec = json.loads((run_dir / "preprocess.json").read_text())
     t0 = time.time()
-
+    isess = tsess = None
     if args.onnx:
         import onnxruntime as ort
         so = ort.SessionOptions()
@@ -96,35 +130,24 @@ def main(argv=None) -> int:
         d = Path(args.onnx)
         isess = ort.InferenceSession(str(d / "image_encoder.onnx"), so, providers=["CPUExecutionProvider"])
         tsess = ort.InferenceSession(str(d / "text_encoder.onnx"), so, providers=["CPUExecutionProvider"])
-        ie = torch.cat([torch.from_numpy(isess.run(None, {"pixels": load_pixels(ds, ids[i:i + 32], spec).numpy()})[0])
-                        for i in range(0, len(ids), 32)])
-        te = []
-        for i in range(0, len(caps), 256):
-            tid, ln = tok.batch(caps[i:i + 256])
-            te.append(torch.from_numpy(tsess.run(None, {"token_ids": tid, "lengths": ln})[0]))
-        te = torch.cat(te)
         mode = f"onnx:{d}"
     else:
-        with torch.no_grad():
-            if args.no_cache:
-                ie = torch.cat([model.encode_image(load_pixels(ds, ids[i:i + 32], spec))
-                                for i in range(0, len(ids), 32)])
-                mode = "pytorch:full"
-            else:
-                cpu = torch.device("cpu")
-                grids, _ = cached_grids(cfg, model.backbone, ds, args.split, ids, spec, cpu)
-                views = ([cached_grids(cfg, model.backbone, ds, args.split, ids, spec, cpu, True)[0]]
-                         if model.tta_hflip else []) + \
-                        ([cached_grids(cfg, model.backbone, ds, args.split, ids, spec, cpu, zoom=model.tta_zoom)[0]]
-                         if model.tta_zoom else [])
-                ie = encode_grids(model, grids, cpu, views=views)
-                mode = "pytorch:cached-grid"
-            te = []
-            for i in range(0, len(caps), 512):
-                tid, ln = tok.batch(caps[i:i + 512])
-                te.append(model.encode_text(torch.from_numpy(tid), torch.from_numpy(ln)))
-            te = torch.cat(te)
+        mode = "pytorch:full" if args.no_cache else "pytorch:cached-grid"
+    enc = Encode(model, cfg, ds, tok, spec, isess, tsess, cache=not args.no_cache)
+    ie, te = enc.images(args.split, ids), enc.captions(caps)
     m = recall_metrics(ie, te, owner)
+    if cfg.qb_beta > 0:
+        # query-bank normalisation: per-item biases from train-split queries (querybank.py)
+        bank = read_bank(args.onnx) if args.onnx else None
+        if args.onnx and bank is None:
+            raise SystemExit(f"{args.onnx} has no querybank.json but the run sets qb_beta")
+        if bank is None:
+            b_ids, b_caps = bank_items(ds, cfg)
+            bank = (cfg.qb_beta, enc.images("qbank", b_ids), enc.captions(b_caps))
+        beta, b_img, b_txt = bank
+        plain = {k: m[k] for k in ("t2i", "i2t", "rsum")}
+        m = recall_metrics(ie, te, owner, img_bias=item_bias(b_txt, ie, beta), txt_bias=item_bias(b_img, te, beta))
+        m["qbnorm"] = {"beta": beta, "bank_images": len(b_img), "bank_captions": len(b_txt), "without": plain}
     out = {"split": args.split, **m, "mode": mode, "dataset": ds.source, "dataset_version": ds.version,
            "checkpoint": {"phase": best["phase"], "epoch": best["epoch"]}, "eval_s": round(time.time() - t0, 1)}
     text = json.dumps(out, indent=2) + "\n"

@@ -35,7 +35,8 @@ from PIL import Image
 
 from .config import Config
 from .data import Tokenizer, image_to_array, load_dataset
-from .evaluate import add_data_args, apply_data_args, load_run
+from .evaluate import Encode, add_data_args, apply_data_args, load_run
+from .querybank import bank_items, item_bias, write_bank
 from .model import ImageEncoderExport, TextEncoderExport, fused_for_inference
 
 OPSET = 17
@@ -190,6 +191,21 @@ def main(argv=None) -> int:
     if d_pad > PAD_TOL:
         raise SystemExit(f"padding dependence {d_pad} > {PAD_TOL}")
 
+    # ---- query bank (query-bank normalisation at serving, querybank.py) ------------------------
+    qb = None
+    if cfg.qb_beta > 0:
+        if ds is None:
+            raise SystemExit("the run sets qb_beta: name the dataset (its train split holds the query bank)")
+        b_ids, b_caps = bank_items(ds, cfg)
+        enc = Encode(model, cfg, ds, tok, spec, isess, tsess)   # onnxruntime: what serving computes
+        b_img, b_txt = enc.images("qbank", b_ids), enc.captions(b_caps)
+        write_bank(out, cfg.qb_beta, b_img, b_txt, {"split": cfg.train_split, "seed": cfg.seed,
+                                                     "dataset_version": ds.version})
+        qb = {"beta": cfg.qb_beta, "note": "bias of each golden image (caption bank) and caption (image bank)",
+              "image_bias": [float(v) for v in item_bias(b_txt, torch.from_numpy(ox_img), cfg.qb_beta)],
+              "caption_bias": [float(v) for v in item_bias(b_img, torch.from_numpy(ox_txt), cfg.qb_beta)]}
+        print(f"query bank: {len(b_img)} images, {len(b_txt)} captions, beta {cfg.qb_beta}")
+
     # ---- latency (single query, CPU) -----------------------------------------------------
     def bench(fn, n=20):
         fn()
@@ -210,6 +226,7 @@ def main(argv=None) -> int:
                       "embedding": [float(v) for v in e]} for c, e in zip(GOLDEN_CAPTIONS, ox_txt)],
         "scores": {"note": "cosine similarity images x captions", "matrix":
                    [[round(float(v), 6) for v in row] for row in ox_img @ ox_txt.T]},
+        **({"qbnorm": qb} if qb else {}),
     }
     (out / "golden.json").write_text(json.dumps(gold, indent=1, ensure_ascii=True) + "\n")
 
@@ -305,6 +322,10 @@ def model_card(version: str, cfg: Config, m: dict, tok: Tokenizer, spec: dict, l
                  "image_encoder.onnx)." if cfg.tta_hflip or cfg.tta_zoom else "."),
               *([f"* Weights: the uniform average (model soup, soup.py) of the runs {cfg.soup_of}; "
                  "soup.json lists them with their own dev metrics and settings."] if cfg.soup_of else []),
+              *([f"* Ranking: query-bank normalisation (`querybank.json`: beta {cfg.qb_beta:g}, embeddings of "
+                 f"{cfg.qb_bank_size} train images and {cfg.qb_bank_size} train captions). An item's ranking score is "
+                 "its cosine plus a bias that is lower for items close to many bank queries; the metrics above "
+                 "include it (`qbnorm.without` in metrics.json: without it)."] if cfg.qb_beta else []),
               f"* Text: embedding {cfg.word_dim} + {'bi' if cfg.bidirectional else ''}LSTM {cfg.text_hidden} "
               "+ attention/mean pooling, "
               + (f"embeddings initialised from `{Path(cfg.word_vectors).name}`." if cfg.word_vectors

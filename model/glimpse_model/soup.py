@@ -11,7 +11,8 @@ model of the same size and speed that ranks better than each of them (Wortsman e
 The runs must share the vocabulary and the architecture (checked).  The new run folder holds
 best.pt, vocab.json, preprocess.json, config.json, soup.json (the ingredients with their dev
 metrics) and dev_metrics.json (the soup on the dev split); evaluate.py and export.py take it
-like any trained run.  ``--tta-zoom`` / ``--tta-hflip`` set the test-time views of the soup.
+like any trained run.  ``--tta-zoom`` / ``--tta-hflip`` set the test-time views of the soup,
+``--qb-beta`` its query-bank normalisation (querybank.py).
 """
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ def average(states: list[dict]) -> dict:
     return out
 
 
-def make_soup(run_dirs: list[Path], out: Path, tta_hflip: bool | None = None, tta_zoom: float | None = None) -> dict:
+def make_soup(run_dirs: list[Path], out: Path, tta_hflip: bool | None = None, tta_zoom: float | None = None,
+              qb_beta: float | None = None, qb_bank_size: int | None = None) -> dict:
     bests = [torch.load(d / "best.pt", map_location="cpu", weights_only=False) for d in run_dirs]
     vocabs = [(d / "vocab.json").read_text() for d in run_dirs]
     first = Config.from_dict(bests[0]["config"])
@@ -66,6 +68,10 @@ def make_soup(run_dirs: list[Path], out: Path, tta_hflip: bool | None = None, tt
         cfg.tta_hflip = tta_hflip
     if tta_zoom is not None:
         cfg.tta_zoom = tta_zoom
+    if qb_beta is not None:
+        cfg.qb_beta = qb_beta
+    if qb_bank_size is not None:
+        cfg.qb_bank_size = qb_bank_size
     out.mkdir(parents=True, exist_ok=True)
     for f in ("vocab.json", "preprocess.json"):
         shutil.copy(run_dirs[0] / f, out / f)
@@ -90,6 +96,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="the soup's run folder")
     ap.add_argument("--tta-hflip", choices=("true", "false"), default=None)
     ap.add_argument("--tta-zoom", type=float, default=None)
+    ap.add_argument("--qb-beta", type=float, default=None, help="query-bank normalisation (querybank.py); 0 = off")
+    ap.add_argument("--qb-bank-size", type=int, default=None)
     ap.add_argument("--no-dev-eval", action="store_true", help="skip the dev-split evaluation")
     add_data_args(ap)
     args = ap.parse_args(argv)
@@ -97,14 +105,15 @@ def main(argv=None) -> int:
         raise SystemExit("soup: name at least two runs")
     out = Path(args.out)
     best = make_soup([Path(r) for r in args.runs], out,
-                     None if args.tta_hflip is None else args.tta_hflip == "true", args.tta_zoom)
+                     None if args.tta_hflip is None else args.tta_hflip == "true", args.tta_zoom,
+                     args.qb_beta, args.qb_bank_size)
     if not args.no_dev_eval:
         from .evaluate import main as evaluate
         flags = [f"--{k.replace('_', '-')}={getattr(args, k)}" for k in vars(args)
-                 if k not in ("runs", "out", "tta_hflip", "tta_zoom", "no_dev_eval") and getattr(args, k) is not None]
+                 if k not in ("runs", "out", "tta_hflip", "tta_zoom", "qb_beta", "qb_bank_size", "no_dev_eval") and getattr(args, k) is not None]
         evaluate(["--run-dir", str(out), "--split", "dev", "--out", str(out / "dev_metrics.json")] + flags)
         best["dev"] = {k: v for k, v in json.loads((out / "dev_metrics.json").read_text()).items()
-                       if k in ("t2i", "i2t", "rsum", "n_images", "n_captions")}
+                       if k in ("t2i", "i2t", "rsum", "n_images", "n_captions", "qbnorm")}
         torch.save(best, out / "best.pt")
         write_report(out, best["dev"])
     return 0

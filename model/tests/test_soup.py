@@ -1,6 +1,7 @@
-"""Model soup (weight averaging of runs) and test-time zoom: the soup is the mean of its
-ingredients, refuses runs that do not fit together, evaluates and exports like a trained run,
-and the cached evaluation path with a zoom view equals the serving path."""
+"""Model soup (weight averaging of runs), test-time zoom and query-bank normalisation: the soup
+is the mean of its ingredients, refuses runs that do not fit together, evaluates and exports
+like a trained run (the query bank shipped beside the ONNX models), and the cached evaluation
+path with a zoom view equals the serving path."""
 from __future__ import annotations
 
 import json
@@ -38,6 +39,7 @@ def soup_run(trained_run, second_run, tiny_store, tmp_path_factory):
     root, version = tiny_store
     out = tmp_path_factory.mktemp("soup") / "s"
     assert soup.main([str(cfg0.run_dir), str(second_run.run_dir), "--out", str(out), "--tta-zoom", "0.75",
+                      "--qb-beta", "10", "--qb-bank-size", "40",
                       "--store-dir", str(root), "--dataset-version", version]) == 0
     return out
 
@@ -58,6 +60,8 @@ def test_soup_is_the_mean_of_its_runs(trained_run, second_run, soup_run):
     assert [i["run"] for i in ing] == [cfg0.run_dir.name, second_run.run_dir.name]
     dev = json.loads((soup_run / "dev_metrics.json").read_text())
     assert dev["split"] == "dev" and s["dev"]["rsum"] == dev["rsum"]
+    assert dev["qbnorm"]["beta"] == 10 and dev["qbnorm"]["bank_images"] == 40
+    assert dev["qbnorm"]["without"]["rsum"] != dev["rsum"]  # the biases change rankings
     assert (soup_run / "report.png").stat().st_size > 1000
 
 
@@ -102,9 +106,10 @@ def test_zoom_view_cached_path_equals_serving_path(soup_run, tiny_store):
     assert (full - without_zoom).abs().max() > 1e-3  # the zoom view really takes part
 
 
-def test_soup_exports_with_zoom_inside_the_image_encoder(soup_run, tiny_store, tmp_path):
-    from glimpse_model import export
+def test_soup_exports_with_zoom_and_query_bank(soup_run, tiny_store, tmp_path):
+    from glimpse_model import evaluate, export
     from glimpse_model.evaluate import load_run
+    from glimpse_model.querybank import item_bias, read_bank
 
     root, version = tiny_store
     out = tmp_path / "export"
@@ -118,5 +123,24 @@ def test_soup_exports_with_zoom_inside_the_image_encoder(soup_run, tiny_store, t
                                providers=["CPUExecutionProvider"]).run(None, {"pixels": pix})[0]
     assert np.abs(got - ref).max() <= 1e-4
     card = (out / "model_card.md").read_text()
-    assert "model soup" in card and "centre crop covering 0.75" in card
+    assert "model soup" in card and "centre crop covering 0.75" in card and "query-bank normalisation" in card
     assert json.loads((out / "soup.json").read_text())["method"] == "uniform weight average"
+    # the query bank: 40 train images and 40 train captions, and golden biases serving can check
+    beta, b_img, b_txt = read_bank(out)
+    assert beta == 10 and b_img.shape == (40, 256) and b_txt.shape == (40, 256)
+    torch.testing.assert_close(b_img.norm(dim=1), torch.ones(40), atol=1e-4, rtol=0)
+    gold = json.loads((out / "golden.json").read_text())
+    emb = torch.tensor([g["embedding"] for g in gold["images"]])
+    torch.testing.assert_close(item_bias(b_txt, emb, beta), torch.tensor(gold["qbnorm"]["image_bias"]), atol=1e-5, rtol=0)
+    assert len(gold["qbnorm"]["caption_bias"]) == len(gold["captions"])
+    for f in ("querybank.json", "querybank_images.f32", "querybank_captions.f32"):
+        assert f in json.loads((out / "checksums.json").read_text())
+    # the exported bank gives the same test recall as the PyTorch path
+    flags = ["--run-dir", str(soup_run), "--split", "test", "--store-dir", str(root), "--dataset-version", version]
+    assert evaluate.main(flags + ["--out", str(tmp_path / "pt.json")]) == 0
+    assert evaluate.main(flags + ["--onnx", str(out), "--out", str(tmp_path / "ox.json")]) == 0
+    pt, ox = (json.loads((tmp_path / f).read_text()) for f in ("pt.json", "ox.json"))
+    assert pt["qbnorm"]["bank_images"] == ox["qbnorm"]["bank_images"] == 40
+    for d in ("t2i", "i2t"):
+        for k in ("r1", "r5", "r10"):
+            assert abs(pt[d][k] - ox[d][k]) <= 100 / 150 + 1e-9  # at most one query's rank moves

@@ -330,7 +330,7 @@ export class ModelManager {
   async indexFor(model: LoadedModel, gallery: GalleryRef | undefined, onProgress?: (p: BuildProgress) => void): Promise<GalleryIndex> {
     const { store, logger, indexKind } = this.opts;
     if (!gallery) return emptyIndex(model);
-    const loaded = await loadIndex(store, model.version, gallery.dataset, gallery.version, indexKind);
+    const loaded = await loadIndex(store, model.version, gallery.dataset, gallery.version, indexKind, model.queryBank);
     if (loaded) {
       if (loaded.graphBuilt) await saveIndex(store, loaded.index, { hnsw_added: new Date().toISOString() }).catch(() => {});
       return loaded.index;
@@ -367,7 +367,7 @@ export class ModelManager {
         for (const prefix of page.prefixes) {
           const dataset = prefix.split("/")[3]!;
           if (await readIndexDocument(store, s.model.version, dataset, datasetVersion)) {
-            return (await loadIndex(store, s.model.version, dataset, datasetVersion, this.opts.indexKind))?.index;
+            return (await loadIndex(store, s.model.version, dataset, datasetVersion, this.opts.indexKind, s.model.queryBank))?.index;
           }
         }
         return undefined;

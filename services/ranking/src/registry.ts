@@ -16,6 +16,7 @@ import { PATTERNS, ranking } from "@glimpse/api";
 import { ObjectNotFoundError, type ObjectStore } from "@glimpse/objectstore";
 import type { Golden } from "./model/golden.js";
 import type { ModelFiles } from "./model/model.js";
+import { QUERYBANK_FILES } from "./model/querybank.js";
 
 export const ALIAS_KEY = "models/aliases/production.json";
 export const HASHED_FILES = ["image_encoder.onnx", "text_encoder.onnx", "vocab.json", "preprocess.json", "config.json"] as const;
@@ -104,7 +105,9 @@ export async function fetchModel(store: ObjectStore, version: string): Promise<F
   for (const f of HASHED_FILES) if (!all.has(f)) throw new ModelRejectedError(`${version}: ${f} is missing from checksums.json`);
   const derived = versionOf(Object.fromEntries(all));
   if (derived !== version) throw new ModelRejectedError(`${version}: its files define version ${derived} (the content does not match the version id)`);
-  const files = Object.fromEntries(HASHED_FILES.map((f) => [f, all.get(f)!])) as unknown as ModelFiles;
+  const files = Object.fromEntries(
+    [...HASHED_FILES, ...QUERYBANK_FILES.filter((f) => all.has(f))].map((f) => [f, all.get(f)!]),
+  ) as unknown as ModelFiles;
   const out: FetchedModel = { version, files, all, checksumsEtag: info.etag };
   const g = all.get("golden.json");
   if (g) out.golden = JSON.parse(g.toString("utf8")) as Golden;

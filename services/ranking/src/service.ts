@@ -12,6 +12,7 @@ import { buildIndex, type BuildProgress } from "./index/build.js";
 import type { GalleryIndex, SplitNumber } from "./index/gallery.js";
 import type { Hit } from "./index/topk.js";
 import { loadIndex, readIndexDocument, saveIndex } from "./index/store.js";
+import { itemBias } from "./model/querybank.js";
 import type { ModelManager, Snapshot } from "./lifecycle.js";
 import { LoadedModel } from "./model/model.js";
 import { ImageInputError } from "./model/preprocess.js";
@@ -218,13 +219,20 @@ export function rankingImpl(deps: ServiceDeps): Partial<Impl> {
           cands = new Float32Array(ids.length * dim);
           ids.forEach((id, i) => cands.set(index.imageEmbedding(index.byId.get(id)!), i * dim));
         } else cands = await s.model.embedTexts(texts.map((t) => t.trim()));
+        // With a query bank, candidates are ordered as searches order them: cosine + bias.
+        const bank = s.model.queryBank;
+        const bias = bank ? await itemBias(ids.length > 0 ? bank.captions : bank.images, cands, dim, bank.beta) : undefined;
         const scored = list.map((candidate, i) => {
           let score = 0;
           for (let j = 0; j < dim; j++) score += cands[i * dim + j]! * q[j]!;
-          return { index: i, candidate, score };
+          return { index: i, candidate, score, order: score + (bias ? bias[i]! : 0) };
         });
-        scored.sort((a, b) => b.score - a.score || a.index - b.index);
-        return { results: scored.map((c, r) => ({ ...c, rank: r + 1 })), modelVersion: s.model.version, datasetVersion: index.data.datasetVersion };
+        scored.sort((a, b) => b.order - a.order || a.index - b.index);
+        return {
+          results: scored.map((c, r) => ({ index: c.index, candidate: c.candidate, score: c.score, rank: r + 1 })),
+          modelVersion: s.model.version,
+          datasetVersion: index.data.datasetVersion,
+        };
       });
     },
 

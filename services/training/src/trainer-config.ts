@@ -44,6 +44,8 @@ export const TRAINER_KEYS: Readonly<Record<string, KeyType>> = {
   cache_hflip: "bool",
   tta_hflip: "bool",
   tta_zoom: "float",
+  qb_beta: "float",
+  qb_bank_size: "int",
   embed_dim: "int",
   image_head: "str",
   image_hidden: "int",

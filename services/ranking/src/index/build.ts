@@ -119,6 +119,7 @@ export async function buildIndex(opts: BuildOptions): Promise<BuildResult> {
     imageEmb,
     captionEmb,
   });
+  await index.applyQueryBank(model.queryBank);
   if (opts.kind === "hnsw") index.useHnsw();
   const seconds = (performance.now() - t0) / 1000;
   if (opts.save ?? true) {

@@ -1,12 +1,16 @@
 /**
  * The gallery index of one (model version, dataset version): the embedding of every image
- * and of every caption, searched exactly (default) or through an HNSW graph.
+ * and of every caption, searched exactly (default) or through an HNSW graph. When the model
+ * ships a query bank (model/querybank.ts), every item carries a bias and searches rank by
+ * cosine + bias: the bias rides along as one more column of the searched matrix (and a 1 on
+ * the query), so every search path stays one inner product. Hits report the cosine.
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import usearch, { type Index as UsearchIndex } from "usearch";
 import { MicroBatcher } from "../model/batcher.js";
+import { galleryBias, type QueryBank } from "../model/querybank.js";
 import { batchTopK, searchBatchMax } from "./similarity.js";
 import { dot, exactTopK, standaloneCopy, type Hit } from "./topk.js";
 
@@ -66,6 +70,13 @@ export class GalleryIndex {
   private readonly captionViews = new Map<number, View>();
   private hnsw: UsearchIndex | undefined;
   kind: IndexKind = "exact";
+  /** Query-bank biases of images and captions (undefined: plain cosine ranking). */
+  private bias: { image: Float32Array; caption: Float32Array } | undefined;
+  /** The matrices searched: the embeddings, with the bias as a last column when there is one. */
+  private imageMatrix: Float32Array;
+  private captionMatrix: Float32Array;
+  /** Row width of the searched matrices. */
+  private sdim: number;
   /** Concurrent searches, gathered into one matrix product per (target, split). */
   readonly searches = new MicroBatcher<SearchRequest, Hit[]>((reqs) => this.runSearches(reqs), searchBatchMax());
 
@@ -75,6 +86,52 @@ export class GalleryIndex {
     imageIds.forEach((id, i) => this.byId.set(id, i));
     imageCaptions.forEach((caps, image) => caps.forEach((_, n) => this.captionRefs.push({ image, n })));
     if (captionEmb.length !== this.captionRefs.length * dim) throw new Error(`index: ${this.captionRefs.length} captions but ${captionEmb.length / dim} caption embeddings`);
+    this.imageMatrix = imageEmb;
+    this.captionMatrix = captionEmb;
+    this.sdim = dim;
+  }
+
+  /** Computes the items' query-bank biases (once; no-op without a bank). */
+  async applyQueryBank(bank: QueryBank | undefined): Promise<void> {
+    if (!bank || this.bias) return;
+    const d = this.data.dim;
+    if (bank.dim !== d) throw new Error(`index: ${d}-d embeddings, query bank ${bank.dim}-d`);
+    const bias = await galleryBias(bank, this.data.imageEmb, this.data.captionEmb);
+    const augment = (m: Float32Array, b: Float32Array): Float32Array => {
+      const out = new Float32Array(b.length * (d + 1));
+      for (let r = 0; r < b.length; r++) {
+        out.set(m.subarray(r * d, (r + 1) * d), r * (d + 1));
+        out[r * (d + 1) + d] = b[r]!;
+      }
+      return out;
+    };
+    this.imageMatrix = augment(this.data.imageEmb, bias.image);
+    this.captionMatrix = augment(this.data.captionEmb, bias.caption);
+    this.sdim = d + 1;
+    this.imageViews.clear();
+    this.captionViews.clear();
+    this.bias = bias;
+  }
+
+  /** Whether rankings include query-bank biases. */
+  get queryBankApplied(): boolean {
+    return this.bias !== undefined;
+  }
+
+  /** The query as the searched matrices need it (a trailing 1 picks up the bias column). */
+  private searchQuery(query: Float32Array): Float32Array {
+    if (!this.bias) return query;
+    const q = new Float32Array(this.sdim);
+    q.set(query);
+    q[this.sdim - 1] = 1;
+    return q;
+  }
+
+  /** Hits ranked by cosine + bias, reported with their cosine. */
+  private cosines(hits: Hit[], target: "images" | "captions"): Hit[] {
+    if (!this.bias) return hits;
+    const b = target === "images" ? this.bias.image : this.bias.caption;
+    return hits.map((h) => ({ row: h.row, score: h.score - b[h.row]! }));
   }
 
   get images(): number {
@@ -155,27 +212,26 @@ export class GalleryIndex {
       if (g) g.push(i);
       else groups.set(key, [i]);
     });
-    const d = this.data.dim;
+    const d = this.sdim;
     for (const idxs of groups.values()) {
       const first = reqs[idxs[0]!]!;
-      const view =
-        first.target === "images"
-          ? this.view(this.imageViews, first.split, this.data.imageEmb, (row) => this.data.imageSplits[row]!)
-          : this.view(this.captionViews, first.split, this.data.captionEmb, (row) => this.data.imageSplits[this.captionRefs[row]!.image]!);
+      const view = first.target === "images" ? this.imageView(first.split) : this.captionView(first.split);
       if (idxs.length === 1) {
-        out[idxs[0]!] = this.search(view, first.query, first.k);
+        out[idxs[0]!] = this.cosines(this.search(view, first.query, first.k), first.target);
         continue;
       }
       const kmax = Math.max(...idxs.map((i) => reqs[i]!.k));
       const queries = new Float32Array(idxs.length * d);
-      idxs.forEach((i, j) => queries.set(reqs[i]!.query, j * d));
+      const qs = idxs.map((i) => this.searchQuery(reqs[i]!.query));
+      qs.forEach((q, j) => queries.set(q, j * d));
       const hits = await batchTopK(view.matrix, d, queries, kmax);
       idxs.forEach((i, j) => {
-        const q = reqs[i]!.query;
+        const q = qs[j]!;
         // Scores in double precision, as the single-query path reports them.
         const h = hits[j]!.map((x) => ({ row: x.row, score: dot(view.matrix, x.row * d, q, d) }));
         h.sort((a, b) => b.score - a.score || a.row - b.row);
-        out[i] = h.slice(0, reqs[i]!.k).map((x) => ({ row: view.rows ? view.rows[x.row]! : x.row, score: x.score }));
+        const top = h.slice(0, reqs[i]!.k).map((x) => ({ row: view.rows ? view.rows[x.row]! : x.row, score: x.score }));
+        out[i] = this.cosines(top, reqs[i]!.target);
       });
     }
     return out;
@@ -184,16 +240,26 @@ export class GalleryIndex {
   /** Best images for a query embedding, optionally only of one split. */
   searchImages(query: Float32Array, k: number, split: SplitNumber = 0): Hit[] {
     if (this.hnsw && split === 0) return this.searchHnsw(query, k);
-    return this.search(this.view(this.imageViews, split, this.data.imageEmb, (row) => this.data.imageSplits[row]!), query, k);
+    return this.cosines(this.search(this.imageView(split), query, k), "images");
   }
 
   /** Best captions for a query embedding, optionally only captions of images of one split. */
   searchCaptions(query: Float32Array, k: number, split: SplitNumber = 0): Hit[] {
-    return this.search(this.view(this.captionViews, split, this.data.captionEmb, (row) => this.data.imageSplits[this.captionRefs[row]!.image]!), query, k);
+    return this.cosines(this.search(this.captionView(split), query, k), "captions");
+  }
+
+  private imageView(split: SplitNumber): View {
+    return this.view(this.imageViews, split, this.imageMatrix, (row) => this.data.imageSplits[row]!);
+  }
+
+  private captionView(split: SplitNumber): View {
+    return this.view(this.captionViews, split, this.captionMatrix, (row) => this.data.imageSplits[this.captionRefs[row]!.image]!);
   }
 
   private searchHnsw(query: Float32Array, k: number): Hit[] {
-    const m = this.hnsw!.search(standaloneCopy(query), Math.min(k, this.images), 1);
+    // The graph holds the plain embeddings: with biases, a wider candidate set is re-ranked.
+    const want = this.bias ? Math.min(this.images, 4 * k + 32) : Math.min(k, this.images);
+    const m = this.hnsw!.search(standaloneCopy(query), want, 1);
     const out: Hit[] = [];
     for (let i = 0; i < m.keys.length; i++) {
       const row = Number(m.keys[i]);
@@ -202,16 +268,18 @@ export class GalleryIndex {
     }
     // Exact scores for what the graph found.
     const d = this.data.dim;
+    const bias = this.bias?.image;
+    const rank = (h: Hit) => h.score + (bias ? bias[h.row]! : 0);
     for (const h of out) {
       let s = 0;
       for (let j = 0; j < d; j++) s += this.data.imageEmb[h.row * d + j]! * query[j]!;
       h.score = s;
     }
-    return out.sort((a, b) => b.score - a.score || a.row - b.row);
+    return out.sort((a, b) => rank(b) - rank(a) || a.row - b.row).slice(0, k);
   }
 
   private search(view: View, query: Float32Array, k: number): Hit[] {
-    const hits = exactTopK(view.matrix, this.data.dim, query, k);
+    const hits = exactTopK(view.matrix, this.sdim, this.searchQuery(query), k);
     if (!view.rows) return hits;
     return hits.map((h) => ({ row: view.rows![h.row]!, score: h.score }));
   }
@@ -220,7 +288,7 @@ export class GalleryIndex {
     if (split === 0) return { rows: undefined, matrix };
     let v = cache.get(split);
     if (!v) {
-      const d = this.data.dim;
+      const d = this.sdim;
       const n = matrix.length / d;
       const rows: number[] = [];
       for (let r = 0; r < n; r++) if (splitOf(r) === split) rows.push(r);

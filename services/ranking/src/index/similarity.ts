@@ -33,6 +33,7 @@ const str = (field: number, s: string): Bytes => bytes(field, [...Buffer.from(s,
 const FLOAT = 1;
 const INT64 = 7;
 const ATTR_INT = 2;
+const ATTR_INTS = 7;
 
 /** ValueInfoProto{name, type: TypeProto{tensor_type{elem_type, shape{dim{dim_param}}}}}. */
 function valueInfo(name: string, elem: number, dims: string[]): Bytes {
@@ -40,15 +41,21 @@ function valueInfo(name: string, elem: number, dims: string[]): Bytes {
   return [...str(1, name), ...bytes(2, bytes(1, [...int(1, elem), ...bytes(2, shape)]))];
 }
 
-/** NodeProto with int attributes. */
-function node(op: string, inputs: string[], outputs: string[], attrs: Record<string, number>): Bytes {
+/** NodeProto with int / ints attributes. */
+function node(op: string, inputs: string[], outputs: string[], attrs: Record<string, number | number[]>): Bytes {
   return [
     ...inputs.flatMap((i) => str(1, i)),
     ...outputs.flatMap((o) => str(2, o)),
     ...str(3, op.toLowerCase()),
     ...str(4, op),
-    ...Object.entries(attrs).flatMap(([n, v]) => bytes(5, [...str(1, n), ...int(3, v), ...int(20, ATTR_INT)])),
+    ...Object.entries(attrs).flatMap(([n, v]) =>
+      bytes(5, Array.isArray(v) ? [...str(1, n), ...v.flatMap((x) => int(8, x)), ...int(20, ATTR_INTS)] : [...str(1, n), ...int(3, v), ...int(20, ATTR_INT)]),
+    ),
   ];
+}
+
+function modelOf(graph: Bytes): Uint8Array {
+  return Uint8Array.from([...int(1, 8), ...str(2, "glimpse"), ...bytes(7, graph), ...bytes(8, [...str(1, ""), ...int(2, 17)])]);
 }
 
 /** The ModelProto bytes of the similarity graph (ONNX IR 8, opset 17). */
@@ -63,8 +70,24 @@ export function similarityModel(): Uint8Array {
     ...bytes(12, valueInfo("values", FLOAT, ["B", "K"])),
     ...bytes(12, valueInfo("indices", INT64, ["B", "K"])),
   ];
-  const model = [...int(1, 8), ...str(2, "glimpse"), ...bytes(7, graph), ...bytes(8, [...str(1, ""), ...int(2, 17)])];
-  return Uint8Array.from(model);
+  return modelOf(graph);
+}
+
+/**
+ * The ModelProto bytes of the row log-sum-exp graph (query-bank biases):
+ *   inputs  items float[N,D], bank float[M,D]
+ *   nodes   Gemm(items, bank, transB=1) → scores;  ReduceLogSumExp(scores, axes=[1], keepdims=0)
+ *   output  lse float[N]
+ */
+export function logSumExpModel(): Uint8Array {
+  return modelOf([
+    ...bytes(1, node("Gemm", ["items", "bank"], ["scores"], { transB: 1 })),
+    ...bytes(1, node("ReduceLogSumExp", ["scores"], ["lse"], { axes: [1], keepdims: 0 })),
+    ...str(2, "row_logsumexp"),
+    ...bytes(11, valueInfo("items", FLOAT, ["N", "D"])),
+    ...bytes(11, valueInfo("bank", FLOAT, ["M", "D"])),
+    ...bytes(12, valueInfo("lse", FLOAT, ["N"])),
+  ]);
 }
 
 // ---- the session ------------------------------------------------------------------------------
@@ -117,4 +140,26 @@ export async function batchTopK(matrix: Float32Array, dim: number, queries: Floa
     hits.push(row);
   }
   return hits;
+}
+
+let lseSession: Promise<ort.InferenceSession> | undefined;
+
+/** log Σ_m exp(items_n · bank_m) for every row n of `items` ([N × dim]), in chunks of rows. */
+export async function rowLogSumExp(items: Float32Array, bank: Float32Array, dim: number, chunk = 4096): Promise<Float32Array> {
+  lseSession ??= ort.InferenceSession.create(logSumExpModel(), {
+    executionProviders: ["cpu"],
+    interOpNumThreads: 1,
+    ...(threads > 0 ? { intraOpNumThreads: threads } : {}),
+    extra: { session: { intra_op: { allow_spinning: "0" } } },
+  });
+  const s = await lseSession;
+  const n = items.length / dim;
+  const out = new Float32Array(n);
+  const b = new ort.Tensor("float32", bank, [bank.length / dim, dim]);
+  for (let from = 0; from < n; from += chunk) {
+    const rows = Math.min(chunk, n - from);
+    const r = await s.run({ items: new ort.Tensor("float32", items.slice(from * dim, (from + rows) * dim), [rows, dim]), bank: b });
+    out.set(r["lse"]!.data as Float32Array, from);
+  }
+  return out;
 }

@@ -8,6 +8,7 @@
  *
  * A reader that finds index.json finds every file it lists, and checks their sha256.
  */
+import type { QueryBank } from "../model/querybank.js";
 import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -99,6 +100,8 @@ export async function loadIndex(
   dataset: string,
   datasetVersion: string,
   kind: "exact" | "hnsw" = "exact",
+  /** The model's query bank: the biases are computed from the stored embeddings on load. */
+  queryBank?: QueryBank,
 ): Promise<{ index: GalleryIndex; doc: IndexDocument; graphBuilt: boolean } | undefined> {
   const doc = await readIndexDocument(store, modelVersion, dataset, datasetVersion);
   if (!doc) return undefined;
@@ -123,6 +126,7 @@ export async function loadIndex(
     captionEmb: toF32(await get("captions.f32")),
   };
   const index = new GalleryIndex(data);
+  await index.applyQueryBank(queryBank);
   let graphBuilt = false;
   if (kind === "hnsw") {
     const params: HnswParams = doc.hnsw

@@ -10,11 +10,13 @@ import { HASHED_FILES, versionOf } from "../registry.js";
 import { DEFAULT_DEMO_DIR } from "../seed.js";
 import { GoldenMismatchError, maxAbsDiff, verifyGolden, type Golden } from "./golden.js";
 import { LoadedModel, type ModelFiles } from "./model.js";
+import { QUERYBANK_FILES } from "./querybank.js";
 
 const DIR = resolve(process.env["GLIMPSE_GOLDEN_MODEL_DIR"] ?? join(DEFAULT_DEMO_DIR, "model"));
 
 describe.skipIf(!existsSync(join(DIR, "golden.json")))(`golden vectors of ${DIR}`, () => {
-  const files = Object.fromEntries(HASHED_FILES.map((f) => [f, readFileSync(join(DIR, f))])) as unknown as ModelFiles;
+  const names = [...HASHED_FILES, ...QUERYBANK_FILES.filter((f) => existsSync(join(DIR, f)))];
+  const files = Object.fromEntries(names.map((f) => [f, readFileSync(join(DIR, f))])) as unknown as ModelFiles;
   const golden = JSON.parse(readFileSync(join(DIR, "golden.json"), "utf8")) as Golden;
   const png = async (f: string) => readFileSync(join(DIR, f));
 

@@ -6,6 +6,7 @@
  * preprocessing against them.
  */
 import type { LoadedModel } from "./model.js";
+import { itemBias } from "./querybank.js";
 
 export interface GoldenImage {
   file: string;
@@ -29,6 +30,8 @@ export interface Golden {
   tolerance: { pixels: number; embedding: number };
   images: GoldenImage[];
   captions: GoldenCaption[];
+  /** Query-bank biases of the golden images and captions (models with a query bank). */
+  qbnorm?: { beta: number; image_bias: number[]; caption_bias: number[] };
 }
 
 export interface GoldenReport {
@@ -38,6 +41,8 @@ export interface GoldenReport {
   maxImageDiff: number;
   maxPixelDiff: number;
   pixelSumDiff: number;
+  /** Largest difference of a query-bank bias (0 without a bank). */
+  maxBiasDiff: number;
 }
 
 export class GoldenMismatchError extends Error {
@@ -57,7 +62,7 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
  */
 export async function verifyGolden(model: LoadedModel, golden: Golden, readPng: (file: string) => Promise<Uint8Array>): Promise<GoldenReport> {
   const tol = golden.tolerance ?? { pixels: 1e-6, embedding: 1e-4 };
-  const report: GoldenReport = { captions: 0, images: 0, maxTextDiff: 0, maxImageDiff: 0, maxPixelDiff: 0, pixelSumDiff: 0 };
+  const report: GoldenReport = { captions: 0, images: 0, maxTextDiff: 0, maxImageDiff: 0, maxPixelDiff: 0, pixelSumDiff: 0, maxBiasDiff: 0 };
   const caps = golden.captions ?? [];
   for (const c of caps) {
     const ids = model.tokenizer.encode(c.text);
@@ -100,6 +105,15 @@ export async function verifyGolden(model: LoadedModel, golden: Golden, readPng: 
       if (!(d <= tol.embedding)) throw new GoldenMismatchError(`image embedding of ${g.file} differs from golden.json by ${d.toExponential(2)} (tolerance ${tol.embedding})`);
     });
     report.images = imgs.length;
+  }
+  const qb = golden.qbnorm;
+  if (qb || model.queryBank) {
+    const bank = model.queryBank;
+    if (!qb || !bank) throw new GoldenMismatchError(qb ? "golden.json has query-bank biases but the model ships no query bank" : "the model ships a query bank but golden.json has no biases to check it");
+    const flat = (xs: { embedding: number[] }[]) => Float32Array.from(xs.flatMap((x) => x.embedding));
+    const [ib, cb] = await Promise.all([itemBias(bank.captions, flat(imgs), bank.dim, bank.beta), itemBias(bank.images, flat(caps), bank.dim, bank.beta)]);
+    report.maxBiasDiff = Math.max(maxAbsDiff(ib, qb.image_bias), maxAbsDiff(cb, qb.caption_bias));
+    if (!(report.maxBiasDiff <= tol.embedding)) throw new GoldenMismatchError(`query-bank biases differ from golden.json by ${report.maxBiasDiff.toExponential(2)} (tolerance ${tol.embedding})`);
   }
   return report;
 }

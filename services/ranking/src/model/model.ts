@@ -7,6 +7,7 @@ import { MicroBatcher } from "./batcher.js";
 import { Encoders, type EncoderOptions } from "./encoders.js";
 import { Preprocessor, type DecodedPixels } from "./preprocess.js";
 import { Tokenizer } from "./tokenizer.js";
+import { parseQueryBank, type QueryBank } from "./querybank.js";
 
 /** The files of a model version this module reads (bytes as stored in the registry). */
 export interface ModelFiles {
@@ -15,6 +16,10 @@ export interface ModelFiles {
   "vocab.json": Uint8Array;
   "preprocess.json": Uint8Array;
   "config.json": Uint8Array;
+  /** Query-bank normalisation (optional; querybank.ts). */
+  "querybank.json"?: Uint8Array;
+  "querybank_images.f32"?: Uint8Array;
+  "querybank_captions.f32"?: Uint8Array;
 }
 
 export interface ModelOptions extends Partial<EncoderOptions> {
@@ -54,6 +59,8 @@ export class LoadedModel {
     readonly encoders: Encoders,
     readonly config: Record<string, unknown>,
     opts: ModelOptions,
+    /** The model's query bank, when it ships one: gallery items get biases from it. */
+    readonly queryBank?: QueryBank,
   ) {
     const maxBatch = opts.maxBatch ?? 32;
     this.cacheSize = opts.cacheSize ?? 1024;
@@ -71,7 +78,14 @@ export class LoadedModel {
       imageInput: preprocessor.inputName,
       ...(dim === undefined ? {} : { dim }),
     });
-    return new LoadedModel(version, tokenizer, preprocessor, encoders, config, opts);
+    let queryBank: QueryBank | undefined;
+    try {
+      queryBank = parseQueryBank(files as unknown as Record<string, Uint8Array | undefined>, encoders.dim);
+    } catch (err) {
+      await encoders.release();
+      throw err;
+    }
+    return new LoadedModel(version, tokenizer, preprocessor, encoders, config, opts, queryBank);
   }
 
   get dim(): number {

@@ -55,7 +55,9 @@ export type ImageHit = Message<"glimpse.ranking.v1.ImageHit"> & {
   imageId: string;
 
   /**
-   * Cosine similarity in [-1, 1].
+   * Cosine similarity in [-1, 1]. Hits come in rank order: by cosine plus the image's
+   * query-bank bias when the model ships a query bank (see its model card), so a hit may
+   * score above the one ranked before it.
    *
    * @generated from field: float score = 2;
    */
@@ -117,6 +119,9 @@ export type CaptionHit = Message<"glimpse.ranking.v1.CaptionHit"> & {
   text: string;
 
   /**
+   * Cosine similarity; rank order as for ImageHit.score (cosine plus the caption's
+   * query-bank bias when the model ships a query bank).
+   *
    * @generated from field: float score = 4;
    */
   score: number;
@@ -413,6 +418,8 @@ export type ScoredCandidate = Message<"glimpse.ranking.v1.ScoredCandidate"> & {
   candidate: string;
 
   /**
+   * Cosine similarity with the query; rank order as for ImageHit.score.
+   *
    * @generated from field: float score = 3;
    */
   score: number;
