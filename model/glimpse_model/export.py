@@ -247,7 +247,8 @@ def main(argv=None) -> int:
     for f in ("report.png", "soup.json"):
         if (run_dir / f).is_file():
             shutil.copy(run_dir / f, out / f)
-    (out / "model_card.md").write_text(model_card(version, cfg, metrics, tok, spec, lat))
+    soup_note = json.loads((run_dir / "soup.json").read_text()).get("note", "") if (run_dir / "soup.json").is_file() else ""
+    (out / "model_card.md").write_text(model_card(version, cfg, metrics, tok, spec, lat, soup_note))
 
     # ---- checksums last ---------------------------------------------------------------------
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
@@ -282,7 +283,8 @@ def tta_text(cfg: Config) -> str:
     return ", ".join(views[:-1]) + " and " + views[-1]
 
 
-def model_card(version: str, cfg: Config, m: dict, tok: Tokenizer, spec: dict, lat: dict) -> str:
+def model_card(version: str, cfg: Config, m: dict, tok: Tokenizer, spec: dict, lat: dict,
+               soup_note: str = "") -> str:
     def row(name, d):
         return f"| {name} | {d['r1']:.1f} | {d['r5']:.1f} | {d['r10']:.1f} | {d['medr']:.0f} |"
     lines = [f"# Glimpse image–text encoder `{version}`", "",
@@ -315,13 +317,15 @@ def model_card(version: str, cfg: Config, m: dict, tok: Tokenizer, spec: dict, l
               f"* Data: {cfg.dataset_source} (version `{cfg.dataset_version_resolved}`), train split only; "
               "model selected on dev; test used only for the reported figures.",
               f"* Image backbone: `{cfg.backbone}` weights `{cfg.weights_source}` (frozen in phase 1; "
-              + (f"phase 2: top {cfg.phase2_unfreeze} blocks fine-tuned for {cfg.phase2_epochs} epochs "
-                 f"({cfg.phase2_mode}))" if cfg.phase2_epochs else "no phase 2")
+              + ("phase 2 of each soup ingredient: soup.json)" if cfg.soup_of else
+                 f"phase 2: top {cfg.phase2_unfreeze} blocks fine-tuned for {cfg.phase2_epochs} epochs "
+                 f"({cfg.phase2_mode}))" if cfg.phase2_epochs else "no phase 2)")
               + f", head `{cfg.image_head}`"
               + (f"; the image embedding is the mean of the embeddings of {tta_text(cfg)} (inside "
                  "image_encoder.onnx)." if cfg.tta_hflip or cfg.tta_zoom else "."),
               *([f"* Weights: the uniform average (model soup, soup.py) of the runs {cfg.soup_of}; "
-                 "soup.json lists them with their own dev metrics and settings."] if cfg.soup_of else []),
+                 "soup.json lists them with their own data, dev metrics and settings"
+                 + (f" ({soup_note})." if soup_note else ".")] if cfg.soup_of else []),
               *([f"* Ranking: query-bank normalisation (`querybank.json`: beta {cfg.qb_beta:g}, embeddings of "
                  f"{cfg.qb_bank_size} train images and {cfg.qb_bank_size} train captions). An item's ranking score is "
                  "its cosine plus a bias that is lower for items close to many bank queries; the metrics above "
@@ -330,8 +334,9 @@ def model_card(version: str, cfg: Config, m: dict, tok: Tokenizer, spec: dict, l
               "+ attention/mean pooling, "
               + (f"embeddings initialised from `{Path(cfg.word_vectors).name}`." if cfg.word_vectors
                  else "trained from scratch."),
-              f"* Loss `{cfg.loss}` ({cfg.loss_choice_note or 'see config.json'}), AdamW lr {cfg.lr}, "
-              f"{cfg.epochs} epochs, batch {cfg.batch_size}, warmup {cfg.warmup_steps} + cosine.",
+              f"* Loss `{cfg.loss}` ({cfg.loss_choice_note or 'see config.json'}), AdamW"
+              + (", schedules per ingredient in soup.json." if cfg.soup_of else
+                 f" lr {cfg.lr}, {cfg.epochs} epochs, batch {cfg.batch_size}, warmup {cfg.warmup_steps} + cosine."),
               f"* Git commit: `{cfg.git_commit}`.", "",
               "## Limitations", "",
               "* Trained on ~6k Flickr photos (people, dogs, outdoor scenes) with English captions; "

@@ -47,7 +47,7 @@ def average(states: list[dict]) -> dict:
 
 
 def make_soup(run_dirs: list[Path], out: Path, tta_hflip: bool | None = None, tta_zoom: float | None = None,
-              qb_beta: float | None = None, qb_bank_size: int | None = None) -> dict:
+              qb_beta: float | None = None, qb_bank_size: int | None = None, note: str = "") -> dict:
     bests = [torch.load(d / "best.pt", map_location="cpu", weights_only=False) for d in run_dirs]
     vocabs = [(d / "vocab.json").read_text() for d in run_dirs]
     first = Config.from_dict(bests[0]["config"])
@@ -64,6 +64,9 @@ def make_soup(run_dirs: list[Path], out: Path, tta_hflip: bool | None = None, tt
     cfg.soup_of = ",".join(d.name for d in run_dirs)
     cfg.init_from = ""
     cfg.git_commit = git_commit()
+    # the ingredients' data, each named once (the soup was trained on all of them)
+    cfg.dataset_source = "; ".join(dict.fromkeys(b["config"].get("dataset_source", "") for b in bests))
+    cfg.dataset_version_resolved = "; ".join(dict.fromkeys(b["config"].get("dataset_version_resolved", "") for b in bests))
     if tta_hflip is not None:
         cfg.tta_hflip = tta_hflip
     if tta_zoom is not None:
@@ -81,8 +84,8 @@ def make_soup(run_dirs: list[Path], out: Path, tta_hflip: bool | None = None, tt
                                                                "phase2_lr", "phase2_backbone_lr_mult",
                                                                "phase2_batch_size")},
                     "git_commit": b["config"].get("git_commit")} for d, b in zip(run_dirs, bests)]
-    (out / "soup.json").write_text(json.dumps({"method": "uniform weight average", "ingredients": ingredients},
-                                              indent=1) + "\n")
+    (out / "soup.json").write_text(json.dumps({"method": "uniform weight average", "note": note,
+                                               "ingredients": ingredients}, indent=1) + "\n")
     best = {"model": average([b["model"] for b in bests]), "dev": None, "phase": max(b["phase"] for b in bests),
             "epoch": 0, "config": cfg.to_dict(), "vocab": bests[0].get("vocab")}
     torch.save(best, out / "best.pt")
@@ -98,6 +101,7 @@ def main(argv=None) -> int:
     ap.add_argument("--tta-zoom", type=float, default=None)
     ap.add_argument("--qb-beta", type=float, default=None, help="query-bank normalisation (querybank.py); 0 = off")
     ap.add_argument("--qb-bank-size", type=int, default=None)
+    ap.add_argument("--note", default="", help="free text for soup.json and the model card (e.g. how ingredients differ)")
     ap.add_argument("--no-dev-eval", action="store_true", help="skip the dev-split evaluation")
     add_data_args(ap)
     args = ap.parse_args(argv)
@@ -106,11 +110,11 @@ def main(argv=None) -> int:
     out = Path(args.out)
     best = make_soup([Path(r) for r in args.runs], out,
                      None if args.tta_hflip is None else args.tta_hflip == "true", args.tta_zoom,
-                     args.qb_beta, args.qb_bank_size)
+                     args.qb_beta, args.qb_bank_size, args.note)
     if not args.no_dev_eval:
         from .evaluate import main as evaluate
         flags = [f"--{k.replace('_', '-')}={getattr(args, k)}" for k in vars(args)
-                 if k not in ("runs", "out", "tta_hflip", "tta_zoom", "qb_beta", "qb_bank_size", "no_dev_eval") and getattr(args, k) is not None]
+                 if k not in ("runs", "out", "tta_hflip", "tta_zoom", "qb_beta", "qb_bank_size", "note", "no_dev_eval") and getattr(args, k) is not None]
         evaluate(["--run-dir", str(out), "--split", "dev", "--out", str(out / "dev_metrics.json")] + flags)
         best["dev"] = {k: v for k, v in json.loads((out / "dev_metrics.json").read_text()).items()
                        if k in ("t2i", "i2t", "rsum", "n_images", "n_captions", "qbnorm")}

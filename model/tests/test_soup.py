@@ -39,7 +39,7 @@ def soup_run(trained_run, second_run, tiny_store, tmp_path_factory):
     root, version = tiny_store
     out = tmp_path_factory.mktemp("soup") / "s"
     assert soup.main([str(cfg0.run_dir), str(second_run.run_dir), "--out", str(out), "--tta-zoom", "0.75",
-                      "--qb-beta", "10", "--qb-bank-size", "40",
+                      "--qb-beta", "10", "--qb-bank-size", "40", "--note", "two seeds of one recipe",
                       "--store-dir", str(root), "--dataset-version", version]) == 0
     return out
 
@@ -124,6 +124,7 @@ def test_soup_exports_with_zoom_and_query_bank(soup_run, tiny_store, tmp_path):
     assert np.abs(got - ref).max() <= 1e-4
     card = (out / "model_card.md").read_text()
     assert "model soup" in card and "centre crop covering 0.75" in card and "query-bank normalisation" in card
+    assert "two seeds of one recipe" in card and "schedules per ingredient in soup.json" in card
     assert json.loads((out / "soup.json").read_text())["method"] == "uniform weight average"
     # the query bank: 40 train images and 40 train captions, and golden biases serving can check
     beta, b_img, b_txt = read_bank(out)
