@@ -109,13 +109,18 @@ export function searchBatchMax(): number {
   return maxBatch;
 }
 
-function getSession(): Promise<ort.InferenceSession> {
-  session ??= ort.InferenceSession.create(similarityModel(), {
+/** A CPU session for one of the graphs built here, with the configured intra-op threads. */
+function cpuSession(model: Uint8Array): Promise<ort.InferenceSession> {
+  return ort.InferenceSession.create(model, {
     executionProviders: ["cpu"],
     interOpNumThreads: 1,
     ...(threads > 0 ? { intraOpNumThreads: threads } : {}),
     extra: { session: { intra_op: { allow_spinning: "0" } } },
   });
+}
+
+function getSession(): Promise<ort.InferenceSession> {
+  session ??= cpuSession(similarityModel());
   return session;
 }
 
@@ -146,12 +151,7 @@ let lseSession: Promise<ort.InferenceSession> | undefined;
 
 /** log Σ_m exp(items_n · bank_m) for every row n of `items` ([N × dim]), in chunks of rows. */
 export async function rowLogSumExp(items: Float32Array, bank: Float32Array, dim: number, chunk = 4096): Promise<Float32Array> {
-  lseSession ??= ort.InferenceSession.create(logSumExpModel(), {
-    executionProviders: ["cpu"],
-    interOpNumThreads: 1,
-    ...(threads > 0 ? { intraOpNumThreads: threads } : {}),
-    extra: { session: { intra_op: { allow_spinning: "0" } } },
-  });
+  lseSession ??= cpuSession(logSumExpModel());
   const s = await lseSession;
   const n = items.length / dim;
   const out = new Float32Array(n);
