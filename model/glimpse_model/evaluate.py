@@ -26,11 +26,11 @@ import torch
 
 from .config import Config, pick_device
 from .data import Tokenizer, load_dataset, preprocess_spec
-from .features import cached_grids, load_pixels
-from .train import encode_grids
+from .features import load_pixels, view_grids
+from .train import encode_grids, encode_images
 from .metrics import recall_metrics
 from .model import GlimpseModel, build_backbone
-from .querybank import bank_items, item_bias, read_bank
+from .querybank import bank_items, gallery_bias, read_bank
 
 DATA_KEYS = ("source", "flickr8k_dir", "store", "store_dir", "bucket", "dataset", "dataset_version")
 
@@ -69,14 +69,11 @@ class Encode:
         if self.isess is not None:
             return torch.cat([torch.from_numpy(self.isess.run(None, {"pixels": load_pixels(ds, ids[i:i + 32], spec).numpy()})[0])
                               for i in range(0, len(ids), 32)])
-        if not self.cache:
-            return torch.cat([model.encode_image(load_pixels(ds, ids[i:i + 32], spec)) for i in range(0, len(ids), 32)])
         cpu = torch.device("cpu")
-        grids, _ = cached_grids(self.cfg, model.backbone, ds, name, ids, spec, cpu)
-        views = ([cached_grids(self.cfg, model.backbone, ds, name, ids, spec, cpu, True)[0]] if model.tta_hflip else []) + \
-                ([cached_grids(self.cfg, model.backbone, ds, name, ids, spec, cpu, zoom=model.tta_zoom)[0]]
-                 if model.tta_zoom else [])
-        return encode_grids(model, grids, cpu, views=views)
+        if not self.cache:
+            return encode_images(model, ds, ids, spec, cpu, batch=32)
+        grids, _ = view_grids(self.cfg, model.backbone, ds, name, ids, spec, cpu, model.tta_hflip, model.tta_zoom)
+        return encode_grids(model, grids[0], cpu, views=grids[1:])
 
     @torch.no_grad()
     def captions(self, caps: list[str]) -> torch.Tensor:
@@ -86,6 +83,11 @@ class Encode:
             out.append(torch.from_numpy(self.tsess.run(None, {"token_ids": tid, "lengths": ln})[0])
                        if self.tsess is not None else self.model.encode_text(torch.from_numpy(tid), torch.from_numpy(ln)))
         return torch.cat(out)
+
+    def query_bank(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(image bank, caption bank) embeddings of the run's train-split query bank."""
+        ids, caps = bank_items(self.ds, self.cfg)
+        return self.images("qbank", ids), self.captions(caps)
 
 
 def load_run(run_dir: Path, device="cpu"):
@@ -142,11 +144,11 @@ def main(argv=None) -> int:
         if args.onnx and bank is None:
             raise SystemExit(f"{args.onnx} has no querybank.json but the run sets qb_beta")
         if bank is None:
-            b_ids, b_caps = bank_items(ds, cfg)
-            bank = (cfg.qb_beta, enc.images("qbank", b_ids), enc.captions(b_caps))
+            bank = (cfg.qb_beta, *enc.query_bank())
         beta, b_img, b_txt = bank
         plain = {k: m[k] for k in ("t2i", "i2t", "rsum")}
-        m = recall_metrics(ie, te, owner, img_bias=item_bias(b_txt, ie, beta), txt_bias=item_bias(b_img, te, beta))
+        ib, cb = gallery_bias(b_img, b_txt, ie, te, beta)
+        m = recall_metrics(ie, te, owner, img_bias=ib, txt_bias=cb)
         m["qbnorm"] = {"beta": beta, "bank_images": len(b_img), "bank_captions": len(b_txt), "without": plain}
     out = {"split": args.split, **m, "mode": mode, "dataset": ds.source, "dataset_version": ds.version,
            "checkpoint": {"phase": best["phase"], "epoch": best["epoch"]}, "eval_s": round(time.time() - t0, 1)}

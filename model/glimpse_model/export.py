@@ -36,7 +36,7 @@ from PIL import Image
 from .config import Config
 from .data import Tokenizer, image_to_array, load_dataset
 from .evaluate import Encode, add_data_args, apply_data_args, load_run
-from .querybank import bank_items, item_bias, write_bank
+from .querybank import gallery_bias, write_bank
 from .model import ImageEncoderExport, TextEncoderExport, fused_for_inference
 
 OPSET = 17
@@ -196,14 +196,13 @@ def main(argv=None) -> int:
     if cfg.qb_beta > 0:
         if ds is None:
             raise SystemExit("the run sets qb_beta: name the dataset (its train split holds the query bank)")
-        b_ids, b_caps = bank_items(ds, cfg)
-        enc = Encode(model, cfg, ds, tok, spec, isess, tsess)   # onnxruntime: what serving computes
-        b_img, b_txt = enc.images("qbank", b_ids), enc.captions(b_caps)
+        # onnxruntime embeds the bank: what serving computes
+        b_img, b_txt = Encode(model, cfg, ds, tok, spec, isess, tsess).query_bank()
         write_bank(out, cfg.qb_beta, b_img, b_txt, {"split": cfg.train_split, "seed": cfg.seed,
                                                      "dataset_version": ds.version})
+        ib, cb = gallery_bias(b_img, b_txt, torch.from_numpy(ox_img), torch.from_numpy(ox_txt), cfg.qb_beta)
         qb = {"beta": cfg.qb_beta, "note": "bias of each golden image (caption bank) and caption (image bank)",
-              "image_bias": [float(v) for v in item_bias(b_txt, torch.from_numpy(ox_img), cfg.qb_beta)],
-              "caption_bias": [float(v) for v in item_bias(b_img, torch.from_numpy(ox_txt), cfg.qb_beta)]}
+              "image_bias": [float(v) for v in ib], "caption_bias": [float(v) for v in cb]}
         print(f"query bank: {len(b_img)} images, {len(b_txt)} captions, beta {cfg.qb_beta}")
 
     # ---- latency (single query, CPU) -----------------------------------------------------

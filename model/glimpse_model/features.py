@@ -91,3 +91,15 @@ def cached_grids(cfg, backbone, ds, split: str, ids: list[str], spec: dict, devi
     torch.save({"ids": ids, "grids": grids}, tmp)
     tmp.replace(path)
     return grids, dt
+
+
+def view_grids(cfg, backbone, ds, split: str, ids: list[str], spec: dict, device, hflip: bool,
+               zoom: float = 0.0, log=None, stop: int | None = None) -> tuple[list[torch.Tensor], float]:
+    """Cached activations of each view of ``ids``: the image, then its mirror (``hflip``), then its
+    centre zoom (``zoom``), the order embed_pixels averages them in; and the seconds computed."""
+    out, secs = [], 0.0
+    for flip, z in [(False, 0.0)] + ([(True, 0.0)] if hflip else []) + ([(False, zoom)] if zoom else []):
+        g, dt = cached_grids(cfg, backbone, ds, split, ids, spec, device, flip, log=log, stop=stop, zoom=z)
+        out.append(g)
+        secs += dt
+    return out, secs

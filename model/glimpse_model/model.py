@@ -311,19 +311,24 @@ def tta_views(pixels: torch.Tensor, tta_hflip: bool, tta_zoom: float = 0.0) -> l
     return views
 
 
+def average_views(embs: list[torch.Tensor]) -> torch.Tensor:
+    """One view: its embedding; several views of the same images: the normalised sum."""
+    z = embs[0]
+    for e in embs[1:]:
+        z = z + e
+    return F.normalize(z, dim=-1) if len(embs) > 1 else z
+
+
 def embed_pixels(backbone: nn.Module, head: ImageHead, pixels: torch.Tensor, tta_hflip: bool,
                  tta_zoom: float = 0.0) -> torch.Tensor:
     views = tta_views(pixels, tta_hflip, tta_zoom)
+    # test-time view averaging (mirror and/or centre zoom): one backbone pass over all views
+    # stacked on the batch axis
     if len(views) == 1:
         return head(backbone.features(pixels))
-    # test-time view averaging (mirror and/or centre zoom): one backbone pass over all views
-    # stacked on the batch axis, the normalised sum of their embeddings
     n = pixels.shape[0]
     g = backbone.features(torch.cat(views))
-    z = head(g[:n])
-    for i in range(1, len(views)):
-        z = z + head(g[i * n:(i + 1) * n])
-    return F.normalize(z, dim=-1)
+    return average_views([head(g[i * n:(i + 1) * n]) for i in range(len(views))])
 
 
 class GlimpseModel(nn.Module):
@@ -351,12 +356,7 @@ class GlimpseModel(nn.Module):
             if self.grid_start is not None:
                 g = self.backbone.features(g.float(), self.grid_start)
             return self.image_head(g.float())
-        z = head(grid)
-        if views:
-            for v in views:
-                z = z + head(v)
-            z = F.normalize(z, dim=-1)
-        return z
+        return average_views([head(g) for g in (grid, *views)])
 
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         return embed_pixels(self.backbone, self.image_head, pixels, self.tta_hflip, self.tta_zoom)

@@ -18,8 +18,11 @@ models (querybank.json + two float32 files) so the Ranking service computes the 
 """
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 
+import numpy as np
 import torch
 
 
@@ -42,14 +45,18 @@ def item_bias(bank: torch.Tensor, items: torch.Tensor, beta: float, batch: int =
     return torch.cat(out).float() if out else torch.zeros(0)
 
 
+def gallery_bias(bank_images: torch.Tensor, bank_captions: torch.Tensor, images: torch.Tensor,
+                 captions: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(image biases, caption biases): images ranked for text queries use the caption bank,
+    captions ranked for image queries the image bank."""
+    return item_bias(bank_captions, images, beta), item_bias(bank_images, captions, beta)
+
+
 BANK_FILES = ("querybank.json", "querybank_images.f32", "querybank_captions.f32")
 
 
 def write_bank(out, beta: float, images: torch.Tensor, captions: torch.Tensor, meta: dict) -> None:
     """querybank.json + the two embedding matrices as little-endian float32, row-major [N, D]."""
-    import json
-    import numpy as np
-    from pathlib import Path
     out = Path(out)
     for name, m in (("images", images), ("captions", captions)):
         (out / f"querybank_{name}.f32").write_bytes(np.ascontiguousarray(m.float().numpy(), dtype="<f4").tobytes())
@@ -64,9 +71,6 @@ def write_bank(out, beta: float, images: torch.Tensor, captions: torch.Tensor, m
 
 def read_bank(d) -> tuple[float, torch.Tensor, torch.Tensor] | None:
     """(beta, image bank, caption bank) from an export folder, or None when it has no bank."""
-    import json
-    import numpy as np
-    from pathlib import Path
     d = Path(d)
     if not (d / "querybank.json").is_file():
         return None

@@ -40,7 +40,7 @@ import torch
 from .config import Config, git_commit, parse_config, pick_device, seed_everything
 from .data import Tokenizer, load_dataset, pad_batch, preprocess_spec
 from .events import EventLog
-from .features import cached_grids
+from .features import view_grids
 from .metrics import recall_metrics
 from .model import GlimpseModel, build_backbone, contrastive_losses
 from .store import open_store
@@ -257,25 +257,20 @@ def train(cfg: Config) -> dict:
         return f
 
     def load_cached(phase: int, stop: int | None = None) -> tuple[dict, float]:
-        """Backbone activations of train (+ mirrored) and dev (+ its test-time views), from the
-        cache or computed once: the final grids (phase 1) or the input of block ``stop``.
-        Keys: (split, False) the image, (split, True) its mirror, (split, "zoom") its zoom."""
-        out, secs = {}, 0.0
-        for split, ids, flip, zoom in [("train", all_train_ids, False, 0.0), ("dev", dev_ids, False, 0.0)] + \
-                ([("train", all_train_ids, True, 0.0)] if cfg.cache_hflip else []) + \
-                ([("dev", dev_ids, True, 0.0)] if cfg.tta_hflip else []) + \
-                ([("dev", dev_ids, False, cfg.tta_zoom)] if cfg.tta_zoom else []):
-            g, dt = cached_grids(cfg, backbone, ds, split, ids, spec, device, flip,
-                                 log=flog(phase, split), stop=stop, zoom=zoom)
-            secs += dt
-            out[(split, "zoom" if zoom else flip)] = g[: len(train_ids)] if split == "train" else g
-        return out, secs
+        """Backbone activations, from the cache or computed once: the final grids (phase 1) or
+        the input of block ``stop``. {"train": [image, mirror (cache_hflip)], "dev": [image,
+        then its test-time views]}."""
+        tr, s1 = view_grids(cfg, backbone, ds, "train", all_train_ids, spec, device, cfg.cache_hflip,
+                            log=flog(phase, "train"), stop=stop)
+        dv, s2 = view_grids(cfg, backbone, ds, "dev", dev_ids, spec, device, cfg.tta_hflip, cfg.tta_zoom,
+                            log=flog(phase, "dev"), stop=stop)
+        return {"train": [g[: len(train_ids)] for g in tr], "dev": dv}, s1 + s2
 
     grids, feat_secs = load_cached(1)
     if not cfg.feature_grid:  # pooled-only ablation: collapse the grid to 1x1
-        grids = {k: v.float().mean((2, 3), keepdim=True).half() for k, v in grids.items()}
+        grids = {k: [v.float().mean((2, 3), keepdim=True).half() for v in vs] for k, vs in grids.items()}
     events.emit("features_ready", phase=1, seconds=round(feat_secs, 1),
-                grid=list(grids[("train", False)].shape[1:]), force_upload=True)
+                grid=list(grids["train"][0].shape[1:]), force_upload=True)
 
     tr_tids, tr_lens, tr_owner, _ = caption_table(ds, train_ids, tok)
     dv_tids, dv_lens, dv_owner, _ = caption_table(ds, dev_ids, tok)
@@ -317,8 +312,7 @@ def train(cfg: Config) -> dict:
     def evaluate_dev(phase: int) -> dict:
         te = encode_texts(model, dv_tids, dv_lens, device)
         if phase == 1 or cfg.phase2_mode == "cached":
-            views = [grids[k] for k in (("dev", True), ("dev", "zoom")) if k in grids]
-            ie = encode_grids(model, grids[("dev", False)], device, views=views)
+            ie = encode_grids(model, grids["dev"][0], device, views=grids["dev"][1:])
         else:
             ie = encode_images(model, ds, dev_ids, spec, device)
         return recall_metrics(ie, te, dv_owner)
@@ -406,7 +400,7 @@ def train(cfg: Config) -> dict:
     def cached_batches(phase: int, epoch: int):
         """Every training caption once, with its image's cached activations (a random one of
         the image and its mirror)."""
-        tr_grid, tr_flip = grids[("train", False)], grids.get(("train", True))
+        tr_grid, tr_flip = grids["train"][0], (grids["train"][1] if len(grids["train"]) > 1 else None)
         g = torch.Generator().manual_seed(cfg.seed * 1000 + (500 if phase == 2 else 0) + epoch)
         perm = torch.randperm(M, generator=g)
         flips = torch.rand(M, generator=g) < 0.5
@@ -452,46 +446,41 @@ def train(cfg: Config) -> dict:
         opt = torch.optim.AdamW(groups, lr=cfg.phase2_lr, betas=(0.9, 0.98), eps=1e-6)
         scaler = torch.amp.GradScaler("cuda") if use_amp else None
         params2 = [p for gr in groups for p in gr["params"]]
-    if cfg.phase2_epochs > 0 and cfg.phase2_mode == "cached":
-        split_at = len(model.backbone.blocks) - cfg.phase2_unfreeze
-        # the frozen bottom is the same before and after phase 1 (the cache key hashes only it)
-        grids, secs = load_cached(2, stop=split_at)
-        feat_secs += secs
-        model.grid_start = split_at
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda_factory(steps1 * cfg.phase2_epochs,
-                                                                         min(cfg.phase2_warmup_steps, steps1),
-                                                                         cfg.min_lr_ratio))
-        restore_opt(opt, sched, scaler, 2)
-        for epoch in range(start_epoch if start_phase == 2 else 1, cfg.phase2_epochs + 1):
-            ep_loss, ep_time = run_epoch(2, epoch, cfg.phase2_epochs, cached_batches(2, epoch), steps1, B,
-                                         opt, sched, scaler, params2)
-            end_epoch(2, epoch, opt, sched, scaler, ep_loss, ep_time)
-    elif cfg.phase2_epochs > 0:
-        B2 = min(cfg.phase2_batch_size, len(train_ids))
-        blobs = [ds.read_image(i) for i in train_ids]
-        img_ds = Phase2Images(blobs, spec)
-        # an "epoch" visits every training image once with one of its captions
-        steps2 = max(1, len(train_ids) // B2)
+        if cfg.phase2_mode == "cached":
+            split_at = len(model.backbone.blocks) - cfg.phase2_unfreeze
+            # the frozen bottom is the same before and after phase 1 (the cache key hashes only it)
+            grids, secs = load_cached(2, stop=split_at)
+            feat_secs += secs
+            model.grid_start = split_at
+            steps2, B2 = steps1, B
+
+            def phase2_batches(epoch: int):
+                return cached_batches(2, epoch)
+        else:
+            B2 = min(cfg.phase2_batch_size, len(train_ids))
+            img_ds = Phase2Images([ds.read_image(i) for i in train_ids], spec)
+            # an "epoch" visits every training image once with one of its captions
+            steps2 = max(1, len(train_ids) // B2)
+            caps_of = [np.nonzero(tr_owner == i)[0] for i in range(len(train_ids))]
+
+            def phase2_batches(epoch: int):
+                """Every training image once, with one of its captions, augmented."""
+                g = torch.Generator().manual_seed(cfg.seed * 1000 + 500 + epoch)
+                perm = torch.randperm(len(train_ids), generator=g).tolist()
+                pick = torch.randint(0, 1 << 30, (len(train_ids),), generator=g).tolist()
+                loader = torch.utils.data.DataLoader(torch.utils.data.Subset(img_ds, perm), batch_size=B2,
+                                                     shuffle=False, num_workers=cfg.num_workers, drop_last=True)
+                for s, pix in enumerate(loader):
+                    im_idx = torch.tensor(perm[s * B2:(s + 1) * B2])
+                    cap = torch.tensor([caps_of[i][pick[i] % len(caps_of[i])] for i in im_idx.tolist()])
+                    yield (lambda pix=pix: model.encode_image(pix.to(device))), im_idx, cap
+
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda_factory(steps2 * cfg.phase2_epochs,
                                                                          min(cfg.phase2_warmup_steps, steps2),
                                                                          cfg.min_lr_ratio))
         restore_opt(opt, sched, scaler, 2)
-        caps_of = [np.nonzero(tr_owner == i)[0] for i in range(len(train_ids))]
-
-        def image_batches(epoch: int):
-            """Every training image once, with one of its captions, augmented."""
-            g = torch.Generator().manual_seed(cfg.seed * 1000 + 500 + epoch)
-            perm = torch.randperm(len(train_ids), generator=g).tolist()
-            pick = torch.randint(0, 1 << 30, (len(train_ids),), generator=g).tolist()
-            loader = torch.utils.data.DataLoader(torch.utils.data.Subset(img_ds, perm), batch_size=B2,
-                                                 shuffle=False, num_workers=cfg.num_workers, drop_last=True)
-            for s, pix in enumerate(loader):
-                im_idx = torch.tensor(perm[s * B2:(s + 1) * B2])
-                cap = torch.tensor([caps_of[i][pick[i] % len(caps_of[i])] for i in im_idx.tolist()])
-                yield (lambda pix=pix: model.encode_image(pix.to(device))), im_idx, cap
-
         for epoch in range(start_epoch if start_phase == 2 else 1, cfg.phase2_epochs + 1):
-            ep_loss, ep_time = run_epoch(2, epoch, cfg.phase2_epochs, image_batches(epoch), steps2, B2,
+            ep_loss, ep_time = run_epoch(2, epoch, cfg.phase2_epochs, phase2_batches(epoch), steps2, B2,
                                          opt, sched, scaler, params2)
             end_epoch(2, epoch, opt, sched, scaler, ep_loss, ep_time)
 

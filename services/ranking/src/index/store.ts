@@ -8,13 +8,14 @@
  *
  * A reader that finds index.json finds every file it lists, and checks their sha256.
  */
-import type { QueryBank } from "../model/querybank.js";
 import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ObjectNotFoundError, type ObjectStore } from "@glimpse/objectstore";
+import type { QueryBank } from "../model/querybank.js";
 import { DEFAULT_HNSW, GalleryIndex, type GalleryData, type HnswParams, type SplitNumber } from "./gallery.js";
+import { toF32 } from "./topk.js";
 
 export const INDEX_SCHEMA = "glimpse.index/v1";
 
@@ -42,13 +43,6 @@ export interface IndexDocument {
 
 const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 const f32Bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
-
-function toF32(b: Buffer): Float32Array {
-  // Copy into an aligned buffer (a Buffer slice may start at any byte offset).
-  const out = new Float32Array(b.byteLength / 4);
-  new Uint8Array(out.buffer).set(b);
-  return out;
-}
 
 /** Stores an index; index.json goes last. */
 export async function saveIndex(store: ObjectStore, idx: GalleryIndex, build: Record<string, unknown> = {}): Promise<IndexDocument> {

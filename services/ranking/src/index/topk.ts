@@ -82,3 +82,10 @@ export function standalone(a: Float32Array): boolean {
 export function standaloneCopy(a: Float32Array): Float32Array {
   return standalone(a) ? a : a.slice();
 }
+
+/** Float32 values of little-endian bytes, copied into an aligned buffer (a Buffer slice may start at any byte offset). */
+export function toF32(b: Uint8Array): Float32Array {
+  const out = new Float32Array(b.byteLength / 4);
+  new Uint8Array(out.buffer).set(b);
+  return out;
+}

@@ -6,7 +6,7 @@
  * preprocessing against them.
  */
 import type { LoadedModel } from "./model.js";
-import { itemBias } from "./querybank.js";
+import { galleryBias } from "./querybank.js";
 
 export interface GoldenImage {
   file: string;
@@ -111,8 +111,8 @@ export async function verifyGolden(model: LoadedModel, golden: Golden, readPng: 
     const bank = model.queryBank;
     if (!qb || !bank) throw new GoldenMismatchError(qb ? "golden.json has query-bank biases but the model ships no query bank" : "the model ships a query bank but golden.json has no biases to check it");
     const flat = (xs: { embedding: number[] }[]) => Float32Array.from(xs.flatMap((x) => x.embedding));
-    const [ib, cb] = await Promise.all([itemBias(bank.captions, flat(imgs), bank.dim, bank.beta), itemBias(bank.images, flat(caps), bank.dim, bank.beta)]);
-    report.maxBiasDiff = Math.max(maxAbsDiff(ib, qb.image_bias), maxAbsDiff(cb, qb.caption_bias));
+    const bias = await galleryBias(bank, flat(imgs), flat(caps));
+    report.maxBiasDiff = Math.max(maxAbsDiff(bias.image, qb.image_bias), maxAbsDiff(bias.caption, qb.caption_bias));
     if (!(report.maxBiasDiff <= tol.embedding)) throw new GoldenMismatchError(`query-bank biases differ from golden.json by ${report.maxBiasDiff.toExponential(2)} (tolerance ${tol.embedding})`);
   }
   return report;

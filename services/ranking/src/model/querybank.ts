@@ -8,6 +8,7 @@
  * cosine + bias; the reported score stays the cosine.
  */
 import { rowLogSumExp } from "../index/similarity.js";
+import { toF32 } from "../index/topk.js";
 
 export const QUERYBANK_FILES = ["querybank.json", "querybank_images.f32", "querybank_captions.f32"] as const;
 
@@ -29,12 +30,6 @@ interface QueryBankDoc {
   files: { images: string; captions: string };
 }
 
-function f32(bytes: Uint8Array): Float32Array {
-  const copy = new Uint8Array(bytes.byteLength);
-  copy.set(bytes);
-  return new Float32Array(copy.buffer);
-}
-
 /** The bank from a model version's files (undefined when it ships none); throws on a bad one. */
 export function parseQueryBank(files: Record<string, Uint8Array | undefined>, dim: number): QueryBank | undefined {
   const json = files["querybank.json"];
@@ -46,7 +41,7 @@ export function parseQueryBank(files: Record<string, Uint8Array | undefined>, di
     const b = files[file];
     if (!b) throw new Error(`querybank.json names ${file}, which the model version lacks`);
     if (b.byteLength !== rows * dim * 4) throw new Error(`${file}: ${b.byteLength} bytes, expected ${rows} × ${dim} float32`);
-    return f32(b);
+    return toF32(b);
   };
   return { beta: doc.beta, dim, images: read(doc.files.images, doc.images), captions: read(doc.files.captions, doc.captions) };
 }
