@@ -4,7 +4,7 @@ import { data } from "@glimpse/api";
 import { REQUEST_ID_HEADER, requestIdFrom } from "@glimpse/logging";
 import type { ExtraRoute } from "./server.js";
 import { forwardedHeaders, nodeHeader } from "./proxy.js";
-import { sendError } from "./rest.js";
+import { sendError, writeHead } from "./rest.js";
 
 const IMAGE_PATH = /^\/data\/images\/(?:([a-z0-9][a-z0-9-]{0,62})\/)?([0-9a-f]{16}|latest)\/([A-Za-z0-9_.-]{1,128})$/;
 
@@ -32,11 +32,11 @@ export const imageRoute: ExtraRoute = async (req, res, url, backends) => {
       [REQUEST_ID_HEADER]: requestId,
     };
     if (req.headers["if-none-match"] === etag) {
-      res.writeHead(304, headers);
+      writeHead(res, 304, headers);
       res.end();
       return true;
     }
-    res.writeHead(200, { ...headers, "content-length": String(img.data.length) });
+    writeHead(res, 200, { ...headers, "content-length": String(img.data.length) });
     if (req.method === "HEAD") res.end();
     else res.end(img.data);
   } catch (err) {

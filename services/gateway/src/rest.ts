@@ -1,5 +1,5 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
+import { Http2ServerResponse, type Http2ServerRequest } from "node:http2";
 import { fromJson, toJson, type DescMessage, type DescMethod, type JsonValue } from "@bufbuild/protobuf";
 import { Code, ConnectError, type CallOptions } from "@connectrpc/connect";
 import { codeToHttpStatus, errorToJson } from "@connectrpc/connect/protocol-connect";
@@ -128,9 +128,19 @@ function queryObject(url: URL): Record<string, unknown> {
   return out;
 }
 
+/**
+ * `res.writeHead` on an HTTP/1.1 or HTTP/2 response. TypeScript cannot call it through the
+ * union: @types/node 22 overloads the two differently (Http2ServerResponse also takes a status
+ * message), so this narrows first. Both take the same arguments at run time.
+ */
+export function writeHead(res: Res, status: number, headers: OutgoingHttpHeaders): void {
+  if (res instanceof Http2ServerResponse) res.writeHead(status, headers);
+  else res.writeHead(status, headers);
+}
+
 export function sendJson(res: Res, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const data = JSON.stringify(body);
-  res.writeHead(status, { "content-type": "application/json", "content-length": String(Buffer.byteLength(data)), ...headers });
+  writeHead(res, status, { "content-type": "application/json", "content-length": String(Buffer.byteLength(data)), ...headers });
   res.end(data);
 }
 

@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { PATTERNS } from "@glimpse/api";
+import { writeHead } from "../rest.js";
 import { SEARCH_PAGE } from "./search-page.js";
 
 type Req = IncomingMessage | Http2ServerRequest;
@@ -32,11 +33,11 @@ export function pagesRoute(opts: PagesOptions = {}): (req: Req, res: Res, url: U
     if (p === "/" || p === "/search" || p === "/search/") {
       if (req.method !== "GET" && req.method !== "HEAD") return false;
       if (req.headers["if-none-match"] === PAGE_ETAG) {
-        res.writeHead(304, { etag: PAGE_ETAG });
+        writeHead(res, 304, { etag: PAGE_ETAG });
         res.end();
         return true;
       }
-      res.writeHead(200, {
+      writeHead(res, 200, {
         "content-type": "text/html; charset=utf-8",
         "cache-control": "no-cache",
         etag: PAGE_ETAG,
@@ -59,11 +60,11 @@ export function pagesRoute(opts: PagesOptions = {}): (req: Req, res: Res, url: U
       }
       const etag = `"${createHash("sha256").update(bytes).digest("hex").slice(0, 32)}"`;
       if (req.headers["if-none-match"] === etag) {
-        res.writeHead(304, { etag });
+        writeHead(res, 304, { etag });
         res.end();
         return true;
       }
-      res.writeHead(200, { "content-type": "image/jpeg", "content-length": String(bytes.length), "cache-control": "public, max-age=86400", etag, "x-content-type-options": "nosniff" });
+      writeHead(res, 200, { "content-type": "image/jpeg", "content-length": String(bytes.length), "cache-control": "public, max-age=86400", etag, "x-content-type-options": "nosniff" });
       if (req.method === "HEAD") res.end();
       else res.end(bytes);
       return true;
@@ -74,7 +75,7 @@ export function pagesRoute(opts: PagesOptions = {}): (req: Req, res: Res, url: U
 
 function notFound(res: Res): true {
   const body = JSON.stringify({ code: "not_found", message: "no such image" });
-  res.writeHead(404, { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)) });
+  writeHead(res, 404, { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)) });
   res.end(body);
   return true;
 }
