@@ -5,6 +5,7 @@
  * the artifacts the DAG hands it, as in the cluster — publishes the same version as a local run.
  */
 import { Ajv } from "ajv";
+import { spawnSync } from "node:child_process";
 import { cp, mkdir, mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -21,6 +22,11 @@ import { checkCrd as check, loadArgoCrds, type Crd, type Obj } from "./testing/a
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 const ARGO = join(ROOT, "argo");
+
+/** What Argo v3.7's emissary executor (WorkflowTaskResults) and artifact GC need; argo/rbac.yaml and the chart grant exactly this. */
+const WORKFLOW_POD_RULES = [
+  { apiGroups: ["argoproj.io"], resources: ["workflowtaskresults"], verbs: ["create", "patch"] },
+];
 
 const refs = (text: string, re: RegExp): string[] => [...text.matchAll(re)].map((m) => m[1] as string);
 
@@ -109,7 +115,12 @@ describe("argo manifests", () => {
     expect(templates.map((t) => t["name"])).toEqual([...STEPS]);
     for (const t of templates) {
       const c = t["container"] as Obj;
-      expect(c["command"]).toEqual(["node", "--import", "tsx", "packages/pipeline/src/cli.ts"]);
+      // The stable entry point (packages/pipeline/bin), not a path into the sources or a loader flag.
+      expect(c["command"]).toEqual(["node", "packages/pipeline/bin/glimpse-pipeline.mjs"]);
+      expect(t["container"]["workingDir"]).toBe("/app");
+      // As the chart's pods: read-only root filesystem, with /work and /tmp as emptyDirs.
+      expect(c["securityContext"]).toEqual({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } });
+      expect(Object.fromEntries((c["volumeMounts"] as Obj[]).map((m) => [m["mountPath"], m["name"]]))).toEqual({ "/work": "work", "/tmp": "tmp" });
       expect(c["args"][0]).toBe(t["name"]);
       expect(c["image"]).toBe("{{workflow.parameters.image}}");
       expect(c["resources"]["requests"]).toMatchObject({ cpu: expect.any(String), memory: expect.any(String) });
@@ -119,6 +130,52 @@ describe("argo manifests", () => {
       expect(r["expression"]).toContain(`asInt(lastRetry.exitCode) == ${EXIT.transient}`);
     }
   });
+
+  it("pods run non-root as the glimpse-workflow ServiceAccount, which argo/rbac.yaml gives exactly what Argo's executor and artifact GC need", async () => {
+    const spec = wft["spec"] as Obj;
+    expect(spec["securityContext"]).toMatchObject({ runAsNonRoot: true, runAsUser: 10001 });
+    for (const v of spec["volumes"] as Obj[]) expect(v["emptyDir"], v["name"]).toEqual({});
+    const [sa, role, binding] = parseAllDocuments(await readFile(join(ARGO, "rbac.yaml"), "utf8")).map((d) => d.toJS() as Obj) as [Obj, Obj, Obj];
+    expect(spec["serviceAccountName"]).toBe(sa["metadata"]["name"]);
+    // No artifact GC: its finalizer can make a Workflow undeletable (argoproj/argo-workflows#10840).
+    expect(spec["artifactGC"]).toBeUndefined();
+    expect(role["rules"]).toEqual(WORKFLOW_POD_RULES);
+    expect(binding).toMatchObject({ roleRef: { kind: "Role", name: role["metadata"]["name"] }, subjects: [{ kind: "ServiceAccount", name: sa["metadata"]["name"] }] });
+  });
+
+  it("the upload and sync steps take their Secrets from parameters (the chart passes its own names)", () => {
+    const templates = new Map<string, Obj>((wft["spec"]["templates"] as Obj[]).map((t) => [t["name"], t]));
+    const env = (step: string): Record<string, Obj> => Object.fromEntries((templates.get(step)?.["container"]["env"] as Obj[]).map((e) => [e["name"], e]));
+    const upload = env("upload");
+    for (const [name, key] of [["MINIO_ACCESS_KEY", "access-key"], ["MINIO_SECRET_KEY", "secret-key"]]) {
+      expect(upload[name as string]?.["valueFrom"]).toEqual({ secretKeyRef: { name: "{{workflow.parameters.store-secret}}", key } });
+    }
+    // Optional: without the Secret the step sends no key (a mesh without keys).
+    expect(env("sync")["GLIMPSE_SYNC_API_KEY"]?.["valueFrom"]).toEqual({ secretKeyRef: { name: "{{workflow.parameters.sync-secret}}", key: "api-key", optional: true } });
+    // No other step sees a Secret.
+    for (const [name, t] of templates) {
+      if (name === "upload" || name === "sync") continue;
+      expect(JSON.stringify(t), name).not.toContain("secretKeyRef");
+    }
+  });
+
+  it("a step's exact command and args run the CLI from the repository root (the image's /app), as a pod would", async () => {
+    const spec = wft["spec"] as Obj;
+    const tpl = (spec["templates"] as Obj[]).find((t) => t["name"] === "download") as Obj;
+    const values: Record<string, string> = Object.fromEntries((spec["arguments"]["parameters"] as Obj[]).map((p) => [p["name"], p["value"] ?? ""]));
+    values["images-url"] = pathToFileURL(fx.imagesZip).href;
+    values["captions-url"] = pathToFileURL(fx.captionsZip).href;
+    const work = join(dir, "command-pod");
+    const args = (tpl["container"]["args"] as string[])
+      .map((a) => a.replace(/\{\{workflow\.parameters\.([\w-]+)\}\}/g, (_, p: string) => values[p] as string))
+      .map((a) => (a === "--work-dir=/work" ? `--work-dir=${work}` : a));
+    const [cmd, ...cmdArgs] = tpl["container"]["command"] as string[];
+    const r = spawnSync(cmd as string, [...cmdArgs, ...args], { cwd: ROOT, encoding: "utf8", env: { ...process.env, GLIMPSE_LOG_LEVEL: "warn" }, timeout: 60_000 });
+    expect(r.status, r.stderr).toBe(EXIT.ok);
+    await stat(join(work, "download", ".done.json"));
+    // And a bad flag is a usage error (exit 2), not a crash of the entry point.
+    expect(spawnSync(cmd as string, [...cmdArgs, "download", "--no-such-flag"], { cwd: ROOT, encoding: "utf8" }).status).toBe(EXIT.usage);
+  }, 90_000);
 
   it("the artifact repository is MinIO, in a versioned key of the artifact-repositories ConfigMap", () => {
     expect(cm).toMatchObject({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "artifact-repositories" } });

@@ -8,7 +8,7 @@
  * Exit codes: 0 done, 1 failed, 2 bad usage, 3 validation failed, 75 transient failure
  * (network, object store unavailable: worth a retry), 130 cancelled.
  */
-import { rm } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { createObjectStore, type ObjectStore, type ObjectStoreConfig } from "@glimpse/objectstore";
@@ -18,7 +18,7 @@ import { defaultWorkDir, runSteps, StepFailedError, type PipelineResult } from "
 import { resolveParams, type PipelineParamsInput } from "./params.js";
 import { jsonReporter, terminalReporter } from "./progress.js";
 import type { ExpectedCounts, PipelineOptions } from "./steps/context.js";
-import { httpSyncHook } from "./steps/sync.js";
+import { httpSyncHook, SYNC_API_KEY_ENV } from "./steps/sync.js";
 import { CancelledError, PipelineInputError, ValidationError, errorMessage, isTransient } from "./util/errors.js";
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, validation: 3, transient: 75, cancelled: 130 } as const;
@@ -56,7 +56,9 @@ run:
   --work-dir DIR            working folder (default .data/pipeline/<dataset>-<params hash>)
   --concurrency N           images processed at once (default 4; validate: twice)
   --upload-concurrency N    objects uploaded at once (default 8)
-  --sync-url URL            POST the published version (JSON) to this URL in the sync step
+  --sync-url URL            POST the published version (JSON) to this URL in the sync step;
+                            env GLIMPSE_SYNC_API_KEY (or GLIMPSE_SYNC_API_KEY_FILE, a file holding it)
+                            is sent as "authorization: Bearer <key>" (a write key)
   --clean                   remove the work dir after a successful run
   --progress auto|bar|json  progress bar on a terminal, JSON log lines otherwise (default auto)
 
@@ -131,6 +133,19 @@ export function storeConfig(values: { store?: string | undefined; "store-root"?:
   return cfg;
 }
 
+/** The sync step's API key: $GLIMPSE_SYNC_API_KEY, else the file named by $GLIMPSE_SYNC_API_KEY_FILE. */
+export async function syncApiKey(env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {
+  const direct = env[SYNC_API_KEY_ENV]?.trim();
+  if (direct) return direct;
+  const file = env[`${SYNC_API_KEY_ENV}_FILE`];
+  if (!file) return undefined;
+  try {
+    return (await readFile(file, "utf8")).trim() || undefined;
+  } catch (err) {
+    throw new UsageError(`${SYNC_API_KEY_ENV}_FILE=${file}: ${errorMessage(err)}`);
+  }
+}
+
 export async function main(argv: string[] = process.argv.slice(2)): Promise<number> {
   let parsed;
   try {
@@ -202,7 +217,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     if (c !== undefined) options.concurrency = Math.max(1, Math.floor(c));
     const uc = num("upload-concurrency", v["upload-concurrency"]);
     if (uc !== undefined) options.uploadConcurrency = Math.max(1, Math.floor(uc));
-    if (v["sync-url"]) options.sync = httpSyncHook(v["sync-url"]);
+    if (v["sync-url"]) options.sync = httpSyncHook(v["sync-url"], { apiKey: await syncApiKey() });
 
     if (bar) process.stderr.write(`glimpse pipeline ${command}: ${params.dataset}, work dir ${workDir}${store ? `, store ${store.kind} ${store.location}` : ""}\n`);
     else log.info({ event: "start", command, params, workDir, ...(store ? { store: `${store.kind}:${store.location}` } : {}) }, `pipeline ${command} started`);

@@ -207,6 +207,19 @@ describe("pipeline (fs store, local HTTP fixture)", () => {
     expect((err as Error).message).toMatch(/split needs the output of process, extract/);
   });
 
+  it("sync alone, after a run whose sync failed, announces that run's upload without uploading again", async () => {
+    const workDir = work();
+    const failing = async (): Promise<void> => {
+      throw new Error("gateway said 401");
+    };
+    const err = await runPipeline(paramsOf(fx), { store, workDir, sync: failing }).catch((e: unknown) => e);
+    expect((err as StepFailedError).step).toBe("sync");
+    const announced: string[] = [];
+    const r = await runSteps(paramsOf(fx), { workDir, sync: async (v) => void announced.push(v.version) }, ["sync"]);
+    expect(announced).toEqual([first.version]);
+    expect(r.steps.map((s) => `${s.step}:${s.state}`)).toEqual(["sync:succeeded"]);
+  });
+
   it("ratio split: seeded, deterministic, by image; sample: a seeded fraction", async () => {
     const ratio = { ...paramsOf(fx), dataset: "synthetic", splitMode: "ratio" as const, seed: 7 };
     const a = await runPipeline(ratio, { store, workDir: work() });

@@ -188,7 +188,10 @@ export async function runSteps(input: PipelineParamsInput, options: PipelineOpti
     }
     const upstream = Object.fromEntries(def.deps.map((d) => [d, markerDigest(markers[d] as StepMarker)]));
     const key = inputKey({ inputs, upstream });
-    if (prior?.key === key && !def.always && !(rerun && report)) {
+    // Done earlier with the same inputs: reused — unless asked to run again, or it always runs
+    // when asked (upload, sync). A step not asked for is reused even if it always runs: that is
+    // how `sync` alone, after a run whose sync failed, finds the upload it announces.
+    if (prior?.key === key && (!report || (!def.always && !rerun))) {
       markers[def.name] = prior;
       results[def.name] = prior.result;
       if (report) {

@@ -10,6 +10,8 @@ export interface ClientOptions {
   timeoutMs?: number;
   /** Attempts for idempotent calls that fail with UNAVAILABLE. */
   attempts?: number;
+  /** Every method of this client is safe to repeat, whatever its proto says (grpc.health.v1 Check declares nothing). */
+  idempotent?: boolean;
   interceptors?: Interceptor[];
 }
 
@@ -24,9 +26,9 @@ export const propagateRequestId: Interceptor = (next) => async (req) => {
  * Retries UNAVAILABLE (a backend restarting, a connection refused) with exponential backoff,
  * for methods that are safe to repeat: marked NO_SIDE_EFFECTS or IDEMPOTENT in the proto.
  */
-export function retryUnavailable(attempts: number, baseDelayMs = 50): Interceptor {
+export function retryUnavailable(attempts: number, baseDelayMs = 50, everyMethod = false): Interceptor {
   return (next) => async (req) => {
-    const idempotent = req.method.idempotency !== 0; // IDEMPOTENCY_UNKNOWN = 0
+    const idempotent = everyMethod || req.method.idempotency !== 0; // IDEMPOTENCY_UNKNOWN = 0
     if (req.stream || !idempotent || attempts <= 1) return next(req);
     for (let attempt = 1; ; attempt++) {
       try {
@@ -41,6 +43,23 @@ export function retryUnavailable(attempts: number, baseDelayMs = 50): Intercepto
   };
 }
 
+/**
+ * A stream the server refused (HTTP/2 REFUSED_STREAM: its connection was closing, e.g. a pod
+ * draining in a rolling update, so the request was never processed) is UNAVAILABLE, as gRPC
+ * defines it: connect-node reports Node's "Stream closed with error code NGHTTP2_REFUSED_STREAM"
+ * as INTERNAL, which was neither retried nor relayed as a 503.
+ */
+export const refusedStreamIsUnavailable: Interceptor = (next) => async (req) => {
+  try {
+    return await next(req);
+  } catch (err) {
+    for (let e: unknown = err; e instanceof Error; e = e.cause) {
+      if (e.message.includes("NGHTTP2_REFUSED_STREAM")) throw new ConnectError("the server refused the stream (its connection was closing)", Code.Unavailable, undefined, undefined, err);
+    }
+    throw err;
+  }
+};
+
 /** A typed gRPC client over HTTP/2 with keepalive pings, deadlines, retries and request-id propagation. */
 export function grpcClient<T extends DescService>(service: T, baseUrl: string, opts: ClientOptions = {}): Client<T> {
   const transport = createGrpcTransport({
@@ -52,7 +71,8 @@ export function grpcClient<T extends DescService>(service: T, baseUrl: string, o
     defaultTimeoutMs: opts.timeoutMs ?? 10_000,
     // Inside the mesh CPU is scarcer than bandwidth: gzip cost Ranking ~0.3 ms per relayed reply.
     acceptCompression: [],
-    interceptors: [propagateRequestId, retryUnavailable(opts.attempts ?? 3), ...(opts.interceptors ?? [])],
+    // outermost first: a refused stream is UNAVAILABLE by the time the retry sees it
+    interceptors: [propagateRequestId, retryUnavailable(opts.attempts ?? 3, 50, opts.idempotent), refusedStreamIsUnavailable, ...(opts.interceptors ?? [])],
     ...(opts.tlsCa ? { nodeOptions: { ca: opts.tlsCa } } : {}),
   });
   return createClient(service, transport);

@@ -25,15 +25,22 @@ export interface Listening {
  */
 export async function listen(opts: { host: string; port: number; handler: Handler; http1: boolean; tls?: TlsFiles | undefined }): Promise<Listening> {
   const sessions = new Set<http2.ServerHttp2Session>();
+  // Draining: an HTTP/1.1 keep-alive client is told `Connection: close` with its next response,
+  // so it opens a new connection (to another replica) instead of reusing one we are about to end.
+  let draining = false;
+  const handler: Handler = (req, res) => {
+    if (draining && req.httpVersionMajor === 1) (res as http.ServerResponse).shouldKeepAlive = false;
+    opts.handler(req, res);
+  };
   const h2 = opts.tls
-    ? http2.createSecureServer({ cert: opts.tls.cert, key: opts.tls.key, allowHTTP1: opts.http1 }, opts.handler)
-    : http2.createServer({}, opts.handler);
+    ? http2.createSecureServer({ cert: opts.tls.cert, key: opts.tls.key, allowHTTP1: opts.http1 }, handler)
+    : http2.createServer({}, handler);
   h2.on("session", (s: http2.ServerHttp2Session) => {
     sessions.add(s);
     s.once("close", () => sessions.delete(s));
   });
   // With an HTTP/1.1 fallback, keep track of those connections too so shutdown can end them.
-  const h1 = opts.http1 && !opts.tls ? http.createServer(opts.handler as http.RequestListener) : undefined;
+  const h1 = opts.http1 && !opts.tls ? http.createServer(handler as http.RequestListener) : undefined;
 
   const sockets = new Set<net.Socket>();
   let front: net.Server;
@@ -66,10 +73,13 @@ export async function listen(opts: { host: string; port: number; handler: Handle
   return {
     port,
     async close(graceMs: number) {
+      draining = true;
       const closed = new Promise<void>((resolve) => front.close(() => resolve()));
       for (const s of sessions) s.close();
-      h1?.closeIdleConnections();
-      h1?.close();
+      // HTTP/1.1 keep-alive connections end by themselves: a busy one after its next response
+      // (`Connection: close`, above), an idle one at the keep-alive timeout the server advertises
+      // (Keep-Alive: timeout=5), before which clients stop reusing it. (h1 never listens: the
+      // connections are handed to it, so it has nothing of its own to close.)
       const timer = setTimeout(() => {
         for (const s of sessions) s.destroy();
         for (const s of sockets) s.destroy();

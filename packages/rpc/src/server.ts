@@ -114,11 +114,14 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningS
     metrics,
     close(graceMs = 10_000) {
       closing ??= (async () => {
+        // GOAWAY first (clients move their next calls to a new connection: another replica),
+        // then NOT_SERVING, so a client's health check on the old connection never sees a gap.
+        const closed = listening.close(graceMs);
         health.setAll(ServingStatus.NOT_SERVING);
         // Long-lived streams (watches) would hold the drain open: end them when the grace period ends.
         const timer = setTimeout(() => shutdown.abort(), Math.max(0, graceMs - 100));
         timer.unref();
-        await listening.close(graceMs);
+        await closed;
         clearTimeout(timer);
         shutdown.abort();
         await new Promise<void>((resolve) => (metricsServer ? metricsServer.close(() => resolve()) : resolve()));

@@ -52,6 +52,9 @@ export const schema = {
   argoTemplate: string("GLIMPSE_ARGO_TEMPLATE", "Argo executor: the WorkflowTemplate to run.", { default: "glimpse-dataset-pipeline" }),
   argoImage: string("GLIMPSE_ARGO_IMAGE", "Argo executor: the image the pipeline steps run (the project image)."),
   argoSyncUrl: string("GLIMPSE_ARGO_SYNC_URL", "Argo executor: URL the workflow's sync step POSTs the published version to (the gateway's /data/register)."),
+  argoServiceAccount: string("GLIMPSE_ARGO_SERVICE_ACCOUNT", "Argo executor: ServiceAccount the workflow's pods run as (needs workflowtaskresults create/patch; argo/rbac.yaml); empty = the template's."),
+  argoSyncSecret: string("GLIMPSE_ARGO_SYNC_SECRET", "Argo executor: Secret (key `api-key`, a write key) the sync step sends as its bearer key; empty = the template's default."),
+  argoStoreSecret: string("GLIMPSE_ARGO_STORE_SECRET", "Argo executor: Secret (keys `access-key`, `secret-key`) with the upload step's object-store credentials; empty = the template's default."),
 
   // ---- Training: where runs execute (local processes or Kubernetes Jobs) ---------------------
   trainingExecutor: oneOf("GLIMPSE_TRAINING_EXECUTOR", "Where training runs: local (a child process of the Training service) or kubernetes (a Job per run).", ["local", "kubernetes"], "local"),
@@ -61,6 +64,7 @@ export const schema = {
   trainingWorkDir: string("GLIMPSE_TRAINING_WORK_DIR", "Local executor: run folders (checkpoints, events) and the feature cache; default <GLIMPSE_DATA_DIR>/training."),
   trainingStopGraceMs: int("GLIMPSE_TRAINING_STOP_GRACE_MS", "StopTraining: how long the trainer gets after SIGTERM before SIGKILL (ms).", { default: 10_000, min: 0 }),
   trainingJobTemplate: string("GLIMPSE_TRAINING_JOB_TEMPLATE", "Kubernetes executor: the batch/v1 Job template file (the chart mounts it from a ConfigMap).", { default: "/etc/glimpse/training-job.yaml" }),
+  trainingJobOwner: string("GLIMPSE_TRAINING_JOB_OWNER", "Kubernetes executor: the ConfigMap holding the Job template; every run's Job is owned by it, so deleting it (helm uninstall) deletes the Jobs and their pods. Empty: Jobs have no owner."),
   trainingNamespace: string("GLIMPSE_TRAINING_NAMESPACE", "Kubernetes executor: namespace for training Jobs; default the service account's namespace."),
   trainingPollMs: int("GLIMPSE_TRAINING_POLL_MS", "Kubernetes executor: how often progress events are read from the object store and the Job's status is checked (ms).", { default: 5_000, min: 100 }),
 };

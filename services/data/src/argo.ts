@@ -2,6 +2,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { data } from "@glimpse/api";
 import { PROTO_STEP, resolveParams, type PipelineParams, type StepName } from "@glimpse/pipeline";
 import * as k8s from "@kubernetes/client-node";
+import { templateOwner, type OwnerReference } from "./argo-owner.js";
 
 export interface ArgoOptions {
   namespace: string;
@@ -10,6 +11,14 @@ export interface ArgoOptions {
   minioEndpoint?: string | undefined;
   image?: string | undefined;
   syncUrl?: string | undefined;
+  /** The ServiceAccount the workflow's pods (and its artifact-GC pods) run as. */
+  serviceAccount?: string | undefined;
+  /** Secret holding the sync step's API key (key `api-key`). */
+  syncSecret?: string | undefined;
+  /** Secret holding the upload step's object-store credentials (keys `access-key`, `secret-key`). */
+  storeSecret?: string | undefined;
+  /** Called when the template cannot be read for the owner reference (the Workflow is still submitted). */
+  onOwnerError?: (err: Error) => void;
 }
 
 const GROUP = { group: "argoproj.io", version: "v1alpha1", plural: "workflows" } as const;
@@ -36,8 +45,11 @@ export function workflowFor(runId: string, params: PipelineParams, opts: ArgoOpt
     bucket: opts.bucket,
     "minio-endpoint": opts.minioEndpoint,
     "sync-url": opts.syncUrl,
+    "sync-secret": opts.syncSecret,
+    "store-secret": opts.storeSecret,
     image: opts.image,
   };
+  const sa = opts.serviceAccount ? { serviceAccountName: opts.serviceAccount } : {};
   return {
     apiVersion: `${GROUP.group}/${GROUP.version}`,
     kind: "Workflow",
@@ -48,6 +60,7 @@ export function workflowFor(runId: string, params: PipelineParams, opts: ArgoOpt
     },
     spec: {
       workflowTemplateRef: { name: opts.template },
+      ...sa,
       arguments: { parameters: Object.entries(p).filter(([, v]) => v !== undefined && v !== "").map(([name, value]) => ({ name, value })) },
     },
   };
@@ -90,6 +103,8 @@ export function applyWorkflowStatus(run: data.PipelineRun, status: WorkflowStatu
 
 /** Submits, polls and stops Workflows through the Kubernetes API. */
 export class ArgoClient {
+  private owner: Promise<OwnerReference | undefined> | undefined;
+
   constructor(private readonly api: k8s.CustomObjectsApi, private readonly opts: ArgoOptions) {}
 
   static fromCluster(opts: ArgoOptions): ArgoClient {
@@ -100,8 +115,20 @@ export class ArgoClient {
 
   async submit(runId: string, input: Parameters<typeof resolveParams>[0]): Promise<string> {
     const body = workflowFor(runId, resolveParams(input), this.opts);
+    const owner = await this.ownerReference();
+    if (owner) (body["metadata"] as { ownerReferences?: OwnerReference[] }).ownerReferences = [owner];
     await this.api.createNamespacedCustomObject({ ...GROUP, namespace: this.opts.namespace, body });
     return (body["metadata"] as { name: string }).name;
+  }
+
+  /** The WorkflowTemplate owns the Workflows (read once; tried again at the next submit when it fails). */
+  private ownerReference(): Promise<OwnerReference | undefined> {
+    this.owner ??= templateOwner(this.api, this.opts.namespace, this.opts.template).catch((err: unknown) => {
+      this.owner = undefined;
+      this.opts.onOwnerError?.(err as Error);
+      return undefined;
+    });
+    return this.owner;
   }
 
   async status(name: string): Promise<WorkflowStatus> {
@@ -109,7 +136,10 @@ export class ArgoClient {
     return wf.status ?? {};
   }
 
-  /** Argo's own stop: running steps are terminated, exit handlers skipped. */
+  /**
+   * Argo's own stop: a merge patch of spec.shutdown=Terminate (RBAC verb `patch` on
+   * workflows); the controller kills running steps and skips exit handlers.
+   */
   async terminate(name: string): Promise<void> {
     await this.api.patchNamespacedCustomObject(
       { ...GROUP, namespace: this.opts.namespace, name, body: { spec: { shutdown: "Terminate" } } },

@@ -70,6 +70,11 @@ export class PipelineRuns {
 
   constructor(private readonly opts: RunsOptions) {}
 
+  /** Where runs execute: in this process, or as Argo Workflows. */
+  get executor(): "local" | "argo" {
+    return this.opts.argo ? "argo" : "local";
+  }
+
   /** A local run left RUNNING by a previous process can't be resumed from here: mark it failed. */
   async init(): Promise<void> {
     for await (const info of this.opts.store.list(RUNS_PREFIX)) {
@@ -158,8 +163,13 @@ export class PipelineRuns {
     let terminated = false;
     while (!FINISHED.has(live.run.state)) {
       if (live.abort.signal.aborted && !terminated) {
-        terminated = true;
-        await argo.terminate(name).catch((err: unknown) => this.opts.logger.warn({ err: String(err) }, "could not terminate workflow"));
+        // Tried again at every poll until it goes through (API server unreachable, RBAC).
+        try {
+          await argo.terminate(name);
+          terminated = true;
+        } catch (err) {
+          this.opts.logger.warn({ err: String(err), workflow: name }, "could not terminate workflow; retrying");
+        }
       }
       try {
         const before = JSON.stringify(toJson(data.PipelineRunSchema, live.run));

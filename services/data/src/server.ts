@@ -27,6 +27,10 @@ export async function build(cfg: GlimpseConfig, opts: BuildOptions = {}): Promis
           minioEndpoint: cfg.minioEndpoint,
           image: cfg.argoImage,
           syncUrl: cfg.argoSyncUrl,
+          serviceAccount: cfg.argoServiceAccount,
+          syncSecret: cfg.argoSyncSecret,
+          storeSecret: cfg.argoStoreSecret,
+          onOwnerError: (err) => logger.warn({ err: err.message }, "Workflows get no owner: cannot read the WorkflowTemplate (helm uninstall will not remove them)"),
         })
       : undefined;
   const binding = await dataBinding({ store, logger, workRoot: defaultWorkRoot(cfg.dataDir), argo });

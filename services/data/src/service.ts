@@ -40,6 +40,18 @@ export function validateParams(v: Violations, p: data.PipelineParams | undefined
   if (!(p.splitMode in data.SplitMode)) v.add("params.split_mode", "unknown value", "BAD_ENUM");
 }
 
+/**
+ * An Argo run downloads in the workflow's pods, which see neither this service's files nor
+ * the Data pod's: file:// archives are refused up front instead of failing in the cluster.
+ */
+export function checkReachableFromWorkflow(v: Violations, p: data.PipelineParams | undefined): void {
+  for (const [field, url] of [["params.images_url", p?.imagesUrl], ["params.captions_url", p?.captionsUrl]] as const) {
+    if (url?.startsWith("file://")) {
+      v.add(field, "file:// URLs are not readable by the Argo workflow's pods (GLIMPSE_PIPELINE_EXECUTOR=argo): serve the archive over http(s)", "UNREACHABLE");
+    }
+  }
+}
+
 /** Offset-based page tokens, bound to the version and filter they came from. */
 function encodeToken(version: string, split: number, offset: number): string {
   return Buffer.from(JSON.stringify({ v: version, s: split, o: offset })).toString("base64url");
@@ -141,6 +153,7 @@ export function dataService(store: ObjectStore, catalog: DatasetCatalog, runs: P
     async startPipelineRun(req) {
       const v = new Violations();
       validateParams(v, req.params);
+      if (runs.executor === "argo") checkReachableFromWorkflow(v, req.params);
       v.throwIfAny();
       return create(data.StartPipelineRunResponseSchema, { run: await runs.start(req.params ?? create(data.PipelineParamsSchema)) });
     },

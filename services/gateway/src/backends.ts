@@ -30,7 +30,9 @@ export function connectBackends(targets: BackendTarget[], opts: { timeoutMs: num
     url,
     service: SERVICES[name],
     client: grpcClient(SERVICES[name], url, { timeoutMs: opts.timeoutMs, tlsCa: opts.tlsCa }) as Client<DescService>,
-    health: grpcClient(health.Health, url, { timeoutMs: 2_000, tlsCa: opts.tlsCa, attempts: 1 }),
+    // A check whose connection went away (a pod of a rolling update draining) is UNAVAILABLE and
+    // asked again, on a new connection; an answer, NOT_SERVING included, is final.
+    health: grpcClient(health.Health, url, { timeoutMs: 2_000, tlsCa: opts.tlsCa, attempts: 3, idempotent: true }),
   }));
 }
 

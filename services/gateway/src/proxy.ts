@@ -23,9 +23,14 @@ export function nodeHeader(req: { headers: Record<string, string | string[] | un
   };
 }
 
-export function callOptions(ctx: Pick<HandlerContext, "requestHeader" | "signal" | "timeoutMs">): CallOptions {
+/**
+ * The caller's deadline goes on to the backend. Without one, a unary call gets the backend
+ * client's default (GLIMPSE_BACKEND_TIMEOUT_MS); a stream (a watch) gets none, as it would
+ * straight to the service: 0 tells the client "no deadline". It ends when the caller leaves.
+ */
+export function callOptions(ctx: Pick<HandlerContext, "requestHeader" | "signal" | "timeoutMs">, stream = false): CallOptions {
   const headers = forwardedHeaders((n) => ctx.requestHeader.get(n));
-  const timeoutMs = ctx.timeoutMs();
+  const timeoutMs = ctx.timeoutMs() ?? (stream ? 0 : undefined);
   return { headers, signal: ctx.signal, ...(timeoutMs === undefined ? {} : { timeoutMs }) };
 }
 
@@ -53,7 +58,7 @@ export function proxyBinding(backend: Backend): ServiceBinding {
     } else if (method.methodKind === "server_streaming") {
       impl[method.localName] = async function* (req: unknown, ctx: HandlerContext) {
         try {
-          yield* call(req, callOptions(ctx)) as AsyncIterable<unknown>;
+          yield* call(req, callOptions(ctx, true)) as AsyncIterable<unknown>;
         } catch (err) {
           throw relay(err);
         }

@@ -11,7 +11,7 @@ import { checkBackends, connectBackends, type Backend, type BackendTarget } from
 import { pagesRoute } from "./pages/index.js";
 import { proxyBinding } from "./proxy.js";
 import { imageRoute } from "./images.js";
-import { handleRest, sendJson } from "./rest.js";
+import { handleRest, sendJson, writeHead } from "./rest.js";
 
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
@@ -75,7 +75,7 @@ export async function build(cfg: GlimpseConfig, opts: GatewayOptions = {}): Prom
       res.setHeader("vary", "Origin");
       res.setHeader("access-control-expose-headers", [...connectCors.exposedHeaders, REQUEST_ID_HEADER].join(", "));
       if (req.method === "OPTIONS") {
-        res.writeHead(204, {
+        writeHead(res, 204, {
           "access-control-allow-methods": connectCors.allowedMethods.join(", "),
           "access-control-allow-headers": [...connectCors.allowedHeaders, "Authorization", REQUEST_ID_HEADER].join(", "),
           "access-control-max-age": "7200",
@@ -106,7 +106,7 @@ export async function build(cfg: GlimpseConfig, opts: GatewayOptions = {}): Prom
     }
     if (url.pathname === "/metrics") {
       const { contentType, body } = await metrics.render();
-      res.writeHead(200, { "content-type": contentType });
+      writeHead(res, 200, { "content-type": contentType });
       res.end(body);
       return;
     }
@@ -125,10 +125,11 @@ export async function build(cfg: GlimpseConfig, opts: GatewayOptions = {}): Prom
     port: listening.port,
     url,
     async close(graceMs = 10_000) {
+      const closed = listening.close(graceMs);
       health.setAll(ServingStatus.NOT_SERVING);
       const timer = setTimeout(() => shutdown.abort(), Math.max(0, graceMs - 100));
       timer.unref();
-      await listening.close(graceMs);
+      await closed;
       clearTimeout(timer);
     },
   };
