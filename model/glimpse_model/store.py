@@ -86,11 +86,15 @@ class MinioStore(Store):
         self.client.put_object(self.bucket, key, io.BytesIO(data), len(data), content_type=content_type)
 
     def exists(self, key: str) -> bool:
+        from minio.error import S3Error
+
         try:
             self.client.stat_object(self.bucket, key)
             return True
-        except Exception:
-            return False
+        except S3Error as e:  # "not there" only; an unreachable store raises
+            if e.code in ("NoSuchKey", "NoSuchBucket", "ResourceNotFound"):
+                return False
+            raise
 
     def describe(self) -> str:
         return f"minio:{self.endpoint}/{self.bucket}"

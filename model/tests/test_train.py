@@ -1,9 +1,11 @@
 """Training on a tiny generated dataset: it learns, events are emitted, resume after a
-SIGKILL continues bit-for-bit, evaluation writes metrics.json."""
+SIGKILL continues bit-for-bit (also in a new pod, from the checkpoint mirrored to the object
+store), evaluation writes metrics.json."""
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -86,6 +88,45 @@ def test_resume_after_kill_is_bit_for_bit(trained_run):
     assert a["history"]["steps"] == b["history"]["steps"]
     ba = torch.load(cfg.run_dir / "best.pt", map_location="cpu", weights_only=False)
     bb = torch.load(run / "best.pt", map_location="cpu", weights_only=False)
+    assert ba["epoch"] == bb["epoch"] and ba["dev"] == bb["dev"]
+
+
+def test_resume_in_a_new_pod_from_the_store(trained_run, tmp_path):
+    """A Kubernetes Job retry: the pod dies, a new pod starts with an empty /runs (emptyDir: no
+    run folder, no feature cache) and `--resume`; the run continues from the checkpoint the
+    first pod mirrored to the object store and ends bit-for-bit where an uninterrupted run does."""
+    from glimpse_model.config import Config
+    from glimpse_model.train import train
+
+    ref, _ = trained_run
+
+    def pod(emptydir: str, **kw) -> Config:
+        out = tmp_path / emptydir
+        return Config.from_dict(dict(TINY, run_name="pod", out_dir=str(out), cache_dir=str(out / ".cache"),
+                                     store_dir=ref.store_dir, bucket="glimpse", dataset_version="latest", **kw))
+
+    first = pod("pod1", resume=True, stop_after_epochs=3)   # the Job always passes --resume
+    with pytest.raises(SystemExit):
+        train(first)
+    stored = Path(ref.store_dir) / "glimpse" / "runs" / "pod"
+    assert {"checkpoint.pt", "best.pt", "events.jsonl"} <= {p.name for p in stored.iterdir()}
+    shutil.rmtree(tmp_path / "pod1")                          # the pod and its emptyDir are gone
+
+    second = pod("pod2", resume=True)
+    train(second)
+    evs = [json.loads(l) for l in (second.run_dir / "events.jsonl").read_text().splitlines()]
+    starts = [i for i, e in enumerate(evs) if e["event"] == "start"]
+    assert [evs[i]["resumed"] for i in starts] == [False, True]  # one event log across both pods
+    epochs = [e["epoch"] for e in evs[starts[1]:] if e["event"] == "epoch"]
+    assert epochs == list(range(4, TINY["epochs"] + 1))       # epoch numbering continues
+    a = torch.load(ref.run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
+    b = torch.load(second.run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert a["model"].keys() == b["model"].keys()
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert a["history"]["steps"] == b["history"]["steps"]
+    ba = torch.load(ref.run_dir / "best.pt", map_location="cpu", weights_only=False)
+    bb = torch.load(second.run_dir / "best.pt", map_location="cpu", weights_only=False)
     assert ba["epoch"] == bb["epoch"] and ba["dev"] == bb["dev"]
 
 

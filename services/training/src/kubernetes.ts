@@ -26,6 +26,11 @@ export interface KubernetesExecutorOptions {
   pollMs: number;
   logger: Logger;
   pretrainedDir?: string | undefined;
+  /**
+   * The ConfigMap holding the Job template (the chart's): every Job gets it as its owner, so removing the
+   * template (helm uninstall) garbage-collects the runs' Jobs and pods, running ones included.
+   */
+  ownerConfigMap?: string | undefined;
   /** Default: loadFromDefault() (in-cluster service account, else ~/.kube/config). */
   kubeConfig?: k8s.KubeConfig;
 }
@@ -57,6 +62,7 @@ export class KubernetesExecutor implements Executor {
   private readonly kc: k8s.KubeConfig;
   private readonly followed = new Map<string, Followed>();
   private closed = false;
+  private owner: Promise<k8s.V1OwnerReference> | undefined;
 
   constructor(private readonly opts: KubernetesExecutorOptions) {
     this.template = parseJobTemplate(readFileSync(opts.templateFile, "utf8"), opts.templateFile);
@@ -78,11 +84,24 @@ export class KubernetesExecutor implements Executor {
 
   async launch(spec: LaunchSpec, sink: RunSink): Promise<void> {
     const body = this.jobFor(spec);
+    if (this.opts.ownerConfigMap) body.metadata!.ownerReferences = [await this.ownerReference(this.opts.ownerConfigMap)];
     const created = await this.batch.createNamespacedJob({ namespace: this.namespace, body });
     const name = created.metadata?.name ?? jobName(spec.run.runId);
     this.opts.logger.info({ run_id: spec.run.runId, job: name, namespace: this.namespace }, "training Job created");
     sink.attached({ jobName: name });
     this.follow(spec.run.runId, name, sink);
+  }
+
+  /** The template ConfigMap as an owner; read once (its uid stays the same across helm upgrades). */
+  private ownerReference(name: string): Promise<k8s.V1OwnerReference> {
+    this.owner ??= this.core.readNamespacedConfigMap({ name, namespace: this.namespace }).then(
+      (cm) => ({ apiVersion: "v1", kind: "ConfigMap", name, uid: cm.metadata!.uid! }),
+      (err: unknown) => {
+        this.owner = undefined;
+        throw new Error(`cannot read the Job template's ConfigMap ${this.namespace}/${name}: ${(err as Error).message}`);
+      },
+    );
+    return this.owner;
   }
 
   async recover(spec: LaunchSpec, sink: RunSink): Promise<boolean> {

@@ -63,6 +63,7 @@ export async function executorFromConfig(cfg: GlimpseConfig, store: ObjectStore,
       pollMs: cfg.trainingPollMs,
       logger,
       pretrainedDir: cfg.trainingPretrainedDir,
+      ownerConfigMap: cfg.trainingJobOwner,
     });
   }
   return new LocalExecutor({
