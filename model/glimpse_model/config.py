@@ -27,6 +27,8 @@ REPO_ROOT = MODEL_DIR.parent
 
 @dataclass
 class Config:
+    # The defaults are the recipe of the model a fresh clone serves (demo/model/config.json), so a
+    # bare run (`train` with no config, StartTraining {}) trains that; tests/test_config.py checks it.
     # ---- run / bookkeeping -------------------------------------------------
     run_name: str = "dev"
     out_dir: str = str(MODEL_DIR / "runs")          # run folder = out_dir/run_name
@@ -65,21 +67,21 @@ class Config:
     pretrained_dir: str = ""             # ../shared/pretrained (for converting v1 on the fly)
     feature_grid: bool = True            # cache the spatial grid (C×7×7) not only pooled
     cache_hflip: bool = True             # also cache features of the mirrored image (aug.)
-    tta_hflip: bool = True               # image embedding = mean of the image's and its mirror's
+    tta_hflip: bool = False              # image embedding = mean of the image's and its mirror's
     tta_zoom: float = 0.0                # >0: also average in the centre crop covering this share of each side, resized back
     qb_beta: float = 0.0                 # >0: query-bank normalisation in evaluate/export/serving (querybank.py; training's dev selection ranks by cosine)
     qb_bank_size: int = 2000             # train images (and captions) in the query bank
 
     # ---- model ---------------------------------------------------------------
     embed_dim: int = 256
-    image_head: str = "attn"          # mean | attn  (attention pooling over the grid)
-    image_hidden: int = 1024          # 0 = linear projection only (no residual MLP)
+    image_head: str = "mean"          # mean | attn  (attention pooling over the grid)
+    image_hidden: int = 256           # 0 = linear projection only (no residual MLP)
     attn_heads: int = 4               # attention-pooling heads over the grid (image_head=attn)
     attn_hidden: int = 256            # 0 = linear attention scores (cheapest)
     grid_dropout: float = 0.0         # training: drop this share of grid cells before pooling
     text_proj_hidden: int = 1024      # 0 = linear projection only
-    word_dim: int = 300
-    text_hidden: int = 512            # per direction
+    word_dim: int = 128
+    text_hidden: int = 128            # per direction
     bidirectional: bool = True
     text_layers: int = 1
     dropout: float = 0.1
@@ -95,11 +97,11 @@ class Config:
     vsepp_weight: float = 1.0         # weight of the hinge term when loss=both
 
     # ---- optimisation ---------------------------------------------------------
-    epochs: int = 20
+    epochs: int = 3
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.05
-    warmup_steps: int = 200
+    warmup_steps: int = 150
     min_lr_ratio: float = 0.02
     grad_clip: float = 2.0
     eval_every: int = 1               # epochs

@@ -90,6 +90,49 @@ class Encode:
         return self.images("qbank", ids), self.captions(caps)
 
 
+def split_items(ds, split: str) -> tuple[list[str], list[str], np.ndarray]:
+    """(image ids, captions, the image index of each caption) of a split's captioned images."""
+    ids = [i for i in ds.splits[split] if ds.captions.get(i)]
+    caps, owner = [], []
+    for n, iid in enumerate(ids):
+        for c in ds.captions[iid]:
+            caps.append(c)
+            owner.append(n)
+    return ids, caps, np.array(owner)
+
+
+def onnx_sessions(folder, threads: int = 2):
+    """(image, text) onnxruntime sessions of an export folder, on the CPU."""
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    d = Path(folder)
+    return tuple(ort.InferenceSession(str(d / f), so, providers=["CPUExecutionProvider"])
+                 for f in ("image_encoder.onnx", "text_encoder.onnx"))
+
+
+def served_metrics(folder, ds, split: str, threads: int = 2) -> dict:
+    """A split ranked the way the Ranking service ranks with an export folder: its ONNX encoders,
+    its tokenizer and preprocessing and, when it ships one, its query bank (nothing from PyTorch
+    or the run's config). Promotion compares models with this (promotion.py)."""
+    folder = Path(folder)
+    isess, tsess = onnx_sessions(folder, threads)
+    tok = Tokenizer.load(folder / "vocab.json")
+    spec = json.loads((folder / "preprocess.json").read_text())
+    ids, caps, owner = split_items(ds, split)
+    enc = Encode(None, None, ds, tok, spec, isess, tsess)
+    ie, te = enc.images(split, ids), enc.captions(caps)
+    bank = read_bank(folder)
+    if bank is None:
+        m, ranking = recall_metrics(ie, te, owner), "cosine"
+    else:
+        beta, b_img, b_txt = bank
+        ib, cb = gallery_bias(b_img, b_txt, ie, te, beta)
+        m, ranking = recall_metrics(ie, te, owner, img_bias=ib, txt_bias=cb), f"cosine + query bank (beta {beta:g})"
+    return {"split": split, "dataset_version": ds.version, **m, "ranking": ranking}
+
+
 def load_run(run_dir: Path, device="cpu"):
     best = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
     cfg = Config.from_dict(best["config"])
@@ -115,24 +158,13 @@ def main(argv=None) -> int:
     model, cfg, tok, best = load_run(run_dir)
     apply_data_args(cfg, args)
     ds = load_dataset(cfg)
-    ids = [i for i in ds.splits[args.split] if ds.captions.get(i)]
-    caps, owner = [], []
-    for n, iid in enumerate(ids):
-        for c in ds.captions[iid]:
-            caps.append(c)
-            owner.append(n)
-    owner = np.array(owner)
+    ids, caps, owner = split_items(ds, args.split)
     spec = json.loads((run_dir / "preprocess.json").read_text())
     t0 = time.time()
     isess = tsess = None
     if args.onnx:
-        import onnxruntime as ort
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = args.num_threads
-        d = Path(args.onnx)
-        isess = ort.InferenceSession(str(d / "image_encoder.onnx"), so, providers=["CPUExecutionProvider"])
-        tsess = ort.InferenceSession(str(d / "text_encoder.onnx"), so, providers=["CPUExecutionProvider"])
-        mode = f"onnx:{d}"
+        isess, tsess = onnx_sessions(args.onnx, args.num_threads)
+        mode = f"onnx:{args.onnx}"
     else:
         mode = "pytorch:full" if args.no_cache else "pytorch:cached-grid"
     enc = Encode(model, cfg, ds, tok, spec, isess, tsess, cache=not args.no_cache)

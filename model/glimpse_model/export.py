@@ -6,14 +6,21 @@
 
     # also publish into the object store (folder store or MinIO via MINIO_* env), optionally promote:
     uv run python -m glimpse_model.export --run-dir runs/f8k-v1 --out runs/f8k-v1/export \
-        --upload --store-dir ../.data/store --bucket glimpse [--promote]
+        --flickr8k-dir ../../shared/datasets/flickr8k --upload --store-dir ../.data/store --bucket glimpse \
+        [--promote [--promotion-metric rsum] [--promotion-margin 0]]
 
 Writes (``--out``): image_encoder.onnx, text_encoder.onnx, vocab.json, preprocess.json,
 metrics.json, config.json, report.png, model_card.md, golden.json, golden/*.png and, last,
 checksums.json.  Model version = ``m-`` + first 16 hex of sha256(image_encoder.onnx ‖
 text_encoder.onnx ‖ vocab.json ‖ preprocess.json ‖ config.json) (raw bytes, that order).
-Upload goes to ``models/<version>/<file>`` with checksums.json written after all others;
-``--promote`` then writes ``models/aliases/production.json`` = ``{"version": "<v>"}``.
+Upload goes to ``models/<version>/<file>`` with checksums.json written after all others.
+With a dataset named, metrics.json gets ``dev_served``: the dev split ranked as served (the ONNX
+models and query bank just written; ``evaluate.served_metrics``) on that dataset version.
+``--promote`` asks the quality gate (promotion.py): ``models/aliases/production.json`` =
+``{"version": "<v>"}`` is written only when there is no production model yet or the new version's
+``dev_served[--promotion-metric]`` ≥ production's + ``--promotion-margin`` on the same dataset
+version (production re-evaluated when its stored figures are for another). The decision is printed
+as a ``promotion`` event (a JSON line; also appended to the run's events.jsonl and its store copy).
 
 Checks (fail the export when violated): ONNX checker; onnxruntime vs PyTorch max |Δ| ≤ 1e-4
 on the same inputs; a caption's embedding independent of its batch's padding (|Δ| ≤ 1e-5).
@@ -21,9 +28,9 @@ on the same inputs; a caption's embedding independent of its batch's padding (|�
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
+import math
 import shutil
 import sys
 import time
@@ -35,12 +42,14 @@ from PIL import Image
 
 from .config import Config
 from .data import Tokenizer, image_to_array, load_dataset
-from .evaluate import Encode, add_data_args, apply_data_args, load_run
+from .evaluate import Encode, add_data_args, apply_data_args, load_run, served_metrics
+from .events import EventLog
+from .promotion import DEFAULT_MARGIN, DEFAULT_METRIC, METRICS, apply, decide, margin_limit
 from .querybank import gallery_bias, write_bank
 from .model import ImageEncoderExport, TextEncoderExport, fused_for_inference
+from .registry import HASHED_FILES, model_version, sha256_file  # noqa: F401 (HASHED_FILES: part of export's API)
 
 OPSET = 17
-HASHED_FILES = ["image_encoder.onnx", "text_encoder.onnx", "vocab.json", "preprocess.json", "config.json"]
 PARITY_TOL = 1e-4
 PAD_TOL = 1e-5
 
@@ -57,17 +66,6 @@ GOLDEN_CAPTIONS = [
     "?!",                                                       # no tokens at all -> [unk]
     "snowboarder jumps off a ramp",
 ]
-
-
-def sha256_file(p: Path) -> str:
-    return hashlib.sha256(p.read_bytes()).hexdigest()
-
-
-def model_version(out: Path) -> str:
-    h = hashlib.sha256()
-    for f in HASHED_FILES:
-        h.update((out / f).read_bytes())
-    return "m-" + h.hexdigest()[:16]
 
 
 def export_onnx(model, out: Path, tok: Tokenizer, image_size: int) -> None:
@@ -117,10 +115,19 @@ def main(argv=None) -> int:
     ap.add_argument("--golden-split", default="test")
     ap.add_argument("--golden-images", type=int, default=4)
     ap.add_argument("--upload", action="store_true", help="publish to models/<version>/ in the object store")
-    ap.add_argument("--promote", action="store_true", help="write models/aliases/production.json")
+    ap.add_argument("--promote", action="store_true",
+                    help="make the version production if it passes the quality gate (promotion.py)")
+    ap.add_argument("--promotion-metric", choices=METRICS, default=DEFAULT_METRIC,
+                    help="dev metric the gate compares (rsum = R@1+R@5+R@10, both directions)")
+    ap.add_argument("--promotion-margin", type=float, default=DEFAULT_MARGIN,
+                    help="promote when new >= production + margin (recall points)")
     ap.add_argument("--num-threads", type=int, default=2)
     add_data_args(ap)
     args = ap.parse_args(argv)
+    limit = margin_limit(args.promotion_metric)
+    if not (math.isfinite(args.promotion_margin) and abs(args.promotion_margin) <= limit):
+        ap.error(f"--promotion-margin must be between -{limit:g} and {limit:g} for {args.promotion_metric} "
+                 f"(got {args.promotion_margin})")
     torch.set_num_threads(args.num_threads)
     run_dir = Path(args.run_dir)
     out = Path(args.out) if args.out else run_dir / "export"
@@ -143,6 +150,11 @@ def main(argv=None) -> int:
                                        "outputs": {"embedding": ["N", cfg.embed_dim]}}}
     (out / "config.json").write_text(json.dumps(conf, indent=2, sort_keys=True) + "\n")
 
+    ds = load_dataset(cfg) if apply_data_args(cfg, args) else None
+    if args.promote and ds is None:
+        raise SystemExit("--promote needs the dataset (--dataset-version / --store-dir / --flickr8k-dir): "
+                         "the gate compares models on its dev split")
+
     # ---- ONNX -----------------------------------------------------------------------------
     t0 = time.time()
     export_onnx(model, out, tok, size)
@@ -152,7 +164,6 @@ def main(argv=None) -> int:
     isess, tsess = ort_sessions(out, args.num_threads)
 
     # ---- golden inputs -----------------------------------------------------------------
-    ds = load_dataset(cfg) if apply_data_args(cfg, args) else None
     imgs = golden_images(ds, args.golden_split, args.golden_images, size)
     pix = []
     gold_imgs = []
@@ -238,6 +249,13 @@ def main(argv=None) -> int:
             break
     metrics = dict(metrics or {"split": "dev", **best["dev"]})
     metrics["dev"] = json.loads((run_dir / "dev_metrics.json").read_text()) if (run_dir / "dev_metrics.json").is_file() else best["dev"]
+    if metrics["dev"]:
+        metrics["dev"] = {**metrics["dev"], "dataset_version": metrics["dev"].get("dataset_version") or cfg.dataset_version_resolved}
+    if ds is not None:
+        # what the promotion gate compares: the dev split ranked exactly as served (ONNX + query bank)
+        metrics["dev_served"] = served_metrics(out, ds, cfg.dev_split, args.num_threads)
+        print(f"dev as served ({metrics['dev_served']['ranking']}, dataset version {ds.version}): "
+              f"rsum {metrics['dev_served']['rsum']}")
     metrics["model_version"] = version
     metrics["export_parity"] = {"image_max_abs_diff": d_img, "text_max_abs_diff": d_txt,
                                 "padding_max_abs_diff": d_pad, "text_norm_err": norms}
@@ -264,10 +282,14 @@ def main(argv=None) -> int:
             store.put(f"models/{version}/{f}", (out / f).read_bytes(), _ctype(f))
         print(f"uploaded to {store.describe()}/models/{version}/")
         if args.promote:
-            store.put("models/aliases/production.json", json.dumps({"version": version}).encode(),
-                      "application/json")
-            print(f"promoted {version} to production")
-    print(json.dumps({"version": version, "out": str(out)}))
+            promotion = apply(store, decide(store, version, metrics["dev_served"], ds, args.promotion_metric,
+                                            args.promotion_margin, args.num_threads))
+            print(f"{'promoted' if promotion['promoted'] else 'not promoted'}: {promotion['reason']}")
+            # the run's event log: the Training service reads the decision from there (stdout / the store copy)
+            EventLog(run_dir / "events.jsonl", cfg.run_name, store if cfg.events_to_store else None,
+                     cfg.events_key or f"runs/{cfg.run_name}/events.jsonl", "none").emit(
+                "promotion", force_upload=True, **promotion)
+    print(json.dumps({"version": version, "out": str(out), **({"promotion": promotion} if args.promote else {})}))
     return 0
 
 

@@ -22,7 +22,9 @@ Config: every field of ``glimpse_model.config.Config`` is a flag; a JSON documen
 given with ``--config file.json`` or env ``GLIMPSE_TRAIN_CONFIG``.  Outputs in
 ``runs/<run-name>/``: checkpoint.pt (last epoch, with optimizer/scheduler/RNG state),
 best.pt (best dev rsum), vocab.json, preprocess.json, config.json, dev_metrics.json,
-events.jsonl, report.png.
+events.jsonl, report.png.  With an object store for the events, best.pt and checkpoint.pt
+are mirrored to ``runs/<run-name>/`` there after each epoch, and ``--resume`` with no local
+checkpoint fetches them (and events.jsonl) first: a new pod continues a run bit-for-bit.
 """
 from __future__ import annotations
 
@@ -71,6 +73,38 @@ def _atomic_save(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+# What --resume needs besides the dataset, mirrored to the object store (``runs/<run>/``) after
+# each epoch so that a new pod, with an empty run folder, continues where the last one stopped.
+RUN_STATE = ("best.pt", "checkpoint.pt")
+
+
+def push_run_state(store, prefix: str, run_dir: Path, names) -> bool:
+    """Upload ``names`` (in RUN_STATE order: best.pt before the checkpoint that refers to it)
+    from the run folder to ``<prefix><name>``; False (and a note on stderr) when the store fails."""
+    try:
+        for name in RUN_STATE:
+            if name in names:
+                store.put(prefix + name, (run_dir / name).read_bytes())
+        return True
+    except Exception as e:  # like the events: a store hiccup never kills training
+        sys.stderr.write(f"[train] mirroring the checkpoint to the object store failed: {e}\n")
+        return False
+
+
+def pull_run_state(store, prefix: str, run_dir: Path) -> bool:
+    """--resume in an empty run folder (a new pod): fetch the mirrored RUN_STATE, and the event
+    log so it continues, from ``<prefix>``; True when the store had a checkpoint."""
+    if not store.exists(prefix + "checkpoint.pt"):
+        return False
+    for name in ("events.jsonl", *RUN_STATE):  # the checkpoint last: once here, all is here
+        path = run_dir / name
+        if not path.exists() and store.exists(prefix + name):
+            tmp = path.with_name(name + ".tmp")
+            tmp.write_bytes(store.get(prefix + name))
+            os.replace(tmp, path)
+    return True
 
 
 def lr_lambda_factory(total_steps: int, warmup: int, min_ratio: float):
@@ -202,6 +236,15 @@ def train(cfg: Config) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path, best_path = run_dir / "checkpoint.pt", run_dir / "best.pt"
 
+    store = None
+    try:
+        store = open_store(cfg.store, cfg.store_dir, cfg.bucket) if cfg.events_to_store else None
+    except Exception as e:
+        print(f"[train] no object store for events: {e}", file=sys.stderr)
+    state_prefix = f"runs/{cfg.run_name}/"
+    if cfg.resume and not ckpt_path.is_file() and store is not None and pull_run_state(store, state_prefix, run_dir):
+        print(f"[train] resuming from the checkpoint in {store.describe()}/{state_prefix}", file=sys.stderr)
+
     saved = None
     if cfg.resume and ckpt_path.is_file():
         saved = torch.load(ckpt_path, map_location="cpu", weights_only=False)
@@ -215,11 +258,6 @@ def train(cfg: Config) -> dict:
             if p.exists():
                 p.unlink()
 
-    store = None
-    try:
-        store = open_store(cfg.store, cfg.store_dir, cfg.bucket) if cfg.events_to_store else None
-    except Exception as e:
-        print(f"[train] no object store for events: {e}", file=sys.stderr)
     events = EventLog(run_dir / "events.jsonl", cfg.run_name, store,
                       cfg.events_key or f"runs/{cfg.run_name}/events.jsonl", cfg.progress)
     seed_everything(cfg.seed)
@@ -317,6 +355,9 @@ def train(cfg: Config) -> dict:
             ie = encode_images(model, ds, dev_ids, spec, device)
         return recall_metrics(ie, te, dv_owner)
 
+    # RUN_STATE files not yet in the store (a resumed run pushes what it starts from once)
+    unpushed = {n for n in RUN_STATE if (run_dir / n).is_file()}
+
     def end_epoch(phase, epoch, opt, sched, scaler, ep_loss, ep_time):
         nonlocal best_rsum, epochs_run
         dev = evaluate_dev(phase) if (epoch % cfg.eval_every == 0 or epoch == total_epochs(phase)) else None
@@ -327,11 +368,15 @@ def train(cfg: Config) -> dict:
             best_rsum = dev["rsum"]
             _atomic_save({"model": model.state_dict(), "dev": dev, "phase": phase, "epoch": epoch,
                           "config": cfg.to_dict(), "vocab": tok.tokens}, best_path)
+            unpushed.add("best.pt")
         _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                       "scheduler": sched.state_dict(), "scaler": scaler.state_dict() if scaler else None,
                       "phase": phase, "epoch": epoch, "global_step": global_step,
                       "history": history, "best_rsum": best_rsum, "rng": rng_state(),
                       "config": cfg.to_dict()}, ckpt_path)
+        unpushed.add("checkpoint.pt")
+        if store is not None and push_run_state(store, state_prefix, run_dir, unpushed):
+            unpushed.clear()
         epochs_run += 1
         events.emit("epoch", phase=phase, epoch=epoch, step=global_step, loss=round(ep_loss, 5),
                     dev=dev, best_rsum=best_rsum, epoch_s=round(ep_time, 1),
@@ -487,7 +532,8 @@ def train(cfg: Config) -> dict:
     # ---- finish: best model, dev metrics, report ---------------------------------------
     best = torch.load(best_path, map_location="cpu", weights_only=False)
     train_secs = time.time() - t_start
-    final = {"split": "dev", **best["dev"], "selected": {"phase": best["phase"], "epoch": best["epoch"]},
+    final = {"split": "dev", **best["dev"], "dataset_version": ds.version,
+             "selected": {"phase": best["phase"], "epoch": best["epoch"]},
              "train_wall_s": round(train_secs, 1), "feature_cache_s": round(feat_secs, 1)}
     (run_dir / "dev_metrics.json").write_text(json.dumps(final, indent=2) + "\n")
     cfg.save(run_dir / "config.json")

@@ -83,6 +83,42 @@ describe("model lifecycle against a real MinIO", () => {
     expect([st.state, st.servingVersion, st.productionVersion, st.lastError]).toEqual([State.SERVING, b, b, ""]);
   });
 
+  it("rolls back through PromoteModel: B promoted, then back to the earlier A, under load with no failed request", async () => {
+    const a = server.manager.status().servingVersion; // registered and served earlier
+    const b = await variantOf(store, a, "rollback-b");
+    let stop = false;
+    const errors: string[] = [];
+    const seen: string[][] = [];
+    const worker = async (w: number) => {
+      const versions: string[] = [];
+      seen.push(versions);
+      for (let i = 0; !stop; i++) {
+        try {
+          const r = await client.searchImages({ query: `children on a beach ${w} ${i % 5}`, topK: 3 });
+          if (versions.at(-1) !== r.modelVersion) versions.push(r.modelVersion);
+        } catch (err) {
+          errors.push((err as Error).message);
+        }
+      }
+    };
+    const load = Promise.all([0, 1, 2, 3].map(worker));
+    const everyClientOn = (v: string) => () => seen.length === 4 && seen.every((s) => s.at(-1) === v);
+    await until(everyClientOn(a), 10_000, "every client to search");
+    expect((await client.promoteModel({ version: b }, WRITE)).model?.version).toBe(b);
+    await until(everyClientOn(b), 60_000, "every client to be served by B");
+    // The rollback: the earlier version by PromoteModel, like any promotion.
+    const back = await client.promoteModel({ version: a }, WRITE);
+    expect([back.model?.version, back.model?.production]).toEqual([a, true]);
+    await until(everyClientOn(a), 60_000, "every client to be served by A again");
+    stop = true;
+    await load;
+    expect(errors).toEqual([]);
+    for (const v of seen) expect(v).toEqual([a, b, a]);
+    expect((await client.searchImages({ query: "a dog", topK: 1 })).modelVersion).toBe(a);
+    const st = await client.getModelStatus({});
+    expect([st.state, st.servingVersion, st.productionVersion, st.lastError]).toEqual([State.SERVING, a, a, ""]);
+  });
+
   it("refuses bad versions (checksum, version id, golden vectors), keeps serving, says why", async () => {
     const b = server.manager.status().servingVersion;
     const corrupt = await variantOf(store, b, "corrupt", (files) => {

@@ -3,7 +3,8 @@
  * WatchTraining message each.
  *
  * Trainer events: start, features (backbone cache progress), features_ready, step, epoch
- * (with dev metrics), stopped, done. Common fields: event, time, run; training events add
+ * (with dev metrics), stopped, done; then the export's promotion (the quality gate's decision,
+ * model/glimpse_model/promotion.py). Common fields: event, time, run; training events add
  * phase (1 = frozen features, 2 = fine-tuning), epoch, step, loss, lr, throughput, eta_s, dev.
  */
 import { create } from "@bufbuild/protobuf";
@@ -101,6 +102,23 @@ function isDev(v: unknown): v is DevMetrics {
   return !!d && typeof d === "object" && typeof d.t2i?.r1 === "number" && typeof d.i2t?.r1 === "number";
 }
 
+/** The gate's decision from a promotion event; undefined when the event lacks its core fields. */
+export function promotionFromEvent(ev: TrainerEvent): training.Promotion | undefined {
+  if (typeof ev["promoted"] !== "boolean" || typeof ev["reason"] !== "string") return undefined;
+  const str = (k: string) => (typeof ev[k] === "string" ? ev[k] : "");
+  return create(training.PromotionSchema, {
+    promoted: ev["promoted"],
+    reason: ev["reason"],
+    metric: str("metric"),
+    margin: num(ev["margin"]) ?? 0,
+    candidateValue: num(ev["candidate_value"]) ?? 0,
+    productionVersion: str("production_version"),
+    productionValue: num(ev["production_value"]) ?? 0,
+    productionReevaluated: ev["production_reevaluated"] === true,
+    datasetVersion: str("dataset_version"),
+  });
+}
+
 /** Phase-1 steps per epoch before the trainer reports one: 5 captions per image (Flickr8K). */
 function estimateSteps1(p: ProgressModel): number | undefined {
   if (p.trainImages === undefined) return undefined;
@@ -196,6 +214,12 @@ export function applyEvent(run: training.TrainingRun, ev: TrainerEvent, p: Progr
       const m = run.devMetrics;
       const best = m ? `t2i R@1/5/10 ${fmt(m.t2iR1, 2)}/${fmt(m.t2iR5, 2)}/${fmt(m.t2iR10, 2)}, i2t ${fmt(m.i2tR1, 2)}/${fmt(m.i2tR5, 2)}/${fmt(m.i2tR10, 2)}` : "no dev metrics";
       return { kind: "eval", message: `training done; best dev (phase ${String(ev.phase ?? "?")} epoch ${String(ev.epoch ?? "?")}): ${best}`, time };
+    }
+    case "promotion": {
+      const p = promotionFromEvent(ev);
+      if (!p) return { kind: "log", message: JSON.stringify(ev), time };
+      run.promotion = p;
+      return { kind: "eval", message: `${p.promoted ? "promoted to production" : "not promoted"}: ${p.reason}`, time };
     }
     default:
       return { kind: "log", message: JSON.stringify(ev), time };

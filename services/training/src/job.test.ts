@@ -3,6 +3,7 @@
  * here: nothing talks to an API server.
  */
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -36,7 +37,7 @@ describe("training Job", () => {
   const template = parseJobTemplate(renderedTemplate());
 
   it("is a valid batch/v1 Job with the run filled in", () => {
-    const s = spec({ epochs: 30, learningRate: 0.0005, promote: true, overrides: { warmup_steps: 100 } });
+    const s = spec({ epochs: 30, learningRate: 0.0005, promote: true, promotionMetric: "t2i_r10", promotionMargin: -0.5, overrides: { warmup_steps: 100 } });
     const before = structuredClone(template);
     const job = buildJob(template, s, { pretrainedDir: "/pretrained" });
     expect(template).toEqual(before); // the template is not modified
@@ -55,7 +56,7 @@ describe("training Job", () => {
     expect(c.args).toEqual(["--run-name", id, "--dataset", "flickr8k", "--dataset-version", "0123456789abcdef", "--resume", "--pretrained-dir", "/pretrained"]);
     const env = Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value ?? e.valueFrom]));
     expect(JSON.parse(env["GLIMPSE_TRAIN_CONFIG"] as string)).toEqual({ epochs: 30, lr: 0.0005, seed: 42, warmup_steps: 100, phase2_epochs: 0 });
-    expect(env).toMatchObject({ GLIMPSE_RUN_ID: id, GLIMPSE_DATASET: "flickr8k", GLIMPSE_DATASET_VERSION: "0123456789abcdef", GLIMPSE_EXPORT_PROMOTE: "1", PYTHONUNBUFFERED: "1" });
+    expect(env).toMatchObject({ GLIMPSE_RUN_ID: id, GLIMPSE_DATASET: "flickr8k", GLIMPSE_DATASET_VERSION: "0123456789abcdef", GLIMPSE_EXPORT_PROMOTE: "1", GLIMPSE_PROMOTION_METRIC: "t2i_r10", GLIMPSE_PROMOTION_MARGIN: "-0.5", PYTHONUNBUFFERED: "1" });
     expect(env["MINIO_SECRET_KEY"]).toBeDefined(); // the template's secrets stay
     expect(c.envFrom).toEqual(template.spec!.template.spec!.containers[0]!.envFrom);
     expect(c.volumeMounts).toEqual([{ name: "glimpse-runs", mountPath: "/runs" }]);
@@ -72,7 +73,20 @@ describe("training Job", () => {
     expect(job.spec!.template.spec!.volumes).toEqual(t.spec!.template.spec!.volumes);
     const env = job.spec!.template.spec!.containers[0]!.env!;
     expect(env.find((e) => e.name === "GLIMPSE_EXPORT_PROMOTE")!.value).toBe("");
+    expect(env.find((e) => e.name === "GLIMPSE_PROMOTION_METRIC")!.value).toBe("rsum"); // the proto's defaults
+    expect(env.find((e) => e.name === "GLIMPSE_PROMOTION_MARGIN")!.value).toBe("0");
     expect(job.spec!.template.spec!.containers[0]!.args).not.toContain("--pretrained-dir");
+  });
+
+  it("runs the export with the gate's flags only when asked to promote", () => {
+    const argv = (promote: string) =>
+      execFileSync("/bin/sh", ["-c", JOB_SCRIPT.replaceAll("python -m glimpse_model.", "printf '%s|' "), "glimpse-train"], {
+        env: { GLIMPSE_RUN_ID: "r", GLIMPSE_DATASET: "d", GLIMPSE_DATASET_VERSION: "v", GLIMPSE_EXPORT_PROMOTE: promote, GLIMPSE_PROMOTION_METRIC: "rsum", GLIMPSE_PROMOTION_MARGIN: "-0.5" },
+        encoding: "utf8",
+      });
+    const tail = "|--promotion-metric=rsum|--promotion-margin=-0.5|";
+    expect(argv("1")).toContain(`--dataset-version|v|--promote${tail}`);
+    expect(argv("")).toContain(`--dataset-version|v${tail}`);
   });
 
   it("refuses a template that is not a Job", () => {

@@ -5,11 +5,13 @@
  *   <GLIMPSE_TRAINER_COMMAND> --run-name <run_id> --out-dir <work>/runs --cache-dir <work>/cache
  *       --progress none --dataset <d> --dataset-version <v> (--store-dir <root> --bucket <b> | MINIO_* env)
  *       [--pretrained-dir <dir>]            env GLIMPSE_TRAIN_CONFIG=<the request's config JSON>, PYTHONUNBUFFERED=1
- *   <GLIMPSE_TRAINER_EXPORT_COMMAND> --run-dir <work>/runs/<run_id> --upload (store flags) [--promote]
+ *   <GLIMPSE_TRAINER_EXPORT_COMMAND> --run-dir <work>/runs/<run_id> --upload (store flags)
+ *       [--promote --promotion-metric=<m> --promotion-margin=<x>]
  *
  * The config document goes in through GLIMPSE_TRAIN_CONFIG, so flags in the configured command
  * (e.g. a tiny model for tests) override it, and the flags the service appends override both.
- * Progress: the trainer's JSON lines on stdout. Stop: SIGTERM to the process group, SIGKILL after
+ * Progress: the trainer's JSON lines on stdout (the export's too: its `promotion` event carries the
+ * quality gate's decision). Stop: SIGTERM to the process group, SIGKILL after
  * the grace period; the run folder (checkpoint.pt) stays for `--resume`.
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -119,7 +121,8 @@ export class LocalExecutor implements Executor {
       "--dataset", plan.dataset,
       "--dataset-version", run.datasetVersion,
       ...this.storeArgs(),
-      ...(plan.promote ? ["--promote"] : []),
+      // `=`: a negative margin must not read as a flag
+      ...(plan.promote ? ["--promote", `--promotion-metric=${plan.promotionMetric}`, `--promotion-margin=${plan.promotionMargin}`] : []),
     ];
   }
 
@@ -168,8 +171,10 @@ export class LocalExecutor implements Executor {
     if (running.stopping) signalGroup(exp.pgid, "SIGTERM");
     let version: string | undefined;
     const expErr = this.follow(exp, log, (line) => {
-      const out = parseJsonObject(line);
-      if (out && typeof out["version"] === "string") version = out["version"];
+      const ev = parseEventLine(line);
+      const out = ev ? undefined : parseJsonObject(line);
+      if (ev) sink.event(ev);
+      else if (out && typeof out["version"] === "string") version = out["version"];
       else if (line.trim()) sink.log(line);
     });
     const e = await exp.exited;

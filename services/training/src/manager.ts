@@ -321,7 +321,7 @@ export class TrainingManager {
       case "succeeded":
         run.state = State.SUCCEEDED;
         run.modelVersion = outcome.modelVersion;
-        message = `SUCCEEDED: model ${outcome.modelVersion} registered${run.config?.promote ? " and promoted to production" : ""}`;
+        message = `SUCCEEDED: model ${outcome.modelVersion} registered${promotionText(run)}`;
         break;
       case "stopped":
         run.state = State.STOPPED;
@@ -378,6 +378,14 @@ export class TrainingManager {
     });
     return live.writing;
   }
+}
+
+/** How the run's promotion went, for its final message (the decision itself is run.promotion). */
+function promotionText(run: Run): string {
+  if (!run.config?.promote) return "";
+  const p = run.promotion;
+  if (!p) return "; the export reported no promotion decision";
+  return p.promoted ? ` and promoted to production (${p.reason})` : `, not promoted: ${p.reason}`;
 }
 
 /** Run ids embed their creation time; ties (same ms) fall back to the random suffix. */

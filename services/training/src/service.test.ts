@@ -119,6 +119,12 @@ describe("StartTraining validation", () => {
       [{ overrides: { warmup_steps: 1.5 } }, "config.overrides.warmup_steps"],
       [{ overrides: { word_vectors: "/etc/hosts" } }, "config.overrides.word_vectors"],
       [{ overrides: { phase2_epochs: -1 } }, "config.overrides.phase2_epochs"],
+      [{ promote: true, promotionMetric: "mAP" }, "config.promotion_metric"],
+      [{ promotionMetric: "t2i_r10" }, "config.promotion_metric"],
+      [{ promote: true, promotionMargin: 600.5 }, "config.promotion_margin"],
+      [{ promote: true, promotionMetric: "i2t_r5", promotionMargin: -100.5 }, "config.promotion_margin"],
+      [{ promote: true, promotionMargin: Number.POSITIVE_INFINITY }, "config.promotion_margin"],
+      [{ promotionMargin: 1 }, "config.promotion_margin"],
     ] as const) {
       const e = await failure(client.startTraining({ config }));
       expect(Object.keys(violations(e)), JSON.stringify(config)).toEqual([field]);
@@ -147,6 +153,8 @@ describe("StartTraining validation", () => {
     expect(executor.launched[0]!.plan).toMatchObject({
       dataset: "flickr8k",
       promote: false,
+      promotionMetric: "rsum",
+      promotionMargin: 0,
       trainerConfig: { epochs: 500, batch_size: 4096, lr: 1, backbone: "mobilenet_v3_small", device: "cuda", loss: "vsepp", seed: 42, warmup_steps: 10, dropout: 0.2, bidirectional: false, phase2_epochs: 2 },
     });
   });
@@ -301,6 +309,65 @@ describe("WatchTraining", () => {
     expect(got).toHaveLength(1);
     expect((err as ConnectError).code).toBe(Code.Canceled);
     await waitFor(() => manager.watcherCount(run!.runId) === 0);
+  });
+});
+
+describe("promotion", () => {
+  const decision = { event: "promotion", metric: "rsum", margin: 0, dataset_version: "0123456789abcdef", production_version: "m-00000000000000bb", production_reevaluated: false };
+
+  it("takes the gate's metric and margin (defaults from the proto: rsum, 0)", async () => {
+    const { client, executor, manager } = await setup();
+    const { run } = await client.startTraining({ config: { promote: true } });
+    expect(executor.launched[0]!.plan).toMatchObject({ promote: true, promotionMetric: "rsum", promotionMargin: 0 });
+    executor.sink(run!.runId).finished({ state: "failed", error: "test" });
+    const { run: second } = await client.startTraining({ config: { promote: true, promotionMetric: "i2t_r10", promotionMargin: -0.5 } });
+    expect(executor.launched[1]!.plan).toMatchObject({ promote: true, promotionMetric: "i2t_r10", promotionMargin: -0.5 });
+    executor.sink(second!.runId).finished({ state: "failed", error: "test" });
+    // the whole range of rsum: promote whatever the comparison says
+    await client.startTraining({ config: { promote: true, promotionMargin: -600 } });
+    expect(executor.launched[2]!.plan).toMatchObject({ promotionMetric: "rsum", promotionMargin: -600 });
+    expect(manager.activeRunId()).toBeDefined();
+  });
+
+  it("reports a model not promoted: the run's promotion field and its final message say why", async () => {
+    const { client, executor, manager } = await setup();
+    const { run } = await client.startTraining({ config: { promote: true } });
+    const watching = collect(client.watchTraining({ runId: run!.runId }));
+    await waitFor(() => manager.watcherCount(run!.runId) === 1);
+    const sink = executor.sink(run!.runId);
+    const reason = "dev rsum 301.2 < production m-00000000000000bb 310.5 + margin 0";
+    sink.event({ ...decision, promoted: false, reason, model_version: "m-00000000000000aa", candidate_value: 301.2, production_value: 310.5 });
+    sink.finished({ state: "succeeded", modelVersion: "m-00000000000000aa" });
+    const messages = await watching;
+    const done = (await client.getTrainingStatus({ runId: run!.runId })).run!;
+    expect(done.state).toBe(State.SUCCEEDED);
+    expect(done.promotion).toMatchObject({ promoted: false, reason, metric: "rsum", margin: 0, candidateValue: 301.2, productionVersion: "m-00000000000000bb", productionValue: 310.5, productionReevaluated: false, datasetVersion: "0123456789abcdef" });
+    expect(messages.at(-1)!.message).toBe(`SUCCEEDED: model m-00000000000000aa registered, not promoted: ${reason}`);
+  });
+
+  it("reports a promoted model, and a run that asked but got no decision", async () => {
+    const { client, executor, manager } = await setup();
+    const { run } = await client.startTraining({ config: { promote: true } });
+    const id = run!.runId;
+    const watching = collect(client.watchTraining({ runId: id }));
+    await waitFor(() => manager.watcherCount(id) === 1);
+    executor.sink(id).event({ ...decision, promoted: true, reason: "no production model yet (first model)", production_version: "", candidate_value: 250 });
+    executor.sink(id).finished({ state: "succeeded", modelVersion: "m-00000000000000aa" });
+    const messages = await watching;
+    expect(messages.find((m) => m.event === "eval")!.message).toBe("promoted to production: no production model yet (first model)");
+    expect(messages.at(-1)!.message).toBe("SUCCEEDED: model m-00000000000000aa registered and promoted to production (no production model yet (first model))");
+    expect(messages.at(-1)!.run!.promotion).toMatchObject({ promoted: true, productionVersion: "" });
+
+    const { run: second } = await client.startTraining({ config: { promote: true } });
+    const watchingSecond = collect(client.watchTraining({ runId: second!.runId }));
+    await waitFor(() => manager.watcherCount(second!.runId) === 1);
+    executor.sink(second!.runId).finished({ state: "succeeded", modelVersion: "m-00000000000000cc" });
+    expect((await watchingSecond).at(-1)!.message).toBe("SUCCEEDED: model m-00000000000000cc registered; the export reported no promotion decision");
+    expect((await client.getTrainingStatus({ runId: second!.runId })).run!.promotion).toBeUndefined();
+    // without promote there is nothing to report
+    const { run: third } = await client.startTraining({ config: {} });
+    executor.sink(third!.runId).finished({ state: "succeeded", modelVersion: "m-00000000000000dd" });
+    expect((await client.getTrainingStatus({ runId: third!.runId })).run!.promotion).toBeUndefined();
   });
 });
 

@@ -89,8 +89,11 @@ export const TRAINER_KEYS: Readonly<Record<string, KeyType>> = {
   soup_of: "str",
 };
 
-/** The trainer's defaults the service reports before the trainer says otherwise (checked by the sync test). */
-export const TRAINER_DEFAULTS = { epochs: 20, batch_size: 128, phase2_batch_size: 128 } as const;
+/**
+ * The trainer's defaults (the shipped model's recipe) that the service reports before the trainer
+ * says otherwise and the proto documents; the sync test checks them against config.py and the proto.
+ */
+export const TRAINER_DEFAULTS = { epochs: 3, batch_size: 128, lr: 0.002, phase2_batch_size: 128 } as const;
 
 /** Phase-2 epochs when fine_tune_backbone is set and overrides name none. */
 export const DEFAULT_PHASE2_EPOCHS = 3;
@@ -133,6 +136,13 @@ export const DEFAULT_DATASET = "flickr8k";
 /** The proto says a zero seed means 42 (the trainer's own default differs). */
 export const DEFAULT_SEED = 42;
 
+/** The quality gate's metrics (model/glimpse_model/promotion.py METRICS); the proto's default first. */
+export const PROMOTION_METRICS = ["rsum", "t2i_r1", "t2i_r5", "t2i_r10", "i2t_r1", "i2t_r5", "i2t_r10"] as const;
+export const DEFAULT_PROMOTION_METRIC = "rsum";
+export const DEFAULT_PROMOTION_MARGIN = 0;
+/** A margin stays within ± the metric's range: 600 for rsum (six recalls), 100 for one recall. */
+export const promotionMarginLimit = (metric: string): number => (metric === "rsum" ? 600 : 100);
+
 const LOSS_NAMES: Readonly<Record<number, string | undefined>> = {
   [training.Loss.UNSPECIFIED]: undefined,
   [training.Loss.INFONCE]: "infonce",
@@ -152,6 +162,9 @@ export interface TrainingPlan {
   batchSize: number;
   phase2BatchSize: number;
   promote: boolean;
+  /** The gate's metric and margin (defaults filled in; meaningful when promote is set). */
+  promotionMetric: string;
+  promotionMargin: number;
 }
 
 /**
@@ -191,6 +204,21 @@ export function planTraining(config: training.TrainingConfig | undefined, field 
     else doc["device"] = device;
   }
 
+  const promote = c.promote ?? false;
+  const metric = c.promotionMetric ?? "";
+  if (metric !== "" && !(PROMOTION_METRICS as readonly string[]).includes(metric)) {
+    v.add(`${field}.promotion_metric`, `must be one of ${PROMOTION_METRICS.join(", ")} or empty for ${DEFAULT_PROMOTION_METRIC} (got ${JSON.stringify(metric)})`, "UNKNOWN_VALUE");
+  } else if (metric !== "" && !promote) {
+    v.add(`${field}.promotion_metric`, "needs promote: true", "CONFLICT");
+  }
+  const margin = c.promotionMargin ?? DEFAULT_PROMOTION_MARGIN;
+  const limit = promotionMarginLimit(metric || DEFAULT_PROMOTION_METRIC);
+  if (!Number.isFinite(margin) || Math.abs(margin) > limit) {
+    v.add(`${field}.promotion_margin`, `must be between -${limit} and ${limit} for ${metric || DEFAULT_PROMOTION_METRIC} (got ${margin})`, "OUT_OF_RANGE");
+  } else if (margin !== DEFAULT_PROMOTION_MARGIN && !promote) {
+    v.add(`${field}.promotion_margin`, "needs promote: true", "CONFLICT");
+  }
+
   const overrides = checkOverrides(c.overrides, `${field}.overrides`, v);
   let phase2Epochs = 0;
   if (c.fineTuneBackbone) {
@@ -203,7 +231,18 @@ export function planTraining(config: training.TrainingConfig | undefined, field 
   Object.assign(doc, overrides);
   doc["phase2_epochs"] = phase2Epochs;
   const phase2BatchSize = typeof overrides["phase2_batch_size"] === "number" ? overrides["phase2_batch_size"] : TRAINER_DEFAULTS.phase2_batch_size;
-  return { dataset, datasetVersion, trainerConfig: doc, epochs, phase2Epochs, batchSize, phase2BatchSize, promote: c.promote ?? false };
+  return {
+    dataset,
+    datasetVersion,
+    trainerConfig: doc,
+    epochs,
+    phase2Epochs,
+    batchSize,
+    phase2BatchSize,
+    promote,
+    promotionMetric: metric || DEFAULT_PROMOTION_METRIC,
+    promotionMargin: margin,
+  };
 }
 
 function checkOverrides(overrides: JsonObject | undefined, field: string, v: Violations): Record<string, JsonValue> {

@@ -2,7 +2,8 @@
  * The Training service over a real socket with the REAL trainer (model/, through uv) on a tiny
  * generated dataset version in a temporary folder store: progress streams through
  * WatchTraining, the run succeeds and registers a model version under models/; StopTraining
- * ends a running trainer's process group.
+ * ends a running trainer's process group; with promote, the quality gate promotes a better model
+ * and keeps production when a worse one is trained (registered, not promoted, the status says why).
  *
  * The trainer is the production command with the smallest model its own tests use
  * (backbone "tiny", 32 px images, narrow heads) added as flags to GLIMPSE_TRAINER_COMMAND.
@@ -12,7 +13,7 @@ import { join } from "node:path";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { training } from "@glimpse/api";
-import { getJson } from "@glimpse/objectstore";
+import { getJson, putJson } from "@glimpse/objectstore";
 import { TEST_WRITE_KEY, testConfig } from "@glimpse/runtime/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { groupAlive, LocalExecutor } from "./local.js";
@@ -81,12 +82,51 @@ describe("Training service with the real trainer", () => {
       expect(await store.stat(`models/${done.modelVersion}/${f}`), f).toBeDefined();
     }
     expect(await getJson(store, "models/aliases/production.json")).toEqual({ version: done.modelVersion });
+    expect(done.promotion).toMatchObject({ promoted: true, reason: "no production model yet (first model)", productionVersion: "" });
     expect(await getJson<{ run_name: string }>(store, `models/${done.modelVersion}/config.json`)).toMatchObject({ run_name: done.runId });
 
     const status = (await client.getTrainingStatus({}, auth)).run!;
     expect(status).toMatchObject({ runId: done.runId, state: State.SUCCEEDED, modelVersion: done.modelVersion });
     expect((await client.listTrainingRuns({}, auth)).runs[0]!.runId).toBe(done.runId);
     console.log(`real trainer: start → SUCCEEDED in ${((Date.now() - t0) / 1000).toFixed(1)} s, ${messages.length} watch messages`);
+  });
+
+  it("promotes a better model; a worse one is registered but not promoted, and the run says why", { timeout: 300_000 }, async () => {
+    const store = server.store;
+    const alias = () => getJson<{ version: string }>(store, "models/aliases/production.json");
+    const train = async (config: Parameters<typeof client.startTraining>[0]["config"]) => {
+      const { run } = await client.startTraining({ config }, auth);
+      const messages: training.WatchTrainingResponse[] = [];
+      for await (const m of client.watchTraining({ runId: run!.runId }, auth)) messages.push(m);
+      const last = messages.at(-1)!;
+      expect(last.run!.state, `${last.message}\n${messages.map((m) => `${m.event}: ${m.message}`).join("\n")}`).toBe(State.SUCCEEDED);
+      return { run: last.run!, message: last.message };
+    };
+    // A run left at its random initialisation (one epoch at lr 1e-6), made production by hand (as PromoteModel would).
+    const weak = await train({ epochs: 1, batchSize: 8, learningRate: 1e-6 });
+    expect(weak.run.promotion).toBeUndefined();
+    await putJson(store, "models/aliases/production.json", { version: weak.run.modelVersion });
+
+    // A trained run is better on dev: promoted, and the run says against what.
+    const good = await train({ epochs: 30, batchSize: 8, learningRate: 0.01, promote: true });
+    const p = good.run.promotion!;
+    expect(p).toMatchObject({ promoted: true, metric: "rsum", margin: 0, productionVersion: weak.run.modelVersion, productionReevaluated: false, datasetVersion: good.run.datasetVersion });
+    expect(p.candidateValue).toBeGreaterThan(p.productionValue);
+    expect(good.message).toBe(`SUCCEEDED: model ${good.run.modelVersion} registered and promoted to production (${p.reason})`);
+    expect(await alias()).toEqual({ version: good.run.modelVersion });
+
+    // Another untrained run (another seed, so another version): registered, not promoted, the status says why.
+    const worse = await train({ epochs: 1, batchSize: 8, learningRate: 1e-6, seed: 7n, promote: true });
+    const q = worse.run.promotion!;
+    expect(worse.run.modelVersion).not.toBe(weak.run.modelVersion);
+    expect(q).toMatchObject({ promoted: false, metric: "rsum", productionVersion: good.run.modelVersion, productionValue: p.candidateValue });
+    expect(q.reason).toBe(`dev rsum ${q.candidateValue} < production ${good.run.modelVersion} ${q.productionValue} + margin 0`);
+    expect(worse.message).toBe(`SUCCEEDED: model ${worse.run.modelVersion} registered, not promoted: ${q.reason}`);
+    expect(await alias()).toEqual({ version: good.run.modelVersion });
+    expect(await store.stat(`models/${worse.run.modelVersion}/checksums.json`)).toBeDefined();
+    // the decision is part of the run's record, not only of the stream
+    expect((await client.getTrainingStatus({ runId: worse.run.runId }, auth)).run!.promotion).toEqual(q);
+    console.log(`gate: weak ${p.productionValue} → good ${p.candidateValue} promoted; worse ${q.candidateValue} kept out`);
   });
 
   it("stops a running trainer: STOPPED, its process group gone, the checkpoint kept", { timeout: 120_000 }, async () => {

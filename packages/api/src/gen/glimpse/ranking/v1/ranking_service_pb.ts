@@ -1147,7 +1147,9 @@ export const RankingService: GenService<{
   },
   /**
    * Points the registry's `production` alias at a model version; the service loads it in
-   * the background and swaps atomically once it has passed its checks.
+   * the background and swaps atomically once it has passed its checks. Any registered version,
+   * an earlier one included (a rollback); unlike a training run's promote, no quality gate: the
+   * caller decides.
    *
    * @generated from rpc glimpse.ranking.v1.RankingService.PromoteModel
    */

@@ -13,30 +13,31 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file glimpse/training/v1/training_service.proto.
  */
 export const file_glimpse_training_v1_training_service: GenFile = /*@__PURE__*/
-  fileDesc("CipnbGltcHNlL3RyYWluaW5nL3YxL3RyYWluaW5nX3NlcnZpY2UucHJvdG8SE2dsaW1wc2UudHJhaW5pbmcudjEirAIKDlRyYWluaW5nQ29uZmlnEg4KBmVwb2NocxgBIAEoBRISCgpiYXRjaF9zaXplGAIgASgFEhUKDWxlYXJuaW5nX3JhdGUYAyABKAESDwoHZGF0YXNldBgEIAEoCRIXCg9kYXRhc2V0X3ZlcnNpb24YBSABKAkSFQoNaW1hZ2VfZW5jb2RlchgGIAEoCRInCgRsb3NzGAcgASgOMhkuZ2xpbXBzZS50cmFpbmluZy52MS5Mb3NzEhoKEmZpbmVfdHVuZV9iYWNrYm9uZRgIIAEoCBIMCgRzZWVkGAkgASgDEg4KBmRldmljZRgKIAEoCRIqCglvdmVycmlkZXMYCyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eg8KB3Byb21vdGUYDCABKAgipwEKEFJldHJpZXZhbE1ldHJpY3MSDQoFc3BsaXQYASABKAkSDgoGdDJpX3IxGAIgASgBEg4KBnQyaV9yNRgDIAEoARIPCgd0MmlfcjEwGAQgASgBEhAKCHQyaV9tZWRyGAUgASgBEg4KBmkydF9yMRgGIAEoARIOCgZpMnRfcjUYByABKAESDwoHaTJ0X3IxMBgIIAEoARIQCghpMnRfbWVkchgJIAEoASLaBAoLVHJhaW5pbmdSdW4SDgoGcnVuX2lkGAEgASgJEjMKBmNvbmZpZxgCIAEoCzIjLmdsaW1wc2UudHJhaW5pbmcudjEuVHJhaW5pbmdDb25maWcSMQoFc3RhdGUYAyABKA4yIi5nbGltcHNlLnRyYWluaW5nLnYxLlRyYWluaW5nU3RhdGUSDQoFcGhhc2UYBCABKAkSDQoFZXBvY2gYBSABKAUSFAoMdG90YWxfZXBvY2hzGAYgASgFEgwKBHN0ZXAYByABKAMSEwoLdG90YWxfc3RlcHMYCCABKAMSDAoEbG9zcxgJIAEoARIVCg1sZWFybmluZ19yYXRlGAogASgBEhIKCnRocm91Z2hwdXQYCyABKAESEwoLZXRhX3NlY29uZHMYDCABKAESOgoLZGV2X21ldHJpY3MYDSABKAsyJS5nbGltcHNlLnRyYWluaW5nLnYxLlJldHJpZXZhbE1ldHJpY3MSFQoNbW9kZWxfdmVyc2lvbhgOIAEoCRINCgVlcnJvchgPIAEoCRIuCgpjcmVhdGVkX2F0GBAgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydGVkX2F0GBEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgSIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIZXhlY3V0b3IYEyABKAkSEAoIam9iX25hbWUYFCABKAkSFwoPZGF0YXNldF92ZXJzaW9uGBUgASgJIksKFFN0YXJ0VHJhaW5pbmdSZXF1ZXN0EjMKBmNvbmZpZxgBIAEoCzIjLmdsaW1wc2UudHJhaW5pbmcudjEuVHJhaW5pbmdDb25maWciRgoVU3RhcnRUcmFpbmluZ1Jlc3BvbnNlEi0KA3J1bhgBIAEoCzIgLmdsaW1wc2UudHJhaW5pbmcudjEuVHJhaW5pbmdSdW4iKgoYR2V0VHJhaW5pbmdTdGF0dXNSZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCSJKChlHZXRUcmFpbmluZ1N0YXR1c1Jlc3BvbnNlEi0KA3J1bhgBIAEoCzIgLmdsaW1wc2UudHJhaW5pbmcudjEuVHJhaW5pbmdSdW4iJgoUV2F0Y2hUcmFpbmluZ1JlcXVlc3QSDgoGcnVuX2lkGAEgASgJIpABChVXYXRjaFRyYWluaW5nUmVzcG9uc2USLQoDcnVuGAEgASgLMiAuZ2xpbXBzZS50cmFpbmluZy52MS5UcmFpbmluZ1J1bhINCgVldmVudBgCIAEoCRIPCgdtZXNzYWdlGAMgASgJEigKBHRpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkAKF0xpc3RUcmFpbmluZ1J1bnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJImMKGExpc3RUcmFpbmluZ1J1bnNSZXNwb25zZRIuCgRydW5zGAEgAygLMiAuZ2xpbXBzZS50cmFpbmluZy52MS5UcmFpbmluZ1J1bhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiJQoTU3RvcFRyYWluaW5nUmVxdWVzdBIOCgZydW5faWQYASABKAkiRQoUU3RvcFRyYWluaW5nUmVzcG9uc2USLQoDcnVuGAEgASgLMiAuZ2xpbXBzZS50cmFpbmluZy52MS5UcmFpbmluZ1J1bipECgRMb3NzEhQKEExPU1NfVU5TUEVDSUZJRUQQABIQCgxMT1NTX0lORk9OQ0UQARIUChBMT1NTX1ZTRV9IQVJERVNUEAIqvAEKDVRyYWluaW5nU3RhdGUSHgoaVFJBSU5JTkdfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZUUkFJTklOR19TVEFURV9QRU5ESU5HEAESGgoWVFJBSU5JTkdfU1RBVEVfUlVOTklORxACEhwKGFRSQUlOSU5HX1NUQVRFX1NVQ0NFRURFRBADEhkKFVRSQUlOSU5HX1NUQVRFX0ZBSUxFRBAEEhoKFlRSQUlOSU5HX1NUQVRFX1NUT1BQRUQQBTLXBAoPVHJhaW5pbmdTZXJ2aWNlEmwKDVN0YXJ0VHJhaW5pbmcSKS5nbGltcHNlLnRyYWluaW5nLnYxLlN0YXJ0VHJhaW5pbmdSZXF1ZXN0GiouZ2xpbXBzZS50cmFpbmluZy52MS5TdGFydFRyYWluaW5nUmVzcG9uc2UiBIiAGQISewoRR2V0VHJhaW5pbmdTdGF0dXMSLS5nbGltcHNlLnRyYWluaW5nLnYxLkdldFRyYWluaW5nU3RhdHVzUmVxdWVzdBouLmdsaW1wc2UudHJhaW5pbmcudjEuR2V0VHJhaW5pbmdTdGF0dXNSZXNwb25zZSIHkAIBiIAZARJxCg1XYXRjaFRyYWluaW5nEikuZ2xpbXBzZS50cmFpbmluZy52MS5XYXRjaFRyYWluaW5nUmVxdWVzdBoqLmdsaW1wc2UudHJhaW5pbmcudjEuV2F0Y2hUcmFpbmluZ1Jlc3BvbnNlIgeQAgGIgBkBMAESeAoQTGlzdFRyYWluaW5nUnVucxIsLmdsaW1wc2UudHJhaW5pbmcudjEuTGlzdFRyYWluaW5nUnVuc1JlcXVlc3QaLS5nbGltcHNlLnRyYWluaW5nLnYxLkxpc3RUcmFpbmluZ1J1bnNSZXNwb25zZSIHkAIBiIAZARJsCgxTdG9wVHJhaW5pbmcSKC5nbGltcHNlLnRyYWluaW5nLnYxLlN0b3BUcmFpbmluZ1JlcXVlc3QaKS5nbGltcHNlLnRyYWluaW5nLnYxLlN0b3BUcmFpbmluZ1Jlc3BvbnNlIgeQAgKIgBkCYgZwcm90bzM", [file_glimpse_api_v1_annotations, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CipnbGltcHNlL3RyYWluaW5nL3YxL3RyYWluaW5nX3NlcnZpY2UucHJvdG8SE2dsaW1wc2UudHJhaW5pbmcudjEi4AIKDlRyYWluaW5nQ29uZmlnEg4KBmVwb2NocxgBIAEoBRISCgpiYXRjaF9zaXplGAIgASgFEhUKDWxlYXJuaW5nX3JhdGUYAyABKAESDwoHZGF0YXNldBgEIAEoCRIXCg9kYXRhc2V0X3ZlcnNpb24YBSABKAkSFQoNaW1hZ2VfZW5jb2RlchgGIAEoCRInCgRsb3NzGAcgASgOMhkuZ2xpbXBzZS50cmFpbmluZy52MS5Mb3NzEhoKEmZpbmVfdHVuZV9iYWNrYm9uZRgIIAEoCBIMCgRzZWVkGAkgASgDEg4KBmRldmljZRgKIAEoCRIqCglvdmVycmlkZXMYCyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eg8KB3Byb21vdGUYDCABKAgSGAoQcHJvbW90aW9uX21ldHJpYxgNIAEoCRIYChBwcm9tb3Rpb25fbWFyZ2luGA4gASgBIqcBChBSZXRyaWV2YWxNZXRyaWNzEg0KBXNwbGl0GAEgASgJEg4KBnQyaV9yMRgCIAEoARIOCgZ0MmlfcjUYAyABKAESDwoHdDJpX3IxMBgEIAEoARIQCgh0MmlfbWVkchgFIAEoARIOCgZpMnRfcjEYBiABKAESDgoGaTJ0X3I1GAcgASgBEg8KB2kydF9yMTAYCCABKAESEAoIaTJ0X21lZHIYCSABKAEi1QEKCVByb21vdGlvbhIQCghwcm9tb3RlZBgBIAEoCBIOCgZyZWFzb24YAiABKAkSDgoGbWV0cmljGAMgASgJEg4KBm1hcmdpbhgEIAEoARIXCg9jYW5kaWRhdGVfdmFsdWUYBSABKAESGgoScHJvZHVjdGlvbl92ZXJzaW9uGAYgASgJEhgKEHByb2R1Y3Rpb25fdmFsdWUYByABKAESHgoWcHJvZHVjdGlvbl9yZWV2YWx1YXRlZBgIIAEoCBIXCg9kYXRhc2V0X3ZlcnNpb24YCSABKAkijQUKC1RyYWluaW5nUnVuEg4KBnJ1bl9pZBgBIAEoCRIzCgZjb25maWcYAiABKAsyIy5nbGltcHNlLnRyYWluaW5nLnYxLlRyYWluaW5nQ29uZmlnEjEKBXN0YXRlGAMgASgOMiIuZ2xpbXBzZS50cmFpbmluZy52MS5UcmFpbmluZ1N0YXRlEg0KBXBoYXNlGAQgASgJEg0KBWVwb2NoGAUgASgFEhQKDHRvdGFsX2Vwb2NocxgGIAEoBRIMCgRzdGVwGAcgASgDEhMKC3RvdGFsX3N0ZXBzGAggASgDEgwKBGxvc3MYCSABKAESFQoNbGVhcm5pbmdfcmF0ZRgKIAEoARISCgp0aHJvdWdocHV0GAsgASgBEhMKC2V0YV9zZWNvbmRzGAwgASgBEjoKC2Rldl9tZXRyaWNzGA0gASgLMiUuZ2xpbXBzZS50cmFpbmluZy52MS5SZXRyaWV2YWxNZXRyaWNzEhUKDW1vZGVsX3ZlcnNpb24YDiABKAkSDQoFZXJyb3IYDyABKAkSLgoKY3JlYXRlZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRlZF9hdBgRIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYEiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGV4ZWN1dG9yGBMgASgJEhAKCGpvYl9uYW1lGBQgASgJEhcKD2RhdGFzZXRfdmVyc2lvbhgVIAEoCRIxCglwcm9tb3Rpb24YFiABKAsyHi5nbGltcHNlLnRyYWluaW5nLnYxLlByb21vdGlvbiJLChRTdGFydFRyYWluaW5nUmVxdWVzdBIzCgZjb25maWcYASABKAsyIy5nbGltcHNlLnRyYWluaW5nLnYxLlRyYWluaW5nQ29uZmlnIkYKFVN0YXJ0VHJhaW5pbmdSZXNwb25zZRItCgNydW4YASABKAsyIC5nbGltcHNlLnRyYWluaW5nLnYxLlRyYWluaW5nUnVuIioKGEdldFRyYWluaW5nU3RhdHVzUmVxdWVzdBIOCgZydW5faWQYASABKAkiSgoZR2V0VHJhaW5pbmdTdGF0dXNSZXNwb25zZRItCgNydW4YASABKAsyIC5nbGltcHNlLnRyYWluaW5nLnYxLlRyYWluaW5nUnVuIiYKFFdhdGNoVHJhaW5pbmdSZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCSKQAQoVV2F0Y2hUcmFpbmluZ1Jlc3BvbnNlEi0KA3J1bhgBIAEoCzIgLmdsaW1wc2UudHJhaW5pbmcudjEuVHJhaW5pbmdSdW4SDQoFZXZlbnQYAiABKAkSDwoHbWVzc2FnZRgDIAEoCRIoCgR0aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJAChdMaXN0VHJhaW5pbmdSdW5zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJjChhMaXN0VHJhaW5pbmdSdW5zUmVzcG9uc2USLgoEcnVucxgBIAMoCzIgLmdsaW1wc2UudHJhaW5pbmcudjEuVHJhaW5pbmdSdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiUKE1N0b3BUcmFpbmluZ1JlcXVlc3QSDgoGcnVuX2lkGAEgASgJIkUKFFN0b3BUcmFpbmluZ1Jlc3BvbnNlEi0KA3J1bhgBIAEoCzIgLmdsaW1wc2UudHJhaW5pbmcudjEuVHJhaW5pbmdSdW4qRAoETG9zcxIUChBMT1NTX1VOU1BFQ0lGSUVEEAASEAoMTE9TU19JTkZPTkNFEAESFAoQTE9TU19WU0VfSEFSREVTVBACKrwBCg1UcmFpbmluZ1N0YXRlEh4KGlRSQUlOSU5HX1NUQVRFX1VOU1BFQ0lGSUVEEAASGgoWVFJBSU5JTkdfU1RBVEVfUEVORElORxABEhoKFlRSQUlOSU5HX1NUQVRFX1JVTk5JTkcQAhIcChhUUkFJTklOR19TVEFURV9TVUNDRUVERUQQAxIZChVUUkFJTklOR19TVEFURV9GQUlMRUQQBBIaChZUUkFJTklOR19TVEFURV9TVE9QUEVEEAUy1wQKD1RyYWluaW5nU2VydmljZRJsCg1TdGFydFRyYWluaW5nEikuZ2xpbXBzZS50cmFpbmluZy52MS5TdGFydFRyYWluaW5nUmVxdWVzdBoqLmdsaW1wc2UudHJhaW5pbmcudjEuU3RhcnRUcmFpbmluZ1Jlc3BvbnNlIgSIgBkCEnsKEUdldFRyYWluaW5nU3RhdHVzEi0uZ2xpbXBzZS50cmFpbmluZy52MS5HZXRUcmFpbmluZ1N0YXR1c1JlcXVlc3QaLi5nbGltcHNlLnRyYWluaW5nLnYxLkdldFRyYWluaW5nU3RhdHVzUmVzcG9uc2UiB5ACAYiAGQEScQoNV2F0Y2hUcmFpbmluZxIpLmdsaW1wc2UudHJhaW5pbmcudjEuV2F0Y2hUcmFpbmluZ1JlcXVlc3QaKi5nbGltcHNlLnRyYWluaW5nLnYxLldhdGNoVHJhaW5pbmdSZXNwb25zZSIHkAIBiIAZATABEngKEExpc3RUcmFpbmluZ1J1bnMSLC5nbGltcHNlLnRyYWluaW5nLnYxLkxpc3RUcmFpbmluZ1J1bnNSZXF1ZXN0Gi0uZ2xpbXBzZS50cmFpbmluZy52MS5MaXN0VHJhaW5pbmdSdW5zUmVzcG9uc2UiB5ACAYiAGQESbAoMU3RvcFRyYWluaW5nEiguZ2xpbXBzZS50cmFpbmluZy52MS5TdG9wVHJhaW5pbmdSZXF1ZXN0GikuZ2xpbXBzZS50cmFpbmluZy52MS5TdG9wVHJhaW5pbmdSZXNwb25zZSIHkAICiIAZAmIGcHJvdG8z", [file_glimpse_api_v1_annotations, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
- * Hyper-parameters of a run. Zero values take the trainer's defaults.
+ * Hyper-parameters of a run. Zero values take the trainer's defaults, which are the recipe of the
+ * model a fresh clone serves (demo/model/config.json; model/README.md).
  *
  * @generated from message glimpse.training.v1.TrainingConfig
  */
 export type TrainingConfig = Message<"glimpse.training.v1.TrainingConfig"> & {
   /**
-   * 1..500.
+   * 1..500; 0 means 3.
    *
    * @generated from field: int32 epochs = 1;
    */
   epochs: number;
 
   /**
-   * 1..4096.
+   * 1..4096; 0 means 128.
    *
    * @generated from field: int32 batch_size = 2;
    */
   batchSize: number;
 
   /**
-   * In (0, 1].
+   * In (0, 1]; 0 means 0.002.
    *
    * @generated from field: double learning_rate = 3;
    */
@@ -97,11 +98,33 @@ export type TrainingConfig = Message<"glimpse.training.v1.TrainingConfig"> & {
   overrides?: JsonObject | undefined;
 
   /**
-   * Move the production alias to the new model when the run succeeds.
+   * Make the new model production when the run succeeds and the model passes the quality gate:
+   * no production model yet, or its promotion_metric on the dev split is at least production's
+   * plus promotion_margin, both measured on this run's dataset version as the Ranking service
+   * ranks (production is re-evaluated when its stored figures are for another version). A model
+   * that does not pass is still registered; TrainingRun.promotion says why it was not promoted.
    *
    * @generated from field: bool promote = 12;
    */
   promote: boolean;
+
+  /**
+   * With promote: the dev-split metric the gate compares, higher is better. Empty means "rsum"
+   * (R@1 + R@5 + R@10 in both directions, 0..600); also "t2i_r1", "t2i_r5", "t2i_r10",
+   * "i2t_r1", "i2t_r5", "i2t_r10" (one recall, 0..100).
+   *
+   * @generated from field: string promotion_metric = 13;
+   */
+  promotionMetric: string;
+
+  /**
+   * With promote: promote when new ≥ production + margin, in recall points of promotion_metric.
+   * Within ± the metric's range (-600..600 for rsum, -100..100 for one recall); 0 (the default)
+   * means at least as good; a negative margin accepts that much loss (its full range: any model).
+   *
+   * @generated from field: double promotion_margin = 14;
+   */
+  promotionMargin: number;
 };
 
 /**
@@ -171,6 +194,81 @@ export type RetrievalMetrics = Message<"glimpse.training.v1.RetrievalMetrics"> &
  */
 export const RetrievalMetricsSchema: GenMessage<RetrievalMetrics> = /*@__PURE__*/
   messageDesc(file_glimpse_training_v1_training_service, 1);
+
+/**
+ * The quality gate's decision for a run that asked to promote (TrainingConfig.promote).
+ *
+ * @generated from message glimpse.training.v1.Promotion
+ */
+export type Promotion = Message<"glimpse.training.v1.Promotion"> & {
+  /**
+   * True when the production alias names this run's model.
+   *
+   * @generated from field: bool promoted = 1;
+   */
+  promoted: boolean;
+
+  /**
+   * Why, in words, e.g. "dev rsum 301.2 < production m-0123456789abcdef 310.5 + margin 0",
+   * "no production model yet (first model)".
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+
+  /**
+   * The metric compared (see TrainingConfig.promotion_metric) and the margin applied.
+   *
+   * @generated from field: string metric = 3;
+   */
+  metric: string;
+
+  /**
+   * @generated from field: double margin = 4;
+   */
+  margin: number;
+
+  /**
+   * This run's model on the dev split, as served.
+   *
+   * @generated from field: double candidate_value = 5;
+   */
+  candidateValue: number;
+
+  /**
+   * The production model it was compared with; empty when there was none.
+   *
+   * @generated from field: string production_version = 6;
+   */
+  productionVersion: string;
+
+  /**
+   * @generated from field: double production_value = 7;
+   */
+  productionValue: number;
+
+  /**
+   * True when production was evaluated on this dataset version during the decision (its
+   * stored figures were for another version, or it predates them).
+   *
+   * @generated from field: bool production_reevaluated = 8;
+   */
+  productionReevaluated: boolean;
+
+  /**
+   * The dataset version whose dev split both were measured on.
+   *
+   * @generated from field: string dataset_version = 9;
+   */
+  datasetVersion: string;
+};
+
+/**
+ * Describes the message glimpse.training.v1.Promotion.
+ * Use `create(PromotionSchema)` to create a new message.
+ */
+export const PromotionSchema: GenMessage<Promotion> = /*@__PURE__*/
+  messageDesc(file_glimpse_training_v1_training_service, 2);
 
 /**
  * @generated from message glimpse.training.v1.TrainingRun
@@ -294,6 +392,13 @@ export type TrainingRun = Message<"glimpse.training.v1.TrainingRun"> & {
    * @generated from field: string dataset_version = 21;
    */
   datasetVersion: string;
+
+  /**
+   * Set once the export decided, when the run asked to promote; absent otherwise.
+   *
+   * @generated from field: glimpse.training.v1.Promotion promotion = 22;
+   */
+  promotion?: Promotion | undefined;
 };
 
 /**
@@ -301,7 +406,7 @@ export type TrainingRun = Message<"glimpse.training.v1.TrainingRun"> & {
  * Use `create(TrainingRunSchema)` to create a new message.
  */
 export const TrainingRunSchema: GenMessage<TrainingRun> = /*@__PURE__*/
-  messageDesc(file_glimpse_training_v1_training_service, 2);
+  messageDesc(file_glimpse_training_v1_training_service, 3);
 
 /**
  * @generated from message glimpse.training.v1.StartTrainingRequest
@@ -318,7 +423,7 @@ export type StartTrainingRequest = Message<"glimpse.training.v1.StartTrainingReq
  * Use `create(StartTrainingRequestSchema)` to create a new message.
  */
 export const StartTrainingRequestSchema: GenMessage<StartTrainingRequest> = /*@__PURE__*/
-  messageDesc(file_glimpse_training_v1_training_service, 3);
+  messageDesc(file_glimpse_training_v1_training_service, 4);
 
 /**
  * @generated from message glimpse.training.v1.StartTrainingResponse
@@ -335,7 +440,7 @@ export type StartTrainingResponse = Message<"glimpse.training.v1.StartTrainingRe
  * Use `create(StartTrainingResponseSchema)` to create a new message.
  */
 export const StartTrainingResponseSchema: GenMessage<StartTrainingResponse> = /*@__PURE__*/
-  messageDesc(file_glimpse_training_v1_training_service, 4);
+  messageDesc(file_glimpse_training_v1_training_service, 5);
 
 /**
  * @generated from message glimpse.training.v1.GetTrainingStatusRequest
@@ -352,7 +457,7 @@ export type GetTrainingStatusRequest = Message<"glimpse.training.v1.GetTrainingS
  * Use `create(GetTrainingStatusRequestSchema)` to create a new message.
  */
 export const GetTrainingStatusRequestSchema: GenMessage<GetTrainingStatusRequest> = /*@__PURE__*/
-  messageDesc(file_glimpse_training_v1_training_service, 5);
+  messageDesc(file_glimpse_training_v1_training_service, 6);
 
 /**
  * @generated from message glimpse.training.v1.GetTrainingStatusResponse
@@ -369,7 +474,7 @@ export type GetTrainingStatusResponse = Message<"glimpse.training.v1.GetTraining
  * Use `create(GetTrainingStatusResponseSchema)` to create a new message.
  */
 export const GetTrainingStatusResponseSchema: GenMessage<GetTrainingStatusResponse> = /*@__PURE__*/
-  messageDesc(file_glimpse_training_v1_training_service, 6);
+  messageDesc(file_glimpse_training_v1_training_service, 7);
 
 /**
  * @generated from message glimpse.training.v1.WatchTrainingRequest
@@ -386,7 +491,7 @@ export type WatchTrainingRequest = Message<"glimpse.training.v1.WatchTrainingReq
  * Use `create(WatchTrainingRequestSchema)` to create a new message.
  */
 export const WatchTrainingRequestSchema: GenMessage<WatchTrainingRequest> = /*@__PURE__*/
-  messageDesc(file_glimpse_training_v1_training_service, 7);
+  messageDesc(file_glimpse_training_v1_training_service, 8);
 
 /**
  * @generated from message glimpse.training.v1.WatchTrainingResponse
@@ -420,7 +525,7 @@ export type WatchTrainingResponse = Message<"glimpse.training.v1.WatchTrainingRe
  * Use `create(WatchTrainingResponseSchema)` to create a new message.
  */
 export const WatchTrainingResponseSchema: GenMessage<WatchTrainingResponse> = /*@__PURE__*/
-  messageDesc(file_glimpse_training_v1_training_service, 8);
+  messageDesc(file_glimpse_training_v1_training_service, 9);
 
 /**
  * @generated from message glimpse.training.v1.ListTrainingRunsRequest
@@ -444,7 +549,7 @@ export type ListTrainingRunsRequest = Message<"glimpse.training.v1.ListTrainingR
  * Use `create(ListTrainingRunsRequestSchema)` to create a new message.
  */
 export const ListTrainingRunsRequestSchema: GenMessage<ListTrainingRunsRequest> = /*@__PURE__*/
-  messageDesc(file_glimpse_training_v1_training_service, 9);
+  messageDesc(file_glimpse_training_v1_training_service, 10);
 
 /**
  * @generated from message glimpse.training.v1.ListTrainingRunsResponse
@@ -466,7 +571,7 @@ export type ListTrainingRunsResponse = Message<"glimpse.training.v1.ListTraining
  * Use `create(ListTrainingRunsResponseSchema)` to create a new message.
  */
 export const ListTrainingRunsResponseSchema: GenMessage<ListTrainingRunsResponse> = /*@__PURE__*/
-  messageDesc(file_glimpse_training_v1_training_service, 10);
+  messageDesc(file_glimpse_training_v1_training_service, 11);
 
 /**
  * @generated from message glimpse.training.v1.StopTrainingRequest
@@ -485,7 +590,7 @@ export type StopTrainingRequest = Message<"glimpse.training.v1.StopTrainingReque
  * Use `create(StopTrainingRequestSchema)` to create a new message.
  */
 export const StopTrainingRequestSchema: GenMessage<StopTrainingRequest> = /*@__PURE__*/
-  messageDesc(file_glimpse_training_v1_training_service, 11);
+  messageDesc(file_glimpse_training_v1_training_service, 12);
 
 /**
  * @generated from message glimpse.training.v1.StopTrainingResponse
@@ -502,7 +607,7 @@ export type StopTrainingResponse = Message<"glimpse.training.v1.StopTrainingResp
  * Use `create(StopTrainingResponseSchema)` to create a new message.
  */
 export const StopTrainingResponseSchema: GenMessage<StopTrainingResponse> = /*@__PURE__*/
-  messageDesc(file_glimpse_training_v1_training_service, 12);
+  messageDesc(file_glimpse_training_v1_training_service, 13);
 
 /**
  * @generated from enum glimpse.training.v1.Loss
