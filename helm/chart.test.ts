@@ -1,9 +1,10 @@
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { validateK8s as validate } from "@glimpse/kube/validate";
-import { parseAllDocuments } from "yaml";
-import { describe, expect, it } from "vitest";
+import { checkCrd, loadArgoCrds, type Crd } from "@glimpse/pipeline/testing";
+import { parse, parseAllDocuments } from "yaml";
+import { beforeAll, describe, expect, it } from "vitest";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const HELM = join(ROOT, ".tools/bin/helm");
@@ -12,15 +13,17 @@ const K8S_MANIFEST = join(ROOT, "k8s/glimpse.yaml");
 /** The values k8s/glimpse.yaml is rendered with (`npm run k8s:render`). */
 export const PLAIN_MANIFEST_ARGS = ["--namespace", "glimpse", "--set", "auth.apiKeys={change-me-write-key}", "--set", "objectStore.secretKey=change-me-minio-secret-key"];
 
-type Obj = { apiVersion: string; kind: string; metadata: { name: string }; [k: string]: unknown };
+type Obj = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> }; [k: string]: any }; // eslint-disable-line @typescript-eslint/no-explicit-any
 function typeOf(obj: Obj): string {
   const version = obj.apiVersion.split("/").pop()!;
   return `${version.charAt(0).toUpperCase()}${version.slice(1)}${obj.kind}`;
 }
 
-function render(valuesFile: string): Obj[] {
-  const out = execFileSync(HELM, ["template", "glimpse", CHART, "-f", valuesFile, "--namespace", "glimpse"], { encoding: "utf8" });
-  return parseAllDocuments(out).map((d) => d.toJS() as Obj).filter(Boolean);
+function renderText(valuesFile: string, ...extra: string[]): string {
+  return execFileSync(HELM, ["template", "glimpse", CHART, "-f", valuesFile, "--namespace", "glimpse", ...extra], { encoding: "utf8" });
+}
+function render(valuesFile: string, ...extra: string[]): Obj[] {
+  return parseAllDocuments(renderText(valuesFile, ...extra)).map((d) => d.toJS() as Obj).filter(Boolean);
 }
 
 const scenarios = readdirSync(join(CHART, "ci")).filter((f) => f.endsWith("-values.yaml"));
@@ -34,10 +37,21 @@ describe("helm chart", () => {
     execFileSync(HELM, ["lint", "--strict", CHART, "-f", join(CHART, "ci", file)], { encoding: "utf8" });
   });
 
+  let wftCrd: Crd;
+  beforeAll(async () => {
+    wftCrd = (await loadArgoCrds(["workflowtemplates"]))["workflowtemplates"]!;
+  }, 300_000);
+
   it.each(scenarios)("renders valid Kubernetes objects with %s", (file) => {
     const objects = render(join(CHART, "ci", file));
     const errors: string[] = [];
     for (const obj of objects) {
+      // Argo's objects against Argo's own CRD schemas (strict, as kubectl --validate=strict).
+      if (obj.apiVersion.startsWith("argoproj.io/")) {
+        expect(obj.kind).toBe("WorkflowTemplate");
+        errors.push(...checkCrd(wftCrd, obj).map((e) => `${obj.kind}/${obj.metadata.name}: ${e}`));
+        continue;
+      }
       validate(obj, typeOf(obj), `${obj.kind}/${obj.metadata.name}`, errors);
       // The training Job template the Training service fills in is an API object too.
       if (obj.kind === "ConfigMap" && typeof (obj as { data?: Record<string, string> }).data?.["training-job.yaml"] === "string") {
@@ -61,5 +75,221 @@ describe("helm chart", () => {
   it("keeps the plain manifests in k8s/ in step with the chart", () => {
     const fresh = execFileSync(HELM, ["template", "glimpse", CHART, ...PLAIN_MANIFEST_ARGS], { encoding: "utf8" });
     expect(readFileSync(K8S_MANIFEST, "utf8"), "run `npm run k8s:render`").toBe(fresh);
+  });
+});
+
+const ARGO_DIR = join(ROOT, "argo");
+const ARGO_VALUES = join(CHART, "ci", "argo-values.yaml");
+const yamlDocs = (file: string): Obj[] => parseAllDocuments(readFileSync(file, "utf8")).map((d) => d.toJS() as Obj);
+const find = (objects: Obj[], kind: string, name: string, namespace?: string): Obj | undefined =>
+  objects.find((o) => o.kind === kind && o.metadata.name === name && (namespace === undefined || (o.metadata.namespace ?? "glimpse") === namespace));
+const configOf = (objects: Obj[]): Record<string, string> => find(objects, "ConfigMap", "glimpse-config")!["data"];
+const paramsOf = (wft: Obj): Record<string, string> => Object.fromEntries((wft["spec"]["arguments"]["parameters"] as Obj[]).map((p) => [p["name"], p["value"]]));
+
+describe("helm chart: the Argo executor (data.argo.enabled)", () => {
+  it("installs argo/workflowtemplate.yaml itself: files/workflowtemplate.yaml is an identical copy", () => {
+    expect(readFileSync(join(CHART, "files", "workflowtemplate.yaml"), "utf8"), "run `cp argo/workflowtemplate.yaml helm/glimpse/files/`").toBe(
+      readFileSync(join(ARGO_DIR, "workflowtemplate.yaml"), "utf8"),
+    );
+  });
+
+  it("renders that file with only the release's names in it: namespace, labels, ServiceAccount, parameter defaults, pull policy", () => {
+    const text = renderText(ARGO_VALUES);
+    const objects = parseAllDocuments(text).map((d) => d.toJS() as Obj).filter(Boolean);
+    const rendered = objects.find((o) => o.kind === "WorkflowTemplate")!;
+    const expected = yamlDocs(join(ARGO_DIR, "workflowtemplate.yaml"))[0]!;
+    expected.metadata.namespace = "glimpse";
+    expected.metadata.labels = { ...expected.metadata.labels, ...rendered.metadata.labels };
+    expected["spec"]["serviceAccountName"] = "glimpse-workflow";
+    const defaults: Record<string, string> = {
+      image: "glimpse:0.1.0",
+      bucket: "glimpse",
+      "minio-endpoint": "http://glimpse-minio.glimpse.svc:9000",
+      "store-secret": "glimpse-object-store",
+      "sync-url": "http://glimpse-gateway.glimpse.svc:8000/data/register",
+      "sync-secret": "glimpse-pipeline-key",
+    };
+    for (const p of expected["spec"]["arguments"]["parameters"] as Obj[]) if (p["name"] in defaults) p["value"] = defaults[p["name"]];
+    for (const t of expected["spec"]["templates"] as Obj[]) if (t["container"]) t["container"]["imagePullPolicy"] = "IfNotPresent";
+    expect(rendered).toEqual(expected);
+    expect(rendered.metadata.labels).toMatchObject({ "app.kubernetes.io/managed-by": "Helm", "app.kubernetes.io/instance": "glimpse" });
+    // Helm's fromYaml/toYaml round trip kept integers integers (no 1.2096e+06 for the API server to refuse).
+    expect(text).not.toMatch(/:\s*-?\d+(\.\d+)?e[+-]\d+\s*$/m);
+  });
+
+  it.each(["argo-values.yaml", "argo-namespace-values.yaml"])("ties the Workflow side together with %s: template, artifact repository, Secrets, ServiceAccount, Data's config", (file) => {
+    const objects = render(join(CHART, "ci", file));
+    const values = parse(readFileSync(join(CHART, "ci", file), "utf8")) as Obj;
+    const cfg = configOf(objects);
+    const ns = values["data"]["argo"]["namespace"] || "glimpse";
+    const wft = objects.find((o) => o.kind === "WorkflowTemplate")!;
+    expect(wft.metadata.namespace).toBe(ns);
+    const params = paramsOf(wft);
+
+    // Data's config points at them.
+    expect(cfg).toMatchObject({
+      GLIMPSE_PIPELINE_EXECUTOR: "argo",
+      GLIMPSE_ARGO_NAMESPACE: ns,
+      GLIMPSE_ARGO_TEMPLATE: wft.metadata.name,
+      GLIMPSE_ARGO_SERVICE_ACCOUNT: wft["spec"]["serviceAccountName"],
+      GLIMPSE_ARGO_SYNC_SECRET: params["sync-secret"],
+      GLIMPSE_ARGO_STORE_SECRET: params["store-secret"],
+      GLIMPSE_ARGO_SYNC_URL: params["sync-url"],
+      GLIMPSE_ARGO_IMAGE: params["image"],
+      MINIO_ENDPOINT: params["minio-endpoint"],
+      MINIO_BUCKET: params["bucket"],
+    });
+    const data = find(objects, "Deployment", "glimpse-data")!;
+    expect(data["spec"]["template"]["spec"]["containers"][0]["image"]).toBe(params["image"]);
+
+    // The sync URL is the gateway Service's /data/register, by a name that resolves from any namespace.
+    const gw = find(objects, "Service", "glimpse-gateway")!;
+    expect(params["sync-url"]).toBe(`http://glimpse-gateway.glimpse.svc:${gw["spec"]["ports"][0]["port"]}/data/register`);
+
+    // The pods' ServiceAccount, in the workflows' namespace, bound to exactly argo/rbac.yaml's rules.
+    const sa = wft["spec"]["serviceAccountName"] as string;
+    expect(wft["spec"]["artifactGC"]).toBeUndefined();
+    expect(find(objects, "ServiceAccount", sa, ns)).toBeDefined();
+    const binding = objects.find((o) => o.kind === "RoleBinding" && o["subjects"].some((x: Obj) => x["name"] === sa))!;
+    expect(binding.metadata.namespace).toBe(ns);
+    expect(binding["subjects"]).toEqual([{ kind: "ServiceAccount", name: sa, namespace: ns }]);
+    const role = find(objects, "Role", binding["roleRef"]["name"], ns)!;
+    const plainRole = yamlDocs(join(ARGO_DIR, "rbac.yaml")).find((o) => o.kind === "Role")!;
+    expect(role["rules"]).toEqual(plainRole["rules"]);
+    if (values["imagePullSecrets"]) expect(find(objects, "ServiceAccount", sa, ns)!["imagePullSecrets"]).toEqual(values["imagePullSecrets"]);
+
+    // The artifact repository the template names: the chart's object store and store Secret.
+    const ref = wft["spec"]["artifactRepositoryRef"] as { configMap: string; key: string };
+    const cm = find(objects, "ConfigMap", ref.configMap, ns)!;
+    expect(cm.metadata.annotations?.["workflows.argoproj.io/default-artifact-repository"]).toBe(ref.key);
+    const repo = parse(cm["data"][ref.key]) as Obj;
+    const plainRepo = parse(yamlDocs(join(ARGO_DIR, "artifact-repositories.yaml"))[0]!["data"][ref.key]) as Obj;
+    expect(Object.keys(repo["s3"]).sort()).toEqual(Object.keys(plainRepo["s3"]).sort());
+    const endpoint = new URL(params["minio-endpoint"]!);
+    expect(repo["s3"]).toMatchObject({
+      endpoint: endpoint.host,
+      insecure: endpoint.protocol === "http:",
+      bucket: values["data"]["argo"]["artifactBucket"] ?? "argo-artifacts",
+      keyFormat: plainRepo["s3"]["keyFormat"],
+      accessKeySecret: { name: params["store-secret"], key: "access-key" },
+      secretKeySecret: { name: params["store-secret"], key: "secret-key" },
+    });
+
+    // The Secrets the pods read exist in their namespace (or are the user's existing one).
+    const store = find(objects, "Secret", params["store-secret"]!, ns);
+    if (values["objectStore"]?.["existingSecret"]) expect(params["store-secret"]).toBe(values["objectStore"]["existingSecret"]);
+    else expect(Object.keys(store!["data"]).sort()).toEqual(["access-key", "secret-key"]);
+    const key = find(objects, "Secret", params["sync-secret"]!, ns)!;
+    expect(Object.keys(key["data"])).toEqual(["api-key"]);
+    // ... and every service accepts that key as a write key, besides the clients' keys.
+    const pipelineKey = Buffer.from(key["data"]["api-key"], "base64").toString();
+    expect(pipelineKey).toMatch(/^glk_\w{20,}$/);
+    for (const c of ["gateway", "ranking", "training", "data"]) {
+      const env = find(objects, "Deployment", `glimpse-${c}`)!["spec"]["template"]["spec"]["containers"][0]["env"] as Obj[];
+      const names = env.map((e) => e["name"]);
+      // Kubernetes expands $(VAR) only from variables defined before it.
+      expect(names.indexOf("GLIMPSE_API_KEYS")).toBeGreaterThan(names.indexOf("GLIMPSE_PIPELINE_API_KEY"));
+      expect(names.indexOf("GLIMPSE_API_KEYS")).toBeGreaterThan(names.indexOf("GLIMPSE_CLIENT_API_KEYS"));
+      expect(env.find((e) => e["name"] === "GLIMPSE_API_KEYS")!["value"]).toBe("$(GLIMPSE_CLIENT_API_KEYS),$(GLIMPSE_PIPELINE_API_KEY):write");
+      expect(env.find((e) => e["name"] === "GLIMPSE_PIPELINE_API_KEY")!["valueFrom"]).toEqual({ secretKeyRef: { name: params["sync-secret"], key: "api-key" } });
+    }
+    // stepResources are merged over a step's own resources.
+    const plain = yamlDocs(join(ARGO_DIR, "workflowtemplate.yaml"))[0]!;
+    for (const [step, over] of Object.entries((values["data"]["argo"]["stepResources"] ?? {}) as Record<string, Obj>)) {
+      const own = (plain["spec"]["templates"] as Obj[]).find((t) => t["name"] === step)!["container"]["resources"];
+      const got = (wft["spec"]["templates"] as Obj[]).find((t) => t["name"] === step)!["container"]["resources"];
+      expect(got).toEqual({ requests: { ...own["requests"], ...over["requests"] }, limits: { ...own["limits"], ...over["limits"] } });
+    }
+    if (ns !== "glimpse") {
+      // The copy in the release's namespace (the services') holds the same key.
+      const home = find(objects, "Secret", params["sync-secret"]!, "glimpse")!;
+      expect(home["data"]).toEqual(key["data"]);
+    }
+  });
+
+  it("installs nothing of Argo's by default: pipeline runs execute in the Data service, whose token is not even mounted", () => {
+    const objects = render(join(CHART, "ci", "default-values.yaml"));
+    expect(objects.filter((o) => o.apiVersion.startsWith("argoproj.io/") || o.metadata.name === "artifact-repositories")).toEqual([]);
+    expect(configOf(objects)["GLIMPSE_PIPELINE_EXECUTOR"]).toBe("local");
+    expect(Object.keys(configOf(objects)).filter((k) => k.startsWith("GLIMPSE_ARGO_"))).toEqual([]);
+    expect(find(objects, "Role", "glimpse-data")).toBeUndefined();
+    expect(find(objects, "Secret", "glimpse-pipeline-key")).toBeUndefined();
+    expect(find(objects, "Deployment", "glimpse-data")!["spec"]["template"]["spec"]["automountServiceAccountToken"]).toBe(false);
+  });
+});
+
+/**
+ * The Kubernetes API calls a service's code makes, read from its sources: typed-client calls
+ * (createNamespacedJob, readNamespacedPodLog, getNamespacedCustomObject, …) and watch paths.
+ * As "group/resource:verb" (core group: "").
+ */
+const KIND_RESOURCE: Record<string, string> = { Job: "batch/jobs", Pod: "/pods", PodLog: "/pods/log", ConfigMap: "/configmaps", Secret: "/secrets", Event: "/events" };
+const METHOD_VERB: Record<string, string> = { create: "create", read: "get", get: "get", list: "list", delete: "delete", patch: "patch", replace: "update" };
+function apiCallsOf(dir: string): Set<string> {
+  const calls = new Set<string>();
+  const walk = (d: string): string[] =>
+    readdirSync(d).flatMap((f) => {
+      const p = join(d, f);
+      return statSync(p).isDirectory() ? (f === "testing" ? [] : walk(p)) : p.endsWith(".ts") && !p.endsWith(".test.ts") ? [p] : [];
+    });
+  for (const file of walk(dir)) {
+    const text = readFileSync(file, "utf8");
+    for (const [, method, kind] of text.matchAll(/\.(create|read|get|list|delete|patch|replace)Namespaced(\w+)\(/g)) {
+      let resource: string | undefined;
+      if (kind === "CustomObject") {
+        const g = /group:\s*"([^"]+)"[^}]*plural:\s*"([^"]+)"/.exec(text);
+        if (!g) throw new Error(`${file}: a custom-object call without a { group, plural } constant`);
+        resource = `${g[1]}/${g[2]}`;
+      } else resource = KIND_RESOURCE[kind!];
+      if (!resource) throw new Error(`${file}: ${method}Namespaced${kind}: add its resource to KIND_RESOURCE`);
+      calls.add(`${resource}:${METHOD_VERB[method!]}`);
+    }
+    for (const [, group, resource] of text.matchAll(/\.watch\(\s*`\/apis?\/(?:([\w.]+)\/)?v\w+\/namespaces\/\$\{[^}]+\}\/([\w/]+)`/g)) {
+      calls.add(`${group ?? ""}/${resource}:watch`);
+    }
+  }
+  return calls;
+}
+function roleGrants(role: Obj): Set<string> {
+  const out = new Set<string>();
+  for (const r of role["rules"] as Obj[]) for (const g of r["apiGroups"]) for (const res of r["resources"]) for (const v of r["verbs"]) out.add(`${g}/${res}:${v}`);
+  return out;
+}
+
+describe("helm chart: RBAC", () => {
+  it("reads the API calls from the code (the scan sees what the services do)", () => {
+    expect([...apiCallsOf(join(ROOT, "services/data/src"))].sort()).toEqual(["argoproj.io/workflows:create", "argoproj.io/workflows:get", "argoproj.io/workflows:patch", "argoproj.io/workflowtemplates:get"]);
+    expect(apiCallsOf(join(ROOT, "services/training/src"))).toContain("batch/jobs:watch");
+  });
+
+  it.each(["argo-values.yaml", "argo-namespace-values.yaml"])("gives each service account's Role exactly the Kubernetes API calls its code makes, in the namespace it makes them (%s)", (file) => {
+    const objects = render(join(CHART, "ci", file));
+    const cfg = configOf(objects);
+    const expected: Record<string, { calls: Set<string>; namespace: string }> = {
+      "glimpse-training": { calls: apiCallsOf(join(ROOT, "services/training/src")), namespace: "glimpse" },
+      "glimpse-data": { calls: apiCallsOf(join(ROOT, "services/data/src")), namespace: cfg["GLIMPSE_ARGO_NAMESPACE"]! },
+    };
+    const deployments = objects.filter((o) => o.kind === "Deployment" && o.metadata.name !== "glimpse-minio");
+    for (const d of deployments) {
+      const spec = d["spec"]["template"]["spec"] as Obj;
+      const sa = spec["serviceAccountName"] as string | undefined;
+      if (!sa) {
+        // No service account of its own: no API access at all.
+        expect(spec["automountServiceAccountToken"], d.metadata.name).toBe(false);
+        continue;
+      }
+      const want = expected[sa];
+      expect(want, `${d.metadata.name} runs as ${sa}: what does its code call?`).toBeDefined();
+      const bindings = objects.filter((o) => o.kind === "RoleBinding" && o["subjects"].some((x: Obj) => x["name"] === sa && x["namespace"] === "glimpse"));
+      expect(bindings.map((b) => b.metadata.namespace ?? "glimpse"), sa).toEqual([want!.namespace]);
+      expect(objects.filter((o) => o.kind === "ClusterRoleBinding")).toEqual([]);
+      const role = find(objects, "Role", bindings[0]!["roleRef"]["name"], want!.namespace)!;
+      expect([...roleGrants(role)].sort(), sa).toEqual([...want!.calls].sort());
+      // the owners are read by name: the Job template's ConfigMap, the WorkflowTemplate — not every one
+      for (const rule of role["rules"] as Obj[]) {
+        if (rule["resources"].includes("configmaps")) expect(rule["resourceNames"], sa).toEqual(["glimpse-training-job"]);
+        if (rule["resources"].includes("workflowtemplates")) expect(rule["resourceNames"], sa).toEqual([cfg["GLIMPSE_ARGO_TEMPLATE"]]);
+      }
+    }
   });
 });

@@ -46,10 +46,36 @@ app.kubernetes.io/component: {{ .component }}
 {{ .Values.objectStore.existingSecret | default (printf "%s-object-store" (include "glimpse.fullname" .)) }}
 {{- end }}
 
+{{/* The object store: fully qualified, so that pods in other namespaces (data.argo.namespace) reach the bundled MinIO too. */}}
 {{- define "glimpse.storeEndpoint" -}}
-{{- if .Values.objectStore.endpoint }}{{ .Values.objectStore.endpoint }}{{ else }}http://{{ include "glimpse.fullname" . }}-minio:9000{{ end }}
+{{- if .Values.objectStore.endpoint }}{{ .Values.objectStore.endpoint }}{{ else }}http://{{ include "glimpse.fullname" . }}-minio.{{ .Release.Namespace }}.svc:9000{{ end }}
 {{- end }}
 
 {{- define "glimpse.scheme" -}}
 {{ if .Values.tls.enabled }}https{{ else }}http{{ end }}
+{{- end }}
+
+{{/* Argo executor: the namespace the workflows (and the WorkflowTemplate) live in. */}}
+{{- define "glimpse.argoNamespace" -}}
+{{ .Values.data.argo.namespace | default .Release.Namespace }}
+{{- end }}
+
+{{/* The ServiceAccount the workflow pods (and artifact GC) run as. */}}
+{{- define "glimpse.workflowServiceAccount" -}}
+{{ include "glimpse.fullname" . }}-workflow
+{{- end }}
+
+{{/* Secret with the write API key the pipeline's sync step sends (key `api-key`). */}}
+{{- define "glimpse.pipelineKeySecret" -}}
+{{ include "glimpse.fullname" . }}-pipeline-key
+{{- end }}
+
+{{/* The WorkflowTemplate: files/workflowtemplate.yaml, a copy of argo/workflowtemplate.yaml (helm/chart.test.ts keeps them identical). */}}
+{{- define "glimpse.workflowTemplateFile" -}}
+{{ .Files.Get "files/workflowtemplate.yaml" }}
+{{- end }}
+
+{{/* Where the workflow's sync step POSTs the published version: the gateway's /data/register, by its cluster DNS name. */}}
+{{- define "glimpse.argoSyncUrl" -}}
+{{ include "glimpse.scheme" . }}://{{ include "glimpse.fullname" . }}-gateway.{{ .Release.Namespace }}.svc:{{ .Values.gateway.port }}/data/register
 {{- end }}
