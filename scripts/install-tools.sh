@@ -21,19 +21,23 @@ TOOLS=(
   "grpcurl|github.com/fullstorydev/grpcurl|github.com/fullstorydev/grpcurl/cmd/grpcurl|v1.9.4|-X main.version=v1.9.4"
   "helm|helm.sh/helm/v3|helm.sh/helm/v3/cmd/helm|v3.22.0|-X helm.sh/helm/v3/internal/version.version=v3.22.0"
 )
+# Built only when named (scripts/cluster/up.sh): the dynamic PVC provisioner of the local test cluster.
+ON_REQUEST=(
+  "local-path-provisioner|github.com/rancher/local-path-provisioner|github.com/rancher/local-path-provisioner|v0.0.30|"
+)
 
 command -v go >/dev/null || { echo "install-tools: 'go' not found on PATH (need Go >= 1.24)" >&2; exit 1; }
 
 want=("$@")
 selected() {
-  [[ ${#want[@]} -eq 0 ]] && return 0
+  [[ ${#want[@]} -eq 0 ]] && [[ $2 == default ]] && return 0
   local w; for w in "${want[@]}"; do [[ "$w" == "$1" ]] && return 0; done
   return 1
 }
 
-for spec in "${TOOLS[@]}"; do
-  IFS='|' read -r name mod pkg version ldflags <<<"$spec"
-  selected "$name" || continue
+for spec in "${TOOLS[@]/%/|default}" "${ON_REQUEST[@]/%/|on-request}"; do
+  IFS='|' read -r name mod pkg version ldflags kind <<<"$spec"
+  selected "$name" "$kind" || continue
   bin="$BIN/$name"
   if [[ -x "$bin" ]]; then
     have="$(go version -m "$bin" 2>/dev/null | awk -v m="$mod" '$1=="mod" && $2==m {print $3}')"

@@ -3,6 +3,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Node 22+: `npm test` may have been started by an older node's npm; this puts Node 22 (from
+# .tools/node, installed once if needed) first on PATH, so every step below (npx, tsc, vitest,
+# the services they start) runs on it. Fails with a message when no Node 22 can be had.
+source scripts/node.sh || { echo "npm test needs Node.js 22+ (see README.md)" >&2; exit 1; }
+echo "== node $(node --version)"
+
+# Cached images of earlier commits (the Kubernetes stage's, outside the checkout) go first: they grow by ~3 GB a
+# commit, and on a nearly full disk MinIO refuses every write the tests make.
+bash scripts/cluster/prune.sh
 bash scripts/install-tools.sh   # real MinIO, grpcurl and helm, built once into .tools/
 
 # uv runs the model's tests; Debian's Chromium the search-page test.
@@ -31,3 +40,6 @@ if [ -f model/pyproject.toml ]; then
   echo "== model tests (pytest)"
   (cd model && uv run --frozen pytest -q)
 fi
+
+echo "== Kubernetes end to end (e2e/k8s: the chart, Argo pipeline, training Jobs and Tilt on a real cluster)"
+bash scripts/cluster/test.sh

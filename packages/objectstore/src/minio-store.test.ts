@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Readable } from "node:stream";
 import { collect, objectStoreContract } from "./contract.js";
 import { createObjectStore, MinioObjectStore, PreconditionFailedError, type ObjectStore } from "./index.js";
-import { startMinio, type MinioServer } from "./testing/minio.js";
+import { checkDriveSpace, startMinio, type MinioServer } from "./testing/minio.js";
 
 const MiB = 1024 * 1024;
 let minio: MinioServer;
@@ -81,4 +81,14 @@ describe("MinioObjectStore specifics", () => {
     expect(await incompleteUploads(s)).toEqual([]);
     await s.close();
   }, 120_000);
+});
+
+describe("the MinIO test server's drive check", () => {
+  it("names the drive and what is writable when too little is, before any test writes", async () => {
+    await expect(checkDriveSpace(minio.dataDir)).resolves.toBeUndefined();
+    // more headroom than any drive has: the check must refuse and say why
+    await expect(checkDriveSpace(minio.dataDir, 2 ** 60)).rejects.toThrow(
+      new RegExp(`drive under ${minio.dataDir} has [0-9.]+ GiB free of [0-9.]+ GiB; MinIO refuses writes`),
+    );
+  });
 });

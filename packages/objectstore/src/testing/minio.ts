@@ -12,7 +12,7 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, rmSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, statfs } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -75,11 +75,40 @@ export async function startMinio(options: StartMinioOptions = {}): Promise<Minio
   throw lastError;
 }
 
+/** Free bytes MinIO leaves writable: it refuses writes that would leave less than 1% of the drive free. */
+const MINIO_FILL_FRACTION = 0.99;
+const HEADROOM_BYTES = 256 * 1024 * 1024; // what a test run writes at most, with room to spare
+
+/**
+ * Fails up front, naming the cause, where MinIO would answer every write with "XMinioStorageFull"
+ * (a drive more than 99% full): otherwise each test fails on its own with a storage error.
+ */
+export async function checkDriveSpace(dir: string, headroomBytes = HEADROOM_BYTES): Promise<void> {
+  const fs = await statfs(dir);
+  const total = fs.blocks * fs.bsize;
+  const free = fs.bavail * fs.bsize;
+  const usable = free - total * (1 - MINIO_FILL_FRACTION);
+  if (usable < headroomBytes) {
+    const gib = (n: number) => (n / 2 ** 30).toFixed(2);
+    throw new Error(
+      `MinIO test server: the drive under ${dir} has ${gib(free)} GiB free of ${gib(total)} GiB; MinIO refuses ` +
+        `writes that leave under 1% free, so ${gib(Math.max(usable, 0))} GiB is writable. Free disk space ` +
+        `(scripts/cluster/prune.sh drops old cached images) or point TMPDIR at a larger drive.`,
+    );
+  }
+}
+
 async function startOnce(binary: string, options: StartMinioOptions): Promise<MinioServer> {
   const host = "127.0.0.1";
   const [port, consolePort] = [await freePort(), await freePort()];
   const ownDir = options.dataDir === undefined;
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), "glimpse-minio-")));
+  try {
+    await checkDriveSpace(dataDir);
+  } catch (err) {
+    if (ownDir) await rm(dataDir, { recursive: true, force: true });
+    throw err;
+  }
   const accessKey = `test-${randomBytes(6).toString("hex")}`;
   const secretKey = randomBytes(18).toString("base64url");
 

@@ -1,0 +1,92 @@
+/**
+ * helm install of helm/glimpse with the bundled MinIO on a real cluster: every pod Ready, `helm test`
+ * passes, the search page and /demo/search answer through the gateway Service, and each service account
+ * can do what its service needs and no more.
+ */
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { CHART, NS, READ_KEY, RELEASE, ROOT, WRITE_KEY, fetchJson, gatewayUrl, helm, imageValues, kubectl, kubectlJson, unreadyPods, waitFor } from "./cluster.js";
+
+describe("helm install", () => {
+  it("installs the chart; every pod becomes Ready", async () => {
+    kubectl("create", "namespace", NS);
+    helm("install", RELEASE, CHART, "-n", NS, "-f", join(ROOT, "e2e/k8s/values.yaml"), ...imageValues(), "--wait", "--timeout", "10m");
+    const pods = await waitFor("every pod Ready", () => {
+      const all = kubectlJson("get", "pods", "-n", NS).items as unknown[];
+      return all.length > 0 && unreadyPods().length === 0 ? all.length : undefined;
+    }, 300_000);
+    // gateway ×2, ranking ×2, training, data, minio
+    expect(pods).toBeGreaterThanOrEqual(7);
+    const pvc = kubectlJson("get", "pvc", `${RELEASE}-minio`, "-n", NS);
+    expect(pvc.status.phase).toBe("Bound");
+  });
+
+  it("passes helm test", () => {
+    // (no --logs: the hook pod is deleted once it succeeds; a failed one stays for `kubectl logs`)
+    const out = helm("test", RELEASE, "-n", NS, "--timeout", "5m");
+    expect(out).toMatch(/TEST SUITE:\s+glimpse-test-gateway[\s\S]*Phase:\s+Succeeded/);
+  });
+
+  it("answers /demo/search and serves the search page through the gateway Service", async () => {
+    const base = gatewayUrl();
+    const res = await fetchJson(`${base}/demo/search?query=a%20dog%20playing%20in%20the%20snow&top_k=5`);
+    expect(res.status).toBe(200);
+    expect(res.body.results).toHaveLength(5);
+    expect(res.body.model_version).toMatch(/^m-[0-9a-f]{16}$/);
+    const img = await fetch(`${base}${res.body.results[0].image_url as string}`);
+    expect(img.status).toBe(200);
+    expect(img.headers.get("content-type")).toBe("image/jpeg");
+    const page = await fetch(`${base}/`);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain("Glimpse — image search");
+    const health = await fetchJson(`${base}/health/detailed`);
+    expect(health.status).toBe(200);
+  });
+
+  it("checks API keys: no key and a read key are refused a mutating call, the write key is let through", async () => {
+    const base = gatewayUrl();
+    const body = JSON.stringify({ run_id: "does-not-exist" });
+    const none = await fetchJson(`${base}/training/stop`, { method: "POST", body });
+    expect(none.status).toBe(401);
+    const read = await fetchJson(`${base}/training/stop`, { method: "POST", body, headers: { authorization: `Bearer ${READ_KEY}` } });
+    expect(read.status).toBe(403);
+    const write = await fetchJson(`${base}/training/stop`, { method: "POST", body, headers: { authorization: `Bearer ${WRITE_KEY}` } });
+    expect(write.status).toBe(404);
+  });
+
+  /** `kubectl auth can-i` as each service account: what its code calls, and nothing else. */
+  const can = (sa: string, verb: string, resource: string, ns = NS): boolean => {
+    try {
+      // `pods/log` is a subresource; `kind/name` is one object
+      const target = resource === "pods/log" ? ["pods", "--subresource=log"] : [resource];
+      return kubectl("auth", "can-i", verb, ...target, "-n", ns, `--as=system:serviceaccount:${NS}:${sa}`).trim() === "yes";
+    } catch (err) {
+      if (/\bno\b/.test(String((err as Error).message))) return false;
+      throw err;
+    }
+  };
+  it("gives each service account exactly what its service needs", () => {
+    const training = `${RELEASE}-training`;
+    const data = `${RELEASE}-data`;
+    const needs: [string, string, string][] = [
+      [training, "create", "jobs.batch"], [training, "get", "jobs.batch"], [training, "watch", "jobs.batch"],
+      [training, "delete", "jobs.batch"], [training, "list", "pods"], [training, "get", "pods/log"],
+      [training, "get", `configmaps/${RELEASE}-training-job`],
+      [data, "create", "workflows.argoproj.io"], [data, "get", "workflows.argoproj.io"], [data, "patch", "workflows.argoproj.io"],
+      [data, "get", "workflowtemplates.argoproj.io/glimpse-dataset-pipeline"],
+    ];
+    for (const [sa, verb, res] of needs) expect(`${sa} ${verb} ${res}: ${can(sa, verb, res)}`).toBe(`${sa} ${verb} ${res}: true`);
+    const refused: [string, string, string][] = [
+      [training, "get", "secrets"], [training, "create", "pods"], [training, "delete", "pods"], [training, "create", "workflows.argoproj.io"],
+      [training, "update", "deployments.apps"], [training, "create", "rolebindings.rbac.authorization.k8s.io"],
+      [training, "get", `configmaps/${RELEASE}-config`], [training, "list", "configmaps"], [training, "patch", "jobs.batch"],
+      [data, "get", "secrets"], [data, "create", "jobs.batch"], [data, "create", "pods"], [data, "delete", "workflowtemplates.argoproj.io"],
+      [data, "get", "workflowtemplates.argoproj.io/another-template"], [data, "delete", "workflows.argoproj.io"], [data, "list", "workflows.argoproj.io"],
+      ["default", "list", "pods"], ["default", "get", "secrets"],
+    ];
+    for (const [sa, verb, res] of refused) expect(`${sa} ${verb} ${res}: ${can(sa, verb, res)}`).toBe(`${sa} ${verb} ${res}: false`);
+    // nothing outside the release's namespace
+    expect(can(training, "create", "jobs.batch", "default")).toBe(false);
+    expect(can(data, "create", "workflows.argoproj.io", "default")).toBe(false);
+  });
+});
