@@ -42,20 +42,17 @@ describe("model lifecycle against a real MinIO", () => {
     await minio?.stop();
   });
 
-  it("swaps to a promoted version under load with no failed request; in-flight requests finish on the old one", async () => {
-    const a = server.manager.status().servingVersion;
-    expect(a).toMatch(/^m-/);
-    const b = await variantOf(store, a, "b");
-    const held = server.manager.acquire(); // an in-flight request on version a
-    let stop = false;
+  /** Four clients searching until stopped; each records the versions that answered it, in order, and every error. */
+  function searchLoad(query: string): { seen: string[][]; errors: string[]; stop: () => Promise<void> } {
+    let stopped = false;
     const errors: string[] = [];
     const seen: string[][] = [];
     const worker = async (w: number) => {
       const versions: string[] = [];
       seen.push(versions);
-      for (let i = 0; !stop; i++) {
+      for (let i = 0; !stopped; i++) {
         try {
-          const r = await client.searchImages({ query: `a dog number ${w} ${i % 7}`, topK: 3 });
+          const r = await client.searchImages({ query: `${query} ${w} ${i % 7}`, topK: 3 });
           if (versions.at(-1) !== r.modelVersion) versions.push(r.modelVersion);
         } catch (err) {
           errors.push((err as Error).message);
@@ -63,14 +60,22 @@ describe("model lifecycle against a real MinIO", () => {
       }
     };
     const load = Promise.all([0, 1, 2, 3].map(worker));
+    return { seen, errors, stop: async () => { stopped = true; await load; } };
+  }
+
+  it("swaps to a promoted version under load with no failed request; in-flight requests finish on the old one", async () => {
+    const a = server.manager.status().servingVersion;
+    expect(a).toMatch(/^m-/);
+    const b = await variantOf(store, a, "b");
+    const held = server.manager.acquire(); // an in-flight request on version a
+    const { seen, errors, stop } = searchLoad("a dog number");
     await new Promise((r) => setTimeout(r, 300));
     const promoted = await client.promoteModel({ version: b }, WRITE);
     expect(promoted.model?.version).toBe(b);
     expect(promoted.model?.production).toBe(true);
     await until(() => server.manager.status().servingVersion === b, 60_000, "the swap");
     await new Promise((r) => setTimeout(r, 300));
-    stop = true;
-    await load;
+    await stop();
     expect(errors).toEqual([]);
     for (const v of seen) expect(v).toEqual([a, b]); // each client: a until the swap, then b
     // The request that started on a still runs on a's sessions after the swap...
@@ -86,22 +91,7 @@ describe("model lifecycle against a real MinIO", () => {
   it("rolls back through PromoteModel: B promoted, then back to the earlier A, under load with no failed request", async () => {
     const a = server.manager.status().servingVersion; // registered and served earlier
     const b = await variantOf(store, a, "rollback-b");
-    let stop = false;
-    const errors: string[] = [];
-    const seen: string[][] = [];
-    const worker = async (w: number) => {
-      const versions: string[] = [];
-      seen.push(versions);
-      for (let i = 0; !stop; i++) {
-        try {
-          const r = await client.searchImages({ query: `children on a beach ${w} ${i % 5}`, topK: 3 });
-          if (versions.at(-1) !== r.modelVersion) versions.push(r.modelVersion);
-        } catch (err) {
-          errors.push((err as Error).message);
-        }
-      }
-    };
-    const load = Promise.all([0, 1, 2, 3].map(worker));
+    const { seen, errors, stop } = searchLoad("children on a beach");
     const everyClientOn = (v: string) => () => seen.length === 4 && seen.every((s) => s.at(-1) === v);
     await until(everyClientOn(a), 10_000, "every client to search");
     expect((await client.promoteModel({ version: b }, WRITE)).model?.version).toBe(b);
@@ -110,8 +100,7 @@ describe("model lifecycle against a real MinIO", () => {
     const back = await client.promoteModel({ version: a }, WRITE);
     expect([back.model?.version, back.model?.production]).toEqual([a, true]);
     await until(everyClientOn(a), 60_000, "every client to be served by A again");
-    stop = true;
-    await load;
+    await stop();
     expect(errors).toEqual([]);
     for (const v of seen) expect(v).toEqual([a, b, a]);
     expect((await client.searchImages({ query: "a dog", topK: 1 })).modelVersion).toBe(a);
