@@ -57,19 +57,26 @@ commit_tar() {
   buildah push -q "$2" "docker-archive:$3.tmp:$2" && mv "$3.tmp" "$3"
 }
 
-# bud DOCKERFILE CONTEXT NAME [BASE_TAR]: the project's Dockerfile as users build it, daemonless; BASE_TAR replaces
-# the Dockerfile's default base.
+# bud DOCKERFILE CONTEXT NAME [BASE_TAR [MORE_ARGS…]]: the project's Dockerfile as users build it, daemonless;
+# BASE_TAR replaces the Dockerfile's default base.
 bud() {
   local base=()
   [ -n "${4:-}" ] && base=(--build-arg "BASE=docker-archive:$4")
-  buildah bud -q --isolation chroot --layers -v "$CA:$CA:ro" "${base[@]}" \
+  buildah bud -q --isolation chroot --layers -v "$CA:$CA:ro" "${base[@]}" "${@:5}" \
     --build-arg "NODE_EXTRA_CA_CERTS=$CA/ca-certificates.crt" --build-arg "GIT_COMMIT=$TAG" -f "$1" -t "$3" "$2" >&2
 }
 
+# The Glimpse Dockerfile's `deps` stage (npm ci) is no parent of the final image: unnamed, its layers are dangling
+# and prune_cache drops them. It gets a name (NAME-deps:TAG), so a later build of the same sources finds npm ci in
+# the layer cache: Tilt's build runs inside the cluster's network namespace, where no package registry is reachable.
+has_deps_stage() { grep -qiE '^FROM .* AS deps$' "$1"; }
+deps_missing() { has_deps_stage "$1" && ! buildah inspect --type image "localhost/$2-deps:$TAG" >/dev/null 2>&1; }
+
 build_image() { # build_image NAME CONTEXT DOCKERFILE [BASE_TAR] → pushed as $REGISTRY/NAME:$TAG (kept as a tar in the cache)
   local name=$1 out=$C/$1-$TAG.tar ref=$REGISTRY/$1:$TAG
-  if [ ! -f "$out" ]; then
+  if [ ! -f "$out" ] || deps_missing "$3" "$name"; then
     local t0=$SECONDS
+    if has_deps_stage "$3"; then bud "$3" "$2" "localhost/$name-deps:$TAG" "${4:-}" --target deps; fi
     bud "$3" "$2" "localhost/$name:$TAG" "${4:-}"
     buildah push -q "localhost/$name:$TAG" "docker-archive:$out.tmp:$ref" && mv "$out.tmp" "$out"
     log "built $ref in $((SECONDS - t0)) s ($(du -m "$out" | cut -f1) MB)"

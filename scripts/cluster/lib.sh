@@ -50,7 +50,8 @@ image_tag() {
 
 # prune_cache TAG: the cache keeps one tag's images. Every commit makes ~3 GB of image tars and build layers and the
 # cache outlives clones (CI reuses it), so other tags' tars and buildah images go; the bases (versioned) stay.
-# buildah's layer cache keeps what TAG's build used (those layers have children); the rest becomes dangling.
+# buildah's layer cache keeps what TAG's images were built from (those layers have children; the npm ci stage is named
+# glimpse-deps:TAG for that, images.sh); the rest becomes dangling.
 prune_cache() {
   local tag=$1 f img
   for f in "$GLIMPSE_K8S_CACHE"/glimpse-*.tar; do
@@ -60,8 +61,9 @@ prune_cache() {
   done
   [ -d "$GLIMPSE_K8S_CACHE/containers" ] && command -v buildah >/dev/null || return 0
   buildah_storage
-  # the project's images of other tags, under any registry name (images.sh imports pushed names too)
-  buildah images --format '{{.Name}}:{{.Tag}}' 2>/dev/null | grep -E '/(glimpse|glimpse-trainer):' |
+  # the project's images (and their npm ci stage, images.sh) of other tags, under any registry name (images.sh
+  # imports pushed names too)
+  buildah images --format '{{.Name}}:{{.Tag}}' 2>/dev/null | grep -E '/(glimpse|glimpse-trainer|glimpse-deps):' |
     while read -r img; do
       case ${img##*:} in "$tag" | "$tag-upgrade" | tilt) ;; *) buildah rmi -f "$img" >/dev/null 2>&1 || true ;; esac
     done
