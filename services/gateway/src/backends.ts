@@ -31,23 +31,40 @@ export function connectBackends(targets: BackendTarget[], opts: { timeoutMs: num
     service: SERVICES[name],
     client: grpcClient(SERVICES[name], url, { timeoutMs: opts.timeoutMs, tlsCa: opts.tlsCa }) as Client<DescService>,
     // A check whose connection went away (a pod of a rolling update draining) is UNAVAILABLE and
-    // asked again, on a new connection; an answer, NOT_SERVING included, is final.
+    // asked again, on a new connection; an answer other than SERVING is asked again once (checkBackends).
     health: grpcClient(health.Health, url, { timeoutMs: 2_000, tlsCa: opts.tlsCa, attempts: 3, idempotent: true }),
   }));
 }
+
+/**
+ * A backend that answers anything but SERVING, or cannot be reached, is asked once more RECHECK_MS
+ * later before that counts: in a rolling update a draining replica answers NOT_SERVING to a check
+ * it received just before it closed its connection (GOAWAY), and a Service may still route a new
+ * connection to a replica that is gone; the next check goes on a new connection, to a replica
+ * that serves. A backend that is really down answers the same twice.
+ */
+export const RECHECK_MS = 200;
 
 /** grpc.health.v1 Check of each backend's service, in parallel, with a short deadline. */
 export async function checkBackends(backends: Backend[]): Promise<Record<string, BackendHealth>> {
   const entries = await Promise.all(
     backends.map(async (b): Promise<[string, BackendHealth]> => {
       const start = performance.now();
-      try {
-        const res = await b.health.check({ service: b.service.typeName }, { timeoutMs: 2_000 });
-        const status = health.HealthCheckResponse_ServingStatus[res.status] ?? "UNKNOWN";
-        return [b.name, { status, url: b.url, latency_ms: round(performance.now() - start) }];
-      } catch (err) {
-        return [b.name, { status: "UNREACHABLE", url: b.url, latency_ms: round(performance.now() - start), error: ConnectError.from(err).message }];
+      const check = async (): Promise<BackendHealth> => {
+        try {
+          const res = await b.health.check({ service: b.service.typeName }, { timeoutMs: 2_000 });
+          const status = health.HealthCheckResponse_ServingStatus[res.status] ?? "UNKNOWN";
+          return { status, url: b.url, latency_ms: round(performance.now() - start) };
+        } catch (err) {
+          return { status: "UNREACHABLE", url: b.url, latency_ms: round(performance.now() - start), error: ConnectError.from(err).message };
+        }
+      };
+      let h = await check();
+      if (h.status !== "SERVING") {
+        await new Promise((r) => setTimeout(r, RECHECK_MS));
+        h = await check();
       }
+      return [b.name, h];
     }),
   );
   return Object.fromEntries(entries);
