@@ -7,7 +7,7 @@ import type { Logger } from "@glimpse/logging";
 import type { Server } from "node:http";
 import type { ApiKeys } from "./auth.js";
 import { HealthRegistry, ServingStatus } from "./health.js";
-import { listen, type Handler, type TlsFiles } from "./listen.js";
+import { listen, type Handler, type Listening, type TlsFiles } from "./listen.js";
 import { Metrics } from "./metrics.js";
 import { observe } from "./interceptors.js";
 import { registerReflection } from "./reflection.js";
@@ -114,21 +114,28 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningS
     metrics,
     close(graceMs = 10_000) {
       closing ??= (async () => {
-        // GOAWAY first (clients move their next calls to a new connection: another replica),
-        // then NOT_SERVING, so a client's health check on the old connection never sees a gap.
-        const closed = listening.close(graceMs);
-        health.setAll(ServingStatus.NOT_SERVING);
-        // Long-lived streams (watches) would hold the drain open: end them when the grace period ends.
-        const timer = setTimeout(() => shutdown.abort(), Math.max(0, graceMs - 100));
-        timer.unref();
-        await closed;
-        clearTimeout(timer);
-        shutdown.abort();
+        await drain(listening, health, shutdown, graceMs);
         await new Promise<void>((resolve) => (metricsServer ? metricsServer.close(() => resolve()) : resolve()));
       })();
       return closing;
     },
   };
+}
+
+/**
+ * Drains a listening server (the gRPC services' and the gateway's): GOAWAY first (clients move
+ * their next calls to a new connection: another replica), then NOT_SERVING, so a client's health
+ * check on the old connection never sees a gap. Long-lived streams (watches) would hold the drain
+ * open: `shutdown` ends them when the grace period ends, and at the latest once it is over.
+ */
+export async function drain(listening: Listening, health: HealthRegistry, shutdown: AbortController, graceMs: number): Promise<void> {
+  const closed = listening.close(graceMs);
+  health.setAll(ServingStatus.NOT_SERVING);
+  const timer = setTimeout(() => shutdown.abort(), Math.max(0, graceMs - 100));
+  timer.unref();
+  await closed;
+  clearTimeout(timer);
+  shutdown.abort();
 }
 
 /** Closes `servers` on SIGTERM/SIGINT, then exits. */

@@ -5,7 +5,7 @@ import { cors as connectCors } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { ServiceName } from "@glimpse/api";
 import { createLogger, REQUEST_ID_HEADER, type Logger } from "@glimpse/logging";
-import { HealthRegistry, Metrics, ServingStatus, listen, observe, routesFor, type Handler } from "@glimpse/rpc";
+import { HealthRegistry, Metrics, ServingStatus, drain, listen, observe, routesFor, type Handler } from "@glimpse/rpc";
 import { apiKeysFromConfig, caFromConfig, tlsFromConfig, type GlimpseConfig } from "@glimpse/runtime";
 import { checkBackends, connectBackends, type Backend, type BackendTarget } from "./backends.js";
 import { pagesRoute } from "./pages/index.js";
@@ -124,13 +124,6 @@ export async function build(cfg: GlimpseConfig, opts: GatewayOptions = {}): Prom
   return {
     port: listening.port,
     url,
-    async close(graceMs = 10_000) {
-      const closed = listening.close(graceMs);
-      health.setAll(ServingStatus.NOT_SERVING);
-      const timer = setTimeout(() => shutdown.abort(), Math.max(0, graceMs - 100));
-      timer.unref();
-      await closed;
-      clearTimeout(timer);
-    },
+    close: (graceMs = 10_000) => drain(listening, health, shutdown, graceMs),
   };
 }
