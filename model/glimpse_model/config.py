@@ -62,7 +62,7 @@ class Config:
 
     # ---- image preprocessing / backbone --------------------------------------
     image_size: int = 224
-    backbone: str = "mobilenet_v1_075"   # mobilenet_v1_075 | mobilenet_v3_small | tiny
+    backbone: str = "mobilenet_v1_075"   # mobilenet_v1_075 | efficientnet_lite0 | mobilenet_v3_small | tiny
     backbone_weights: str = "auto"       # auto | none | <path to .pt state dict>
     pretrained_dir: str = ""             # ../shared/pretrained (for converting v1 on the fly)
     feature_grid: bool = True            # cache the spatial grid (C×7×7) not only pooled
@@ -80,6 +80,9 @@ class Config:
     attn_hidden: int = 256            # 0 = linear attention scores (cheapest)
     grid_dropout: float = 0.0         # training: drop this share of grid cells before pooling
     text_proj_hidden: int = 1024      # 0 = linear projection only
+    text_encoder: str = "bilstm"      # bilstm (word vocabulary built from train) | minilm_l6 (pretrained all-MiniLM-L6-v2, its WordPiece tokenizer)
+    text_unfreeze: int = 0            # minilm_l6: top transformer layers trained (0 = frozen; the frozen bottom's output is cached)
+    text_lr_mult: float = 0.1         # minilm_l6: learning rate of its trained layers, relative to lr
     word_dim: int = 128
     text_hidden: int = 128            # per direction
     bidirectional: bool = True

@@ -296,6 +296,78 @@ class Tokenizer:
         return tok
 
 
+class WordPieceTokenizer:
+    """A pretrained text tower's own tokenizer (BERT WordPiece from its ``tokenizer.json``, run by
+    Hugging Face ``tokenizers``): [CLS] pieces [SEP], truncated to ``max_len`` ids, no padding.
+
+    ``vocab.json`` (type ``hf-tokenizer``) embeds the whole ``tokenizer.json`` with padding off
+    and truncation at ``max_len``, so serving (``@huggingface/tokenizers``) runs the same
+    normaliser, pre-tokeniser, model and post-processor from the same document."""
+
+    def __init__(self, tokenizer_json: dict, max_len: int = 40, tokenizer_config: dict | None = None):
+        from tokenizers import Tokenizer as HFTokenizer
+        self.config = dict(tokenizer_config or {})
+        doc = json.loads(json.dumps(tokenizer_json))
+        doc["padding"] = None
+        doc["truncation"] = {"direction": "Right", "max_length": max_len, "strategy": "LongestFirst",
+                             "stride": 0}
+        self.doc = doc
+        self.hf = HFTokenizer.from_str(json.dumps(doc))
+        self.max_len = max_len
+        vocab = doc["model"]["vocab"]
+        self.pad_id = vocab.get("[PAD]", 0)
+        self.unk_id = vocab[doc["model"].get("unk_token", "[UNK]")]
+        self.size = len(vocab)
+        # what checkpoints compare to tell vocabularies apart (``tokens`` for the word-regex one)
+        self.tokens = [f"hf-tokenizer:{hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]}"]
+
+    @classmethod
+    def from_file(cls, path: str | Path, max_len: int = 40) -> "WordPieceTokenizer":
+        """``tokenizer.json`` (and ``tokenizer_config.json`` beside it)."""
+        path = Path(path)
+        conf = path.with_name("tokenizer_config.json")
+        return cls(json.loads(path.read_text("utf-8")), max_len,
+                   json.loads(conf.read_text("utf-8")) if conf.is_file() else None)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.hf.encode(text).ids)
+
+    def batch(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        return pad_batch([self.encode(t) for t in texts], self.pad_id)
+
+    def spec(self) -> dict:
+        return {
+            "schema": "glimpse.vocab/v1",
+            "type": "hf-tokenizer",
+            "note": "run `tokenizer` with Hugging Face tokenizers (Python `tokenizers`, JS "
+                    "`@huggingface/tokenizers`): ids = encode(text).ids, special tokens included",
+            "max_len": self.max_len,
+            "pad_id": self.pad_id, "unk_id": self.unk_id,
+            "padding": "right-pad token_ids with pad_id to the batch's longest sequence",
+            "model_inputs": {
+                "token_ids": "int64 [N, L], right-padded with pad_id",
+                "lengths": "int64 [N], number of real tokens per row ([CLS] and [SEP] included)",
+            },
+            "size": self.size,
+            "tokenizer": self.doc,
+            "tokenizer_config": self.config,
+        }
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.spec(), ensure_ascii=True) + "\n")
+
+
+def load_tokenizer(path: str | Path):
+    """The tokenizer a ``vocab.json`` describes (word-regex or hf-tokenizer)."""
+    d = json.loads(Path(path).read_text("utf-8"))
+    if d.get("type") == "hf-tokenizer":
+        return WordPieceTokenizer(d["tokenizer"], d["max_len"], d.get("tokenizer_config"))
+    return Tokenizer.load(path)
+
+
 def pad_batch(seqs: list[list[int]], pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
     L = max(len(s) for s in seqs)
     ids = np.full((len(seqs), L), pad_id, dtype=np.int64)
@@ -310,6 +382,8 @@ def pad_batch(seqs: list[list[int]], pad_id: int = 0) -> tuple[np.ndarray, np.nd
 def preprocess_spec(backbone: str, size: int = 224) -> dict:
     if backbone == "mobilenet_v3_small":
         mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    elif backbone.startswith("efficientnet_lite"):  # TF's Lite builder: (x - 127) / 128
+        mean, std = [127.0 / 255.0] * 3, [128.0 / 255.0] * 3
     else:  # mobilenet_v1 (TF): x/127.5 - 1  ==  (x/255 - 0.5) / 0.5
         mean, std = [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]
     return {

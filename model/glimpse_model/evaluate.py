@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .config import Config, pick_device
-from .data import Tokenizer, load_dataset, preprocess_spec
+from .data import load_dataset, load_tokenizer, preprocess_spec
 from .features import load_pixels, view_grids
 from .train import encode_grids, encode_images
 from .metrics import recall_metrics
@@ -118,7 +118,7 @@ def served_metrics(folder, ds, split: str, threads: int = 2) -> dict:
     or the run's config). Promotion compares models with this (promotion.py)."""
     folder = Path(folder)
     isess, tsess = onnx_sessions(folder, threads)
-    tok = Tokenizer.load(folder / "vocab.json")
+    tok = load_tokenizer(folder / "vocab.json")
     spec = json.loads((folder / "preprocess.json").read_text())
     ids, caps, owner = split_items(ds, split)
     enc = Encode(None, None, ds, tok, spec, isess, tsess)
@@ -136,7 +136,7 @@ def served_metrics(folder, ds, split: str, threads: int = 2) -> dict:
 def load_run(run_dir: Path, device="cpu"):
     best = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
     cfg = Config.from_dict(best["config"])
-    tok = Tokenizer.load(run_dir / "vocab.json")
+    tok = load_tokenizer(run_dir / "vocab.json")
     backbone, _ = build_backbone(cfg.backbone, "none")
     model = GlimpseModel(cfg, len(tok), backbone, backbone.out_channels)
     model.load_state_dict(best["model"])

@@ -177,6 +177,10 @@ def build_backbone(name: str, weights: str = "auto", pretrained_dir: str = "") -
                 raise ValueError("mobilenet_v1_075 needs --backbone-weights <converted .pt> or "
                                  "--pretrained-dir ../shared/pretrained (or --backbone-weights none)")
         return net, src
+    if name.startswith("efficientnet_lite"):
+        from .pretrained import EfficientNetLite
+        net = EfficientNetLite(name, weights)
+        return net, net.weights_source
     if name == "mobilenet_v3_small":
         net = TorchvisionV3Small(weights)
         return net, net.weights_source
@@ -331,6 +335,24 @@ def embed_pixels(backbone: nn.Module, head: ImageHead, pixels: torch.Tensor, tta
     return average_views([head(g[i * n:(i + 1) * n]) for i in range(len(views))])
 
 
+def build_text_encoder(cfg, vocab_size: int) -> nn.Module:
+    if cfg.text_encoder == "minilm_l6":
+        from .pretrained import MiniLMText
+        text = MiniLMText(cfg.cache_dir, cfg.embed_dim, cfg.text_proj_hidden, cfg.dropout,
+                          pretrained=cfg.backbone_weights != "none")
+        # only the top ``text_unfreeze`` layers train
+        for p in text.bert.parameters():
+            p.requires_grad_(False)
+        for layer in list(text.bert.encoder.layer)[text.layers - cfg.text_unfreeze:] if cfg.text_unfreeze else []:
+            for p in layer.parameters():
+                p.requires_grad_(True)
+        return text
+    if cfg.text_encoder != "bilstm":
+        raise ValueError(f"unknown text_encoder {cfg.text_encoder!r} (bilstm | minilm_l6)")
+    return TextEncoder(vocab_size, cfg.embed_dim, cfg.word_dim, cfg.text_hidden, cfg.bidirectional,
+                       cfg.text_layers, cfg.dropout, cfg.word_dropout, proj_hidden=cfg.text_proj_hidden)
+
+
 class GlimpseModel(nn.Module):
     def __init__(self, cfg, vocab_size: int, backbone: nn.Module | None, in_ch: int):
         super().__init__()
@@ -338,9 +360,7 @@ class GlimpseModel(nn.Module):
         self.image_head = ImageHead(in_ch, cfg.embed_dim, cfg.image_hidden, cfg.image_head,
                                     heads=cfg.attn_heads, dropout=cfg.dropout, attn_hidden=cfg.attn_hidden,
                                     grid_dropout=getattr(cfg, "grid_dropout", 0.0))
-        self.text = TextEncoder(vocab_size, cfg.embed_dim, cfg.word_dim, cfg.text_hidden,
-                                cfg.bidirectional, cfg.text_layers, cfg.dropout, cfg.word_dropout,
-                                proj_hidden=cfg.text_proj_hidden)
+        self.text = build_text_encoder(cfg, vocab_size)
         self.tta_hflip = bool(getattr(cfg, "tta_hflip", False))
         self.tta_zoom = float(getattr(cfg, "tta_zoom", 0.0))
         self.grid_start: int | None = None

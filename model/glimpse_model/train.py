@@ -38,9 +38,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .config import Config, git_commit, parse_config, pick_device, seed_everything
-from .data import Tokenizer, load_dataset, pad_batch, preprocess_spec
+from .data import Tokenizer, WordPieceTokenizer, load_dataset, pad_batch, preprocess_spec
 from .events import EventLog
 from .features import view_grids
 from .metrics import recall_metrics
@@ -181,6 +182,48 @@ def encode_texts(model, tids: torch.Tensor, lens: torch.Tensor, device, batch: i
 
 
 @torch.no_grad()
+def text_cache(model, tids: torch.Tensor, lens: torch.Tensor, start: int, device, batch: int = 256) -> torch.Tensor:
+    """What a pretrained text tower's frozen bottom gives each caption, computed once: the hidden
+    states entering layer ``start`` (fp16, [N,L,H]) or, with every layer frozen, the pooled
+    sentence vector ([N,H])."""
+    model.eval()
+    out = []
+    for i in range(0, len(tids), batch):
+        ln = lens[i:i + batch].to(device)
+        h = model.text.hidden_at(tids[i:i + batch, : int(ln.max())].to(device), ln, start)
+        if start >= model.text.layers:
+            out.append(model.text.pool(h, ln).float().cpu())
+        else:
+            out.append(F.pad(h, (0, 0, 0, tids.shape[1] - h.shape[1])).half().cpu())
+    return torch.cat(out)
+
+
+def cached_text(cfg, model, tok, tids: torch.Tensor, lens: torch.Tensor, start: int, device) -> torch.Tensor:
+    """``text_cache`` kept in the feature cache folder, keyed by the tokenizer, the layer, the token
+    ids and the frozen bottom's weights (the first 4 KiB of each tensor: the bottom is never trained,
+    so it only differs between packages, and that shows in every tensor)."""
+    import hashlib
+    h = hashlib.sha256(f"{cfg.text_encoder}|{start}|{tok.tokens[0]}".encode())
+    h.update(tids.numpy().tobytes())
+    sd = model.text.bert.state_dict()
+    for k in sorted(sd):
+        if k.startswith("embeddings.") or any(k.startswith(f"encoder.layer.{i}.") for i in range(start)):
+            h.update(sd[k].float().numpy().tobytes()[:4096])
+    path = Path(cfg.cache_dir) / "text" / f"{h.hexdigest()[:24]}.pt"
+    if path.is_file():
+        return torch.load(path, map_location="cpu", weights_only=True)
+    out = text_cache(model, tids, lens, start, device)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_save(out, path)
+    return out
+
+
+def encode_cached_text(model, cache: torch.Tensor, lens: torch.Tensor, start: int, device) -> torch.Tensor:
+    h = cache if cache.dim() == 2 else cache[:, : int(lens.max())].float()
+    return model.text.forward_from(h.to(device), lens.to(device), start)
+
+
+@torch.no_grad()
 def encode_grids(model, grids: torch.Tensor, device, batch: int = 256,
                  views: list[torch.Tensor] = ()) -> torch.Tensor:
     """Embeddings of cached grids; with the grids of other views (mirror, zoom), view-averaged."""
@@ -272,7 +315,11 @@ def train(cfg: Config) -> dict:
                 dataset=ds.source, dataset_version=ds.version, train_images=len(train_ids),
                 dev_images=len(dev_ids), force_upload=True)
 
-    tok = Tokenizer.build((c for i in train_ids for c in ds.captions[i]), cfg.vocab_min_count, cfg.max_len)
+    if cfg.text_encoder == "minilm_l6":
+        from .pretrained import minilm_dir
+        tok = WordPieceTokenizer.from_file(minilm_dir(cfg.cache_dir) / "tokenizer.json", cfg.max_len)
+    else:
+        tok = Tokenizer.build((c for i in train_ids for c in ds.captions[i]), cfg.vocab_min_count, cfg.max_len)
     tok.save(run_dir / "vocab.json")
     spec = preprocess_spec(cfg.backbone, cfg.image_size)
     (run_dir / "preprocess.json").write_text(json.dumps(spec, indent=1) + "\n")
@@ -332,6 +379,30 @@ def train(cfg: Config) -> dict:
                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
         events.emit("init_from", phase=1, path=cfg.init_from, dev=init.get("dev"))
 
+    # a pretrained text tower: its frozen bottom runs once over every caption (cached)
+    text_start = None
+    if cfg.text_encoder == "minilm_l6":
+        text_start = model.text.layers - cfg.text_unfreeze
+        t0 = time.time()
+        tr_text = cached_text(cfg, model, tok, tr_tids, tr_lens, text_start, device)
+        dv_text = cached_text(cfg, model, tok, dv_tids, dv_lens, text_start, device)
+        feat_secs += time.time() - t0
+        events.emit("features_ready", phase=1, seconds=round(time.time() - t0, 1), text_start=text_start,
+                    text=list(tr_text.shape[1:]), force_upload=True)
+
+    def encode_train_text(cap: torch.Tensor) -> torch.Tensor:
+        lens = tr_lens[cap]
+        if text_start is not None:
+            return encode_cached_text(model, tr_text[cap], lens, text_start, device)
+        return model.encode_text(tr_tids[cap, : int(lens.max())].to(device), lens.to(device))
+
+    def groups_of(named, lr: float) -> list[dict]:
+        """Optimizer groups; a pretrained text tower's trained layers learn at ``text_lr_mult``·lr."""
+        named = list(named)
+        groups = param_groups([(n, p) for n, p in named if not n.startswith("text.bert.")], cfg.weight_decay, lr)
+        bert = [(n, p) for n, p in named if n.startswith("text.bert.") and p.requires_grad]
+        return groups + (param_groups(bert, cfg.weight_decay, lr * cfg.text_lr_mult) if bert else [])
+
     history = {"steps": [], "evals": []}
     best_rsum = -1.0
     start_phase, start_epoch, global_step = 1, 1, 0
@@ -348,7 +419,13 @@ def train(cfg: Config) -> dict:
     epochs_run = 0
 
     def evaluate_dev(phase: int) -> dict:
-        te = encode_texts(model, dv_tids, dv_lens, device)
+        if text_start is not None:
+            model.eval()
+            with torch.no_grad():
+                te = torch.cat([encode_cached_text(model, dv_text[i:i + 512], dv_lens[i:i + 512], text_start,
+                                                   device).float().cpu() for i in range(0, len(dv_lens), 512)])
+        else:
+            te = encode_texts(model, dv_tids, dv_lens, device)
         if phase == 1 or cfg.phase2_mode == "cached":
             ie = encode_grids(model, grids["dev"][0], device, views=grids["dev"][1:])
         else:
@@ -415,11 +492,9 @@ def train(cfg: Config) -> dict:
         t_ep, loss_sum, t_log = time.time(), 0.0, time.time()
         events.start_bar(steps, f"phase{phase} epoch {epoch}/{n_epochs}")
         for s, (embed_images, im, cap) in enumerate(batches):
-            lens = tr_lens[cap]
-            ids = tr_tids[cap, : int(lens.max())]
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 ie = embed_images()
-                te = model.encode_text(ids.to(device), lens.to(device))
+                te = encode_train_text(cap)
                 loss = contrastive_losses(ie.float(), te.float(), im.to(device), model.logit_scale,
                                           cfg.loss, cfg.margin, cfg.vsepp_weight)
             optimizer_step(loss, opt, scaler, params, cfg.grad_clip)
@@ -459,7 +534,7 @@ def train(cfg: Config) -> dict:
 
     # ---- phase 1: cached grids ----------------------------------------------------------
     if start_phase == 1 and cfg.epochs > 0:
-        opt = torch.optim.AdamW(param_groups(model.named_parameters(), cfg.weight_decay, cfg.lr),
+        opt = torch.optim.AdamW(groups_of(model.named_parameters(), cfg.lr),
                                 lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
         total_steps = steps1 * cfg.epochs
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda_factory(total_steps, cfg.warmup_steps,
@@ -485,7 +560,7 @@ def train(cfg: Config) -> dict:
         for p in bb_params:
             p.requires_grad_(True)
         head_named = [(n, p) for n, p in model.named_parameters() if not n.startswith("backbone.")]
-        groups = param_groups(head_named, cfg.weight_decay, cfg.phase2_lr)
+        groups = groups_of(head_named, cfg.phase2_lr)
         groups.append({"params": bb_params, "weight_decay": cfg.weight_decay,
                        "lr": cfg.phase2_lr * cfg.phase2_backbone_lr_mult})
         opt = torch.optim.AdamW(groups, lr=cfg.phase2_lr, betas=(0.9, 0.98), eps=1e-6)
