@@ -6,7 +6,7 @@ import type { Logger } from "@glimpse/logging";
 import { MicroBatcher } from "./batcher.js";
 import { Encoders, type EncoderOptions } from "./encoders.js";
 import { Preprocessor, type DecodedPixels } from "./preprocess.js";
-import { Tokenizer } from "./tokenizer.js";
+import { loadTokenizer, type TextTokenizer } from "./tokenizer.js";
 import { parseQueryBank, type QueryBank } from "./querybank.js";
 
 /** The files of a model version this module reads (bytes as stored in the registry). */
@@ -54,7 +54,7 @@ export class LoadedModel {
 
   private constructor(
     readonly version: string,
-    readonly tokenizer: Tokenizer,
+    readonly tokenizer: TextTokenizer,
     readonly preprocessor: Preprocessor,
     readonly encoders: Encoders,
     readonly config: Record<string, unknown>,
@@ -70,7 +70,7 @@ export class LoadedModel {
   }
 
   static async load(version: string, files: ModelFiles, opts: ModelOptions = {}): Promise<LoadedModel> {
-    const tokenizer = Tokenizer.fromJson(Buffer.from(files["vocab.json"]));
+    const tokenizer = loadTokenizer(Buffer.from(files["vocab.json"]));
     const preprocessor = Preprocessor.fromJson(Buffer.from(files["preprocess.json"]));
     const config = JSON.parse(Buffer.from(files["config.json"]).toString("utf8")) as Record<string, unknown>;
     const dim = typeof config["embed_dim"] === "number" ? config["embed_dim"] : undefined;

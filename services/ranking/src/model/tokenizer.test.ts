@@ -3,7 +3,7 @@ import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_DEMO_DIR } from "../seed.js";
 import type { Golden } from "./golden.js";
-import { Tokenizer, type VocabSpec } from "./tokenizer.js";
+import { loadTokenizer, Tokenizer, type VocabSpec } from "./tokenizer.js";
 
 const SPEC: VocabSpec = {
   schema: "glimpse.vocab/v1",
@@ -55,14 +55,19 @@ describe("Tokenizer (vocab.json spec)", () => {
 });
 
 const MODEL = resolve(process.env["GLIMPSE_GOLDEN_MODEL_DIR"] ?? join(DEFAULT_DEMO_DIR, "model"));
-describe.skipIf(!existsSync(join(MODEL, "golden.json")))("Tokenizer against the demo model's golden.json", () => {
-  it("gives the exporter's token ids for every golden caption", () => {
-    const tok = Tokenizer.fromJson(readFileSync(join(MODEL, "vocab.json")));
-    const golden = JSON.parse(readFileSync(join(MODEL, "golden.json"), "utf8")) as Golden;
+describe("Tokenizer against the demo model's golden.json", () => {
+  it("gives the exporter's token ids for every golden caption and every extra tokenizer case", () => {
+    // a missing fixture fails here instead of skipping the suite
+    expect(existsSync(join(MODEL, "golden.json")), `${MODEL}/golden.json`).toBe(true);
+    const tok = loadTokenizer(readFileSync(join(MODEL, "vocab.json")));
+    const golden = JSON.parse(readFileSync(join(MODEL, "golden.json"), "utf8")) as Golden & {
+      tokenizer_cases?: { text: string; token_ids: number[] }[];
+    };
     expect(golden.captions.length).toBeGreaterThan(5);
     for (const c of golden.captions) {
       expect(tok.encode(c.text), c.text).toEqual(c.token_ids);
       expect(tok.encode(c.text).length).toBe(c.length);
     }
+    for (const c of golden.tokenizer_cases ?? []) expect(tok.encode(c.text), c.text).toEqual(c.token_ids);
   });
 });

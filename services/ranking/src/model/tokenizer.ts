@@ -1,6 +1,12 @@
 /**
- * The text tokenizer, reproducing a model version's `vocab.json` (schema glimpse.vocab/v1,
- * written by the Python trainer) exactly:
+ * The text tokenizers, reproducing a model version's `vocab.json` (schema glimpse.vocab/v1,
+ * written by the Python trainer) exactly. `loadTokenizer` picks the one its `type` names:
+ *
+ * - `hf-tokenizer` (a pretrained text tower's own, e.g. MiniLM's WordPiece): the embedded
+ *   `tokenizer.json` run by Hugging Face's `@huggingface/tokenizers` (the trainer runs the
+ *   same document with the Python `tokenizers`); ids keep [CLS]/[SEP]; longer texts keep the
+ *   first max_len − 1 ids and the final [SEP], as the Python side's truncation does.
+ * - `word-regex` (`Tokenizer`, the trainer's own vocabulary):
  *
  *   s = text.normalize("NFKD"); s = s.replace(/<combining_regex>/g, ""); s = s.toLowerCase()
  *   tokens = s.match(/<token_regex>/g) ?? []; tokens = tokens.slice(0, max_len)
@@ -8,6 +14,8 @@
  *
  * Batches are right-padded with pad_id to the longest row; `lengths` counts real tokens.
  */
+
+import { Tokenizer as HFTokenizer } from "@huggingface/tokenizers";
 
 export const VOCAB_SCHEMA = "glimpse.vocab/v1";
 
@@ -39,7 +47,84 @@ export interface TokenBatch {
   width: number;
 }
 
-export class Tokenizer {
+/** What the model needs of a tokenizer. */
+export interface TextTokenizer {
+  readonly maxLen: number;
+  readonly padId: number;
+  readonly size: number;
+  /** Token ids of one text (never empty). */
+  encode(text: string): number[];
+  /** Pads already-encoded sequences into one batch. */
+  pad(seqs: number[][]): TokenBatch;
+  batch(texts: string[]): TokenBatch;
+}
+
+/** Right-pads sequences with padId into one int64 batch. */
+export function padBatch(seqs: number[][], padId: number): TokenBatch {
+  const n = seqs.length;
+  const width = Math.max(1, ...seqs.map((s) => s.length));
+  const ids = new BigInt64Array(n * width).fill(BigInt(padId));
+  const lengths = new BigInt64Array(n);
+  seqs.forEach((s, i) => {
+    for (let j = 0; j < s.length; j++) ids[i * width + j] = BigInt(s[j]!);
+    lengths[i] = BigInt(s.length);
+  });
+  return { ids, lengths, n, width };
+}
+
+/** The tokenizer a `vocab.json` describes. */
+export function loadTokenizer(text: string | Buffer): TextTokenizer {
+  const spec = JSON.parse(text.toString()) as { type?: unknown };
+  return spec.type === HF_TYPE ? new HfTokenizer(spec as unknown as HfTokenizerSpec) : new Tokenizer(spec as VocabSpec);
+}
+
+export const HF_TYPE = "hf-tokenizer";
+
+export interface HfTokenizerSpec {
+  schema: string;
+  type: typeof HF_TYPE;
+  max_len: number;
+  pad_id: number;
+  unk_id: number;
+  tokenizer: Record<string, unknown>;
+  tokenizer_config?: Record<string, unknown>;
+}
+
+export class HfTokenizer implements TextTokenizer {
+  readonly maxLen: number;
+  readonly padId: number;
+  readonly unkId: number;
+  readonly size: number;
+  private readonly hf: HFTokenizer;
+
+  constructor(readonly spec: HfTokenizerSpec) {
+    if (spec.schema !== VOCAB_SCHEMA) throw new Error(`vocab.json: unsupported schema ${JSON.stringify(spec.schema)} (want ${VOCAB_SCHEMA})`);
+    if (!spec.tokenizer || typeof spec.tokenizer !== "object") throw new Error("vocab.json: tokenizer missing");
+    if (!Number.isInteger(spec.max_len) || spec.max_len < 2) throw new Error("vocab.json: bad max_len");
+    this.hf = new HFTokenizer(spec.tokenizer, spec.tokenizer_config ?? {});
+    this.maxLen = spec.max_len;
+    this.padId = spec.pad_id;
+    this.unkId = spec.unk_id;
+    const model = spec.tokenizer["model"] as { vocab?: Record<string, number> } | undefined;
+    this.size = Object.keys(model?.vocab ?? {}).length;
+  }
+
+  encode(text: string): number[] {
+    const ids = this.hf.encode(text).ids;
+    // Python's truncation cuts the pieces before the post-processor adds [CLS]/[SEP]
+    return ids.length > this.maxLen ? [...ids.slice(0, this.maxLen - 1), ids[ids.length - 1]!] : ids;
+  }
+
+  pad(seqs: number[][]): TokenBatch {
+    return padBatch(seqs, this.padId);
+  }
+
+  batch(texts: string[]): TokenBatch {
+    return this.pad(texts.map((t) => this.encode(t)));
+  }
+}
+
+export class Tokenizer implements TextTokenizer {
   readonly maxLen: number;
   readonly padId: number;
   readonly unkId: number;
@@ -110,15 +195,7 @@ export class Tokenizer {
 
   /** Pads already-encoded sequences into one batch. */
   pad(seqs: number[][]): TokenBatch {
-    const n = seqs.length;
-    const width = Math.max(1, ...seqs.map((s) => s.length));
-    const ids = new BigInt64Array(n * width).fill(BigInt(this.padId));
-    const lengths = new BigInt64Array(n);
-    seqs.forEach((s, i) => {
-      for (let j = 0; j < s.length; j++) ids[i * width + j] = BigInt(s[j]!);
-      lengths[i] = BigInt(s.length);
-    });
-    return { ids, lengths, n, width };
+    return padBatch(seqs, this.padId);
   }
 
   batch(texts: string[]): TokenBatch {
