@@ -58,30 +58,30 @@ class Config:
 
     # ---- tokenizer -------------------------------------------------------------
     vocab_min_count: int = 4
-    max_len: int = 32
+    max_len: int = 40                  # tokens per caption (WordPiece ids incl. [CLS]/[SEP], or words)
 
     # ---- image preprocessing / backbone --------------------------------------
     image_size: int = 224
-    backbone: str = "mobilenet_v1_075"   # mobilenet_v1_075 | efficientnet_lite0 | mobilenet_v3_small | tiny
+    backbone: str = "efficientnet_lite0"  # mobilenet_v1_075 | efficientnet_lite0 | mobilenet_v3_small | tiny
     backbone_weights: str = "auto"       # auto | none | <path to .pt state dict>
     pretrained_dir: str = ""             # ../shared/pretrained (for converting v1 on the fly)
     feature_grid: bool = True            # cache the spatial grid (C×7×7) not only pooled
     cache_hflip: bool = True             # also cache features of the mirrored image (aug.)
-    tta_hflip: bool = False              # image embedding = mean of the image's and its mirror's
+    tta_hflip: bool = True               # image embedding = mean of the image's and its mirror's
     tta_zoom: float = 0.0                # >0: also average in the centre crop covering this share of each side, resized back
-    qb_beta: float = 0.0                 # >0: query-bank normalisation in evaluate/export/serving (querybank.py; training's dev selection ranks by cosine)
+    qb_beta: float = 10.0                # >0: query-bank normalisation in evaluate/export/serving (querybank.py; training's dev selection ranks by cosine)
     qb_bank_size: int = 2000             # train images (and captions) in the query bank
 
     # ---- model ---------------------------------------------------------------
     embed_dim: int = 256
     image_head: str = "mean"          # mean | attn  (attention pooling over the grid)
-    image_hidden: int = 256           # 0 = linear projection only (no residual MLP)
+    image_hidden: int = 0             # 0 = linear projection only (no residual MLP)
     attn_heads: int = 4               # attention-pooling heads over the grid (image_head=attn)
     attn_hidden: int = 256            # 0 = linear attention scores (cheapest)
     grid_dropout: float = 0.0         # training: drop this share of grid cells before pooling
-    text_proj_hidden: int = 1024      # 0 = linear projection only
-    text_encoder: str = "bilstm"      # bilstm (word vocabulary built from train) | minilm_l6 (pretrained all-MiniLM-L6-v2, its WordPiece tokenizer)
-    text_unfreeze: int = 0            # minilm_l6: top transformer layers trained (0 = frozen; the frozen bottom's output is cached)
+    text_proj_hidden: int = 0         # 0 = linear projection only
+    text_encoder: str = "minilm_l6"   # bilstm (word vocabulary built from train) | minilm_l6 (pretrained all-MiniLM-L6-v2, its WordPiece tokenizer)
+    text_unfreeze: int = 2            # minilm_l6: top transformer layers trained (0 = frozen; the frozen bottom's output is cached)
     text_lr_mult: float = 0.1         # minilm_l6: learning rate of its trained layers, relative to lr
     word_dim: int = 128
     text_hidden: int = 128            # per direction
@@ -100,9 +100,9 @@ class Config:
     vsepp_weight: float = 1.0         # weight of the hinge term when loss=both
 
     # ---- optimisation ---------------------------------------------------------
-    epochs: int = 3
+    epochs: int = 4
     batch_size: int = 128
-    lr: float = 2e-3
+    lr: float = 1e-3
     weight_decay: float = 0.05
     warmup_steps: int = 150
     min_lr_ratio: float = 0.02

