@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readAlias, writeAlias } from "./registry.js";
 import { DEFAULT_DEMO_DIR, DEMO_DATASET, seedDemo } from "./seed.js";
 import { build, type RankingServer } from "./server.js";
-import { failure, rankingClient, type RankingClient } from "./testing/harness.js";
+import { demoImageBias, failure, rankingClient, type RankingClient } from "./testing/harness.js";
 import { pngBomb, testImage } from "./testing/images.js";
 
 const State = ranking.ModelState;
@@ -44,6 +44,7 @@ describe("Ranking over real sockets, seeded from the demo pack", () => {
 
   it("text→image: k hits, best first, with scores, captions, image URLs and both versions", async () => {
     const r = await client.searchImages({ query: "  a dog running on the grass  ", topK: 7 });
+    const bias = await demoImageBias();
     expect(r.results).toHaveLength(7);
     expect(r.modelVersion).toMatch(/^m-/);
     expect(r.datasetVersion).toMatch(/^[0-9a-f]{16}$/);
@@ -51,7 +52,8 @@ describe("Ranking over real sockets, seeded from the demo pack", () => {
       expect(h.rank).toBe(i + 1);
       expect(h.score).toBeGreaterThanOrEqual(-1);
       expect(h.score).toBeLessThanOrEqual(1);
-      if (i > 0) expect(h.score).toBeLessThanOrEqual(r.results[i - 1]!.score);
+      // rank order is cosine + the image's query-bank bias (proto ImageHit.score), best first
+      if (i > 0) expect(h.score + bias.get(h.imageId)!).toBeLessThanOrEqual(r.results[i - 1]!.score + bias.get(r.results[i - 1]!.imageId)! + 1e-5);
       expect(h.captions).toEqual(demoCaptions[h.imageId]);
       expect(h.imageUrl).toBe(`/data/images/flickr8k-demo/${r.datasetVersion}/${h.imageId}`);
       expect(h.split).toBe(3); // the demo pack is test-split images

@@ -69,8 +69,12 @@ describe("search page in headless Chromium", () => {
       const hits = await page.$$eval("[data-testid=hit]", (els) => els.length);
       expect(hits).toBe(12);
       await page.waitForFunction(() => ([...document.querySelectorAll("[data-testid=hit] img")] as Img[]).slice(0, 4).every((i) => i.complete && i.naturalWidth > 0));
-      const scores = await page.$$eval("[data-testid=score]", (els) => els.map((e) => Number(e.textContent)));
-      expect(scores.every((s, i) => i === 0 || s <= scores[i - 1]!)).toBe(true);
+      // the grid shows the API's hits in its rank order (cosine scores need not descend: the demo
+      // model ranks by cosine plus a query-bank bias, proto ImageHit.score)
+      const scores = await page.$$eval("[data-testid=score]", (els) => els.map((e) => e.textContent));
+      const api = (await (await fetch(`${base}/demo/search?query=${encodeURIComponent("a dog running through the grass")}&top_k=12`)).json()) as { results: { score: number; rank: number }[] };
+      expect(api.results.map((h) => h.rank)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+      expect(scores).toEqual(api.results.map((h) => h.score.toFixed(3)));
       expect(await page.textContent("[data-testid=model-version]")).toMatch(/model m-[0-9a-f]{16}/);
       expect(await page.textContent("[data-testid=dataset-version]")).toMatch(/dataset [0-9a-f]{16}/);
 

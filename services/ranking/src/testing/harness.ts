@@ -1,11 +1,16 @@
 /** Shared by the integration tests: a gRPC client, error inspection, a model variant maker. */
 import { createHash } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { ranking, rpcDetails } from "@glimpse/api";
 import type { ObjectStore } from "@glimpse/objectstore";
 import { indexPrefix } from "../index/store.js";
+import { toF32 } from "../index/topk.js";
+import { itemBias, parseQueryBank, QUERYBANK_FILES } from "../model/querybank.js";
+import { DEFAULT_DEMO_DIR } from "../seed.js";
 import { HASHED_FILES, modelKey, readChecksums, versionOf } from "../registry.js";
 
 export type RankingClient = Client<typeof ranking.RankingService>;
@@ -70,3 +75,19 @@ export async function variantOf(
 }
 
 export { indexPrefix };
+
+/**
+ * Each demo-pack image's query-bank bias (0 for all when the demo model ships no bank): searches
+ * rank by cosine + this, so a test can check the rank order of the cosines it is given.
+ */
+export async function demoImageBias(demoDir = DEFAULT_DEMO_DIR): Promise<Map<string, number>> {
+  const index = JSON.parse(readFileSync(join(demoDir, "index", "index.json"), "utf8")) as { dim: number; images: { ids: string[] } };
+  const files = Object.fromEntries(
+    QUERYBANK_FILES.filter((f) => existsSync(join(demoDir, "model", f))).map((f) => [f, readFileSync(join(demoDir, "model", f))]),
+  );
+  const bank = parseQueryBank(files, index.dim);
+  const ids = index.images.ids;
+  if (!bank) return new Map(ids.map((id) => [id, 0]));
+  const bias = await itemBias(bank.captions, toF32(readFileSync(join(demoDir, "index", "images.f32"))), index.dim, bank.beta);
+  return new Map(ids.map((id, i) => [id, bias[i]!]));
+}
