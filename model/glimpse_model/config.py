@@ -68,7 +68,7 @@ class Config:
     feature_grid: bool = True            # cache the spatial grid (C×7×7) not only pooled
     cache_hflip: bool = True             # also cache features of the mirrored image (aug.)
     tta_hflip: bool = True               # image embedding = mean of the image's and its mirror's
-    tta_zoom: float = 0.0                # >0: also average in the centre crop covering this share of each side, resized back
+    tta_zoom: float = 0.75               # >0: also average in the centre crop covering this share of each side, resized back
     qb_beta: float = 10.0                # >0: query-bank normalisation in evaluate/export/serving (querybank.py; training's dev selection ranks by cosine)
     qb_bank_size: int = 2000             # train images (and captions) in the query bank
 
