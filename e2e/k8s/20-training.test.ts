@@ -24,7 +24,7 @@ export const TINY_CONFIG = {
   overrides: {
     backbone_weights: "none", num_threads: 1, warmup_steps: 10, vocab_min_count: 1, word_dim: 32,
     text_hidden: 64, text_proj_hidden: 128, image_head: "mean", image_hidden: 128,
-    text_encoder: "bilstm", max_len: 32, tta_hflip: false, qb_beta: 0,
+    text_encoder: "bilstm", max_len: 32, tta_hflip: false, tta_zoom: 0, qb_beta: 0,
   },
   promote: true,
   // the gate compares with production (the demo model, re-evaluated on this dataset's dev split), which a

@@ -15,7 +15,7 @@ TINY = {
     "word_dim": 32, "text_hidden": 48, "image_hidden": 128, "embed_dim": 256, "image_head": "attn", "tta_hflip": True,
     "epochs": 8, "batch_size": 32, "lr": 3e-3, "warmup_steps": 10, "vocab_min_count": 1,
     "max_len": 16, "dropout": 0.1, "num_threads": 2, "progress": "none", "seed": 7,
-    "text_encoder": "bilstm", "text_proj_hidden": 1024, "qb_beta": 0.0,
+    "text_encoder": "bilstm", "text_proj_hidden": 1024, "qb_beta": 0.0, "tta_zoom": 0.0,
 }
 
 
