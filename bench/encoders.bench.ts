@@ -8,13 +8,12 @@
  * interleaved; prints the medians over rounds of each round's mean, against model/README.md's
  * serving budget (text ≤ 6 ms, image ≤ 25 ms per query).
  */
-import { readFileSync, existsSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { readFileSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { performance } from "node:perf_hooks";
-import { HASHED_FILES, versionOf } from "../services/ranking/src/registry.js";
 import { LoadedModel, type ModelFiles } from "../services/ranking/src/model/model.js";
-import { QUERYBANK_FILES } from "../services/ranking/src/model/querybank.js";
+import { readDemoModel } from "../services/ranking/src/seed.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const { values: args } = parseArgs({
@@ -28,9 +27,10 @@ const { values: args } = parseArgs({
 
 const BUDGET_MS = { text: 6, image: 25 };
 const dir = resolve(args.model);
-const names = [...HASHED_FILES, ...QUERYBANK_FILES.filter((f) => existsSync(join(dir, f)))];
-const files = Object.fromEntries(names.map((f) => [f, readFileSync(join(dir, f))])) as unknown as ModelFiles;
-const model = await LoadedModel.load(versionOf(files as unknown as Record<string, Uint8Array>), files, {
+// every file checked against its checksums.json, the version recomputed
+const exported = readDemoModel(dirname(dir), basename(dir));
+if (!exported) throw new Error(`${dir}: no checksums.json (not a model export)`);
+const model = await LoadedModel.load(exported.version, Object.fromEntries(exported.files) as unknown as ModelFiles, {
   intraOpThreads: 1, maxBatch: 1, cacheSize: 0,
 });
 const golden = JSON.parse(readFileSync(join(dir, "golden.json"), "utf8")) as { images: { file: string }[] };

@@ -40,6 +40,13 @@ def _replace_initializer(model, name: str, new_tensors: list, nodes: list) -> No
         model.graph.node.insert(0, n)
 
 
+def _int8(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 with one float32 scale per slice along ``axis`` (the max |w| of each row for
+    axis=1, of each column for axis=0)."""
+    scale = (np.maximum(np.abs(w).max(axis=axis, keepdims=True), 1e-12) / 127.0).astype(np.float32)
+    return np.clip(np.rint(w / scale), -127, 127).astype(np.int8), scale
+
+
 def embeddings_int8(model) -> int:
     """Gather over a float weight → Gather over int8 rows × Gather over the rows' scales."""
     from onnx import TensorProto, helper, numpy_helper
@@ -49,17 +56,13 @@ def embeddings_int8(model) -> int:
         if node.op_type != "Gather" or node.input[0] not in inits:
             continue
         t = inits[node.input[0]]
-        if t.data_type != TensorProto.FLOAT or len(t.dims) != 2 or t.dims[0] * t.dims[1] < 4096:
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        if t.data_type != TensorProto.FLOAT or len(t.dims) != 2 or t.dims[0] * t.dims[1] < 4096 or axis != 0:
             continue
-        w = numpy_helper.to_array(t).astype(np.float32)
-        scale = np.maximum(np.abs(w).max(axis=1, keepdims=True), 1e-12) / 127.0
-        q = np.clip(np.rint(w / scale), -127, 127).astype(np.int8)
+        q, scale = _int8(numpy_helper.to_array(t).astype(np.float32), axis=1)
         base = node.input[0]
         qn, sn = f"{base}__int8", f"{base}__scale"
         ids, out = node.input[1], node.output[0]
-        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
-        if axis != 0:
-            continue
         new_nodes = [
             helper.make_node("Gather", [qn, ids], [f"{out}__q"], axis=0),
             helper.make_node("Cast", [f"{out}__q"], [f"{out}__qf"], to=TensorProto.FLOAT),
@@ -70,8 +73,7 @@ def embeddings_int8(model) -> int:
         model.graph.node.remove(node)
         for k, n in enumerate(new_nodes):
             model.graph.node.insert(idx + k, n)
-        _replace_initializer(model, base, [numpy_helper.from_array(q, qn),
-                                           numpy_helper.from_array(scale.astype(np.float32), sn)], [])
+        _replace_initializer(model, base, [numpy_helper.from_array(q, qn), numpy_helper.from_array(scale, sn)], [])
         inits = _initializers(model)
         done += 1
     return done
@@ -86,9 +88,7 @@ def matmul_weights_int8(model) -> int:
         t = inits[name]
         if t.data_type != TensorProto.FLOAT or len(t.dims) != 2 or t.dims[0] * t.dims[1] < 4096:
             continue
-        w = numpy_helper.to_array(t).astype(np.float32)
-        scale = (np.maximum(np.abs(w).max(axis=0, keepdims=True), 1e-12) / 127.0).astype(np.float32)
-        q = np.clip(np.rint(w / scale), -127, 127).astype(np.int8)
+        q, scale = _int8(numpy_helper.to_array(t).astype(np.float32), axis=0)
         qn, sn = f"{name}__int8", f"{name}__scale"
         _replace_initializer(model, name, [numpy_helper.from_array(q, qn), numpy_helper.from_array(scale, sn)], [
             helper.make_node("Cast", [qn], [f"{name}__qf"], to=TensorProto.FLOAT),

@@ -307,10 +307,8 @@ class WordPieceTokenizer:
     def __init__(self, tokenizer_json: dict, max_len: int = 40, tokenizer_config: dict | None = None):
         from tokenizers import Tokenizer as HFTokenizer
         self.config = dict(tokenizer_config or {})
-        doc = json.loads(json.dumps(tokenizer_json))
-        doc["padding"] = None
-        doc["truncation"] = {"direction": "Right", "max_length": max_len, "strategy": "LongestFirst",
-                             "stride": 0}
+        doc = {**tokenizer_json, "padding": None,
+               "truncation": {"direction": "Right", "max_length": max_len, "strategy": "LongestFirst", "stride": 0}}
         self.doc = doc
         self.hf = HFTokenizer.from_str(json.dumps(doc))
         self.max_len = max_len

@@ -242,6 +242,17 @@ def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tenso
     return torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[2]))
 
 
+def length_mask(lengths: torch.Tensor, L: int) -> torch.Tensor:
+    """[N,L] bool: True for the first lengths[n] positions of row n (the real tokens)."""
+    return torch.arange(L, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
+
+
+def masked_mean(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Mean of x [N,L,E] over each row's real tokens → [N,E]."""
+    m = length_mask(lengths, x.shape[1]).to(x.dtype)
+    return (x * m.unsqueeze(-1)).sum(1) / m.sum(1, keepdim=True)
+
+
 class TextEncoder(nn.Module):
     def __init__(self, vocab_size: int, dim: int = 256, word_dim: int = 300, hidden: int = 512,
                  bidirectional: bool = True, layers: int = 1, dropout: float = 0.1,
@@ -281,14 +292,11 @@ class TextEncoder(nn.Module):
             else:
                 x = hf
             x = self.drop(x)
-        L = x.shape[1]
-        mask = torch.arange(L, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)   # N, L
+        mask = length_mask(lengths, x.shape[1])   # N, L
         logits = self.att(x).squeeze(-1).float().masked_fill(~mask, -1e9)  # float: -1e9 overflows fp16 under AMP
         a = torch.softmax(logits, dim=1)
         att_pool = torch.einsum("nl,nld->nd", a, x)
-        m = mask.to(x.dtype)
-        mean_pool = (x * m.unsqueeze(-1)).sum(1) / m.sum(1, keepdim=True)
-        pooled = torch.cat([att_pool, mean_pool], dim=-1)
+        pooled = torch.cat([att_pool, masked_mean(x, lengths)], dim=-1)
         z = self.lin(pooled)
         if self.mlp is not None:
             z = z + self.mlp(pooled)

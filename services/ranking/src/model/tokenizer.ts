@@ -49,9 +49,6 @@ export interface TokenBatch {
 
 /** What the model needs of a tokenizer. */
 export interface TextTokenizer {
-  readonly maxLen: number;
-  readonly padId: number;
-  readonly size: number;
   /** Token ids of one text (never empty). */
   encode(text: string): number[];
   /** Pads already-encoded sequences into one batch. */
@@ -60,7 +57,7 @@ export interface TextTokenizer {
 }
 
 /** Right-pads sequences with padId into one int64 batch. */
-export function padBatch(seqs: number[][], padId: number): TokenBatch {
+function padBatch(seqs: number[][], padId: number): TokenBatch {
   const n = seqs.length;
   const width = Math.max(1, ...seqs.map((s) => s.length));
   const ids = new BigInt64Array(n * width).fill(BigInt(padId));
@@ -78,35 +75,29 @@ export function loadTokenizer(text: string | Buffer): TextTokenizer {
   return spec.type === HF_TYPE ? new HfTokenizer(spec as unknown as HfTokenizerSpec) : new Tokenizer(spec as VocabSpec);
 }
 
-export const HF_TYPE = "hf-tokenizer";
+const HF_TYPE = "hf-tokenizer";
 
-export interface HfTokenizerSpec {
+interface HfTokenizerSpec {
   schema: string;
   type: typeof HF_TYPE;
   max_len: number;
   pad_id: number;
-  unk_id: number;
   tokenizer: Record<string, unknown>;
   tokenizer_config?: Record<string, unknown>;
 }
 
 export class HfTokenizer implements TextTokenizer {
-  readonly maxLen: number;
-  readonly padId: number;
-  readonly unkId: number;
-  readonly size: number;
+  private readonly maxLen: number;
+  private readonly padId: number;
   private readonly hf: HFTokenizer;
 
-  constructor(readonly spec: HfTokenizerSpec) {
+  constructor(spec: HfTokenizerSpec) {
     if (spec.schema !== VOCAB_SCHEMA) throw new Error(`vocab.json: unsupported schema ${JSON.stringify(spec.schema)} (want ${VOCAB_SCHEMA})`);
     if (!spec.tokenizer || typeof spec.tokenizer !== "object") throw new Error("vocab.json: tokenizer missing");
     if (!Number.isInteger(spec.max_len) || spec.max_len < 2) throw new Error("vocab.json: bad max_len");
     this.hf = new HFTokenizer(spec.tokenizer, spec.tokenizer_config ?? {});
     this.maxLen = spec.max_len;
     this.padId = spec.pad_id;
-    this.unkId = spec.unk_id;
-    const model = spec.tokenizer["model"] as { vocab?: Record<string, number> } | undefined;
-    this.size = Object.keys(model?.vocab ?? {}).length;
   }
 
   encode(text: string): number[] {

@@ -1,6 +1,6 @@
 /** Shared by the integration tests: a gRPC client, error inspection, a model variant maker. */
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
@@ -9,8 +9,8 @@ import { ranking, rpcDetails } from "@glimpse/api";
 import type { ObjectStore } from "@glimpse/objectstore";
 import { indexPrefix } from "../index/store.js";
 import { toF32 } from "../index/topk.js";
-import { itemBias, parseQueryBank, QUERYBANK_FILES } from "../model/querybank.js";
-import { DEFAULT_DEMO_DIR } from "../seed.js";
+import { itemBias, parseQueryBank } from "../model/querybank.js";
+import { DEFAULT_DEMO_DIR, readDemoModel } from "../seed.js";
 import { HASHED_FILES, modelKey, readChecksums, versionOf } from "../registry.js";
 
 export type RankingClient = Client<typeof ranking.RankingService>;
@@ -82,10 +82,7 @@ export { indexPrefix };
  */
 export async function demoImageBias(demoDir = DEFAULT_DEMO_DIR): Promise<Map<string, number>> {
   const index = JSON.parse(readFileSync(join(demoDir, "index", "index.json"), "utf8")) as { dim: number; images: { ids: string[] } };
-  const files = Object.fromEntries(
-    QUERYBANK_FILES.filter((f) => existsSync(join(demoDir, "model", f))).map((f) => [f, readFileSync(join(demoDir, "model", f))]),
-  );
-  const bank = parseQueryBank(files, index.dim);
+  const bank = parseQueryBank(Object.fromEntries(readDemoModel(demoDir)!.files), index.dim);
   const ids = index.images.ids;
   if (!bank) return new Map(ids.map((id) => [id, 0]));
   const bias = await itemBias(bank.captions, toF32(readFileSync(join(demoDir, "index", "images.f32"))), index.dim, bank.beta);
