@@ -2,7 +2,7 @@ import { invalidArgument, type FieldViolation } from "./errors.js";
 
 /**
  * Request limits shared by servers, the gateway and the docs. The proto comments state the
- * same numbers; a test keeps them in step.
+ * same numbers; limits.test.ts keeps them in step.
  */
 export const LIMITS = {
   queryMaxChars: 512,

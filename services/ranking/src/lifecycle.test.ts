@@ -43,7 +43,7 @@ describe("model lifecycle against a real MinIO", () => {
   });
 
   /** Four clients searching until stopped; each records the versions that answered it, in order, and every error. */
-  function searchLoad(query: string): { seen: string[][]; errors: string[]; stop: () => Promise<void> } {
+  function searchLoad(query: string): { seen: string[][]; errors: string[]; stop: () => Promise<void>; everyClientOn: (v: string) => () => boolean } {
     let stopped = false;
     const errors: string[] = [];
     const seen: string[][] = [];
@@ -60,7 +60,8 @@ describe("model lifecycle against a real MinIO", () => {
       }
     };
     const load = Promise.all([0, 1, 2, 3].map(worker));
-    return { seen, errors, stop: async () => { stopped = true; await load; } };
+    const everyClientOn = (v: string) => () => seen.length === 4 && seen.every((s) => s.at(-1) === v);
+    return { seen, errors, stop: async () => { stopped = true; await load; }, everyClientOn };
   }
 
   it("swaps to a promoted version under load with no failed request; in-flight requests finish on the old one", async () => {
@@ -68,13 +69,13 @@ describe("model lifecycle against a real MinIO", () => {
     expect(a).toMatch(/^m-/);
     const b = await variantOf(store, a, "b");
     const held = server.manager.acquire(); // an in-flight request on version a
-    const { seen, errors, stop } = searchLoad("a dog number");
-    await new Promise((r) => setTimeout(r, 300));
+    const { seen, errors, stop, everyClientOn } = searchLoad("a dog number");
+    await until(everyClientOn(a), 10_000, "every client to search");
     const promoted = await client.promoteModel({ version: b }, WRITE);
     expect(promoted.model?.version).toBe(b);
     expect(promoted.model?.production).toBe(true);
     await until(() => server.manager.status().servingVersion === b, 60_000, "the swap");
-    await new Promise((r) => setTimeout(r, 300));
+    await until(everyClientOn(b), 10_000, "every client to be served by B");
     await stop();
     expect(errors).toEqual([]);
     for (const v of seen) expect(v).toEqual([a, b]); // each client: a until the swap, then b
@@ -91,8 +92,7 @@ describe("model lifecycle against a real MinIO", () => {
   it("rolls back through PromoteModel: B promoted, then back to the earlier A, under load with no failed request", async () => {
     const a = server.manager.status().servingVersion; // registered and served earlier
     const b = await variantOf(store, a, "rollback-b");
-    const { seen, errors, stop } = searchLoad("children on a beach");
-    const everyClientOn = (v: string) => () => seen.length === 4 && seen.every((s) => s.at(-1) === v);
+    const { seen, errors, stop, everyClientOn } = searchLoad("children on a beach");
     await until(everyClientOn(a), 10_000, "every client to search");
     expect((await client.promoteModel({ version: b }, WRITE)).model?.version).toBe(b);
     await until(everyClientOn(b), 60_000, "every client to be served by B");
@@ -143,7 +143,7 @@ describe("model lifecycle against a real MinIO", () => {
   it("keeps serving from memory while the object store is down", async () => {
     const serving = server.manager.status().servingVersion;
     await minio.stop();
-    await new Promise((r) => setTimeout(r, 800)); // a few failed polls
+    await until(() => server.manager.registryUnreachable, 30_000, "a failed registry check");
     const hc = createClient(health.Health, createGrpcTransport({ baseUrl: server.url }));
     expect((await hc.check({ service: ranking.RankingService.typeName })).status).toBe(health.HealthCheckResponse_ServingStatus.SERVING);
     expect((await client.searchImages({ query: "children on a beach", topK: 4 })).results).toHaveLength(4);

@@ -115,6 +115,11 @@ export class ModelManager {
 
   constructor(readonly opts: LifecycleOptions) {}
 
+  /** True after a registry check failed to reach the object store, until one succeeds again. */
+  get registryUnreachable(): boolean {
+    return this.storeDown;
+  }
+
   /** Starts polling; the first check runs at once (the promise: when it is done). */
   start(): Promise<void> {
     this.timer = setInterval(() => void this.poke(), this.opts.pollMs);
