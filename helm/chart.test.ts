@@ -69,7 +69,8 @@ describe("helm chart", () => {
 
   it("rejects values outside the schema", () => {
     expect(() => execFileSync(HELM, ["template", "glimpse", CHART, "--set", "gateway.prot=1"], { stdio: "pipe" })).toThrow(/additional properties|prot/);
-    expect(() => execFileSync(HELM, ["template", "glimpse", CHART, "--set", "tls.enabled=true"], { stdio: "pipe" })).toThrow(/tls\.secretName is required when tls\.enabled/);
+    expect(() => execFileSync(HELM, ["template", "glimpse", CHART, "--set", "data.sourceAllowlist={ftp://x}"], { stdio: "pipe" })).toThrow(/sourceAllowlist\/0/);
+    expect(() => execFileSync(HELM, ["template", "glimpse", CHART, "--set", "tls.enabled=true"], { stdio: "pipe" })).toThrow(/tls\/secretName|tls\.secretName is required/);
   });
 
   it("keeps the plain manifests in k8s/ in step with the chart", () => {

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { makeFlickr8kFixture, type Fixture } from "@glimpse/pipeline/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NS, WRITE_KEY, env, fetchJson, gatewayUrl, kubectl, kubectlIn, kubectlJson, unreadyPods, waitFor } from "./cluster.js";
+import { FIXTURE_SOURCE, NS, WRITE_KEY, env, fetchJson, gatewayUrl, kubectl, kubectlIn, kubectlJson, unreadyPods, waitFor } from "./cluster.js";
 
 const auth = { authorization: `Bearer ${WRITE_KEY}` };
 const FINISHED = ["RUN_STATE_SUCCEEDED", "RUN_STATE_FAILED", "RUN_STATE_CANCELLED", "RUN_STATE_SKIPPED"];
@@ -50,7 +50,7 @@ function serveFixture(fx: Fixture): string {
     "apply", "-f", "-",
   );
   kubectl("rollout", "status", "deployment/fixture-server", "-n", NS, "--timeout=180s");
-  return `http://fixture-server.${NS}.svc.cluster.local`;
+  return FIXTURE_SOURCE;
 }
 
 async function runOf(runId: string): Promise<{ state: string; error?: string; dataset_version?: string; workflow_name?: string; executor?: string; steps?: { step: string; state: string }[] }> {

@@ -82,6 +82,9 @@ export function serviceUrl(service: string, ns = NS): string {
 export const gatewayUrl = (): string => serviceUrl(`${RELEASE}-gateway`);
 
 /** The values every install of the suite uses: the images just built and the keys the tests send. */
+/** The pipeline test's archive server, a Service of the suite's namespace. */
+export const FIXTURE_SOURCE = `http://fixture-server.${NS}.svc.cluster.local`;
+
 export function imageValues(image = env("GLIMPSE_E2E_IMAGE")): string[] {
   const { repository, tag } = splitImage(image);
   return [
@@ -89,6 +92,8 @@ export function imageValues(image = env("GLIMPSE_E2E_IMAGE")): string[] {
     "--set", `training.job.image=${env("GLIMPSE_E2E_TRAINER_IMAGE")}`,
     "--set", `minio.image=${env("GLIMPSE_E2E_MINIO_IMAGE")}`,
     "--set", `auth.apiKeys={${WRITE_KEY},${READ_KEY}:read}`,
+    // https as the chart's default, plus the pipeline test's fixture server (10-pipeline.test.ts), by name
+    "--set", `data.sourceAllowlist={https:,${FIXTURE_SOURCE}}`,
   ];
 }
 

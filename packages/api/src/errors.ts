@@ -18,9 +18,9 @@ export interface FieldViolation {
 export const ERROR_DOMAIN = "glimpse.dev";
 
 /** INVALID_ARGUMENT carrying google.rpc.BadRequest with one entry per bad field. */
-export function invalidArgument(violations: FieldViolation[], message?: string): ConnectError {
+export function invalidArgument(violations: FieldViolation[], message?: string, code: Code = Code.InvalidArgument): ConnectError {
   const summary = message ?? violations.map((v) => `${v.field}: ${v.description}`).join("; ");
-  return new ConnectError(summary, Code.InvalidArgument, undefined, [
+  return new ConnectError(summary, code, undefined, [
     {
       desc: BadRequestSchema,
       value: create(BadRequestSchema, {
@@ -30,6 +30,11 @@ export function invalidArgument(violations: FieldViolation[], message?: string):
       }),
     },
   ]);
+}
+
+/** PERMISSION_DENIED for values the caller may not use here, with google.rpc.BadRequest naming each field. */
+export function permissionDenied(violations: FieldViolation[]): ConnectError {
+  return invalidArgument(violations, undefined, Code.PermissionDenied);
 }
 
 /** NOT_FOUND naming the missing resource (google.rpc.ResourceInfo). */

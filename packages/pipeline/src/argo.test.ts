@@ -166,11 +166,19 @@ describe("argo manifests", () => {
     values["images-url"] = pathToFileURL(fx.imagesZip).href;
     values["captions-url"] = pathToFileURL(fx.captionsZip).href;
     const work = join(dir, "command-pod");
-    const args = (tpl["container"]["args"] as string[])
+    const argsOf = () => (tpl["container"]["args"] as string[])
       .map((a) => a.replace(/\{\{workflow\.parameters\.([\w-]+)\}\}/g, (_, p: string) => values[p] as string))
       .map((a) => (a === "--work-dir=/work" ? `--work-dir=${work}` : a));
     const [cmd, ...cmdArgs] = tpl["container"]["command"] as string[];
-    const r = spawnSync(cmd as string, [...cmdArgs, ...args], { cwd: ROOT, encoding: "utf8", env: { ...process.env, GLIMPSE_LOG_LEVEL: "warn" }, timeout: 60_000 });
+    const env = { ...process.env, GLIMPSE_LOG_LEVEL: "warn" };
+    // the template's own allow-list (https only) refuses the pod a file:// source: bad input, exit 1
+    expect(values["source-allowlist"]).toBe("https:");
+    const refused = spawnSync(cmd as string, [...cmdArgs, ...argsOf()], { cwd: ROOT, encoding: "utf8", env, timeout: 60_000 });
+    expect(refused.status, refused.stderr).toBe(EXIT.failed);
+    expect(refused.stdout + refused.stderr).toContain("file: sources are not allowed here");
+    // the Data service passes its own list: here, the fixture's folder
+    values["source-allowlist"] = pathToFileURL(dirname(fx.imagesZip)).href;
+    const r = spawnSync(cmd as string, [...cmdArgs, ...argsOf()], { cwd: ROOT, encoding: "utf8", env, timeout: 60_000 });
     expect(r.status, r.stderr).toBe(EXIT.ok);
     await stat(join(work, "download", ".done.json"));
     // And a bad flag is a usage error (exit 2), not a crash of the entry point.
@@ -200,6 +208,7 @@ describe("argo manifests", () => {
     values["images-url"] = pathToFileURL(fx.imagesZip).href;
     values["captions-url"] = pathToFileURL(fx.captionsZip).href;
     values["bucket"] = "argo-sim";
+    values["source-allowlist"] = pathToFileURL(dirname(fx.imagesZip)).href;
     const subst = (s: string): string => s.replace(/\{\{workflow\.parameters\.([\w-]+)\}\}/g, (_, p: string) => values[p] as string);
     const templates = new Map<string, Obj>((spec["templates"] as Obj[]).map((t) => [t["name"], t]));
     const tasks = templates.get(spec["entrypoint"])?.["dag"]["tasks"] as Obj[];

@@ -16,6 +16,7 @@ import { createLogger } from "@glimpse/logging";
 import { STEPS, type EventSink, type StepName } from "./events.js";
 import { defaultWorkDir, runSteps, StepFailedError, type PipelineResult } from "./pipeline.js";
 import { resolveParams, type PipelineParamsInput } from "./params.js";
+import { SourceAllowList } from "./sources.js";
 import { jsonReporter, terminalReporter } from "./progress.js";
 import type { ExpectedCounts, PipelineOptions } from "./steps/context.js";
 import { httpSyncHook, SYNC_API_KEY_ENV } from "./steps/sync.js";
@@ -51,6 +52,9 @@ dataset:
   --train-ratio R --dev-ratio R --test-ratio R   ratio split (default 0.6/0.2/0.2)
   --seed N                  seed for sampling and ratio splits (default 42)
   --expect K=N[,K=N...]     expected counts (images, captions, train, dev, test, unsplit)
+  --source-allowlist LIST   where the archives may come from, checked before the download and on
+                            every connection and redirect (entries as GLIMPSE_SOURCE_ALLOWLIST:
+                            file:, file:///folder, https:, https://host[:port]; default: no check)
 
 run:
   --work-dir DIR            working folder (default .data/pipeline/<dataset>-<params hash>)
@@ -75,6 +79,7 @@ class UsageError extends Error {}
 const OPTIONS = {
   dataset: { type: "string" },
   "images-url": { type: "string" },
+  "source-allowlist": { type: "string" },
   "captions-url": { type: "string" },
   "images-sha256": { type: "string" },
   "captions-sha256": { type: "string" },
@@ -217,6 +222,13 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
     if (c !== undefined) options.concurrency = Math.max(1, Math.floor(c));
     const uc = num("upload-concurrency", v["upload-concurrency"]);
     if (uc !== undefined) options.uploadConcurrency = Math.max(1, Math.floor(uc));
+    if (v["source-allowlist"] !== undefined) {
+      try {
+        options.download = { allow: SourceAllowList.parse(v["source-allowlist"].split(",").filter((e) => e.trim() !== "")) };
+      } catch (err) {
+        throw new UsageError(`--source-allowlist: ${(err as Error).message}`);
+      }
+    }
     if (v["sync-url"]) options.sync = httpSyncHook(v["sync-url"], { apiKey: await syncApiKey() });
 
     if (bar) process.stderr.write(`glimpse pipeline ${command}: ${params.dataset}, work dir ${workDir}${store ? `, store ${store.kind} ${store.location}` : ""}\n`);

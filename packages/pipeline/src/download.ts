@@ -5,6 +5,7 @@ import https from "node:https";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
+import type { SourceAllowList } from "./sources.js";
 import { CancelledError, PipelineInputError, TransientError, errorMessage, isTransient } from "./util/errors.js";
 import { readJsonIfExists, sha256File, writeJsonAtomic } from "./util/json.js";
 import { retry, type RetryOptions } from "./util/retry.js";
@@ -16,6 +17,8 @@ export interface DownloadOptions {
   /** Abort an attempt when no bytes arrive for this long (default 60 s); it is then retried. */
   idleTimeoutMs?: number;
   signal?: AbortSignal;
+  /** Where sources may come from: checked before the first byte, on every connection and redirect. */
+  allow?: SourceAllowList;
   /** Bytes on disk so far and the expected total (0 = unknown). */
   onProgress?: (done: number, total: number) => void;
   onRetry?: (err: unknown, attempt: number, delayMs: number) => void;
@@ -52,6 +55,7 @@ export async function downloadToFile(url: string, dest: string, opts: DownloadOp
   const parsed = new URL(url);
   let attempts = 0;
   let resumed = false;
+  await opts.allow?.check(url);
 
   await retry(
     async (attempt) => {
@@ -142,21 +146,34 @@ interface Got {
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
 /** GET with redirects (at most 5) and a socket idle timeout; resolves on the final response's headers. */
-function httpGet(url: URL, headers: Record<string, string>, idleMs: number, signal: AbortSignal | undefined, redirectsLeft = 5): Promise<Got> {
+function httpGet(url: URL, headers: Record<string, string>, idleMs: number, signal: AbortSignal | undefined, allow: SourceAllowList | undefined, redirectsLeft = 5): Promise<Got> {
   const mod = url.protocol === "https:" ? https : http;
   return new Promise<Got>((resolve, reject) => {
-    const req = mod.get(url, { headers, ...(signal ? { signal } : {}) }, (res) => {
+    try {
+      allow?.checkHttp(url); // a redirect is a new source: the same rules
+    } catch (err) {
+      return reject(err);
+    }
+    const req = mod.get(url, { headers, ...(signal ? { signal } : {}), ...(allow ? { lookup: allow.lookupFor(url) } : {}) }, (res) => {
       const status = res.statusCode ?? 0;
       if (REDIRECTS.has(status) && res.headers.location) {
         res.resume();
         if (redirectsLeft <= 0) return reject(new PipelineInputError(`too many redirects from ${url.href}`));
-        httpGet(new URL(res.headers.location, url), headers, idleMs, signal, redirectsLeft - 1).then(resolve, reject);
+        httpGet(new URL(res.headers.location, url), headers, idleMs, signal, allow, redirectsLeft - 1).then(resolve, reject);
         return;
       }
       resolve({ res, req });
     });
     req.setTimeout(idleMs, () => req.destroy(new TransientError(`no data from ${url.href} for ${idleMs} ms`)));
-    req.on("error", (err) => reject(signal?.aborted ? new CancelledError() : err instanceof TransientError ? err : new TransientError(`cannot fetch ${url.href}: ${errorMessage(err)}`, { cause: err })));
+    req.on("error", (err) =>
+      reject(
+        signal?.aborted
+          ? new CancelledError()
+          : err instanceof TransientError || err instanceof PipelineInputError // a refused source is not retried
+            ? err
+            : new TransientError(`cannot fetch ${url.href}: ${errorMessage(err)}`, { cause: err }),
+      ),
+    );
   });
 }
 
@@ -211,7 +228,7 @@ async function httpAttempt(url: string, part: string, metaPath: string, opts: Do
   }
 
   const idleMs = opts.idleTimeoutMs ?? 60_000;
-  const { res, req } = await httpGet(new URL(url), headers, idleMs, opts.signal);
+  const { res, req } = await httpGet(new URL(url), headers, idleMs, opts.signal, opts.allow);
   const status = res.statusCode ?? 0;
   const drain = (): void => {
     res.resume();

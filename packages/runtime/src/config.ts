@@ -47,6 +47,11 @@ export const schema = {
   rankingPollMs: int("GLIMPSE_RANKING_POLL_MS", "How often Ranking checks the production alias and the gallery's latest dataset version (ms).", { default: 5_000, min: 100 }),
 
   // ---- Data: where pipeline runs execute -------------------------------------------------------
+  sourceAllowlist: list(
+    "GLIMPSE_SOURCE_ALLOWLIST",
+    "Where pipeline archives may be downloaded from, comma separated: `file:` (any file), `file:///folder` (files under it), `http:`/`https:` (public hosts; loopback, private and link-local addresses refused), `https://host[:port]` or `https://*.domain` (those hosts, private addresses included). The chart allows `https:` only.",
+    { default: ["file:", "http:", "https:"] },
+  ),
   pipelineExecutor: oneOf("GLIMPSE_PIPELINE_EXECUTOR", "Where pipeline runs execute: local (inside the Data service) or argo (an Argo Workflow from the argo/ WorkflowTemplate).", ["local", "argo"], "local"),
   argoNamespace: string("GLIMPSE_ARGO_NAMESPACE", "Argo executor: namespace of the WorkflowTemplate and the Workflows.", { default: "default" }),
   argoTemplate: string("GLIMPSE_ARGO_TEMPLATE", "Argo executor: the WorkflowTemplate to run.", { default: "glimpse-dataset-pipeline" }),

@@ -9,7 +9,7 @@ import { FsObjectStore } from "@glimpse/objectstore";
 import * as k8s from "@kubernetes/client-node";
 import { create } from "@bufbuild/protobuf";
 import { data } from "@glimpse/api";
-import { resolveParams } from "@glimpse/pipeline";
+import { resolveParams, SourceAllowList } from "@glimpse/pipeline";
 import { checkCrd, loadArgoCrds, type Crd } from "@glimpse/pipeline/testing";
 import { parse } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -73,14 +73,14 @@ describe("the Argo executor's Workflow", () => {
   it("refuses file:// archives when runs execute in the cluster (the pods cannot read them)", async () => {
     const started: unknown[] = [];
     const runs = { executor: "argo", start: async (p: unknown) => void started.push(p) } as unknown as PipelineRuns;
-    const svc = dataService({} as ObjectStore, {} as DatasetCatalog, runs);
+    const svc = dataService({} as ObjectStore, {} as DatasetCatalog, runs, SourceAllowList.parse(["file:", "https:"]));
     const err = await Promise.resolve(svc.startPipelineRun!(create(data.StartPipelineRunRequestSchema, { params: { imagesUrl: "file:///data/i.zip", captionsUrl: "https://example.com/c.zip" } }), {} as never)).catch((e: unknown) => ConnectError.from(e));
     expect(err).toMatchObject({ code: Code.InvalidArgument });
     expect((err as ConnectError).message).toMatch(/params\.images_url: file:\/\/ URLs are not readable by the Argo workflow's pods/);
     expect((err as ConnectError).message).not.toContain("captions_url");
     expect(started).toEqual([]);
     // The local executor reads them (the embedded default's usual source).
-    const local = dataService({} as ObjectStore, {} as DatasetCatalog, { ...runs, executor: "local", start: runs.start } as unknown as PipelineRuns);
+    const local = dataService({} as ObjectStore, {} as DatasetCatalog, { ...runs, executor: "local", start: runs.start } as unknown as PipelineRuns, SourceAllowList.parse(["file:", "https:"]));
     await local.startPipelineRun!(create(data.StartPipelineRunRequestSchema, { params: { imagesUrl: "file:///data/i.zip" } }), {} as never);
     expect(started).toHaveLength(1);
   });
@@ -166,7 +166,7 @@ describe("the Argo executor against a Kubernetes API server", () => {
     dir = await mkdtemp(join(tmpdir(), "glimpse-argo-runs-"));
     const store = new FsObjectStore(join(dir, "store"), "glimpse", { fsync: false });
     await store.init();
-    runs = new PipelineRuns({ store, logger: createLogger("test", "silent"), workRoot: dir, register: async () => {}, argo, pollMs: 20 });
+    runs = new PipelineRuns({ store, logger: createLogger("test", "silent"), workRoot: dir, register: async () => {}, argo, pollMs: 20, allow: SourceAllowList.parse(["https:"]) });
   });
   afterAll(async () => {
     await new Promise<void>((r) => server.close(() => r()));

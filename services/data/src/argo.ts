@@ -11,6 +11,8 @@ export interface ArgoOptions {
   minioEndpoint?: string | undefined;
   image?: string | undefined;
   syncUrl?: string | undefined;
+  /** The Data service's GLIMPSE_SOURCE_ALLOWLIST, re-checked by the download pod. */
+  sourceAllowlist?: string | undefined;
   /** The ServiceAccount the workflow's pods (and its artifact-GC pods) run as. */
   serviceAccount?: string | undefined;
   /** Secret holding the sync step's API key (key `api-key`). */
@@ -45,6 +47,7 @@ export function workflowFor(runId: string, params: PipelineParams, opts: ArgoOpt
     bucket: opts.bucket,
     "minio-endpoint": opts.minioEndpoint,
     "sync-url": opts.syncUrl,
+    "source-allowlist": opts.sourceAllowlist,
     "sync-secret": opts.syncSecret,
     "store-secret": opts.storeSecret,
     image: opts.image,

@@ -1,9 +1,12 @@
 import { mkdtempSync } from "node:fs";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { pathToFileURL } from "node:url";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { data, dataset as ds } from "@glimpse/api";
+import { data, dataset as ds, rpcDetails } from "@glimpse/api";
 import { makeFlickr8kFixture, type Fixture } from "@glimpse/pipeline/testing";
 import type { RunningServer } from "@glimpse/rpc";
 import { TEST_WRITE_KEY, testConfig } from "@glimpse/runtime/testing";
@@ -13,8 +16,26 @@ import { build } from "./server.js";
 
 const auth = { headers: { authorization: `Bearer ${TEST_WRITE_KEY}` } };
 
+/** A loopback HTTP server that counts its requests; `handle` answers them. */
+async function countingServer(handle: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ url: string; requests: () => number; close: () => Promise<void> }> {
+  let n = 0;
+  const server = createServer((req, res) => {
+    n++;
+    handle(req, res);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    requests: () => n,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
 describe("Data service over real sockets, through the gateway", () => {
-  const cfg = testConfig();
+  let cfg: ReturnType<typeof testConfig>;
   let fx: Fixture;
   let server: RunningServer;
   let gateway: RunningGateway;
@@ -22,7 +43,10 @@ describe("Data service over real sockets, through the gateway", () => {
   let client: ReturnType<typeof createClient<typeof data.DataService>>;
 
   beforeAll(async () => {
-    fx = await makeFlickr8kFixture(mkdtempSync(join(tmpdir(), "glimpse-data-fx-")));
+    const fxDir = mkdtempSync(join(tmpdir(), "glimpse-data-fx-"));
+    fx = await makeFlickr8kFixture(fxDir);
+    // the fixture's folder, public http(s), and loopback http by this one name (the cancel and redirect tests' servers)
+    cfg = testConfig({ GLIMPSE_SOURCE_ALLOWLIST: `${pathToFileURL(fxDir).href},http:,https:,http://127.0.0.1` });
     server = await build(cfg, { port: 0 });
     gateway = await buildGateway(cfg, { port: 0, targets: [{ name: "data", url: server.url }, { name: "ranking", url: server.url }, { name: "training", url: server.url }] });
     base = `http://127.0.0.1:${gateway.port}`;
@@ -116,8 +140,110 @@ describe("Data service over real sockets, through the gateway", () => {
     const { run } = await client.startPipelineRun({ params: { imagesUrl: `file://${fx.imagesZip}`, captionsUrl: `file://${fx.captionsZip}` } }, auth);
     let last: data.PipelineRun | undefined;
     for await (const msg of client.watchPipelineRun({ runId: run!.runId })) last = msg.run;
-    expect([data.RunState.SKIPPED, data.RunState.SUCCEEDED]).toContain(last?.state);
+    expect(last?.state, last?.error).toBe(data.RunState.SKIPPED);
     expect((await client.listDatasetVersions({})).versions).toHaveLength(1);
     expect((await client.listPipelineRuns({ pageSize: 1 })).nextPageToken).not.toBe("");
+  });
+
+  it("cancels a running pipeline run: CANCELLED, nothing published, the latest version intact", async () => {
+    // A loopback source that sends its headers and a first chunk, then stalls: the run is
+    // certainly still downloading when the cancel arrives.
+    let reached!: () => void;
+    const downloading = new Promise<void>((r) => (reached = r));
+    const stalled = createServer((_req, res) => {
+      res.writeHead(200, { "content-type": "application/zip", "content-length": String(1 << 30) });
+      res.write(Buffer.alloc(1024));
+      reached();
+    });
+    await new Promise<void>((r) => stalled.listen(0, "127.0.0.1", r));
+    try {
+      const before = (await client.getDatasetInfo({})).version;
+      const url = `http://127.0.0.1:${(stalled.address() as AddressInfo).port}/Flickr8k_Dataset.zip`;
+      const { run } = await client.startPipelineRun({ params: { imagesUrl: url, captionsUrl: `file://${fx.captionsZip}` } }, auth);
+      await downloading;
+      const cancelled = await client.cancelPipelineRun({ runId: run!.runId }, auth);
+      expect(cancelled.run?.state).toBe(data.RunState.CANCELLED);
+      expect((await client.getPipelineRun({ runId: run!.runId })).run?.state).toBe(data.RunState.CANCELLED);
+      // cancelling a finished run changes nothing
+      expect((await client.cancelPipelineRun({ runId: run!.runId }, auth)).run?.state).toBe(data.RunState.CANCELLED);
+      expect((await client.listDatasetVersions({})).versions).toHaveLength(1);
+      expect((await client.getDatasetInfo({})).version).toEqual(before);
+    } finally {
+      stalled.closeAllConnections();
+      await new Promise((r) => stalled.close(r));
+    }
+    const bad = await client.cancelPipelineRun({ runId: "../x" }, auth).catch((e: unknown) => ConnectError.from(e));
+    expect(bad).toMatchObject({ code: Code.InvalidArgument });
+    expect((bad as ConnectError).message).toContain("run_id");
+  });
+
+  it("refuses sources outside the allow-list before any download: PERMISSION_DENIED naming each field", async () => {
+    const runsBefore = (await client.listPipelineRuns({ pageSize: 100 })).runs.length;
+    const res = await fetch(`${base}/data/download`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...auth.headers },
+      body: JSON.stringify({ images_url: "file:///etc/passwd", captions_url: "file:///etc/shadow" }),
+    });
+    const body = (await res.json()) as { code: string; message: string };
+    expect([res.status, body.code]).toEqual([403, "permission_denied"]);
+    expect(body.message).toMatch(/params\.images_url: file:\/\/\/etc\/passwd is outside the allowed folders/);
+    expect(body.message).toMatch(/params\.captions_url: file:\/\/\/etc\/shadow is outside the allowed folders/);
+
+    // loopback by another name than the listed one: refused statically, the server never asked
+    const local = await countingServer((_q, r) => r.end("zip"));
+    try {
+      const err = (await client
+        .startPipelineRun({ params: { imagesUrl: local.url.replace("127.0.0.1", "localhost") + "/i.zip", captionsUrl: `file://${fx.captionsZip}` } }, auth)
+        .catch((e: unknown) => ConnectError.from(e))) as ConnectError;
+      expect(err.code).toBe(Code.PermissionDenied);
+      expect(err.message).toMatch(/params\.images_url: localhost:\d+ is a loopback, private or link-local address/);
+      expect(err.message).not.toContain("captions_url");
+      const violations = err.findDetails(rpcDetails.BadRequestSchema)[0]?.fieldViolations.map((f) => [f.field, f.reason]);
+      expect(violations).toEqual([["params.images_url", "INTERNAL_ADDRESS"]]);
+      expect(local.requests()).toBe(0);
+    } finally {
+      await local.close();
+    }
+    expect((await client.listPipelineRuns({ pageSize: 100 })).runs.length).toBe(runsBefore);
+  });
+
+  it("re-checks redirects: a listed source redirecting to an unlisted loopback host fails the run, unfetched", async () => {
+    const target = await countingServer((_q, r) => r.end("secret"));
+    const redirector = await countingServer((_q, r) => {
+      r.writeHead(302, { location: `${target.url.replace("127.0.0.1", "localhost")}/internal.zip` });
+      r.end();
+    });
+    try {
+      const before = (await client.getDatasetInfo({})).version;
+      const { run } = await client.startPipelineRun({ params: { imagesUrl: `${redirector.url}/i.zip`, captionsUrl: `file://${fx.captionsZip}` } }, auth);
+      let last: data.PipelineRun | undefined;
+      for await (const msg of client.watchPipelineRun({ runId: run!.runId })) last = msg.run;
+      expect(last?.state).toBe(data.RunState.FAILED);
+      expect(last?.error).toMatch(/localhost:\d+ is a loopback, private or link-local address/);
+      expect(redirector.requests()).toBe(1); // not retried: a refusal is not transient
+      expect(target.requests()).toBe(0);
+      expect((await client.getDatasetInfo({})).version).toEqual(before);
+    } finally {
+      await target.close();
+      await redirector.close();
+    }
+  });
+
+  it("registers a published dataset version (RegisterDatasetVersion), refusing bad and unknown ones", async () => {
+    const published = (await client.getDatasetInfo({})).version!;
+    const res = await client.registerDatasetVersion({ dataset: published.dataset, version: published.version, markLatest: true }, auth);
+    expect([res.version?.dataset, res.version?.version, res.version?.imageCount, res.version?.latest]).toEqual([published.dataset, published.version, published.imageCount, true]);
+    expect((await client.listDatasetVersions({})).versions.map((v) => v.version)).toEqual([published.version]);
+
+    const bad = (await client.registerDatasetVersion({ dataset: "Bad_Name", version: "nope" }, auth).catch((e: unknown) => ConnectError.from(e))) as ConnectError;
+    expect(bad.code).toBe(Code.InvalidArgument);
+    expect(bad.message).toContain("dataset");
+    expect(bad.message).toContain("version");
+    const unknown = (await client.registerDatasetVersion({ dataset: published.dataset, version: "0123456789abcdef" }, auth).catch((e: unknown) => ConnectError.from(e))) as ConnectError;
+    expect(unknown.code).toBe(Code.NotFound);
+    // a read-only caller may not register
+    const anon = (await client.registerDatasetVersion({ dataset: published.dataset, version: published.version }).catch((e: unknown) => ConnectError.from(e))) as ConnectError;
+    expect(anon.code).toBe(Code.Unauthenticated);
+    expect((await client.getDatasetInfo({})).version?.version).toBe(published.version);
   });
 });

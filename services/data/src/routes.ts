@@ -2,6 +2,7 @@ import { join } from "node:path";
 import { data } from "@glimpse/api";
 import type { Logger } from "@glimpse/logging";
 import type { ObjectStore } from "@glimpse/objectstore";
+import type { SourceAllowList } from "@glimpse/pipeline";
 import { bind, type ServiceBinding } from "@glimpse/rpc";
 import { DatasetCatalog } from "./catalog.js";
 import type { ArgoClient } from "./argo.js";
@@ -15,15 +16,17 @@ export interface DataDeps {
   workRoot: string;
   /** Submit runs as Argo Workflows (GLIMPSE_PIPELINE_EXECUTOR=argo). */
   argo?: ArgoClient | undefined;
+  /** Where pipeline sources may come from (GLIMPSE_SOURCE_ALLOWLIST). */
+  allow: SourceAllowList;
 }
 
 /** The Data service: published dataset versions, samples, images and pipeline runs. */
 export async function dataBinding(deps: DataDeps): Promise<ServiceBinding> {
   await deps.store.init();
   const catalog = new DatasetCatalog(deps.store);
-  const runs = new PipelineRuns({ store: deps.store, logger: deps.logger, workRoot: deps.workRoot, register: syncHook(deps.store, catalog), argo: deps.argo });
+  const runs = new PipelineRuns({ store: deps.store, logger: deps.logger, workRoot: deps.workRoot, register: syncHook(deps.store, catalog), argo: deps.argo, allow: deps.allow });
   await runs.init();
-  return bind(data.DataService, dataService(deps.store, catalog, runs));
+  return bind(data.DataService, dataService(deps.store, catalog, runs, deps.allow));
 }
 
 export const defaultWorkRoot = (dataDir: string) => join(dataDir, "pipeline");

@@ -14,6 +14,7 @@ import {
   type PipelineEvent,
   type PipelineParamsInput,
   type PublishedVersion,
+  type SourceAllowList,
 } from "@glimpse/pipeline";
 import { Subscription } from "@glimpse/rpc";
 import { applyWorkflowStatus, type ArgoClient } from "./argo.js";
@@ -33,6 +34,8 @@ export interface RunsOptions {
   argo?: ArgoClient | undefined;
   /** How often an Argo run's status is read (ms). */
   pollMs?: number;
+  /** Where a local run's download step may fetch from (checked again on every connection and redirect). */
+  allow: SourceAllowList;
 }
 
 /** The proto's params as the pipeline package's input (enums as words, bigints as numbers). */
@@ -138,6 +141,7 @@ export class PipelineRuns {
         store: this.opts.store,
         workDir: join(this.opts.workRoot, run.runId),
         signal: live.abort.signal,
+        download: { allow: this.opts.allow },
         onEvent: (e) => this.onEvent(live, e),
         sync: async (v, log) => {
           await this.opts.register(v);

@@ -2,6 +2,7 @@ import { createLogger, type Logger } from "@glimpse/logging";
 import type { ObjectStore } from "@glimpse/objectstore";
 import type { RunningServer } from "@glimpse/rpc";
 import { serve, storeFromConfig, type GlimpseConfig } from "@glimpse/runtime";
+import { SourceAllowList } from "@glimpse/pipeline";
 import { ArgoClient } from "./argo.js";
 import { dataBinding, defaultWorkRoot } from "./routes.js";
 
@@ -18,6 +19,7 @@ export interface BuildOptions {
 export async function build(cfg: GlimpseConfig, opts: BuildOptions = {}): Promise<RunningServer> {
   const logger = opts.logger ?? createLogger("data", cfg.logLevel);
   const store = opts.store ?? storeFromConfig(cfg);
+  const allow = SourceAllowList.parse(cfg.sourceAllowlist);
   const argo =
     cfg.pipelineExecutor === "argo"
       ? ArgoClient.fromCluster({
@@ -27,13 +29,14 @@ export async function build(cfg: GlimpseConfig, opts: BuildOptions = {}): Promis
           minioEndpoint: cfg.minioEndpoint,
           image: cfg.argoImage,
           syncUrl: cfg.argoSyncUrl,
+          sourceAllowlist: allow.toString(),
           serviceAccount: cfg.argoServiceAccount,
           syncSecret: cfg.argoSyncSecret,
           storeSecret: cfg.argoStoreSecret,
           onOwnerError: (err) => logger.warn({ err: err.message }, "Workflows get no owner: cannot read the WorkflowTemplate (helm uninstall will not remove them)"),
         })
       : undefined;
-  const binding = await dataBinding({ store, logger, workRoot: defaultWorkRoot(cfg.dataDir), argo });
+  const binding = await dataBinding({ store, logger, workRoot: defaultWorkRoot(cfg.dataDir), argo, allow });
   return serve({
     name: "data",
     cfg,

@@ -1,8 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { LIMITS, PATTERNS, Violations, data, dataset as ds, notFound } from "@glimpse/api";
+import { LIMITS, PATTERNS, Violations, data, dataset as ds, notFound, permissionDenied, type FieldViolation } from "@glimpse/api";
 import { putJson, type ObjectStore } from "@glimpse/objectstore";
-import { manifestKey, moveLatest, PublishConflictError, type PublishedVersion } from "@glimpse/pipeline";
+import { DEFAULT_CAPTIONS_URL, DEFAULT_IMAGES_URL, manifestKey, moveLatest, PublishConflictError, SourceRefusedError, type PublishedVersion, type SourceAllowList } from "@glimpse/pipeline";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { DatasetCatalog, recordKey, type VersionRecord } from "./catalog.js";
 import type { PipelineRuns } from "./runs.js";
@@ -52,6 +52,23 @@ export function checkReachableFromWorkflow(v: Violations, p: data.PipelineParams
   }
 }
 
+/**
+ * The sources a run would read, against the allow-list, before it starts: PERMISSION_DENIED
+ * naming each refused field (an empty URL is the default source, checked like any other).
+ */
+export async function checkSourcesAllowed(allow: SourceAllowList, p: data.PipelineParams | undefined): Promise<void> {
+  const refused: FieldViolation[] = [];
+  for (const [field, url] of [["params.images_url", p?.imagesUrl || DEFAULT_IMAGES_URL], ["params.captions_url", p?.captionsUrl || DEFAULT_CAPTIONS_URL]] as const) {
+    try {
+      await allow.check(url);
+    } catch (err) {
+      if (!(err instanceof SourceRefusedError)) throw err;
+      refused.push({ field, description: err.message, reason: err.reason });
+    }
+  }
+  if (refused.length > 0) throw permissionDenied(refused);
+}
+
 /** Offset-based page tokens, bound to the version and filter they came from. */
 function encodeToken(version: string, split: number, offset: number): string {
   return Buffer.from(JSON.stringify({ v: version, s: split, o: offset })).toString("base64url");
@@ -77,7 +94,7 @@ export async function registerVersion(store: ObjectStore, catalog: DatasetCatalo
   await putJson(store, recordKey(dataset, version), record);
 }
 
-export function dataService(store: ObjectStore, catalog: DatasetCatalog, runs: PipelineRuns): Partial<ServiceImpl<typeof data.DataService>> {
+export function dataService(store: ObjectStore, catalog: DatasetCatalog, runs: PipelineRuns, allow: SourceAllowList): Partial<ServiceImpl<typeof data.DataService>> {
   return {
     async listDatasetVersions(req) {
       const v = new Violations();
@@ -155,6 +172,7 @@ export function dataService(store: ObjectStore, catalog: DatasetCatalog, runs: P
       validateParams(v, req.params);
       if (runs.executor === "argo") checkReachableFromWorkflow(v, req.params);
       v.throwIfAny();
+      await checkSourcesAllowed(allow, req.params);
       return create(data.StartPipelineRunResponseSchema, { run: await runs.start(req.params ?? create(data.PipelineParamsSchema)) });
     },
 

@@ -2,6 +2,7 @@ import type { ObjectStore } from "@glimpse/objectstore";
 import type { EventSink, StepReporter } from "../events.js";
 import type { ImageFormat } from "../layout.js";
 import type { PipelineParams } from "../params.js";
+import type { SourceAllowList } from "../sources.js";
 import type { RetryOptions } from "../util/retry.js";
 import type { WorkDir } from "../workdir.js";
 import type { SyncHook } from "./sync.js";
@@ -29,7 +30,7 @@ export interface PipelineOptions {
   concurrency?: number;
   /** Objects uploaded at once (default 8). */
   uploadConcurrency?: number;
-  download?: { retry?: RetryOptions; idleTimeoutMs?: number };
+  download?: { retry?: RetryOptions; idleTimeoutMs?: number; allow?: SourceAllowList };
   expect?: ExpectedCounts;
   /** Overrides the target image format (tests use a small pixel limit). */
   imageFormat?: Partial<ImageFormat>;

@@ -64,6 +64,7 @@ export async function runDownload(ctx: StepContext): Promise<DownloadStepResult>
       ...(w.sha256 ? { expectedSha256: w.sha256 } : {}),
       ...(dl.retry ? { retry: dl.retry } : {}),
       ...(dl.idleTimeoutMs !== undefined ? { idleTimeoutMs: dl.idleTimeoutMs } : {}),
+      ...(dl.allow ? { allow: dl.allow } : {}),
       ...(ctx.signal ? { signal: ctx.signal } : {}),
       onProgress: (done, total) => {
         dones.set(w.name, done);
