@@ -5,6 +5,7 @@ import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { loadConfig, type GlimpseConfig } from "@glimpse/runtime";
+import { DEFAULT_RESTART_POLICY, Supervised, type CrashEvent, type RestartPolicy } from "./supervisor.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 
@@ -16,12 +17,15 @@ export interface MeshOptions {
   env?: NodeJS.ProcessEnv;
   /** Where child output goes; default: this process's stdout, each line prefixed. */
   onLine?: (component: Component, line: string) => void;
+  /** How a crashed service is restarted (tests shorten it). */
+  restart?: Partial<RestartPolicy>;
 }
 
 export interface Mesh {
   cfg: GlimpseConfig;
   apiKey: string | undefined;
-  children: Map<Component, ChildProcess>;
+  /** Each service's supervisor: `.child` is its current process, `.restarts` how often it crashed. */
+  children: Map<Component, Supervised>;
   gatewayUrl: string;
   stop(): Promise<void>;
 }
@@ -54,21 +58,25 @@ export async function startMesh(opts: MeshOptions = {}): Promise<Mesh> {
     GLIMPSE_DATA_URL: baseEnv["GLIMPSE_DATA_URL"] ?? `http://127.0.0.1:${cfg.dataPort}`,
   };
   const onLine = opts.onLine ?? ((c, line) => process.stdout.write(`${c.padEnd(8)} | ${line}\n`));
-  const children = new Map<Component, ChildProcess>();
-  let stopping = false;
+  const children = new Map<Component, Supervised>();
+  const policy = { ...DEFAULT_RESTART_POLICY, ...opts.restart };
 
+  // One crashed service restarts with backoff while the others keep serving (the gateway answers
+  // UNAVAILABLE with Retry-After for it meanwhile); before the mesh is healthy a crash is a
+  // start-up failure and stops everything (waitHealthy reports it).
   for (const c of COMPONENTS) {
     const main = join(ROOT, "services", c, "src", "main.ts");
-    const child = spawn(process.execPath, ["--import", "tsx", main], { env, cwd: ROOT, stdio: ["ignore", "pipe", "pipe", "ipc"] });
-    children.set(c, child);
-    for (const stream of [child.stdout, child.stderr]) if (stream) createInterface({ input: stream }).on("line", (l) => onLine(c, l));
-    child.once("exit", (code, signal) => {
-      if (stopping) return;
-      onLine(c, `exited (${signal ?? code}); stopping the mesh`);
-      void mesh.stop().then(() => {
-        process.exitCode = 1;
-      });
+    const start = (): ChildProcess => {
+      const child = spawn(process.execPath, ["--import", "tsx", main], { env, cwd: ROOT, stdio: ["ignore", "pipe", "pipe", "ipc"] });
+      for (const stream of [child.stdout, child.stderr]) if (stream) createInterface({ input: stream }).on("line", (l) => onLine(c, l));
+      return child;
+    };
+    const sup = new Supervised(start, policy);
+    sup.on("crash", (e: CrashEvent) => {
+      onLine(c, `exited (${e.signal ?? e.code}); restarting in ${e.delayMs} ms (restart ${e.restarts})`);
+      if (e.crashLoop) onLine(c, `crash loop: ${policy.loopCrashes}+ exits within ${policy.loopWindowMs / 1000} s; still restarting, at most every ${policy.maxDelayMs / 1000} s — see the lines above for why`);
     });
+    children.set(c, sup);
   }
 
   const gatewayUrl = `${cfg.tlsCert ? "https" : "http"}://${cfg.host === "0.0.0.0" ? "127.0.0.1" : cfg.host}:${cfg.gatewayPort}`;
@@ -78,17 +86,8 @@ export async function startMesh(opts: MeshOptions = {}): Promise<Mesh> {
     children,
     gatewayUrl,
     async stop() {
-      stopping = true;
       // Reverse order: the gateway stops taking requests before the services behind it go.
-      for (const c of [...COMPONENTS].reverse()) {
-        const child = children.get(c)!;
-        if (child.exitCode !== null || child.signalCode !== null) continue;
-        const exited = new Promise((r) => child.once("exit", r));
-        child.kill("SIGTERM");
-        const timer = setTimeout(() => child.kill("SIGKILL"), cfg.shutdownGraceMs + 2_000);
-        await exited;
-        clearTimeout(timer);
-      }
+      for (const c of [...COMPONENTS].reverse()) await children.get(c)!.stop(cfg.shutdownGraceMs + 2_000);
     },
   };
   try {
@@ -97,15 +96,16 @@ export async function startMesh(opts: MeshOptions = {}): Promise<Mesh> {
     await mesh.stop();
     throw err;
   }
+  for (const sup of children.values()) sup.arm();
   return mesh;
 }
 
-async function waitHealthy(gatewayUrl: string, timeoutMs: number, children: Map<Component, ChildProcess>): Promise<void> {
+async function waitHealthy(gatewayUrl: string, timeoutMs: number, children: Map<Component, Supervised>): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   const servingDeadline = Date.now() + 60_000;
   let last = "";
   while (Date.now() < deadline) {
-    for (const [c, child] of children) if (child.exitCode !== null) throw new Error(`${c} exited with code ${child.exitCode} during start-up`);
+    for (const [c, sup] of children) if (!sup.running) throw new Error(`${c} exited with code ${sup.child.exitCode ?? sup.child.signalCode} during start-up`);
     try {
       const res = await fetch(`${gatewayUrl}/health/detailed`);
       last = await res.text();

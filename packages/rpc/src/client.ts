@@ -55,6 +55,16 @@ export const refusedStreamIsUnavailable: Interceptor = (next) => async (req) => 
   } catch (err) {
     for (let e: unknown = err; e instanceof Error; e = e.cause) {
       if (e.message.includes("NGHTTP2_REFUSED_STREAM")) throw new ConnectError("the server refused the stream (its connection was closing)", Code.Unavailable, undefined, undefined, err);
+      // The connection died under the call (the server process crashed or its pod went):
+      // connect-node says ABORTED, which a client reads as "conflict, retry the transaction";
+      // gRPC calls a broken transport UNAVAILABLE. Our own cancellation stays as it is.
+      if ((e as NodeJS.ErrnoException).code === "ECONNRESET" && !req.signal.aborted) {
+        throw new ConnectError(`the connection to the server was reset (${e.message})`, Code.Unavailable, undefined, undefined, err);
+      }
+    }
+    // Likewise a stream cancelled by the transport, not by us (HTTP/2 CANCEL as its connection closed).
+    if (err instanceof ConnectError && err.code === Code.Canceled && !req.signal.aborted) {
+      throw new ConnectError(`the server's connection closed the stream (${err.rawMessage})`, Code.Unavailable, undefined, undefined, err);
     }
     throw err;
   }

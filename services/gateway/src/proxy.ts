@@ -1,5 +1,5 @@
 import type { DescMethod } from "@bufbuild/protobuf";
-import { ConnectError, type HandlerContext, type CallOptions } from "@connectrpc/connect";
+import { Code, ConnectError, type HandlerContext, type CallOptions } from "@connectrpc/connect";
 import { reviveDetails } from "@glimpse/api";
 import { REQUEST_ID_HEADER } from "@glimpse/logging";
 import type { ServiceBinding } from "@glimpse/rpc";
@@ -34,8 +34,17 @@ export function callOptions(ctx: Pick<HandlerContext, "requestHeader" | "signal"
   return { headers, signal: ctx.signal, ...(timeoutMs === undefined ? {} : { timeoutMs }) };
 }
 
-function relay(err: unknown): ConnectError {
-  return reviveDetails(ConnectError.from(err));
+/**
+ * Seconds a client should wait before retrying when a backend is unavailable: the embedded
+ * supervisor's first restarts and a Deployment's replacement pod both take about this long.
+ */
+export const RETRY_AFTER_SECONDS = 1;
+
+/** A backend's error as the gateway answers it: details decoded, UNAVAILABLE with Retry-After. */
+export function relay(err: unknown): ConnectError {
+  const e = reviveDetails(ConnectError.from(err));
+  if (e.code === Code.Unavailable && !e.metadata.has("retry-after")) e.metadata.set("retry-after", String(RETRY_AFTER_SECONDS));
+  return e;
 }
 
 /**

@@ -3,11 +3,11 @@ import { Http2ServerResponse, type Http2ServerRequest } from "node:http2";
 import { fromJson, toJson, type DescMessage, type DescMethod, type JsonValue } from "@bufbuild/protobuf";
 import { Code, ConnectError, type CallOptions } from "@connectrpc/connect";
 import { codeToHttpStatus, errorToJson } from "@connectrpc/connect/protocol-connect";
-import { invalidArgument, reviveDetails, type ServiceName } from "@glimpse/api";
+import { invalidArgument, type ServiceName } from "@glimpse/api";
 import { REQUEST_ID_HEADER, requestIdFrom } from "@glimpse/logging";
 import busboy from "busboy";
 import type { Backend } from "./backends.js";
-import { forwardedHeaders, nodeHeader } from "./proxy.js";
+import { forwardedHeaders, nodeHeader, relay } from "./proxy.js";
 
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
@@ -146,12 +146,13 @@ export function sendJson(res: Res, status: number, body: unknown, headers: Recor
 
 /** Errors as Connect error JSON with google.rpc details, and the matching HTTP status. */
 export function sendError(res: Res, err: unknown, requestId: string): void {
-  const e = reviveDetails(ConnectError.from(err));
+  const e = relay(err);
   if (res.headersSent) {
     res.end();
     return;
   }
-  sendJson(res, codeToHttpStatus(e.code), errorToJson(e, { useProtoFieldName: true }), { [REQUEST_ID_HEADER]: requestId });
+  const retryAfter = e.metadata.get("retry-after");
+  sendJson(res, codeToHttpStatus(e.code), errorToJson(e, { useProtoFieldName: true }), { [REQUEST_ID_HEADER]: requestId, ...(retryAfter ? { "retry-after": retryAfter } : {}) });
 }
 
 export interface RestContext {
