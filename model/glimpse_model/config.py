@@ -69,8 +69,8 @@ class Config:
     cache_hflip: bool = True             # also cache features of the mirrored image (aug.)
     tta_hflip: bool = True               # image embedding = mean of the image's and its mirror's
     tta_zoom: float = 0.75               # >0: also average in the centre crop covering this share of each side, resized back
-    qb_beta: float = 10.0                # >0: query-bank normalisation in evaluate/export/serving (querybank.py; training's dev selection ranks by cosine)
-    qb_bank_size: int = 2000             # train images (and captions) in the query bank
+    qb_beta: float = 15.0                # >0: query-bank normalisation in evaluate/export/serving (querybank.py; training's dev selection ranks by cosine)
+    qb_bank_size: int = 3000             # train images (and captions) in the query bank
 
     # ---- model ---------------------------------------------------------------
     embed_dim: int = 256
