@@ -82,7 +82,7 @@ class Config:
     text_proj_hidden: int = 0         # 0 = linear projection only
     text_encoder: str = "minilm_l6"   # bilstm (word vocabulary built from train) | minilm_l6 (pretrained all-MiniLM-L6-v2, its WordPiece tokenizer)
     text_unfreeze: int = 2            # minilm_l6: top transformer layers trained (0 = frozen; the frozen bottom's output is cached)
-    text_lr_mult: float = 0.1         # minilm_l6: learning rate of its trained layers, relative to lr
+    text_lr_mult: float = 0.2         # minilm_l6: learning rate of its trained layers, relative to lr
     word_dim: int = 128
     text_hidden: int = 128            # per direction
     bidirectional: bool = True
