@@ -55,7 +55,8 @@ export async function downloadToFile(url: string, dest: string, opts: DownloadOp
   const parsed = new URL(url);
   let attempts = 0;
   let resumed = false;
-  await opts.allow?.check(url);
+  // http(s) is checked per connection and redirect (httpGet); a file only here
+  if (parsed.protocol === "file:") await opts.allow?.check(url);
 
   await retry(
     async (attempt) => {

@@ -2,7 +2,7 @@ export { runPipeline, runSteps, defaultWorkDir, StepFailedError, type PipelineRe
 export { resolveParams, manifestParams, DEFAULTS, DEFAULT_IMAGES_URL, DEFAULT_CAPTIONS_URL, type PipelineParams, type PipelineParamsInput, type DatasetSize, type SplitMode } from "./params.js";
 export { STEPS, PROTO_STEP, PROTO_RUN_STATE, type StepName, type StepState, type StepStatus, type PipelineEvent, type EventSink, type LogLevel } from "./events.js";
 export type { PipelineOptions, ExpectedCounts } from "./steps/context.js";
-export { SourceAllowList, SourceRefusedError, isInternalAddress, DEFAULT_SOURCE_ALLOWLIST } from "./sources.js";
+export { SourceAllowList, SourceRefusedError, isInternalAddress } from "./sources.js";
 export { noopSync, httpSyncHook, type SyncHook, type PublishedVersion } from "./steps/sync.js";
 export * from "./layout.js";
 export { IMAGE_FORMAT, normalizeImage } from "./images.js";

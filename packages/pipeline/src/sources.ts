@@ -189,6 +189,3 @@ export class SourceAllowList {
     return new SourceRefusedError(`${u.protocol} sources are not allowed here (GLIMPSE_SOURCE_ALLOWLIST: ${this})`, "SCHEME_NOT_ALLOWED");
   }
 }
-
-/** The embedded default: local files and any public http(s) host. The chart allows https only. */
-export const DEFAULT_SOURCE_ALLOWLIST = ["file:", "http:", "https:"] as const;

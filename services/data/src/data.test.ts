@@ -150,15 +150,14 @@ describe("Data service over real sockets, through the gateway", () => {
     // certainly still downloading when the cancel arrives.
     let reached!: () => void;
     const downloading = new Promise<void>((r) => (reached = r));
-    const stalled = createServer((_req, res) => {
+    const stalled = await countingServer((_req, res) => {
       res.writeHead(200, { "content-type": "application/zip", "content-length": String(1 << 30) });
       res.write(Buffer.alloc(1024));
       reached();
     });
-    await new Promise<void>((r) => stalled.listen(0, "127.0.0.1", r));
     try {
       const before = (await client.getDatasetInfo({})).version;
-      const url = `http://127.0.0.1:${(stalled.address() as AddressInfo).port}/Flickr8k_Dataset.zip`;
+      const url = `${stalled.url}/Flickr8k_Dataset.zip`;
       const { run } = await client.startPipelineRun({ params: { imagesUrl: url, captionsUrl: `file://${fx.captionsZip}` } }, auth);
       await downloading;
       const cancelled = await client.cancelPipelineRun({ runId: run!.runId }, auth);
@@ -169,8 +168,7 @@ describe("Data service over real sockets, through the gateway", () => {
       expect((await client.listDatasetVersions({})).versions).toHaveLength(1);
       expect((await client.getDatasetInfo({})).version).toEqual(before);
     } finally {
-      stalled.closeAllConnections();
-      await new Promise((r) => stalled.close(r));
+      await stalled.close();
     }
     const bad = await client.cancelPipelineRun({ runId: "../x" }, auth).catch((e: unknown) => ConnectError.from(e));
     expect(bad).toMatchObject({ code: Code.InvalidArgument });

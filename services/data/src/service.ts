@@ -2,10 +2,10 @@ import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { LIMITS, PATTERNS, Violations, data, dataset as ds, notFound, permissionDenied, type FieldViolation } from "@glimpse/api";
 import { putJson, type ObjectStore } from "@glimpse/objectstore";
-import { DEFAULT_CAPTIONS_URL, DEFAULT_IMAGES_URL, manifestKey, moveLatest, PublishConflictError, SourceRefusedError, type PublishedVersion, type SourceAllowList } from "@glimpse/pipeline";
+import { manifestKey, moveLatest, PublishConflictError, resolveParams, SourceRefusedError, type PublishedVersion, type SourceAllowList } from "@glimpse/pipeline";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { DatasetCatalog, recordKey, type VersionRecord } from "./catalog.js";
-import type { PipelineRuns } from "./runs.js";
+import { pipelineInput, type PipelineRuns } from "./runs.js";
 
 const DEFAULT_DATASET = "flickr8k";
 
@@ -55,10 +55,12 @@ export function checkReachableFromWorkflow(v: Violations, p: data.PipelineParams
 /**
  * The sources a run would read, against the allow-list, before it starts: PERMISSION_DENIED
  * naming each refused field (an empty URL is the default source, checked like any other).
+ * Call it after validateParams: the params resolve as the run will resolve them.
  */
 export async function checkSourcesAllowed(allow: SourceAllowList, p: data.PipelineParams | undefined): Promise<void> {
   const refused: FieldViolation[] = [];
-  for (const [field, url] of [["params.images_url", p?.imagesUrl || DEFAULT_IMAGES_URL], ["params.captions_url", p?.captionsUrl || DEFAULT_CAPTIONS_URL]] as const) {
+  const { imagesUrl, captionsUrl } = resolveParams(pipelineInput(p ?? create(data.PipelineParamsSchema)));
+  for (const [field, url] of [["params.images_url", imagesUrl], ["params.captions_url", captionsUrl]] as const) {
     try {
       await allow.check(url);
     } catch (err) {
