@@ -25,10 +25,13 @@ import { createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { health, ranking } from "@glimpse/api";
 import { createObjectStore } from "@glimpse/objectstore";
+import { startPeer, type RunningPeer } from "./peers/fastapi-onnx.js";
+import { ratios, sideBySide, type SideBySide } from "./side-by-side.js";
+import { cpuOf, load, quantile, table, type Result } from "./load.js";
 import { readBlob, readCaptions, readPublished, readSplits } from "@glimpse/pipeline";
 import sharp from "sharp";
 import { LoadedModel } from "../services/ranking/src/model/model.js";
-import { loadIndex } from "../services/ranking/src/index/store.js";
+import { indexPrefix, loadIndex } from "../services/ranking/src/index/store.js";
 import { buildIndex } from "../services/ranking/src/index/build.js";
 import { fetchModel, readAlias } from "../services/ranking/src/registry.js";
 import { datasetVersionOf, uploadDataset } from "../services/ranking/src/seed.js";
@@ -53,6 +56,16 @@ const { values: args } = parseArgs({
     /** Concurrency levels (comma separated). */
     conc: { type: "string", default: "1,32" },
     "no-gateway": { type: "boolean", default: false },
+    /**
+     * Paths to measure (comma separated): grpc (direct), gateway (Connect JSON), rest (the
+     * gateway's REST paths side by side with the seed-style peer, through one HTTP client).
+     */
+    paths: { type: "string", default: "grpc,gateway,rest" },
+    /** Interleaved rounds of the side-by-side runs (medians reported). */
+    rounds: { type: "string", default: "3" },
+    /** The peer's uvicorn workers and onnxruntime/BLAS threads per worker (bench/peers/README.md). */
+    "peer-workers": { type: "string", default: "2" },
+    "peer-threads": { type: "string", default: "1" },
     "no-profile": { type: "boolean", default: false },
     /** Write a V8 CPU profile of the Ranking process and print its hottest functions. */
     "cpu-prof": { type: "boolean", default: false },
@@ -75,83 +88,6 @@ function freePort(): Promise<number> {
   });
 }
 
-function quantile(sorted: number[], q: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
-}
-
-/** CPU seconds (user + system) a process has used so far, from /proc (Linux). */
-function cpuSeconds(pid: number | undefined): number {
-  if (!pid) return NaN;
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const parts = f.slice(f.lastIndexOf(")") + 2).split(" ");
-    return (Number(parts[11]) + Number(parts[12])) / 100; // utime, stime in clock ticks (100/s)
-  } catch {
-    return NaN;
-  }
-}
-
-/** Processes whose CPU each scenario reports per request. */
-const cpuOf: { server?: number | undefined; gateway?: number | undefined } = {};
-
-interface Result {
-  scenario: string;
-  path: string;
-  concurrency: number;
-  requests: number;
-  errors: number;
-  p50: number;
-  p99: number;
-  mean: number;
-  rps: number;
-  /** CPU ms per request: the Ranking process, the gateway process, this (client) process. */
-  cpu: { server: number; gateway: number; client: number };
-}
-
-/** Runs `total` calls with `concurrency` workers; latency per call in ms. */
-async function load(scenario: string, path: string, concurrency: number, total: number, call: (i: number) => Promise<unknown>, warmup = Math.min(20, total)): Promise<Result> {
-  for (let i = 0; i < warmup; i++) await call(total + i);
-  const lat: number[] = [];
-  let next = 0;
-  let errors = 0;
-  const c0 = { server: cpuSeconds(cpuOf.server), gateway: cpuSeconds(cpuOf.gateway), client: process.cpuUsage() };
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      for (;;) {
-        const i = next++;
-        if (i >= total) return;
-        const s = performance.now();
-        try {
-          await call(i);
-          lat.push(performance.now() - s);
-        } catch (err) {
-          errors++;
-          if (errors <= 3) log(`  error: ${(err as Error).message}`);
-        }
-      }
-    }),
-  );
-  const wall = (performance.now() - t0) / 1000;
-  const cu = process.cpuUsage(c0.client);
-  const per = (s: number) => (s * 1000) / total;
-  const cpu = {
-    server: per(cpuSeconds(cpuOf.server) - c0.server),
-    gateway: path.startsWith("gateway") ? per(cpuSeconds(cpuOf.gateway) - c0.gateway) : 0,
-    client: per((cu.user + cu.system) / 1e6),
-  };
-  lat.sort((a, b) => a - b);
-  return { scenario, path, concurrency, requests: total, errors, p50: quantile(lat, 0.5), p99: quantile(lat, 0.99), mean: lat.reduce((a, b) => a + b, 0) / lat.length, rps: lat.length / wall, cpu };
-}
-
-function table(rows: Result[]): string {
-  const head = "| scenario | path | conc. | requests | p50 ms | p99 ms | mean ms | req/s | errors | CPU ms/req: ranking | gateway | client |";
-  const sep = "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
-  const f = (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(2));
-  return [head, sep, ...rows.map((r) => `| ${r.scenario} | ${r.path} | ${r.concurrency} | ${r.requests} | ${f(r.p50)} | ${f(r.p99)} | ${f(r.mean)} | ${r.rps.toFixed(0)} | ${r.errors} | ${r.cpu.server.toFixed(2)} | ${r.cpu.gateway ? r.cpu.gateway.toFixed(2) : "-"} | ${r.cpu.client.toFixed(2)} |`)].join("\n");
-}
-
 async function waitServing(url: string, child: ChildProcess, timeoutMs: number): Promise<void> {
   const hc = createClient(health.Health, createGrpcTransport({ baseUrl: url }));
   const end = Date.now() + timeoutMs;
@@ -171,6 +107,12 @@ function startChild(name: string, main: string, env: NodeJS.ProcessEnv, nodeArgs
   const child = spawn(process.execPath, [...nodeArgs, "--import", "tsx", join(ROOT, main)], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "inherit", "inherit"] });
   child.on("exit", (code, sig) => code !== 0 && sig !== "SIGTERM" && log(`${name} exited (${sig ?? code})`));
   return child;
+}
+
+/** Resident memory of a process (MiB), from /proc. */
+function rssMiB(pid: number | undefined): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) / 1024 : NaN;
 }
 
 interface CpuProfile {
@@ -253,8 +195,10 @@ async function main(): Promise<void> {
   const store = createObjectStore({ kind: "fs", root: join(dataDir, "store"), bucket: args.bucket });
   const dataset = gallery === "demo" ? "flickr8k-demo" : "flickr8k";
   const children: ChildProcess[] = [];
+  let peer: RunningPeer | undefined;
   const cleanup = () => {
     for (const c of children) if (c.exitCode === null) c.kill("SIGTERM");
+    void peer?.stop();
     rmSync(scratch, { recursive: true, force: true });
   };
   process.on("SIGINT", () => {
@@ -280,7 +224,7 @@ async function main(): Promise<void> {
       }
     }
 
-    const [rankingPort, gatewayPort, m1, dead] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+    const [rankingPort, gatewayPort, m1, dead, peerPort] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
     const env = {
       GLIMPSE_DATA_DIR: dataDir,
       MINIO_BUCKET: args.bucket,
@@ -301,13 +245,17 @@ async function main(): Promise<void> {
     const rankingUrl = `http://127.0.0.1:${rankingPort}`;
     const t0 = performance.now();
     const profDir = join(scratch, "cpu-prof");
-    children.push(startChild("ranking", "services/ranking/src/main.ts", env, args["cpu-prof"] ? ["--cpu-prof", "--cpu-prof-dir", profDir] : []));
-    cpuOf.server = children[0]!.pid;
+    const prof = (name: string) => (args["cpu-prof"] ? ["--cpu-prof", "--cpu-prof-dir", join(profDir, name)] : []);
+    children.push(startChild("ranking", "services/ranking/src/main.ts", env, prof("ranking")));
+    const rankingPid = children[0]!.pid;
+    cpuOf.server = () => [rankingPid];
+    let gatewayPid: number | undefined;
     await waitServing(rankingUrl, children[0]!, 600_000);
     log(`ranking serving after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     if (!args["no-gateway"]) {
-      children.push(startChild("gateway", "services/gateway/src/main.ts", env));
-      cpuOf.gateway = children[1]!.pid;
+      children.push(startChild("gateway", "services/gateway/src/main.ts", env, prof("gateway")));
+      gatewayPid = children[1]!.pid;
+      cpuOf.gateway = () => [gatewayPid];
     }
 
     // A plain gRPC client, like grpcurl or grpc-go's default: no response compression on loopback.
@@ -349,7 +297,8 @@ async function main(): Promise<void> {
     const results: Result[] = [];
     const n = (c1: number, c32: number, c: number) => (quick ? Math.ceil((c === 1 ? c1 : c32) / 4) : c === 1 ? c1 : c32);
     let qi = 0;
-    const paths: [string, RankingClient][] = [["gRPC", grpc], ...(gw ? ([["gateway (Connect JSON)", gw]] as [string, RankingClient][]) : [])];
+    const want = args.paths.split(",");
+    const paths: [string, RankingClient][] = [...(want.includes("grpc") ? ([["gRPC", grpc]] as [string, RankingClient][]) : []), ...(gw && want.includes("gateway") ? ([["gateway (Connect JSON)", gw]] as [string, RankingClient][]) : [])];
     for (const [path, c] of args["recall-only"] ? [] : paths) {
       const only = args.only.split(",");
       for (const conc of args.conc.split(",").map(Number)) {
@@ -360,6 +309,33 @@ async function main(): Promise<void> {
         for (const r of runs) log(table([r]).split("\n")[2]!);
         results.push(...runs);
       }
+    }
+
+    // ---- side by side with the seed-style peer, through the same HTTP client ------------------
+    let side: SideBySide | undefined;
+    if (gw && want.includes("rest") && !args["recall-only"]) {
+      peer = await startPeer(
+        { store, modelVersion: status.servingVersion, indexPrefix: indexPrefix(status.servingVersion, dataset, dv), scratch, port: peerPort, workers: Number(args["peer-workers"]), threads: Number(args["peer-threads"]) },
+        log,
+      );
+      const running = peer;
+      log(`peer (FastAPI + onnxruntime, ${args["peer-workers"]} workers × ${args["peer-threads"]} thread) at ${peer.url}`);
+      side = await sideBySide({
+        targets: [
+          { name: "Glimpse gateway", url: `http://127.0.0.1:${gatewayPort}`, server: () => [rankingPid], gateway: () => [gatewayPid] },
+          { name: "peer", url: peer.url, server: () => running.pids(), gateway: () => [] },
+        ],
+        queries: qs,
+        uploads,
+        rounds: Number(args.rounds),
+        concurrency: args.conc.split(",").map(Number),
+        scenarios: args.only.split(",").filter((s) => s === "text" || s === "upload"),
+        text: quick ? [150, 800] : [500, 3000],
+        upload: quick ? [40, 100] : [150, 400],
+        log,
+      });
+      await peer.stop();
+      peer = undefined;
     }
 
     // ---- where the time goes: the same work in this process, piece by piece ------------------
@@ -428,14 +404,23 @@ async function main(): Promise<void> {
       max_batch: Number(args["max-batch"]),
       intra_op_threads: Number(args.threads),
       load_average: loadavg(),
+      ranking_rss_mib: rssMiB(children[0]!.pid),
       results,
+      side_by_side: side,
       profile,
       recall,
       offline,
       at: new Date().toISOString(),
     };
     console.log(`\n## Ranking benchmark — ${dataset} ${dv} (${out.images} images, ${out.captions} captions), model ${out.model_version}\n`);
-    console.log(table(results));
+    log(`ranking resident memory: ${out.ranking_rss_mib.toFixed(0)} MiB`);
+    if (results.length > 0) console.log(table(results));
+    if (side) {
+      console.log(`\nSide by side through one HTTP client (REST; medians of ${args.rounds} interleaved rounds; peer: FastAPI + onnxruntime + numpy, uvicorn ${args["peer-workers"]} workers × ${args["peer-threads"]} thread):\n`);
+      console.log(table(side.medians));
+      console.log("");
+      console.log(ratios(side.medians, "Glimpse gateway", "peer"));
+    }
     if (profile) {
       console.log("\nWhere the time goes (in-process medians, ms):\n");
       console.log(["| step | ms |", "|---|---:|", ...Object.entries(profile).map(([k, v]) => `| ${k} | ${v.toFixed(3)} |`)].join("\n"));
@@ -453,15 +438,17 @@ async function main(): Promise<void> {
     mkdirSync(join(ROOT, ".artifacts"), { recursive: true });
     writeFileSync(join(ROOT, ".artifacts", `bench-ranking-${gallery}.json`), `${JSON.stringify(out, null, 2)}\n`);
     if (args["cpu-prof"]) {
-      const child = children[0]!;
-      const exited = new Promise((r) => child.once("exit", r));
-      child.kill("SIGTERM");
-      await exited;
-      const file = readdirSync(profDir).find((f) => f.endsWith(".cpuprofile"));
-      if (file) {
-        copyFileSync(join(profDir, file), join(ROOT, ".artifacts", `ranking-${gallery}.cpuprofile`));
-        console.log("\nRanking process CPU profile (whole run, self time by function):\n");
-        console.log(summarizeProfile(JSON.parse(readFileSync(join(profDir, file), "utf8")) as CpuProfile));
+      for (const [i, name] of ["ranking", "gateway"].entries()) {
+        const child = children[i];
+        if (!child) continue;
+        const exited = new Promise((r) => child.once("exit", r));
+        child.kill("SIGTERM");
+        await exited;
+        const file = readdirSync(join(profDir, name)).find((f) => f.endsWith(".cpuprofile"));
+        if (!file) continue;
+        copyFileSync(join(profDir, name, file), join(ROOT, ".artifacts", `${name}-${gallery}.cpuprofile`));
+        console.log(`\n${name} process CPU profile (whole run, self time by function):\n`);
+        console.log(summarizeProfile(JSON.parse(readFileSync(join(profDir, name, file), "utf8")) as CpuProfile));
       }
     }
   } finally {
