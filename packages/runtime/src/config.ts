@@ -31,7 +31,7 @@ export const schema = {
   dataUrl: url("GLIMPSE_DATA_URL", "Where other processes reach Data.", { default: "http://127.0.0.1:50053" }),
   backendTimeoutMs: int("GLIMPSE_BACKEND_TIMEOUT_MS", "Deadline for service-to-service calls without one (ms).", { default: 30_000, min: 100 }),
   corsOrigins: list("GLIMPSE_CORS_ORIGINS", "Origins allowed to call the gateway from browsers (`*` for any); empty = same origin only.", { default: [] }),
-  maxBodyBytes: int("GLIMPSE_MAX_BODY_BYTES", "Largest request body the gateway accepts (bytes).", { default: 16 * 1024 * 1024, min: 1024 }),
+  maxBodyBytes: int("GLIMPSE_MAX_BODY_BYTES", "Largest request body the gateway, and a service's REST paths, accept (bytes).", { default: 16 * 1024 * 1024, min: 1024 }),
   shutdownGraceMs: int("GLIMPSE_SHUTDOWN_GRACE_MS", "How long SIGTERM waits for in-flight RPCs (ms).", { default: 10_000, min: 0 }),
 
   // ---- Ranking (serving): model registry, gallery index, inference --------------------------
@@ -39,9 +39,9 @@ export const schema = {
   rankingDemoDir: string("GLIMPSE_RANKING_DEMO_DIR", "Demo pack folder seeded into an empty store (default: the repository's demo/)."),
   rankingSeedDemo: bool("GLIMPSE_RANKING_SEED_DEMO", "Seed the demo model and gallery when the registry has no production model.", true),
   rankingExecutionProvider: oneOf("GLIMPSE_RANKING_EXECUTION_PROVIDER", "onnxruntime execution provider: cpu, or cuda (falls back to cpu when CUDA is missing).", ["cpu", "cuda"], "cpu"),
-  rankingIntraOpThreads: int("GLIMPSE_RANKING_INTRA_OP_THREADS", "onnxruntime intra-op threads per session (0 = text encoder 1, image encoder one per core).", { default: 0, min: 0 }),
+  rankingIntraOpThreads: int("GLIMPSE_RANKING_INTRA_OP_THREADS", "onnxruntime intra-op threads per session (0 = one per core).", { default: 0, min: 0 }),
   rankingInterOpThreads: int("GLIMPSE_RANKING_INTER_OP_THREADS", "onnxruntime inter-op threads per session.", { default: 1, min: 1 }),
-  rankingIndexKind: oneOf("GLIMPSE_RANKING_INDEX_KIND", "Gallery index: exact (brute-force top-k) or hnsw (approximate, for very large galleries).", ["exact", "hnsw"], "exact"),
+  rankingIndexKind: oneOf("GLIMPSE_RANKING_INDEX_KIND", "Gallery index: auto (exact below 100,000 images, HNSW from there), exact (brute-force top-k) or hnsw (approximate).", ["auto", "exact", "hnsw"], "auto"),
   rankingMaxBatch: int("GLIMPSE_RANKING_MAX_BATCH", "Most concurrent requests gathered into one encoder or search run (1 = no micro-batching).", { default: 32, min: 1, max: 256 }),
   rankingModelVersion: string("GLIMPSE_RANKING_MODEL_VERSION", "Serve this registry version instead of the production alias (canaries, benchmarks); empty = follow the alias."),
   rankingPollMs: int("GLIMPSE_RANKING_POLL_MS", "How often Ranking checks the production alias and the gallery's latest dataset version (ms).", { default: 5_000, min: 100 }),

@@ -3,7 +3,7 @@
  * The Ranking CLI (the object store comes from the usual config: MINIO_* or GLIMPSE_DATA_DIR):
  *
  *   glimpse-ranking index [--model m-…|production] [--dataset flickr8k] [--dataset-version <16 hex>|latest]
- *                         [--kind exact|hnsw] [--force] [--batch 16]
+ *                         [--kind auto|exact|hnsw] [--force] [--batch 16]
  *   glimpse-ranking seed  [--demo-dir demo]          import the demo pack into an empty store
  *   glimpse-ranking import <export dir> [--promote]  copy a trainer export into the registry (checksums verified)
  *   glimpse-ranking versions                          list the registry, newest first
@@ -20,7 +20,7 @@ import { fetchModel, listVersions, modelKey, readAlias, writeAlias } from "./reg
 import { DEFAULT_DEMO_DIR, readDemoModel, seedDemo } from "./seed.js";
 
 const USAGE = `usage: glimpse-ranking <index|seed|versions> [options]
-  index     --model m-…|production  --dataset NAME  --dataset-version HEX|latest  --kind exact|hnsw  --force  --batch N
+  index     --model m-…|production  --dataset NAME  --dataset-version HEX|latest  --kind auto|exact|hnsw  --force  --batch N
   seed      --demo-dir DIR
   import    <export dir> [--promote]
   versions
@@ -34,7 +34,7 @@ async function main(): Promise<number> {
       model: { type: "string", default: "production" },
       dataset: { type: "string" },
       "dataset-version": { type: "string", default: "latest" },
-      kind: { type: "string", default: "exact" },
+      kind: { type: "string", default: "auto" },
       force: { type: "boolean", default: false },
       batch: { type: "string", default: "16" },
       "demo-dir": { type: "string" },
@@ -51,7 +51,7 @@ async function main(): Promise<number> {
       if (!version) throw new Error("no production model: pass --model m-…");
       const dataset = a.dataset ?? cfg.rankingDataset;
       const dv = a["dataset-version"] === "latest" ? undefined : a["dataset-version"];
-      if (a.kind !== "exact" && a.kind !== "hnsw") throw new Error("--kind is exact or hnsw");
+      if (a.kind !== "auto" && a.kind !== "exact" && a.kind !== "hnsw") throw new Error("--kind is auto, exact or hnsw");
       if (dv && !a.force && (await readIndexDocument(store, version, dataset, dv))) {
         process.stdout.write(`index of ${dataset} ${dv} for ${version} exists (use --force to rebuild)\n`);
         return 0;

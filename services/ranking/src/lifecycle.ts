@@ -18,7 +18,7 @@ import type { ObjectStore } from "@glimpse/objectstore";
 import { readLatest } from "@glimpse/pipeline";
 import { ServingStatus, type HealthRegistry } from "@glimpse/rpc";
 import { buildIndex, type BuildProgress } from "./index/build.js";
-import { GalleryIndex, type IndexKind } from "./index/gallery.js";
+import { GalleryIndex, type IndexKindSetting } from "./index/gallery.js";
 import { loadIndex, readIndexDocument, saveIndex } from "./index/store.js";
 import { GoldenMismatchError, verifyGolden } from "./model/golden.js";
 import { LoadedModel, type ModelOptions } from "./model/model.js";
@@ -35,7 +35,7 @@ export interface LifecycleOptions {
   serviceName?: string;
   /** Dataset whose latest version is the gallery (the demo dataset until it exists). */
   dataset: string;
-  indexKind: IndexKind;
+  indexKind: IndexKindSetting;
   pollMs: number;
   model: ModelOptions;
   /** Demo pack folder to seed from; undefined = no seeding. */

@@ -7,7 +7,7 @@ import type { ObjectStore } from "@glimpse/objectstore";
 import { readBlob, readCaptions, readPublished, readSplits } from "@glimpse/pipeline";
 import type { LoadedModel } from "../model/model.js";
 import type { DecodedPixels } from "../model/preprocess.js";
-import { GalleryIndex, SPLIT, type IndexKind, type SplitNumber } from "./gallery.js";
+import { GalleryIndex, SPLIT, resolveIndexKind, type IndexKindSetting, type SplitNumber } from "./gallery.js";
 import { saveIndex } from "./store.js";
 
 export type BuildStage = "images" | "captions" | "upload" | "done";
@@ -24,7 +24,7 @@ export interface BuildOptions {
   dataset: string;
   /** undefined = the dataset's latest version. */
   datasetVersion?: string | undefined;
-  kind?: IndexKind;
+  kind?: IndexKindSetting;
   /** Images per encoder run (default 16). */
   imageBatch?: number;
   /** Captions per encoder run (default 256). */
@@ -120,7 +120,7 @@ export async function buildIndex(opts: BuildOptions): Promise<BuildResult> {
     captionEmb,
   });
   await index.applyQueryBank(model.queryBank);
-  if (opts.kind === "hnsw") index.useHnsw();
+  if (resolveIndexKind(opts.kind ?? "exact", index.images) === "hnsw") index.useHnsw();
   const seconds = (performance.now() - t0) / 1000;
   if (opts.save ?? true) {
     report({ stage: "upload", done: 0, total: 1 });

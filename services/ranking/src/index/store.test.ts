@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createObjectStore } from "@glimpse/objectstore";
 import { describe, expect, it } from "vitest";
-import { GalleryIndex } from "./gallery.js";
+import { AUTO_HNSW_MIN_IMAGES, GalleryIndex, resolveIndexKind } from "./gallery.js";
 import { indexPrefix, loadIndex, readIndexDocument, saveIndex } from "./store.js";
 
 function index(n: number, dim = 16): GalleryIndex {
@@ -50,8 +50,20 @@ describe("index storage", () => {
     expect(h2.graphBuilt).toBe(false);
     expect(h2.index.searchImages(q, 1)[0]!.row).toBe(17);
 
+    // auto: exact for a small gallery, even when a graph is stored.
+    const auto = (await loadIndex(store, "m-00000000000000aa", "toy", "00000000000000bb", "auto"))!;
+    expect(auto.index.kind).toBe("exact");
+    expect(auto.index.searchImages(q, 1)[0]!.row).toBe(17);
+
     // A damaged file is refused.
     await store.put(indexPrefix("m-00000000000000aa", "toy", "00000000000000bb") + "images.f32", Buffer.alloc(300 * 16 * 4));
     await expect(loadIndex(store, "m-00000000000000aa", "toy", "00000000000000bb")).rejects.toThrow(/sha256/);
+  });
+
+  it("auto picks HNSW from AUTO_HNSW_MIN_IMAGES images and exact below; explicit kinds stand", () => {
+    expect(resolveIndexKind("auto", AUTO_HNSW_MIN_IMAGES - 1)).toBe("exact");
+    expect(resolveIndexKind("auto", AUTO_HNSW_MIN_IMAGES)).toBe("hnsw");
+    expect(resolveIndexKind("exact", 10 * AUTO_HNSW_MIN_IMAGES)).toBe("exact");
+    expect(resolveIndexKind("hnsw", 10)).toBe("hnsw");
   });
 });

@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ObjectNotFoundError, type ObjectStore } from "@glimpse/objectstore";
 import type { QueryBank } from "../model/querybank.js";
-import { DEFAULT_HNSW, GalleryIndex, type GalleryData, type HnswParams, type SplitNumber } from "./gallery.js";
+import { DEFAULT_HNSW, GalleryIndex, resolveIndexKind, type GalleryData, type HnswParams, type IndexKindSetting, type SplitNumber } from "./gallery.js";
 import { toF32 } from "./topk.js";
 
 export const INDEX_SCHEMA = "glimpse.index/v1";
@@ -85,15 +85,15 @@ export async function readIndexDocument(store: ObjectStore, modelVersion: string
 }
 
 /**
- * Loads a stored index (undefined if none). With kind "hnsw" the stored graph is used, or
- * built from the embeddings when the index has none (call saveIndex to keep it).
+ * Loads a stored index (undefined if none). With kind "hnsw" (or "auto" on a large gallery) the
+ * stored graph is used, or built from the embeddings when the index has none (call saveIndex to keep it).
  */
 export async function loadIndex(
   store: ObjectStore,
   modelVersion: string,
   dataset: string,
   datasetVersion: string,
-  kind: "exact" | "hnsw" = "exact",
+  setting: IndexKindSetting = "exact",
   /** The model's query bank: the biases are computed from the stored embeddings on load. */
   queryBank?: QueryBank,
 ): Promise<{ index: GalleryIndex; doc: IndexDocument; graphBuilt: boolean } | undefined> {
@@ -122,7 +122,7 @@ export async function loadIndex(
   const index = new GalleryIndex(data);
   await index.applyQueryBank(queryBank);
   let graphBuilt = false;
-  if (kind === "hnsw") {
+  if (resolveIndexKind(setting, index.images) === "hnsw") {
     const params: HnswParams = doc.hnsw
       ? { connectivity: doc.hnsw.connectivity, expansionAdd: doc.hnsw.expansion_add, expansionSearch: doc.hnsw.expansion_search }
       : DEFAULT_HNSW;

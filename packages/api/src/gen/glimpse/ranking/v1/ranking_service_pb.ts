@@ -865,7 +865,7 @@ export type BuildIndexRequest = Message<"glimpse.ranking.v1.BuildIndexRequest"> 
   datasetVersion: string;
 
   /**
-   * "exact" (default) or "hnsw".
+   * "auto" (default: exact below 100,000 images, HNSW from there), "exact" or "hnsw".
    *
    * @generated from field: string kind = 3;
    */
