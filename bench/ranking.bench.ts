@@ -323,6 +323,8 @@ async function main(): Promise<void> {
       side = await sideBySide({
         targets: [
           { name: "Glimpse gateway", url: `http://127.0.0.1:${gatewayPort}`, server: () => [rankingPid], gateway: () => [gatewayPid] },
+          // The same REST paths answered by the Ranking process itself: no relay.
+          { name: "Glimpse ranking", url: rankingUrl, server: () => [rankingPid], gateway: () => [] },
           { name: "peer", url: peer.url, server: () => running.pids(), gateway: () => [] },
         ],
         queries: qs,
@@ -419,7 +421,7 @@ async function main(): Promise<void> {
       console.log(`\nSide by side through one HTTP client (REST; medians of ${args.rounds} interleaved rounds; peer: FastAPI + onnxruntime + numpy, uvicorn ${args["peer-workers"]} workers × ${args["peer-threads"]} thread):\n`);
       console.log(table(side.medians));
       console.log("");
-      console.log(ratios(side.medians, "Glimpse gateway", "peer"));
+      console.log(ratios(side.medians, "peer"));
     }
     if (profile) {
       console.log("\nWhere the time goes (in-process medians, ms):\n");

@@ -111,14 +111,14 @@ export async function sideBySide(o: SideBySideOptions): Promise<SideBySide> {
   return { runs, medians };
 }
 
-/** Glimpse ÷ peer for each scenario and concurrency: p50, p99, throughput, server CPU per request. */
-export function ratios(medians: Result[], glimpse: string, peer: string): string {
-  const rows = ["| scenario | conc. | p50 Glimpse ÷ peer | p99 Glimpse ÷ peer | req/s Glimpse ÷ peer | CPU/req Glimpse ÷ peer |", "|---|---:|---:|---:|---:|---:|"];
-  for (const g of medians.filter((r) => r.path === `${glimpse} REST`)) {
+/** Each Glimpse path ÷ the peer for each scenario and concurrency: p50, p99, throughput, server CPU per request. */
+export function ratios(medians: Result[], peer: string): string {
+  const rows = ["| scenario | Glimpse path | conc. | p50 Glimpse ÷ peer | p99 Glimpse ÷ peer | req/s Glimpse ÷ peer | CPU/req Glimpse ÷ peer |", "|---|---|---:|---:|---:|---:|---:|"];
+  for (const g of medians.filter((r) => r.path !== `${peer} REST`)) {
     const p = medians.find((r) => r.path === `${peer} REST` && r.scenario === g.scenario && r.concurrency === g.concurrency);
     if (!p) continue;
     const cpu = (r: Result) => r.cpu.server + r.cpu.gateway;
-    rows.push(`| ${g.scenario} | ${g.concurrency} | ${(g.p50 / p.p50).toFixed(2)} | ${(g.p99 / p.p99).toFixed(2)} | ${(g.rps / p.rps).toFixed(2)} | ${(cpu(g) / cpu(p)).toFixed(2)} |`);
+    rows.push(`| ${g.scenario} | ${g.path} | ${g.concurrency} | ${(g.p50 / p.p50).toFixed(2)} | ${(g.p99 / p.p99).toFixed(2)} | ${(g.rps / p.rps).toFixed(2)} | ${(cpu(g) / cpu(p)).toFixed(2)} |`);
   }
   return rows.join("\n");
 }

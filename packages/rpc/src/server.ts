@@ -1,8 +1,8 @@
 import { setMaxListeners } from "node:events";
 import type { DescService } from "@bufbuild/protobuf";
-import type { ConnectRouter, Interceptor, ServiceImpl } from "@connectrpc/connect";
+import { createClient, createRouterTransport, type ConnectRouter, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { unimplemented } from "@glimpse/api";
+import { unimplemented, type ServiceName } from "@glimpse/api";
 import type { Logger } from "@glimpse/logging";
 import type { Server } from "node:http";
 import type { ApiKeys } from "./auth.js";
@@ -11,6 +11,7 @@ import { listen, type Handler, type Listening, type TlsFiles } from "./listen.js
 import { Metrics } from "./metrics.js";
 import { observe } from "./interceptors.js";
 import { registerReflection } from "./reflection.js";
+import { handleRest, sendJson, type RestBackend } from "./rest.js";
 
 export interface ServiceBinding {
   service: DescService;
@@ -40,6 +41,12 @@ export interface GrpcServerOptions {
   readMaxBytes?: number;
   /** Mark every service SERVING once listening (default true). Ranking waits for its model. */
   servingOnStart?: boolean;
+  /**
+   * Also answer HTTP/1.1 on the same port: Connect (JSON and binary) and these services' REST
+   * paths (rest.ts), called in process through the same interceptors (auth, ids, logs,
+   * metrics): a client, or an ingress route, reaches the service without the gateway's relay.
+   */
+  rest?: { services: Partial<Record<ServiceName, DescService>>; maxBodyBytes: number; timeoutMs: number };
 }
 
 export interface RunningServer {
@@ -99,7 +106,7 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningS
     readMaxBytes: opts.readMaxBytes ?? 16 * 1024 * 1024,
     shutdownSignal: shutdown.signal,
   }) as Handler;
-  const listening = await listen({ host: opts.host, port: opts.port, handler, http1: false, tls: opts.tls });
+  const listening = await listen({ host: opts.host, port: opts.port, handler: opts.rest ? withRest(handler, opts.rest, routesFor(opts.services, health), interceptors) : handler, http1: opts.rest !== undefined, tls: opts.tls });
   let metricsServer: Server | undefined;
   if (opts.metricsPort !== undefined) metricsServer = await metrics.listen(opts.host, opts.metricsPort);
   if (opts.servingOnStart ?? true) health.setAll(ServingStatus.SERVING);
@@ -119,6 +126,20 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningS
       })();
       return closing;
     },
+  };
+}
+
+/** `handler` behind the REST paths of `rest.services`, answered in process by an in-memory Connect client. */
+function withRest(handler: Handler, rest: NonNullable<GrpcServerOptions["rest"]>, routes: (router: ConnectRouter) => void, interceptors: Interceptor[]): Handler {
+  const local = createRouterTransport(routes, { router: { interceptors } });
+  const backends = new Map<ServiceName, RestBackend>();
+  for (const [name, service] of Object.entries(rest.services) as [ServiceName, DescService][]) backends.set(name, { service, client: createClient(service, local) });
+  const ctx = { backends, maxBodyBytes: rest.maxBodyBytes, timeoutMs: rest.timeoutMs };
+  return (req, res) => {
+    handleRest(req, res, new URL(req.url ?? "/", "http://service"), ctx).then(
+      (done) => done || handler(req, res),
+      () => (res.headersSent ? res.end() : sendJson(res, 500, { code: "internal", message: "internal error" })),
+    );
   };
 }
 

@@ -1,5 +1,5 @@
 import { createLogger, type Logger } from "@glimpse/logging";
-import { closeOnSignals, startGrpcServer, type RunningServer, type ServiceBinding } from "@glimpse/rpc";
+import { closeOnSignals, startGrpcServer, type GrpcServerOptions, type RunningServer, type ServiceBinding } from "@glimpse/rpc";
 import { apiKeysFromConfig, tlsFromConfig } from "./index.js";
 import type { GlimpseConfig } from "./config.js";
 
@@ -11,6 +11,8 @@ export interface ServeOptions {
   metricsPort?: number | undefined;
   logger?: Logger;
   servingOnStart?: boolean;
+  /** Answer these services' REST paths and Connect over HTTP/1.1 too (startGrpcServer's `rest`). */
+  rest?: NonNullable<GrpcServerOptions["rest"]>["services"];
 }
 
 /** Starts one service's gRPC server from the shared config. */
@@ -26,6 +28,7 @@ export function serve(opts: ServeOptions): Promise<RunningServer> {
     tls: tlsFromConfig(opts.cfg),
     metricsPort: opts.metricsPort,
     ...(opts.servingOnStart === undefined ? {} : { servingOnStart: opts.servingOnStart }),
+    ...(opts.rest ? { rest: { services: opts.rest, maxBodyBytes: opts.cfg.maxBodyBytes, timeoutMs: opts.cfg.backendTimeoutMs } } : {}),
   });
 }
 

@@ -14,7 +14,7 @@ import { data, ranking, training } from "@glimpse/api";
 import { TEST_WRITE_KEY, testConfig } from "@glimpse/runtime/testing";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { REST_ROUTES } from "./rest.js";
+import { REST_ROUTES } from "@glimpse/rpc";
 import { startTestMesh, type TestMesh } from "./testing.js";
 
 const AUTH = { authorization: `Bearer ${TEST_WRITE_KEY}` };

@@ -105,6 +105,23 @@ describe("gateway ↔ services over real sockets", () => {
     expect(wrongMethod.status).toBe(405);
   });
 
+  it("passes Ranking's REST paths through to Ranking's own REST answer: same bytes, request id and key checks", async () => {
+    const body = JSON.stringify({ query: "a dog running on the grass", top_k: 4 });
+    const headers = { "content-type": "application/json", "x-request-id": "pass-through-1" };
+    const viaGateway = await fetch(`${base}/inference/text-to-image`, { method: "POST", headers, body });
+    const direct = await fetch(`${mesh.ranking.url}/inference/text-to-image`, { method: "POST", headers, body });
+    expect(viaGateway.status).toBe(200);
+    expect(viaGateway.headers.get("x-request-id")).toBe("pass-through-1");
+    expect(await viaGateway.text()).toBe(await direct.text());
+    // GET with a query string, and a write refused without a key, by Ranking, through the gateway
+    expect((await fetch(`${base}/model/status`)).status).toBe(200);
+    const promote = await fetch(`${base}/model/promote`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ version: "m-0123456789abcdef" }) });
+    expect(promote.status).toBe(401);
+    // the demo paths are Ranking's too
+    const demo = await fetch(`${base}/demo/queries`);
+    expect(demo.status).toBe(200);
+  });
+
   it("refuses bodies over the size limit", async () => {
     const small = testConfig({ GLIMPSE_MAX_BODY_BYTES: "2048" });
     const gw = await build(small, { port: 0, targets: [{ name: "ranking", url: services[0]!.url }, { name: "training", url: services[1]!.url }, { name: "data", url: services[2]!.url }] });

@@ -3,8 +3,7 @@ import type { Client } from "@connectrpc/connect";
 import { data } from "@glimpse/api";
 import { REQUEST_ID_HEADER, requestIdFrom } from "@glimpse/logging";
 import type { ExtraRoute } from "./server.js";
-import { forwardedHeaders, nodeHeader } from "./proxy.js";
-import { sendError, writeHead } from "./rest.js";
+import { forwardedHeaders, nodeHeader, sendError, writeHead } from "@glimpse/rpc";
 
 const IMAGE_PATH = /^\/data\/images\/(?:([a-z0-9][a-z0-9-]{0,62})\/)?([0-9a-f]{16}|latest)\/([A-Za-z0-9_.-]{1,128})$/;
 

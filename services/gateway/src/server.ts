@@ -5,13 +5,13 @@ import { cors as connectCors } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { ServiceName } from "@glimpse/api";
 import { createLogger, REQUEST_ID_HEADER, type Logger } from "@glimpse/logging";
-import { HealthRegistry, Metrics, ServingStatus, drain, listen, observe, routesFor, type Handler } from "@glimpse/rpc";
+import { HealthRegistry, Metrics, ServingStatus, drain, handleRest, listen, observe, routesFor, sendJson, writeHead, type Handler } from "@glimpse/rpc";
 import { apiKeysFromConfig, caFromConfig, tlsFromConfig, type GlimpseConfig } from "@glimpse/runtime";
 import { checkBackends, connectBackends, type Backend, type BackendTarget } from "./backends.js";
 import { pagesRoute } from "./pages/index.js";
 import { proxyBinding } from "./proxy.js";
+import { restPassThrough } from "./rest-pass.js";
 import { imageRoute } from "./images.js";
-import { handleRest, sendJson, writeHead } from "./rest.js";
 
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
@@ -65,6 +65,7 @@ export async function build(cfg: GlimpseConfig, opts: GatewayOptions = {}): Prom
 
   const corsAllowed = (origin: string | undefined) => origin !== undefined && (cfg.corsOrigins.includes("*") || cfg.corsOrigins.includes(origin));
   const restCtx = { backends: byName, maxBodyBytes: cfg.maxBodyBytes, timeoutMs: cfg.backendTimeoutMs };
+  const restPass = restPassThrough({ urls: new Map(targets.map((t) => [t.name, t.url])), maxBodyBytes: cfg.maxBodyBytes, timeoutMs: cfg.backendTimeoutMs, tlsCa: caFromConfig(cfg) });
   const pages = pagesRoute({ demoDir: cfg.rankingDemoDir });
 
   const handler: Handler = (req, res) => {
@@ -110,6 +111,7 @@ export async function build(cfg: GlimpseConfig, opts: GatewayOptions = {}): Prom
       res.end(body);
       return;
     }
+    if (await restPass(req, res, url)) return;
     if (await handleRest(req, res, url, restCtx)) return;
     for (const extra of [imageRoute, ...(opts.routes ?? [])]) if (await extra(req, res, url, byName)) return;
     // The search page and the demo pack's images (services/gateway/src/pages).

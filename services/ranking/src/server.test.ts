@@ -1,10 +1,11 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { fromBinary } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
-import { health, LIMITS, ranking } from "@glimpse/api";
+import { health, LIMITS, ranking, rpcDetails } from "@glimpse/api";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { TEST_WRITE_KEY, testConfig } from "@glimpse/runtime/testing";
+import { TEST_READ_KEY, TEST_WRITE_KEY, testConfig } from "@glimpse/runtime/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readAlias, writeAlias } from "./registry.js";
 import { DEFAULT_DEMO_DIR, DEMO_DATASET, seedDemo } from "./seed.js";
@@ -178,6 +179,40 @@ describe("Ranking over real sockets, seeded from the demo pack", () => {
       expect(par[i]!.results.map((h) => h.imageId)).toEqual(s.results.map((h) => h.imageId));
       par[i]!.results.forEach((h, j) => expect(h.score).toBeCloseTo(s.results[j]!.score, 5));
     });
+  });
+
+  it("answers its REST paths and Connect JSON over HTTP/1.1 itself, through the same checks (no gateway)", async () => {
+    const post = async (path: string, body: string | Buffer, type: string, headers: Record<string, string> = {}) => {
+      const r = await fetch(`${server.url}${path}`, { method: "POST", headers: { "content-type": type, ...headers }, body });
+      return { status: r.status, json: (await r.json()) as Record<string, unknown> };
+    };
+    const viaGrpc = await client.searchImages({ query: "a dog running on the grass", topK: 5 });
+    const rest = await post("/inference/text-to-image", JSON.stringify({ query: "a dog running on the grass", top_k: 5 }), "application/json");
+    expect(rest.status).toBe(200);
+    const hits = rest.json["results"] as { image_id: string; score: number; rank: number }[];
+    expect(hits.map((h) => h.image_id)).toEqual(viaGrpc.results.map((h) => h.imageId));
+    hits.forEach((h, i) => expect(h.score).toBeCloseTo(viaGrpc.results[i]!.score, 6));
+    // Connect JSON, HTTP/1.1, on the gRPC port
+    const connect = await post("/glimpse.ranking.v1.RankingService/SearchImages", JSON.stringify({ query: "a dog running on the grass", topK: 5 }), "application/json");
+    expect(connect.status).toBe(200);
+    expect((connect.json["results"] as { imageId: string }[]).map((h) => h.imageId)).toEqual(hits.map((h) => h.image_id));
+    // an upload as raw bytes, as the gateway takes it
+    const jpeg = readFileSync(join(DEFAULT_DEMO_DIR, "images", demoImages[0]!));
+    const up = await post("/inference/upload-image?top_k_captions=3", jpeg, "image/jpeg");
+    expect(up.status).toBe(200);
+    expect(up.json["captions"]).toHaveLength(3);
+    // bad input: 400 with the field named, as through the gateway
+    const bad = await post("/inference/text-to-image", JSON.stringify({ query: "", top_k: 5000 }), "application/json");
+    expect(bad.status).toBe(400);
+    expect(bad.json["code"]).toBe("invalid_argument");
+    const detail = (bad.json["details"] as { type: string; value: string }[]).find((d) => d.type === "google.rpc.BadRequest")!;
+    const fields = fromBinary(rpcDetails.BadRequestSchema, Buffer.from(detail.value, "base64")).fieldViolations.map((v) => v.field).sort();
+    expect(fields).toEqual(["query", "top_k"]);
+    // the API keys hold: a write without one is refused, a read key cannot write
+    expect((await post("/model/promote", JSON.stringify({ version: "m-0123456789abcdef" }), "application/json")).status).toBe(401);
+    expect((await post("/model/promote", JSON.stringify({ version: "m-0123456789abcdef" }), "application/json", { authorization: `Bearer ${TEST_READ_KEY}` })).status).toBe(403);
+    // only Ranking's own paths: another service's REST path is not served here
+    expect((await fetch(`${server.url}/training/status`)).status).toBe(404);
   });
 
   it("lists registry versions and builds an index through the streaming RPC (write key required)", async () => {

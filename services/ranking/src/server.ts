@@ -80,6 +80,8 @@ export async function build(cfg: GlimpseConfig, opts: BuildOptions = {}): Promis
     logger,
     // Readiness follows the model: NOT_SERVING until one is loaded.
     servingOnStart: false,
+    // Its REST paths and Connect JSON answered here too: a search need not be relayed (#12).
+    rest: { ranking: ranking.RankingService },
   });
   manager.attachHealth(server.health);
   const first = manager.start();

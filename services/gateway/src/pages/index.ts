@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { PATTERNS } from "@glimpse/api";
-import { writeHead } from "../rest.js";
+import { writeHead } from "@glimpse/rpc";
 import { SEARCH_PAGE } from "./search-page.js";
 
 type Req = IncomingMessage | Http2ServerRequest;
