@@ -1,3 +1,10 @@
+/**
+ * The earlier REST paths (the seed's Python API) mapped onto the RPCs: one table, served by the
+ * gateway (through gRPC clients of the services) and by a service for its own paths (through an
+ * in-process client: startGrpcServer's `rest`). Bodies and query strings become the request
+ * message, the response message goes back as protobuf JSON with snake_case names, and errors as
+ * Connect error JSON with google.rpc details.
+ */
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
 import { Http2ServerResponse, type Http2ServerRequest } from "node:http2";
 import { fromJson, toJson, type DescMessage, type DescMethod, type DescService, type JsonValue } from "@bufbuild/protobuf";
