@@ -1,5 +1,6 @@
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
+import { connect } from "node:http2";
 import { createServer } from "node:net";
 import { promisify } from "node:util";
 import { fromBinary } from "@bufbuild/protobuf";
@@ -120,6 +121,24 @@ describe("gateway ↔ services over real sockets", () => {
     // the demo paths are Ranking's too
     const demo = await fetch(`${base}/demo/queries`);
     expect(demo.status).toBe(200);
+    // an HTTP/2 caller (h2c) gets the same answer through the pass-through
+    const session = connect(base);
+    try {
+      const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const stream = session.request({ ":method": "POST", ":path": "/inference/text-to-image", "content-type": "application/json" });
+        let status = 0;
+        const chunks: Buffer[] = [];
+        stream.on("response", (h) => (status = Number(h[":status"])));
+        stream.on("data", (c: Buffer) => chunks.push(c));
+        stream.on("end", () => resolve({ status, body: Buffer.concat(chunks).toString("utf8") }));
+        stream.on("error", reject);
+        stream.end(body);
+      });
+      expect(answer.status).toBe(200);
+      expect((JSON.parse(answer.body) as { results: unknown[] }).results).toHaveLength(4);
+    } finally {
+      session.close();
+    }
   });
 
   it("refuses bodies over the size limit", async () => {
