@@ -42,6 +42,11 @@ export function ensurePeerVenv(log: (s: string) => void): string {
   const want = readFileSync(REQUIREMENTS, "utf8");
   const stamp = join(VENV, "requirements.txt");
   if (!existsSync(stamp) || readFileSync(stamp, "utf8") !== want) {
+    try {
+      execFileSync("uv", ["--version"], { stdio: "ignore" });
+    } catch {
+      throw new Error("the peer's Python environment is made with uv: `python3 -m pip install uv`, or leave the peer out with --paths grpc,gateway");
+    }
     log("installing the peer's Python environment into .tools/peer-venv (uv)…");
     execFileSync("uv", ["venv", "-q", "--allow-existing", VENV], { stdio: "inherit" });
     execFileSync("uv", ["pip", "install", "-q", "-r", REQUIREMENTS], { stdio: "inherit", env: { ...process.env, VIRTUAL_ENV: VENV } });
