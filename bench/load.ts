@@ -2,25 +2,14 @@
  * The load driver of the ranking benchmarks: `total` calls from `concurrency` callers, latency
  * percentiles, throughput, and the CPU each process spent per request (from /proc).
  */
-import { readFileSync } from "node:fs";
+import { percentile, procStat } from "./stats.js";
 
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
-export function quantile(sorted: number[], q: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
-}
-
 /** CPU seconds (user + system) a process has used so far, from /proc (Linux). */
 export function cpuSeconds(pid: number | undefined): number {
-  if (!pid) return NaN;
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const parts = f.slice(f.lastIndexOf(")") + 2).split(" ");
-    return (Number(parts[11]) + Number(parts[12])) / 100; // utime, stime in clock ticks (100/s)
-  } catch {
-    return NaN;
-  }
+  const parts = procStat(pid);
+  return parts ? (Number(parts[11]) + Number(parts[12])) / 100 : NaN; // utime, stime in clock ticks (100/s)
 }
 
 /** Processes whose CPU each scenario reports per request (the peer: its uvicorn processes). */
@@ -77,7 +66,7 @@ export async function load(scenario: string, path: string, concurrency: number, 
     client: per((cu.user + cu.system) / 1e6),
   };
   lat.sort((a, b) => a - b);
-  return { scenario, path, concurrency, requests: total, errors, p50: quantile(lat, 0.5), p99: quantile(lat, 0.99), mean: lat.reduce((a, b) => a + b, 0) / lat.length, rps: lat.length / wall, cpu };
+  return { scenario, path, concurrency, requests: total, errors, p50: percentile(lat, 50), p99: percentile(lat, 99), mean: lat.reduce((a, b) => a + b, 0) / lat.length, rps: lat.length / wall, cpu };
 }
 
 export function table(rows: Result[]): string {

@@ -27,7 +27,8 @@ import { health, ranking } from "@glimpse/api";
 import { createObjectStore } from "@glimpse/objectstore";
 import { startPeer, type RunningPeer } from "./peers/fastapi-onnx.js";
 import { ratios, sideBySide, type SideBySide } from "./side-by-side.js";
-import { cpuOf, load, quantile, table, type Result } from "./load.js";
+import { cpuOf, load, table, type Result } from "./load.js";
+import { percentile, rssMiB } from "./stats.js";
 import { readBlob, readCaptions, readPublished, readSplits } from "@glimpse/pipeline";
 import sharp from "sharp";
 import { LoadedModel } from "../services/ranking/src/model/model.js";
@@ -107,12 +108,6 @@ function startChild(name: string, main: string, env: NodeJS.ProcessEnv, nodeArgs
   const child = spawn(process.execPath, [...nodeArgs, "--import", "tsx", join(ROOT, main)], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "inherit", "inherit"] });
   child.on("exit", (code, sig) => code !== 0 && sig !== "SIGTERM" && log(`${name} exited (${sig ?? code})`));
   return child;
-}
-
-/** Resident memory of a process (MiB), from /proc. */
-function rssMiB(pid: number | undefined): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return m ? Number(m[1]) / 1024 : NaN;
 }
 
 interface CpuProfile {
@@ -353,7 +348,7 @@ async function main(): Promise<void> {
           await fn(i);
           t.push(performance.now() - s);
         }
-        return quantile(t.sort((a, b) => a - b), 0.5);
+        return percentile(t.sort((a, b) => a - b), 50);
       };
       const q = await m.embedTexts([qs[0]!]);
       const up = await m.preprocessor.fromEncoded(uploads[0]!);

@@ -91,11 +91,14 @@ export async function sideBySide(o: SideBySideOptions): Promise<SideBySide> {
   } finally {
     client.close();
   }
-  const medians: Result[] = [];
-  for (const key of [...new Set(runs.map((r) => `${r.scenario}\u0000${r.path}\u0000${r.concurrency}`))]) {
-    const rs = runs.filter((r) => `${r.scenario}\u0000${r.path}\u0000${r.concurrency}` === key);
+  const groups = new Map<string, Result[]>();
+  for (const r of runs) {
+    const key = `${r.scenario}\u0000${r.path}\u0000${r.concurrency}`;
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  const medians = [...groups.values()].map((rs): Result => {
     const m = (f: (r: Result) => number) => median(rs.map(f));
-    medians.push({
+    return {
       scenario: rs[0]!.scenario,
       path: rs[0]!.path,
       concurrency: rs[0]!.concurrency,
@@ -106,8 +109,8 @@ export async function sideBySide(o: SideBySideOptions): Promise<SideBySide> {
       mean: m((r) => r.mean),
       rps: m((r) => r.rps),
       cpu: { server: m((r) => r.cpu.server), gateway: m((r) => r.cpu.gateway), client: m((r) => r.cpu.client) },
-    });
-  }
+    };
+  });
   return { runs, medians };
 }
 

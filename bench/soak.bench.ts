@@ -11,7 +11,7 @@
  * each process's RSS per window (its growth from the first window to the last). Results go to
  * .artifacts/bench-soak.json.
  */
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -19,7 +19,7 @@ import { createObjectStore } from "@glimpse/objectstore";
 import sharp from "sharp";
 import { startMesh, COMPONENTS, type Component } from "../packages/cli/src/mesh.js";
 import { variantOf } from "../services/ranking/src/testing/harness.js";
-import { percentile } from "./stats.js";
+import { percentile, rssMiB } from "./stats.js";
 
 const ROOT = resolve(new URL(".", import.meta.url).pathname, "..");
 const { values: args } = parseArgs({
@@ -32,16 +32,6 @@ const { values: args } = parseArgs({
 const DURATION_MS = Number(args.minutes) * 60_000;
 const CONCURRENCY = Number(args.concurrency);
 const WINDOW_MS = Number(args["window-s"]) * 1000;
-
-function rssMiB(pid: number | undefined): number {
-  if (!pid) return NaN;
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-    return m ? Number(m[1]) / 1024 : NaN;
-  } catch {
-    return NaN;
-  }
-}
 
 async function main(): Promise<number> {
   const dataDir = mkdtempSync(join(tmpdir(), "glimpse-soak-"));

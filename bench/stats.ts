@@ -1,4 +1,5 @@
-/** Small helpers shared by the benchmarks: percentiles, repeated runs, medians, tables. */
+/** Small helpers shared by the benchmarks: percentiles, repeated runs, medians, tables, /proc readings. */
+import { readFileSync } from "node:fs";
 
 export interface RunStats {
   p50: number;
@@ -57,4 +58,26 @@ export function table(rows: Record<string, string | number>[]): string {
 export function argValue(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : def;
+}
+
+/** The fields of /proc/<pid>/stat after the command name (field 3 onwards), or undefined once it is gone. */
+export function procStat(pid: number | undefined): string[] | undefined {
+  if (!pid) return undefined;
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return f.slice(f.lastIndexOf(")") + 2).split(" ");
+  } catch {
+    return undefined;
+  }
+}
+
+/** Resident memory of a process (MiB), from /proc; NaN once it is gone. */
+export function rssMiB(pid: number | undefined): number {
+  if (!pid) return NaN;
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
 }

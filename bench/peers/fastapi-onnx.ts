@@ -11,6 +11,7 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { ObjectStore } from "@glimpse/objectstore";
+import { procStat } from "../stats.js";
 
 const HERE = dirname(new URL(import.meta.url).pathname);
 const ROOT = join(HERE, "..", "..");
@@ -66,17 +67,9 @@ async function copyPrefix(store: ObjectStore, prefix: string, dir: string, skip:
 
 /** Direct children of a process (uvicorn's workers), from /proc. */
 function childrenOf(pid: number): number[] {
-  const out: number[] = [];
-  for (const d of readdirSync("/proc")) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const s = readFileSync(`/proc/${d}/stat`, "utf8");
-      if (Number(s.slice(s.lastIndexOf(")") + 2).split(" ")[1]) === pid) out.push(Number(d));
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return out;
+  return readdirSync("/proc")
+    .filter((d) => /^\d+$/.test(d) && Number(procStat(Number(d))?.[1]) === pid) // field 4: the parent's pid
+    .map(Number);
 }
 
 export async function startPeer(o: PeerOptions, log: (s: string) => void): Promise<RunningPeer> {

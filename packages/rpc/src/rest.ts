@@ -19,7 +19,7 @@ type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
 
 /** How an earlier REST path maps onto an RPC. */
-interface RestRoute {
+export interface RestRoute {
   method: "GET" | "POST";
   path: string;
   service: ServiceName;
@@ -57,6 +57,15 @@ export const REST_ROUTES: RestRoute[] = [
   { method: "GET", path: "/demo/queries", service: "ranking", rpc: "ListDemoQueries" },
   { method: "GET", path: "/demo/search", service: "ranking", rpc: "DemoSearch" },
 ];
+
+const ROUTE_BY_PATH = new Map(REST_ROUTES.map((r) => [r.path, r]));
+
+/** The REST route at a request's path (query string ignored), if one of `services` owns it: one map lookup. */
+export function restRoute(pathOrUrl: string, services: { has(name: ServiceName): boolean }): RestRoute | undefined {
+  const q = pathOrUrl.indexOf("?");
+  const route = ROUTE_BY_PATH.get(q < 0 ? pathOrUrl : pathOrUrl.slice(0, q));
+  return route && services.has(route.service) ? route : undefined;
+}
 
 /** "test" → "SPLIT_TEST": the earlier API named splits in lower case. */
 function splitName(input: Record<string, unknown>): Record<string, unknown> {
@@ -175,7 +184,7 @@ export interface RestContext {
 
 /** Serves the earlier REST paths of the services in `ctx`; returns false when the path is not one of them. */
 export async function handleRest(req: Req, res: Res, url: URL, ctx: RestContext): Promise<boolean> {
-  const route = REST_ROUTES.find((r) => r.path === url.pathname && ctx.backends.has(r.service));
+  const route = restRoute(url.pathname, ctx.backends);
   if (!route) return false;
   const requestId = requestIdFrom(req.headers[REQUEST_ID_HEADER] as string | undefined);
   try {

@@ -13,7 +13,7 @@ import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { ServiceName } from "@glimpse/api";
 import { REQUEST_ID_HEADER, requestIdFrom } from "@glimpse/logging";
-import { REST_ROUTES, readBody, sendError, writeHead } from "@glimpse/rpc";
+import { readBody, restRoute, sendError, writeHead } from "@glimpse/rpc";
 
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
@@ -36,12 +36,13 @@ export interface RestPassOptions {
 
 /** A route handler: true when the path was one of a self-serving service's REST paths. */
 export function restPassThrough(opts: RestPassOptions): (req: Req, res: Res, url: URL) => Promise<boolean> {
+  const selfServed = new Set(REST_SELF_SERVED.filter((s) => opts.urls.has(s)));
   const agents = {
     http: new http.Agent({ keepAlive: true }),
     https: new https.Agent({ keepAlive: true, ...(opts.tlsCa ? { ca: opts.tlsCa } : {}) }),
   };
   return async (req, res, url) => {
-    const route = REST_ROUTES.find((r) => r.path === url.pathname && REST_SELF_SERVED.includes(r.service) && opts.urls.has(r.service));
+    const route = restRoute(url.pathname, selfServed);
     if (!route) return false;
     const requestId = requestIdFrom(req.headers[REQUEST_ID_HEADER] as string | undefined);
     try {

@@ -49,7 +49,6 @@ export class Encoders {
   static async load(imageOnnx: Uint8Array, textOnnx: Uint8Array, opts: Partial<EncoderOptions> = {}, expected: { imageInput?: string; dim?: number } = {}): Promise<Encoders> {
     const o = { ...DEFAULT_ENCODER_OPTIONS, ...opts };
     const create = async (bytes: Uint8Array, provider: string) => {
-      const intra = o.intraOpThreads;
       const so: ort.InferenceSession.SessionOptions = {
         executionProviders: provider === "cuda" ? ["cuda", "cpu"] : ["cpu"],
         graphOptimizationLevel: "all",
@@ -60,7 +59,7 @@ export class Encoders {
         // cut one query 4.6 → 3.8 ms alone, but Ranking's CPU per query went 9 → 14 ms and,
         // the cores being shared, text→image through the gateway got slower).
         extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } },
-        ...(intra > 0 ? { intraOpNumThreads: intra } : {}),
+        ...(o.intraOpThreads > 0 ? { intraOpNumThreads: o.intraOpThreads } : {}),
       };
       return ort.InferenceSession.create(bytes, so);
     };
