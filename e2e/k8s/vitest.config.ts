@@ -1,4 +1,5 @@
 import { BaseSequencer, type TestSpecification } from "vitest/node";
+import { defaultServerConditions } from "vite";
 import { defineConfig } from "vitest/config";
 
 /** The files are one story on one cluster, told in the order of their names (install … uninstall, tilt). */
@@ -9,6 +10,8 @@ class ByName extends BaseSequencer {
 }
 
 export default defineConfig({
+  // The suite imports the project's packages from their sources (as vitest.config.ts does).
+  ssr: { resolve: { conditions: ["source", ...defaultServerConditions] } },
   test: {
     root: new URL("../..", import.meta.url).pathname,
     include: ["e2e/k8s/*.test.ts"],

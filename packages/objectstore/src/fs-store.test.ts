@@ -137,7 +137,7 @@ describe("FsObjectStore specifics", () => {
     /** Starts all workers, waits until they are up, then releases them at once. */
     async function race(argsList: string[][]): Promise<string[][]> {
       const children = argsList.map((args) => {
-        const child = spawn(process.execPath, ["--import", tsx, worker, root, "bkt", ...args], { stdio: ["pipe", "pipe", "pipe"] });
+        const child = spawn(process.execPath, ["--conditions=source", "--import", tsx, worker, root, "bkt", ...args], { stdio: ["pipe", "pipe", "pipe"] });
         let out = "";
         let err = "";
         child.stdout.on("data", (d: Buffer) => (out += d));

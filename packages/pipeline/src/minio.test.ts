@@ -29,7 +29,7 @@ interface Child {
 
 function runNode(args: string[], env: Record<string, string>, onLine?: (line: string, kill: () => void) => void): Promise<Child> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, ["--conditions=source", "--import", "tsx", ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     let buf = "";

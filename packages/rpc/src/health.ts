@@ -2,9 +2,10 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { health } from "@glimpse/api";
 
-const { HealthCheckResponse_ServingStatus: Status, HealthCheckResponseSchema, Health } = health;
+const { HealthCheckResponseSchema, Health } = health;
+/** grpc.health.v1's serving status (the generated enum), as a value and a type. */
+export const ServingStatus = health.HealthCheckResponse_ServingStatus;
 export type ServingStatus = health.HealthCheckResponse_ServingStatus;
-export { Status as ServingStatus };
 
 /**
  * The statuses grpc.health.v1 reports: "" for the whole server plus one per service.
@@ -16,7 +17,7 @@ export class HealthRegistry {
   /** The grpc.health.v1.Health descriptor, for reflection. */
   readonly service = Health;
 
-  constructor(services: string[], initial: ServingStatus = Status.NOT_SERVING) {
+  constructor(services: string[], initial: ServingStatus = ServingStatus.NOT_SERVING) {
     this.statuses.set("", initial);
     for (const s of services) this.statuses.set(s, initial);
   }
@@ -54,7 +55,7 @@ export class HealthRegistry {
     this.listeners.add(listener);
     try {
       while (!signal.aborted) {
-        const status = this.get(service) ?? Status.SERVICE_UNKNOWN;
+        const status = this.get(service) ?? ServingStatus.SERVICE_UNKNOWN;
         if (status !== last) {
           last = status;
           yield create(HealthCheckResponseSchema, { status });

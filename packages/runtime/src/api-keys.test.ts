@@ -15,7 +15,7 @@ function runMain(service: string, env: Record<string, string>, timeoutMs = 60_00
   return new Promise((resolve) => {
     // only what the service needs: no GLIMPSE_* from the caller's shell
     const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("GLIMPSE_") && !k.startsWith("MINIO_")));
-    const child = spawn(process.execPath, ["--import", TSX, join(ROOT, "services", service, "src", "main.ts")], {
+    const child = spawn(process.execPath, ["--conditions=source", "--import", TSX, join(ROOT, "services", service, "src", "main.ts")], {
       env: { ...base, ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });

@@ -1,5 +1,5 @@
 /**
- * Child process for fs-store.test.ts's cross-process races (run with `node --import tsx`):
+ * Child process for fs-store.test.ts's cross-process races (run with `node --conditions=source --import tsx`):
  *   fs-race-worker.ts <root> <bucket> create <key>...   create-only puts; prints the keys it won
  *   fs-race-worker.ts <root> <bucket> increment <key> <n>   n CAS increments of a JSON counter
  * Waits for a "go" line on stdin so that all workers start together.

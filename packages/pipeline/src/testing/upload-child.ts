@@ -2,7 +2,7 @@
  * A pipeline run in a child process whose uploads are slowed down, so a test can SIGKILL it
  * in the middle of the upload step. Prints `put <n> <key>` for every object stored.
  *
- *   node --import tsx upload-child.ts '<json: {params, workDir, minio: {endpoint, accessKey, secretKey, bucket}, putDelayMs}>'
+ *   node --conditions=source --import tsx upload-child.ts '<json: {params, workDir, minio: {endpoint, accessKey, secretKey, bucket}, putDelayMs}>'
  */
 import { createObjectStore } from "@glimpse/objectstore";
 import { runPipeline } from "../pipeline.js";
