@@ -1,10 +1,11 @@
 /**
  * Ranking benchmarks (`npm run bench:ranking`):
  *
- *   npx tsx bench/ranking.bench.ts [--gallery full|demo] [--store-dir .data/store] [--bucket glimpse]
+ *   npx tsx --conditions=source bench/ranking.bench.ts [--gallery full|demo] [--store-dir .data/store] [--bucket glimpse]
  *                                  [--model m-…] [--max-batch 32] [--threads 0] [--quick] [--no-recall] [--no-gateway]
  *
- * Starts Ranking and the gateway as child processes (as `glimpse up` does), then measures
+ * Starts Ranking and the gateway as child processes from their compiled dist/main.js (as
+ * `glimpse up` does; `npm run bench:ranking` runs `npm run build` first), then measures
  * p50/p99 latency and throughput of text→image, image→text by gallery id and upload→captions
  * (a 500×375 JPEG) at concurrency 1 and 32, over direct gRPC and through the gateway
  * (Connect JSON over HTTP/1.1). Then the end-to-end Recall@K check: every test caption
@@ -105,7 +106,7 @@ async function waitServing(url: string, child: ChildProcess, timeoutMs: number):
 }
 
 function startChild(name: string, main: string, env: NodeJS.ProcessEnv, nodeArgs: string[] = []): ChildProcess {
-  const child = spawn(process.execPath, [...nodeArgs, "--import", "tsx", join(ROOT, main)], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "inherit", "inherit"] });
+  const child = spawn(process.execPath, [...nodeArgs, join(ROOT, main)], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "inherit", "inherit"] });
   child.on("exit", (code, sig) => code !== 0 && sig !== "SIGTERM" && log(`${name} exited (${sig ?? code})`));
   return child;
 }
@@ -241,14 +242,14 @@ async function main(): Promise<void> {
     const t0 = performance.now();
     const profDir = join(scratch, "cpu-prof");
     const prof = (name: string) => (args["cpu-prof"] ? ["--cpu-prof", "--cpu-prof-dir", join(profDir, name)] : []);
-    children.push(startChild("ranking", "services/ranking/src/main.ts", env, prof("ranking")));
+    children.push(startChild("ranking", "services/ranking/dist/main.js", env, prof("ranking")));
     const rankingPid = children[0]!.pid;
     cpuOf.server = () => [rankingPid];
     let gatewayPid: number | undefined;
     await waitServing(rankingUrl, children[0]!, 600_000);
     log(`ranking serving after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     if (!args["no-gateway"]) {
-      children.push(startChild("gateway", "services/gateway/src/main.ts", env, prof("gateway")));
+      children.push(startChild("gateway", "services/gateway/dist/main.js", env, prof("gateway")));
       gatewayPid = children[1]!.pid;
       cpuOf.gateway = () => [gatewayPid];
     }

@@ -3,7 +3,7 @@
  * gRPC) under mixed traffic through the gateway at a fixed concurrency for a fixed time, with a
  * model promotion (a swap to another registry version and, later, back) in the middle:
  *
- *   npx tsx bench/soak.bench.ts [--minutes 10] [--concurrency 32] [--window-s 60]
+ *   npx tsx --conditions=source bench/soak.bench.ts [--minutes 10] [--concurrency 32] [--window-s 60]
  *
  * Traffic, round-robin per request: text→image (REST), image→text by gallery id (REST), an
  * upload → captions (a 500×375 JPEG), pipeline-run and training-run list reads.
@@ -35,7 +35,8 @@ const WINDOW_MS = Number(args["window-s"]) * 1000;
 
 async function main(): Promise<number> {
   const dataDir = mkdtempSync(join(tmpdir(), "glimpse-soak-"));
-  const mesh = await startMesh({ env: { GLIMPSE_DATA_DIR: dataDir, GLIMPSE_LOG_LEVEL: "warn", GLIMPSE_API_KEYS: "" }, onLine: (c, l) => process.stderr.write(`${c.padEnd(8)} | ${l}\n`) });
+  // the compiled services, as production runs them (npm run bench:soak builds first)
+  const mesh = await startMesh({ fromSource: false, env: { GLIMPSE_DATA_DIR: dataDir, GLIMPSE_LOG_LEVEL: "warn", GLIMPSE_API_KEYS: "" }, onLine: (c, l) => process.stderr.write(`${c.padEnd(8)} | ${l}\n`) });
   const base = mesh.gatewayUrl;
   const auth = { authorization: `Bearer ${mesh.apiKey}` };
   try {

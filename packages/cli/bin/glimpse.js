@@ -1,7 +1,9 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI through tsx so `npx glimpse …` works without a build step.
-import { spawnSync } from "node:child_process";
-import { fileURLToPath } from "node:url";
-const main = fileURLToPath(new URL("../src/main.ts", import.meta.url));
-const r = spawnSync(process.execPath, ["--import", "tsx", main, ...process.argv.slice(2)], { stdio: "inherit" });
-process.exit(r.status ?? 1);
+// `npx glimpse …`: the compiled CLI (npm run build makes it; npm start builds first).
+import { existsSync } from "node:fs";
+const main = new URL("../dist/main.js", import.meta.url);
+if (!existsSync(main)) {
+  console.error("glimpse: packages/cli/dist/main.js is missing; run `npm run build` first");
+  process.exit(1);
+}
+await import(main.href);

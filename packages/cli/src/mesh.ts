@@ -9,6 +9,20 @@ import { DEFAULT_RESTART_POLICY, Supervised, type CrashEvent, type RestartPolicy
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 
+/**
+ * How a service process starts: compiled (`node services/<c>/dist/main.js`) when this file runs
+ * compiled, as in production and `npm start`; from its sources through tsx when this file runs as
+ * TypeScript (tests and the benchmarks' in-process meshes), so a test sees the code it tests.
+ */
+export function serviceCommand(component: Component, fromSource = import.meta.url.endsWith(".ts")): string[] {
+  if (!fromSource && !existsSync(join(ROOT, "services", component, "dist", "main.js"))) {
+    throw new Error(`services/${component}/dist/main.js is missing: run \`npm run build\` first`);
+  }
+  return fromSource
+    ? ["--conditions=source", "--import", "tsx", join(ROOT, "services", component, "src", "main.ts")]
+    : [join(ROOT, "services", component, "dist", "main.js")];
+}
+
 /** The processes of the embedded mesh, in start order (the gateway last). */
 export const COMPONENTS = ["data", "training", "ranking", "gateway"] as const;
 export type Component = (typeof COMPONENTS)[number];
@@ -19,6 +33,8 @@ export interface MeshOptions {
   onLine?: (component: Component, line: string) => void;
   /** How a crashed service is restarted (tests shorten it). */
   restart?: Partial<RestartPolicy>;
+  /** Run the services' sources through tsx instead of their dist/ (default: when this file runs as TypeScript). */
+  fromSource?: boolean;
 }
 
 export interface Mesh {
@@ -65,9 +81,9 @@ export async function startMesh(opts: MeshOptions = {}): Promise<Mesh> {
   // UNAVAILABLE with Retry-After for it meanwhile); before the mesh is healthy a crash is a
   // start-up failure and stops everything (waitHealthy reports it).
   for (const c of COMPONENTS) {
-    const main = join(ROOT, "services", c, "src", "main.ts");
+    const args = serviceCommand(c, opts.fromSource);
     const start = (): ChildProcess => {
-      const child = spawn(process.execPath, ["--import", "tsx", main], { env, cwd: ROOT, stdio: ["ignore", "pipe", "pipe", "ipc"] });
+      const child = spawn(process.execPath, args, { env, cwd: ROOT, stdio: ["ignore", "pipe", "pipe", "ipc"] });
       for (const stream of [child.stdout, child.stderr]) if (stream) createInterface({ input: stream }).on("line", (l) => onLine(c, l));
       return child;
     };

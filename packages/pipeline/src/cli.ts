@@ -1,9 +1,9 @@
-#!/usr/bin/env -S npx tsx
+#!/usr/bin/env node
 /**
  * The pipeline CLI:
  *
  *   glimpse-pipeline <run|download|extract|process|split|validate|upload|sync> [options]
- *   npx tsx packages/pipeline/src/cli.ts run --images-url file:///…/Flickr8k_Dataset.zip --captions-url file:///…/Flickr8k_text.zip
+ *   node packages/pipeline/dist/cli.js run --images-url file:///…/Flickr8k_Dataset.zip --captions-url file:///…/Flickr8k_text.zip
  *
  * Exit codes: 0 done, 1 failed, 2 bad usage, 3 validation failed, 75 transient failure
  * (network, object store unavailable: worth a retry), 130 cancelled.
@@ -271,7 +271,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<numb
   }
 }
 
-// Run when executed directly (tsx packages/pipeline/src/cli.ts …), not when imported.
+// Run when executed directly (node packages/pipeline/dist/cli.js …), not when imported.
 const invoked = process.argv[1] ? resolve(process.argv[1]) : "";
 if (invoked === resolve(new URL(import.meta.url).pathname) || invoked.endsWith("/glimpse-pipeline")) {
   main().then(

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S npx tsx
+#!/usr/bin/env node
 /**
  * The Ranking CLI (the object store comes from the usual config: MINIO_* or GLIMPSE_DATA_DIR):
  *
@@ -8,7 +8,7 @@
  *   glimpse-ranking import <export dir> [--promote]  copy a trainer export into the registry (checksums verified)
  *   glimpse-ranking versions                          list the registry, newest first
  *
- *   npx tsx services/ranking/src/cli.ts index --dataset flickr8k
+ *   node services/ranking/dist/cli.js index --dataset flickr8k
  */
 import { parseArgs } from "node:util";
 import { createLogger } from "@glimpse/logging";

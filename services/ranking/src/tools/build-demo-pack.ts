@@ -1,8 +1,8 @@
-#!/usr/bin/env -S npx tsx
+#!/usr/bin/env -S npx tsx --conditions=source
 /**
  * Regenerates the demo pack (`demo/`) from the shared Flickr8K archives and a model export:
  *
- *   npx tsx services/ranking/src/tools/build-demo-pack.ts \
+ *   npx tsx --conditions=source services/ranking/src/tools/build-demo-pack.ts \
  *     --flickr8k ../shared/datasets/flickr8k --export model/runs/<name>/export [--out demo] [--images 200] [--max-kb 10]
  *
  * Writes demo/images/<id>.jpg (TEST-split images, 224×224 JPEG re-encoded for the web, at
