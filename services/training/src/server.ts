@@ -1,6 +1,4 @@
-import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { createLogger, type Logger } from "@glimpse/logging";
 import type { ObjectStore } from "@glimpse/objectstore";
 import type { RunningServer } from "@glimpse/rpc";
@@ -13,9 +11,6 @@ import type { Executor } from "./executor.js";
 import { LocalExecutor, type TrainerStore } from "./local.js";
 import { TrainingManager, type DatasetResolver } from "./manager.js";
 import { trainingBinding } from "./routes.js";
-
-/** The repository root: the local trainer commands run here (`uv run --project model …`). */
-export const REPO_ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 
 export interface BuildOptions {
   /** Overrides the configured port; 0 picks a free one (tests). */
@@ -45,11 +40,9 @@ export function trainerStoreFromConfig(cfg: GlimpseConfig): TrainerStore {
   return { kind: "fs", root: resolve(cfg.dataDir, "store"), bucket: cfg.minioBucket };
 }
 
-/** GLIMPSE_PRETRAINED_DIR, else ../shared/pretrained beside the repository when it exists. */
+/** GLIMPSE_PRETRAINED_DIR as an absolute path (the trainer runs in another folder). */
 export function localPretrainedDir(cfg: GlimpseConfig): string | undefined {
-  if (cfg.trainingPretrainedDir) return resolve(cfg.trainingPretrainedDir);
-  const shared = resolve(REPO_ROOT, "..", "shared", "pretrained");
-  return existsSync(shared) ? shared : undefined;
+  return cfg.trainingPretrainedDir ? resolve(cfg.trainingPretrainedDir) : undefined;
 }
 
 export async function executorFromConfig(cfg: GlimpseConfig, store: ObjectStore, logger: Logger): Promise<Executor> {
@@ -69,7 +62,7 @@ export async function executorFromConfig(cfg: GlimpseConfig, store: ObjectStore,
   return new LocalExecutor({
     trainerCommand: splitCommand(cfg.trainerCommand),
     exportCommand: splitCommand(cfg.trainerExportCommand),
-    cwd: REPO_ROOT,
+    cwd: resolve(cfg.trainerCwd ?? "."),
     workDir: resolve(cfg.trainingWorkDir ?? join(cfg.dataDir, "training")),
     pretrainedDir: localPretrainedDir(cfg),
     trainerStore: trainerStoreFromConfig(cfg),
