@@ -33,6 +33,9 @@ bash scripts/check-proto.sh
 echo "== typecheck"
 npx tsc -p tsconfig.json --noEmit
 
+echo "== build (dist/, what npm start, the image and the Argo steps run; packages/cli/src/dist.test.ts starts it)"
+npm run build
+
 echo "== TypeScript tests (vitest)"
 npx vitest run
 

@@ -1,3 +1,4 @@
+import { createServer, type AddressInfo, type Server } from "node:net";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,4 +15,17 @@ export function testConfig(env: NodeJS.ProcessEnv = {}): GlimpseConfig {
     GLIMPSE_LOG_LEVEL: "warn",
     ...env,
   });
+}
+
+/** n distinct free loopback ports (listened on at once, then released) for servers a test starts. */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from({ length: n }, () => new Promise<Server>((resolve) => {
+      const s = createServer();
+      s.listen(0, "127.0.0.1", () => resolve(s));
+    })),
+  );
+  const ports = servers.map((s) => (s.address() as AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
 }
