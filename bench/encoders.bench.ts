@@ -1,7 +1,7 @@
 /**
  * Per-query encoder latency of a model export in onnxruntime-node on one core (`npm run bench:encoders`):
  *
- *   npx tsx bench/encoders.bench.ts [--model demo/model] [--rounds 5] [--queries 200] [--images 20]
+ *   npx tsx --conditions=source bench/encoders.bench.ts [--model demo/model] [--rounds 5] [--queries 200] [--images 20]
  *
  * One text at a time (demo/queries.json, tokenized as served) and one image at a time (the
  * export's golden PNGs, already preprocessed), both sessions with one intra-op thread, rounds

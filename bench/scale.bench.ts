@@ -2,7 +2,7 @@
  * The scale curve (`npm run bench:scale`): exact vs HNSW top-10 image search over galleries of
  * 8k, 100k and 1M items, one query at a time on one thread.
  *
- *   npx tsx bench/scale.bench.ts [--sizes 8091,100000,1000000] [--queries 300] [--ef 64,128,256]
+ *   npx tsx --conditions=source bench/scale.bench.ts [--sizes 8091,100000,1000000] [--queries 300] [--ef 64,128,256]
  *                                [--store-dir .data/store] [--model m-…] [--dataset flickr8k]
  *                                [--memory-limit-mib 2048] [--build-threads 2] [--connectivity 16] [--expansion-add 128]
  *
