@@ -1,0 +1,131 @@
+/**
+ * BuildIndex: the index job as a server stream. A stored index is reused (unless `force`);
+ * otherwise the job runs on the serving model's sessions when it is the version asked for,
+ * else on a temporary load released at the end.
+ */
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { errorWithReason, PATTERNS, Violations } from "@glimpse/api";
+import { buildIndex, type BuildProgress } from "../index/build.js";
+import type { GalleryIndex, IndexKindSetting } from "../index/gallery.js";
+import { loadIndex, readIndexDocument, saveIndex } from "../index/store.js";
+import type { Snapshot } from "../lifecycle.js";
+import { LoadedModel } from "../model/model.js";
+import { fetchModel, ModelRejectedError, readAlias } from "../registry.js";
+import { notFoundField, type RankingImpl, type ServiceDeps } from "./shared.js";
+
+export function buildIndexRpcs({ manager, store }: ServiceDeps): Pick<RankingImpl, "buildIndex"> {
+  return {
+    async *buildIndex(req, ctx) {
+      const v = new Violations();
+      v.pattern("model_version", req.modelVersion, PATTERNS.modelVersion, "m- and 16 lowercase hex digits");
+      v.pattern("dataset_version", req.datasetVersion, PATTERNS.datasetVersion, "16 lowercase hex digits");
+      if (!["", "auto", "exact", "hnsw"].includes(req.kind)) v.add("kind", `must be "auto", "exact" or "hnsw" (got ${JSON.stringify(req.kind)})`, "BAD_VALUE");
+      v.throwIfAny();
+      const kind = (req.kind || "auto") as IndexKindSetting;
+      const version = req.modelVersion || (await readAlias(store)) || "";
+      if (!version) throw errorWithReason(Code.FailedPrecondition, "NO_MODEL", "no model_version given and no production model");
+      let dataset: string;
+      let datasetVersion: string;
+      if (req.datasetVersion) {
+        const d = await manager.findDataset(req.datasetVersion);
+        if (!d) throw notFoundField("dataset_version", "dataset version", req.datasetVersion);
+        dataset = d;
+        datasetVersion = req.datasetVersion;
+      } else {
+        const g = await manager.gallery();
+        if (!g) throw errorWithReason(Code.FailedPrecondition, "NO_DATASET", "no dataset version is published");
+        ({ dataset, version: datasetVersion } = g);
+      }
+      const infoOf = (idx: GalleryIndex) => ({
+        modelVersion: idx.data.modelVersion,
+        datasetVersion: idx.data.datasetVersion,
+        images: BigInt(idx.images),
+        captions: BigInt(idx.captions),
+        kind: idx.kind,
+        builtAt: timestampFromDate(idx.data.builtAt),
+      });
+      if (!req.force && (await readIndexDocument(store, version, dataset, datasetVersion))) {
+        const loaded = await loadIndex(store, version, dataset, datasetVersion, kind);
+        if (loaded) {
+          if (loaded.graphBuilt) {
+            yield { stage: "upload", done: 0n, total: 1n };
+            await saveIndex(store, loaded.index);
+          }
+          yield { stage: "done", done: 1n, total: 1n, index: infoOf(loaded.index) };
+          return;
+        }
+      }
+      // The serving model's sessions when it is the one asked for, else a temporary load.
+      const serving = manager.serving;
+      let lease: Snapshot | undefined;
+      let model: LoadedModel;
+      let temporary = false;
+      if (serving && serving.model.version === version) {
+        lease = manager.acquire();
+        model = lease.model;
+      } else {
+        try {
+          const f = await fetchModel(store, version);
+          model = await LoadedModel.load(version, f.files, manager.opts.model);
+          temporary = true;
+        } catch (err) {
+          if (err instanceof ModelRejectedError && /checksums.json is missing/.test(err.message)) throw notFoundField("model_version", "model version", version);
+          throw errorWithReason(Code.FailedPrecondition, "MODEL_REJECTED", (err as Error).message, { model_version: version });
+        }
+      }
+      const queue: BuildProgress[] = [];
+      let wake: (() => void) | undefined;
+      let finished = false;
+      let failure: unknown;
+      let result: GalleryIndex | undefined;
+      const job = buildIndex({
+        store,
+        model,
+        dataset,
+        datasetVersion,
+        kind,
+        signal: ctx.signal,
+        onProgress: (p) => {
+          // Keep the stream short: coalesce to the latest progress of a stage.
+          const last = queue[queue.length - 1];
+          if (last && last.stage === p.stage && p.stage !== "done") queue[queue.length - 1] = p;
+          else queue.push(p);
+          wake?.();
+        },
+      }).then(
+        (r) => {
+          result = r.index;
+        },
+        (err: unknown) => {
+          failure = err;
+        },
+      );
+      void job.finally(() => {
+        finished = true;
+        wake?.();
+      });
+      try {
+        for (;;) {
+          while (queue.length > 0) {
+            const p = queue.shift()!;
+            if (p.stage === "done") continue;
+            yield { stage: p.stage, done: BigInt(p.done), total: BigInt(p.total) };
+          }
+          if (finished) break;
+          await new Promise<void>((r) => (wake = r));
+          wake = undefined;
+        }
+        if (failure) {
+          if (ctx.signal.aborted) throw new ConnectError("index build cancelled", Code.Canceled);
+          throw errorWithReason(Code.Internal, "INDEX_BUILD_FAILED", `index build failed: ${(failure as Error).message}`, { dataset, dataset_version: datasetVersion, model_version: version });
+        }
+        yield { stage: "done", done: 1n, total: 1n, index: infoOf(result!) };
+      } finally {
+        await job;
+        lease?.release();
+        if (temporary) await model.release().catch(() => {});
+      }
+    },
+  };
+}

@@ -1,0 +1,84 @@
+/** The model RPCs: what serves (info, status) and the registry (list versions, promote). */
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { errorWithReason, notFound, PATTERNS, Violations } from "@glimpse/api";
+import { listVersions, modelInfo, readChecksums, writeAlias } from "../registry.js";
+import { notFoundField, withSnapshot, type RankingImpl, type ServiceDeps } from "./shared.js";
+
+type ModelRpcs = Pick<RankingImpl, "getModelInfo" | "getModelStatus" | "listModelVersions" | "promoteModel">;
+
+/** Runs a registry read or write; a store failure becomes a retryable UNAVAILABLE. */
+async function registryCall<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof ConnectError) throw err;
+    throw errorWithReason(Code.Unavailable, "STORE_UNAVAILABLE", `the model registry cannot be reached: ${(err as Error).message}`);
+  }
+}
+
+export function modelRpcs({ manager, store }: ServiceDeps): ModelRpcs {
+  return {
+    async getModelInfo() {
+      return withSnapshot(manager, async (s) => {
+        const st = manager.status();
+        const info = await modelInfo(store, s.model.version, s.model.version === st.productionVersion);
+        if (!info) throw notFound("model version", s.model.version);
+        return { model: info };
+      });
+    },
+
+    getModelStatus() {
+      const st = manager.status();
+      return {
+        state: st.state,
+        servingVersion: st.servingVersion,
+        loadingVersion: st.loadingVersion,
+        lastError: st.lastError,
+        productionVersion: st.productionVersion,
+        ...(st.loadedAt ? { loadedAt: timestampFromDate(st.loadedAt) } : {}),
+        ...(st.index
+          ? {
+              index: {
+                modelVersion: st.index.modelVersion,
+                datasetVersion: st.index.datasetVersion,
+                images: BigInt(st.index.images),
+                captions: BigInt(st.index.captions),
+                kind: st.index.kind,
+                builtAt: timestampFromDate(st.index.builtAt),
+              },
+            }
+          : {}),
+      };
+    },
+
+    async listModelVersions(req) {
+      const v = new Violations();
+      const size = v.pageSize("page_size", req.pageSize);
+      let offset = 0;
+      if (req.pageToken !== "") {
+        const m = /^o(\d{1,6})$/.exec(Buffer.from(req.pageToken, "base64url").toString("utf8"));
+        if (!m) v.add("page_token", "not a token from a previous page", "BAD_FORMAT");
+        else offset = Number(m[1]);
+      }
+      v.throwIfAny();
+      const all = await registryCall(() => listVersions(store));
+      const page = all.slice(offset, offset + size);
+      const next = offset + size < all.length ? Buffer.from(`o${offset + size}`).toString("base64url") : "";
+      return { models: page, nextPageToken: next };
+    },
+
+    async promoteModel(req) {
+      const v = new Violations();
+      v.pattern("version", req.version, PATTERNS.modelVersion, "m- and 16 lowercase hex digits", false);
+      v.throwIfAny();
+      const sums = await registryCall(() => readChecksums(store, req.version));
+      if (!sums) throw notFoundField("version", "model version", req.version);
+      await registryCall(() => writeAlias(store, req.version));
+      void manager.poke();
+      const info = await registryCall(() => modelInfo(store, req.version, true));
+      if (!info) throw notFound("model version", req.version);
+      return { model: info };
+    },
+  };
+}

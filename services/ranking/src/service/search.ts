@@ -1,0 +1,122 @@
+/**
+ * Searches over a gallery: text → images (one query or a batch), image → captions, and the
+ * ranking of caller-given candidates. SearchImages is the benchmarked hot path: one lease, one
+ * embedding, one top-k.
+ */
+import { LIMITS, PATTERNS, Violations } from "@glimpse/api";
+import { itemBias } from "../model/querybank.js";
+import { embedUpload } from "./upload.js";
+import { captionHits, checkScope, galleryFor, imageHits, notFoundField, splitOf, withSnapshot, type RankingImpl, type ServiceDeps } from "./shared.js";
+
+type SearchRpcs = Pick<RankingImpl, "searchImages" | "searchCaptions" | "batchSearchImages" | "rankCandidates">;
+
+export function searchRpcs({ manager }: ServiceDeps): SearchRpcs {
+  return {
+    async searchImages(req) {
+      const v = new Violations();
+      const query = v.query("query", req.query);
+      const k = v.topK("top_k", req.topK);
+      checkScope(v, req.scope);
+      v.throwIfAny();
+      return withSnapshot(manager, async (s) => {
+        const index = await galleryFor(manager, s, req.scope);
+        const q = await s.model.embedText(query);
+        return { results: imageHits(index, await index.findImages(q, k, splitOf(req.scope))), modelVersion: s.model.version, datasetVersion: index.data.datasetVersion };
+      });
+    },
+
+    async searchCaptions(req) {
+      const v = new Violations();
+      const k = v.topK("top_k", req.topK);
+      checkScope(v, req.scope);
+      if (req.image.case === "imageId") v.pattern("image_id", req.image.value, PATTERNS.imageId, "1–128 of A–Z a–z 0–9 _ . -", false);
+      else if (req.image.case === "imageBytes") v.imageBytes("image_bytes", req.image.value);
+      else v.add("image", "give image_id or image_bytes", "REQUIRED");
+      v.throwIfAny();
+      return withSnapshot(manager, async (s) => {
+        const index = await galleryFor(manager, s, req.scope);
+        let q: Float32Array;
+        if (req.image.case === "imageId") {
+          const row = index.byId.get(req.image.value);
+          if (row === undefined) throw notFoundField("image_id", "image", req.image.value);
+          q = index.imageEmbedding(row);
+        } else q = (await embedUpload(s.model, "image_bytes", req.image.value!)).embedding;
+        return { results: captionHits(index, await index.findCaptions(q, k, splitOf(req.scope))), modelVersion: s.model.version, datasetVersion: index.data.datasetVersion };
+      });
+    },
+
+    async batchSearchImages(req) {
+      const v = new Violations();
+      if (req.queries.length === 0) v.add("queries", "give at least one query", "REQUIRED");
+      else if (req.queries.length > LIMITS.batchMaxQueries) v.add("queries", `at most ${LIMITS.batchMaxQueries} queries (got ${req.queries.length})`, "TOO_MANY");
+      const queries = req.queries.slice(0, LIMITS.batchMaxQueries).map((q, i) => v.query(`queries[${i}]`, q));
+      const k = v.topK("top_k", req.topK);
+      checkScope(v, req.scope);
+      v.throwIfAny();
+      return withSnapshot(manager, async (s) => {
+        const index = await galleryFor(manager, s, req.scope);
+        const embs = await Promise.all(queries.map((q) => s.model.embedText(q)));
+        const hits = await Promise.all(embs.map((e) => index.findImages(e, k, splitOf(req.scope))));
+        return {
+          results: queries.map((query, i) => ({ query, results: imageHits(index, hits[i]!) })),
+          modelVersion: s.model.version,
+          datasetVersion: index.data.datasetVersion,
+        };
+      });
+    },
+
+    async rankCandidates(req) {
+      const v = new Violations();
+      if (req.query.case === "text") v.query("text", req.query.value);
+      else if (req.query.case === "imageId") v.pattern("image_id", req.query.value, PATTERNS.imageId, "1–128 of A–Z a–z 0–9 _ . -", false);
+      else if (req.query.case === "imageBytes") v.imageBytes("image_bytes", req.query.value);
+      else v.add("query", "give text, image_id or image_bytes", "REQUIRED");
+      const ids = req.candidateImageIds;
+      const texts = req.candidateTexts;
+      if (ids.length > 0 && texts.length > 0) v.add("candidate_texts", "give candidate_image_ids or candidate_texts, not both", "EXCLUSIVE");
+      else if (ids.length === 0 && texts.length === 0) v.add("candidate_image_ids", "give 1..1000 candidate_image_ids or candidate_texts", "REQUIRED");
+      const list = ids.length > 0 ? ids : texts;
+      const field = ids.length > 0 ? "candidate_image_ids" : "candidate_texts";
+      if (list.length > LIMITS.candidatesMax) v.add(field, `at most ${LIMITS.candidatesMax} candidates (got ${list.length})`, "TOO_MANY");
+      else if (ids.length > 0) ids.forEach((id, i) => v.pattern(`candidate_image_ids[${i}]`, id, PATTERNS.imageId, "1–128 of A–Z a–z 0–9 _ . -", false));
+      else texts.forEach((t, i) => v.query(`candidate_texts[${i}]`, t));
+      checkScope(v, req.scope);
+      v.throwIfAny();
+      return withSnapshot(manager, async (s) => {
+        const index = await galleryFor(manager, s, req.scope);
+        const dim = s.model.dim;
+        let q: Float32Array;
+        if (req.query.case === "text") q = await s.model.embedText(req.query.value.trim());
+        else if (req.query.case === "imageId") {
+          const row = index.byId.get(req.query.value);
+          if (row === undefined) throw notFoundField("image_id", "image", req.query.value);
+          q = index.imageEmbedding(row);
+        } else q = (await embedUpload(s.model, "image_bytes", req.query.value!)).embedding;
+        let cands: Float32Array;
+        if (ids.length > 0) {
+          const missing = ids.map((id, i) => [id, i] as const).filter(([id]) => !index.byId.has(id));
+          if (missing.length > 0) {
+            const [id, i] = missing[0]!;
+            throw notFoundField(`candidate_image_ids[${i}]`, "image", id);
+          }
+          cands = new Float32Array(ids.length * dim);
+          ids.forEach((id, i) => cands.set(index.imageEmbedding(index.byId.get(id)!), i * dim));
+        } else cands = await s.model.embedTexts(texts.map((t) => t.trim()));
+        // With a query bank, candidates are ordered as searches order them: cosine + bias.
+        const bank = s.model.queryBank;
+        const bias = bank ? await itemBias(ids.length > 0 ? bank.captions : bank.images, cands, dim, bank.beta) : undefined;
+        const scored = list.map((candidate, i) => {
+          let score = 0;
+          for (let j = 0; j < dim; j++) score += cands[i * dim + j]! * q[j]!;
+          return { index: i, candidate, score, order: score + (bias ? bias[i]! : 0) };
+        });
+        scored.sort((a, b) => b.order - a.order || a.index - b.index);
+        return {
+          results: scored.map((c, r) => ({ index: c.index, candidate: c.candidate, score: c.score, rank: r + 1 })),
+          modelVersion: s.model.version,
+          datasetVersion: index.data.datasetVersion,
+        };
+      });
+    },
+  };
+}

@@ -1,0 +1,99 @@
+/**
+ * What the Ranking RPC files share: the snapshot lease, the scope's gallery, field checks and
+ * NOT_FOUND errors, and hits as messages. Every answer names the model and dataset version
+ * that produced it, so the hits are built from the index that was searched.
+ */
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { errorWithReason, notFound, PATTERNS, ranking, rpcDetails, type Violations } from "@glimpse/api";
+import type { ObjectStore } from "@glimpse/objectstore";
+import type { GalleryIndex, SplitNumber } from "../index/gallery.js";
+import type { Hit } from "../index/topk.js";
+import type { ModelManager, Snapshot } from "../lifecycle.js";
+
+export type RankingImpl = ServiceImpl<typeof ranking.RankingService>;
+type ImageHitInit = MessageInitShape<typeof ranking.ImageHitSchema>;
+type CaptionHitInit = MessageInitShape<typeof ranking.CaptionHitSchema>;
+
+export interface ServiceDeps {
+  manager: ModelManager;
+  store: ObjectStore;
+  demoQueries: string[];
+}
+
+/** Runs `fn` on the serving snapshot, holding it until `fn` is done. */
+export async function withSnapshot<T>(manager: ModelManager, fn: (s: Snapshot) => Promise<T>): Promise<T> {
+  const s = manager.acquire();
+  try {
+    return await fn(s);
+  } finally {
+    s.release();
+  }
+}
+
+/** The gallery a scope names: the serving one, or another dataset version's stored index. */
+export async function galleryFor(manager: ModelManager, s: Snapshot, scope: ranking.Scope | undefined): Promise<GalleryIndex> {
+  const dv = scope?.datasetVersion ?? "";
+  if (dv === "") return s.gallery;
+  const idx = await manager.indexForVersion(s, dv);
+  if (idx) return idx;
+  const dataset = await manager.findDataset(dv).catch(() => undefined);
+  if (!dataset) throw notFoundField("scope.dataset_version", "dataset version", dv);
+  throw errorWithReason(
+    Code.FailedPrecondition,
+    "INDEX_NOT_BUILT",
+    `dataset version ${dv} of ${dataset} has no index for model ${s.model.version}; build it with BuildIndex`,
+    { dataset, dataset_version: dv, model_version: s.model.version },
+  );
+}
+
+export function splitOf(scope: ranking.Scope | undefined): SplitNumber {
+  return (scope?.split ?? 0) as SplitNumber;
+}
+
+export function checkScope(v: Violations, scope: ranking.Scope | undefined, field = "scope"): void {
+  if (!scope) return;
+  v.pattern(`${field}.dataset_version`, scope.datasetVersion, PATTERNS.datasetVersion, "16 lowercase hex digits");
+  if (!Number.isInteger(scope.split) || scope.split < 0 || scope.split > 3) v.add(`${field}.split`, `unknown split ${scope.split}`, "OUT_OF_RANGE");
+}
+
+/** NOT_FOUND naming the resource, plus the field that named it (google.rpc.BadRequest). */
+export function notFoundField(field: string, type: string, name: string): ConnectError {
+  const err = notFound(type, name, `${type} ${JSON.stringify(name)} not found (${field})`);
+  err.details.push({
+    desc: rpcDetails.BadRequestSchema,
+    value: create(rpcDetails.BadRequestSchema, {
+      fieldViolations: [create(rpcDetails.BadRequest_FieldViolationSchema, { field, description: `no ${type} ${JSON.stringify(name)} in the gallery`, reason: "NOT_FOUND" })],
+    }),
+  });
+  return err;
+}
+
+/**
+ * Gateway path of an image's bytes: the Data service serves every published dataset version,
+ * the demo gallery (`flickr8k-demo`) included. (The gateway also serves the demo pack's files
+ * at /demo/images/<id>, which needs no Data service.)
+ */
+export function imageUrl(dataset: string, datasetVersion: string, imageId: string): string {
+  return `/data/images/${encodeURIComponent(dataset)}/${datasetVersion}/${encodeURIComponent(imageId)}`;
+}
+
+export function imageHits(index: GalleryIndex, hits: Hit[]): ImageHitInit[] {
+  const d = index.data;
+  return hits.map((h, i) => ({
+    imageId: d.imageIds[h.row]!,
+    score: h.score,
+    rank: i + 1,
+    split: d.imageSplits[h.row]!,
+    captions: d.imageCaptions[h.row]!,
+    imageUrl: imageUrl(d.dataset, d.datasetVersion, d.imageIds[h.row]!),
+  }));
+}
+
+export function captionHits(index: GalleryIndex, hits: Hit[]): CaptionHitInit[] {
+  return hits.map((h, i) => {
+    const ref = index.captionRefs[h.row]!;
+    const imageId = index.data.imageIds[ref.image]!;
+    return { captionId: `${imageId}#${ref.n}`, imageId, text: index.captionText(h.row), score: h.score, rank: i + 1 };
+  });
+}
