@@ -20,6 +20,7 @@ import { ServingStatus, type HealthRegistry } from "@glimpse/rpc";
 import { buildIndex, type BuildProgress } from "./index/build.js";
 import { GalleryIndex, type IndexKindSetting } from "./index/gallery.js";
 import { loadIndex, readIndexDocument, saveIndex } from "./index/store.js";
+import { SnapshotSlot, type Snapshot } from "./lifecycle/snapshot.js";
 import { GoldenMismatchError, verifyGolden } from "./model/golden.js";
 import { LoadedModel, type ModelOptions } from "./model/model.js";
 import { fetchModel, modelInfo, ModelRejectedError, readAlias } from "./registry.js";
@@ -51,41 +52,6 @@ export interface GalleryRef {
   version: string;
 }
 
-/** One servable (model, gallery index) pair. */
-export class Snapshot {
-  private refs = 0;
-  private retired = false;
-  /** Indexes of other dataset versions, loaded on request. */
-  readonly extra = new Map<string, Promise<GalleryIndex | undefined>>();
-
-  constructor(
-    readonly model: LoadedModel,
-    readonly gallery: GalleryIndex,
-    /** The demo gallery (the same object when the gallery is the demo). */
-    readonly demo: GalleryIndex | undefined,
-    readonly loadedAt: Date,
-    private readonly onDrained: (s: Snapshot) => void,
-  ) {}
-
-  acquire(): void {
-    this.refs++;
-  }
-
-  release(): void {
-    this.refs--;
-    if (this.retired && this.refs === 0) this.onDrained(this);
-  }
-
-  retire(): void {
-    this.retired = true;
-    if (this.refs === 0) this.onDrained(this);
-  }
-
-  get inFlight(): number {
-    return this.refs;
-  }
-}
-
 export interface Status {
   state: ranking.ModelState;
   servingVersion: string;
@@ -97,14 +63,13 @@ export interface Status {
 }
 
 export class ModelManager {
-  private current: Snapshot | undefined;
+  private readonly slot: SnapshotSlot;
   private state: ranking.ModelState = State.NO_MODEL;
   private loadingVersion = "";
   private lastError = "";
   private productionVersion = "";
   /** Versions refused, with the checksums.json etag they were refused at. */
   private readonly refused = new Map<string, string>();
-  private readonly modelUsers = new Map<LoadedModel, number>();
   private seeded = false;
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
@@ -113,7 +78,9 @@ export class ModelManager {
   private readyWaiters: (() => void)[] = [];
   private storeDown = false;
 
-  constructor(readonly opts: LifecycleOptions) {}
+  constructor(readonly opts: LifecycleOptions) {
+    this.slot = new SnapshotSlot(opts.logger);
+  }
 
   /** True after a registry check failed to reach the object store, until one succeeds again. */
   get registryUnreachable(): boolean {
@@ -135,7 +102,7 @@ export class ModelManager {
 
   /** Resolves once a model serves, or after `timeoutMs` (false then). */
   ready(timeoutMs: number): Promise<boolean> {
-    if (this.current) return Promise.resolve(true);
+    if (this.slot.current) return Promise.resolve(true);
     return new Promise((resolve) => {
       const t = setTimeout(() => resolve(false), timeoutMs);
       this.readyWaiters.push(() => {
@@ -167,7 +134,7 @@ export class ModelManager {
 
   /** The serving snapshot, leased: call release() when the request is done. */
   acquire(): Snapshot {
-    const s = this.current;
+    const s = this.slot.current;
     if (!s) {
       const why =
         this.state === State.FAILED
@@ -182,11 +149,11 @@ export class ModelManager {
   }
 
   get serving(): Snapshot | undefined {
-    return this.current;
+    return this.slot.current;
   }
 
   status(): Status {
-    const s = this.current;
+    const s = this.slot.current;
     const g = s?.gallery;
     return {
       state: this.state,
@@ -211,9 +178,7 @@ export class ModelManager {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     await this.ticking?.catch(() => {});
-    const s = this.current;
-    this.current = undefined;
-    s?.retire();
+    this.slot.clear();
   }
 
   // ---- the check ---------------------------------------------------------------------------
@@ -234,10 +199,10 @@ export class ModelManager {
       this.storeDown = false;
       this.productionVersion = production ?? "";
       if (!alias) {
-        if (!this.current) this.setState(State.NO_MODEL);
+        if (!this.slot.current) this.setState(State.NO_MODEL);
         return;
       }
-      const cur = this.current;
+      const cur = this.slot.current;
       if (cur && cur.model.version === alias) {
         // Same model; a newly published dataset version gets a new index.
         if (gallery && (cur.gallery.data.dataset !== gallery.dataset || cur.gallery.data.datasetVersion !== gallery.version)) {
@@ -271,7 +236,7 @@ export class ModelManager {
     const { logger, store } = this.opts;
     const t0 = performance.now();
     this.loadingVersion = version;
-    if (!this.current) this.setState(State.LOADING);
+    if (!this.slot.current) this.setState(State.LOADING);
     logger.info({ version, gallery }, "loading model version");
     let model: LoadedModel | undefined;
     try {
@@ -293,7 +258,7 @@ export class ModelManager {
       const demoIndex = demo && gallery && demo.dataset === gallery.dataset && demo.version === gallery.version ? index : await this.indexFor(model, demo);
       await smokeQuery(model, index);
       await modelInfo(store, version); // cached now: GetModelInfo answers even if the store goes down
-      this.swap(new Snapshot(model, index, demoIndex, new Date(), (s) => this.drained(s)));
+      this.swap(model, index, demoIndex, new Date());
       this.lastError = "";
       this.refused.delete(version);
       logger.info({ version, gallery: index.data.datasetVersion, images: index.images, ms: Math.round(performance.now() - t0) }, "model version serving");
@@ -309,7 +274,7 @@ export class ModelManager {
         this.lastError = `${version}: could not be loaded (will retry): ${msg}`;
         logger.warn({ version, err: msg }, "model version could not be loaded; will retry");
       }
-      if (!this.current) this.setState(State.FAILED);
+      if (!this.slot.current) this.setState(State.FAILED);
     } finally {
       this.loadingVersion = "";
     }
@@ -322,8 +287,8 @@ export class ModelManager {
       const index = await this.indexFor(cur.model, gallery);
       const demoIndex = demo && demo.dataset === gallery.dataset && demo.version === gallery.version ? index : cur.demo;
       await smokeQuery(cur.model, index);
-      if (this.current !== cur) return;
-      this.swap(new Snapshot(cur.model, index, demoIndex, cur.loadedAt, (s) => this.drained(s)));
+      if (this.slot.current !== cur) return;
+      this.swap(cur.model, index, demoIndex, cur.loadedAt);
       logger.info({ gallery, images: index.images }, "serving the new gallery");
     } catch (err) {
       this.lastError = `${cur.model.version}: index for ${gallery.dataset} ${gallery.version} failed (will retry): ${(err as Error).message}`;
@@ -404,25 +369,11 @@ export class ModelManager {
     return this.resolveGallery();
   }
 
-  private swap(next: Snapshot): void {
-    const old = this.current;
-    this.modelUsers.set(next.model, (this.modelUsers.get(next.model) ?? 0) + 1);
-    this.current = next;
+  /** Serves the new pair (the previous snapshot drains), and tells health and ready() waiters. */
+  private swap(model: LoadedModel, gallery: GalleryIndex, demo: GalleryIndex | undefined, loadedAt: Date): void {
+    this.slot.swap(model, gallery, demo, loadedAt);
     this.setState(State.SERVING);
-    old?.retire();
     for (const w of this.readyWaiters.splice(0)) w();
-  }
-
-  private drained(s: Snapshot): void {
-    const n = (this.modelUsers.get(s.model) ?? 1) - 1;
-    if (n > 0) {
-      this.modelUsers.set(s.model, n);
-      return;
-    }
-    this.modelUsers.delete(s.model);
-    if (this.current?.model === s.model) return;
-    this.opts.logger.info({ version: s.model.version }, "previous model version drained; releasing it");
-    void s.model.release().catch(() => {});
   }
 
   private setState(state: ranking.ModelState): void {

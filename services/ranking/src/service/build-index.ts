@@ -9,7 +9,7 @@ import { errorWithReason, PATTERNS, Violations } from "@glimpse/api";
 import { buildIndex, type BuildProgress } from "../index/build.js";
 import type { GalleryIndex, IndexKindSetting } from "../index/gallery.js";
 import { loadIndex, readIndexDocument, saveIndex } from "../index/store.js";
-import type { Snapshot } from "../lifecycle.js";
+import type { Snapshot } from "../lifecycle/snapshot.js";
 import { LoadedModel } from "../model/model.js";
 import { fetchModel, ModelRejectedError, readAlias } from "../registry.js";
 import { notFoundField, type RankingImpl, type ServiceDeps } from "./shared.js";

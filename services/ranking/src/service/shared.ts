@@ -9,7 +9,8 @@ import { errorWithReason, notFound, PATTERNS, ranking, rpcDetails, type Violatio
 import type { ObjectStore } from "@glimpse/objectstore";
 import type { GalleryIndex, SplitNumber } from "../index/gallery.js";
 import type { Hit } from "../index/topk.js";
-import type { ModelManager, Snapshot } from "../lifecycle.js";
+import type { ModelManager } from "../lifecycle.js";
+import type { Snapshot } from "../lifecycle/snapshot.js";
 
 export type RankingImpl = ServiceImpl<typeof ranking.RankingService>;
 type ImageHitInit = MessageInitShape<typeof ranking.ImageHitSchema>;
