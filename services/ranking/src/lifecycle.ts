@@ -2,28 +2,29 @@
  * Model lifecycle: serve the version the registry's `production` alias names, over the
  * gallery of the configured dataset's latest version.
  *
- * A poll (and PromoteModel, at once) reads the alias and the dataset's latest pointer. When
- * either moved, the new (model, index) pair is prepared in the background — download,
- * checksums and version id, onnxruntime sessions, golden vectors, index loaded or built, a
- * smoke query — and then swapped in with one assignment. Requests hold a lease on the
- * snapshot they started with, so in-flight requests finish on the old version, whose
- * sessions are released when its last lease ends. A version that fails any check is
- * refused (remembered, with the reason in the model status) and the old one keeps serving.
- * Everything a snapshot needs is in memory: if the object store goes down, serving goes on.
+ * The manager polls the alias and the datasets' latest pointers (PromoteModel pokes it), keeps
+ * the model status (state, loading version, last error) and health, and composes:
+ *   - lifecycle/loader.ts    prepares a new (model, index) pair in the background — download,
+ *                            checksums and version id, sessions, golden vectors, index loaded or
+ *                            built, a smoke query — or refuses the version;
+ *   - lifecycle/snapshot.ts  the serving snapshot, swapped in with one assignment and leased by
+ *                            every request, so in-flight requests finish on the old version,
+ *                            whose sessions are released when its last lease ends.
+ * A refused version is remembered (the reason in the model status) and the old one keeps
+ * serving. Everything a snapshot needs is in memory: if the object store goes down, serving
+ * goes on.
  */
 import { Code } from "@connectrpc/connect";
 import { errorWithReason, ranking } from "@glimpse/api";
 import type { Logger } from "@glimpse/logging";
 import type { ObjectStore } from "@glimpse/objectstore";
-import { readLatest } from "@glimpse/pipeline";
 import { ServingStatus, type HealthRegistry } from "@glimpse/rpc";
-import { buildIndex, type BuildProgress } from "./index/build.js";
-import { GalleryIndex, type IndexKindSetting } from "./index/gallery.js";
-import { loadIndex, readIndexDocument, saveIndex } from "./index/store.js";
+import type { GalleryIndex, IndexKindSetting } from "./index/gallery.js";
+import { findDataset, latestGallery, latestOf, type GalleryRef } from "./lifecycle/datasets.js";
+import { isRefusal, ModelLoader } from "./lifecycle/loader.js";
 import { SnapshotSlot, type Snapshot } from "./lifecycle/snapshot.js";
-import { GoldenMismatchError, verifyGolden } from "./model/golden.js";
-import { LoadedModel, type ModelOptions } from "./model/model.js";
-import { fetchModel, modelInfo, ModelRejectedError, readAlias } from "./registry.js";
+import { readAlias } from "./registry.js";
+import type { LoadedModel, ModelOptions } from "./model/model.js";
 import { DEMO_DATASET, seedDemo } from "./seed.js";
 
 const State = ranking.ModelState;
@@ -47,11 +48,6 @@ export interface LifecycleOptions {
   indexImageBatch?: number;
 }
 
-export interface GalleryRef {
-  dataset: string;
-  version: string;
-}
-
 export interface Status {
   state: ranking.ModelState;
   servingVersion: string;
@@ -64,22 +60,22 @@ export interface Status {
 
 export class ModelManager {
   private readonly slot: SnapshotSlot;
+  private readonly loader: ModelLoader;
   private state: ranking.ModelState = State.NO_MODEL;
   private loadingVersion = "";
   private lastError = "";
   private productionVersion = "";
-  /** Versions refused, with the checksums.json etag they were refused at. */
-  private readonly refused = new Map<string, string>();
+  private readyWaiters: (() => void)[] = [];
   private seeded = false;
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
   private again = false;
   private closed = false;
-  private readyWaiters: (() => void)[] = [];
   private storeDown = false;
 
   constructor(readonly opts: LifecycleOptions) {
     this.slot = new SnapshotSlot(opts.logger);
+    this.loader = new ModelLoader(opts);
   }
 
   /** True after a registry check failed to reach the object store, until one succeeds again. */
@@ -181,6 +177,21 @@ export class ModelManager {
     this.slot.clear();
   }
 
+  /** An index of another dataset version for the serving model (from the store; cached per snapshot). */
+  indexForVersion(s: Snapshot, datasetVersion: string): Promise<GalleryIndex | undefined> {
+    return this.loader.indexForVersion(s, datasetVersion);
+  }
+
+  /** Finds which dataset a version belongs to (the configured one, the demo, or any other). */
+  findDataset(datasetVersion: string): Promise<string | undefined> {
+    return findDataset(this.opts.store, this.opts.dataset, datasetVersion);
+  }
+
+  /** The latest version of the gallery dataset (configured, else demo). */
+  gallery(): Promise<GalleryRef | undefined> {
+    return latestGallery(this.opts.store, this.opts.dataset);
+  }
+
   // ---- the check ---------------------------------------------------------------------------
 
   private async tick(): Promise<void> {
@@ -193,8 +204,8 @@ export class ModelManager {
       }
       const production = await readAlias(store);
       const alias = this.opts.pinnedVersion || production;
-      const gallery = await this.resolveGallery();
-      const demo = (await this.latestOf(DEMO_DATASET)) ?? gallery;
+      const gallery = await latestGallery(store, this.opts.dataset);
+      const demo = (await latestOf(store, DEMO_DATASET)) ?? gallery;
       if (this.storeDown) logger.info("object store reachable again");
       this.storeDown = false;
       this.productionVersion = production ?? "";
@@ -212,8 +223,7 @@ export class ModelManager {
         this.lastError = "";
         return;
       }
-      const etag = (await store.stat(`models/${alias}/checksums.json`))?.etag ?? "";
-      if (this.refused.has(alias) && this.refused.get(alias) === etag) return;
+      if (await this.loader.refusedAsIs(alias)) return;
       await this.load(alias, gallery, demo);
     } catch (err) {
       const msg = (err as Error).message;
@@ -222,52 +232,20 @@ export class ModelManager {
     }
   }
 
-  /** The configured dataset's latest version, else the demo dataset's. */
-  private async resolveGallery(): Promise<GalleryRef | undefined> {
-    return (await this.latestOf(this.opts.dataset)) ?? (await this.latestOf(DEMO_DATASET));
-  }
-
-  private async latestOf(dataset: string): Promise<GalleryRef | undefined> {
-    const version = (await readLatest(this.opts.store, dataset))?.pointer?.version;
-    return typeof version === "string" ? { dataset, version } : undefined;
-  }
-
   private async load(version: string, gallery: GalleryRef | undefined, demo: GalleryRef | undefined): Promise<void> {
-    const { logger, store } = this.opts;
+    const { logger } = this.opts;
     const t0 = performance.now();
     this.loadingVersion = version;
     if (!this.slot.current) this.setState(State.LOADING);
     logger.info({ version, gallery }, "loading model version");
-    let model: LoadedModel | undefined;
     try {
-      const fetched = await fetchModel(store, version);
-      try {
-        model = await LoadedModel.load(version, fetched.files, { ...this.opts.model, logger });
-      } catch (err) {
-        throw new ModelRejectedError(`${version}: onnxruntime cannot load it: ${(err as Error).message}`);
-      }
-      if (fetched.golden) {
-        const r = await verifyGolden(model, fetched.golden, async (f) => {
-          const b = fetched.all.get(f);
-          if (!b) throw new GoldenMismatchError(`golden image ${f} is not in checksums.json`);
-          return b;
-        });
-        logger.info({ version, golden: r }, "golden vectors reproduced");
-      } else logger.warn({ version }, "model has no golden.json; skipping the golden check");
-      const index = await this.indexFor(model, gallery);
-      const demoIndex = demo && gallery && demo.dataset === gallery.dataset && demo.version === gallery.version ? index : await this.indexFor(model, demo);
-      await smokeQuery(model, index);
-      await modelInfo(store, version); // cached now: GetModelInfo answers even if the store goes down
+      const { model, index, demoIndex } = await this.loader.prepare(version, gallery, demo);
       this.swap(model, index, demoIndex, new Date());
       this.lastError = "";
-      this.refused.delete(version);
       logger.info({ version, gallery: index.data.datasetVersion, images: index.images, ms: Math.round(performance.now() - t0) }, "model version serving");
     } catch (err) {
-      await model?.release().catch(() => {});
       const msg = (err as Error).message;
-      const rejected = err instanceof ModelRejectedError || err instanceof GoldenMismatchError || err instanceof SmokeQueryError;
-      if (rejected) {
-        this.refused.set(version, (await store.stat(`models/${version}/checksums.json`).catch(() => undefined))?.etag ?? "");
+      if (isRefusal(err)) {
         this.lastError = `${version}: refused: ${msg.startsWith(version) ? msg.slice(version.length + 2) : msg}`;
         logger.error({ version, err: msg }, "model version refused; the previous version keeps serving");
       } else {
@@ -284,9 +262,8 @@ export class ModelManager {
     const { logger } = this.opts;
     logger.info({ gallery }, "new gallery dataset version; preparing its index");
     try {
-      const index = await this.indexFor(cur.model, gallery);
+      const index = await this.loader.prepareGallery(cur.model, gallery);
       const demoIndex = demo && demo.dataset === gallery.dataset && demo.version === gallery.version ? index : cur.demo;
-      await smokeQuery(cur.model, index);
       if (this.slot.current !== cur) return;
       this.swap(cur.model, index, demoIndex, cur.loadedAt);
       logger.info({ gallery, images: index.images }, "serving the new gallery");
@@ -294,79 +271,6 @@ export class ModelManager {
       this.lastError = `${cur.model.version}: index for ${gallery.dataset} ${gallery.version} failed (will retry): ${(err as Error).message}`;
       logger.warn({ err: (err as Error).message, gallery }, "gallery index failed; the current one keeps serving");
     }
-  }
-
-  /** The stored index of (model, gallery), built (and stored) when missing. */
-  async indexFor(model: LoadedModel, gallery: GalleryRef | undefined, onProgress?: (p: BuildProgress) => void): Promise<GalleryIndex> {
-    const { store, logger, indexKind } = this.opts;
-    if (!gallery) return emptyIndex(model);
-    const loaded = await loadIndex(store, model.version, gallery.dataset, gallery.version, indexKind, model.queryBank);
-    if (loaded) {
-      if (loaded.graphBuilt) await saveIndex(store, loaded.index, { hnsw_added: new Date().toISOString() }).catch(() => {});
-      return loaded.index;
-    }
-    logger.info({ model: model.version, gallery }, "no stored index: building it");
-    let last = 0;
-    const r = await buildIndex({
-      store,
-      model,
-      dataset: gallery.dataset,
-      datasetVersion: gallery.version,
-      kind: indexKind,
-      imageBatch: this.opts.indexImageBatch ?? 8,
-      onProgress: (p) => {
-        onProgress?.(p);
-        if (Date.now() - last > 10_000 || p.stage === "done") {
-          last = Date.now();
-          logger.info({ stage: p.stage, done: p.done, total: p.total }, "index build");
-        }
-      },
-    });
-    logger.info({ model: model.version, gallery, seconds: Math.round(r.seconds) }, "index built and stored");
-    return r.index;
-  }
-
-  /** An index of another dataset version for the serving model (from the store; cached per snapshot). */
-  async indexForVersion(s: Snapshot, datasetVersion: string): Promise<GalleryIndex | undefined> {
-    for (const g of [s.gallery, s.demo]) if (g && g.data.datasetVersion === datasetVersion) return g;
-    let p = s.extra.get(datasetVersion);
-    if (!p) {
-      p = (async () => {
-        const { store } = this.opts;
-        const page = await store.listPage(`models/${s.model.version}/indexes/`, { delimiter: "/" });
-        for (const prefix of page.prefixes) {
-          const dataset = prefix.split("/")[3]!;
-          if (await readIndexDocument(store, s.model.version, dataset, datasetVersion)) {
-            return (await loadIndex(store, s.model.version, dataset, datasetVersion, this.opts.indexKind, s.model.queryBank))?.index;
-          }
-        }
-        return undefined;
-      })();
-      p.catch(() => s.extra.delete(datasetVersion));
-      if (s.extra.size >= 4) s.extra.delete(s.extra.keys().next().value!);
-      s.extra.set(datasetVersion, p);
-    }
-    const idx = await p;
-    if (!idx) s.extra.delete(datasetVersion);
-    return idx;
-  }
-
-  /** Finds which dataset a version belongs to (the configured one, the demo, or any other). */
-  async findDataset(datasetVersion: string): Promise<string | undefined> {
-    const { store } = this.opts;
-    const names = [this.opts.dataset, DEMO_DATASET];
-    const page = await store.listPage("datasets/", { delimiter: "/" });
-    for (const p of page.prefixes) {
-      const n = p.slice("datasets/".length, -1);
-      if (!names.includes(n)) names.push(n);
-    }
-    for (const n of names) if (await store.stat(`datasets/${n}/versions/${datasetVersion}/manifest.json`)) return n;
-    return undefined;
-  }
-
-  /** The latest version of the gallery dataset (configured, else demo). */
-  gallery(): Promise<GalleryRef | undefined> {
-    return this.resolveGallery();
   }
 
   /** Serves the new pair (the previous snapshot drains), and tells health and ready() waiters. */
@@ -384,38 +288,4 @@ export class ModelManager {
     h.set("", status);
     if (this.opts.serviceName) h.set(this.opts.serviceName, status);
   }
-}
-
-export class SmokeQueryError extends Error {
-  override readonly name = "SmokeQueryError";
-}
-
-/** A real query through the new pair: embeddings finite and normalised, hits well-formed. */
-export async function smokeQuery(model: LoadedModel, index: GalleryIndex): Promise<void> {
-  const q = await model.embedTexts(["a dog runs through the grass"]);
-  let norm = 0;
-  for (const v of q) {
-    if (!Number.isFinite(v)) throw new SmokeQueryError("smoke query: the text embedding is not finite");
-    norm += v * v;
-  }
-  if (Math.abs(Math.sqrt(norm) - 1) > 1e-3) throw new SmokeQueryError(`smoke query: the text embedding has norm ${Math.sqrt(norm).toFixed(4)}, not 1`);
-  if (index.data.dim !== model.dim) throw new SmokeQueryError(`smoke query: index has ${index.data.dim}-d embeddings, the model ${model.dim}-d`);
-  const hits = index.searchImages(q, 5);
-  if (hits.length !== Math.min(5, index.images)) throw new SmokeQueryError(`smoke query: ${hits.length} hits from ${index.images} images`);
-  for (const h of hits) if (!(h.score >= -1.001 && h.score <= 1.001)) throw new SmokeQueryError(`smoke query: score ${h.score} outside [-1, 1]`);
-}
-
-function emptyIndex(model: LoadedModel): GalleryIndex {
-  return new GalleryIndex({
-    modelVersion: model.version,
-    dataset: "",
-    datasetVersion: "",
-    dim: model.dim,
-    builtAt: new Date(),
-    imageIds: [],
-    imageSplits: new Uint8Array(0),
-    imageCaptions: [],
-    imageEmb: new Float32Array(0),
-    captionEmb: new Float32Array(0),
-  });
 }

@@ -1,0 +1,181 @@
+/**
+ * The loader-verifier: turns a model version into a servable (model, index) pair, or refuses
+ * it. Download, checksums and version id (fetchModel), onnxruntime sessions and their
+ * inputs/outputs, golden vectors, the index loaded or built, a smoke query. A refused version
+ * is remembered with its checksums.json etag, so it is not retried until that file changes.
+ */
+import type { Logger } from "@glimpse/logging";
+import type { ObjectStore } from "@glimpse/objectstore";
+import { buildIndex } from "../index/build.js";
+import { GalleryIndex, type IndexKindSetting } from "../index/gallery.js";
+import { loadIndex, readIndexDocument, saveIndex } from "../index/store.js";
+import { GoldenMismatchError, verifyGolden } from "../model/golden.js";
+import { LoadedModel, type ModelOptions } from "../model/model.js";
+import { fetchModel, modelInfo, ModelRejectedError } from "../registry.js";
+import type { GalleryRef } from "./datasets.js";
+import type { Snapshot } from "./snapshot.js";
+
+export interface LoaderOptions {
+  store: ObjectStore;
+  logger: Logger;
+  indexKind: IndexKindSetting;
+  model: ModelOptions;
+  /** Images per encoder run when building an index in the background. */
+  indexImageBatch?: number;
+}
+
+/** A verified version with its indexes, ready to serve. */
+export interface Prepared {
+  model: LoadedModel;
+  index: GalleryIndex;
+  demoIndex: GalleryIndex;
+}
+
+export class SmokeQueryError extends Error {
+  override readonly name = "SmokeQueryError";
+}
+
+/** The version itself is bad (not the store, not the network): refuse it rather than retry. */
+export function isRefusal(err: unknown): boolean {
+  return err instanceof ModelRejectedError || err instanceof GoldenMismatchError || err instanceof SmokeQueryError;
+}
+
+export class ModelLoader {
+  /** Versions refused, with the checksums.json etag they were refused at. */
+  private readonly refused = new Map<string, string>();
+
+  constructor(private readonly opts: LoaderOptions) {}
+
+  /** True when `version` was refused and its checksums.json is unchanged since. */
+  async refusedAsIs(version: string): Promise<boolean> {
+    const etag = (await this.opts.store.stat(`models/${version}/checksums.json`))?.etag ?? "";
+    return this.refused.has(version) && this.refused.get(version) === etag;
+  }
+
+  /**
+   * Loads and verifies `version` with the indexes of `gallery` and `demo`. Throws what failed
+   * (isRefusal() tells a bad version from a store error); nothing stays loaded then.
+   */
+  async prepare(version: string, gallery: GalleryRef | undefined, demo: GalleryRef | undefined): Promise<Prepared> {
+    const { logger, store } = this.opts;
+    let model: LoadedModel | undefined;
+    try {
+      const fetched = await fetchModel(store, version);
+      try {
+        model = await LoadedModel.load(version, fetched.files, { ...this.opts.model, logger });
+      } catch (err) {
+        throw new ModelRejectedError(`${version}: onnxruntime cannot load it: ${(err as Error).message}`);
+      }
+      if (fetched.golden) {
+        const r = await verifyGolden(model, fetched.golden, async (f) => {
+          const b = fetched.all.get(f);
+          if (!b) throw new GoldenMismatchError(`golden image ${f} is not in checksums.json`);
+          return b;
+        });
+        logger.info({ version, golden: r }, "golden vectors reproduced");
+      } else logger.warn({ version }, "model has no golden.json; skipping the golden check");
+      const index = await this.indexFor(model, gallery);
+      const demoIndex = demo && gallery && demo.dataset === gallery.dataset && demo.version === gallery.version ? index : await this.indexFor(model, demo);
+      await smokeQuery(model, index);
+      await modelInfo(store, version); // cached now: GetModelInfo answers even if the store goes down
+      this.refused.delete(version);
+      return { model, index, demoIndex };
+    } catch (err) {
+      await model?.release().catch(() => {});
+      if (isRefusal(err)) this.refused.set(version, (await store.stat(`models/${version}/checksums.json`).catch(() => undefined))?.etag ?? "");
+      throw err;
+    }
+  }
+
+  /** The index of a new gallery for an already serving model, smoke-tested. */
+  async prepareGallery(model: LoadedModel, gallery: GalleryRef): Promise<GalleryIndex> {
+    const index = await this.indexFor(model, gallery);
+    await smokeQuery(model, index);
+    return index;
+  }
+
+  /** The stored index of (model, gallery), built (and stored) when missing. */
+  private async indexFor(model: LoadedModel, gallery: GalleryRef | undefined): Promise<GalleryIndex> {
+    const { store, logger, indexKind } = this.opts;
+    if (!gallery) return emptyIndex(model);
+    const loaded = await loadIndex(store, model.version, gallery.dataset, gallery.version, indexKind, model.queryBank);
+    if (loaded) {
+      if (loaded.graphBuilt) await saveIndex(store, loaded.index, { hnsw_added: new Date().toISOString() }).catch(() => {});
+      return loaded.index;
+    }
+    logger.info({ model: model.version, gallery }, "no stored index: building it");
+    let last = 0;
+    const r = await buildIndex({
+      store,
+      model,
+      dataset: gallery.dataset,
+      datasetVersion: gallery.version,
+      kind: indexKind,
+      imageBatch: this.opts.indexImageBatch ?? 8,
+      onProgress: (p) => {
+        if (Date.now() - last > 10_000 || p.stage === "done") {
+          last = Date.now();
+          logger.info({ stage: p.stage, done: p.done, total: p.total }, "index build");
+        }
+      },
+    });
+    logger.info({ model: model.version, gallery, seconds: Math.round(r.seconds) }, "index built and stored");
+    return r.index;
+  }
+
+  /** An index of another dataset version for the serving model (from the store; cached per snapshot). */
+  async indexForVersion(s: Snapshot, datasetVersion: string): Promise<GalleryIndex | undefined> {
+    for (const g of [s.gallery, s.demo]) if (g && g.data.datasetVersion === datasetVersion) return g;
+    let p = s.extra.get(datasetVersion);
+    if (!p) {
+      p = (async () => {
+        const { store } = this.opts;
+        const page = await store.listPage(`models/${s.model.version}/indexes/`, { delimiter: "/" });
+        for (const prefix of page.prefixes) {
+          const dataset = prefix.split("/")[3]!;
+          if (await readIndexDocument(store, s.model.version, dataset, datasetVersion)) {
+            return (await loadIndex(store, s.model.version, dataset, datasetVersion, this.opts.indexKind, s.model.queryBank))?.index;
+          }
+        }
+        return undefined;
+      })();
+      p.catch(() => s.extra.delete(datasetVersion));
+      if (s.extra.size >= 4) s.extra.delete(s.extra.keys().next().value!);
+      s.extra.set(datasetVersion, p);
+    }
+    const idx = await p;
+    if (!idx) s.extra.delete(datasetVersion);
+    return idx;
+  }
+}
+
+/** A real query through the new pair: embeddings finite and normalised, hits well-formed. */
+export async function smokeQuery(model: LoadedModel, index: GalleryIndex): Promise<void> {
+  const q = await model.embedTexts(["a dog runs through the grass"]);
+  let norm = 0;
+  for (const v of q) {
+    if (!Number.isFinite(v)) throw new SmokeQueryError("smoke query: the text embedding is not finite");
+    norm += v * v;
+  }
+  if (Math.abs(Math.sqrt(norm) - 1) > 1e-3) throw new SmokeQueryError(`smoke query: the text embedding has norm ${Math.sqrt(norm).toFixed(4)}, not 1`);
+  if (index.data.dim !== model.dim) throw new SmokeQueryError(`smoke query: index has ${index.data.dim}-d embeddings, the model ${model.dim}-d`);
+  const hits = index.searchImages(q, 5);
+  if (hits.length !== Math.min(5, index.images)) throw new SmokeQueryError(`smoke query: ${hits.length} hits from ${index.images} images`);
+  for (const h of hits) if (!(h.score >= -1.001 && h.score <= 1.001)) throw new SmokeQueryError(`smoke query: score ${h.score} outside [-1, 1]`);
+}
+
+/** The index of no gallery (no dataset published yet): searches answer no hits. */
+function emptyIndex(model: LoadedModel): GalleryIndex {
+  return new GalleryIndex({
+    modelVersion: model.version,
+    dataset: "",
+    datasetVersion: "",
+    dim: model.dim,
+    builtAt: new Date(),
+    imageIds: [],
+    imageSplits: new Uint8Array(0),
+    imageCaptions: [],
+    imageEmb: new Float32Array(0),
+    captionEmb: new Float32Array(0),
+  });
+}
