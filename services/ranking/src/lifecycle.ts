@@ -2,8 +2,9 @@
  * Model lifecycle: serve the version the registry's `production` alias names, over the
  * gallery of the configured dataset's latest version.
  *
- * The manager polls the alias and the datasets' latest pointers (PromoteModel pokes it), keeps
- * the model status (state, loading version, last error) and health, and composes:
+ * The manager composes three parts and keeps the model status (state, loading version, last
+ * error) and health in step with them:
+ *   - lifecycle/watcher.ts   polls the alias and the datasets' latest pointers (PromoteModel pokes it);
  *   - lifecycle/loader.ts    prepares a new (model, index) pair in the background — download,
  *                            checksums and version id, sessions, golden vectors, index loaded or
  *                            built, a smoke query — or refuses the version;
@@ -20,12 +21,11 @@ import type { Logger } from "@glimpse/logging";
 import type { ObjectStore } from "@glimpse/objectstore";
 import { ServingStatus, type HealthRegistry } from "@glimpse/rpc";
 import type { GalleryIndex, IndexKindSetting } from "./index/gallery.js";
-import { findDataset, latestGallery, latestOf, type GalleryRef } from "./lifecycle/datasets.js";
+import { findDataset, latestGallery, type GalleryRef } from "./lifecycle/datasets.js";
 import { isRefusal, ModelLoader } from "./lifecycle/loader.js";
 import { SnapshotSlot, type Snapshot } from "./lifecycle/snapshot.js";
-import { readAlias } from "./registry.js";
+import { RegistryWatcher, type RegistryView } from "./lifecycle/watcher.js";
 import type { LoadedModel, ModelOptions } from "./model/model.js";
-import { DEMO_DATASET, seedDemo } from "./seed.js";
 
 const State = ranking.ModelState;
 
@@ -61,33 +61,27 @@ export interface Status {
 export class ModelManager {
   private readonly slot: SnapshotSlot;
   private readonly loader: ModelLoader;
+  private readonly watcher: RegistryWatcher;
   private state: ranking.ModelState = State.NO_MODEL;
   private loadingVersion = "";
   private lastError = "";
   private productionVersion = "";
   private readyWaiters: (() => void)[] = [];
-  private seeded = false;
-  private timer: NodeJS.Timeout | undefined;
-  private ticking: Promise<void> | undefined;
-  private again = false;
-  private closed = false;
-  private storeDown = false;
 
   constructor(readonly opts: LifecycleOptions) {
     this.slot = new SnapshotSlot(opts.logger);
     this.loader = new ModelLoader(opts);
+    this.watcher = new RegistryWatcher(opts, (view) => this.follow(view));
   }
 
   /** True after a registry check failed to reach the object store, until one succeeds again. */
   get registryUnreachable(): boolean {
-    return this.storeDown;
+    return this.watcher.unreachable;
   }
 
   /** Starts polling; the first check runs at once (the promise: when it is done). */
   start(): Promise<void> {
-    this.timer = setInterval(() => void this.poke(), this.opts.pollMs);
-    this.timer.unref();
-    return this.poke();
+    return this.watcher.start();
   }
 
   /** Health to keep in step with the state (the server's registry exists after listening). */
@@ -110,22 +104,7 @@ export class ModelManager {
 
   /** Checks the alias and the dataset now (PromoteModel calls this). Resolves when done. */
   poke(): Promise<void> {
-    if (this.closed) return Promise.resolve();
-    if (this.ticking) {
-      this.again = true;
-      return this.ticking;
-    }
-    this.ticking = (async () => {
-      try {
-        do {
-          this.again = false;
-          await this.tick();
-        } while (this.again && !this.closed);
-      } finally {
-        this.ticking = undefined;
-      }
-    })();
-    return this.ticking;
+    return this.watcher.poke();
   }
 
   /** The serving snapshot, leased: call release() when the request is done. */
@@ -171,9 +150,7 @@ export class ModelManager {
   }
 
   async close(): Promise<void> {
-    this.closed = true;
-    if (this.timer) clearInterval(this.timer);
-    await this.ticking?.catch(() => {});
+    await this.watcher.close();
     this.slot.clear();
   }
 
@@ -192,44 +169,28 @@ export class ModelManager {
     return latestGallery(this.opts.store, this.opts.dataset);
   }
 
-  // ---- the check ---------------------------------------------------------------------------
+  // ---- following the registry --------------------------------------------------------------
 
-  private async tick(): Promise<void> {
-    const { store, logger } = this.opts;
-    try {
-      if (!this.seeded && this.opts.demoDir) {
-        const r = await seedDemo(store, this.opts.demoDir, logger);
-        this.seeded = true;
-        logger.debug({ seed: r }, "demo pack checked");
-      }
-      const production = await readAlias(store);
-      const alias = this.opts.pinnedVersion || production;
-      const gallery = await latestGallery(store, this.opts.dataset);
-      const demo = (await latestOf(store, DEMO_DATASET)) ?? gallery;
-      if (this.storeDown) logger.info("object store reachable again");
-      this.storeDown = false;
-      this.productionVersion = production ?? "";
-      if (!alias) {
-        if (!this.slot.current) this.setState(State.NO_MODEL);
-        return;
-      }
-      const cur = this.slot.current;
-      if (cur && cur.model.version === alias) {
-        // Same model; a newly published dataset version gets a new index.
-        if (gallery && (cur.gallery.data.dataset !== gallery.dataset || cur.gallery.data.datasetVersion !== gallery.version)) {
-          await this.swapGallery(cur, gallery, demo);
-        }
-        // Production names the serving version again: an older refusal no longer applies.
-        this.lastError = "";
-        return;
-      }
-      if (await this.loader.refusedAsIs(alias)) return;
-      await this.load(alias, gallery, demo);
-    } catch (err) {
-      const msg = (err as Error).message;
-      if (!this.storeDown) logger.warn({ err: msg }, "registry check failed; the loaded model keeps serving");
-      this.storeDown = true;
+  /** Acts on one registry view; a store error thrown here marks the registry unreachable. */
+  private async follow({ production, gallery, demo }: RegistryView): Promise<void> {
+    this.productionVersion = production ?? "";
+    const version = this.opts.pinnedVersion || production;
+    if (!version) {
+      if (!this.slot.current) this.setState(State.NO_MODEL);
+      return;
     }
+    const cur = this.slot.current;
+    if (cur && cur.model.version === version) {
+      // Same model; a newly published dataset version gets a new index.
+      if (gallery && (cur.gallery.data.dataset !== gallery.dataset || cur.gallery.data.datasetVersion !== gallery.version)) {
+        await this.swapGallery(cur, gallery, demo);
+      }
+      // Production names the serving version again: an older refusal no longer applies.
+      this.lastError = "";
+      return;
+    }
+    if (await this.loader.refusedAsIs(version)) return;
+    await this.load(version, gallery, demo);
   }
 
   private async load(version: string, gallery: GalleryRef | undefined, demo: GalleryRef | undefined): Promise<void> {
