@@ -51,11 +51,6 @@ export function errorWithReason(code: Code, reason: string, message: string, met
   ]);
 }
 
-/** What an RPC owned by a later piece of work answers until it is built. */
-export function unimplemented(rpc: string, owner: string): ConnectError {
-  return errorWithReason(Code.Unimplemented, "NOT_BUILT_YET", `${rpc} is not implemented yet (${owner})`, { rpc });
-}
-
 const KNOWN_DETAILS = [BadRequestSchema, ErrorInfoSchema, ResourceInfoSchema];
 
 /**

@@ -2,7 +2,7 @@ import { setMaxListeners } from "node:events";
 import type { DescService } from "@bufbuild/protobuf";
 import { createClient, createRouterTransport, type ConnectRouter, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { unimplemented, type ServiceName } from "@glimpse/api";
+import type { ServiceName } from "@glimpse/api";
 import type { Logger } from "@glimpse/logging";
 import type { Server } from "node:http";
 import type { ApiKeys } from "./auth.js";
@@ -15,14 +15,13 @@ import { handleRest, restRoute, sendJson, type RestBackend } from "./rest.js";
 
 export interface ServiceBinding {
   service: DescService;
-  /** Methods left out answer UNIMPLEMENTED, naming `owner` (the work that will build them). */
+  /** Methods left out answer UNIMPLEMENTED (connect-es does that). */
   impl: Partial<ServiceImpl<DescService>>;
-  owner?: string;
 }
 
 /** A typed binding: the implementation is checked against the service's methods. */
-export function bind<S extends DescService>(service: S, impl: Partial<ServiceImpl<S>>, owner?: string): ServiceBinding {
-  return { service, impl: impl as Partial<ServiceImpl<DescService>>, ...(owner === undefined ? {} : { owner }) };
+export function bind<S extends DescService>(service: S, impl: Partial<ServiceImpl<S>>): ServiceBinding {
+  return { service, impl: impl as Partial<ServiceImpl<DescService>> };
 }
 
 export interface GrpcServerOptions {
@@ -59,28 +58,10 @@ export interface RunningServer {
   close(graceMs?: number): Promise<void>;
 }
 
-/** Fills every method the implementation lacks with an UNIMPLEMENTED answer. */
-export function completeImpl(binding: ServiceBinding): ServiceImpl<DescService> {
-  const impl: Record<string, unknown> = { ...binding.impl };
-  for (const m of binding.service.methods) {
-    if (impl[m.localName]) continue;
-    const err = () => unimplemented(`${binding.service.typeName}/${m.name}`, binding.owner ?? "not built yet");
-    impl[m.localName] =
-      m.methodKind === "unary" || m.methodKind === "client_streaming"
-        ? () => {
-            throw err();
-          }
-        : async function* () {
-            throw err();
-          };
-  }
-  return impl as ServiceImpl<DescService>;
-}
-
 /** Routes shared by every Glimpse gRPC server: its services, health and reflection. */
 export function routesFor(bindings: ServiceBinding[], health: HealthRegistry): (router: ConnectRouter) => void {
   return (router) => {
-    for (const b of bindings) router.service(b.service, completeImpl(b));
+    for (const b of bindings) router.service(b.service, b.impl);
     health.register(router);
     registerReflection(router, [...bindings.map((b) => b.service), health.service]);
   };

@@ -41,5 +41,6 @@ export function proxyBinding(backend: Backend): ServiceBinding {
       };
     }
   }
-  return { service: backend.service, impl: impl as ServiceBinding["impl"], owner: "a client- or bidi-streaming method the gateway does not relay" };
+  // client- and bidi-streaming methods are left out: the gateway does not relay them (UNIMPLEMENTED)
+  return { service: backend.service, impl: impl as ServiceBinding["impl"] };
 }

@@ -4,5 +4,5 @@ import { rankingImpl, type ServiceDeps } from "./service.js";
 
 /** The Ranking service's RPCs. */
 export function rankingBinding(deps: ServiceDeps): ServiceBinding {
-  return { service: ranking.RankingService, impl: rankingImpl(deps) as ServiceBinding["impl"], owner: "the serving issue (#5)" };
+  return { service: ranking.RankingService, impl: rankingImpl(deps) as ServiceBinding["impl"] };
 }
