@@ -7,7 +7,7 @@ import { percentile, procStat } from "./stats.js";
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
 /** CPU seconds (user + system) a process has used so far, from /proc (Linux). */
-export function cpuSeconds(pid: number | undefined): number {
+function cpuSeconds(pid: number | undefined): number {
   const parts = procStat(pid);
   return parts ? (Number(parts[11]) + Number(parts[12])) / 100 : NaN; // utime, stime in clock ticks (100/s)
 }

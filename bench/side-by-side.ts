@@ -16,7 +16,7 @@ export interface RestTarget {
 }
 
 /** One keep-alive HTTP/1.1 client for both servers; every answer is parsed as JSON. */
-export class RestClient {
+class RestClient {
   private readonly agent = new Agent({ keepAlive: true, maxSockets: 64 });
 
   post(url: string, body: Buffer | string, contentType: string): Promise<unknown> {

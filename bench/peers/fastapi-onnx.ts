@@ -39,7 +39,7 @@ export interface RunningPeer {
 }
 
 /** Creates .tools/peer-venv (uv) when it is missing or its requirements changed. */
-export function ensurePeerVenv(log: (s: string) => void): string {
+function ensurePeerVenv(log: (s: string) => void): string {
   const want = readFileSync(REQUIREMENTS, "utf8");
   const stamp = join(VENV, "requirements.txt");
   if (!existsSync(stamp) || readFileSync(stamp, "utf8") !== want) {

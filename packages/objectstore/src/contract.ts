@@ -31,7 +31,7 @@ export async function listAll(store: ObjectStore, prefix: string, startAfter?: s
 }
 
 /** Runs `fn` over `items` with at most `limit` in flight. */
-export async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<unknown>): Promise<void> {
+async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<unknown>): Promise<void> {
   let next = 0;
   await Promise.all(Array.from({ length: limit }, async () => {
     while (next < items.length) await fn(items[next++] as T);
@@ -39,7 +39,7 @@ export async function pool<T>(items: T[], limit: number, fn: (item: T) => Promis
 }
 
 /** Deterministic pseudo-random bytes, generated chunk by chunk (each chunk a fresh allocation). */
-export function generated(size: number, { chunkSize = 256 * 1024, failAt, onChunk }: { chunkSize?: number; failAt?: number; onChunk?: (produced: number) => void } = {}) {
+function generated(size: number, { chunkSize = 256 * 1024, failAt, onChunk }: { chunkSize?: number; failAt?: number; onChunk?: (produced: number) => void } = {}) {
   const hash = createHash("sha256");
   let produced = 0;
   let seed = 0x9e3779b9;

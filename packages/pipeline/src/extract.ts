@@ -33,7 +33,7 @@ export interface ExtractResult {
 }
 
 /** Ignored entries: folders and macOS resource forks. */
-export function isJunkEntry(name: string): boolean {
+function isJunkEntry(name: string): boolean {
   return name.endsWith("/") || name.startsWith("__MACOSX/") || name.split("/").some((s) => s.startsWith("._") || s === ".DS_Store");
 }
 

@@ -29,7 +29,7 @@ export const IMAGE_FORMAT: ImageFormat = {
 
 let configured = false;
 /** sharp's operation cache only helps repeated operations on one file; we never repeat. */
-export function configureSharp(): void {
+function configureSharp(): void {
   if (configured) return;
   configured = true;
   sharp.cache(false);
@@ -96,8 +96,4 @@ export async function decodeImage(input: Buffer): Promise<{ width: number; heigh
   const meta = await img.metadata();
   const { info } = await img.raw().toBuffer({ resolveWithObject: true });
   return { width: info.width, height: info.height, channels: info.channels, format: meta.format ?? "unknown" };
-}
-
-export function sharpVersions(): Record<string, string> {
-  return { sharp: sharp.versions.sharp ?? "?", vips: sharp.versions.vips };
 }

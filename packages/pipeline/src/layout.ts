@@ -9,7 +9,6 @@
 
 export const MANIFEST_SCHEMA = "glimpse.dataset.manifest/v1";
 
-export const datasetPrefix = (dataset: string): string => `datasets/${dataset}/`;
 export const latestKey = (dataset: string): string => `datasets/${dataset}/latest.json`;
 export const versionsPrefix = (dataset: string): string => `datasets/${dataset}/versions/`;
 export const manifestKey = (dataset: string, version: string): string => `datasets/${dataset}/versions/${version}/manifest.json`;

@@ -20,7 +20,6 @@ import { QUERYBANK_FILES } from "./model/querybank.js";
 
 export const ALIAS_KEY = "models/aliases/production.json";
 export const HASHED_FILES = ["image_encoder.onnx", "text_encoder.onnx", "vocab.json", "preprocess.json", "config.json"] as const;
-export const REQUIRED_FILES = [...HASHED_FILES, "checksums.json"] as const;
 
 export const modelKey = (version: string, file: string): string => `models/${version}/${file}`;
 

@@ -79,7 +79,7 @@ function eventTime(ev: TrainerEvent): Timestamp {
   return timestampFromDate(Number.isNaN(d.getTime()) ? new Date() : d);
 }
 
-export function devToMetrics(dev: DevMetrics, split = "dev"): training.RetrievalMetrics {
+function devToMetrics(dev: DevMetrics, split = "dev"): training.RetrievalMetrics {
   return create(training.RetrievalMetricsSchema, {
     split,
     t2iR1: dev.t2i.r1,
@@ -103,7 +103,7 @@ function isDev(v: unknown): v is DevMetrics {
 }
 
 /** The gate's decision from a promotion event; undefined when the event lacks its core fields. */
-export function promotionFromEvent(ev: TrainerEvent): training.Promotion | undefined {
+function promotionFromEvent(ev: TrainerEvent): training.Promotion | undefined {
   if (typeof ev["promoted"] !== "boolean" || typeof ev["reason"] !== "string") return undefined;
   const str = (k: string) => (typeof ev[k] === "string" ? ev[k] : "");
   return create(training.PromotionSchema, {

@@ -21,7 +21,7 @@ import type { LaunchSpec } from "./executor.js";
 
 export const RUN_ID_LABEL = "glimpse.dev/run-id";
 /** Where the trainer image keeps run folders (model/Dockerfile: VOLUME /runs). */
-export const RUNS_MOUNT = "/runs";
+const RUNS_MOUNT = "/runs";
 
 export const jobName = (runId: string): string => `glimpse-train-${runId}`;
 

@@ -25,13 +25,13 @@ const State = training.TrainingState;
 type Run = training.TrainingRun;
 type WatchMessage = training.WatchTrainingResponse;
 
-export const RESTARTED_ERROR = "service restarted";
+const RESTARTED_ERROR = "service restarted";
 
-export function isTerminal(state: training.TrainingState): boolean {
+function isTerminal(state: training.TrainingState): boolean {
   return state === State.SUCCEEDED || state === State.FAILED || state === State.STOPPED;
 }
 
-export const stateName = (s: training.TrainingState): string => training.TrainingState[s] ?? String(s);
+const stateName = (s: training.TrainingState): string => training.TrainingState[s] ?? String(s);
 
 /** Resolves a dataset version ("" = latest); in the mesh this asks the Data service. */
 export type DatasetResolver = (dataset: string, version: string) => Promise<string>;

@@ -2,7 +2,7 @@
 import { getJson, type ObjectStore } from "@glimpse/objectstore";
 import { PATTERNS } from "@glimpse/api";
 
-export const modelFilesKey = (version: string, file: string): string => `models/${version}/${file}`;
+const modelFilesKey = (version: string, file: string): string => `models/${version}/${file}`;
 
 /** True once the export finished uploading the version (checksums.json is written last). */
 export async function modelRegistered(store: ObjectStore, version: string): Promise<boolean> {

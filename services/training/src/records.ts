@@ -8,7 +8,7 @@ import { fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
 import { training } from "@glimpse/api";
 import { getJson, updateJson, type ObjectStore } from "@glimpse/objectstore";
 
-export const RUNS_PREFIX = "training/runs/";
+const RUNS_PREFIX = "training/runs/";
 export const RECORD_SCHEMA = "glimpse.training.run/v1";
 
 export const runKey = (runId: string): string => `${RUNS_PREFIX}${runId}.json`;
@@ -43,11 +43,11 @@ export function newRunId(now: Date = new Date()): string {
 }
 let lastMs = 0;
 
-export function toRecord(s: StoredRun): RunRecord {
+function toRecord(s: StoredRun): RunRecord {
   return { schema: RECORD_SCHEMA, run: toJson(training.TrainingRunSchema, s.run), ...(s.local ? { local: s.local } : {}) };
 }
 
-export function fromRecord(r: RunRecord): StoredRun {
+function fromRecord(r: RunRecord): StoredRun {
   return { run: fromJson(training.TrainingRunSchema, r.run, { ignoreUnknownFields: true }), local: r.local };
 }
 

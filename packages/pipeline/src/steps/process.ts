@@ -85,7 +85,7 @@ export async function findImages(dir: string): Promise<Map<string, string>> {
 }
 
 /** The token file in the captions archive: Flickr8k.token.txt, else any *.token.txt but the lemma one. */
-export async function findTokenFile(dir: string): Promise<string> {
+async function findTokenFile(dir: string): Promise<string> {
   const files = await listFiles(dir);
   const exact = files.find((f) => basename(f) === "Flickr8k.token.txt");
   const any = exact ?? files.find((f) => f.endsWith(".token.txt") && !basename(f).toLowerCase().includes("lemma"));

@@ -41,7 +41,7 @@ export function splitInputs(ctx: Pick<StepContext, "params">): unknown {
 }
 
 /** Finds the official lists (Flickr_8k.trainImages.txt, ...) in the captions archive. */
-export async function findSplitLists(dir: string): Promise<Record<SplitName, string> | undefined> {
+async function findSplitLists(dir: string): Promise<Record<SplitName, string> | undefined> {
   const files = await listFiles(dir);
   const out: Partial<Record<SplitName, string>> = {};
   for (const s of SPLIT_NAMES) {
@@ -61,7 +61,7 @@ export function ratioSizes(n: number, train: number, dev: number): Record<SplitN
 }
 
 /** A seeded, deterministic split by image: ids ordered by sha256(split:seed:id), then cut. */
-export function ratioSplit(ids: readonly string[], train: number, dev: number, seed: number): Splits {
+function ratioSplit(ids: readonly string[], train: number, dev: number, seed: number): Splits {
   const order = ids.map((id) => ({ id, h: sha256Hex(`split:${seed}:${id}`) })).sort((a, b) => (a.h < b.h ? -1 : a.h > b.h ? 1 : 0));
   const sizes = ratioSizes(ids.length, train, dev);
   const t = order.slice(0, sizes.train).map((x) => x.id);

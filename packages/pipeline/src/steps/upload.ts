@@ -41,7 +41,7 @@ interface Upstream {
 }
 
 /** Builds the manifest document (no timestamps: identical inputs give identical bytes). */
-export function buildManifest(ctx: StepContext, up: Upstream, index: Record<string, ProcessedImage>, captionsBytes: Buffer, splitsBytes: Buffer): Manifest {
+function buildManifest(ctx: StepContext, up: Upstream, index: Record<string, ProcessedImage>, captionsBytes: Buffer, splitsBytes: Buffer): Manifest {
   const d = ctx.params.dataset;
   const sources: SourceRef[] = up.download.result.sources.map((s) => ({ url: s.url, sha256: s.sha256, bytes: s.bytes }));
   const images: Record<string, ImageRef> = {};

@@ -32,7 +32,7 @@ export interface Crd {
   schema: Obj;
 }
 
-export async function loadCrd(ajv: Ajv, dir: string, plural: string): Promise<Crd> {
+async function loadCrd(ajv: Ajv, dir: string, plural: string): Promise<Crd> {
   const doc = parse(await readFile(join(dir, `argoproj.io_${plural}.yaml`), "utf8")) as Obj;
   const version = doc["spec"]["versions"].find((v: Obj) => v["served"] && v["storage"]) as Obj;
   const schema = strictify(version["schema"]["openAPIV3Schema"]) as Obj;

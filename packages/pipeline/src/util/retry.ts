@@ -10,7 +10,7 @@ export interface RetryOptions {
 }
 
 /** Exponential backoff with full jitter: the delay before retry `n` (1-based). */
-export function backoffDelay(n: number, opts: RetryOptions = {}, random: () => number = Math.random): number {
+function backoffDelay(n: number, opts: RetryOptions = {}, random: () => number = Math.random): number {
   const base = opts.baseDelayMs ?? 500;
   const max = opts.maxDelayMs ?? 15_000;
   const ceiling = Math.min(max, base * 2 ** (n - 1));
