@@ -1,6 +1,10 @@
 """Training configuration: one dataclass holding every hyper-parameter.
 
-Precedence (lowest → highest): dataclass defaults < JSON document < CLI flags.
+The names, types, defaults and meanings come from ``config.schema.json`` beside this file (a JSON
+Schema), the one list the Training service reads too (its identical copy:
+services/training/src/trainer-config.schema.json).
+
+Precedence (lowest → highest): the schema's defaults < JSON document < CLI flags.
 
 The JSON document can be given as ``--config path.json``, as ``--config-json '{...}'``
 or through the environment (``GLIMPSE_TRAIN_CONFIG`` = a path or an inline JSON
@@ -17,7 +21,7 @@ import json
 import os
 import random
 import subprocess
-from dataclasses import dataclass, field, fields
+from dataclasses import field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -25,114 +29,37 @@ MODEL_DIR = Path(__file__).resolve().parent.parent  # .../model
 REPO_ROOT = MODEL_DIR.parent
 
 
-@dataclass
-class Config:
-    # The defaults are the recipe of the model a fresh clone serves (demo/model/config.json), so a
-    # bare run (`train` with no config, StartTraining {}) trains that; tests/test_config.py checks it.
-    # ---- run / bookkeeping -------------------------------------------------
-    run_name: str = "dev"
-    out_dir: str = str(MODEL_DIR / "runs")          # run folder = out_dir/run_name
-    cache_dir: str = str(MODEL_DIR / ".cache")      # frozen-feature cache
-    seed: int = 1234
-    device: str = "auto"                            # auto | cpu | cuda | mps
-    amp: bool = True                                # mixed precision (only on CUDA)
-    num_threads: int = 2                            # torch CPU threads
-    num_workers: int = 0                            # DataLoader workers (phase 2 / caching)
-    resume: bool = False                            # continue from run_dir/checkpoint.pt
-    progress: str = "auto"                          # auto | bar | none (human bar on stderr)
-    events_to_store: bool = True                    # mirror events.jsonl into the object store
-    events_key: str = ""                            # default: runs/<run_name>/events.jsonl
-    stop_after_epochs: int = 0                      # >0: exit after this many epochs (testing)
+#: The one list of the trainer's hyper-parameters (name, type, default, meaning), shared with the
+#: Training service (services/training/src/trainer-config.schema.json is an identical copy).
+SCHEMA_PATH = Path(__file__).with_name("config.schema.json")
+SCHEMA: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+_TYPES: dict[str, type] = {"integer": int, "number": float, "boolean": bool, "string": str}
 
-    # ---- data source ---------------------------------------------------------
-    source: str = "auto"               # auto | flickr8k-dir | store
-    flickr8k_dir: str = ""             # raw archive layout (zips or extracted folder)
-    store: str = "auto"                # auto | fs | minio   (for source=store)
-    store_dir: str = ""                # filesystem object store root (bucket = sub-folder)
-    bucket: str = "glimpse"
-    dataset: str = "flickr8k"
-    dataset_version: str = "latest"
-    train_split: str = "train"
-    dev_split: str = "dev"
-    max_train_images: int = 0          # 0 = all (debug / tests)
 
-    # ---- tokenizer -------------------------------------------------------------
-    vocab_min_count: int = 4
-    max_len: int = 40                  # tokens per caption (WordPiece ids incl. [CLS]/[SEP], or words)
+def _schema_default(name: str, spec: dict[str, Any]) -> Any:
+    """A property's default, checked against its type ({model_dir} in a string = MODEL_DIR)."""
+    typ = _TYPES[spec["type"]]
+    value = spec["default"]
+    if typ is bool:
+        ok = isinstance(value, bool)
+    elif typ is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, typ) and not isinstance(value, bool)
+    if not ok:
+        raise TypeError(f"{SCHEMA_PATH.name}: {name}'s default {value!r} is not of type {spec['type']}")
+    if typ is str:
+        return value.replace("{model_dir}", str(MODEL_DIR))
+    return typ(value)
 
-    # ---- image preprocessing / backbone --------------------------------------
-    image_size: int = 224
-    backbone: str = "efficientnet_lite0"  # mobilenet_v1_075 | efficientnet_lite0 | mobilenet_v3_small | tiny
-    backbone_weights: str = "auto"       # auto | none | <path to .pt state dict>
-    pretrained_dir: str = ""             # ../shared/pretrained (for converting v1 on the fly)
-    feature_grid: bool = True            # cache the spatial grid (C×7×7) not only pooled
-    cache_hflip: bool = True             # also cache features of the mirrored image (aug.)
-    tta_hflip: bool = True               # image embedding = mean of the image's and its mirror's
-    tta_zoom: float = 0.75               # >0: also average in the centre crop covering this share of each side, resized back
-    qb_beta: float = 15.0                # >0: query-bank normalisation in evaluate/export/serving (querybank.py; training's dev selection ranks by cosine)
-    qb_bank_size: int = 3000             # train images (and captions) in the query bank
 
-    # ---- model ---------------------------------------------------------------
-    embed_dim: int = 256
-    image_head: str = "mean"          # mean | attn  (attention pooling over the grid)
-    image_hidden: int = 0             # 0 = linear projection only (no residual MLP)
-    attn_heads: int = 4               # attention-pooling heads over the grid (image_head=attn)
-    attn_hidden: int = 256            # 0 = linear attention scores (cheapest)
-    grid_dropout: float = 0.0         # training: drop this share of grid cells before pooling
-    text_proj_hidden: int = 0         # 0 = linear projection only
-    text_encoder: str = "minilm_l6"   # bilstm (word vocabulary built from train) | minilm_l6 (pretrained all-MiniLM-L6-v2, its WordPiece tokenizer)
-    text_unfreeze: int = 2            # minilm_l6: top transformer layers trained (0 = frozen; the frozen bottom's output is cached)
-    text_lr_mult: float = 0.2         # minilm_l6: learning rate of its trained layers, relative to lr
-    word_dim: int = 128
-    text_hidden: int = 128            # per direction
-    bidirectional: bool = True
-    text_layers: int = 1
-    dropout: float = 0.1
-    word_dropout: float = 0.0         # replace tokens by <unk> during training
-    word_vectors: str = ""            # optional word vectors to init embeddings: GloVe-format text file or spaCy vectors/wheel (word_vectors.py)
-    init_from: str = ""               # warm start: a run's best.pt (same vocabulary); head + text weights are copied
-
-    # ---- loss ----------------------------------------------------------------
-    loss: str = "infonce"             # infonce | vsepp | both
-    init_temperature: float = 0.07
-    learn_temperature: bool = True
-    margin: float = 0.2               # VSE++ hinge margin
-    vsepp_weight: float = 1.0         # weight of the hinge term when loss=both
-
-    # ---- optimisation ---------------------------------------------------------
-    epochs: int = 4
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_steps: int = 150
-    min_lr_ratio: float = 0.02
-    grad_clip: float = 2.0
-    eval_every: int = 1               # epochs
-
-    # ---- phase 2 (optional fine-tuning of the top of the backbone) ------------------
-    phase2_epochs: int = 0
-    phase2_mode: str = "images"       # images: end-to-end on augmented images (GPU) | cached: cache the frozen bottom, train the top (CPU)
-    phase2_unfreeze: int = 2          # number of top backbone blocks to train
-    phase2_lr: float = 2e-4
-    phase2_warmup_steps: int = 50
-    phase2_backbone_lr_mult: float = 0.1
-    phase2_batch_size: int = 128
-
-    # ---- filled in at run time (recorded in config.json) -----------------------
-    weights_source: str = ""
-    dataset_source: str = ""
-    dataset_version_resolved: str = ""
-    git_commit: str = ""
-    loss_choice_note: str = ""
-    soup_of: str = ""                  # soup.py: the runs whose weights this model averages
-
-    # ---------------------------------------------------------------------------
+class _ConfigMethods:
     @property
     def run_dir(self) -> Path:
-        return Path(self.out_dir) / self.run_name
+        return Path(self.out_dir) / self.run_name  # type: ignore[attr-defined]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
@@ -141,16 +68,29 @@ class Config:
     def from_dict(cls, d: dict[str, Any]) -> "Config":
         cfg = cls()
         cfg.update(d)
-        return cfg
+        return cfg  # type: ignore[return-value]
 
     def update(self, d: dict[str, Any]) -> None:
         hints = get_type_hints(Config)
-        names = {f.name for f in fields(self)}
+        names = {f.name for f in fields(Config)}
         for k, v in d.items():
             k2 = k.replace("-", "_")
             if k2 not in names:
                 raise KeyError(f"unknown config key: {k}")
             setattr(self, k2, _coerce(v, hints[k2]))
+
+
+# One field per property of config.schema.json, in its order, with its type and default. The
+# defaults are the recipe of the model a fresh clone serves (demo/model/config.json), so a bare run
+# (`train` with no config, StartTraining {}) trains that; tests/test_config.py checks it.
+Config = dataclasses.make_dataclass(
+    "Config",
+    [(name, _TYPES[spec["type"]], field(default=_schema_default(name, spec)))
+     for name, spec in SCHEMA["properties"].items()],
+    bases=(_ConfigMethods,),
+)
+Config.__module__ = __name__
+Config.__doc__ = "Every hyper-parameter of a training run (config.schema.json: names, types, defaults, meanings)."
 
 
 def _coerce(v: Any, typ: Any) -> Any:
@@ -188,12 +128,14 @@ def parse_config(argv: list[str] | None = None, description: str = "") -> tuple[
     for f in fields(Config):
         typ = hints[f.name]
         flag = "--" + f.name.replace("_", "-")
+        about = SCHEMA["properties"][f.name].get("description", "").replace("%", "%%")
+        about = f"{about}; " if about else ""
         if typ is bool:
             p.add_argument(flag, dest=f.name, default=None, nargs="?", const="true",
-                           help=f"(bool) default {getattr(defaults, f.name)}")
+                           help=f"{about}(bool) default {getattr(defaults, f.name)}")
         else:
             p.add_argument(flag, dest=f.name, default=None,
-                           help=f"default {getattr(defaults, f.name)!r}")
+                           help=f"{about}default {getattr(defaults, f.name)!r}")
     args = p.parse_args(argv)
     cfg = Config()
     env_doc = os.environ.get("GLIMPSE_TRAIN_CONFIG")

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import fields
+from typing import get_type_hints
 
-from glimpse_model.config import REPO_ROOT, Config
+import pytest
+
+from glimpse_model.config import MODEL_DIR, REPO_ROOT, SCHEMA, SCHEMA_PATH, Config, _schema_default
 
 SHIPPED_CONFIG = REPO_ROOT / "demo" / "model" / "config.json"
+# The Training service's copy of config.schema.json (its image holds no model/).
+SERVICE_SCHEMA = REPO_ROOT / "services" / "training" / "src" / "trainer-config.schema.json"
 
 # Not the recipe: where and how a run executes (paths, store, device, threads, progress), what it
 # records about itself, and the seed (a draw, not a choice: the Training service's seed 0 means 42).
@@ -30,3 +35,37 @@ def test_defaults_are_the_shipped_recipe():
     drift = {k: {"default": getattr(defaults, k), "shipped": shipped[k]} for k in compared
              if getattr(defaults, k) != shipped[k]}
     assert drift == {}, f"config.py defaults differ from {SHIPPED_CONFIG.relative_to(REPO_ROOT)}: {drift}"
+
+
+def test_config_is_the_schema():
+    """config.schema.json is the one list: Config has its properties, in order, with their types and defaults."""
+    props = SCHEMA["properties"]
+    assert SCHEMA["additionalProperties"] is False
+    assert [f.name for f in fields(Config)] == list(props)
+    types = {"integer": int, "number": float, "boolean": bool, "string": str}
+    hints = get_type_hints(Config)
+    defaults = Config()
+    for name, spec in props.items():
+        assert hints[name] is types[spec["type"]], name
+        want = spec["default"]
+        if isinstance(want, str):
+            want = want.replace("{model_dir}", str(MODEL_DIR))
+        got = getattr(defaults, name)
+        assert got == want and type(got) is types[spec["type"]], (name, got, want)
+    assert defaults.out_dir == str(MODEL_DIR / "runs") and defaults.cache_dir == str(MODEL_DIR / ".cache")
+
+
+def test_a_schema_default_of_another_type_is_refused():
+    with pytest.raises(TypeError, match="seed's default 1.5 is not of type integer"):
+        _schema_default("seed", {"type": "integer", "default": 1.5})
+    with pytest.raises(TypeError, match="amp's default"):
+        _schema_default("amp", {"type": "boolean", "default": 1})
+    with pytest.raises(TypeError, match="epochs's default"):
+        _schema_default("epochs", {"type": "integer", "default": True})
+    assert type(_schema_default("lr", {"type": "number", "default": 1})) is float
+
+
+def test_the_training_service_reads_an_identical_copy():
+    assert SERVICE_SCHEMA.read_bytes() == SCHEMA_PATH.read_bytes(), (
+        "run `cp model/glimpse_model/config.schema.json services/training/src/trainer-config.schema.json`")
+

@@ -4,6 +4,8 @@ import { splitCommand } from "./command.js";
 import { DEFAULT_PROMOTION_METRIC, PROMOTION_METRICS, promotionMarginLimit, TRAINER_DEFAULTS, TRAINER_KEYS, planTraining } from "./trainer-config.js";
 
 const CONFIG_PY = new URL("../../../model/glimpse_model/config.py", import.meta.url);
+const CONFIG_SCHEMA = new URL("../../../model/glimpse_model/config.schema.json", import.meta.url);
+const SCHEMA_COPY = new URL("./trainer-config.schema.json", import.meta.url);
 const PROMOTION_PY = new URL("../../../model/glimpse_model/promotion.py", import.meta.url);
 const PROTO = new URL("../../../proto/glimpse/training/v1/training_service.proto", import.meta.url);
 
@@ -17,20 +19,21 @@ function protoComment(proto: string, field: string): string {
   return comment.join(" ");
 }
 
-/** `name: type = default` lines of the Config dataclass in model/glimpse_model/config.py. */
-function dataclassFields(source: string): Map<string, { type: string; value: string }> {
-  const body = source.split(/^class Config\b.*$/m)[1]!.split(/^\S/m)[0]!;
-  const fields = new Map<string, { type: string; value: string }>();
-  for (const m of body.matchAll(/^ {4}(\w+): (\w+) = ([^#\n]+)/gm)) fields.set(m[1]!, { type: m[2]!, value: m[3]!.trim() });
-  return fields;
-}
-
 describe("the trainer's config keys", () => {
+  it("are the trainer's own schema: trainer-config.schema.json is an identical copy of the one config.py builds Config from", () => {
+    expect(readFileSync(SCHEMA_COPY, "utf8"), "run `cp model/glimpse_model/config.schema.json services/training/src/trainer-config.schema.json`").toBe(
+      readFileSync(CONFIG_SCHEMA, "utf8"),
+    );
+    expect(readFileSync(CONFIG_PY, "utf8")).toMatch(/^SCHEMA_PATH = Path\(__file__\)\.with_name\("config\.schema\.json"\)$/m);
+  });
+
   it("match the Config dataclass (names, types, the defaults the service reports)", () => {
-    const fields = dataclassFields(readFileSync(CONFIG_PY, "utf8"));
-    expect(fields.size).toBeGreaterThan(40);
-    expect(Object.fromEntries([...fields].map(([k, v]) => [k, v.type]))).toEqual(TRAINER_KEYS);
-    for (const [k, v] of Object.entries(TRAINER_DEFAULTS)) expect(Number(fields.get(k)!.value), k).toBe(v);
+    const schema = JSON.parse(readFileSync(CONFIG_SCHEMA, "utf8")) as { properties: Record<string, { type: string; default: unknown }> };
+    const pythonType = { integer: "int", number: "float", boolean: "bool", string: "str" } as Record<string, string>;
+    const fields = Object.entries(schema.properties);
+    expect(fields.length).toBeGreaterThan(40);
+    expect(Object.fromEntries(fields.map(([k, v]) => [k, pythonType[v.type]]))).toEqual(TRAINER_KEYS);
+    for (const [k, v] of Object.entries(TRAINER_DEFAULTS)) expect(schema.properties[k]!.default, k).toBe(v);
   });
 
   it("zero values take the trainer's defaults (seed 0 means 42)", () => {

@@ -1,102 +1,33 @@
 /**
  * The request's TrainingConfig → the trainer's Config document (model/glimpse_model/config.py).
  *
- * TRAINER_KEYS mirrors the trainer's `Config` dataclass (name → type, and the defaults the
- * service needs); trainer-config.test.ts parses config.py and fails when they drift apart.
+ * The trainer's keys, types and defaults come from its schema, model/glimpse_model/config.schema.json,
+ * which config.py builds its `Config` from: trainer-config.schema.json here is an identical copy (the
+ * service's image holds no model/), and trainer-config.test.ts fails when the two differ.
  */
 import { training, PATTERNS, Violations } from "@glimpse/api";
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
+import trainerSchema from "./trainer-config.schema.json" with { type: "json" };
 
 export type KeyType = "int" | "float" | "bool" | "str";
 
-/** Every field of glimpse_model.config.Config with its Python type. */
-export const TRAINER_KEYS: Readonly<Record<string, KeyType>> = {
-  run_name: "str",
-  out_dir: "str",
-  cache_dir: "str",
-  seed: "int",
-  device: "str",
-  amp: "bool",
-  num_threads: "int",
-  num_workers: "int",
-  resume: "bool",
-  progress: "str",
-  events_to_store: "bool",
-  events_key: "str",
-  stop_after_epochs: "int",
-  source: "str",
-  flickr8k_dir: "str",
-  store: "str",
-  store_dir: "str",
-  bucket: "str",
-  dataset: "str",
-  dataset_version: "str",
-  train_split: "str",
-  dev_split: "str",
-  max_train_images: "int",
-  vocab_min_count: "int",
-  max_len: "int",
-  image_size: "int",
-  backbone: "str",
-  backbone_weights: "str",
-  pretrained_dir: "str",
-  feature_grid: "bool",
-  cache_hflip: "bool",
-  tta_hflip: "bool",
-  tta_zoom: "float",
-  qb_beta: "float",
-  qb_bank_size: "int",
-  embed_dim: "int",
-  image_head: "str",
-  image_hidden: "int",
-  word_dim: "int",
-  text_hidden: "int",
-  bidirectional: "bool",
-  text_layers: "int",
-  text_proj_hidden: "int",
-  text_encoder: "str",
-  text_unfreeze: "int",
-  text_lr_mult: "float",
-  attn_heads: "int",
-  attn_hidden: "int",
-  grid_dropout: "float",
-  dropout: "float",
-  word_dropout: "float",
-  word_vectors: "str",
-  init_from: "str",
-  loss: "str",
-  init_temperature: "float",
-  learn_temperature: "bool",
-  margin: "float",
-  vsepp_weight: "float",
-  epochs: "int",
-  batch_size: "int",
-  lr: "float",
-  weight_decay: "float",
-  warmup_steps: "int",
-  min_lr_ratio: "float",
-  grad_clip: "float",
-  eval_every: "int",
-  phase2_epochs: "int",
-  phase2_mode: "str",
-  phase2_unfreeze: "int",
-  phase2_lr: "float",
-  phase2_warmup_steps: "int",
-  phase2_backbone_lr_mult: "float",
-  phase2_batch_size: "int",
-  weights_source: "str",
-  dataset_source: "str",
-  dataset_version_resolved: "str",
-  git_commit: "str",
-  loss_choice_note: "str",
-  soup_of: "str",
-};
+const KEY_TYPES = { integer: "int", number: "float", boolean: "bool", string: "str" } as const;
+
+/** Every field of glimpse_model.config.Config with its Python type (from the trainer's schema). */
+export const TRAINER_KEYS: Readonly<Record<string, KeyType>> = Object.fromEntries(
+  Object.entries(trainerSchema.properties).map(([key, p]) => [key, KEY_TYPES[p.type as keyof typeof KEY_TYPES]]),
+);
 
 /**
  * The trainer's defaults (the shipped model's recipe) that the service reports before the trainer
- * says otherwise and the proto documents; the sync test checks them against config.py and the proto.
+ * says otherwise and the proto documents; the test checks them against the proto.
  */
-export const TRAINER_DEFAULTS = { epochs: 4, batch_size: 128, lr: 0.001, phase2_batch_size: 128 } as const;
+export const TRAINER_DEFAULTS = {
+  epochs: trainerSchema.properties.epochs.default,
+  batch_size: trainerSchema.properties.batch_size.default,
+  lr: trainerSchema.properties.lr.default,
+  phase2_batch_size: trainerSchema.properties.phase2_batch_size.default,
+} as const;
 
 /** Phase-2 epochs when fine_tune_backbone is set and overrides name none. */
 export const DEFAULT_PHASE2_EPOCHS = 3;
