@@ -3,6 +3,7 @@ model, demo/model/config.json): a bare run and StartTraining {} train that recip
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import fields
 from typing import get_type_hints
 
@@ -13,9 +14,11 @@ from glimpse_model.config import MODEL_DIR, REPO_ROOT, SCHEMA, SCHEMA_PATH, Conf
 SHIPPED_CONFIG = REPO_ROOT / "demo" / "model" / "config.json"
 # The Training service's copy of config.schema.json (its image holds no model/).
 SERVICE_SCHEMA = REPO_ROOT / "services" / "training" / "src" / "trainer-config.schema.json"
+TRAINING_PROTO = REPO_ROOT / "proto" / "glimpse" / "training" / "v1" / "training_service.proto"
 
 # Not the recipe: where and how a run executes (paths, store, device, threads, progress), what it
-# records about itself, and the seed (a draw, not a choice: the Training service's seed 0 means 42).
+# records about itself, and the seed (a draw, not a choice; the Training service's seed 0 means
+# this default too).
 NOT_RECIPE = {
     "run_name", "out_dir", "cache_dir", "device", "amp", "num_threads", "num_workers", "resume", "progress",
     "events_to_store", "events_key", "stop_after_epochs", "source", "flickr8k_dir", "store", "store_dir",
@@ -69,3 +72,9 @@ def test_the_training_service_reads_an_identical_copy():
     assert SERVICE_SCHEMA.read_bytes() == SCHEMA_PATH.read_bytes(), (
         "run `cp model/glimpse_model/config.schema.json services/training/src/trainer-config.schema.json`")
 
+
+def test_the_proto_documents_the_default_seed():
+    """StartTraining's seed 0 is the trainer's own default (one seed on both sides)."""
+    m = re.search(r"// 0 means (\d+)\b[^\n]*\n\s*int64 seed = \d+;", TRAINING_PROTO.read_text())
+    assert m, "no '0 means N' comment above TrainingConfig.seed"
+    assert int(m.group(1)) == Config().seed == SCHEMA["properties"]["seed"]["default"]

@@ -17,7 +17,7 @@ import { buildJob, JOB_SCRIPT, jobName, jobStatus, parseJobTemplate, RUN_ID_LABE
 import { KubernetesExecutor } from "./kubernetes.js";
 import { newRunId } from "./records.js";
 import { validateK8s } from "@glimpse/kube/validate";
-import { planTraining } from "./trainer-config.js";
+import { DEFAULT_SEED, planTraining } from "./trainer-config.js";
 
 /** The Job template as the chart renders it (k8s/glimpse.yaml is `helm template` of the chart). */
 function renderedTemplate(): string {
@@ -55,7 +55,7 @@ describe("training Job", () => {
     expect(c.command).toEqual(["/bin/sh", "-c", JOB_SCRIPT, "glimpse-train"]);
     expect(c.args).toEqual(["--run-name", id, "--dataset", "flickr8k", "--dataset-version", "0123456789abcdef", "--resume", "--pretrained-dir", "/pretrained"]);
     const env = Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value ?? e.valueFrom]));
-    expect(JSON.parse(env["GLIMPSE_TRAIN_CONFIG"] as string)).toEqual({ epochs: 30, lr: 0.0005, seed: 42, warmup_steps: 100, phase2_epochs: 0 });
+    expect(JSON.parse(env["GLIMPSE_TRAIN_CONFIG"] as string)).toEqual({ epochs: 30, lr: 0.0005, seed: DEFAULT_SEED, warmup_steps: 100, phase2_epochs: 0 });
     expect(env).toMatchObject({ GLIMPSE_RUN_ID: id, GLIMPSE_DATASET: "flickr8k", GLIMPSE_DATASET_VERSION: "0123456789abcdef", GLIMPSE_EXPORT_PROMOTE: "1", GLIMPSE_PROMOTION_METRIC: "t2i_r10", GLIMPSE_PROMOTION_MARGIN: "-0.5", PYTHONUNBUFFERED: "1" });
     expect(env["MINIO_SECRET_KEY"]).toBeDefined(); // the template's secrets stay
     expect(c.envFrom).toEqual(template.spec!.template.spec!.containers[0]!.envFrom);

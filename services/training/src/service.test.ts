@@ -14,6 +14,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { TrainingManager } from "./manager.js";
 import { runKey, type RunRecord } from "./records.js";
 import { trainingBinding } from "./routes.js";
+import { DEFAULT_SEED } from "./trainer-config.js";
 import { publishTinyDataset } from "./testing/dataset.js";
 import { FakeExecutor } from "./testing/fake-executor.js";
 
@@ -155,7 +156,7 @@ describe("StartTraining validation", () => {
       promote: false,
       promotionMetric: "rsum",
       promotionMargin: 0,
-      trainerConfig: { epochs: 500, batch_size: 4096, lr: 1, backbone: "mobilenet_v3_small", device: "cuda", loss: "vsepp", seed: 42, warmup_steps: 10, dropout: 0.2, bidirectional: false, phase2_epochs: 2 },
+      trainerConfig: { epochs: 500, batch_size: 4096, lr: 1, backbone: "mobilenet_v3_small", device: "cuda", loss: "vsepp", seed: DEFAULT_SEED, warmup_steps: 10, dropout: 0.2, bidirectional: false, phase2_epochs: 2 },
     });
   });
 

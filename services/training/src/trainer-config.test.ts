@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { splitCommand } from "./command.js";
-import { DEFAULT_PROMOTION_METRIC, PROMOTION_METRICS, promotionMarginLimit, TRAINER_DEFAULTS, TRAINER_KEYS, planTraining } from "./trainer-config.js";
+import { DEFAULT_PROMOTION_METRIC, DEFAULT_SEED, PROMOTION_METRICS, promotionMarginLimit, TRAINER_DEFAULTS, TRAINER_KEYS, planTraining } from "./trainer-config.js";
 
 const CONFIG_PY = new URL("../../../model/glimpse_model/config.py", import.meta.url);
 const CONFIG_SCHEMA = new URL("../../../model/glimpse_model/config.schema.json", import.meta.url);
@@ -36,11 +36,12 @@ describe("the trainer's config keys", () => {
     for (const [k, v] of Object.entries(TRAINER_DEFAULTS)) expect(schema.properties[k]!.default, k).toBe(v);
   });
 
-  it("zero values take the trainer's defaults (seed 0 means 42)", () => {
+  it("zero values take the trainer's defaults (seed 0 means the trainer's 1234, the shipped model's)", () => {
     const plan = planTraining(undefined);
     expect(plan).toMatchObject({ dataset: "flickr8k", datasetVersion: "", epochs: 4, phase2Epochs: 0, batchSize: 128, promote: false, promotionMetric: "rsum", promotionMargin: 0 });
     // nothing else: config.py's defaults (the shipped recipe, model/tests/test_config.py) apply
-    expect(plan.trainerConfig).toEqual({ seed: 42, phase2_epochs: 0 });
+    expect(plan.trainerConfig).toEqual({ seed: 1234, phase2_epochs: 0 });
+    expect(DEFAULT_SEED).toBe(TRAINER_DEFAULTS.seed);
   });
 
   it("are the defaults the proto documents", () => {
@@ -48,6 +49,7 @@ describe("the trainer's config keys", () => {
     expect(protoComment(proto, "epochs")).toContain(`0 means ${TRAINER_DEFAULTS.epochs}.`);
     expect(protoComment(proto, "batch_size")).toContain(`0 means ${TRAINER_DEFAULTS.batch_size}.`);
     expect(protoComment(proto, "learning_rate")).toContain(`0 means ${TRAINER_DEFAULTS.lr}.`);
+    expect(protoComment(proto, "seed")).toContain(`0 means ${TRAINER_DEFAULTS.seed}`);
     const metric = protoComment(proto, "promotion_metric");
     expect(metric).toContain(`Empty means "${DEFAULT_PROMOTION_METRIC}"`);
     for (const m of PROMOTION_METRICS) expect(metric).toContain(`"${m}"`);

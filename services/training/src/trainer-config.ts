@@ -27,6 +27,7 @@ export const TRAINER_DEFAULTS = {
   batch_size: trainerSchema.properties.batch_size.default,
   lr: trainerSchema.properties.lr.default,
   phase2_batch_size: trainerSchema.properties.phase2_batch_size.default,
+  seed: trainerSchema.properties.seed.default,
 } as const;
 
 /** Phase-2 epochs when fine_tune_backbone is set and overrides name none. */
@@ -68,8 +69,8 @@ const STRING_CHOICES: Readonly<Record<string, readonly string[]>> = {
 export const IMAGE_ENCODERS = ["mobilenet_v1_075", "efficientnet_lite0", "mobilenet_v3_small"] as const;
 export const DEVICES = ["auto", "cpu", "cuda"] as const;
 export const DEFAULT_DATASET = "flickr8k";
-/** The proto says a zero seed means 42 (the trainer's own default differs). */
-export const DEFAULT_SEED = 42;
+/** A zero seed means the trainer's own default (the shipped model's seed), as the proto says. */
+export const DEFAULT_SEED = TRAINER_DEFAULTS.seed;
 
 /** The quality gate's metrics (model/glimpse_model/promotion.py METRICS); the proto's default first. */
 export const PROMOTION_METRICS = ["rsum", "t2i_r1", "t2i_r5", "t2i_r10", "i2t_r1", "i2t_r5", "i2t_r10"] as const;

@@ -78,7 +78,7 @@ export type TrainingConfig = Message<"glimpse.training.v1.TrainingConfig"> & {
   fineTuneBackbone: boolean;
 
   /**
-   * 0 means 42.
+   * 0 means 1234, the trainer's own default (the seed of the model a fresh clone serves).
    *
    * @generated from field: int64 seed = 9;
    */
