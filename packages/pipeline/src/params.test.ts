@@ -1,9 +1,17 @@
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { PipelineStep, RunState } from "../../api/src/gen/glimpse/data/v1/data_service_pb.js";
+import { parse } from "yaml";
+import { PipelineParamsSchema, PipelineStep, RunState } from "../../api/src/gen/glimpse/data/v1/data_service_pb.js";
 import { PROTO_RUN_STATE, PROTO_STEP, STEPS } from "./events.js";
 import { DEFAULT_CAPTIONS_URL, DEFAULT_IMAGES_URL, manifestParams, resolveParams } from "./params.js";
 import { PipelineInputError } from "./util/errors.js";
 import { canonicalJson } from "./util/json.js";
+
+const ROOT = new URL("../../../", import.meta.url);
+type ArgoParams = { parameters: { name: string; value?: unknown }[] };
+/** The parts of a WorkflowTemplate (spec.arguments) and a CronWorkflow (spec.workflowSpec.arguments) read here. */
+type ArgoDoc = { spec: { arguments: ArgoParams; workflowSpec: { arguments: ArgoParams } } };
+const argoDoc = (file: string): ArgoDoc => parse(readFileSync(new URL(file, ROOT), "utf8")) as ArgoDoc;
 
 describe("params", () => {
   it("fills the proto's defaults (empty and zero mean default)", () => {
@@ -50,6 +58,22 @@ describe("params", () => {
   it("maps steps and states 1:1 onto the proto enums", () => {
     for (const s of STEPS) expect(PROTO_STEP[s]).toBe(PipelineStep[s.toUpperCase() as keyof typeof PipelineStep]);
     for (const [k, v] of Object.entries(PROTO_RUN_STATE)) expect(v).toBe(RunState[k.toUpperCase() as keyof typeof RunState]);
+  });
+
+  it("are the defaults of the Argo WorkflowTemplate (and the chart's copy) and of the CronWorkflow: resolveParams is their one source", () => {
+    // Each PipelineParams field is the template parameter of its proto name in kebab case; an unset optional one is "".
+    const defaults: Record<string, unknown> = { ...resolveParams({}) };
+    const expected = Object.fromEntries(PipelineParamsSchema.fields.map((f) => [f.name.replaceAll("_", "-"), String(defaults[f.localName] ?? "")]));
+    expect(Object.keys(expected)).toHaveLength(12);
+    for (const file of ["argo/workflowtemplate.yaml", "helm/glimpse/files/workflowtemplate.yaml"]) {
+      const declared = Object.fromEntries(argoDoc(file).spec.arguments.parameters.map((p) => [p.name, String(p.value ?? "")]));
+      const defaultsThere = Object.fromEntries(Object.keys(expected).map((name) => [name, declared[name]]));
+      expect(defaultsThere, `${file}: its parameter defaults are resolveParams({}) (packages/pipeline/src/params.ts)`).toEqual(expected);
+    }
+    // The weekly rebuild passes only defaults.
+    const cron = argoDoc("argo/cronworkflow.yaml").spec.workflowSpec.arguments.parameters;
+    expect(cron.length).toBeGreaterThan(0);
+    for (const p of cron) expect(String(p.value ?? ""), `argo/cronworkflow.yaml: ${p.name}`).toBe(expected[p.name]);
   });
 
   it("canonical JSON sorts keys at every level and drops undefined", () => {
