@@ -1,5 +1,5 @@
-// The Glimpse API: generated messages and services, plus the limits and error shapes every
-// server shares.
+// The Glimpse API: generated messages and services, plus the request validation (from the
+// protos' buf.validate rules), limits and error shapes every server shares.
 export * from "./gen/glimpse/api/v1/annotations_pb.js";
 export * as data from "./gen/glimpse/data/v1/data_service_pb.js";
 export * as dataset from "./gen/glimpse/data/v1/dataset_pb.js";
@@ -10,3 +10,4 @@ export * as rpcDetails from "./gen/google/rpc/error_details_pb.js";
 export * from "./errors.js";
 export * from "./limits.js";
 export * from "./services.js";
+export * from "./validate.js";

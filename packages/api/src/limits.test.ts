@@ -1,11 +1,19 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
+import type { DescMessage } from "@bufbuild/protobuf";
+import * as data from "./gen/glimpse/data/v1/data_service_pb.js";
+import * as ranking from "./gen/glimpse/ranking/v1/ranking_service_pb.js";
+import * as training from "./gen/glimpse/training/v1/training_service_pb.js";
 import { LIMITS, PATTERNS } from "./limits.js";
+import { fieldRules } from "./validate.js";
 
 const proto = (path: string) => readFileSync(fileURLToPath(new URL(`../../../proto/glimpse/${path}`, import.meta.url)), "utf8");
 
-/** The numbers a proto comment states, as the test reads them: a drift on either side fails. */
+/**
+ * LIMITS and PATTERNS are read from the protos' buf.validate rules (limits.ts); what is not a
+ * rule (defaults, the pixel limit) is stated in the proto comments: these tests read both.
+ */
 describe("limits stated in the proto comments match the ones the servers enforce", () => {
   const rankingProto = proto("ranking/v1/ranking_service.proto");
   const dataProto = proto("data/v1/data_service.proto");
@@ -21,5 +29,70 @@ describe("limits stated in the proto comments match the ones the servers enforce
 
   it("DataService: source URL length", () => {
     expect(dataProto).toContain(`http(s):// or file:// (max ${LIMITS.urlMaxChars} chars)`);
+  });
+});
+
+describe("LIMITS and PATTERNS are the protos' rules", () => {
+  /** Each request field (nested messages included) with its rules. */
+  const fields = (() => {
+    const out: { message: DescMessage; name: string; rules: NonNullable<ReturnType<typeof fieldRules>> }[] = [];
+    const seen = new Set<string>();
+    const visit = (m: DescMessage) => {
+      if (seen.has(m.typeName) || !m.typeName.startsWith("glimpse.")) return;
+      seen.add(m.typeName);
+      for (const f of m.fields) {
+        const rules = fieldRules(f);
+        if (rules) out.push({ message: m, name: f.name, rules });
+        if (f.message) visit(f.message);
+      }
+    };
+    for (const s of [ranking.RankingService, training.TrainingService, data.DataService]) for (const m of s.methods) visit(m.input);
+    return out;
+  })();
+
+  it("every pattern is one of PATTERNS (or the source URL's), so an identifier has one shape everywhere", () => {
+    const known = new Map(Object.entries(PATTERNS).map(([k, re]) => [re.source, k]));
+    const byField: Record<string, string> = {};
+    for (const { message, name, rules } of fields) {
+      const r = rules.type.case === "repeated" ? rules.type.value.items : rules;
+      if (r?.type.case !== "string" || !r.type.value.pattern) continue;
+      const kind = known.get(r.type.value.pattern) ?? (name.endsWith("_url") ? "url" : undefined);
+      expect(kind, `${message.typeName}.${name}: ${r.type.value.pattern}`).toBeDefined();
+      byField[`${message.typeName}.${name}`] = kind!;
+    }
+    expect(byField).toMatchObject({
+      "glimpse.ranking.v1.Scope.dataset_version": "datasetVersion",
+      "glimpse.ranking.v1.SearchCaptionsRequest.image_id": "imageId",
+      "glimpse.ranking.v1.RankCandidatesRequest.candidate_image_ids": "imageId",
+      "glimpse.ranking.v1.BuildIndexRequest.model_version": "modelVersion",
+      "glimpse.data.v1.RegisterDatasetVersionRequest.version": "datasetVersion",
+      "glimpse.data.v1.PipelineParams.dataset": "dataset",
+      "glimpse.data.v1.PipelineParams.captions_sha256": "sha256",
+      "glimpse.data.v1.CancelPipelineRunRequest.run_id": "runId",
+      "glimpse.training.v1.StopTrainingRequest.run_id": "runId",
+    });
+  });
+
+  it("every top_k and page_size bound is one of LIMITS", () => {
+    for (const { message, name, rules } of fields) {
+      if (rules.type.case !== "int32" || rules.type.value.lessThan.case !== "lte") continue;
+      const max = rules.type.value.lessThan.value;
+      if (name.startsWith("top_k")) expect([LIMITS.topKMax, LIMITS.demoTopKMax], `${message.typeName}.${name}`).toContain(max);
+      else if (name === "page_size") expect([LIMITS.pageSizeMax, LIMITS.samplesPageSizeMax], `${message.typeName}.${name}`).toContain(max);
+    }
+    expect(LIMITS).toMatchObject({ queryMaxChars: 512, topKMax: 100, demoTopKMax: 50, imageMaxBytes: 10 * 1024 * 1024, batchMaxQueries: 64, candidatesMax: 1000, pageSizeMax: 100, samplesPageSizeMax: 200, urlMaxChars: 2048 });
+  });
+});
+
+describe("defaults (not rules) stated in the proto comments match the servers'", () => {
+  const rankingProto = proto("ranking/v1/ranking_service.proto");
+  const all = ["ranking/v1/ranking_service.proto", "data/v1/data_service.proto", "training/v1/training_service.proto"].map(proto).join("\n");
+
+  it("top_k, demo top_k, caption top_k and page size", () => {
+    expect(rankingProto).toContain(`// 1..${LIMITS.demoTopKMax} (0 means ${LIMITS.demoTopKDefault}).`);
+    expect(rankingProto).toContain(`// Captions to return, 1..${LIMITS.topKMax} (0 means ${LIMITS.captionsTopKDefault}).`);
+    const pageComments = [...all.matchAll(/(\/\/ 1\.\.\d+; 0 means \d+\.)\n\s*int32 page_size/g)].map((m) => m[1]);
+    expect(pageComments.length).toBeGreaterThanOrEqual(5);
+    for (const c of pageComments) expect([`// 1..${LIMITS.pageSizeMax}; 0 means ${LIMITS.pageSizeDefault}.`, `// 1..${LIMITS.samplesPageSizeMax}; 0 means ${LIMITS.pageSizeDefault}.`]).toContain(c);
   });
 });

@@ -1,38 +1,66 @@
+import { getExtension, type DescMessage } from "@bufbuild/protobuf";
+import type { FieldRules } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { invalidArgument, type FieldViolation } from "./errors.js";
+import { text_max_chars } from "./gen/glimpse/api/v1/rules_pb.js";
+import * as data from "./gen/glimpse/data/v1/data_service_pb.js";
+import * as ranking from "./gen/glimpse/ranking/v1/ranking_service_pb.js";
+import { fieldRules } from "./validate.js";
+
+type Kind = NonNullable<FieldRules["type"]["case"]>;
+type RulesOf<K extends Kind> = Extract<FieldRules["type"], { case: K }> extends { value: infer V } ? V : never;
+
+/** The buf.validate rules of one field, of the kind expected; throws when the proto lacks them. */
+function rulesOf<K extends Kind>(message: DescMessage, name: string, kind: K): RulesOf<K> {
+  const field = message.fields.find((f) => f.name === name);
+  const rules = field && fieldRules(field);
+  if (rules?.type.case !== kind) throw new Error(`${message.typeName}.${name} declares no buf.validate ${kind} rules`);
+  return rules.type.value as unknown as RulesOf<K>;
+}
+
+function int32Max(message: DescMessage, name: string): number {
+  const r = rulesOf(message, name, "int32");
+  if (r.lessThan.case !== "lte") throw new Error(`${message.typeName}.${name} declares no int32.lte`);
+  return r.lessThan.value;
+}
+
+const pattern = (message: DescMessage, name: string): RegExp => new RegExp(rulesOf(message, name, "string").pattern);
 
 /**
- * Request limits shared by servers, the gateway and the docs. The proto comments state the
- * same numbers; limits.test.ts keeps them in step.
+ * Request limits shared by servers, the gateway and the docs, read from the `buf.validate`
+ * rules in the protos (the servers enforce those rules: validate.ts). Defaults and the pixel
+ * limit are not rules: they stay here, and limits.test.ts checks them against the proto comments.
  */
 export const LIMITS = {
-  queryMaxChars: 512,
+  queryMaxChars: getExtension(rulesOf(ranking.SearchImagesRequestSchema, "query", "string"), text_max_chars),
   topKDefault: 10,
-  topKMax: 100,
+  topKMax: int32Max(ranking.SearchImagesRequestSchema, "top_k"),
   demoTopKDefault: 8,
-  demoTopKMax: 50,
+  demoTopKMax: int32Max(ranking.DemoSearchRequestSchema, "top_k"),
   captionsTopKDefault: 5,
-  imageMaxBytes: 10 * 1024 * 1024,
+  imageMaxBytes: Number(rulesOf(ranking.RankUploadedImageRequestSchema, "image", "bytes").maxLen),
+  /** Checked when decoding (not a rule: the proto comments state it). */
   imageMaxPixels: 40_000_000,
-  batchMaxQueries: 64,
-  candidatesMax: 1000,
+  batchMaxQueries: Number(rulesOf(ranking.BatchSearchImagesRequestSchema, "queries", "repeated").maxItems),
+  candidatesMax: Number(rulesOf(ranking.RankCandidatesRequestSchema, "candidate_image_ids", "repeated").maxItems),
   pageSizeDefault: 20,
-  pageSizeMax: 100,
-  samplesPageSizeMax: 200,
-  urlMaxChars: 2048,
+  pageSizeMax: int32Max(ranking.ListModelVersionsRequestSchema, "page_size"),
+  samplesPageSizeMax: int32Max(data.ListSamplesRequestSchema, "page_size"),
+  urlMaxChars: Number(rulesOf(data.PipelineParamsSchema, "images_url", "string").maxLen),
 } as const;
 
+/** Identifier shapes, from the `string.pattern` rules of the fields that carry them. */
 export const PATTERNS = {
-  dataset: /^[a-z0-9][a-z0-9-]{0,62}$/,
-  datasetVersion: /^[0-9a-f]{16}$/,
-  modelVersion: /^m-[0-9a-f]{16}$/,
-  imageId: /^[A-Za-z0-9_.-]{1,128}$/,
-  runId: /^[A-Za-z0-9_-]{1,64}$/,
-  sha256: /^[0-9a-f]{64}$/,
+  dataset: pattern(data.GetDatasetInfoRequestSchema, "dataset"),
+  datasetVersion: pattern(ranking.ScopeSchema, "dataset_version"),
+  modelVersion: pattern(ranking.PromoteModelRequestSchema, "version"),
+  imageId: pattern(data.GetImageRequestSchema, "image_id"),
+  runId: pattern(data.GetPipelineRunRequestSchema, "run_id"),
+  sha256: pattern(data.PipelineParamsSchema, "images_sha256"),
 } as const;
 
 /**
- * Collects every problem of a request before answering, so a caller fixes them all in one
- * round trip instead of one per call.
+ * Collects the problems a handler finds beyond the proto's rules (page tokens, a training
+ * configuration's overrides, …) before answering, so a caller fixes them all in one round trip.
  */
 export class Violations {
   readonly list: FieldViolation[] = [];
@@ -42,28 +70,11 @@ export class Violations {
     return this;
   }
 
-  /** A text query: trimmed, 1..queryMaxChars, with at least one letter or digit. Returns the trimmed text. */
-  query(field: string, value: string): string {
-    const text = value.trim();
-    if (text.length === 0) this.add(field, "must not be empty", "REQUIRED");
-    else if (text.length > LIMITS.queryMaxChars) this.add(field, `must be at most ${LIMITS.queryMaxChars} characters (got ${text.length})`, "TOO_LONG");
-    else if (!/[\p{L}\p{N}]/u.test(text)) this.add(field, "must contain a word", "NO_WORDS");
-    return text;
-  }
-
   /** An integer in [min, max] where 0 means the default. */
   range(field: string, value: number, def: number, min: number, max: number): number {
     if (value === 0) return def;
     if (!Number.isInteger(value) || value < min || value > max) this.add(field, `must be between ${min} and ${max} (got ${value})`, "OUT_OF_RANGE");
     return value;
-  }
-
-  topK(field: string, value: number, def: number = LIMITS.topKDefault, max: number = LIMITS.topKMax): number {
-    return this.range(field, value, def, 1, max);
-  }
-
-  pageSize(field: string, value: number, max: number = LIMITS.pageSizeMax): number {
-    return this.range(field, value, LIMITS.pageSizeDefault, 1, max);
   }
 
   /** A string matching a pattern; empty allowed when optional. */
@@ -72,12 +83,6 @@ export class Violations {
       if (!optional) this.add(field, "is required", "REQUIRED");
     } else if (!re.test(value)) this.add(field, `must be ${what}`, "BAD_FORMAT");
     return value;
-  }
-
-  /** Image bytes within the size limit (pixel limits are checked when decoding). */
-  imageBytes(field: string, value: Uint8Array): void {
-    if (value.length === 0) this.add(field, "must not be empty", "REQUIRED");
-    else if (value.length > LIMITS.imageMaxBytes) this.add(field, `must be at most ${LIMITS.imageMaxBytes} bytes (got ${value.length})`, "TOO_LARGE");
   }
 
   /** Throws INVALID_ARGUMENT with all collected violations, if any. */

@@ -1,8 +1,8 @@
 import { setMaxListeners } from "node:events";
-import type { DescService } from "@bufbuild/protobuf";
-import { createClient, createRouterTransport, type ConnectRouter, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
+import type { DescMessage, DescMethod, DescService } from "@bufbuild/protobuf";
+import { createClient, createRouterTransport, type ConnectRouter, type HandlerContext, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import type { ServiceName } from "@glimpse/api";
+import { checkRequest, type ServiceName } from "@glimpse/api";
 import type { Logger } from "@glimpse/logging";
 import type { Server } from "node:http";
 import type { ApiKeys } from "./auth.js";
@@ -17,6 +17,8 @@ export interface ServiceBinding {
   service: DescService;
   /** Methods left out answer UNIMPLEMENTED (connect-es does that). */
   impl: Partial<ServiceImpl<DescService>>;
+  /** Check each request against its proto's buf.validate rules before the method (default true; the gateway's relay leaves it to the service). */
+  validate?: boolean;
 }
 
 /** A typed binding: the implementation is checked against the service's methods. */
@@ -58,10 +60,52 @@ export interface RunningServer {
   close(graceMs?: number): Promise<void>;
 }
 
+/**
+ * Puts the proto's request rules in front of each method: a request that breaks a `buf.validate`
+ * rule is answered INVALID_ARGUMENT with google.rpc.BadRequest (@glimpse/api validate.ts) before
+ * the method runs, on every transport (after the interceptors: auth, ids, logs, metrics). Methods
+ * keep only the checks no rule can state (page tokens, image decoding, what exists).
+ */
+function checkedImpl(binding: ServiceBinding): Partial<ServiceImpl<DescService>> {
+  if (binding.validate === false) return binding.impl;
+  const impl: Record<string, Method> = {};
+  for (const m of binding.service.methods) {
+    const method = (binding.impl[m.localName] as Method | undefined)?.bind(binding.impl);
+    if (method) impl[m.localName] = checked(m, method);
+  }
+  return impl as unknown as Partial<ServiceImpl<DescService>>;
+}
+
+type Method = (input: unknown, ctx: HandlerContext) => unknown;
+
+function checked(m: DescMethod, method: Method): Method {
+  switch (m.methodKind) {
+    case "unary":
+      return (req, ctx) => {
+        checkRequest(m.input, req as never);
+        return method(req, ctx);
+      };
+    case "server_streaming":
+      return async function* (req, ctx) {
+        checkRequest(m.input, req as never);
+        yield* method(req, ctx) as AsyncIterable<unknown>;
+      };
+    default:
+      return (reqs, ctx) => method(checkedStream(m.input, reqs as AsyncIterable<unknown>), ctx);
+  }
+}
+
+async function* checkedStream(schema: DescMessage, reqs: AsyncIterable<unknown>): AsyncGenerator<unknown> {
+  for await (const req of reqs) {
+    checkRequest(schema, req as never);
+    yield req;
+  }
+}
+
 /** Routes shared by every Glimpse gRPC server: its services, health and reflection. */
 export function routesFor(bindings: ServiceBinding[], health: HealthRegistry): (router: ConnectRouter) => void {
   return (router) => {
-    for (const b of bindings) router.service(b.service, b.impl);
+    for (const b of bindings) router.service(b.service, checkedImpl(b));
     health.register(router);
     registerReflection(router, [...bindings.map((b) => b.service), health.service]);
   };

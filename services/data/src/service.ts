@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { LIMITS, PATTERNS, Violations, data, dataset as ds, notFound, permissionDenied, type FieldViolation } from "@glimpse/api";
+import { LIMITS, Violations, data, dataset as ds, notFound, permissionDenied, type FieldViolation } from "@glimpse/api";
 import { putJson, type ObjectStore } from "@glimpse/objectstore";
 import { manifestKey, moveLatest, PublishConflictError, resolveParams, SourceRefusedError, type PublishedVersion, type SourceAllowList } from "@glimpse/pipeline";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -9,35 +9,9 @@ import { pipelineInput, type PipelineRuns } from "./runs.js";
 
 const DEFAULT_DATASET = "flickr8k";
 
-function datasetAndVersion(v: Violations, req: { dataset: string; version: string }): { dataset: string; version: string } {
-  const dataset = v.pattern("dataset", req.dataset, PATTERNS.dataset, "lowercase letters, digits and '-' (max 63)") || DEFAULT_DATASET;
-  const version = v.pattern("version", req.version, PATTERNS.datasetVersion, "16 lowercase hex digits");
-  return { dataset, version };
-}
-
-function checkUrl(v: Violations, field: string, value: string): void {
-  if (!value) return;
-  if (value.length > LIMITS.urlMaxChars) v.add(field, `must be at most ${LIMITS.urlMaxChars} characters`, "TOO_LONG");
-  else if (!/^(https?|file):\/\/\S+$/.test(value)) v.add(field, "must be an http://, https:// or file:// URL", "BAD_FORMAT");
-}
-
-/** Every field of PipelineParams checked up front, so a bad run is refused, not started. */
-export function validateParams(v: Violations, p: data.PipelineParams | undefined): void {
-  if (!p) return;
-  v.pattern("params.dataset", p.dataset, PATTERNS.dataset, "lowercase letters, digits and '-' (max 63)");
-  checkUrl(v, "params.images_url", p.imagesUrl);
-  checkUrl(v, "params.captions_url", p.captionsUrl);
-  v.pattern("params.images_sha256", p.imagesSha256, PATTERNS.sha256, "64 lowercase hex digits");
-  v.pattern("params.captions_sha256", p.captionsSha256, PATTERNS.sha256, "64 lowercase hex digits");
-  if (!(p.sampleRatio === 0 || (p.sampleRatio > 0 && p.sampleRatio <= 1))) v.add("params.sample_ratio", "must be in (0, 1]", "OUT_OF_RANGE");
-  const ratios = [p.trainRatio, p.devRatio, p.testRatio];
-  if (ratios.some((r) => r < 0 || r > 1)) v.add("params.train_ratio", "each ratio must be in [0, 1]", "OUT_OF_RANGE");
-  else if (ratios.some((r) => r !== 0) && Math.abs(ratios.reduce((a, b) => a + b, 0) - 1) > 1e-6) {
-    v.add("params.train_ratio", "train_ratio + dev_ratio + test_ratio must be 1", "BAD_SUM");
-  }
-  if (p.seed < 0n) v.add("params.seed", "must not be negative", "OUT_OF_RANGE");
-  if (!(p.datasetSize in data.DatasetSize)) v.add("params.dataset_size", "unknown value", "BAD_ENUM");
-  if (!(p.splitMode in data.SplitMode)) v.add("params.split_mode", "unknown value", "BAD_ENUM");
+/** The request's dataset and version: the proto's rules checked their shape; empty names the default dataset. */
+function datasetAndVersion(req: { dataset: string; version: string }): { dataset: string; version: string } {
+  return { dataset: req.dataset || DEFAULT_DATASET, version: req.version };
 }
 
 /**
@@ -55,7 +29,7 @@ export function checkReachableFromWorkflow(v: Violations, p: data.PipelineParams
 /**
  * The sources a run would read, against the allow-list, before it starts: PERMISSION_DENIED
  * naming each refused field (an empty URL is the default source, checked like any other).
- * Call it after validateParams: the params resolve as the run will resolve them.
+ * The params have passed the proto's rules: they resolve as the run will resolve them.
  */
 export async function checkSourcesAllowed(allow: SourceAllowList, p: data.PipelineParams | undefined): Promise<void> {
   const refused: FieldViolation[] = [];
@@ -100,8 +74,8 @@ export function dataService(store: ObjectStore, catalog: DatasetCatalog, runs: P
   return {
     async listDatasetVersions(req) {
       const v = new Violations();
-      const dataset = v.pattern("dataset", req.dataset, PATTERNS.dataset, "lowercase letters, digits and '-'") || DEFAULT_DATASET;
-      const pageSize = v.pageSize("page_size", req.pageSize);
+      const dataset = req.dataset || DEFAULT_DATASET;
+      const pageSize = req.pageSize || LIMITS.pageSizeDefault;
       const offset = req.pageToken ? Number.parseInt(Buffer.from(req.pageToken, "base64url").toString("utf8"), 10) : 0;
       if (!Number.isInteger(offset) || offset < 0) v.add("page_token", "is not from a previous response", "BAD_TOKEN");
       v.throwIfAny();
@@ -113,19 +87,15 @@ export function dataService(store: ObjectStore, catalog: DatasetCatalog, runs: P
     },
 
     async getDatasetInfo(req) {
-      const v = new Violations();
-      const { dataset, version } = datasetAndVersion(v, req);
-      v.throwIfAny();
+      const { dataset, version } = datasetAndVersion(req);
       const resolved = await catalog.resolve(dataset, version);
       return create(data.GetDatasetInfoResponseSchema, { version: await catalog.describe(dataset, resolved) });
     },
 
     async listSamples(req) {
       const v = new Violations();
-      const { dataset, version } = datasetAndVersion(v, req);
-      const pageSize = v.pageSize("page_size", req.pageSize, LIMITS.samplesPageSizeMax);
-      if (!(req.split in ds.Split)) v.add("split", "unknown split", "BAD_ENUM");
-      v.throwIfAny();
+      const { dataset, version } = datasetAndVersion(req);
+      const pageSize = req.pageSize || LIMITS.pageSizeDefault;
       const resolved = await catalog.resolve(dataset, version);
       const loaded = await catalog.load(dataset, resolved);
       const ids = req.split === ds.Split.UNSPECIFIED ? loaded.ids : loaded.ids.filter((id) => loaded.splitOf.get(id) === req.split);
@@ -152,10 +122,7 @@ export function dataService(store: ObjectStore, catalog: DatasetCatalog, runs: P
     },
 
     async getImage(req) {
-      const v = new Violations();
-      const { dataset, version } = datasetAndVersion(v, req);
-      v.pattern("image_id", req.imageId, PATTERNS.imageId, "letters, digits, '_', '.', '-' (max 128)", false);
-      v.throwIfAny();
+      const { dataset, version } = datasetAndVersion(req);
       const resolved = await catalog.resolve(dataset, version);
       const loaded = await catalog.load(dataset, resolved);
       const img = await catalog.image(loaded, req.imageId);
@@ -171,7 +138,6 @@ export function dataService(store: ObjectStore, catalog: DatasetCatalog, runs: P
 
     async startPipelineRun(req) {
       const v = new Violations();
-      validateParams(v, req.params);
       if (runs.executor === "argo") checkReachableFromWorkflow(v, req.params);
       v.throwIfAny();
       await checkSourcesAllowed(allow, req.params);
@@ -179,30 +145,24 @@ export function dataService(store: ObjectStore, catalog: DatasetCatalog, runs: P
     },
 
     async getPipelineRun(req) {
-      return create(data.GetPipelineRunResponseSchema, { run: await runs.get(checkedRunId(req.runId)) });
+      return create(data.GetPipelineRunResponseSchema, { run: await runs.get(req.runId) });
     },
 
     async listPipelineRuns(req) {
-      const v = new Violations();
-      const pageSize = v.pageSize("page_size", req.pageSize);
-      v.throwIfAny();
-      const { runs: page, next } = await runs.list(pageSize, req.pageToken);
+      const { runs: page, next } = await runs.list(req.pageSize || LIMITS.pageSizeDefault, req.pageToken);
       return create(data.ListPipelineRunsResponseSchema, { runs: page, nextPageToken: next });
     },
 
     watchPipelineRun(req, ctx) {
-      return runs.watch(checkedRunId(req.runId), ctx.signal);
+      return runs.watch(req.runId, ctx.signal);
     },
 
     async cancelPipelineRun(req) {
-      return create(data.CancelPipelineRunResponseSchema, { run: await runs.cancel(checkedRunId(req.runId)) });
+      return create(data.CancelPipelineRunResponseSchema, { run: await runs.cancel(req.runId) });
     },
 
     async registerDatasetVersion(req) {
-      const v = new Violations();
-      const dataset = v.pattern("dataset", req.dataset, PATTERNS.dataset, "lowercase letters, digits and '-'") || DEFAULT_DATASET;
-      v.pattern("version", req.version, PATTERNS.datasetVersion, "16 lowercase hex digits", false);
-      v.throwIfAny();
+      const dataset = req.dataset || DEFAULT_DATASET;
       const exists = await store.stat(manifestKey(dataset, req.version));
       if (!exists) throw notFound("dataset version", `${dataset}@${req.version}`, `no manifest for ${dataset}@${req.version} in the object store`);
       await catalog.load(dataset, req.version); // checks the manifest hashes to its version
@@ -223,12 +183,4 @@ export function dataService(store: ObjectStore, catalog: DatasetCatalog, runs: P
 /** The sync hook of runs this service executes: records the version directly. */
 export function syncHook(store: ObjectStore, catalog: DatasetCatalog): (v: PublishedVersion) => Promise<void> {
   return (v) => registerVersion(store, catalog, v.dataset, v.version, v.publishedAt);
-}
-
-/** The run_id of Get/Watch/CancelPipelineRun, or INVALID_ARGUMENT naming the field. */
-function checkedRunId(runId: string): string {
-  const v = new Violations();
-  v.pattern("run_id", runId, PATTERNS.runId, "a run id", false);
-  v.throwIfAny();
-  return runId;
 }

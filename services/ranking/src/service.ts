@@ -1,8 +1,8 @@
 /**
- * The Ranking RPCs, assembled from one file per concern (service/*.ts). Every request is
- * validated with `Violations` (all problems at once, as google.rpc.BadRequest field
- * violations) before any work; every answer names the model version and dataset version that
- * produced it.
+ * The Ranking RPCs, assembled from one file per concern (service/*.ts). Every request has
+ * passed the proto's buf.validate rules before a method runs (all problems at once, as
+ * google.rpc.BadRequest field violations: @glimpse/rpc's server); every answer names the model
+ * version and dataset version that produced it.
  */
 import { buildIndexRpcs } from "./service/build-index.js";
 import { demoRpcs } from "./service/demo.js";

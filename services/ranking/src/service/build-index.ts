@@ -5,7 +5,7 @@
  */
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { errorWithReason, PATTERNS, Violations } from "@glimpse/api";
+import { errorWithReason } from "@glimpse/api";
 import { buildIndex, type BuildProgress } from "../index/build.js";
 import type { GalleryIndex, IndexKindSetting } from "../index/gallery.js";
 import { loadIndex, readIndexDocument, saveIndex } from "../index/store.js";
@@ -17,11 +17,6 @@ import { notFoundField, type RankingImpl, type ServiceDeps } from "./shared.js";
 export function buildIndexRpcs({ manager, store }: ServiceDeps): Pick<RankingImpl, "buildIndex"> {
   return {
     async *buildIndex(req, ctx) {
-      const v = new Violations();
-      v.pattern("model_version", req.modelVersion, PATTERNS.modelVersion, "m- and 16 lowercase hex digits");
-      v.pattern("dataset_version", req.datasetVersion, PATTERNS.datasetVersion, "16 lowercase hex digits");
-      if (!["", "auto", "exact", "hnsw"].includes(req.kind)) v.add("kind", `must be "auto", "exact" or "hnsw" (got ${JSON.stringify(req.kind)})`, "BAD_VALUE");
-      v.throwIfAny();
       const kind = (req.kind || "auto") as IndexKindSetting;
       const version = req.modelVersion || (await readAlias(store)) || "";
       if (!version) throw errorWithReason(Code.FailedPrecondition, "NO_MODEL", "no model_version given and no production model");

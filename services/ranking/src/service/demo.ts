@@ -1,5 +1,5 @@
 /** The search page's RPCs: its example queries, and a search over the demo gallery. */
-import { LIMITS, Violations } from "@glimpse/api";
+import { LIMITS } from "@glimpse/api";
 import { imageHits, withSnapshot, type RankingImpl, type ServiceDeps } from "./shared.js";
 
 export function demoRpcs({ manager, demoQueries }: ServiceDeps): Pick<RankingImpl, "listDemoQueries" | "demoSearch"> {
@@ -9,10 +9,8 @@ export function demoRpcs({ manager, demoQueries }: ServiceDeps): Pick<RankingImp
     },
 
     async demoSearch(req) {
-      const v = new Violations();
-      const query = v.query("query", req.query);
-      const k = v.topK("top_k", req.topK, LIMITS.demoTopKDefault, LIMITS.demoTopKMax);
-      v.throwIfAny();
+      const query = req.query.trim();
+      const k = req.topK || LIMITS.demoTopKDefault;
       return withSnapshot(manager, async (s) => {
         const index = s.demo ?? s.gallery;
         const q = await s.model.embedText(query);

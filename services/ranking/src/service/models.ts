@@ -1,7 +1,7 @@
 /** The model RPCs: what serves (info, status) and the registry (list versions, promote). */
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { errorWithReason, notFound, PATTERNS, Violations } from "@glimpse/api";
+import { errorWithReason, LIMITS, notFound, Violations } from "@glimpse/api";
 import { listVersions, modelInfo, readChecksums, writeAlias } from "../registry.js";
 import { notFoundField, withSnapshot, type RankingImpl, type ServiceDeps } from "./shared.js";
 
@@ -54,7 +54,7 @@ export function modelRpcs({ manager, store }: ServiceDeps): ModelRpcs {
 
     async listModelVersions(req) {
       const v = new Violations();
-      const size = v.pageSize("page_size", req.pageSize);
+      const size = req.pageSize || LIMITS.pageSizeDefault;
       let offset = 0;
       if (req.pageToken !== "") {
         const m = /^o(\d{1,6})$/.exec(Buffer.from(req.pageToken, "base64url").toString("utf8"));
@@ -69,9 +69,6 @@ export function modelRpcs({ manager, store }: ServiceDeps): ModelRpcs {
     },
 
     async promoteModel(req) {
-      const v = new Violations();
-      v.pattern("version", req.version, PATTERNS.modelVersion, "m- and 16 lowercase hex digits", false);
-      v.throwIfAny();
       const sums = await registryCall(() => readChecksums(store, req.version));
       if (!sums) throw notFoundField("version", "model version", req.version);
       await registryCall(() => writeAlias(store, req.version));

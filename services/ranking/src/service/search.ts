@@ -3,21 +3,18 @@
  * ranking of caller-given candidates. SearchImages is the benchmarked hot path: one lease, one
  * embedding, one top-k.
  */
-import { LIMITS, PATTERNS, Violations } from "@glimpse/api";
+import { LIMITS } from "@glimpse/api";
 import { itemBias } from "../model/querybank.js";
 import { embedUpload } from "./upload.js";
-import { captionHits, checkScope, galleryFor, imageHits, notFoundField, splitOf, withSnapshot, type RankingImpl, type ServiceDeps } from "./shared.js";
+import { captionHits, galleryFor, imageHits, notFoundField, splitOf, withSnapshot, type RankingImpl, type ServiceDeps } from "./shared.js";
 
 type SearchRpcs = Pick<RankingImpl, "searchImages" | "searchCaptions" | "batchSearchImages" | "rankCandidates">;
 
 export function searchRpcs({ manager }: ServiceDeps): SearchRpcs {
   return {
     async searchImages(req) {
-      const v = new Violations();
-      const query = v.query("query", req.query);
-      const k = v.topK("top_k", req.topK);
-      checkScope(v, req.scope);
-      v.throwIfAny();
+      const query = req.query.trim();
+      const k = req.topK || LIMITS.topKDefault;
       return withSnapshot(manager, async (s) => {
         const index = await galleryFor(manager, s, req.scope);
         const q = await s.model.embedText(query);
@@ -26,13 +23,7 @@ export function searchRpcs({ manager }: ServiceDeps): SearchRpcs {
     },
 
     async searchCaptions(req) {
-      const v = new Violations();
-      const k = v.topK("top_k", req.topK);
-      checkScope(v, req.scope);
-      if (req.image.case === "imageId") v.pattern("image_id", req.image.value, PATTERNS.imageId, "1–128 of A–Z a–z 0–9 _ . -", false);
-      else if (req.image.case === "imageBytes") v.imageBytes("image_bytes", req.image.value);
-      else v.add("image", "give image_id or image_bytes", "REQUIRED");
-      v.throwIfAny();
+      const k = req.topK || LIMITS.topKDefault;
       return withSnapshot(manager, async (s) => {
         const index = await galleryFor(manager, s, req.scope);
         let q: Float32Array;
@@ -46,13 +37,8 @@ export function searchRpcs({ manager }: ServiceDeps): SearchRpcs {
     },
 
     async batchSearchImages(req) {
-      const v = new Violations();
-      if (req.queries.length === 0) v.add("queries", "give at least one query", "REQUIRED");
-      else if (req.queries.length > LIMITS.batchMaxQueries) v.add("queries", `at most ${LIMITS.batchMaxQueries} queries (got ${req.queries.length})`, "TOO_MANY");
-      const queries = req.queries.slice(0, LIMITS.batchMaxQueries).map((q, i) => v.query(`queries[${i}]`, q));
-      const k = v.topK("top_k", req.topK);
-      checkScope(v, req.scope);
-      v.throwIfAny();
+      const queries = req.queries.map((q) => q.trim());
+      const k = req.topK || LIMITS.topKDefault;
       return withSnapshot(manager, async (s) => {
         const index = await galleryFor(manager, s, req.scope);
         const embs = await Promise.all(queries.map((q) => s.model.embedText(q)));
@@ -66,22 +52,9 @@ export function searchRpcs({ manager }: ServiceDeps): SearchRpcs {
     },
 
     async rankCandidates(req) {
-      const v = new Violations();
-      if (req.query.case === "text") v.query("text", req.query.value);
-      else if (req.query.case === "imageId") v.pattern("image_id", req.query.value, PATTERNS.imageId, "1–128 of A–Z a–z 0–9 _ . -", false);
-      else if (req.query.case === "imageBytes") v.imageBytes("image_bytes", req.query.value);
-      else v.add("query", "give text, image_id or image_bytes", "REQUIRED");
       const ids = req.candidateImageIds;
       const texts = req.candidateTexts;
-      if (ids.length > 0 && texts.length > 0) v.add("candidate_texts", "give candidate_image_ids or candidate_texts, not both", "EXCLUSIVE");
-      else if (ids.length === 0 && texts.length === 0) v.add("candidate_image_ids", "give 1..1000 candidate_image_ids or candidate_texts", "REQUIRED");
       const list = ids.length > 0 ? ids : texts;
-      const field = ids.length > 0 ? "candidate_image_ids" : "candidate_texts";
-      if (list.length > LIMITS.candidatesMax) v.add(field, `at most ${LIMITS.candidatesMax} candidates (got ${list.length})`, "TOO_MANY");
-      else if (ids.length > 0) ids.forEach((id, i) => v.pattern(`candidate_image_ids[${i}]`, id, PATTERNS.imageId, "1–128 of A–Z a–z 0–9 _ . -", false));
-      else texts.forEach((t, i) => v.query(`candidate_texts[${i}]`, t));
-      checkScope(v, req.scope);
-      v.throwIfAny();
       return withSnapshot(manager, async (s) => {
         const index = await galleryFor(manager, s, req.scope);
         const dim = s.model.dim;

@@ -5,7 +5,7 @@
  */
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { errorWithReason, notFound, PATTERNS, ranking, rpcDetails, type Violations } from "@glimpse/api";
+import { errorWithReason, notFound, ranking, rpcDetails } from "@glimpse/api";
 import type { ObjectStore } from "@glimpse/objectstore";
 import type { GalleryIndex, SplitNumber } from "../index/gallery.js";
 import type { Hit } from "../index/topk.js";
@@ -50,12 +50,6 @@ export async function galleryFor(manager: ModelManager, s: Snapshot, scope: rank
 
 export function splitOf(scope: ranking.Scope | undefined): SplitNumber {
   return (scope?.split ?? 0) as SplitNumber;
-}
-
-export function checkScope(v: Violations, scope: ranking.Scope | undefined, field = "scope"): void {
-  if (!scope) return;
-  v.pattern(`${field}.dataset_version`, scope.datasetVersion, PATTERNS.datasetVersion, "16 lowercase hex digits");
-  if (!Number.isInteger(scope.split) || scope.split < 0 || scope.split > 3) v.add(`${field}.split`, `unknown split ${scope.split}`, "OUT_OF_RANGE");
 }
 
 /** NOT_FOUND naming the resource, plus the field that named it (google.rpc.BadRequest). */

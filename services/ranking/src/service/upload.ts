@@ -1,8 +1,8 @@
 /** RankUploadedImage, and the uploaded-bytes path other RPCs share: bad images are the caller's error. */
-import { invalidArgument, LIMITS, Violations } from "@glimpse/api";
+import { invalidArgument, LIMITS } from "@glimpse/api";
 import type { LoadedModel } from "../model/model.js";
 import { ImageInputError } from "../model/preprocess.js";
-import { captionHits, checkScope, galleryFor, imageHits, splitOf, withSnapshot, type RankingImpl, type ServiceDeps } from "./shared.js";
+import { captionHits, galleryFor, imageHits, splitOf, withSnapshot, type RankingImpl, type ServiceDeps } from "./shared.js";
 
 /** Embeds uploaded bytes; an image that cannot be decoded (or is too big) is INVALID_ARGUMENT on `field`. */
 export async function embedUpload(model: LoadedModel, field: string, bytes: Uint8Array) {
@@ -21,12 +21,8 @@ function imageError(field: string, err: unknown): never {
 export function uploadRpcs({ manager }: ServiceDeps): Pick<RankingImpl, "rankUploadedImage"> {
   return {
     async rankUploadedImage(req) {
-      const v = new Violations();
-      v.imageBytes("image", req.image);
-      const kc = v.range("top_k_captions", req.topKCaptions, LIMITS.captionsTopKDefault, 1, LIMITS.topKMax);
-      const ki = v.range("top_k_images", req.topKImages, 0, 0, LIMITS.topKMax);
-      checkScope(v, req.scope);
-      v.throwIfAny();
+      const kc = req.topKCaptions || LIMITS.captionsTopKDefault;
+      const ki = req.topKImages;
       return withSnapshot(manager, async (s) => {
         const index = await galleryFor(manager, s, req.scope);
         const up = await embedUpload(s.model, "image", req.image);
