@@ -1,16 +1,19 @@
 /**
- * The earlier REST paths (the seed's Python API) mapped onto the RPCs: one table, served by the
- * gateway (through gRPC clients of the services) and by a service for its own paths (through an
- * in-process client: startGrpcServer's `rest`). Bodies and query strings become the request
- * message, the response message goes back as protobuf JSON with snake_case names, and errors as
- * Connect error JSON with google.rpc details.
+ * The earlier REST paths (the seed's Python API) mapped onto the RPCs. The route table comes from
+ * the protos: each RPC's `google.api.http` annotation gives the HTTP method, the path and how the
+ * body maps onto the request; the few shapes of the earlier API it cannot state are adapters
+ * keyed by RPC (ADAPTERS). Served by the gateway (through gRPC clients of the services) and by
+ * a service for its own paths (through an in-process client: startGrpcServer's `rest`). Bodies
+ * and query strings become the request message, the response message goes back as protobuf JSON
+ * with snake_case names, and errors as Connect error JSON with google.rpc details.
  */
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
 import { Http2ServerResponse, type Http2ServerRequest } from "node:http2";
-import { fromJson, toJson, type DescMessage, type DescMethod, type DescService, type JsonValue } from "@bufbuild/protobuf";
+import { fromJson, getOption, hasOption, toJson, type DescMessage, type DescMethod, type DescService, type JsonValue } from "@bufbuild/protobuf";
 import { Code, ConnectError, type CallOptions } from "@connectrpc/connect";
 import { codeToHttpStatus, errorToJson } from "@connectrpc/connect/protocol-connect";
-import { invalidArgument, type ServiceName } from "@glimpse/api";
+import { data, dataset, invalidArgument, ranking, SERVICES, training, type ServiceName } from "@glimpse/api";
+import { http } from "@glimpse/api/gen/google/api/annotations_pb.js";
 import { REQUEST_ID_HEADER, requestIdFrom } from "@glimpse/logging";
 import busboy from "busboy";
 import { forwardedHeaders, nodeHeader, relay } from "./forward.js";
@@ -18,45 +21,94 @@ import { forwardedHeaders, nodeHeader, relay } from "./forward.js";
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
 
+/** The request JSON built from a REST call, before it is decoded into the request message. */
+type Input = Record<string, unknown>;
+
 /** How an earlier REST path maps onto an RPC. */
 export interface RestRoute {
   method: "GET" | "POST";
   path: string;
   service: ServiceName;
   rpc: string;
-  /** Builds the request message's JSON from the query string and body (default: query merged with body). */
-  shape?: (input: Record<string, unknown>) => Record<string, unknown>;
-  /** Multipart/raw image uploads: the image goes to this bytes field. */
+  /**
+   * The annotation's body mapping: "*" (the JSON body is the request, merged over the query
+   * string), a field name (the JSON body is that field; the query string fills the others) or
+   * "" (GET: the query string only).
+   */
+  body: string;
+  /** Builds the request message's JSON in the earlier API's shapes (an adapter). */
+  shape?: (input: Input, request: DescMessage) => Input;
+  /** Multipart/raw image uploads: the image goes to this bytes field (an adapter). */
   upload?: string;
 }
 
-// Field names follow the earlier Python API (snake_case); protobuf JSON accepts them as-is.
-export const REST_ROUTES: RestRoute[] = [
-  { method: "POST", path: "/inference/text-to-image", service: "ranking", rpc: "SearchImages", shape: scoped },
-  { method: "POST", path: "/inference/image-to-text", service: "ranking", rpc: "SearchCaptions", shape: scoped, upload: "image_bytes" },
-  { method: "POST", path: "/inference/batch-ranking", service: "ranking", rpc: "BatchSearchImages", shape: scoped },
-  { method: "POST", path: "/inference/rank-candidates", service: "ranking", rpc: "RankCandidates", shape: scoped },
-  { method: "POST", path: "/inference/upload-image", service: "ranking", rpc: "RankUploadedImage", shape: scoped, upload: "image" },
-  { method: "GET", path: "/model/info", service: "ranking", rpc: "GetModelInfo" },
-  { method: "GET", path: "/model/status", service: "ranking", rpc: "GetModelStatus" },
-  { method: "GET", path: "/model/versions", service: "ranking", rpc: "ListModelVersions" },
-  { method: "POST", path: "/model/promote", service: "ranking", rpc: "PromoteModel" },
-  { method: "POST", path: "/training/start", service: "training", rpc: "StartTraining", shape: (i) => ("config" in i ? i : { config: i }) },
-  { method: "GET", path: "/training/status", service: "training", rpc: "GetTrainingStatus" },
-  { method: "GET", path: "/training/history", service: "training", rpc: "ListTrainingRuns" },
-  { method: "POST", path: "/training/stop", service: "training", rpc: "StopTraining" },
-  { method: "GET", path: "/data/info", service: "data", rpc: "GetDatasetInfo" },
-  { method: "GET", path: "/data/versions", service: "data", rpc: "ListDatasetVersions" },
-  { method: "GET", path: "/data/samples", service: "data", rpc: "ListSamples", shape: splitName },
-  { method: "POST", path: "/data/download", service: "data", rpc: "StartPipelineRun", shape: (i) => ("params" in i ? i : { params: i }) },
-  { method: "GET", path: "/data/runs", service: "data", rpc: "ListPipelineRuns" },
-  { method: "GET", path: "/data/run", service: "data", rpc: "GetPipelineRun" },
-  { method: "POST", path: "/data/cancel", service: "data", rpc: "CancelPipelineRun" },
-  // The pipeline's sync hook (Argo's sync step) POSTs the published version here.
-  { method: "POST", path: "/data/register", service: "data", rpc: "RegisterDatasetVersion", shape: (i) => ({ dataset: i["dataset"], version: i["version"], ...(i["mark_latest"] === undefined ? {} : { mark_latest: i["mark_latest"] }) }) },
-  { method: "GET", path: "/demo/queries", service: "ranking", rpc: "ListDemoQueries" },
-  { method: "GET", path: "/demo/search", service: "ranking", rpc: "DemoSearch" },
-];
+/** What google.api.http cannot say about an earlier path. */
+type RestAdapter = Pick<RestRoute, "shape" | "upload">;
+
+/** "test" → "SPLIT_TEST": the earlier API named splits in lower case (the names come from glimpse.data.v1.Split). */
+function splitName(input: Input): Input {
+  const s = input["split"];
+  if (typeof s !== "string" || s === "") return input;
+  const value = dataset.SplitSchema.values.find((v) => v.name === s || v.localName === s.toUpperCase());
+  return value ? { ...input, split: value.name } : input;
+}
+
+/** The earlier API took split/dataset_version at the top level; the RPCs nest them in `scope`. */
+function scoped(input: Input): Input {
+  const { split, dataset_version, ...rest } = splitName(input);
+  if (split === undefined && dataset_version === undefined) return rest;
+  return { ...rest, scope: { ...(split === undefined ? {} : { split }), ...(dataset_version === undefined ? {} : { dataset_version }) } };
+}
+
+/** The earlier API took the body as the field ({"epochs": 3}) and also as the whole request ({"config": {"epochs": 3}}). */
+function alsoWholeRequest(field: string): (input: Input) => Input {
+  return (input) => {
+    const body = input[field];
+    return typeof body === "object" && body !== null && !Array.isArray(body) && field in body ? { ...input, ...(body as Input) } : input;
+  };
+}
+
+/** Only the request's fields: the pipeline's sync hook posts its whole published-version record. */
+function knownFieldsOnly(input: Input, request: DescMessage): Input {
+  const names = new Set(request.fields.flatMap((f) => [f.name, f.jsonName]));
+  return Object.fromEntries(Object.entries(input).filter(([k]) => names.has(k)));
+}
+
+/** The earlier API's shapes, by RPC. */
+const ADAPTERS = new Map<DescMethod, RestAdapter>([
+  [ranking.RankingService.method.searchImages, { shape: scoped }],
+  [ranking.RankingService.method.searchCaptions, { shape: scoped, upload: "image_bytes" }],
+  [ranking.RankingService.method.batchSearchImages, { shape: scoped }],
+  [ranking.RankingService.method.rankCandidates, { shape: scoped }],
+  [ranking.RankingService.method.rankUploadedImage, { shape: scoped, upload: "image" }],
+  [training.TrainingService.method.startTraining, { shape: alsoWholeRequest("config") }],
+  [data.DataService.method.listSamples, { shape: splitName }],
+  [data.DataService.method.startPipelineRun, { shape: alsoWholeRequest("params") }],
+  [data.DataService.method.registerDatasetVersion, { shape: knownFieldsOnly }],
+]);
+
+/** The route of every RPC with a google.api.http annotation; throws on one this server cannot serve. */
+export function restRoutes(services: Readonly<Record<ServiceName, DescService>> = SERVICES): RestRoute[] {
+  const routes: RestRoute[] = [];
+  for (const [service, desc] of Object.entries(services) as [ServiceName, DescService][]) {
+    for (const m of desc.methods) {
+      if (!hasOption(m, http)) continue;
+      const rule = getOption(m, http);
+      const where = `${desc.typeName}/${m.name}: google.api.http`;
+      if (rule.pattern.case !== "get" && rule.pattern.case !== "post") throw new Error(`${where} ${rule.pattern.case ?? "(no method)"} is not served; use get or post`);
+      if (rule.pattern.value.includes("{")) throw new Error(`${where} path variables are not served: ${rule.pattern.value}`);
+      if (rule.additionalBindings.length > 0 || rule.responseBody) throw new Error(`${where} additional_bindings and response_body are not served`);
+      if (m.methodKind !== "unary") throw new Error(`${where} on a streaming method`);
+      if ((rule.pattern.case === "get") !== (rule.body === "")) throw new Error(`${where}: a GET takes no body, a POST one`);
+      if (rule.body !== "" && rule.body !== "*" && !m.input.fields.some((f) => f.name === rule.body)) throw new Error(`${where} body names no field: ${rule.body}`);
+      routes.push({ method: rule.pattern.case === "get" ? "GET" : "POST", path: rule.pattern.value, service, rpc: m.name, body: rule.body, ...ADAPTERS.get(m) });
+    }
+  }
+  return routes;
+}
+
+/** The earlier REST paths, read from the protos' google.api.http annotations when this module loads. */
+export const REST_ROUTES: readonly RestRoute[] = restRoutes();
 
 const ROUTE_BY_PATH = new Map(REST_ROUTES.map((r) => [r.path, r]));
 
@@ -65,20 +117,6 @@ export function restRoute(pathOrUrl: string, services: { has(name: ServiceName):
   const q = pathOrUrl.indexOf("?");
   const route = ROUTE_BY_PATH.get(q < 0 ? pathOrUrl : pathOrUrl.slice(0, q));
   return route && services.has(route.service) ? route : undefined;
-}
-
-/** "test" → "SPLIT_TEST": the earlier API named splits in lower case. */
-function splitName(input: Record<string, unknown>): Record<string, unknown> {
-  const s = input["split"];
-  if (typeof s === "string" && s !== "" && !s.startsWith("SPLIT_")) return { ...input, split: `SPLIT_${s.toUpperCase()}` };
-  return input;
-}
-
-/** The earlier API took split/dataset_version at the top level; the RPCs nest them in `scope`. */
-function scoped(input: Record<string, unknown>): Record<string, unknown> {
-  const { split, dataset_version, ...rest } = splitName(input);
-  if (split === undefined && dataset_version === undefined) return rest;
-  return { ...rest, scope: { ...(split === undefined ? {} : { split }), ...(dataset_version === undefined ? {} : { dataset_version }) } };
 }
 
 export class HttpError extends Error {
@@ -195,8 +233,11 @@ export async function handleRest(req: Req, res: Res, url: URL, ctx: RestContext)
     const backend = ctx.backends.get(route.service)!;
     const method = backend.service.methods.find((m) => m.name === route.rpc) as DescMethod & { methodKind: "unary" };
     let input = queryObject(url);
-    if (route.method === "POST") input = { ...input, ...(await readPostInput(req, route, ctx.maxBodyBytes)) };
-    const message = decodeRequest(method.input, route.shape ? route.shape(input) : input);
+    if (route.method === "POST") {
+      const body = await readPostInput(req, route, ctx.maxBodyBytes);
+      input = route.body === "*" ? { ...input, ...body } : { ...input, [route.body]: body };
+    }
+    const message = decodeRequest(method.input, route.shape ? route.shape(input, method.input) : input);
     const opts: CallOptions = { headers: forwardedHeaders(nodeHeader(req), requestId), timeoutMs: ctx.timeoutMs };
     const client = backend.client as unknown as Record<string, (m: unknown, o: CallOptions) => Promise<unknown>>;
     const out = await client[method.localName]!(message, opts);
@@ -208,7 +249,7 @@ export async function handleRest(req: Req, res: Res, url: URL, ctx: RestContext)
   return true;
 }
 
-async function readPostInput(req: Req, route: RestRoute, limit: number): Promise<Record<string, unknown>> {
+async function readPostInput(req: Req, route: RestRoute, limit: number): Promise<Input> {
   const type = String(req.headers["content-type"] ?? "");
   if (route.upload && type.startsWith("multipart/form-data")) {
     const { file, fields } = await readMultipart(req, limit);

@@ -1,0 +1,150 @@
+/**
+ * The REST paths come from the protos' google.api.http annotations (packages/rpc rest.ts): this
+ * walks every annotated RPC, checks the earlier API's paths are all there, and calls each one
+ * over HTTP through the gateway to see the RPC answer it (its response message, or its own error).
+ */
+import { readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { fromBinary, fromJson, getOption, hasOption, type DescMethod, type JsonValue } from "@bufbuild/protobuf";
+import { data, ranking, rpcDetails, training } from "@glimpse/api";
+import { http } from "@glimpse/api/gen/google/api/annotations_pb.js";
+import { REST_ROUTES } from "@glimpse/rpc";
+import { TEST_WRITE_KEY, testConfig } from "@glimpse/runtime/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestMesh, type TestMesh } from "./testing.js";
+
+/** The earlier API's paths (the seed's Python API): every one must keep working. */
+const EARLIER = [
+  "POST /inference/text-to-image",
+  "POST /inference/image-to-text",
+  "POST /inference/batch-ranking",
+  "POST /inference/rank-candidates",
+  "POST /inference/upload-image",
+  "GET /model/info",
+  "GET /model/status",
+  "GET /model/versions",
+  "POST /model/promote",
+  "POST /training/start",
+  "GET /training/status",
+  "GET /training/history",
+  "POST /training/stop",
+  "GET /data/info",
+  "GET /data/versions",
+  "GET /data/samples",
+  "POST /data/download",
+  "GET /data/runs",
+  "GET /data/run",
+  "POST /data/cancel",
+  "POST /data/register",
+  "GET /demo/queries",
+  "GET /demo/search",
+];
+
+const DEMO_IMAGES = new URL("../../../demo/images/", import.meta.url).pathname;
+const jpeg = () => readFileSync(join(DEMO_IMAGES, readdirSync(DEMO_IMAGES).find((f) => f.endsWith(".jpg"))!));
+
+interface Call {
+  /** Query string (GET) or JSON body (POST). */
+  input?: Record<string, unknown>;
+  /** POST a demo JPEG as the raw body (image/jpeg) instead. */
+  image?: true;
+  /** The answer expected from the RPC: 200 with its response message, or its error's code and field. */
+  status: number;
+  code?: string;
+  field?: string;
+}
+
+/** One call per annotated RPC, in the earlier API's shapes (the adapters: scope, split names, wrapped bodies, uploads). */
+const CALLS: Record<string, Call> = {
+  SearchImages: { input: { query: "a dog", top_k: 3, split: "test" }, status: 200 },
+  SearchCaptions: { image: true, status: 200 },
+  BatchSearchImages: { input: { queries: ["a dog", "a bike"], top_k: 2 }, status: 200 },
+  RankCandidates: { input: { text: "a dog", candidate_texts: ["a dog runs", "a red car"] }, status: 200 },
+  RankUploadedImage: { image: true, status: 200 },
+  GetModelInfo: { status: 200 },
+  GetModelStatus: { status: 200 },
+  ListModelVersions: { input: { page_size: "5" }, status: 200 },
+  PromoteModel: { input: { version: "m-0123456789abcdef" }, status: 404, code: "not_found", field: "version" },
+  // No dataset is published in the test mesh: the service refuses for its own reason.
+  StartTraining: { input: { epochs: 1 }, status: 400, code: "failed_precondition" },
+  GetTrainingStatus: { input: { run_id: "tr-00000000000000000-000000" }, status: 404, code: "not_found" },
+  ListTrainingRuns: { status: 200 },
+  StopTraining: { input: { run_id: "tr-00000000000000000-000000" }, status: 404, code: "not_found" },
+  GetDatasetInfo: { input: { dataset: "flickr8k" }, status: 404, code: "not_found" },
+  ListDatasetVersions: { status: 200 },
+  ListSamples: { input: { split: "test", page_size: "2" }, status: 404, code: "not_found" },
+  // body: "params": the JSON body is the PipelineParams (a bad one, so nothing is downloaded).
+  StartPipelineRun: { input: { sample_ratio: 2 }, status: 400, code: "invalid_argument", field: "params.sample_ratio" },
+  ListPipelineRuns: { status: 200 },
+  GetPipelineRun: { input: { run_id: "pr-nope" }, status: 404, code: "not_found" },
+  CancelPipelineRun: { input: { run_id: "pr-nope" }, status: 404, code: "not_found" },
+  // The sync hook posts its whole record: fields the request lacks are dropped.
+  RegisterDatasetVersion: { input: { dataset: "flickr8k", version: "0123456789abcdef", published_at: "2026-01-01T00:00:00Z" }, status: 404, code: "not_found" },
+  ListDemoQueries: { status: 200 },
+  DemoSearch: { input: { query: "a dog", top_k: "2" }, status: 200 },
+};
+
+const annotated: DescMethod[] = [ranking.RankingService, training.TrainingService, data.DataService].flatMap((s) => s.methods.filter((m) => hasOption(m, http)));
+
+describe("REST paths from google.api.http", () => {
+  let mesh: TestMesh;
+  const auth = { authorization: `Bearer ${TEST_WRITE_KEY}` };
+
+  beforeAll(async () => {
+    mesh = await startTestMesh(testConfig());
+  }, 120_000);
+
+  afterAll(async () => {
+    await mesh?.close();
+  });
+
+  it("annotates every earlier path, and the route table is built from the annotations", () => {
+    const paths = annotated.map((m) => {
+      const rule = getOption(m, http);
+      return `${rule.pattern.case!.toUpperCase()} ${rule.pattern.value}`;
+    });
+    expect(paths.sort()).toEqual([...EARLIER].sort());
+    expect(REST_ROUTES.map((r) => `${r.method} ${r.path}`).sort()).toEqual([...EARLIER].sort());
+    expect(Object.keys(CALLS).sort()).toEqual(annotated.map((m) => m.name).sort());
+  });
+
+  for (const method of annotated) {
+    const rule = getOption(method, http);
+    const verb = rule.pattern.case === "get" ? "GET" : "POST";
+    const path = rule.pattern.value as string;
+    it(`${verb} ${path} → ${method.parent.name}.${method.name}`, async () => {
+      const call = CALLS[method.name]!;
+      let res: Response;
+      if (verb === "GET") {
+        const q = new URLSearchParams((call.input ?? {}) as Record<string, string>).toString();
+        res = await fetch(`${mesh.base}${path}${q ? `?${q}` : ""}`, { headers: auth });
+      } else if (call.image) {
+        res = await fetch(`${mesh.base}${path}`, { method: "POST", headers: { ...auth, "content-type": "image/jpeg" }, body: jpeg() });
+      } else {
+        res = await fetch(`${mesh.base}${path}`, { method: "POST", headers: { ...auth, "content-type": "application/json" }, body: JSON.stringify(call.input ?? {}) });
+      }
+      const body = (await res.json()) as Record<string, unknown>;
+      expect([res.status, body["code"]], JSON.stringify(body).slice(0, 300)).toEqual([call.status, call.code]);
+      if (res.status === 200) {
+        // The RPC's response message, as protobuf JSON (no field it lacks).
+        expect(() => fromJson(method.output, body as JsonValue)).not.toThrow();
+      } else if (call.field) {
+        const detail = (body["details"] as { type: string; value: string }[]).find((d) => d.type === "google.rpc.BadRequest")!;
+        expect(fromBinary(rpcDetails.BadRequestSchema, Buffer.from(detail.value, "base64")).fieldViolations.map((v) => v.field)).toContain(call.field);
+      }
+      // The other HTTP method is refused, naming the annotated one.
+      const wrong = await fetch(`${mesh.base}${path}`, { method: verb === "GET" ? "POST" : "GET", headers: auth });
+      expect([wrong.status, wrong.headers.get("allow")]).toEqual([405, verb]);
+    });
+  }
+
+  it("the earlier wrapped bodies still work: {\"config\": …} and {\"params\": …}", async () => {
+    const post = async (path: string, body: unknown) => {
+      const res = await fetch(`${mesh.base}${path}`, { method: "POST", headers: { ...auth, "content-type": "application/json" }, body: JSON.stringify(body) });
+      return [res.status, ((await res.json()) as { code?: string }).code];
+    };
+    expect(await post("/training/start", { config: { epochs: 1 } })).toEqual([400, "failed_precondition"]);
+    expect(await post("/training/start", { config: { epochs: 9999 } })).toEqual([400, "invalid_argument"]);
+    expect(await post("/data/download", { params: { sample_ratio: 2 } })).toEqual([400, "invalid_argument"]);
+  });
+});
