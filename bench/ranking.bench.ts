@@ -24,7 +24,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
-import { health, ranking } from "@glimpse/api";
+import { dataset as ds, health, ranking } from "@glimpse/api";
 import { createObjectStore } from "@glimpse/objectstore";
 import { startPeer, type RunningPeer } from "./peers/fastapi-onnx.js";
 import { ratios, sideBySide, type SideBySide } from "./side-by-side.js";
@@ -152,7 +152,7 @@ async function recallVia(grpc: RankingClient, name: string, datasetVersion: stri
   const t0 = performance.now();
   const test = testIds.filter((id) => (caps[id] ?? []).length > 0).sort();
   const pairs = test.flatMap((id) => caps[id]!.map((c) => [id, c] as const));
-  const scope = { datasetVersion, split: 3 as ranking.Scope["split"] };
+  const scope = { datasetVersion, split: ds.Split.TEST };
   const pool = async (n: number, fn: (i: number) => Promise<void>) => {
     let next = 0;
     await Promise.all(Array.from({ length: 32 }, async () => { for (let i = next++; i < n; i = next++) await fn(i); }));

@@ -2,8 +2,10 @@
  * Progress reporting, independent of gRPC. Names map 1:1 onto the proto:
  * StepName "download" ↔ PIPELINE_STEP_DOWNLOAD, StepState "running" ↔ RUN_STATE_RUNNING,
  * and StepStatus's fields ↔ glimpse.data.v1.StepStatus (step, state, started_at,
- * finished_at, done, total, unit, message). PROTO_STEP / PROTO_RUN_STATE give the numbers.
+ * finished_at, done, total, unit, message). PROTO_STEP / PROTO_RUN_STATE give the generated
+ * enums' values (@glimpse/api).
  */
+import { data } from "@glimpse/api";
 
 export const STEPS = ["download", "extract", "process", "split", "validate", "upload", "sync"] as const;
 export type StepName = (typeof STEPS)[number];
@@ -33,25 +35,25 @@ export type PipelineEvent =
 
 export type EventSink = (event: PipelineEvent) => void;
 
-/** glimpse.data.v1.PipelineStep numbers. */
-export const PROTO_STEP: Record<StepName, number> = {
-  download: 1,
-  extract: 2,
-  process: 3,
-  split: 4,
-  validate: 5,
-  upload: 6,
-  sync: 7,
+/** glimpse.data.v1.PipelineStep of each step. */
+export const PROTO_STEP: Record<StepName, data.PipelineStep> = {
+  download: data.PipelineStep.DOWNLOAD,
+  extract: data.PipelineStep.EXTRACT,
+  process: data.PipelineStep.PROCESS,
+  split: data.PipelineStep.SPLIT,
+  validate: data.PipelineStep.VALIDATE,
+  upload: data.PipelineStep.UPLOAD,
+  sync: data.PipelineStep.SYNC,
 };
 
-/** glimpse.data.v1.RunState numbers. */
-export const PROTO_RUN_STATE: Record<StepState, number> = {
-  pending: 1,
-  running: 2,
-  succeeded: 3,
-  failed: 4,
-  cancelled: 5,
-  skipped: 6,
+/** glimpse.data.v1.RunState of each step state. */
+export const PROTO_RUN_STATE: Record<StepState, data.RunState> = {
+  pending: data.RunState.PENDING,
+  running: data.RunState.RUNNING,
+  succeeded: data.RunState.SUCCEEDED,
+  failed: data.RunState.FAILED,
+  cancelled: data.RunState.CANCELLED,
+  skipped: data.RunState.SKIPPED,
 };
 
 /**

@@ -196,7 +196,7 @@ export class PipelineRuns {
     const step = live.run.steps.find((x) => x.step === PROTO_STEP[s.step]);
     if (!step) return;
     const stateChanged = step.state !== PROTO_RUN_STATE[s.state];
-    step.state = PROTO_RUN_STATE[s.state] as data.RunState;
+    step.state = PROTO_RUN_STATE[s.state];
     step.done = BigInt(Math.round(s.done));
     step.total = BigInt(Math.round(s.total));
     step.unit = s.unit;

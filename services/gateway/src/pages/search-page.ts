@@ -4,6 +4,13 @@
  * /inference/text-to-image for the serving gallery), /inference/upload-image,
  * /demo/queries and /model/status.
  */
+import { ranking } from "@glimpse/api";
+
+/** /model/status's state as the page shows it: the generated enum's names without their prefix, in lower case ("serving"). */
+const serving = ranking.ModelStateSchema.value[ranking.ModelState.SERVING]!;
+const STATE_PREFIX = serving.name.slice(0, serving.name.length - serving.localName.length);
+const SERVING = serving.localName.toLowerCase();
+
 export const SEARCH_PAGE = /* html */ `<!doctype html>
 <html lang="en">
 <head>
@@ -192,9 +199,9 @@ export const SEARCH_PAGE = /* html */ `<!doctype html>
   async function init() {
     try {
       const st = await call("/model/status");
-      const state = String(st.state || "").replace("MODEL_STATE_", "").toLowerCase();
+      const state = String(st.state || "").replace(${JSON.stringify(STATE_PREFIX)}, "").toLowerCase();
       $("state").textContent = state || "unknown";
-      $("state").className = "pill " + (state === "serving" ? "state-ok" : "state-bad");
+      $("state").className = "pill " + (state === ${JSON.stringify(SERVING)} ? "state-ok" : "state-bad");
       setVersions(st.serving_version, st.index && st.index.dataset_version);
       if (st.last_error) $("state").title = st.last_error;
       if (st.index && st.index.dataset_version) {

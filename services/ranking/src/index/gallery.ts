@@ -8,15 +8,16 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { dataset } from "@glimpse/api";
 import usearch, { type Index as UsearchIndex } from "usearch";
 import { MicroBatcher } from "../model/batcher.js";
 import { galleryBias, type QueryBank } from "../model/querybank.js";
 import { batchTopK, searchBatchMax } from "./similarity.js";
 import { dot, exactTopK, standaloneCopy, type Hit } from "./topk.js";
 
-/** Splits as the proto numbers them (glimpse.data.v1.Split). */
-export const SPLIT = { unspecified: 0, train: 1, dev: 2, test: 3 } as const;
-export type SplitNumber = 0 | 1 | 2 | 3;
+/** Splits as the proto numbers them: the generated glimpse.data.v1.Split. */
+export const SPLIT = { unspecified: dataset.Split.UNSPECIFIED, train: dataset.Split.TRAIN, dev: dataset.Split.DEV, test: dataset.Split.TEST } as const;
+export type SplitNumber = dataset.Split;
 
 export type IndexKind = "exact" | "hnsw";
 /** What the configuration asks for: a kind, or auto (by the gallery's size). */
@@ -202,13 +203,13 @@ export class GalleryIndex {
   }
 
   /** Best images for a query, batched with concurrent searches (what the RPCs use). */
-  findImages(query: Float32Array, k: number, split: SplitNumber = 0): Promise<Hit[]> {
-    if (this.hnsw && split === 0) return Promise.resolve(this.searchHnsw(query, k));
+  findImages(query: Float32Array, k: number, split: SplitNumber = SPLIT.unspecified): Promise<Hit[]> {
+    if (this.hnsw && split === SPLIT.unspecified) return Promise.resolve(this.searchHnsw(query, k));
     return this.searches.submit({ target: "images", query, k, split });
   }
 
   /** Best captions for a query, batched with concurrent searches. */
-  findCaptions(query: Float32Array, k: number, split: SplitNumber = 0): Promise<Hit[]> {
+  findCaptions(query: Float32Array, k: number, split: SplitNumber = SPLIT.unspecified): Promise<Hit[]> {
     return this.searches.submit({ target: "captions", query, k, split });
   }
 
@@ -251,13 +252,13 @@ export class GalleryIndex {
   }
 
   /** Best images for a query embedding, optionally only of one split. */
-  searchImages(query: Float32Array, k: number, split: SplitNumber = 0): Hit[] {
-    if (this.hnsw && split === 0) return this.searchHnsw(query, k);
+  searchImages(query: Float32Array, k: number, split: SplitNumber = SPLIT.unspecified): Hit[] {
+    if (this.hnsw && split === SPLIT.unspecified) return this.searchHnsw(query, k);
     return this.cosines(this.search(this.imageView(split), query, k), "images");
   }
 
   /** Best captions for a query embedding, optionally only captions of images of one split. */
-  searchCaptions(query: Float32Array, k: number, split: SplitNumber = 0): Hit[] {
+  searchCaptions(query: Float32Array, k: number, split: SplitNumber = SPLIT.unspecified): Hit[] {
     return this.cosines(this.search(this.captionView(split), query, k), "captions");
   }
 
@@ -298,7 +299,7 @@ export class GalleryIndex {
   }
 
   private view(cache: Map<number, View>, split: SplitNumber, matrix: Float32Array, splitOf: (row: number) => number): View {
-    if (split === 0) return { rows: undefined, matrix };
+    if (split === SPLIT.unspecified) return { rows: undefined, matrix };
     let v = cache.get(split);
     if (!v) {
       const d = this.sdim;

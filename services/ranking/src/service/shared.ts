@@ -7,7 +7,7 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { errorWithReason, notFound, ranking, rpcDetails } from "@glimpse/api";
 import type { ObjectStore } from "@glimpse/objectstore";
-import type { GalleryIndex, SplitNumber } from "../index/gallery.js";
+import { SPLIT, type GalleryIndex, type SplitNumber } from "../index/gallery.js";
 import type { Hit } from "../index/topk.js";
 import type { ModelManager } from "../lifecycle.js";
 import type { Snapshot } from "../lifecycle/snapshot.js";
@@ -49,7 +49,7 @@ export async function galleryFor(manager: ModelManager, s: Snapshot, scope: rank
 }
 
 export function splitOf(scope: ranking.Scope | undefined): SplitNumber {
-  return (scope?.split ?? 0) as SplitNumber;
+  return scope?.split ?? SPLIT.unspecified;
 }
 
 /** NOT_FOUND naming the resource, plus the field that named it (google.rpc.BadRequest). */
