@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createRouterTransport, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { data, health, training } from "@glimpse/api";
+import { data, health, rpcDetails, training } from "@glimpse/api";
 import * as reflection from "@glimpse/api/gen/grpc/reflection/v1/reflection_pb.js";
 import { createLogger } from "@glimpse/logging";
 import { describe, expect, it } from "vitest";
@@ -35,6 +35,33 @@ describe("routes (in-memory transport)", () => {
       for await (const _ of client.watchPipelineRun({ runId: "x" })) void _;
     })().catch((e: unknown) => ConnectError.from(e));
     expect(stream).toMatchObject({ code: Code.Unimplemented });
+  });
+
+  it("checks each request against the proto's buf.validate rules before the method runs", async () => {
+    const calls: string[] = [];
+    const impl = {
+      listTrainingRuns: () => (calls.push("list"), create(training.ListTrainingRunsResponseSchema, {})),
+      async *watchTraining() {
+        calls.push("watch");
+      },
+    };
+    const routes = (validate?: boolean) =>
+      createRouterTransport(routesFor([{ ...bind(training.TrainingService, impl), ...(validate === undefined ? {} : { validate }) }], new HealthRegistry([])));
+    const client = createClient(training.TrainingService, routes());
+    const bad = await client.listTrainingRuns({ pageSize: 101 }).catch((e: unknown) => ConnectError.from(e));
+    expect(bad).toMatchObject({ code: Code.InvalidArgument });
+    expect((bad as ConnectError).findDetails(rpcDetails.BadRequestSchema)[0]?.fieldViolations.map((v) => [v.field, v.reason])).toEqual([["page_size", "OUT_OF_RANGE"]]);
+    const stream = await (async () => {
+      for await (const _ of client.watchTraining({ runId: "../x" })) void _;
+    })().catch((e: unknown) => ConnectError.from(e));
+    expect(stream).toMatchObject({ code: Code.InvalidArgument });
+    expect(calls).toEqual([]);
+    await client.listTrainingRuns({ pageSize: 100 });
+    for await (const _ of client.watchTraining({ runId: "tr-1" })) void _;
+    expect(calls).toEqual(["list", "watch"]);
+    // A relay (the gateway's) leaves the check to the service it relays to.
+    await createClient(training.TrainingService, routes(false)).listTrainingRuns({ pageSize: 101 });
+    expect(calls).toEqual(["list", "watch", "list"]);
   });
 
   it("enforces access levels from the proto options", async () => {
