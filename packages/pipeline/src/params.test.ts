@@ -30,6 +30,14 @@ describe("params", () => {
     });
   });
 
+  it("has the defaults the proto's comments state (PipelineParams)", () => {
+    const proto = readFileSync(new URL("proto/glimpse/data/v1/data_service.proto", ROOT), "utf8");
+    const d = resolveParams({});
+    expect(proto).toContain(`(0 means ${d.sampleRatio})`);
+    expect(proto).toContain(`(all 0 means ${d.trainRatio}/${d.devRatio}/${d.testRatio})`);
+    expect(proto).toContain(`Seed for sampling and ratio splits (0 means ${d.seed})`);
+  });
+
   it("rejects bad values, naming each", () => {
     expect(() => resolveParams({ dataset: "Bad Name", imagesUrl: "ftp://x/y.zip", sampleRatio: 1.5, trainRatio: 0.5, devRatio: 0.2, testRatio: 0.2, imagesSha256: "abc" })).toThrowError(
       PipelineInputError,

@@ -1,3 +1,4 @@
+import { PATTERNS } from "@glimpse/api";
 import { PipelineInputError } from "./util/errors.js";
 
 export type DatasetSize = "full" | "sample";
@@ -48,8 +49,9 @@ export const DEFAULTS = {
   seed: 42,
 } as const;
 
-const DATASET_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
-const SHA_RE = /^[0-9a-f]{64}$/;
+// The proto's patterns (buf.validate rules): the CLI and Argo steps check what the RPC checks.
+const DATASET_RE = PATTERNS.dataset;
+const SHA_RE = PATTERNS.sha256;
 
 /** Applies defaults and checks every field; throws PipelineInputError naming each bad one. */
 export function resolveParams(input: PipelineParamsInput = {}): PipelineParams {
