@@ -27,6 +27,15 @@ describe("helm install", () => {
     expect(out).toMatch(/TEST SUITE:\s+glimpse-test-gateway[\s\S]*Phase:\s+Succeeded/);
   });
 
+  it("runs compiled JavaScript from an image without TypeScript, test code or a TypeScript runner", () => {
+    const cmd = kubectlJson("get", "deployment", `${RELEASE}-gateway`, "-n", NS).spec.template.spec.containers[0];
+    expect([...(cmd.command ?? []), ...(cmd.args ?? [])].join(" ")).toMatch(/services\/gateway\/dist\/main\.js$/);
+    // walks /app in the running gateway container with the image's own node
+    const script = `const fs=require("fs"),p=require("path");const out=[];const walk=(d)=>{for(const e of fs.readdirSync(d,{withFileTypes:true})){const f=p.join(d,e.name);if(e.isDirectory()){if(e.name!=="node_modules")walk(f)}else if(/\\.(ts|tsx|mts)$/.test(e.name)||/\\.test\\./.test(e.name)||/\\/(src|testing)\\//.test(f))out.push(f)}};walk("/app");for(const m of ["tsx","typescript","vitest"])if(fs.existsSync("/app/node_modules/"+m))out.push("/app/node_modules/"+m);console.log(JSON.stringify(out))`;
+    const found = JSON.parse(kubectl("exec", `deployment/${RELEASE}-gateway`, "-n", NS, "--", "node", "-e", script)) as string[];
+    expect(found).toEqual([]);
+  });
+
   it("answers /demo/search and serves the search page through the gateway Service", async () => {
     const base = gatewayUrl();
     const res = await fetchJson(`${base}/demo/search?query=a%20dog%20playing%20in%20the%20snow&top_k=5`);
