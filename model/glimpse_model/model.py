@@ -414,32 +414,3 @@ class TextEncoderExport(nn.Module):
     def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.text(token_ids, lengths)
 
-
-# --------------------------------------------------------------------------------------
-# Losses
-# --------------------------------------------------------------------------------------
-def contrastive_losses(img: torch.Tensor, txt: torch.Tensor, img_ids: torch.Tensor,
-                       logit_scale: torch.Tensor, kind: str = "infonce", margin: float = 0.2,
-                       vsepp_weight: float = 1.0) -> torch.Tensor:
-    """img/txt: [B,D] normalised, row i of img is the image of caption i (images may repeat).
-
-    Entries (i,j) with i≠j but the same image are excluded from the negatives.
-    """
-    sim = img @ txt.t()                                              # B x B
-    same = img_ids.unsqueeze(0) == img_ids.unsqueeze(1)
-    eye = torch.eye(len(img_ids), dtype=torch.bool, device=sim.device)
-    excl = same & ~eye
-    total = sim.new_zeros(())
-    if kind in ("infonce", "both"):
-        scale = logit_scale.exp().clamp(max=100.0)
-        logits = (sim * scale).masked_fill(excl, float("-inf"))
-        target = torch.arange(len(img_ids), device=sim.device)
-        total = total + 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
-    if kind in ("vsepp", "both"):
-        pos = sim.diag()
-        neg = sim.masked_fill(same, float("-inf"))
-        cost_t = (margin + neg.max(dim=1).values - pos).clamp(min=0)   # image → hardest caption
-        cost_i = (margin + neg.max(dim=0).values - pos).clamp(min=0)   # caption → hardest image
-        w = vsepp_weight if kind == "both" else 1.0
-        total = total + w * (cost_t.mean() + cost_i.mean())
-    return total

@@ -45,7 +45,8 @@ from .data import Tokenizer, WordPieceTokenizer, load_dataset, pad_batch, prepro
 from .events import EventLog
 from .features import view_grids
 from .metrics import recall_metrics
-from .model import GlimpseModel, build_backbone, contrastive_losses
+from .loss import contrastive_loss
+from .model import GlimpseModel, build_backbone
 from .store import open_store
 
 # fields that may differ between a killed run and its resumption
@@ -495,8 +496,8 @@ def train(cfg: Config) -> dict:
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 ie = embed_images()
                 te = encode_train_text(cap)
-                loss = contrastive_losses(ie.float(), te.float(), im.to(device), model.logit_scale,
-                                          cfg.loss, cfg.margin, cfg.vsepp_weight)
+                loss = contrastive_loss(ie.float(), te.float(), im.to(device), model.logit_scale,
+                                         cfg.loss, cfg.margin, cfg.vsepp_weight)
             optimizer_step(loss, opt, scaler, params, cfg.grad_clip)
             sched.step()
             with torch.no_grad():
