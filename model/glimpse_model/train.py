@@ -34,6 +34,7 @@ import os
 import random
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -274,6 +275,239 @@ class Phase2Images(torch.utils.data.Dataset):
         return self.tf(Image.open(io.BytesIO(self.blobs[i])).convert("RGB"))
 
 
+# ---- what travels between the training units ------------------------------------------------
+@dataclass
+class Captions:
+    """A split's captions as training uses them: padded token ids, lengths, the image (an index
+    into the split's ids) of each, and with a pretrained text tower what its frozen bottom gives
+    each caption (``cached_text``) and the layer the trained top starts at."""
+    tids: torch.Tensor
+    lens: torch.Tensor
+    owner: np.ndarray
+    cache: torch.Tensor | None = None
+    start: int | None = None
+
+
+@dataclass
+class Optim:
+    """One phase's optimizer, LR schedule, AMP loss scaler (None without AMP) and the parameters
+    whose gradients are clipped."""
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler | None
+    params: list
+
+
+@dataclass
+class Progress:
+    """What the run accumulates epoch after epoch; the checkpoint keeps all but ``epochs_run``."""
+    history: dict = field(default_factory=lambda: {"steps": [], "evals": []})
+    best_rsum: float = -1.0
+    global_step: int = 0
+    epochs_run: int = 0  # by this process: --stop-after-epochs counts these
+
+
+@dataclass
+class RunFiles:
+    """The run folder's resumable state (RUN_STATE) and its mirror in the object store; what was
+    saved since the last successful push goes up after each epoch."""
+    dir: Path
+    store: object = None
+    prefix: str = ""
+    unpushed: set = field(default_factory=set)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.dir / "checkpoint.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.dir / "best.pt"
+
+    def save(self, name: str, obj) -> None:
+        _atomic_save(obj, self.dir / name)
+        self.unpushed.add(name)
+
+    def mirror(self) -> None:
+        if self.store is not None and push_run_state(self.store, self.prefix, self.dir, self.unpushed):
+            self.unpushed.clear()
+
+
+def phase_epochs(cfg: Config, phase: int) -> int:
+    return cfg.epochs if phase == 1 else cfg.phase2_epochs
+
+
+def optimizer_groups(named, cfg: Config, lr: float) -> list[dict]:
+    """Optimizer groups; a pretrained text tower's trained layers learn at ``text_lr_mult``·lr."""
+    named = list(named)
+    groups = param_groups([(n, p) for n, p in named if not n.startswith("text.bert.")], cfg.weight_decay, lr)
+    bert = [(n, p) for n, p in named if n.startswith("text.bert.") and p.requires_grad]
+    return groups + (param_groups(bert, cfg.weight_decay, lr * cfg.text_lr_mult) if bert else [])
+
+
+def adamw(groups: list[dict], lr: float) -> torch.optim.AdamW:
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6)
+
+
+def cosine_schedule(opt, total_steps: int, warmup: int, min_ratio: float) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda_factory(total_steps, warmup, min_ratio))
+
+
+def phase2_groups(model: GlimpseModel, cfg: Config) -> list[dict]:
+    """Unfreezes the top ``phase2_unfreeze`` backbone blocks; groups of the heads (at phase2_lr)
+    and of those blocks (at phase2_lr·phase2_backbone_lr_mult)."""
+    blocks = list(model.backbone.blocks)[-cfg.phase2_unfreeze:] if cfg.phase2_unfreeze else []
+    bb_params = [p for b in blocks for p in b.parameters()]
+    for p in bb_params:
+        p.requires_grad_(True)
+    head_named = [(n, p) for n, p in model.named_parameters() if not n.startswith("backbone.")]
+    groups = optimizer_groups(head_named, cfg, cfg.phase2_lr)
+    groups.append({"params": bb_params, "weight_decay": cfg.weight_decay,
+                   "lr": cfg.phase2_lr * cfg.phase2_backbone_lr_mult})
+    return groups
+
+
+def restore(saved: dict, optim: Optim, phase: int, n_epochs: int) -> None:
+    """Continue from a checkpoint: its optimizer, schedule and loss scaler when it stopped inside
+    this phase (n_epochs long), and always its RNG state, so the next epoch draws what it would have."""
+    if saved["phase"] == phase and saved["epoch"] < n_epochs:
+        optim.opt.load_state_dict(saved["optimizer"])
+        optim.sched.load_state_dict(saved["scheduler"])
+        if optim.scaler is not None and saved.get("scaler"):
+            optim.scaler.load_state_dict(saved["scaler"])
+    set_rng_state(saved["rng"])
+
+
+# ---- one epoch ---------------------------------------------------------------------------------
+def cached_batches(model: GlimpseModel, grids: list[torch.Tensor], owner: torch.Tensor, seed: int,
+                   phase: int, epoch: int, batch_size: int, steps: int, device):
+    """Every training caption once (``owner``: its image), with its image's cached activations
+    (``grids``: the image, then its mirror; a random one of the two): (image-embedding thunk,
+    image of each caption, caption rows).  The order depends on seed, phase and epoch only."""
+    tr_grid, tr_flip = grids[0], (grids[1] if len(grids) > 1 else None)
+    g = torch.Generator().manual_seed(seed * 1000 + (500 if phase == 2 else 0) + epoch)
+    perm = torch.randperm(len(owner), generator=g)
+    flips = torch.rand(len(owner), generator=g) < 0.5
+    for s in range(steps):
+        idx = perm[s * batch_size:(s + 1) * batch_size]
+        im = owner[idx]
+        grid = tr_grid[im]
+        if tr_flip is not None:
+            grid = torch.where(flips[idx].view(-1, 1, 1, 1), tr_flip[im], grid)
+        yield (lambda grid=grid: model.encode_grid(grid.to(device, non_blocking=True))), im, idx
+
+
+def image_batches(model: GlimpseModel, images: Phase2Images, caps_of: list[np.ndarray], seed: int, epoch: int,
+                  batch_size: int, num_workers: int, device):
+    """Every training image once, augmented, with one of its captions (``caps_of[i]``: the
+    caption rows of image i), for phase 2 on images; batches as in ``cached_batches``."""
+    n = len(caps_of)
+    g = torch.Generator().manual_seed(seed * 1000 + 500 + epoch)
+    perm = torch.randperm(n, generator=g).tolist()
+    pick = torch.randint(0, 1 << 30, (n,), generator=g).tolist()
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(images, perm), batch_size=batch_size,
+                                         shuffle=False, num_workers=num_workers, drop_last=True)
+    for s, pix in enumerate(loader):
+        im_idx = torch.tensor(perm[s * batch_size:(s + 1) * batch_size])
+        cap = torch.tensor([caps_of[i][pick[i] % len(caps_of[i])] for i in im_idx.tolist()])
+        yield (lambda pix=pix: model.encode_image(pix.to(device))), im_idx, cap
+
+
+def encode_caption_rows(model: GlimpseModel, caps: Captions, rows: torch.Tensor, device) -> torch.Tensor:
+    """Embeddings of the captions ``rows`` of ``caps``, with gradients (training)."""
+    lens = caps.lens[rows]
+    if caps.start is not None:
+        return encode_cached_text(model, caps.cache[rows], lens, caps.start, device)
+    return model.encode_text(caps.tids[rows, : int(lens.max())].to(device), lens.to(device))
+
+
+def train_one_epoch(model: GlimpseModel, batches, captions: Captions, optim: Optim, cfg: Config, device,
+                    amp: bool, events: EventLog, progress: Progress, *, phase: int, epoch: int,
+                    steps: int, batch_size: int) -> tuple[float, float]:
+    """One epoch over ``batches`` of (image-embedding thunk, image ids, caption rows): the loss,
+    the optimizer step and the progress events; returns (mean loss, seconds)."""
+    n_epochs = phase_epochs(cfg, phase)
+    model.train()
+    if phase == 2:
+        model.backbone.eval()  # frozen BatchNorm statistics; the top blocks' weights train
+    t_ep, loss_sum, t_log = time.time(), 0.0, time.time()
+    events.start_bar(steps, f"phase{phase} epoch {epoch}/{n_epochs}")
+    for s, (embed_images, im, cap) in enumerate(batches):
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            ie = embed_images()
+            te = encode_caption_rows(model, captions, cap, device)
+            loss = contrastive_loss(ie.float(), te.float(), im.to(device), model.logit_scale,
+                                    cfg.loss, cfg.margin, cfg.vsepp_weight)
+        optimizer_step(loss, optim.opt, optim.scaler, optim.params, cfg.grad_clip)
+        optim.sched.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100.0))
+        progress.global_step += 1
+        lv = float(loss)
+        loss_sum += lv
+        progress.history["steps"].append((progress.global_step, lv))
+        events.tick(1, loss=f"{lv:.3f}")
+        if time.time() - t_log > 10 or s == steps - 1:
+            el = time.time() - t_ep
+            per_step = el / (s + 1)
+            remaining = (steps - s - 1) + steps * (n_epochs - epoch)
+            events.emit("step", phase=phase, epoch=epoch, step=progress.global_step, loss=round(lv, 5),
+                        lr=optim.sched.get_last_lr()[0], temperature=round(1 / float(model.logit_scale.exp()), 5),
+                        throughput=round((s + 1) * batch_size / el, 1), eta_s=round(remaining * per_step, 1))
+            t_log = time.time()
+    events.close_bar()
+    return loss_sum / steps, time.time() - t_ep
+
+
+def evaluate(model: GlimpseModel, captions: Captions, device, grids: list[torch.Tensor] | None = None,
+             ds=None, ids: list[str] | None = None, spec: dict | None = None) -> dict:
+    """Dev recall (``recall_metrics``) of ``captions`` against their images: the images' cached
+    activations ``grids`` (the image, then its test-time views), or without grids the images
+    ``ids`` of ``ds`` through the whole model.  (evaluate.py is the command that evaluates a
+    finished run from its files; this one reuses what training holds in memory.)"""
+    te = (encode_texts(model, captions.tids, captions.lens, device, cache=captions.cache, start=captions.start)
+          if captions.start is not None else encode_texts(model, captions.tids, captions.lens, device))
+    if grids is not None:
+        ie = encode_grids(model, grids[0], device, views=grids[1:])
+    else:
+        ie = encode_images(model, ds, ids, spec, device)
+    return recall_metrics(ie, te, captions.owner)
+
+
+def eval_due(cfg: Config, phase: int, epoch: int) -> bool:
+    return epoch % cfg.eval_every == 0 or epoch == phase_epochs(cfg, phase)
+
+
+def end_epoch(cfg: Config, model: GlimpseModel, tok, optim: Optim, files: RunFiles, progress: Progress,
+              events: EventLog, *, phase: int, epoch: int, loss: float, secs: float, dev: dict | None,
+              t_start: float) -> None:
+    """After an epoch (``dev``: its evaluation, None when not due): its history entry, best.pt when
+    dev improved, the checkpoint (--resume continues from it), their mirror in the store and the
+    "epoch" event; exits once this process has run --stop-after-epochs epochs."""
+    progress.history["evals"].append({"phase": phase, "epoch": epoch, "step": progress.global_step, "loss": loss,
+                                      "dev": dev, "epoch_s": round(secs, 1)})
+    if dev is not None and dev["rsum"] > progress.best_rsum:
+        progress.best_rsum = dev["rsum"]
+        files.save("best.pt", {"model": model.state_dict(), "dev": dev, "phase": phase, "epoch": epoch,
+                               "config": cfg.to_dict(), "vocab": tok.tokens})
+    files.save("checkpoint.pt", {"model": model.state_dict(), "optimizer": optim.opt.state_dict(),
+                                 "scheduler": optim.sched.state_dict(),
+                                 "scaler": optim.scaler.state_dict() if optim.scaler else None,
+                                 "phase": phase, "epoch": epoch, "global_step": progress.global_step,
+                                 "history": progress.history, "best_rsum": progress.best_rsum, "rng": rng_state(),
+                                 "config": cfg.to_dict()})
+    files.mirror()
+    progress.epochs_run += 1
+    events.emit("epoch", phase=phase, epoch=epoch, step=progress.global_step, loss=round(loss, 5),
+                dev=dev, best_rsum=progress.best_rsum, epoch_s=round(secs, 1),
+                elapsed_s=round(time.time() - t_start, 1), checkpoint=str(files.checkpoint),
+                force_upload=True)
+    if cfg.stop_after_epochs and progress.epochs_run >= cfg.stop_after_epochs:
+        events.emit("stopped", phase=phase, epoch=epoch, reason="stop_after_epochs", force_upload=True)
+        events.close_bar()
+        raise SystemExit(0)
+
+
 def train(cfg: Config) -> dict:
     if cfg.phase2_mode not in ("images", "cached"):
         raise SystemExit(f"--phase2-mode must be images or cached, not {cfg.phase2_mode!r}")
@@ -363,9 +597,9 @@ def train(cfg: Config) -> dict:
     events.emit("features_ready", phase=1, seconds=round(feat_secs, 1),
                 grid=list(grids["train"][0].shape[1:]), force_upload=True)
 
-    tr_tids, tr_lens, tr_owner, _ = caption_table(ds, train_ids, tok)
-    dv_tids, dv_lens, dv_owner, _ = caption_table(ds, dev_ids, tok)
-    tr_owner_t = torch.from_numpy(tr_owner)
+    train_caps = Captions(*caption_table(ds, train_ids, tok)[:3])
+    dev_caps = Captions(*caption_table(ds, dev_ids, tok)[:3])
+    tr_owner_t = torch.from_numpy(train_caps.owner)
 
     torch.manual_seed(cfg.seed)
     model = GlimpseModel(cfg, len(tok), backbone, backbone.out_channels).to(device)
@@ -386,166 +620,46 @@ def train(cfg: Config) -> dict:
         events.emit("init_from", phase=1, path=cfg.init_from, dev=init.get("dev"))
 
     # a pretrained text tower: its frozen bottom runs once over every caption (cached)
-    text_start = None
     if cfg.text_encoder == "minilm_l6":
-        text_start = model.text.layers - cfg.text_unfreeze
+        start = model.text.layers - cfg.text_unfreeze
         t0 = time.time()
-        tr_text = cached_text(cfg, model, tok, tr_tids, tr_lens, text_start, device)
-        dv_text = cached_text(cfg, model, tok, dv_tids, dv_lens, text_start, device)
+        for caps in (train_caps, dev_caps):
+            caps.cache, caps.start = cached_text(cfg, model, tok, caps.tids, caps.lens, start, device), start
         feat_secs += time.time() - t0
-        events.emit("features_ready", phase=1, seconds=round(time.time() - t0, 1), text_start=text_start,
-                    text=list(tr_text.shape[1:]), force_upload=True)
+        events.emit("features_ready", phase=1, seconds=round(time.time() - t0, 1), text_start=start,
+                    text=list(train_caps.cache.shape[1:]), force_upload=True)
 
-    def encode_train_text(cap: torch.Tensor) -> torch.Tensor:
-        lens = tr_lens[cap]
-        if text_start is not None:
-            return encode_cached_text(model, tr_text[cap], lens, text_start, device)
-        return model.encode_text(tr_tids[cap, : int(lens.max())].to(device), lens.to(device))
-
-    def groups_of(named, lr: float) -> list[dict]:
-        """Optimizer groups; a pretrained text tower's trained layers learn at ``text_lr_mult``·lr."""
-        named = list(named)
-        groups = param_groups([(n, p) for n, p in named if not n.startswith("text.bert.")], cfg.weight_decay, lr)
-        bert = [(n, p) for n, p in named if n.startswith("text.bert.") and p.requires_grad]
-        return groups + (param_groups(bert, cfg.weight_decay, lr * cfg.text_lr_mult) if bert else [])
-
-    history = {"steps": [], "evals": []}
-    best_rsum = -1.0
-    start_phase, start_epoch, global_step = 1, 1, 0
+    progress = Progress()
+    start_phase, start_epoch = 1, 1
     if saved is not None:
         model.load_state_dict(saved["model"])
-        history, best_rsum = saved["history"], saved["best_rsum"]
-        start_phase, start_epoch, global_step = saved["phase"], saved["epoch"] + 1, saved["global_step"]
-        if start_epoch > (cfg.epochs if start_phase == 1 else cfg.phase2_epochs):
+        progress = Progress(saved["history"], saved["best_rsum"], saved["global_step"])
+        start_phase, start_epoch = saved["phase"], saved["epoch"] + 1
+        if start_epoch > phase_epochs(cfg, start_phase):
             start_phase, start_epoch = start_phase + 1, 1
 
-    M = len(tr_tids)
+    M = len(train_caps.tids)
     B = min(cfg.batch_size, M)
     steps1 = max(1, M // B)
-    epochs_run = 0
-
-    def evaluate_dev(phase: int) -> dict:
-        te = (encode_texts(model, dv_tids, dv_lens, device, cache=dv_text, start=text_start)
-              if text_start is not None else encode_texts(model, dv_tids, dv_lens, device))
-        if phase == 1 or cfg.phase2_mode == "cached":
-            ie = encode_grids(model, grids["dev"][0], device, views=grids["dev"][1:])
-        else:
-            ie = encode_images(model, ds, dev_ids, spec, device)
-        return recall_metrics(ie, te, dv_owner)
-
     # RUN_STATE files not yet in the store (a resumed run pushes what it starts from once)
-    unpushed = {n for n in RUN_STATE if (run_dir / n).is_file()}
-
-    def end_epoch(phase, epoch, opt, sched, scaler, ep_loss, ep_time):
-        nonlocal best_rsum, epochs_run
-        dev = evaluate_dev(phase) if (epoch % cfg.eval_every == 0 or epoch == total_epochs(phase)) else None
-        rec = {"phase": phase, "epoch": epoch, "step": global_step, "loss": ep_loss, "dev": dev,
-               "epoch_s": round(ep_time, 1)}
-        history["evals"].append(rec)
-        if dev is not None and dev["rsum"] > best_rsum:
-            best_rsum = dev["rsum"]
-            _atomic_save({"model": model.state_dict(), "dev": dev, "phase": phase, "epoch": epoch,
-                          "config": cfg.to_dict(), "vocab": tok.tokens}, best_path)
-            unpushed.add("best.pt")
-        _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                      "scheduler": sched.state_dict(), "scaler": scaler.state_dict() if scaler else None,
-                      "phase": phase, "epoch": epoch, "global_step": global_step,
-                      "history": history, "best_rsum": best_rsum, "rng": rng_state(),
-                      "config": cfg.to_dict()}, ckpt_path)
-        unpushed.add("checkpoint.pt")
-        if store is not None and push_run_state(store, state_prefix, run_dir, unpushed):
-            unpushed.clear()
-        epochs_run += 1
-        events.emit("epoch", phase=phase, epoch=epoch, step=global_step, loss=round(ep_loss, 5),
-                    dev=dev, best_rsum=best_rsum, epoch_s=round(ep_time, 1),
-                    elapsed_s=round(time.time() - t_start, 1), checkpoint=str(ckpt_path),
-                    force_upload=True)
-        if cfg.stop_after_epochs and epochs_run >= cfg.stop_after_epochs:
-            events.emit("stopped", phase=phase, epoch=epoch, reason="stop_after_epochs", force_upload=True)
-            events.close_bar()
-            raise SystemExit(0)
-
-    def total_epochs(phase):
-        return cfg.epochs if phase == 1 else cfg.phase2_epochs
-
-    pending = {"saved": saved}  # the checkpoint's optimizer/RNG state is consumed once
-
-    def restore_opt(opt, sched, scaler, phase):
-        sv = pending["saved"]
-        if sv is None:
-            return
-        pending["saved"] = None
-        if sv["phase"] == phase and sv["epoch"] < total_epochs(phase):
-            opt.load_state_dict(sv["optimizer"])
-            sched.load_state_dict(sv["scheduler"])
-            if scaler is not None and sv.get("scaler"):
-                scaler.load_state_dict(sv["scaler"])
-        set_rng_state(sv["rng"])
-
-    def run_epoch(phase: int, epoch: int, n_epochs: int, batches, steps: int, bsize: int,
-                  opt, sched, scaler, params) -> tuple[float, float]:
-        """One epoch over ``batches`` of (image-embedding thunk, image ids, caption rows): the
-        loss, the optimizer step and the progress events; returns (mean loss, seconds)."""
-        nonlocal global_step
-        model.train()
-        if phase == 2:
-            model.backbone.eval()  # frozen BatchNorm statistics; the top blocks' weights train
-        t_ep, loss_sum, t_log = time.time(), 0.0, time.time()
-        events.start_bar(steps, f"phase{phase} epoch {epoch}/{n_epochs}")
-        for s, (embed_images, im, cap) in enumerate(batches):
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                ie = embed_images()
-                te = encode_train_text(cap)
-                loss = contrastive_loss(ie.float(), te.float(), im.to(device), model.logit_scale,
-                                         cfg.loss, cfg.margin, cfg.vsepp_weight)
-            optimizer_step(loss, opt, scaler, params, cfg.grad_clip)
-            sched.step()
-            with torch.no_grad():
-                model.logit_scale.clamp_(0, math.log(100.0))
-            global_step += 1
-            lv = float(loss)
-            loss_sum += lv
-            history["steps"].append((global_step, lv))
-            events.tick(1, loss=f"{lv:.3f}")
-            if time.time() - t_log > 10 or s == steps - 1:
-                el = time.time() - t_ep
-                per_step = el / (s + 1)
-                remaining = (steps - s - 1) + steps * (n_epochs - epoch)
-                events.emit("step", phase=phase, epoch=epoch, step=global_step, loss=round(lv, 5),
-                            lr=sched.get_last_lr()[0], temperature=round(1 / float(model.logit_scale.exp()), 5),
-                            throughput=round((s + 1) * bsize / el, 1), eta_s=round(remaining * per_step, 1))
-                t_log = time.time()
-        events.close_bar()
-        return loss_sum / steps, time.time() - t_ep
-
-    def cached_batches(phase: int, epoch: int):
-        """Every training caption once, with its image's cached activations (a random one of
-        the image and its mirror)."""
-        tr_grid, tr_flip = grids["train"][0], (grids["train"][1] if len(grids["train"]) > 1 else None)
-        g = torch.Generator().manual_seed(cfg.seed * 1000 + (500 if phase == 2 else 0) + epoch)
-        perm = torch.randperm(M, generator=g)
-        flips = torch.rand(M, generator=g) < 0.5
-        for s in range(steps1):
-            idx = perm[s * B:(s + 1) * B]
-            im = tr_owner_t[idx]
-            grid = tr_grid[im]
-            if tr_flip is not None:
-                grid = torch.where(flips[idx].view(-1, 1, 1, 1), tr_flip[im], grid)
-            yield (lambda grid=grid: model.encode_grid(grid.to(device, non_blocking=True))), im, idx
+    files = RunFiles(run_dir, store, state_prefix, {n for n in RUN_STATE if (run_dir / n).is_file()})
+    pending = saved  # the checkpoint's optimizer/RNG state: restored once, by the first phase that runs
 
     # ---- phase 1: cached grids ----------------------------------------------------------
     if start_phase == 1 and cfg.epochs > 0:
-        opt = torch.optim.AdamW(groups_of(model.named_parameters(), cfg.lr),
-                                lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
-        total_steps = steps1 * cfg.epochs
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda_factory(total_steps, cfg.warmup_steps,
-                                                                         cfg.min_lr_ratio))
-        scaler = torch.amp.GradScaler("cuda") if use_amp else None
-        restore_opt(opt, sched, scaler, 1)
+        opt = adamw(optimizer_groups(model.named_parameters(), cfg, cfg.lr), cfg.lr)
+        sched = cosine_schedule(opt, steps1 * cfg.epochs, cfg.warmup_steps, cfg.min_lr_ratio)
+        optim = Optim(opt, sched, torch.amp.GradScaler("cuda") if use_amp else None, list(model.parameters()))
+        if pending is not None:
+            restore(pending, optim, 1, cfg.epochs)
+            pending = None
         for epoch in range(start_epoch, cfg.epochs + 1):
-            ep_loss, ep_time = run_epoch(1, epoch, cfg.epochs, cached_batches(1, epoch), steps1, B,
-                                         opt, sched, scaler, list(model.parameters()))
-            end_epoch(1, epoch, opt, sched, scaler, ep_loss, ep_time)
+            batches = cached_batches(model, grids["train"], tr_owner_t, cfg.seed, 1, epoch, B, steps1, device)
+            loss, secs = train_one_epoch(model, batches, train_caps, optim, cfg, device, use_amp, events, progress,
+                                         phase=1, epoch=epoch, steps=steps1, batch_size=B)
+            dev = evaluate(model, dev_caps, device, grids["dev"]) if eval_due(cfg, 1, epoch) else None
+            end_epoch(cfg, model, tok, optim, files, progress, events, phase=1, epoch=epoch, loss=loss, secs=secs,
+                      dev=dev, t_start=t_start)
         start_epoch = 1
 
     # ---- phase 2: fine-tune the top of the backbone ------------------------------------------
@@ -556,54 +670,39 @@ def train(cfg: Config) -> dict:
         if not (saved is not None and saved["phase"] == 2) and best_path.is_file():
             # start from phase 1's best (no phase-1 epochs: from --init-from as it is)
             model.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=False)["model"])
-        blocks = list(model.backbone.blocks)[-cfg.phase2_unfreeze:] if cfg.phase2_unfreeze else []
-        bb_params = [p for b in blocks for p in b.parameters()]
-        for p in bb_params:
-            p.requires_grad_(True)
-        head_named = [(n, p) for n, p in model.named_parameters() if not n.startswith("backbone.")]
-        groups = groups_of(head_named, cfg.phase2_lr)
-        groups.append({"params": bb_params, "weight_decay": cfg.weight_decay,
-                       "lr": cfg.phase2_lr * cfg.phase2_backbone_lr_mult})
-        opt = torch.optim.AdamW(groups, lr=cfg.phase2_lr, betas=(0.9, 0.98), eps=1e-6)
+        groups = phase2_groups(model, cfg)
+        opt = adamw(groups, cfg.phase2_lr)
         scaler = torch.amp.GradScaler("cuda") if use_amp else None
-        params2 = [p for gr in groups for p in gr["params"]]
-        if cfg.phase2_mode == "cached":
+        cached = cfg.phase2_mode == "cached"
+        if cached:
             split_at = len(model.backbone.blocks) - cfg.phase2_unfreeze
             # the frozen bottom is the same before and after phase 1 (the cache key hashes only it)
             grids, secs = load_cached(2, stop=split_at)
             feat_secs += secs
             model.grid_start = split_at
             steps2, B2 = steps1, B
-
-            def phase2_batches(epoch: int):
-                return cached_batches(2, epoch)
         else:
             B2 = min(cfg.phase2_batch_size, len(train_ids))
             img_ds = Phase2Images([ds.read_image(i) for i in train_ids], spec)
             # an "epoch" visits every training image once with one of its captions
             steps2 = max(1, len(train_ids) // B2)
-            caps_of = [np.nonzero(tr_owner == i)[0] for i in range(len(train_ids))]
-
-            def phase2_batches(epoch: int):
-                """Every training image once, with one of its captions, augmented."""
-                g = torch.Generator().manual_seed(cfg.seed * 1000 + 500 + epoch)
-                perm = torch.randperm(len(train_ids), generator=g).tolist()
-                pick = torch.randint(0, 1 << 30, (len(train_ids),), generator=g).tolist()
-                loader = torch.utils.data.DataLoader(torch.utils.data.Subset(img_ds, perm), batch_size=B2,
-                                                     shuffle=False, num_workers=cfg.num_workers, drop_last=True)
-                for s, pix in enumerate(loader):
-                    im_idx = torch.tensor(perm[s * B2:(s + 1) * B2])
-                    cap = torch.tensor([caps_of[i][pick[i] % len(caps_of[i])] for i in im_idx.tolist()])
-                    yield (lambda pix=pix: model.encode_image(pix.to(device))), im_idx, cap
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda_factory(steps2 * cfg.phase2_epochs,
-                                                                         min(cfg.phase2_warmup_steps, steps2),
-                                                                         cfg.min_lr_ratio))
-        restore_opt(opt, sched, scaler, 2)
+            caps_of = [np.nonzero(train_caps.owner == i)[0] for i in range(len(train_ids))]
+        sched = cosine_schedule(opt, steps2 * cfg.phase2_epochs, min(cfg.phase2_warmup_steps, steps2), cfg.min_lr_ratio)
+        optim = Optim(opt, sched, scaler, [p for gr in groups for p in gr["params"]])
+        if pending is not None:
+            restore(pending, optim, 2, cfg.phase2_epochs)
+            pending = None
         for epoch in range(start_epoch if start_phase == 2 else 1, cfg.phase2_epochs + 1):
-            ep_loss, ep_time = run_epoch(2, epoch, cfg.phase2_epochs, phase2_batches(epoch), steps2, B2,
-                                         opt, sched, scaler, params2)
-            end_epoch(2, epoch, opt, sched, scaler, ep_loss, ep_time)
+            batches = (cached_batches(model, grids["train"], tr_owner_t, cfg.seed, 2, epoch, B2, steps2, device)
+                       if cached else image_batches(model, img_ds, caps_of, cfg.seed, epoch, B2, cfg.num_workers, device))
+            loss, secs = train_one_epoch(model, batches, train_caps, optim, cfg, device, use_amp, events, progress,
+                                         phase=2, epoch=epoch, steps=steps2, batch_size=B2)
+            dev = None
+            if eval_due(cfg, 2, epoch):
+                dev = (evaluate(model, dev_caps, device, grids["dev"]) if cached
+                       else evaluate(model, dev_caps, device, ds=ds, ids=dev_ids, spec=spec))
+            end_epoch(cfg, model, tok, optim, files, progress, events, phase=2, epoch=epoch, loss=loss, secs=secs,
+                      dev=dev, t_start=t_start)
 
     # ---- finish: best model, dev metrics, report ---------------------------------------
     best = torch.load(best_path, map_location="cpu", weights_only=False)
@@ -613,8 +712,8 @@ def train(cfg: Config) -> dict:
              "train_wall_s": round(train_secs, 1), "feature_cache_s": round(feat_secs, 1)}
     (run_dir / "dev_metrics.json").write_text(json.dumps(final, indent=2) + "\n")
     cfg.save(run_dir / "config.json")
-    write_report(history, run_dir / "report.png", cfg)
-    events.emit("done", phase=best["phase"], epoch=best["epoch"], step=global_step, dev=best["dev"],
+    write_report(progress.history, run_dir / "report.png", cfg)
+    events.emit("done", phase=best["phase"], epoch=best["epoch"], step=progress.global_step, dev=best["dev"],
                 wall_s=round(train_secs, 1), best=str(best_path), force_upload=True)
     return final
 
