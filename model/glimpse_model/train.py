@@ -25,6 +25,10 @@ best.pt (best dev rsum), vocab.json, preprocess.json, config.json, dev_metrics.j
 events.jsonl, report.png.  With an object store for the events, best.pt and checkpoint.pt
 are mirrored to ``runs/<run-name>/`` there after each epoch, and ``--resume`` with no local
 checkpoint fetches them (and events.jsonl) first: a new pod continues a run bit-for-bit.
+
+``train`` sets a run up and loops the epochs of each phase over ``train_one_epoch`` (the loss is
+``loss.contrastive_loss``), ``evaluate`` (dev recall) and ``end_epoch`` (best.pt, the checkpoint,
+the store mirror, the "epoch" event); ``restore`` continues from a checkpoint.
 """
 from __future__ import annotations
 
@@ -508,107 +512,95 @@ def end_epoch(cfg: Config, model: GlimpseModel, tok, optim: Optim, files: RunFil
         raise SystemExit(0)
 
 
-def train(cfg: Config) -> dict:
-    if cfg.phase2_mode not in ("images", "cached"):
-        raise SystemExit(f"--phase2-mode must be images or cached, not {cfg.phase2_mode!r}")
-    t_start = time.time()
-    torch.set_num_threads(max(1, cfg.num_threads))
-    device = pick_device(cfg.device)
-    use_amp = bool(cfg.amp and device.type == "cuda")
-    run_dir = cfg.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path, best_path = run_dir / "checkpoint.pt", run_dir / "best.pt"
-
+# ---- setting a run up, and finishing it ------------------------------------------------------------
+def open_run(cfg: Config) -> RunFiles:
+    """The run folder, with the object store the events (and run state) are mirrored to; a store
+    that cannot be opened only costs the mirror."""
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
     store = None
     try:
         store = open_store(cfg.store, cfg.store_dir, cfg.bucket) if cfg.events_to_store else None
     except Exception as e:
         print(f"[train] no object store for events: {e}", file=sys.stderr)
-    state_prefix = f"runs/{cfg.run_name}/"
-    if cfg.resume and not ckpt_path.is_file() and store is not None and pull_run_state(store, state_prefix, run_dir):
-        print(f"[train] resuming from the checkpoint in {store.describe()}/{state_prefix}", file=sys.stderr)
+    return RunFiles(cfg.run_dir, store, f"runs/{cfg.run_name}/")
 
+
+def resume_point(cfg: Config, files: RunFiles) -> dict | None:
+    """With --resume, the checkpoint to continue from (fetched from the store first when the run
+    folder has none: a new pod), once its config is known to be this run's; None for a new run,
+    whose folder loses the events and state of an earlier one."""
+    if cfg.resume and not files.checkpoint.is_file() and files.store is not None \
+            and pull_run_state(files.store, files.prefix, files.dir):
+        print(f"[train] resuming from the checkpoint in {files.store.describe()}/{files.prefix}", file=sys.stderr)
     saved = None
-    if cfg.resume and ckpt_path.is_file():
-        saved = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    if cfg.resume and files.checkpoint.is_file():
+        saved = torch.load(files.checkpoint, map_location="cpu", weights_only=False)
         old = {k: v for k, v in saved["config"].items() if k not in _RUNTIME_FIELDS}
         new = {k: v for k, v in cfg.to_dict().items() if k not in _RUNTIME_FIELDS}
         diff = {k: (old.get(k), new.get(k)) for k in set(old) | set(new) if old.get(k) != new.get(k)}
         if diff:
             raise SystemExit(f"--resume with a different config: {diff}")
     elif not cfg.resume:
-        for p in (run_dir / "events.jsonl", ckpt_path, best_path):
+        for p in (files.dir / "events.jsonl", files.checkpoint, files.best):
             if p.exists():
                 p.unlink()
+    return saved
 
-    events = EventLog(run_dir / "events.jsonl", cfg.run_name, store,
-                      cfg.events_key or f"runs/{cfg.run_name}/events.jsonl", cfg.progress)
-    seed_everything(cfg.seed)
 
-    ds = load_dataset(cfg)
-    cfg.dataset_source, cfg.dataset_version_resolved = ds.source, ds.version
-    cfg.git_commit = git_commit()
-    all_train_ids = usable_ids(ds, cfg.train_split)
-    train_ids = all_train_ids[: cfg.max_train_images] if cfg.max_train_images else all_train_ids
-    dev_ids = usable_ids(ds, cfg.dev_split)
-    events.emit("start", phase=0, device=str(device), amp=use_amp, resumed=saved is not None,
-                dataset=ds.source, dataset_version=ds.version, train_images=len(train_ids),
-                dev_images=len(dev_ids), force_upload=True)
-
+def build_tokenizer(cfg: Config, ds, train_ids: list[str]):
+    """MiniLM's WordPiece tokenizer, or a vocabulary of the training captions."""
     if cfg.text_encoder == "minilm_l6":
         from .pretrained import minilm_dir
-        tok = WordPieceTokenizer.from_file(minilm_dir(cfg.cache_dir) / "tokenizer.json", cfg.max_len)
-    else:
-        tok = Tokenizer.build((c for i in train_ids for c in ds.captions[i]), cfg.vocab_min_count, cfg.max_len)
-    tok.save(run_dir / "vocab.json")
-    spec = preprocess_spec(cfg.backbone, cfg.image_size)
-    (run_dir / "preprocess.json").write_text(json.dumps(spec, indent=1) + "\n")
+        return WordPieceTokenizer.from_file(minilm_dir(cfg.cache_dir) / "tokenizer.json", cfg.max_len)
+    return Tokenizer.build((c for i in train_ids for c in ds.captions[i]), cfg.vocab_min_count, cfg.max_len)
 
-    backbone, cfg.weights_source = build_backbone(cfg.backbone, cfg.backbone_weights, cfg.pretrained_dir)
+
+def frozen_backbone(cfg: Config):
+    """(backbone, where its weights came from), frozen: phase 1 trains on its cached output."""
+    backbone, source = build_backbone(cfg.backbone, cfg.backbone_weights, cfg.pretrained_dir)
     for p in backbone.parameters():
         p.requires_grad_(False)
     backbone.eval()
+    return backbone, source
 
-    # ---- phase-1 feature cache ----------------------------------------------------------
-    def flog(phase, split):
-        last = [0.0]
 
-        def f(done, total, elapsed):
-            if time.time() - last[0] > 10 or done == total:
-                last[0] = time.time()
-                events.emit("features", phase=phase, split=split, done=done, total=total,
-                            throughput=round(done / max(elapsed, 1e-6), 1),
-                            eta_s=round((total - done) * elapsed / max(done, 1), 1))
-        return f
+def feature_log(events: EventLog, phase: int, split: str):
+    """view_grids' progress callback: a "features" event at most every 10 s, and at the end."""
+    last = [0.0]
 
-    def load_cached(phase: int, stop: int | None = None) -> tuple[dict, float]:
-        """Backbone activations, from the cache or computed once: the final grids (phase 1) or
-        the input of block ``stop``. {"train": [image, mirror (cache_hflip)], "dev": [image,
-        then its test-time views]}."""
-        tr, s1 = view_grids(cfg, backbone, ds, "train", all_train_ids, spec, device, cfg.cache_hflip,
-                            log=flog(phase, "train"), stop=stop)
-        dv, s2 = view_grids(cfg, backbone, ds, "dev", dev_ids, spec, device, cfg.tta_hflip, cfg.tta_zoom,
-                            log=flog(phase, "dev"), stop=stop)
-        return {"train": [g[: len(train_ids)] for g in tr], "dev": dv}, s1 + s2
+    def f(done, total, elapsed):
+        if time.time() - last[0] > 10 or done == total:
+            last[0] = time.time()
+            events.emit("features", phase=phase, split=split, done=done, total=total,
+                        throughput=round(done / max(elapsed, 1e-6), 1),
+                        eta_s=round((total - done) * elapsed / max(done, 1), 1))
+    return f
 
-    grids, feat_secs = load_cached(1)
-    if not cfg.feature_grid:  # pooled-only ablation: collapse the grid to 1x1
-        grids = {k: [v.float().mean((2, 3), keepdim=True).half() for v in vs] for k, vs in grids.items()}
-    events.emit("features_ready", phase=1, seconds=round(feat_secs, 1),
-                grid=list(grids["train"][0].shape[1:]), force_upload=True)
 
-    train_caps = Captions(*caption_table(ds, train_ids, tok)[:3])
-    dev_caps = Captions(*caption_table(ds, dev_ids, tok)[:3])
-    tr_owner_t = torch.from_numpy(train_caps.owner)
+def load_grids(cfg: Config, backbone, ds, train_ids: list[str], n_train: int, dev_ids: list[str], spec: dict,
+               device, events: EventLog, phase: int, stop: int | None = None) -> tuple[dict, float]:
+    """Backbone activations, from the cache or computed once: the final grids (phase 1) or the
+    input of block ``stop``. {"train": [image, mirror (cache_hflip)], "dev": [image, then its
+    test-time views]}, and the seconds it took.  The cache holds every usable training image
+    (``train_ids``), so --max-train-images (the first ``n_train``) reuses it."""
+    tr, s1 = view_grids(cfg, backbone, ds, "train", train_ids, spec, device, cfg.cache_hflip,
+                        log=feature_log(events, phase, "train"), stop=stop)
+    dv, s2 = view_grids(cfg, backbone, ds, "dev", dev_ids, spec, device, cfg.tta_hflip, cfg.tta_zoom,
+                        log=feature_log(events, phase, "dev"), stop=stop)
+    return {"train": [g[:n_train] for g in tr], "dev": dv}, s1 + s2
 
+
+def build_model(cfg: Config, tok, backbone, device, events: EventLog, fresh: bool) -> GlimpseModel:
+    """The model, initialised from cfg.seed; a fresh run (not resumed: the checkpoint has the
+    weights) starts its word embeddings from --word-vectors and its heads from --init-from."""
     torch.manual_seed(cfg.seed)
     model = GlimpseModel(cfg, len(tok), backbone, backbone.out_channels).to(device)
 
-    if cfg.word_vectors and saved is None:
+    if cfg.word_vectors and fresh:
         hit = init_word_vectors(model.text.embed, tok, cfg.word_vectors)
         events.emit("word_vectors", phase=1, path=cfg.word_vectors, coverage=round(hit / len(tok), 4))
 
-    if cfg.init_from and saved is None:
+    if cfg.init_from and fresh:
         init = torch.load(cfg.init_from, map_location="cpu", weights_only=False)
         if init.get("vocab") != tok.tokens:
             raise SystemExit(f"--init-from {cfg.init_from}: its vocabulary differs from this run's")
@@ -618,31 +610,96 @@ def train(cfg: Config) -> dict:
             raise SystemExit(f"--init-from {cfg.init_from}: different architecture "
                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
         events.emit("init_from", phase=1, path=cfg.init_from, dev=init.get("dev"))
+    return model
 
-    # a pretrained text tower: its frozen bottom runs once over every caption (cached)
+
+def cache_text_bottom(cfg: Config, model: GlimpseModel, tok, train: Captions, dev: Captions, device,
+                      events: EventLog) -> float:
+    """A pretrained text tower: its frozen bottom runs once over every caption (``cached_text``),
+    kept in ``train``/``dev``; returns the seconds it took."""
+    start = model.text.layers - cfg.text_unfreeze
+    t0 = time.time()
+    for caps in (train, dev):
+        caps.cache, caps.start = cached_text(cfg, model, tok, caps.tids, caps.lens, start, device), start
+    secs = time.time() - t0
+    events.emit("features_ready", phase=1, seconds=round(time.time() - t0, 1), text_start=start,
+                text=list(train.cache.shape[1:]), force_upload=True)
+    return secs
+
+
+def finish_run(cfg: Config, files: RunFiles, ds, progress: Progress, events: EventLog, t_start: float,
+               feat_secs: float) -> dict:
+    """The run's outputs, from its best checkpoint: dev_metrics.json (returned), config.json,
+    report.png and the "done" event."""
+    best = torch.load(files.best, map_location="cpu", weights_only=False)
+    train_secs = time.time() - t_start
+    final = {"split": "dev", **best["dev"], "dataset_version": ds.version,
+             "selected": {"phase": best["phase"], "epoch": best["epoch"]},
+             "train_wall_s": round(train_secs, 1), "feature_cache_s": round(feat_secs, 1)}
+    (files.dir / "dev_metrics.json").write_text(json.dumps(final, indent=2) + "\n")
+    cfg.save(files.dir / "config.json")
+    write_report(progress.history, files.dir / "report.png", cfg)
+    events.emit("done", phase=best["phase"], epoch=best["epoch"], step=progress.global_step, dev=best["dev"],
+                wall_s=round(train_secs, 1), best=str(files.best), force_upload=True)
+    return final
+
+
+def train(cfg: Config) -> dict:
+    """One training run as ``cfg`` describes it (see the module docstring); returns its dev metrics."""
+    if cfg.phase2_mode not in ("images", "cached"):
+        raise SystemExit(f"--phase2-mode must be images or cached, not {cfg.phase2_mode!r}")
+    t_start = time.time()
+    torch.set_num_threads(max(1, cfg.num_threads))
+    device = pick_device(cfg.device)
+    use_amp = bool(cfg.amp and device.type == "cuda")
+    files = open_run(cfg)
+    saved = resume_point(cfg, files)
+    events = EventLog(files.dir / "events.jsonl", cfg.run_name, files.store,
+                      cfg.events_key or f"runs/{cfg.run_name}/events.jsonl", cfg.progress)
+    seed_everything(cfg.seed)
+
+    # ---- data, tokenizer, the frozen backbone's cached features, the model ----------------------
+    ds = load_dataset(cfg)
+    cfg.dataset_source, cfg.dataset_version_resolved = ds.source, ds.version
+    cfg.git_commit = git_commit()
+    all_train_ids = usable_ids(ds, cfg.train_split)
+    train_ids = all_train_ids[: cfg.max_train_images] if cfg.max_train_images else all_train_ids
+    dev_ids = usable_ids(ds, cfg.dev_split)
+    events.emit("start", phase=0, device=str(device), amp=use_amp, resumed=saved is not None,
+                dataset=ds.source, dataset_version=ds.version, train_images=len(train_ids),
+                dev_images=len(dev_ids), force_upload=True)
+    tok = build_tokenizer(cfg, ds, train_ids)
+    tok.save(files.dir / "vocab.json")
+    spec = preprocess_spec(cfg.backbone, cfg.image_size)
+    (files.dir / "preprocess.json").write_text(json.dumps(spec, indent=1) + "\n")
+    backbone, cfg.weights_source = frozen_backbone(cfg)
+
+    grids, feat_secs = load_grids(cfg, backbone, ds, all_train_ids, len(train_ids), dev_ids, spec, device,
+                                  events, phase=1)
+    if not cfg.feature_grid:  # pooled-only ablation: collapse the grid to 1x1
+        grids = {k: [v.float().mean((2, 3), keepdim=True).half() for v in vs] for k, vs in grids.items()}
+    events.emit("features_ready", phase=1, seconds=round(feat_secs, 1),
+                grid=list(grids["train"][0].shape[1:]), force_upload=True)
+    train_caps = Captions(*caption_table(ds, train_ids, tok)[:3])
+    dev_caps = Captions(*caption_table(ds, dev_ids, tok)[:3])
+    tr_owner_t = torch.from_numpy(train_caps.owner)
+    model = build_model(cfg, tok, backbone, device, events, fresh=saved is None)
     if cfg.text_encoder == "minilm_l6":
-        start = model.text.layers - cfg.text_unfreeze
-        t0 = time.time()
-        for caps in (train_caps, dev_caps):
-            caps.cache, caps.start = cached_text(cfg, model, tok, caps.tids, caps.lens, start, device), start
-        feat_secs += time.time() - t0
-        events.emit("features_ready", phase=1, seconds=round(time.time() - t0, 1), text_start=start,
-                    text=list(train_caps.cache.shape[1:]), force_upload=True)
+        feat_secs += cache_text_bottom(cfg, model, tok, train_caps, dev_caps, device, events)
 
-    progress = Progress()
-    start_phase, start_epoch = 1, 1
+    # ---- where to start: the first epoch, or the one after the checkpoint's ------------------
+    progress, start_phase, start_epoch = Progress(), 1, 1
     if saved is not None:
         model.load_state_dict(saved["model"])
         progress = Progress(saved["history"], saved["best_rsum"], saved["global_step"])
         start_phase, start_epoch = saved["phase"], saved["epoch"] + 1
         if start_epoch > phase_epochs(cfg, start_phase):
             start_phase, start_epoch = start_phase + 1, 1
-
     M = len(train_caps.tids)
     B = min(cfg.batch_size, M)
     steps1 = max(1, M // B)
     # RUN_STATE files not yet in the store (a resumed run pushes what it starts from once)
-    files = RunFiles(run_dir, store, state_prefix, {n for n in RUN_STATE if (run_dir / n).is_file()})
+    files.unpushed = {n for n in RUN_STATE if (files.dir / n).is_file()}
     pending = saved  # the checkpoint's optimizer/RNG state: restored once, by the first phase that runs
 
     # ---- phase 1: cached grids ----------------------------------------------------------
@@ -667,9 +724,9 @@ def train(cfg: Config) -> dict:
     # backbone runs once, its activations are cached and only the top blocks + heads train
     # (CPU-friendly, mirror augmentation only).
     if cfg.phase2_epochs > 0:
-        if not (saved is not None and saved["phase"] == 2) and best_path.is_file():
+        if not (saved is not None and saved["phase"] == 2) and files.best.is_file():
             # start from phase 1's best (no phase-1 epochs: from --init-from as it is)
-            model.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=False)["model"])
+            model.load_state_dict(torch.load(files.best, map_location="cpu", weights_only=False)["model"])
         groups = phase2_groups(model, cfg)
         opt = adamw(groups, cfg.phase2_lr)
         scaler = torch.amp.GradScaler("cuda") if use_amp else None
@@ -677,7 +734,8 @@ def train(cfg: Config) -> dict:
         if cached:
             split_at = len(model.backbone.blocks) - cfg.phase2_unfreeze
             # the frozen bottom is the same before and after phase 1 (the cache key hashes only it)
-            grids, secs = load_cached(2, stop=split_at)
+            grids, secs = load_grids(cfg, backbone, ds, all_train_ids, len(train_ids), dev_ids, spec, device,
+                                     events, phase=2, stop=split_at)
             feat_secs += secs
             model.grid_start = split_at
             steps2, B2 = steps1, B
@@ -687,7 +745,8 @@ def train(cfg: Config) -> dict:
             # an "epoch" visits every training image once with one of its captions
             steps2 = max(1, len(train_ids) // B2)
             caps_of = [np.nonzero(train_caps.owner == i)[0] for i in range(len(train_ids))]
-        sched = cosine_schedule(opt, steps2 * cfg.phase2_epochs, min(cfg.phase2_warmup_steps, steps2), cfg.min_lr_ratio)
+        sched = cosine_schedule(opt, steps2 * cfg.phase2_epochs, min(cfg.phase2_warmup_steps, steps2),
+                                cfg.min_lr_ratio)
         optim = Optim(opt, sched, scaler, [p for gr in groups for p in gr["params"]])
         if pending is not None:
             restore(pending, optim, 2, cfg.phase2_epochs)
@@ -704,18 +763,7 @@ def train(cfg: Config) -> dict:
             end_epoch(cfg, model, tok, optim, files, progress, events, phase=2, epoch=epoch, loss=loss, secs=secs,
                       dev=dev, t_start=t_start)
 
-    # ---- finish: best model, dev metrics, report ---------------------------------------
-    best = torch.load(best_path, map_location="cpu", weights_only=False)
-    train_secs = time.time() - t_start
-    final = {"split": "dev", **best["dev"], "dataset_version": ds.version,
-             "selected": {"phase": best["phase"], "epoch": best["epoch"]},
-             "train_wall_s": round(train_secs, 1), "feature_cache_s": round(feat_secs, 1)}
-    (run_dir / "dev_metrics.json").write_text(json.dumps(final, indent=2) + "\n")
-    cfg.save(run_dir / "config.json")
-    write_report(progress.history, run_dir / "report.png", cfg)
-    events.emit("done", phase=best["phase"], epoch=best["epoch"], step=progress.global_step, dev=best["dev"],
-                wall_s=round(train_secs, 1), best=str(best_path), force_upload=True)
-    return final
+    return finish_run(cfg, files, ds, progress, events, t_start, feat_secs)
 
 
 def write_report(history: dict, path: Path, cfg: Config) -> None:
