@@ -7,7 +7,9 @@
 #     --build-arg NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt -t glimpse .
 ARG BASE=node:22-bookworm-slim
 
-FROM ${BASE} AS build
+# The stage that reaches the package registry is named `deps`: scripts/cluster/images.sh builds it under that
+# name so a rebuild of the same sources (Tilt's, where no registry is reachable) finds it in the layer cache.
+FROM ${BASE} AS deps
 # A CA bundle for npm behind a TLS-intercepting proxy; seen by RUN only, not kept in the image.
 ARG NODE_EXTRA_CA_CERTS
 WORKDIR /app
@@ -29,7 +31,7 @@ RUN npm ci --no-audit --no-fund \
 FROM ${BASE}
 WORKDIR /app
 ENV NODE_ENV=production GLIMPSE_HOST=0.0.0.0
-COPY --from=build /app /app
+COPY --from=deps /app /app
 COPY demo demo
 COPY proto proto
 RUN useradd --uid 10001 --create-home glimpse
