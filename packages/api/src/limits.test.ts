@@ -1,11 +1,8 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import type { DescMessage } from "@bufbuild/protobuf";
-import * as data from "./gen/glimpse/data/v1/data_service_pb.js";
-import * as ranking from "./gen/glimpse/ranking/v1/ranking_service_pb.js";
-import * as training from "./gen/glimpse/training/v1/training_service_pb.js";
 import { LIMITS, PATTERNS } from "./limits.js";
+import { requestMessages } from "./services.js";
 import { fieldRules } from "./validate.js";
 
 const proto = (path: string) => readFileSync(fileURLToPath(new URL(`../../../proto/glimpse/${path}`, import.meta.url)), "utf8");
@@ -34,21 +31,12 @@ describe("limits stated in the proto comments match the ones the servers enforce
 
 describe("LIMITS and PATTERNS are the protos' rules", () => {
   /** Each request field (nested messages included) with its rules. */
-  const fields = (() => {
-    const out: { message: DescMessage; name: string; rules: NonNullable<ReturnType<typeof fieldRules>> }[] = [];
-    const seen = new Set<string>();
-    const visit = (m: DescMessage) => {
-      if (seen.has(m.typeName) || !m.typeName.startsWith("glimpse.")) return;
-      seen.add(m.typeName);
-      for (const f of m.fields) {
-        const rules = fieldRules(f);
-        if (rules) out.push({ message: m, name: f.name, rules });
-        if (f.message) visit(f.message);
-      }
-    };
-    for (const s of [ranking.RankingService, training.TrainingService, data.DataService]) for (const m of s.methods) visit(m.input);
-    return out;
-  })();
+  const fields = requestMessages().flatMap((message) =>
+    message.fields.flatMap((f) => {
+      const rules = fieldRules(f);
+      return rules ? [{ message, field: f, name: f.name, rules }] : [];
+    }),
+  );
 
   it("every pattern is one of PATTERNS (or the source URL's), so an identifier has one shape everywhere", () => {
     const known = new Map(Object.entries(PATTERNS).map(([k, re]) => [re.source, k]));

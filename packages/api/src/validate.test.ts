@@ -7,22 +7,11 @@ import * as data from "./gen/glimpse/data/v1/data_service_pb.js";
 import * as ds from "./gen/glimpse/data/v1/dataset_pb.js";
 import * as ranking from "./gen/glimpse/ranking/v1/ranking_service_pb.js";
 import * as training from "./gen/glimpse/training/v1/training_service_pb.js";
+import { requestMessages } from "./services.js";
 import { fieldRules, requestViolations } from "./validate.js";
 
 const check = <D extends DescMessage>(schema: D, init: MessageInitShape<D>) => requestViolations(schema, create(schema, init));
 const reasons = <D extends DescMessage>(schema: D, init: MessageInitShape<D>) => check(schema, init).map((v) => `${v.field}:${v.reason}`);
-
-/** Every request message of the three services, and the messages they nest. */
-function requestMessages(): DescMessage[] {
-  const seen = new Map<string, DescMessage>();
-  const visit = (m: DescMessage) => {
-    if (seen.has(m.typeName) || !m.typeName.startsWith("glimpse.")) return;
-    seen.set(m.typeName, m);
-    for (const f of m.fields) if (f.message) visit(f.message);
-  };
-  for (const s of [ranking.RankingService, training.TrainingService, data.DataService]) for (const m of s.methods) visit(m.input);
-  return [...seen.values()];
-}
 
 describe("request rules (buf.validate) → google.rpc.BadRequest field violations", () => {
   it("keeps the earlier reasons, field paths and descriptions", () => {
