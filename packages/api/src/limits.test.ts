@@ -1,11 +1,24 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { LIMITS, PATTERNS } from "./limits.js";
+import { hasExtension, type DescExtension } from "@bufbuild/protobuf";
+import type { StringRules } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
+import { url_max_chars } from "./gen/glimpse/api/v1/rules_pb.js";
+import { IDENTIFIER_RULES, LIMITS, PATTERNS } from "./limits.js";
 import { requestMessages } from "./services.js";
 import { fieldRules } from "./validate.js";
 
 const proto = (path: string) => readFileSync(fileURLToPath(new URL(`../../../proto/glimpse/${path}`, import.meta.url)), "utf8");
+
+/** A field's string rules (its items' for a list), if any. */
+function stringRules(rules: NonNullable<ReturnType<typeof fieldRules>>): StringRules | undefined {
+  const r = rules.type.case === "repeated" ? rules.type.value.items : rules;
+  return r?.type.case === "string" ? r.type.value : undefined;
+}
+
+/** The shapes a field may carry: the identifier rules (PATTERNS' names), and the archive URL rule. */
+const SHAPE_RULES: [string, DescExtension][] = [...Object.entries(IDENTIFIER_RULES), ["url", url_max_chars]];
+const ruleKind = (r: StringRules): string | undefined => SHAPE_RULES.find(([, ext]) => hasExtension(r, ext))?.[0];
 
 /**
  * LIMITS and PATTERNS are read from the protos' buf.validate rules (limits.ts); what is not a
@@ -39,13 +52,13 @@ describe("LIMITS and PATTERNS are the protos' rules", () => {
   );
 
   it("every pattern is one of PATTERNS (or the source URL's), so an identifier has one shape everywhere", () => {
-    const known = new Map(Object.entries(PATTERNS).map(([k, re]) => [re.source, k]));
     const byField: Record<string, string> = {};
     for (const { message, name, rules } of fields) {
-      const r = rules.type.case === "repeated" ? rules.type.value.items : rules;
-      if (r?.type.case !== "string" || !r.type.value.pattern) continue;
-      const kind = known.get(r.type.value.pattern) ?? (name.endsWith("_url") ? "url" : undefined);
-      expect(kind, `${message.typeName}.${name}: ${r.type.value.pattern}`).toBeDefined();
+      const r = stringRules(rules);
+      const kind = r && ruleKind(r);
+      // A field's shape is one of the identifier rules (or the URL rule), never a pattern of its own.
+      if (!kind && !r?.pattern) continue;
+      expect(kind, `${message.typeName}.${name}: ${r?.pattern}`).toBeDefined();
       byField[`${message.typeName}.${name}`] = kind!;
     }
     expect(byField).toMatchObject({

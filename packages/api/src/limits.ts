@@ -1,7 +1,7 @@
-import { getExtension, type DescMessage } from "@bufbuild/protobuf";
-import type { FieldRules } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
+import { getExtension, getOption, type DescExtension, type DescMessage } from "@bufbuild/protobuf";
+import { predefined, type FieldRules } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { invalidArgument, type FieldViolation } from "./errors.js";
-import { text_max_chars } from "./gen/glimpse/api/v1/rules_pb.js";
+import { dataset_name, dataset_version, image_id, model_version, run_id, sha256, text_max_chars, url_max_chars } from "./gen/glimpse/api/v1/rules_pb.js";
 import * as data from "./gen/glimpse/data/v1/data_service_pb.js";
 import * as ranking from "./gen/glimpse/ranking/v1/ranking_service_pb.js";
 import { fieldRules } from "./validate.js";
@@ -23,8 +23,6 @@ function int32Max(message: DescMessage, name: string): number {
   return r.lessThan.value;
 }
 
-const pattern = (message: DescMessage, name: string): RegExp => new RegExp(rulesOf(message, name, "string").pattern);
-
 /**
  * Request limits shared by servers, the gateway and the docs, read from the `buf.validate`
  * rules in the protos (the servers enforce those rules: validate.ts). Defaults and the pixel
@@ -45,18 +43,39 @@ export const LIMITS = {
   pageSizeDefault: 20,
   pageSizeMax: int32Max(ranking.ListModelVersionsRequestSchema, "page_size"),
   samplesPageSizeMax: int32Max(data.ListSamplesRequestSchema, "page_size"),
-  urlMaxChars: Number(rulesOf(data.PipelineParamsSchema, "images_url", "string").maxLen),
+  urlMaxChars: getExtension(rulesOf(data.PipelineParamsSchema, "images_url", "string"), url_max_chars),
 } as const;
 
-/** Identifier shapes, from the `string.pattern` rules of the fields that carry them. */
-export const PATTERNS = {
-  dataset: pattern(data.GetDatasetInfoRequestSchema, "dataset"),
-  datasetVersion: pattern(ranking.ScopeSchema, "dataset_version"),
-  modelVersion: pattern(ranking.PromoteModelRequestSchema, "version"),
-  imageId: pattern(data.GetImageRequestSchema, "image_id"),
-  runId: pattern(data.GetPipelineRunRequestSchema, "run_id"),
-  sha256: pattern(data.PipelineParamsSchema, "images_sha256"),
+/**
+ * The regular expression of one of Glimpse's predefined rules (glimpse/api/v1/rules.proto): the
+ * `this.matches(r'…')` in its CEL. Throws unless there is exactly one, so a rule written another
+ * way fails at startup rather than leave its pattern here behind.
+ */
+export function rulePattern(rule: DescExtension): RegExp {
+  const sources = getOption(rule, predefined).cel.flatMap((c) => [...c.expression.matchAll(/\bthis\.matches\(r'([^']*)'\)/g)].map((m) => m[1]!));
+  if (sources.length !== 1) throw new Error(`${rule.typeName}: expected one this.matches(r'…') in its rule, found ${sources.length}`);
+  return new RegExp(sources[0]!);
+}
+
+/** The predefined rule (glimpse/api/v1/rules.proto) that defines each identifier's shape. */
+export const IDENTIFIER_RULES = {
+  dataset: dataset_name,
+  datasetVersion: dataset_version,
+  modelVersion: model_version,
+  imageId: image_id,
+  runId: run_id,
+  sha256: sha256,
 } as const;
+
+/**
+ * Identifier shapes, for the checks the servers and tools make beyond a request's rules (names
+ * in the object store, CLI arguments, ...): the regular expressions of IDENTIFIER_RULES, so a
+ * shape is written once, in rules.proto. (An identifier rule lets an empty string pass, except
+ * image_id's; these patterns never match one.)
+ */
+export const PATTERNS = Object.freeze(Object.fromEntries(Object.entries(IDENTIFIER_RULES).map(([name, rule]) => [name, rulePattern(rule)]))) as {
+  readonly [K in keyof typeof IDENTIFIER_RULES]: RegExp;
+};
 
 /**
  * Collects the problems a handler finds beyond the proto's rules (page tokens, a training

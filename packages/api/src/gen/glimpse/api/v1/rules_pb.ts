@@ -17,7 +17,7 @@ import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/vali
  * Describes the file glimpse/api/v1/rules.proto.
  */
 export const file_glimpse_api_v1_rules: GenFile = /*@__PURE__*/
-  fileDesc("ChpnbGltcHNlL2FwaS92MS9ydWxlcy5wcm90bxIOZ2xpbXBzZS5hcGkudjE6gwMKDnRleHRfbWF4X2NoYXJzEhkuYnVmLnZhbGlkYXRlLlN0cmluZ1J1bGVzGIqQAyABKAVCvwLCSLsCCj4KCFJFUVVJUkVEGjJ0aGlzLnRyaW0oKS5zaXplKCkgPT0gMCA/ICdtdXN0IG5vdCBiZSBlbXB0eScgOiAnJwp4CghUT09fTE9ORxpsdGhpcy50cmltKCkuc2l6ZSgpID4gcnVsZSA/ICdtdXN0IGJlIGF0IG1vc3QgJWQgY2hhcmFjdGVycyAoZ290ICVkKScuZm9ybWF0KFtydWxlLCB0aGlzLnRyaW0oKS5zaXplKCldKSA6ICcnCn8KCE5PX1dPUkRTGnN0aGlzLnRyaW0oKS5zaXplKCkgPiAwICYmIHRoaXMudHJpbSgpLnNpemUoKSA8PSBydWxlICYmICF0aGlzLm1hdGNoZXMocidbXHB7TH1ccHtOfV0nKSA/ICdtdXN0IGNvbnRhaW4gYSB3b3JkJyA6ICcnUgx0ZXh0TWF4Q2hhcnM", [file_buf_validate_validate]);
+  fileDesc("ChpnbGltcHNlL2FwaS92MS9ydWxlcy5wcm90bxIOZ2xpbXBzZS5hcGkudjE6gwMKDnRleHRfbWF4X2NoYXJzEhkuYnVmLnZhbGlkYXRlLlN0cmluZ1J1bGVzGIqQAyABKAVCvwLCSLsCCj4KCFJFUVVJUkVEGjJ0aGlzLnRyaW0oKS5zaXplKCkgPT0gMCA/ICdtdXN0IG5vdCBiZSBlbXB0eScgOiAnJwp4CghUT09fTE9ORxpsdGhpcy50cmltKCkuc2l6ZSgpID4gcnVsZSA/ICdtdXN0IGJlIGF0IG1vc3QgJWQgY2hhcmFjdGVycyAoZ290ICVkKScuZm9ybWF0KFtydWxlLCB0aGlzLnRyaW0oKS5zaXplKCldKSA6ICcnCn8KCE5PX1dPUkRTGnN0aGlzLnRyaW0oKS5zaXplKCkgPiAwICYmIHRoaXMudHJpbSgpLnNpemUoKSA8PSBydWxlICYmICF0aGlzLm1hdGNoZXMocidbXHB7TH1ccHtOfV0nKSA/ICdtdXN0IGNvbnRhaW4gYSB3b3JkJyA6ICcnUgx0ZXh0TWF4Q2hhcnM6nwIKDXVybF9tYXhfY2hhcnMSGS5idWYudmFsaWRhdGUuU3RyaW5nUnVsZXMYi5ADIAEoBULdAcJI2QEKaAoIVE9PX0xPTkcaXHNpemUodGhpcykgPiBydWxlID8gJ211c3QgYmUgYXQgbW9zdCAlZCBjaGFyYWN0ZXJzIChnb3QgJWQpJy5mb3JtYXQoW3J1bGUsIHNpemUodGhpcyldKSA6ICcnCm0KCkJBRF9GT1JNQVQaX3RoaXMgPT0gJycgfHwgdGhpcy5tYXRjaGVzKHInXihodHRwcz98ZmlsZSk6Ly9cUyskJykgPyAnJyA6IHInbXVzdCBtYXRjaCBeKGh0dHBzP3xmaWxlKTovL1xTKyQnUgt1cmxNYXhDaGFyczq5AQoMZGF0YXNldF9uYW1lEhkuYnVmLnZhbGlkYXRlLlN0cmluZ1J1bGVzGIyQAyABKAhCecJIdgp0CgpCQURfRk9STUFUGmZ0aGlzID09ICcnIHx8IHRoaXMubWF0Y2hlcyhyJ15bYS16MC05XVthLXowLTktXXswLDYyfSQnKSA/ICcnIDogJ211c3QgbWF0Y2ggXlthLXowLTldW2EtejAtOS1dezAsNjJ9JCdSC2RhdGFzZXROYW1lOqkBCg9kYXRhc2V0X3ZlcnNpb24SGS5idWYudmFsaWRhdGUuU3RyaW5nUnVsZXMYjZADIAEoCEJjwkhgCl4KCkJBRF9GT1JNQVQaUHRoaXMgPT0gJycgfHwgdGhpcy5tYXRjaGVzKHInXlswLTlhLWZdezE2fSQnKSA/ICcnIDogJ211c3QgbWF0Y2ggXlswLTlhLWZdezE2fSQnUg5kYXRhc2V0VmVyc2lvbjqpAQoNbW9kZWxfdmVyc2lvbhIZLmJ1Zi52YWxpZGF0ZS5TdHJpbmdSdWxlcxiOkAMgASgIQmfCSGQKYgoKQkFEX0ZPUk1BVBpUdGhpcyA9PSAnJyB8fCB0aGlzLm1hdGNoZXMocidebS1bMC05YS1mXXsxNn0kJykgPyAnJyA6ICdtdXN0IG1hdGNoIF5tLVswLTlhLWZdezE2fSQnUgxtb2RlbFZlcnNpb246pQEKBnJ1bl9pZBIZLmJ1Zi52YWxpZGF0ZS5TdHJpbmdSdWxlcxiPkAMgASgIQnHCSG4KbAoKQkFEX0ZPUk1BVBpedGhpcyA9PSAnJyB8fCB0aGlzLm1hdGNoZXMocideW0EtWmEtejAtOV8tXXsxLDY0fSQnKSA/ICcnIDogJ211c3QgbWF0Y2ggXltBLVphLXowLTlfLV17MSw2NH0kJ1IFcnVuSWQ6mAEKBnNoYTI1NhIZLmJ1Zi52YWxpZGF0ZS5TdHJpbmdSdWxlcxiQkAMgASgIQmPCSGAKXgoKQkFEX0ZPUk1BVBpQdGhpcyA9PSAnJyB8fCB0aGlzLm1hdGNoZXMocideWzAtOWEtZl17NjR9JCcpID8gJycgOiAnbXVzdCBtYXRjaCBeWzAtOWEtZl17NjR9JCdSBnNoYTI1NjqfAQoIaW1hZ2VfaWQSGS5idWYudmFsaWRhdGUuU3RyaW5nUnVsZXMYkZADIAEoCEJnwkhkCmIKCkJBRF9GT1JNQVQaVHRoaXMubWF0Y2hlcyhyJ15bQS1aYS16MC05Xy4tXXsxLDEyOH0kJykgPyAnJyA6ICdtdXN0IG1hdGNoIF5bQS1aYS16MC05Xy4tXXsxLDEyOH0kJ1IHaW1hZ2VJZA", [file_buf_validate_validate]);
 
 /**
  * A text query: white space around it is ignored, then it is 1..text_max_chars characters
@@ -27,4 +27,62 @@ export const file_glimpse_api_v1_rules: GenFile = /*@__PURE__*/
  */
 export const text_max_chars: GenExtension<StringRules, number> = /*@__PURE__*/
   extDesc(file_glimpse_api_v1_rules, 0);
+
+/**
+ * The URL of a dataset archive: http(s):// or file://, no white space, at most url_max_chars
+ * characters (Unicode code points). Empty passes: the field's default archive.
+ *
+ * @generated from extension: optional int32 url_max_chars = 51211;
+ */
+export const url_max_chars: GenExtension<StringRules, number> = /*@__PURE__*/
+  extDesc(file_glimpse_api_v1_rules, 1);
+
+/**
+ * A dataset name, e.g. "flickr8k".
+ *
+ * @generated from extension: optional bool dataset_name = 51212;
+ */
+export const dataset_name: GenExtension<StringRules, boolean> = /*@__PURE__*/
+  extDesc(file_glimpse_api_v1_rules, 2);
+
+/**
+ * A published dataset version: the first 16 hex digits of the sha256 of its manifest.
+ *
+ * @generated from extension: optional bool dataset_version = 51213;
+ */
+export const dataset_version: GenExtension<StringRules, boolean> = /*@__PURE__*/
+  extDesc(file_glimpse_api_v1_rules, 3);
+
+/**
+ * A model version: "m-" and 16 hex digits, derived from the model's content.
+ *
+ * @generated from extension: optional bool model_version = 51214;
+ */
+export const model_version: GenExtension<StringRules, boolean> = /*@__PURE__*/
+  extDesc(file_glimpse_api_v1_rules, 4);
+
+/**
+ * A pipeline or training run id, e.g. "tr-20260101120000000-a1b2c3".
+ *
+ * @generated from extension: optional bool run_id = 51215;
+ */
+export const run_id: GenExtension<StringRules, boolean> = /*@__PURE__*/
+  extDesc(file_glimpse_api_v1_rules, 5);
+
+/**
+ * A sha256 digest: 64 lowercase hex digits.
+ *
+ * @generated from extension: optional bool sha256 = 51216;
+ */
+export const sha256: GenExtension<StringRules, boolean> = /*@__PURE__*/
+  extDesc(file_glimpse_api_v1_rules, 6);
+
+/**
+ * An image id: the image's file name without extension, e.g. "1000268201_693b08cb0e".
+ * Never empty (see above).
+ *
+ * @generated from extension: optional bool image_id = 51217;
+ */
+export const image_id: GenExtension<StringRules, boolean> = /*@__PURE__*/
+  extDesc(file_glimpse_api_v1_rules, 7);
 
