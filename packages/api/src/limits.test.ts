@@ -1,12 +1,13 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { hasExtension, type DescExtension } from "@bufbuild/protobuf";
+import { create, createRegistry, hasExtension, type DescExtension } from "@bufbuild/protobuf";
+import { createValidator } from "@bufbuild/protovalidate";
 import type { StringRules } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
-import { url_max_chars } from "./gen/glimpse/api/v1/rules_pb.js";
-import { IDENTIFIER_RULES, LIMITS, PATTERNS } from "./limits.js";
+import { file_glimpse_api_v1_rules, text_max_chars, url_max_chars } from "./gen/glimpse/api/v1/rules_pb.js";
+import { IDENTIFIER_RULES, LIMITS, PATTERNS, rulePattern } from "./limits.js";
 import { requestMessages } from "./services.js";
-import { fieldRules } from "./validate.js";
+import { fieldRules, requestViolations } from "./validate.js";
 
 const proto = (path: string) => readFileSync(fileURLToPath(new URL(`../../../proto/glimpse/${path}`, import.meta.url)), "utf8");
 
@@ -72,6 +73,54 @@ describe("LIMITS and PATTERNS are the protos' rules", () => {
       "glimpse.data.v1.CancelPipelineRunRequest.run_id": "runId",
       "glimpse.training.v1.StopTrainingRequest.run_id": "runId",
     });
+  });
+
+  it("each PATTERNS entry (and the URL rule's pattern) accepts and rejects what its rule does in protovalidate", () => {
+    const examples: Record<string, string[]> = {
+      dataset: ["flickr8k", "coco-2014", "a", "a".repeat(63), "a".repeat(64), "-a", "Flickr8k", "flickr_8k"],
+      datasetVersion: ["0123456789abcdef", "0123456789ABCDEF", "0123456789abcde", "0123456789abcdef0", "m-0123456789abcdef"],
+      modelVersion: ["m-0123456789abcdef", "m-0123456789abcde", "M-0123456789abcdef", "0123456789abcdef", "m-0123456789abcdefa"],
+      imageId: ["1000268201_693b08cb0e", "a.b-c_D", "x".repeat(128), "x".repeat(129), "a/b", "../etc/passwd"],
+      runId: ["tr-20260101120000000-a1b2c3", "pr-20260101120000-abcdef", "x".repeat(64), "x".repeat(65), "a.b", "a b"],
+      sha256: ["0".repeat(64), "0".repeat(63), "A".repeat(64), "g".repeat(64)],
+      url: ["https://example.com/a.zip", "http://x", "file:///data/Flickr8k_Dataset.zip", "ftp://x", "https://a b", "https://", "HTTPS://x"],
+    };
+    const shared = ["a", "ü", "狗", "a\n", " a", "a\u3000b", "?!…"];
+    // The servers' validator (the platform's RegExp) and protovalidate's default one (RE2).
+    const re2 = createValidator({ registry: createRegistry(file_glimpse_api_v1_rules) });
+    const checked = new Set<string>();
+    for (const { message, field, name, rules } of fields) {
+      const r = stringRules(rules);
+      const kind = r && ruleKind(r);
+      if (!kind) continue;
+      const re = kind === "url" ? rulePattern(url_max_chars) : PATTERNS[kind as keyof typeof PATTERNS];
+      const where = `${message.typeName}.${name}`;
+      const path = field.fieldKind === "list" ? `${name}[0]` : name;
+      const samples = [...examples[kind]!, ...shared];
+      // Each kind's examples include ones its pattern accepts and ones it rejects.
+      expect(samples.some((s) => re.test(s)) && samples.some((s) => !re.test(s)), kind).toBe(true);
+      for (const s of ["", ...samples]) {
+        const value = field.fieldKind === "list" ? [s] : s;
+        const msg = create(message, (field.oneof ? { [field.oneof.localName]: { case: field.localName, value } } : { [field.localName]: value }) as never);
+        const bad = requestViolations(message, msg).filter((v) => v.field === path && v.reason === "BAD_FORMAT");
+        const badRe2 = (re2.validate(message, msg).violations ?? []).some((v) => v.ruleId === "BAD_FORMAT");
+        // Empty: an identifier rule lets it pass (the field's default, or `required` says REQUIRED),
+        // except image_id's: there is no default image.
+        const expected = s === "" ? kind === "imageId" && !rules.required : !re.test(s);
+        expect(bad.length > 0, `${where} ${JSON.stringify(s)}`).toBe(expected);
+        expect(badRe2, `${where} ${JSON.stringify(s)} (RE2)`).toBe(expected);
+        for (const v of bad) expect(new RegExp(v.description.replace(/^must match /, "")).source, where).toBe(re.source);
+      }
+      checked.add(kind);
+    }
+    expect([...checked].sort()).toEqual(SHAPE_RULES.map(([k]) => k).sort());
+  });
+
+  it("a rule's pattern is the one this.matches(r'…') in its CEL", () => {
+    expect(rulePattern(IDENTIFIER_RULES.dataset).source).toBe("^[a-z0-9][a-z0-9-]{0,62}$");
+    expect(rulePattern(url_max_chars).test("https://example.com/a b")).toBe(false);
+    // text_max_chars has one too (a word).
+    expect(rulePattern(text_max_chars).source).toBe("[\\p{L}\\p{N}]");
   });
 
   it("every top_k and page_size bound is one of LIMITS", () => {
