@@ -5,9 +5,10 @@
  * google.rpc.BadRequest field violation per broken rule.
  *
  * A violation's reason is the rule's google.rpc reason:
- * - Glimpse's own rules (CEL, predefined rules in glimpse/api/v1/rules.proto) carry it as their
- *   id: "TOO_LONG"; a message-level rule, which has no field of its own, prefixes the field it
- *   is reported on: "candidate_texts.EXCLUSIVE".
+ * - Glimpse's own rules (CEL, predefined rules in glimpse/api/v1/rules.proto: text queries,
+ *   identifiers, archive URLs) carry it as their id: "TOO_LONG", "BAD_FORMAT"; a message-level
+ *   rule, which has no field of its own, prefixes the field it is reported on:
+ *   "candidate_texts.EXCLUSIVE".
  * - protovalidate's standard rules map by rule id (STANDARD_REASONS): a range → OUT_OF_RANGE, a
  *   pattern → BAD_FORMAT, required / min_len / min_items → REQUIRED, and so on.
  * Field paths are the proto names, dotted, with list indexes: "scope.dataset_version", "queries[1]".
