@@ -1,10 +1,10 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { create, createRegistry, hasExtension, type DescExtension } from "@bufbuild/protobuf";
+import { create, createRegistry, getExtension, hasExtension, type DescExtension } from "@bufbuild/protobuf";
 import { createValidator } from "@bufbuild/protovalidate";
 import type { StringRules } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
-import { file_glimpse_api_v1_rules, text_max_chars, url_max_chars } from "./gen/glimpse/api/v1/rules_pb.js";
+import { count_max, file_glimpse_api_v1_rules, text_max_chars, url_max_chars } from "./gen/glimpse/api/v1/rules_pb.js";
 import { IDENTIFIER_RULES, LIMITS, PATTERNS, rulePattern } from "./limits.js";
 import { requestMessages } from "./services.js";
 import { fieldRules, requestViolations } from "./validate.js";
@@ -119,17 +119,29 @@ describe("LIMITS and PATTERNS are the protos' rules", () => {
   it("a rule's pattern is the one this.matches(r'…') in its CEL", () => {
     expect(rulePattern(IDENTIFIER_RULES.dataset).source).toBe("^[a-z0-9][a-z0-9-]{0,62}$");
     expect(rulePattern(url_max_chars).test("https://example.com/a b")).toBe(false);
-    // text_max_chars has one too (a word).
+    // text_max_chars has one too (a word); a rule with none is refused.
     expect(rulePattern(text_max_chars).source).toBe("[\\p{L}\\p{N}]");
+    expect(() => rulePattern(count_max)).toThrow(/expected one this\.matches/);
   });
 
   it("every top_k and page_size bound is one of LIMITS", () => {
-    for (const { message, name, rules } of fields) {
-      if (rules.type.case !== "int32" || rules.type.value.lessThan.case !== "lte") continue;
-      const max = rules.type.value.lessThan.value;
+    let counts = 0;
+    for (const { message, field, name, rules } of fields) {
+      if (rules.type.case !== "int32") continue;
+      const r = rules.type.value;
+      const max = hasExtension(r, count_max) ? getExtension(r, count_max) : r.lessThan.case === "lte" ? r.lessThan.value : undefined;
+      if (max === undefined) continue;
+      if (hasExtension(r, count_max)) {
+        // count_max: 0 (the default) and 1..max pass; outside, OUT_OF_RANGE as a gte/lte range said it.
+        counts++;
+        const at = (n: number) => requestViolations(message, create(message, { [field.localName]: n } as never)).filter((v) => v.field === name);
+        for (const n of [0, 1, max]) expect(at(n), `${message.typeName}.${name} ${n}`).toEqual([]);
+        for (const n of [-1, max + 1]) expect(at(n)).toEqual([{ field: name, description: `must be between 1 and ${max} (got ${n})`, reason: "OUT_OF_RANGE" }]);
+      }
       if (name.startsWith("top_k")) expect([LIMITS.topKMax, LIMITS.demoTopKMax], `${message.typeName}.${name}`).toContain(max);
       else if (name === "page_size") expect([LIMITS.pageSizeMax, LIMITS.samplesPageSizeMax], `${message.typeName}.${name}`).toContain(max);
     }
+    expect(counts).toBeGreaterThanOrEqual(10);
     expect(LIMITS).toMatchObject({ queryMaxChars: 512, topKMax: 100, demoTopKMax: 50, imageMaxBytes: 10 * 1024 * 1024, batchMaxQueries: 64, candidatesMax: 1000, pageSizeMax: 100, samplesPageSizeMax: 200, urlMaxChars: 2048 });
   });
 });

@@ -1,7 +1,7 @@
-import { getExtension, getOption, type DescExtension, type DescMessage } from "@bufbuild/protobuf";
+import { getExtension, getOption, hasExtension, type DescExtension, type DescMessage } from "@bufbuild/protobuf";
 import { predefined, type FieldRules } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { invalidArgument, type FieldViolation } from "./errors.js";
-import { dataset_name, dataset_version, image_id, model_version, run_id, sha256, text_max_chars, url_max_chars } from "./gen/glimpse/api/v1/rules_pb.js";
+import { count_max, dataset_name, dataset_version, image_id, model_version, run_id, sha256, text_max_chars, url_max_chars } from "./gen/glimpse/api/v1/rules_pb.js";
 import * as data from "./gen/glimpse/data/v1/data_service_pb.js";
 import * as ranking from "./gen/glimpse/ranking/v1/ranking_service_pb.js";
 import { fieldRules } from "./validate.js";
@@ -17,10 +17,11 @@ function rulesOf<K extends Kind>(message: DescMessage, name: string, kind: K): R
   return rules.type.value as unknown as RulesOf<K>;
 }
 
-function int32Max(message: DescMessage, name: string): number {
+/** The top of a count's range: its glimpse.api.v1.count_max rule. */
+function countMax(message: DescMessage, name: string): number {
   const r = rulesOf(message, name, "int32");
-  if (r.lessThan.case !== "lte") throw new Error(`${message.typeName}.${name} declares no int32.lte`);
-  return r.lessThan.value;
+  if (!hasExtension(r, count_max)) throw new Error(`${message.typeName}.${name} declares no glimpse.api.v1.count_max`);
+  return getExtension(r, count_max);
 }
 
 /**
@@ -31,9 +32,9 @@ function int32Max(message: DescMessage, name: string): number {
 export const LIMITS = {
   queryMaxChars: getExtension(rulesOf(ranking.SearchImagesRequestSchema, "query", "string"), text_max_chars),
   topKDefault: 10,
-  topKMax: int32Max(ranking.SearchImagesRequestSchema, "top_k"),
+  topKMax: countMax(ranking.SearchImagesRequestSchema, "top_k"),
   demoTopKDefault: 8,
-  demoTopKMax: int32Max(ranking.DemoSearchRequestSchema, "top_k"),
+  demoTopKMax: countMax(ranking.DemoSearchRequestSchema, "top_k"),
   captionsTopKDefault: 5,
   imageMaxBytes: Number(rulesOf(ranking.RankUploadedImageRequestSchema, "image", "bytes").maxLen),
   /** Checked when decoding (not a rule: the proto comments state it). */
@@ -41,8 +42,8 @@ export const LIMITS = {
   batchMaxQueries: Number(rulesOf(ranking.BatchSearchImagesRequestSchema, "queries", "repeated").maxItems),
   candidatesMax: Number(rulesOf(ranking.RankCandidatesRequestSchema, "candidate_image_ids", "repeated").maxItems),
   pageSizeDefault: 20,
-  pageSizeMax: int32Max(ranking.ListModelVersionsRequestSchema, "page_size"),
-  samplesPageSizeMax: int32Max(data.ListSamplesRequestSchema, "page_size"),
+  pageSizeMax: countMax(ranking.ListModelVersionsRequestSchema, "page_size"),
+  samplesPageSizeMax: countMax(data.ListSamplesRequestSchema, "page_size"),
   urlMaxChars: getExtension(rulesOf(data.PipelineParamsSchema, "images_url", "string"), url_max_chars),
 } as const;
 
