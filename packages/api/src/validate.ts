@@ -1,8 +1,8 @@
 /**
  * Request validation from the proto: the `buf.validate` rules on the fields (protovalidate) are
  * the only statement of the request limits. Every server checks each request message with
- * them before its handler (packages/rpc's interceptor) and answers INVALID_ARGUMENT with one
- * google.rpc.BadRequest field violation per broken rule.
+ * them before its handler (packages/rpc's server puts the check in front of each method) and
+ * answers INVALID_ARGUMENT with one google.rpc.BadRequest field violation per broken rule.
  *
  * A violation's reason is the rule's google.rpc reason:
  * - Glimpse's own rules (CEL, predefined rules in glimpse/api/v1/rules.proto: text queries,

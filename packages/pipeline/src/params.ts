@@ -1,4 +1,4 @@
-import { PATTERNS } from "@glimpse/api";
+import { LIMITS, PATTERNS } from "@glimpse/api";
 import { PipelineInputError } from "./util/errors.js";
 
 export type DatasetSize = "full" | "sample";
@@ -61,7 +61,7 @@ export function resolveParams(input: PipelineParamsInput = {}): PipelineParams {
 
   const url = (name: string, v: string | undefined, def: string): string => {
     const u = v || def;
-    if (u.length > 2048) problems.push(`${name} is longer than 2048 characters`);
+    if (u.length > LIMITS.urlMaxChars) problems.push(`${name} is longer than ${LIMITS.urlMaxChars} characters`);
     let parsed: URL | undefined;
     try {
       parsed = new URL(u);
