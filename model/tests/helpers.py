@@ -167,29 +167,25 @@ def tf_same_pad(x: np.ndarray, k: int, s: int) -> np.ndarray:
     return np.pad(x, ((0, 0), (t, b), (l, r), (0, 0)))
 
 
-def np_conv(x, w, s):
-    """x NHWC, w HWIO, TF same padding."""
-    k = w.shape[0]
+def _same_conv(x, k, s, out_channels, tap):
+    """Sums tap(patch, i, j) over the k×k kernel taps of a TF-'same' strided conv (x NHWC, float64)."""
     xp = tf_same_pad(x, k, s).astype(np.float64)
     oh, ow = -(-x.shape[1] // s), -(-x.shape[2] // s)
-    y = np.zeros((x.shape[0], oh, ow, w.shape[3]))
+    y = np.zeros((x.shape[0], oh, ow, out_channels))
     for i in range(k):
         for j in range(k):
-            patch = xp[:, i:i + s * oh:s, j:j + s * ow:s, :]
-            y += np.einsum("nhwc,co->nhwo", patch, w[i, j].astype(np.float64))
+            y += tap(xp[:, i:i + s * oh:s, j:j + s * ow:s, :], i, j)
     return y
+
+
+def np_conv(x, w, s):
+    """x NHWC, w HWIO, TF same padding."""
+    return _same_conv(x, w.shape[0], s, w.shape[3], lambda p, i, j: np.einsum("nhwc,co->nhwo", p, w[i, j].astype(np.float64)))
 
 
 def np_dwconv(x, w, s):
     """x NHWC, w [kh,kw,C,1], TF same padding."""
-    k = w.shape[0]
-    xp = tf_same_pad(x, k, s).astype(np.float64)
-    oh, ow = -(-x.shape[1] // s), -(-x.shape[2] // s)
-    y = np.zeros((x.shape[0], oh, ow, x.shape[3]))
-    for i in range(k):
-        for j in range(k):
-            y += xp[:, i:i + s * oh:s, j:j + s * ow:s, :] * w[i, j, :, 0].astype(np.float64)
-    return y
+    return _same_conv(x, w.shape[0], s, x.shape[3], lambda p, i, j: p * w[i, j, :, 0].astype(np.float64))
 
 
 def np_bn_relu6(x, w, name, eps=1e-3):
