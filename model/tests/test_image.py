@@ -32,3 +32,11 @@ def test_pip_step_installs_the_project_pins():
 
 def test_ci_base_script_parses():
     subprocess.run(["bash", "-n", str(MODEL_DIR / "scripts" / "ci-base.sh")], check=True)
+
+
+def test_the_lock_pins_what_the_image_installs():
+    # pyproject.toml's pins are the image's list; uv.lock (what `uv run --frozen` installs for the
+    # tests and the local trainer) must hold the same version of each, so both run the same code.
+    lock = {p["name"]: p["version"] for p in tomllib.loads((MODEL_DIR / "uv.lock").read_text())["package"]}
+    for name, version in PINS.items():
+        assert lock.get(name.lower().replace("_", "-")) == version, (name, version, lock.get(name))
