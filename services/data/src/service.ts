@@ -18,7 +18,7 @@ function datasetAndVersion(req: { dataset: string; version: string }): { dataset
  * An Argo run downloads in the workflow's pods, which see neither this service's files nor
  * the Data pod's: file:// archives are refused up front instead of failing in the cluster.
  */
-export function checkReachableFromWorkflow(v: Violations, p: data.PipelineParams | undefined): void {
+function checkReachableFromWorkflow(v: Violations, p: data.PipelineParams | undefined): void {
   for (const [field, url] of [["params.images_url", p?.imagesUrl], ["params.captions_url", p?.captionsUrl]] as const) {
     if (url?.startsWith("file://")) {
       v.add(field, "file:// URLs are not readable by the Argo workflow's pods (GLIMPSE_PIPELINE_EXECUTOR=argo): serve the archive over http(s)", "UNREACHABLE");
@@ -31,7 +31,7 @@ export function checkReachableFromWorkflow(v: Violations, p: data.PipelineParams
  * naming each refused field (an empty URL is the default source, checked like any other).
  * The params have passed the proto's rules: they resolve as the run will resolve them.
  */
-export async function checkSourcesAllowed(allow: SourceAllowList, p: data.PipelineParams | undefined): Promise<void> {
+async function checkSourcesAllowed(allow: SourceAllowList, p: data.PipelineParams | undefined): Promise<void> {
   const refused: FieldViolation[] = [];
   const { imagesUrl, captionsUrl } = resolveParams(pipelineInput(p ?? create(data.PipelineParamsSchema)));
   for (const [field, url] of [["params.images_url", imagesUrl], ["params.captions_url", captionsUrl]] as const) {
@@ -63,7 +63,7 @@ function decodeToken(v: Violations, token: string, version: string, split: numbe
 }
 
 /** Records a published version; idempotent. The pipeline's sync step calls it. */
-export async function registerVersion(store: ObjectStore, catalog: DatasetCatalog, dataset: string, version: string, publishedAt?: string): Promise<void> {
+async function registerVersion(store: ObjectStore, catalog: DatasetCatalog, dataset: string, version: string, publishedAt?: string): Promise<void> {
   const existing = await catalog.record(dataset, version);
   if (existing) return;
   const record: VersionRecord = { dataset, version, published_at: publishedAt ?? new Date().toISOString() };

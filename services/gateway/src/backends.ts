@@ -43,7 +43,7 @@ export function connectBackends(targets: BackendTarget[], opts: { timeoutMs: num
  * connection to a replica that is gone; the next check goes on a new connection, to a replica
  * that serves. A backend that is really down answers the same twice.
  */
-export const RECHECK_MS = 200;
+const RECHECK_MS = 200;
 
 /** grpc.health.v1 Check of each backend's service, in parallel, with a short deadline. */
 export async function checkBackends(backends: Backend[]): Promise<Record<string, BackendHealth>> {

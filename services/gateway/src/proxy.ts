@@ -8,7 +8,7 @@ import type { Backend } from "./backends.js";
  * client's default (GLIMPSE_BACKEND_TIMEOUT_MS); a stream (a watch) gets none, as it would
  * straight to the service: 0 tells the client "no deadline". It ends when the caller leaves.
  */
-export function callOptions(ctx: Pick<HandlerContext, "requestHeader" | "signal" | "timeoutMs">, stream = false): CallOptions {
+function callOptions(ctx: Pick<HandlerContext, "requestHeader" | "signal" | "timeoutMs">, stream = false): CallOptions {
   const headers = forwardedHeaders((n) => ctx.requestHeader.get(n));
   const timeoutMs = ctx.timeoutMs() ?? (stream ? 0 : undefined);
   return { headers, signal: ctx.signal, ...(timeoutMs === undefined ? {} : { timeoutMs }) };

@@ -19,7 +19,7 @@ type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
 
 /** Services whose own port answers their REST paths (services/ranking/src/server.ts). */
-export const REST_SELF_SERVED: readonly ServiceName[] = ["ranking"];
+const REST_SELF_SERVED: readonly ServiceName[] = ["ranking"];
 
 /** Request headers the service needs; hop-by-hop and HTTP/2 pseudo-headers stay behind. */
 const REQUEST_HEADERS = ["content-type", "authorization", "accept"];

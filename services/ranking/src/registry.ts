@@ -114,7 +114,7 @@ export async function fetchModel(store: ObjectStore, version: string): Promise<F
 }
 
 /** Flattens metrics.json into "split.t2i_r1"-style names (numbers only). */
-export function flattenMetrics(metrics: Record<string, unknown>): Record<string, number> {
+function flattenMetrics(metrics: Record<string, unknown>): Record<string, number> {
   const out: Record<string, number> = {};
   const split = typeof metrics["split"] === "string" ? (metrics["split"] as string) : "eval";
   const walk = (v: unknown, name: string) => {

@@ -13,7 +13,7 @@
  * Every step checks what is there first, so seeding is idempotent and cheap on restarts.
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { join, relative, resolve, sep } from "node:path";
+import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { PreconditionFailedError, type ObjectStore } from "@glimpse/objectstore";
 import { blobKey, canonicalJson, manifestBytes, manifestKey, MANIFEST_SCHEMA, moveLatest, PublishConflictError, putManifest, type Manifest } from "@glimpse/pipeline";
@@ -143,7 +143,7 @@ export async function uploadDataset(store: ObjectStore, ds: PublishableDataset):
 }
 
 /** Moves `latest.json` to the version (compare-and-swap); false when it already named it or lost a race. */
-export async function moveDemoLatest(store: ObjectStore, ds: PublishableDataset): Promise<boolean> {
+async function moveDemoLatest(store: ObjectStore, ds: PublishableDataset): Promise<boolean> {
   try {
     return (await moveLatest(store, ds.manifest.dataset, ds.version)).moved;
   } catch (err) {
@@ -153,7 +153,7 @@ export async function moveDemoLatest(store: ObjectStore, ds: PublishableDataset)
 }
 
 /** The demo gallery as a dataset version (deterministic: same pack, same version). */
-export function demoDataset(dir: string): PublishableDataset | undefined {
+function demoDataset(dir: string): PublishableDataset | undefined {
   const imgDir = join(dir, "images");
   if (!existsSync(join(dir, "captions.json")) || !existsSync(imgDir)) return undefined;
   const captions = JSON.parse(readFileSync(join(dir, "captions.json"), "utf8")) as Record<string, string[]>;
@@ -169,7 +169,7 @@ export function demoDataset(dir: string): PublishableDataset | undefined {
 }
 
 /** Width and height from a baseline/progressive JPEG's SOF marker. */
-export function jpegSize(b: Buffer): { width: number; height: number } {
+function jpegSize(b: Buffer): { width: number; height: number } {
   let i = 2;
   while (i + 9 < b.length) {
     if (b[i] !== 0xff) {
@@ -240,18 +240,4 @@ async function copyDemoIndex(store: ObjectStore, dir: string, modelVersion: stri
 function contentType(f: string): string {
   const ext = f.slice(f.lastIndexOf(".") + 1);
   return { json: "application/json", png: "image/png", md: "text/markdown", onnx: "application/octet-stream" }[ext] ?? "application/octet-stream";
-}
-
-/** Files under a folder, relative, "/"-separated (for the pack builder). */
-export function listFiles(root: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else out.push(relative(root, p).split(sep).join("/"));
-    }
-  };
-  walk(root);
-  return out.sort();
 }

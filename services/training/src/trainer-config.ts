@@ -31,7 +31,7 @@ export const TRAINER_DEFAULTS = {
 } as const;
 
 /** Phase-2 epochs when fine_tune_backbone is set and overrides name none. */
-export const DEFAULT_PHASE2_EPOCHS = 3;
+const DEFAULT_PHASE2_EPOCHS = 3;
 
 /** Keys the service sets itself (paths, the store, bookkeeping): never from a request. */
 const MANAGED = new Set([
@@ -66,16 +66,16 @@ const STRING_CHOICES: Readonly<Record<string, readonly string[]>> = {
   dev_split: ["train", "dev", "test"],
 };
 
-export const IMAGE_ENCODERS = ["mobilenet_v1_075", "efficientnet_lite0", "mobilenet_v3_small"] as const;
-export const DEVICES = ["auto", "cpu", "cuda"] as const;
-export const DEFAULT_DATASET = "flickr8k";
+const IMAGE_ENCODERS = ["mobilenet_v1_075", "efficientnet_lite0", "mobilenet_v3_small"] as const;
+const DEVICES = ["auto", "cpu", "cuda"] as const;
+const DEFAULT_DATASET = "flickr8k";
 /** A zero seed means the trainer's own default (the shipped model's seed), as the proto says. */
 export const DEFAULT_SEED = TRAINER_DEFAULTS.seed;
 
 /** The quality gate's metrics (model/glimpse_model/promotion.py METRICS); the proto's default first. */
 export const PROMOTION_METRICS = ["rsum", "t2i_r1", "t2i_r5", "t2i_r10", "i2t_r1", "i2t_r5", "i2t_r10"] as const;
 export const DEFAULT_PROMOTION_METRIC = "rsum";
-export const DEFAULT_PROMOTION_MARGIN = 0;
+const DEFAULT_PROMOTION_MARGIN = 0;
 /** A margin stays within ± the metric's range: 600 for rsum (six recalls), 100 for one recall. */
 export const promotionMarginLimit = (metric: string): number => (metric === "rsum" ? 600 : 100);
 

@@ -16,7 +16,7 @@ import { SEARCH_PAGE } from "./search-page.js";
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
 
-export const DEFAULT_DEMO_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "../../../../demo");
+const DEFAULT_DEMO_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "../../../../demo");
 
 export interface PagesOptions {
   /** The demo pack folder (images under images/); default the repository's demo/. */

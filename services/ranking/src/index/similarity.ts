@@ -59,7 +59,7 @@ function modelOf(graph: Bytes): Uint8Array {
 }
 
 /** The ModelProto bytes of the similarity graph (ONNX IR 8, opset 17). */
-export function similarityModel(): Uint8Array {
+function similarityModel(): Uint8Array {
   const graph = [
     ...bytes(1, node("Gemm", ["query", "gallery"], ["scores"], { transB: 1 })),
     ...bytes(1, node("TopK", ["scores", "k"], ["values", "indices"], { axis: -1, largest: 1, sorted: 1 })),
@@ -79,7 +79,7 @@ export function similarityModel(): Uint8Array {
  *   nodes   Gemm(items, bank, transB=1) → scores;  ReduceLogSumExp(scores, axes=[1], keepdims=0)
  *   output  lse float[N]
  */
-export function logSumExpModel(): Uint8Array {
+function logSumExpModel(): Uint8Array {
   return modelOf([
     ...bytes(1, node("Gemm", ["items", "bank"], ["scores"], { transB: 1 })),
     ...bytes(1, node("ReduceLogSumExp", ["scores"], ["lse"], { axes: [1], keepdims: 0 })),

@@ -75,7 +75,7 @@ export function exactTopK(matrix: Float32Array, dim: number, query: Float32Array
  * usearch's native code reads a typed array from the start of its ArrayBuffer, ignoring a
  * view's offset: a row view (subarray) must be copied before it is passed in.
  */
-export function standalone(a: Float32Array): boolean {
+function standalone(a: Float32Array): boolean {
   return a.byteOffset === 0 && a.byteLength === a.buffer.byteLength;
 }
 

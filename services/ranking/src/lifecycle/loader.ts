@@ -31,7 +31,7 @@ export interface Prepared {
   demoIndex: GalleryIndex;
 }
 
-export class SmokeQueryError extends Error {
+class SmokeQueryError extends Error {
   override readonly name = "SmokeQueryError";
 }
 
@@ -150,7 +150,7 @@ export class ModelLoader {
 }
 
 /** A real query through the new pair: embeddings finite and normalised, hits well-formed. */
-export async function smokeQuery(model: LoadedModel, index: GalleryIndex): Promise<void> {
+async function smokeQuery(model: LoadedModel, index: GalleryIndex): Promise<void> {
   const q = await model.embedTexts(["a dog runs through the grass"]);
   let norm = 0;
   for (const v of q) {

@@ -24,7 +24,7 @@ export interface EncoderOptions {
   logger?: Logger;
 }
 
-export const DEFAULT_ENCODER_OPTIONS: EncoderOptions = { executionProvider: "cpu", intraOpThreads: 0, interOpThreads: 1 };
+const DEFAULT_ENCODER_OPTIONS: EncoderOptions = { executionProvider: "cpu", intraOpThreads: 0, interOpThreads: 1 };
 
 export interface EncoderIo {
   imageInput: string;

@@ -16,7 +16,7 @@
 import sharp, { type KernelEnum, type Metadata, type OutputInfo } from "sharp";
 import { LIMITS } from "@glimpse/api";
 
-export const PREPROCESS_SCHEMA = "glimpse.preprocess/v1";
+const PREPROCESS_SCHEMA = "glimpse.preprocess/v1";
 
 export interface PreprocessSpec {
   schema: string;
@@ -45,7 +45,7 @@ export class ImageInputError extends Error {
   }
 }
 
-export const ACCEPTED_FORMATS = ["jpeg", "png", "webp"] as const;
+const ACCEPTED_FORMATS = ["jpeg", "png", "webp"] as const;
 
 const KERNELS: Record<string, keyof KernelEnum> = {
   nearest: "nearest",

@@ -17,7 +17,7 @@
 
 import { Tokenizer as HFTokenizer } from "@huggingface/tokenizers";
 
-export const VOCAB_SCHEMA = "glimpse.vocab/v1";
+const VOCAB_SCHEMA = "glimpse.vocab/v1";
 
 export interface VocabSpec {
   schema: string;
@@ -86,7 +86,7 @@ interface HfTokenizerSpec {
   tokenizer_config?: Record<string, unknown>;
 }
 
-export class HfTokenizer implements TextTokenizer {
+class HfTokenizer implements TextTokenizer {
   private readonly maxLen: number;
   private readonly padId: number;
   private readonly hf: HFTokenizer;

@@ -69,7 +69,7 @@ export function notFoundField(field: string, type: string, name: string): Connec
  * the demo gallery (`flickr8k-demo`) included. (The gateway also serves the demo pack's files
  * at /demo/images/<id>, which needs no Data service.)
  */
-export function imageUrl(dataset: string, datasetVersion: string, imageId: string): string {
+function imageUrl(dataset: string, datasetVersion: string, imageId: string): string {
   return `/data/images/${encodeURIComponent(dataset)}/${datasetVersion}/${encodeURIComponent(imageId)}`;
 }
 
