@@ -75,6 +75,6 @@ def test_the_training_service_reads_an_identical_copy():
 
 def test_the_proto_documents_the_default_seed():
     """StartTraining's seed 0 is the trainer's own default (one seed on both sides)."""
-    m = re.search(r"// 0 means (\d+)\b[^\n]*\n\s*int64 seed = \d+;", TRAINING_PROTO.read_text())
+    m = re.search(r"// 0 means (\d+)\b[^\n]*\n\s*int64 seed = \d+[ ;]", TRAINING_PROTO.read_text())
     assert m, "no '0 means N' comment above TrainingConfig.seed"
     assert int(m.group(1)) == Config().seed == SCHEMA["properties"]["seed"]["default"]

@@ -19,6 +19,11 @@ export interface ServiceBinding {
   impl: Partial<ServiceImpl<DescService>>;
   /** Check each request against its proto's buf.validate rules before the method (default true; the gateway's relay leaves it to the service). */
   validate?: boolean;
+  /**
+   * Methods (local names) whose handler checks the rules itself, with what no rule can state, so
+   * that one answer lists every problem (StartTraining: its config and the config's overrides).
+   */
+  checkedByHandler?: readonly string[];
 }
 
 /** A typed binding: the implementation is checked against the service's methods. */
@@ -71,7 +76,7 @@ function checkedImpl(binding: ServiceBinding): Partial<ServiceImpl<DescService>>
   const impl: Record<string, Method> = {};
   for (const m of binding.service.methods) {
     const method = (binding.impl[m.localName] as Method | undefined)?.bind(binding.impl);
-    if (method) impl[m.localName] = checked(m, method);
+    if (method) impl[m.localName] = binding.checkedByHandler?.includes(m.localName) ? method : checked(m, method);
   }
   return impl as unknown as Partial<ServiceImpl<DescService>>;
 }

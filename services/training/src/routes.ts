@@ -5,10 +5,11 @@ import type { TrainingManager } from "./manager.js";
 /**
  * The Training service's RPCs, served by the run manager. Requests have passed the proto's
  * buf.validate rules (run_id's shape, page_size's range: INVALID_ARGUMENT, not NOT_FOUND);
- * a TrainingConfig is checked whole by planTraining (trainer-config.ts).
+ * StartTraining's TrainingConfig is checked whole by planTraining (trainer-config.ts): its rules
+ * and its overrides, in one answer.
  */
 export function trainingBinding(manager: TrainingManager): ServiceBinding {
-  return bind(training.TrainingService, {
+  const binding = bind(training.TrainingService, {
     async startTraining(req) {
       return { run: await manager.start(req.config) };
     },
@@ -25,4 +26,5 @@ export function trainingBinding(manager: TrainingManager): ServiceBinding {
       return { run: await manager.stop(req.runId) };
     },
   });
+  return { ...binding, checkedByHandler: ["startTraining"] };
 }

@@ -1,18 +1,23 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { splitCommand } from "./command.js";
-import { DEFAULT_PROMOTION_METRIC, DEFAULT_SEED, PROMOTION_METRICS, promotionMarginLimit, TRAINER_DEFAULTS, TRAINER_KEYS, planTraining } from "./trainer-config.js";
+import { create } from "@bufbuild/protobuf";
+import { training } from "@glimpse/api";
+import { DEFAULT_PROMOTION_METRIC, DEFAULT_SEED, TRAINER_DEFAULTS, TRAINER_KEYS, planTraining } from "./trainer-config.js";
 
 const CONFIG_PY = new URL("../../../model/glimpse_model/config.py", import.meta.url);
 const CONFIG_SCHEMA = new URL("../../../model/glimpse_model/config.schema.json", import.meta.url);
 const SCHEMA_COPY = new URL("./trainer-config.schema.json", import.meta.url);
 const PROMOTION_PY = new URL("../../../model/glimpse_model/promotion.py", import.meta.url);
 const PROTO = new URL("../../../proto/glimpse/training/v1/training_service.proto", import.meta.url);
+/** The quality gate's metrics as the trainer names them (promotion.py METRICS), the default first. */
+const METRICS_TUPLE = /^METRICS = \(([^)]*)\)/m.exec(readFileSync(PROMOTION_PY, "utf8"))![1]!;
+const PROMOTION_METRICS = [...METRICS_TUPLE.matchAll(/"(\w+)"/g)].map((m) => m[1]!);
 
 /** The comment above a field of the proto file, as one line. */
 function protoComment(proto: string, field: string): string {
   const lines = proto.split("\n");
-  const at = lines.findIndex((l) => new RegExp(`^\\s+\\S+ ${field} = \\d+;`).test(l));
+  const at = lines.findIndex((l) => new RegExp(`^\\s+\\S+ ${field} = \\d+( \\[|;)`).test(l));
   if (at < 0) throw new Error(`no field ${field} in the proto`);
   const comment: string[] = [];
   for (let i = at - 1; i >= 0 && lines[i]!.trim().startsWith("//"); i--) comment.unshift(lines[i]!.trim().slice(2).trim());
@@ -55,13 +60,22 @@ describe("the trainer's config keys", () => {
     for (const m of PROMOTION_METRICS) expect(metric).toContain(`"${m}"`);
     const margin = protoComment(proto, "promotion_margin");
     expect(margin).toContain(`-600..600 for rsum, -100..100 for one recall); 0 (the default)`);
-    expect([promotionMarginLimit("rsum"), promotionMarginLimit("t2i_r1")]).toEqual([600, 100]);
+    // the rule on TrainingConfig: ± 600 for rsum, ± 100 for one recall
+    const plan = (promotionMetric: string, promotionMargin: number) => () => planTraining(create(training.TrainingConfigSchema, { promote: true, promotionMetric, promotionMargin }));
+    for (const [m, limit] of [["rsum", 600], ["t2i_r1", 100]] as const) {
+      expect(plan(m, -limit)).not.toThrow();
+      expect(plan(m, limit)).not.toThrow();
+      expect(plan(m, limit + 0.5)).toThrow();
+      expect(plan(m, -limit - 0.5)).toThrow();
+    }
+    // the rule's list of metrics is the trainer's
+    const rule = /string promotion_metric = 13 \[[^\]]*?expression: "this in \[([^\]]*)\]/s.exec(proto)![1]!;
+    expect([...rule.matchAll(/'(\w*)'/g)].map((m) => m[1])).toEqual(["", ...PROMOTION_METRICS]);
   });
 
   it("name the quality gate's metrics as the trainer does (promotion.py)", () => {
     const source = readFileSync(PROMOTION_PY, "utf8");
-    const tuple = /^METRICS = \(([^)]*)\)/m.exec(source)![1]!;
-    expect([...tuple.matchAll(/"(\w+)"/g)].map((m) => m[1])).toEqual([...PROMOTION_METRICS]);
+    expect(PROMOTION_METRICS[0]).toBe(DEFAULT_PROMOTION_METRIC);
     expect(/^DEFAULT_METRIC = "(\w+)"/m.exec(source)![1]).toBe(DEFAULT_PROMOTION_METRIC);
   });
 });

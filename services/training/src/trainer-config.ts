@@ -5,8 +5,8 @@
  * which config.py builds its `Config` from: trainer-config.schema.json here is an identical copy (the
  * service's image holds no model/), and trainer-config.test.ts fails when the two differ.
  */
-import { training, PATTERNS, Violations } from "@glimpse/api";
-import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
+import { requestViolations, training, Violations } from "@glimpse/api";
+import { create, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
 import trainerSchema from "./trainer-config.schema.json" with { type: "json" };
 
 export type KeyType = "int" | "float" | "bool" | "str";
@@ -66,18 +66,15 @@ const STRING_CHOICES: Readonly<Record<string, readonly string[]>> = {
   dev_split: ["train", "dev", "test"],
 };
 
-const IMAGE_ENCODERS = ["mobilenet_v1_075", "efficientnet_lite0", "mobilenet_v3_small"] as const;
-const DEVICES = ["auto", "cpu", "cuda"] as const;
 const DEFAULT_DATASET = "flickr8k";
 /** A zero seed means the trainer's own default (the shipped model's seed), as the proto says. */
 export const DEFAULT_SEED = TRAINER_DEFAULTS.seed;
 
-/** The quality gate's metrics (model/glimpse_model/promotion.py METRICS); the proto's default first. */
-export const PROMOTION_METRICS = ["rsum", "t2i_r1", "t2i_r5", "t2i_r10", "i2t_r1", "i2t_r5", "i2t_r10"] as const;
+/**
+ * The quality gate's default metric (model/glimpse_model/promotion.py DEFAULT_METRIC). The metrics
+ * a request may name and the margin's range are the proto's rules on TrainingConfig.
+ */
 export const DEFAULT_PROMOTION_METRIC = "rsum";
-const DEFAULT_PROMOTION_MARGIN = 0;
-/** A margin stays within ± the metric's range: 600 for rsum (six recalls), 100 for one recall. */
-export const promotionMarginLimit = (metric: string): number => (metric === "rsum" ? 600 : 100);
 
 const LOSS_NAMES: Readonly<Record<number, string | undefined>> = {
   [training.Loss.UNSPECIFIED]: undefined,
@@ -104,56 +101,33 @@ export interface TrainingPlan {
 }
 
 /**
- * Checks every field of a TrainingConfig (all problems at once, as INVALID_ARGUMENT with one
- * BadRequest violation per field) and builds the trainer's document.
+ * Checks a TrainingConfig whole, all problems at once (INVALID_ARGUMENT with one BadRequest
+ * violation per field): the proto's buf.validate rules (ranges, names, choices, the promotion
+ * gate's settings) and what no rule can state (overrides against the trainer's own keys and
+ * types), then builds the trainer's document. StartTraining's handler calls it instead of the
+ * server's check before the method, so a caller sees both kinds of problem in one answer.
  */
 export function planTraining(config: training.TrainingConfig | undefined, field = "config"): TrainingPlan {
-  const c = config ?? ({} as Partial<training.TrainingConfig>);
+  const c = config ?? create(training.TrainingConfigSchema);
   const v = new Violations();
+  for (const x of requestViolations(training.TrainingConfigSchema, c)) v.add(`${field}.${x.field}`, x.description, x.reason);
   const doc: Record<string, JsonValue> = {};
 
-  const epochs = v.range(`${field}.epochs`, c.epochs ?? 0, TRAINER_DEFAULTS.epochs, 1, 500);
+  const epochs = c.epochs || TRAINER_DEFAULTS.epochs;
   if (c.epochs) doc["epochs"] = epochs;
-  const batchSize = v.range(`${field}.batch_size`, c.batchSize ?? 0, TRAINER_DEFAULTS.batch_size, 1, 4096);
+  const batchSize = c.batchSize || TRAINER_DEFAULTS.batch_size;
   if (c.batchSize) doc["batch_size"] = batchSize;
-  const lr = c.learningRate ?? 0;
-  if (lr !== 0) {
-    if (!Number.isFinite(lr) || lr < 0 || lr > 1) v.add(`${field}.learning_rate`, `must be in (0, 1] (got ${lr})`, "OUT_OF_RANGE");
-    else doc["lr"] = lr;
-  }
-  const dataset = v.pattern(`${field}.dataset`, c.dataset ?? "", PATTERNS.dataset, "a dataset name (lower-case letters, digits, '-')") || DEFAULT_DATASET;
-  const datasetVersion = v.pattern(`${field}.dataset_version`, c.datasetVersion ?? "", PATTERNS.datasetVersion, "a published dataset version (16 hex digits) or empty for the latest");
-  const encoder = c.imageEncoder ?? "";
-  if (encoder !== "") {
-    if (!(IMAGE_ENCODERS as readonly string[]).includes(encoder)) v.add(`${field}.image_encoder`, `must be one of ${IMAGE_ENCODERS.join(", ")} or empty (got ${JSON.stringify(encoder)})`, "UNKNOWN_VALUE");
-    else doc["backbone"] = encoder;
-  }
-  const loss = c.loss ?? training.Loss.UNSPECIFIED;
-  if (!(loss in LOSS_NAMES)) v.add(`${field}.loss`, `unknown loss ${loss}`, "UNKNOWN_VALUE");
-  else if (LOSS_NAMES[loss]) doc["loss"] = LOSS_NAMES[loss];
-  const seed = c.seed ?? 0n;
-  if (seed < 0n || seed > 0xffff_ffffn) v.add(`${field}.seed`, `must be between 0 and ${0xffff_ffff} (got ${seed})`, "OUT_OF_RANGE");
-  else doc["seed"] = seed === 0n ? DEFAULT_SEED : Number(seed);
-  const device = c.device ?? "";
-  if (device !== "") {
-    if (!(DEVICES as readonly string[]).includes(device)) v.add(`${field}.device`, `must be one of ${DEVICES.join(", ")} or empty (got ${JSON.stringify(device)})`, "UNKNOWN_VALUE");
-    else doc["device"] = device;
-  }
-
-  const promote = c.promote ?? false;
-  const metric = c.promotionMetric ?? "";
-  if (metric !== "" && !(PROMOTION_METRICS as readonly string[]).includes(metric)) {
-    v.add(`${field}.promotion_metric`, `must be one of ${PROMOTION_METRICS.join(", ")} or empty for ${DEFAULT_PROMOTION_METRIC} (got ${JSON.stringify(metric)})`, "UNKNOWN_VALUE");
-  } else if (metric !== "" && !promote) {
-    v.add(`${field}.promotion_metric`, "needs promote: true", "CONFLICT");
-  }
-  const margin = c.promotionMargin ?? DEFAULT_PROMOTION_MARGIN;
-  const limit = promotionMarginLimit(metric || DEFAULT_PROMOTION_METRIC);
-  if (!Number.isFinite(margin) || Math.abs(margin) > limit) {
-    v.add(`${field}.promotion_margin`, `must be between -${limit} and ${limit} for ${metric || DEFAULT_PROMOTION_METRIC} (got ${margin})`, "OUT_OF_RANGE");
-  } else if (margin !== DEFAULT_PROMOTION_MARGIN && !promote) {
-    v.add(`${field}.promotion_margin`, "needs promote: true", "CONFLICT");
-  }
+  if (c.learningRate) doc["lr"] = c.learningRate;
+  const dataset = c.dataset || DEFAULT_DATASET;
+  const datasetVersion = c.datasetVersion;
+  if (c.imageEncoder) doc["backbone"] = c.imageEncoder;
+  const loss = LOSS_NAMES[c.loss];
+  if (loss) doc["loss"] = loss;
+  doc["seed"] = c.seed === 0n ? DEFAULT_SEED : Number(c.seed);
+  if (c.device) doc["device"] = c.device;
+  const promote = c.promote;
+  const metric = c.promotionMetric;
+  const margin = c.promotionMargin;
 
   const overrides = checkOverrides(c.overrides, `${field}.overrides`, v);
   let phase2Epochs = 0;
