@@ -90,21 +90,6 @@ export class Violations {
     return this;
   }
 
-  /** An integer in [min, max] where 0 means the default. */
-  range(field: string, value: number, def: number, min: number, max: number): number {
-    if (value === 0) return def;
-    if (!Number.isInteger(value) || value < min || value > max) this.add(field, `must be between ${min} and ${max} (got ${value})`, "OUT_OF_RANGE");
-    return value;
-  }
-
-  /** A string matching a pattern; empty allowed when optional. */
-  pattern(field: string, value: string, re: RegExp, what: string, optional = true): string {
-    if (value === "") {
-      if (!optional) this.add(field, "is required", "REQUIRED");
-    } else if (!re.test(value)) this.add(field, `must be ${what}`, "BAD_FORMAT");
-    return value;
-  }
-
   /** Throws INVALID_ARGUMENT with all collected violations, if any. */
   throwIfAny(): void {
     if (this.list.length > 0) throw invalidArgument(this.list);

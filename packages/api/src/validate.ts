@@ -35,7 +35,7 @@ export function nativeRegexMatch(pattern: string, value: string): boolean {
 const validator = createValidator({ registry: createRegistry(file_glimpse_api_v1_rules), regexMatch: nativeRegexMatch });
 
 /** google.rpc reasons of protovalidate's standard rules, by rule id (numeric ranges: rangeReason). */
-export const STANDARD_REASONS: Readonly<Record<string, string>> = {
+const STANDARD_REASONS: Readonly<Record<string, string>> = {
   required: "REQUIRED",
   "string.min_len": "REQUIRED",
   "bytes.min_len": "REQUIRED",

@@ -29,7 +29,8 @@ export interface RestRoute {
   method: "GET" | "POST";
   path: string;
   service: ServiceName;
-  rpc: string;
+  /** The RPC the path calls (a unary method). */
+  rpc: DescMethod & { methodKind: "unary" };
   /**
    * The annotation's body mapping: "*" (the JSON body is the request, merged over the query
    * string), a field name (the JSON body is that field; the query string fills the others) or
@@ -101,7 +102,7 @@ export function restRoutes(services: Readonly<Record<ServiceName, DescService>> 
       if (m.methodKind !== "unary") throw new Error(`${where} on a streaming method`);
       if ((rule.pattern.case === "get") !== (rule.body === "")) throw new Error(`${where}: a GET takes no body, a POST one`);
       if (rule.body !== "" && rule.body !== "*" && !m.input.fields.some((f) => f.name === rule.body)) throw new Error(`${where} body names no field: ${rule.body}`);
-      routes.push({ method: rule.pattern.case === "get" ? "GET" : "POST", path: rule.pattern.value, service, rpc: m.name, body: rule.body, ...ADAPTERS.get(m) });
+      routes.push({ method: rule.pattern.case === "get" ? "GET" : "POST", path: rule.pattern.value, service, rpc: m as RestRoute["rpc"], body: rule.body, ...ADAPTERS.get(m) });
     }
   }
   return routes;
@@ -231,7 +232,7 @@ export async function handleRest(req: Req, res: Res, url: URL, ctx: RestContext)
       throw new HttpError(405, "unimplemented", `${url.pathname} takes ${route.method}`);
     }
     const backend = ctx.backends.get(route.service)!;
-    const method = backend.service.methods.find((m) => m.name === route.rpc) as DescMethod & { methodKind: "unary" };
+    const method = route.rpc;
     let input = queryObject(url);
     if (route.method === "POST") {
       const body = await readPostInput(req, route, ctx.maxBodyBytes);

@@ -17,13 +17,13 @@ export interface ServiceBinding {
   service: DescService;
   /** Methods left out answer UNIMPLEMENTED (connect-es does that). */
   impl: Partial<ServiceImpl<DescService>>;
-  /** Check each request against its proto's buf.validate rules before the method (default true; the gateway's relay leaves it to the service). */
-  validate?: boolean;
   /**
-   * Methods (local names) whose handler checks the rules itself, with what no rule can state, so
-   * that one answer lists every problem (StartTraining: its config and the config's overrides).
+   * Requests whose proto rules are not checked before the method, because they are checked
+   * elsewhere: `true`, all of them (the gateway's relay: the service behind it checks); a list of
+   * methods (local names), whose handlers check the rules themselves together with what no rule
+   * can state, so that one answer lists every problem (StartTraining: its config and overrides).
    */
-  checkedByHandler?: readonly string[];
+  checkedElsewhere?: true | readonly string[];
 }
 
 /** A typed binding: the implementation is checked against the service's methods. */
@@ -72,11 +72,12 @@ export interface RunningServer {
  * keep only the checks no rule can state (page tokens, image decoding, what exists).
  */
 function checkedImpl(binding: ServiceBinding): Partial<ServiceImpl<DescService>> {
-  if (binding.validate === false) return binding.impl;
+  const elsewhere = binding.checkedElsewhere;
+  if (elsewhere === true) return binding.impl;
   const impl: Record<string, Method> = {};
   for (const m of binding.service.methods) {
     const method = (binding.impl[m.localName] as Method | undefined)?.bind(binding.impl);
-    if (method) impl[m.localName] = binding.checkedByHandler?.includes(m.localName) ? method : checked(m, method);
+    if (method) impl[m.localName] = elsewhere?.includes(m.localName) ? method : checked(m, method);
   }
   return impl as unknown as Partial<ServiceImpl<DescService>>;
 }
@@ -127,8 +128,9 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningS
   // Every in-flight call listens on the shutdown signal; 32 concurrent calls are normal.
   setMaxListeners(0, shutdown.signal);
   const interceptors: Interceptor[] = [observe(opts.logger, metrics), opts.apiKeys.interceptor()];
+  const routes = routesFor(opts.services, health);
   const handler = connectNodeAdapter({
-    routes: routesFor(opts.services, health),
+    routes,
     interceptors,
     grpc: true,
     grpcWeb: false,
@@ -136,7 +138,7 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningS
     readMaxBytes: opts.readMaxBytes ?? 16 * 1024 * 1024,
     shutdownSignal: shutdown.signal,
   }) as Handler;
-  const listening = await listen({ host: opts.host, port: opts.port, handler: opts.rest ? withRest(handler, opts.rest, routesFor(opts.services, health), interceptors) : handler, http1: opts.rest !== undefined, tls: opts.tls });
+  const listening = await listen({ host: opts.host, port: opts.port, handler: opts.rest ? withRest(handler, opts.rest, routes, interceptors) : handler, http1: opts.rest !== undefined, tls: opts.tls });
   let metricsServer: Server | undefined;
   if (opts.metricsPort !== undefined) metricsServer = await metrics.listen(opts.host, opts.metricsPort);
   if (opts.servingOnStart ?? true) health.setAll(ServingStatus.SERVING);

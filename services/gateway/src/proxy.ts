@@ -43,5 +43,5 @@ export function proxyBinding(backend: Backend): ServiceBinding {
   }
   // Client- and bidi-streaming methods are left out: the gateway does not relay them (UNIMPLEMENTED).
   // The service checks each request against the proto's rules; the relay does not check twice.
-  return { service: backend.service, impl: impl as ServiceBinding["impl"], validate: false };
+  return { service: backend.service, impl: impl as ServiceBinding["impl"], checkedElsewhere: true };
 }

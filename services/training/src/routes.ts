@@ -26,5 +26,5 @@ export function trainingBinding(manager: TrainingManager): ServiceBinding {
       return { run: await manager.stop(req.runId) };
     },
   });
-  return { ...binding, checkedByHandler: ["startTraining"] };
+  return { ...binding, checkedElsewhere: ["startTraining"] };
 }
