@@ -21,7 +21,7 @@ import type { Logger } from "@glimpse/logging";
 import type { ObjectStore } from "@glimpse/objectstore";
 import { ServingStatus, type HealthRegistry } from "@glimpse/rpc";
 import type { GalleryIndex, IndexKindSetting } from "./index/gallery.js";
-import { findDataset, latestGallery, type GalleryRef } from "./lifecycle/datasets.js";
+import { findDataset, latestGallery, sameGallery, type GalleryRef } from "./lifecycle/datasets.js";
 import { isRefusal, ModelLoader } from "./lifecycle/loader.js";
 import { SnapshotSlot, type Snapshot } from "./lifecycle/snapshot.js";
 import { RegistryWatcher, type RegistryView } from "./lifecycle/watcher.js";
@@ -55,7 +55,8 @@ export interface Status {
   lastError: string;
   loadedAt: Date | undefined;
   productionVersion: string;
-  index: { modelVersion: string; dataset: string; datasetVersion: string; images: number; captions: number; kind: string; builtAt: Date } | undefined;
+  /** The serving gallery's index. */
+  gallery: GalleryIndex | undefined;
 }
 
 export class ModelManager {
@@ -129,7 +130,6 @@ export class ModelManager {
 
   status(): Status {
     const s = this.slot.current;
-    const g = s?.gallery;
     return {
       state: this.state,
       servingVersion: s?.model.version ?? "",
@@ -137,15 +137,7 @@ export class ModelManager {
       lastError: this.lastError,
       loadedAt: s?.loadedAt,
       productionVersion: this.productionVersion,
-      index: g && {
-        modelVersion: g.data.modelVersion,
-        dataset: g.data.dataset,
-        datasetVersion: g.data.datasetVersion,
-        images: g.images,
-        captions: g.captions,
-        kind: g.kind,
-        builtAt: g.data.builtAt,
-      },
+      gallery: s?.gallery,
     };
   }
 
@@ -224,7 +216,7 @@ export class ModelManager {
     logger.info({ gallery }, "new gallery dataset version; preparing its index");
     try {
       const index = await this.loader.prepareGallery(cur.model, gallery);
-      const demoIndex = demo && demo.dataset === gallery.dataset && demo.version === gallery.version ? index : cur.demo;
+      const demoIndex = sameGallery(demo, gallery) ? index : cur.demo;
       if (this.slot.current !== cur) return;
       this.swap(cur.model, index, demoIndex, cur.loadedAt);
       logger.info({ gallery, images: index.images }, "serving the new gallery");

@@ -8,6 +8,11 @@ export interface GalleryRef {
   version: string;
 }
 
+/** Both name the same dataset version (the demo gallery is often the serving one). */
+export function sameGallery(a: GalleryRef | undefined, b: GalleryRef | undefined): boolean {
+  return a !== undefined && b !== undefined && a.dataset === b.dataset && a.version === b.version;
+}
+
 export async function latestOf(store: ObjectStore, dataset: string): Promise<GalleryRef | undefined> {
   const version = (await readLatest(store, dataset))?.pointer?.version;
   return typeof version === "string" ? { dataset, version } : undefined;

@@ -12,7 +12,7 @@ import { loadIndex, readIndexDocument, saveIndex } from "../index/store.js";
 import { GoldenMismatchError, verifyGolden } from "../model/golden.js";
 import { LoadedModel, type ModelOptions } from "../model/model.js";
 import { fetchModel, modelInfo, ModelRejectedError } from "../registry.js";
-import type { GalleryRef } from "./datasets.js";
+import { sameGallery, type GalleryRef } from "./datasets.js";
 import type { Snapshot } from "./snapshot.js";
 
 export interface LoaderOptions {
@@ -48,8 +48,9 @@ export class ModelLoader {
 
   /** True when `version` was refused and its checksums.json is unchanged since. */
   async refusedAsIs(version: string): Promise<boolean> {
-    const etag = (await this.opts.store.stat(`models/${version}/checksums.json`))?.etag ?? "";
-    return this.refused.has(version) && this.refused.get(version) === etag;
+    const refusedAt = this.refused.get(version);
+    if (refusedAt === undefined) return false;
+    return refusedAt === ((await this.opts.store.stat(`models/${version}/checksums.json`))?.etag ?? "");
   }
 
   /**
@@ -75,7 +76,7 @@ export class ModelLoader {
         logger.info({ version, golden: r }, "golden vectors reproduced");
       } else logger.warn({ version }, "model has no golden.json; skipping the golden check");
       const index = await this.indexFor(model, gallery);
-      const demoIndex = demo && gallery && demo.dataset === gallery.dataset && demo.version === gallery.version ? index : await this.indexFor(model, demo);
+      const demoIndex = sameGallery(demo, gallery) ? index : await this.indexFor(model, demo);
       await smokeQuery(model, index);
       await modelInfo(store, version); // cached now: GetModelInfo answers even if the store goes down
       this.refused.delete(version);

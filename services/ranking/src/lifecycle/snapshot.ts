@@ -37,10 +37,6 @@ export class Snapshot {
     this.retired = true;
     if (this.refs === 0) this.onDrained(this);
   }
-
-  get inFlight(): number {
-    return this.refs;
-  }
 }
 
 /** Which snapshot serves now; swaps are one assignment. */

@@ -8,7 +8,7 @@ import type { Logger } from "@glimpse/logging";
 import type { ObjectStore } from "@glimpse/objectstore";
 import { readAlias } from "../registry.js";
 import { DEMO_DATASET, seedDemo } from "../seed.js";
-import { latestGallery, latestOf, type GalleryRef } from "./datasets.js";
+import { latestOf, type GalleryRef } from "./datasets.js";
 
 export interface WatcherOptions {
   store: ObjectStore;
@@ -91,8 +91,10 @@ export class RegistryWatcher {
         logger.debug({ seed: r }, "demo pack checked");
       }
       const production = await readAlias(store);
-      const gallery = await latestGallery(store, this.opts.dataset);
-      const demo = (await latestOf(store, DEMO_DATASET)) ?? gallery;
+      // The demo's pointer is read once: it is also the gallery while the dataset has none.
+      const demoLatest = await latestOf(store, DEMO_DATASET);
+      const gallery = (await latestOf(store, this.opts.dataset)) ?? demoLatest;
+      const demo = demoLatest ?? gallery;
       if (this.storeDown) logger.info("object store reachable again");
       this.storeDown = false;
       await this.onView({ production, gallery, demo });

@@ -3,7 +3,6 @@
  * otherwise the job runs on the serving model's sessions when it is the version asked for,
  * else on a temporary load released at the end.
  */
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { errorWithReason } from "@glimpse/api";
 import { buildIndex, type BuildProgress } from "../index/build.js";
@@ -12,7 +11,7 @@ import { loadIndex, readIndexDocument, saveIndex } from "../index/store.js";
 import type { Snapshot } from "../lifecycle/snapshot.js";
 import { LoadedModel } from "../model/model.js";
 import { fetchModel, ModelRejectedError, readAlias } from "../registry.js";
-import { notFoundField, type RankingImpl, type ServiceDeps } from "./shared.js";
+import { indexInfo, notFoundField, type RankingImpl, type ServiceDeps } from "./shared.js";
 
 export function buildIndexRpcs({ manager, store }: ServiceDeps): Pick<RankingImpl, "buildIndex"> {
   return {
@@ -32,14 +31,6 @@ export function buildIndexRpcs({ manager, store }: ServiceDeps): Pick<RankingImp
         if (!g) throw errorWithReason(Code.FailedPrecondition, "NO_DATASET", "no dataset version is published");
         ({ dataset, version: datasetVersion } = g);
       }
-      const infoOf = (idx: GalleryIndex) => ({
-        modelVersion: idx.data.modelVersion,
-        datasetVersion: idx.data.datasetVersion,
-        images: BigInt(idx.images),
-        captions: BigInt(idx.captions),
-        kind: idx.kind,
-        builtAt: timestampFromDate(idx.data.builtAt),
-      });
       if (!req.force && (await readIndexDocument(store, version, dataset, datasetVersion))) {
         const loaded = await loadIndex(store, version, dataset, datasetVersion, kind);
         if (loaded) {
@@ -47,7 +38,7 @@ export function buildIndexRpcs({ manager, store }: ServiceDeps): Pick<RankingImp
             yield { stage: "upload", done: 0n, total: 1n };
             await saveIndex(store, loaded.index);
           }
-          yield { stage: "done", done: 1n, total: 1n, index: infoOf(loaded.index) };
+          yield { stage: "done", done: 1n, total: 1n, index: indexInfo(loaded.index) };
           return;
         }
       }
@@ -115,7 +106,7 @@ export function buildIndexRpcs({ manager, store }: ServiceDeps): Pick<RankingImp
           if (ctx.signal.aborted) throw new ConnectError("index build cancelled", Code.Canceled);
           throw errorWithReason(Code.Internal, "INDEX_BUILD_FAILED", `index build failed: ${(failure as Error).message}`, { dataset, dataset_version: datasetVersion, model_version: version });
         }
-        yield { stage: "done", done: 1n, total: 1n, index: infoOf(result!) };
+        yield { stage: "done", done: 1n, total: 1n, index: indexInfo(result!) };
       } finally {
         await job;
         lease?.release();

@@ -3,7 +3,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { errorWithReason, LIMITS, notFound, Violations } from "@glimpse/api";
 import { listVersions, modelInfo, readChecksums, writeAlias } from "../registry.js";
-import { notFoundField, withSnapshot, type RankingImpl, type ServiceDeps } from "./shared.js";
+import { indexInfo, notFoundField, withSnapshot, type RankingImpl, type ServiceDeps } from "./shared.js";
 
 type ModelRpcs = Pick<RankingImpl, "getModelInfo" | "getModelStatus" | "listModelVersions" | "promoteModel">;
 
@@ -37,18 +37,7 @@ export function modelRpcs({ manager, store }: ServiceDeps): ModelRpcs {
         lastError: st.lastError,
         productionVersion: st.productionVersion,
         ...(st.loadedAt ? { loadedAt: timestampFromDate(st.loadedAt) } : {}),
-        ...(st.index
-          ? {
-              index: {
-                modelVersion: st.index.modelVersion,
-                datasetVersion: st.index.datasetVersion,
-                images: BigInt(st.index.images),
-                captions: BigInt(st.index.captions),
-                kind: st.index.kind,
-                builtAt: timestampFromDate(st.index.builtAt),
-              },
-            }
-          : {}),
+        ...(st.gallery ? { index: indexInfo(st.gallery) } : {}),
       };
     },
 

@@ -5,7 +5,7 @@
  */
 import { LIMITS } from "@glimpse/api";
 import { itemBias } from "../model/querybank.js";
-import { embedUpload } from "./upload.js";
+import { imageQuery } from "./upload.js";
 import { captionHits, galleryFor, imageHits, notFoundField, splitOf, withSnapshot, type RankingImpl, type ServiceDeps } from "./shared.js";
 
 type SearchRpcs = Pick<RankingImpl, "searchImages" | "searchCaptions" | "batchSearchImages" | "rankCandidates">;
@@ -26,12 +26,8 @@ export function searchRpcs({ manager }: ServiceDeps): SearchRpcs {
       const k = req.topK || LIMITS.topKDefault;
       return withSnapshot(manager, async (s) => {
         const index = await galleryFor(manager, s, req.scope);
-        let q: Float32Array;
-        if (req.image.case === "imageId") {
-          const row = index.byId.get(req.image.value);
-          if (row === undefined) throw notFoundField("image_id", "image", req.image.value);
-          q = index.imageEmbedding(row);
-        } else q = (await embedUpload(s.model, "image_bytes", req.image.value!)).embedding;
+        // the proto requires one of image_id or image_bytes
+        const q = await imageQuery(index, s.model, req.image as Exclude<typeof req.image, { case: undefined }>);
         return { results: captionHits(index, await index.findCaptions(q, k, splitOf(req.scope))), modelVersion: s.model.version, datasetVersion: index.data.datasetVersion };
       });
     },
@@ -58,20 +54,13 @@ export function searchRpcs({ manager }: ServiceDeps): SearchRpcs {
       return withSnapshot(manager, async (s) => {
         const index = await galleryFor(manager, s, req.scope);
         const dim = s.model.dim;
-        let q: Float32Array;
-        if (req.query.case === "text") q = await s.model.embedText(req.query.value.trim());
-        else if (req.query.case === "imageId") {
-          const row = index.byId.get(req.query.value);
-          if (row === undefined) throw notFoundField("image_id", "image", req.query.value);
-          q = index.imageEmbedding(row);
-        } else q = (await embedUpload(s.model, "image_bytes", req.query.value!)).embedding;
+        // the proto requires one of text, image_id or image_bytes
+        const query = req.query as Exclude<typeof req.query, { case: undefined }>;
+        const q = query.case === "text" ? await s.model.embedText(query.value.trim()) : await imageQuery(index, s.model, query);
         let cands: Float32Array;
         if (ids.length > 0) {
-          const missing = ids.map((id, i) => [id, i] as const).filter(([id]) => !index.byId.has(id));
-          if (missing.length > 0) {
-            const [id, i] = missing[0]!;
-            throw notFoundField(`candidate_image_ids[${i}]`, "image", id);
-          }
+          const missing = ids.findIndex((id) => !index.byId.has(id));
+          if (missing >= 0) throw notFoundField(`candidate_image_ids[${missing}]`, "image", ids[missing]!);
           cands = new Float32Array(ids.length * dim);
           ids.forEach((id, i) => cands.set(index.imageEmbedding(index.byId.get(id)!), i * dim));
         } else cands = await s.model.embedTexts(texts.map((t) => t.trim()));

@@ -4,6 +4,7 @@
  * that produced it, so the hits are built from the index that was searched.
  */
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { errorWithReason, notFound, ranking, rpcDetails } from "@glimpse/api";
 import type { ObjectStore } from "@glimpse/objectstore";
@@ -83,6 +84,18 @@ export function imageHits(index: GalleryIndex, hits: Hit[]): ImageHitInit[] {
     captions: d.imageCaptions[h.row]!,
     imageUrl: imageUrl(d.dataset, d.datasetVersion, d.imageIds[h.row]!),
   }));
+}
+
+/** What GetModelStatus and BuildIndex say of an index. */
+export function indexInfo(g: GalleryIndex): MessageInitShape<typeof ranking.IndexInfoSchema> {
+  return {
+    modelVersion: g.data.modelVersion,
+    datasetVersion: g.data.datasetVersion,
+    images: BigInt(g.images),
+    captions: BigInt(g.captions),
+    kind: g.kind,
+    builtAt: timestampFromDate(g.data.builtAt),
+  };
 }
 
 export function captionHits(index: GalleryIndex, hits: Hit[]): CaptionHitInit[] {

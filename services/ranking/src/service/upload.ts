@@ -2,20 +2,25 @@
 import { invalidArgument, LIMITS } from "@glimpse/api";
 import type { LoadedModel } from "../model/model.js";
 import { ImageInputError } from "../model/preprocess.js";
-import { captionHits, galleryFor, imageHits, splitOf, withSnapshot, type RankingImpl, type ServiceDeps } from "./shared.js";
+import type { GalleryIndex } from "../index/gallery.js";
+import { captionHits, galleryFor, imageHits, notFoundField, splitOf, withSnapshot, type RankingImpl, type ServiceDeps } from "./shared.js";
 
 /** Embeds uploaded bytes; an image that cannot be decoded (or is too big) is INVALID_ARGUMENT on `field`. */
 export async function embedUpload(model: LoadedModel, field: string, bytes: Uint8Array) {
   try {
     return await model.embedImage(bytes);
   } catch (err) {
-    return imageError(field, err);
+    if (err instanceof ImageInputError) throw invalidArgument([{ field, description: err.message, reason: err.reason }]);
+    throw err;
   }
 }
 
-function imageError(field: string, err: unknown): never {
-  if (err instanceof ImageInputError) throw invalidArgument([{ field, description: err.message, reason: err.reason }]);
-  throw err;
+/** An image query's embedding: a gallery image's (NOT_FOUND when it has none) or uploaded bytes'. */
+export async function imageQuery(index: GalleryIndex, model: LoadedModel, image: { case: "imageId"; value: string } | { case: "imageBytes"; value: Uint8Array }): Promise<Float32Array> {
+  if (image.case === "imageBytes") return (await embedUpload(model, "image_bytes", image.value)).embedding;
+  const row = index.byId.get(image.value);
+  if (row === undefined) throw notFoundField("image_id", "image", image.value);
+  return index.imageEmbedding(row);
 }
 
 export function uploadRpcs({ manager }: ServiceDeps): Pick<RankingImpl, "rankUploadedImage"> {
