@@ -2,16 +2,14 @@ import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { LIMITS, Violations, data, dataset as ds, notFound, permissionDenied, type FieldViolation } from "@glimpse/api";
 import { putJson, type ObjectStore } from "@glimpse/objectstore";
-import { manifestKey, moveLatest, PublishConflictError, resolveParams, SourceRefusedError, type PublishedVersion, type SourceAllowList } from "@glimpse/pipeline";
+import { DEFAULTS, manifestKey, moveLatest, PublishConflictError, resolveParams, SourceRefusedError, type PublishedVersion, type SourceAllowList } from "@glimpse/pipeline";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { DatasetCatalog, recordKey, type VersionRecord } from "./catalog.js";
 import { pipelineInput, type PipelineRuns } from "./runs.js";
 
-const DEFAULT_DATASET = "flickr8k";
-
 /** The request's dataset and version: the proto's rules checked their shape; empty names the default dataset. */
 function datasetAndVersion(req: { dataset: string; version: string }): { dataset: string; version: string } {
-  return { dataset: req.dataset || DEFAULT_DATASET, version: req.version };
+  return { dataset: req.dataset || DEFAULTS.dataset, version: req.version };
 }
 
 /**
@@ -74,7 +72,7 @@ export function dataService(store: ObjectStore, catalog: DatasetCatalog, runs: P
   return {
     async listDatasetVersions(req) {
       const v = new Violations();
-      const dataset = req.dataset || DEFAULT_DATASET;
+      const dataset = req.dataset || DEFAULTS.dataset;
       const pageSize = req.pageSize || LIMITS.pageSizeDefault;
       const offset = req.pageToken ? Number.parseInt(Buffer.from(req.pageToken, "base64url").toString("utf8"), 10) : 0;
       if (!Number.isInteger(offset) || offset < 0) v.add("page_token", "is not from a previous response", "BAD_TOKEN");
@@ -162,7 +160,7 @@ export function dataService(store: ObjectStore, catalog: DatasetCatalog, runs: P
     },
 
     async registerDatasetVersion(req) {
-      const dataset = req.dataset || DEFAULT_DATASET;
+      const dataset = req.dataset || DEFAULTS.dataset;
       const exists = await store.stat(manifestKey(dataset, req.version));
       if (!exists) throw notFound("dataset version", `${dataset}@${req.version}`, `no manifest for ${dataset}@${req.version} in the object store`);
       await catalog.load(dataset, req.version); // checks the manifest hashes to its version
