@@ -18,16 +18,17 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { loadavg, tmpdir } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
-import { dataset as ds, health, ranking } from "@glimpse/api";
+import { dataset as ds, ranking } from "@glimpse/api";
 import { createObjectStore } from "@glimpse/objectstore";
+import { freePorts } from "@glimpse/runtime/testing";
 import { startPeer, type RunningPeer } from "./peers/fastapi-onnx.js";
 import { ratios, sideBySide, type SideBySide } from "./side-by-side.js";
+import { waitServing, stopChild } from "./children.js";
 import { cpuOf, load, table, type Result } from "./load.js";
 import { percentile, rssMiB } from "./stats.js";
 import { readBlob, readCaptions, readPublished, readSplits } from "@glimpse/pipeline";
@@ -78,32 +79,6 @@ const { values: args } = parseArgs({
 
 type RankingClient = Client<typeof ranking.RankingService>;
 const log = (s: string) => process.stderr.write(`${s}\n`);
-
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once("error", rej);
-    s.listen(0, "127.0.0.1", () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => res(p));
-    });
-  });
-}
-
-async function waitServing(url: string, child: ChildProcess, timeoutMs: number): Promise<void> {
-  const hc = createClient(health.Health, createGrpcTransport({ baseUrl: url }));
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (child.exitCode !== null) throw new Error(`ranking exited with ${child.exitCode}`);
-    try {
-      if ((await hc.check({ service: ranking.RankingService.typeName })).status === health.HealthCheckResponse_ServingStatus.SERVING) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error("ranking did not become SERVING in time");
-}
 
 function startChild(name: string, main: string, env: NodeJS.ProcessEnv, nodeArgs: string[] = []): ChildProcess {
   const child = spawn(process.execPath, [...nodeArgs, join(ROOT, main)], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "inherit", "inherit"] });
@@ -220,7 +195,7 @@ async function main(): Promise<void> {
       }
     }
 
-    const [rankingPort, gatewayPort, m1, dead, peerPort] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
+    const [rankingPort, gatewayPort, m1, dead, peerPort] = (await freePorts(5)) as [number, number, number, number, number];
     const env = {
       GLIMPSE_DATA_DIR: dataDir,
       MINIO_BUCKET: args.bucket,
@@ -439,9 +414,7 @@ async function main(): Promise<void> {
       for (const [i, name] of ["ranking", "gateway"].entries()) {
         const child = children[i];
         if (!child) continue;
-        const exited = new Promise((r) => child.once("exit", r));
-        child.kill("SIGTERM");
-        await exited;
+        await stopChild(child);
         const file = readdirSync(join(profDir, name)).find((f) => f.endsWith(".cpuprofile"));
         if (!file) continue;
         copyFileSync(join(profDir, name, file), join(ROOT, ".artifacts", `${name}-${gallery}.cpuprofile`));

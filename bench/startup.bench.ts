@@ -9,7 +9,7 @@
  * text→image c=1 p50 over direct gRPC afterwards (steady state). Gateway: time to its first /health
  * answer. Medians of the rounds.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,8 +17,9 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { health, ranking } from "@glimpse/api";
+import { ranking } from "@glimpse/api";
 import { freePorts } from "@glimpse/runtime/testing";
+import { stopChild, waitServing } from "./children.js";
 import { median, percentile } from "./stats.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -31,15 +32,6 @@ const VARIANTS: Record<string, (service: string) => string[]> = {
   "source (tsx)": (s) => ["--conditions=source", "--import", "tsx", join(ROOT, "services", s, "src", "main.ts")],
 };
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((r) => child.once("exit", r));
-  child.kill("SIGTERM");
-  await exited;
-}
-
 async function ranking1(args: string[], dataDir: string): Promise<{ health: number; serving: number; p50: number }> {
   const [port, metrics] = await freePorts(2);
   const t0 = performance.now();
@@ -49,21 +41,8 @@ async function ranking1(args: string[], dataDir: string): Promise<{ health: numb
     stdio: ["ignore", "ignore", "inherit"],
   });
   try {
+    const { firstAnswer, serving } = await waitServing(`http://127.0.0.1:${port}`, child, 120_000, 10);
     const transport = createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` });
-    const hc = createClient(health.Health, transport);
-    let first = 0;
-    for (;;) {
-      if (child.exitCode !== null) throw new Error(`ranking exited (${child.exitCode})`);
-      try {
-        const st = await hc.check({ service: ranking.RankingService.typeName });
-        first ||= performance.now() - t0;
-        if (st.status === health.HealthCheckResponse_ServingStatus.SERVING) break;
-      } catch {
-        // not listening yet
-      }
-      await sleep(10);
-    }
-    const serving = performance.now() - t0;
     const rc = createClient(ranking.RankingService, transport);
     for (let i = 0; i < 30; i++) await rc.searchImages({ query: `a dog ${i}`, topK: 10 });
     const lat: number[] = [];
@@ -72,9 +51,9 @@ async function ranking1(args: string[], dataDir: string): Promise<{ health: numb
       await rc.searchImages({ query: `a child playing number ${i} in the park`, topK: 10 });
       lat.push(performance.now() - s);
     }
-    return { health: first, serving, p50: percentile(lat.sort((a, b) => a - b), 50) };
+    return { health: firstAnswer - t0, serving: serving - t0, p50: percentile(lat.sort((a, b) => a - b), 50) };
   } finally {
-    await stop(child);
+    await stopChild(child);
   }
 }
 
@@ -93,11 +72,11 @@ async function gateway1(args: string[]): Promise<number> {
         await fetch(`http://127.0.0.1:${port}/health`);
         return performance.now() - t0;
       } catch {
-        await sleep(10);
+        await new Promise((r) => setTimeout(r, 10));
       }
     }
   } finally {
-    await stop(child);
+    await stopChild(child);
   }
 }
 
