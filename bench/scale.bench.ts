@@ -25,7 +25,7 @@ import { parseArgs } from "node:util";
 import { createObjectStore } from "@glimpse/objectstore";
 import { readPublished } from "@glimpse/pipeline";
 import usearch from "usearch";
-import { DEFAULT_HNSW } from "../services/ranking/src/index/gallery.js";
+import { DEFAULT_HNSW, rerankCandidates } from "../services/ranking/src/index/gallery.js";
 import { loadIndex } from "../services/ranking/src/index/store.js";
 import { toF32 } from "../services/ranking/src/index/topk.js";
 import { readAlias } from "../services/ranking/src/registry.js";
@@ -61,8 +61,8 @@ const { values: a } = parseArgs({
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const M = Number(a.connectivity);
 const EF_ADD = Number(a["expansion-add"]);
-/** Candidates Ranking takes from the graph to re-rank with query-bank biases for k = 10 (4k + 32). */
-const CANDIDATES = 4 * 10 + 32;
+/** Candidates Ranking takes from the graph to re-rank with query-bank biases for k = 10. */
+const CANDIDATES = rerankCandidates(10);
 
 /** xorshift32, and standard normals by Box–Muller: the synthetic part is the same every run. */
 function normals(seed: number): () => number {
