@@ -16,8 +16,9 @@
  * template's.
  */
 import type { V1Container, V1EnvVar, V1Job } from "@kubernetes/client-node";
-import { parse } from "yaml";
 import type { LaunchSpec } from "./executor.js";
+
+export { jobStatus, parseJobTemplate } from "@glimpse/kube/jobs";
 
 export const RUN_ID_LABEL = "glimpse.dev/run-id";
 /** Where the trainer image keeps run folders (model/Dockerfile: VOLUME /runs). */
@@ -35,18 +36,6 @@ export const JOB_SCRIPT = [
   `python -m glimpse_model.train --out-dir ${RUNS_MOUNT} --cache-dir ${RUNS_MOUNT}/.cache --progress none "$@"`,
   `python -m glimpse_model.export --run-dir "${RUNS_MOUNT}/$GLIMPSE_RUN_ID" --upload --dataset "$GLIMPSE_DATASET" --dataset-version "$GLIMPSE_DATASET_VERSION" \${GLIMPSE_EXPORT_PROMOTE:+--promote} --promotion-metric="$GLIMPSE_PROMOTION_METRIC" --promotion-margin="$GLIMPSE_PROMOTION_MARGIN"`,
 ].join("\n");
-
-/** Parses and checks the template file's text. */
-export function parseJobTemplate(text: string, source = "the Job template"): V1Job {
-  const doc = parse(text) as unknown;
-  const job = doc as V1Job | null;
-  if (!job || typeof job !== "object" || job.kind !== "Job" || job.apiVersion !== "batch/v1") {
-    throw new Error(`${source} is not a batch/v1 Job`);
-  }
-  const containers = job.spec?.template?.spec?.containers;
-  if (!containers || containers.length === 0) throw new Error(`${source} has no containers`);
-  return job;
-}
 
 export interface JobOptions {
   /** --pretrained-dir inside the pod (the template must mount it). */
@@ -98,13 +87,3 @@ export function buildJob(template: V1Job, spec: LaunchSpec, opts: JobOptions = {
   return job;
 }
 
-export type JobStatus = { done: false } | { done: true; succeeded: true } | { done: true; succeeded: false; message: string };
-
-/** A Job's outcome from its status: the Complete/Failed conditions (or the succeeded count). */
-export function jobStatus(job: V1Job): JobStatus {
-  const conditions = job.status?.conditions ?? [];
-  const failed = conditions.find((c) => c.type === "Failed" && c.status === "True");
-  if (failed) return { done: true, succeeded: false, message: [failed.reason, failed.message].filter(Boolean).join(": ") || "the Job failed" };
-  if (conditions.some((c) => c.type === "Complete" && c.status === "True") || (job.status?.succeeded ?? 0) > 0) return { done: true, succeeded: true };
-  return { done: false };
-}

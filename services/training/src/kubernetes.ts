@@ -14,7 +14,8 @@ import type { Logger } from "@glimpse/logging";
 import type { ObjectStore } from "@glimpse/objectstore";
 import { parseEventLine } from "./events.js";
 import type { Executor, LaunchSpec, RunSink } from "./executor.js";
-import { buildJob, jobName, jobStatus, parseJobTemplate, RUN_ID_LABEL } from "./job.js";
+import { ConfigMapOwner, isNotFound, jobStatus, parseJobTemplate, serviceAccountNamespace } from "@glimpse/kube/jobs";
+import { buildJob, jobName, RUN_ID_LABEL } from "./job.js";
 import { findModelOfRun } from "./models.js";
 
 export interface KubernetesExecutorOptions {
@@ -35,8 +36,6 @@ export interface KubernetesExecutorOptions {
   kubeConfig?: k8s.KubeConfig;
 }
 
-const SA_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
-
 interface Followed {
   runId: string;
   job: string;
@@ -51,8 +50,6 @@ interface Followed {
   loop?: Promise<void>;
 }
 
-const isNotFound = (err: unknown): boolean => (err as { code?: unknown }).code === 404;
-
 export class KubernetesExecutor implements Executor {
   readonly kind = "kubernetes";
   readonly namespace: string;
@@ -62,11 +59,11 @@ export class KubernetesExecutor implements Executor {
   private readonly kc: k8s.KubeConfig;
   private readonly followed = new Map<string, Followed>();
   private closed = false;
-  private owner: Promise<k8s.V1OwnerReference> | undefined;
+  private readonly owner: ConfigMapOwner | undefined;
 
   constructor(private readonly opts: KubernetesExecutorOptions) {
     this.template = parseJobTemplate(readFileSync(opts.templateFile, "utf8"), opts.templateFile);
-    this.namespace = opts.namespace ?? readNamespace();
+    this.namespace = opts.namespace ?? serviceAccountNamespace();
     if (opts.kubeConfig) {
       this.kc = opts.kubeConfig;
     } else {
@@ -75,6 +72,7 @@ export class KubernetesExecutor implements Executor {
     }
     this.batch = this.kc.makeApiClient(k8s.BatchV1Api);
     this.core = this.kc.makeApiClient(k8s.CoreV1Api);
+    if (opts.ownerConfigMap) this.owner = new ConfigMapOwner(this.core, this.namespace, opts.ownerConfigMap);
   }
 
   /** The Job a run would get (also what tests check). */
@@ -84,24 +82,12 @@ export class KubernetesExecutor implements Executor {
 
   async launch(spec: LaunchSpec, sink: RunSink): Promise<void> {
     const body = this.jobFor(spec);
-    if (this.opts.ownerConfigMap) body.metadata!.ownerReferences = [await this.ownerReference(this.opts.ownerConfigMap)];
+    if (this.owner) body.metadata!.ownerReferences = [await this.owner.get()];
     const created = await this.batch.createNamespacedJob({ namespace: this.namespace, body });
     const name = created.metadata?.name ?? jobName(spec.run.runId);
     this.opts.logger.info({ run_id: spec.run.runId, job: name, namespace: this.namespace }, "training Job created");
     sink.attached({ jobName: name });
     this.follow(spec.run.runId, name, sink);
-  }
-
-  /** The template ConfigMap as an owner; read once (its uid stays the same across helm upgrades). */
-  private ownerReference(name: string): Promise<k8s.V1OwnerReference> {
-    this.owner ??= this.core.readNamespacedConfigMap({ name, namespace: this.namespace }).then(
-      (cm) => ({ apiVersion: "v1", kind: "ConfigMap", name, uid: cm.metadata!.uid! }),
-      (err: unknown) => {
-        this.owner = undefined;
-        throw new Error(`cannot read the Job template's ConfigMap ${this.namespace}/${name}: ${(err as Error).message}`);
-      },
-    );
-    return this.owner;
   }
 
   async recover(spec: LaunchSpec, sink: RunSink): Promise<boolean> {
@@ -255,13 +241,5 @@ export class KubernetesExecutor implements Executor {
     } catch {
       return undefined;
     }
-  }
-}
-
-function readNamespace(): string {
-  try {
-    return readFileSync(SA_NAMESPACE_FILE, "utf8").trim() || "default";
-  } catch {
-    return "default";
   }
 }

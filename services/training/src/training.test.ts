@@ -83,7 +83,7 @@ describe("Training service with the real trainer", () => {
     for (const f of ["image_encoder.onnx", "text_encoder.onnx", "vocab.json", "preprocess.json", "config.json", "checksums.json"]) {
       expect(await store.stat(`models/${done.modelVersion}/${f}`), f).toBeDefined();
     }
-    expect(await getJson(store, "models/aliases/production.json")).toEqual({ version: done.modelVersion });
+    expect(await getJson(store, "models/aliases/production.json")).toEqual({ version: done.modelVersion, previous: [] });
     expect(done.promotion).toMatchObject({ promoted: true, reason: "no production model yet (first model)", productionVersion: "" });
     expect(await getJson<{ run_name: string }>(store, `models/${done.modelVersion}/config.json`)).toMatchObject({ run_name: done.runId });
 
@@ -115,7 +115,7 @@ describe("Training service with the real trainer", () => {
     expect(p).toMatchObject({ promoted: true, metric: "rsum", margin: 0, productionVersion: weak.run.modelVersion, productionReevaluated: false, datasetVersion: good.run.datasetVersion });
     expect(p.candidateValue).toBeGreaterThan(p.productionValue);
     expect(good.message).toBe(`SUCCEEDED: model ${good.run.modelVersion} registered and promoted to production (${p.reason})`);
-    expect(await alias()).toEqual({ version: good.run.modelVersion });
+    expect(await alias()).toEqual({ version: good.run.modelVersion, previous: [weak.run.modelVersion] });
 
     // Another untrained run (another seed, so another version): registered, not promoted, the status says why.
     const worse = await train({ epochs: 1, batchSize: 8, learningRate: 1e-6, seed: 7n, promote: true });
@@ -124,7 +124,7 @@ describe("Training service with the real trainer", () => {
     expect(q).toMatchObject({ promoted: false, metric: "rsum", productionVersion: good.run.modelVersion, productionValue: p.candidateValue });
     expect(q.reason).toBe(`dev rsum ${q.candidateValue} < production ${good.run.modelVersion} ${q.productionValue} + margin 0`);
     expect(worse.message).toBe(`SUCCEEDED: model ${worse.run.modelVersion} registered, not promoted: ${q.reason}`);
-    expect(await alias()).toEqual({ version: good.run.modelVersion });
+    expect(await alias()).toEqual({ version: good.run.modelVersion, previous: [weak.run.modelVersion] });
     expect(await store.stat(`models/${worse.run.modelVersion}/checksums.json`)).toBeDefined();
     // the decision is part of the run's record, not only of the stream
     expect((await client.getTrainingStatus({ runId: worse.run.runId }, auth)).run!.promotion).toEqual(q);
