@@ -38,8 +38,21 @@ def read_alias(store) -> str | None:
     return version if isinstance(version, str) and version else None
 
 
+ALIAS_HISTORY = 5  # earlier productions the alias remembers (services/ranking/src/registry.ts)
+
+
 def write_alias(store, version: str) -> None:
-    store.put(ALIAS_KEY, json.dumps({"version": version}).encode(), "application/json")
+    """Points the alias at ``version``; the version it named before goes first in ``previous``
+    (Ranking falls back to those while a new production's index is being computed)."""
+    previous: list[str] = []
+    if store.exists(ALIAS_KEY):
+        try:
+            doc = json.loads(store.get(ALIAS_KEY))
+            previous = [doc.get("version")] + list(doc.get("previous") or [])
+        except (ValueError, AttributeError, TypeError):
+            previous = []
+    previous = [v for v in dict.fromkeys(previous) if isinstance(v, str) and v and v != version][:ALIAS_HISTORY]
+    store.put(ALIAS_KEY, json.dumps({"version": version, "previous": previous}).encode(), "application/json")
 
 
 def fetch_version(store, version: str, dest: Path, files: list[str]) -> Path:

@@ -135,7 +135,7 @@ def test_registry_layout(exported):
         assert (reg / f).read_bytes() == (out / f).read_bytes()
     assert (reg / "checksums.json").is_file()
     alias = json.loads((root / "glimpse" / "models" / "aliases" / "production.json").read_text())
-    assert alias == {"version": version}
+    assert alias == {"version": version, "previous": []}
     conf = json.loads((out / "config.json").read_text())
     assert conf["backbone"] == "tiny" and conf["git_commit"] and conf["dataset_version_resolved"]
     assert json.loads((out / "metrics.json").read_text())["model_version"] == version

@@ -21,14 +21,18 @@ export type ObjectStoreConfig =
       region?: string;
     };
 
+const configs = new WeakMap<ObjectStore, ObjectStoreConfig>();
+
 /** Builds a store from config; call `init()` before use. */
 export function createObjectStore(config: ObjectStoreConfig): ObjectStore {
-  switch (config.kind) {
-    case "fs":
-      return new FsObjectStore(config.root, config.bucket);
-    case "minio":
-      return new MinioObjectStore(config);
-  }
+  const store = config.kind === "fs" ? new FsObjectStore(config.root, config.bucket) : new MinioObjectStore(config);
+  configs.set(store, { ...config });
+  return store;
+}
+
+/** The config a store was built from (createObjectStore), so another process can open the same store. */
+export function storeConfigOf(store: ObjectStore): ObjectStoreConfig | undefined {
+  return configs.get(store);
 }
 
 /** Stores `value` as pretty-printed JSON (manifests are read by people too). */

@@ -8,8 +8,15 @@ export const ServingStatus = health.HealthCheckResponse_ServingStatus;
 export type ServingStatus = health.HealthCheckResponse_ServingStatus;
 
 /**
- * The statuses grpc.health.v1 reports: "" for the whole server plus one per service.
- * Watchers get every change; a Kubernetes probe or the gateway polls Check.
+ * The liveness entry: SERVING for as long as the process answers at all. Kubernetes' liveness
+ * (and startup) probes ask it; readiness asks the service's own entry, which may be NOT_SERVING
+ * for a long while (Ranking before its first model) without anything being wrong.
+ */
+export const LIVENESS = "liveness";
+
+/**
+ * The statuses grpc.health.v1 reports: "" for the whole server plus one per service, and
+ * LIVENESS. Watchers get every change; a Kubernetes probe or the gateway polls Check.
  */
 export class HealthRegistry {
   private readonly statuses = new Map<string, ServingStatus>();
@@ -20,6 +27,7 @@ export class HealthRegistry {
   constructor(services: string[], initial: ServingStatus = ServingStatus.NOT_SERVING) {
     this.statuses.set("", initial);
     for (const s of services) this.statuses.set(s, initial);
+    this.statuses.set(LIVENESS, ServingStatus.SERVING);
   }
 
   set(service: string, status: ServingStatus): void {
@@ -28,9 +36,9 @@ export class HealthRegistry {
     for (const l of this.listeners) l();
   }
 
-  /** Sets the server and every service at once (start-up and shutdown). */
+  /** Sets the server and every service at once (start-up and shutdown); liveness stays as it is. */
   setAll(status: ServingStatus): void {
-    for (const s of this.statuses.keys()) this.set(s, status);
+    for (const s of this.statuses.keys()) if (s !== LIVENESS) this.set(s, status);
   }
 
   get(service: string): ServingStatus | undefined {

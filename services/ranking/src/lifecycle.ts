@@ -2,12 +2,21 @@
  * Model lifecycle: serve the version the registry's `production` alias names, over the
  * gallery of the configured dataset's latest version.
  *
- * The manager composes three parts and keeps the model status (state, loading version, last
- * error) and health in step with them:
+ * An index is computed once per (model, dataset version) and stored; this process only loads
+ * stored indexes. While the pair the registry names has none (a newly published dataset
+ * version, a newly promoted model), the index builder computes it (lifecycle/index-builder.ts:
+ * this process in the background, or a Kubernetes Job) and Ranking serves the newest pair that
+ * has one — the serving pair, else the production model or an earlier one (the alias's
+ * `previous`) over the latest gallery, an earlier version of it, or the demo gallery — and
+ * moves when the index is stored. It never stops serving because an index is missing.
+ *
+ * The manager composes these parts and keeps the model status (state, loading version, last
+ * error, the index it waits for) and health in step with them:
  *   - lifecycle/watcher.ts   polls the alias and the datasets' latest pointers (PromoteModel pokes it);
  *   - lifecycle/loader.ts    prepares a new (model, index) pair in the background — download,
- *                            checksums and version id, sessions, golden vectors, index loaded or
- *                            built, a smoke query — or refuses the version;
+ *                            checksums and version id, sessions, golden vectors, stored indexes
+ *                            loaded, a smoke query — or refuses the version;
+ *   - lifecycle/index-builder.ts  has missing indexes computed (locally or by a Job);
  *   - lifecycle/snapshot.ts  the serving snapshot, swapped in with one assignment and leased by
  *                            every request, so in-flight requests finish on the old version,
  *                            whose sessions are released when its last lease ends.
@@ -21,7 +30,9 @@ import type { Logger } from "@glimpse/logging";
 import type { ObjectStore } from "@glimpse/objectstore";
 import { ServingStatus, type HealthRegistry } from "@glimpse/rpc";
 import type { GalleryIndex, IndexKindSetting } from "./index/gallery.js";
-import { findDataset, latestGallery, sameGallery, type GalleryRef } from "./lifecycle/datasets.js";
+import { indexStored, storedVersions } from "./index/store.js";
+import { findDataset, galleryOf, latestGallery, sameGallery, type GalleryRef } from "./lifecycle/datasets.js";
+import { LocalIndexBuilder, type BuildState, type IndexBuilder, type IndexPair } from "./lifecycle/index-builder.js";
 import { isRefusal, ModelLoader } from "./lifecycle/loader.js";
 import { SnapshotSlot, type Snapshot } from "./lifecycle/snapshot.js";
 import { RegistryWatcher, type RegistryView } from "./lifecycle/watcher.js";
@@ -44,9 +55,12 @@ export interface LifecycleOptions {
   demoDir?: string | undefined;
   /** Serve this version instead of what the production alias names (benchmarks, canaries). */
   pinnedVersion?: string | undefined;
-  /** Images per encoder run when building an index in the background. */
-  indexImageBatch?: number;
+  /** Who computes missing indexes; default: this process (LocalIndexBuilder). */
+  indexBuilder?: IndexBuilder;
 }
+
+/** The index Ranking waits for, and where its computation stands. */
+export interface PendingIndex extends IndexPair, BuildState {}
 
 export interface Status {
   state: ranking.ModelState;
@@ -57,13 +71,18 @@ export interface Status {
   productionVersion: string;
   /** The serving gallery's index. */
   gallery: GalleryIndex | undefined;
+  pendingIndex: PendingIndex | undefined;
 }
 
 export class ModelManager {
   private readonly slot: SnapshotSlot;
   private readonly loader: ModelLoader;
   private readonly watcher: RegistryWatcher;
+  readonly builder: IndexBuilder;
   private state: ranking.ModelState = State.NO_MODEL;
+  private pending: PendingIndex | undefined;
+  /** The registry view the serving fallback pair was chosen for: it is not looked for again until the view changes. */
+  private fallbackFor: string | undefined;
   private loadingVersion = "";
   private lastError = "";
   private productionVersion = "";
@@ -73,6 +92,7 @@ export class ModelManager {
     this.slot = new SnapshotSlot(opts.logger);
     this.loader = new ModelLoader(opts);
     this.watcher = new RegistryWatcher(opts, (view) => this.follow(view));
+    this.builder = opts.indexBuilder ?? new LocalIndexBuilder({ store: opts.store, logger: opts.logger });
   }
 
   /** True after a registry check failed to reach the object store, until one succeeds again. */
@@ -138,11 +158,13 @@ export class ModelManager {
       loadedAt: s?.loadedAt,
       productionVersion: this.productionVersion,
       gallery: s?.gallery,
+      pendingIndex: this.pending,
     };
   }
 
   async close(): Promise<void> {
     await this.watcher.close();
+    await this.builder.close();
     this.slot.clear();
   }
 
@@ -164,38 +186,97 @@ export class ModelManager {
   // ---- following the registry --------------------------------------------------------------
 
   /** Acts on one registry view; a store error thrown here marks the registry unreachable. */
-  private async follow({ production, gallery, demo }: RegistryView): Promise<void> {
+  private async follow(view: RegistryView): Promise<void> {
+    const { production, gallery, demo } = view;
     this.productionVersion = production ?? "";
     const version = this.opts.pinnedVersion || production;
     if (!version) {
+      this.pending = undefined;
       if (!this.slot.current) this.setState(State.NO_MODEL);
       return;
     }
     const cur = this.slot.current;
-    if (cur && cur.model.version === version) {
-      // Same model; a newly published dataset version gets a new index.
-      if (gallery && (cur.gallery.data.dataset !== gallery.dataset || cur.gallery.data.datasetVersion !== gallery.version)) {
-        await this.swapGallery(cur, gallery, demo);
-      }
+    if (cur && serves(cur, version, gallery, demo)) {
+      this.pending = undefined;
       // Production names the serving version again: an older refusal no longer applies.
       this.lastError = "";
       return;
     }
-    if (await this.loader.refusedAsIs(version)) return;
-    await this.load(version, gallery, demo);
+    const refused = await this.loader.refusedAsIs(version);
+    if (!refused) {
+      const missing: IndexPair[] = [];
+      for (const g of galleriesOf(gallery, demo)) {
+        if (!(await indexStored(this.opts.store, version, g.dataset, g.version))) missing.push({ model: version, dataset: g.dataset, datasetVersion: g.version });
+      }
+      if (missing.length === 0) {
+        this.pending = undefined;
+        await this.load(version, gallery, demo);
+        return;
+      }
+      // Computed elsewhere (or in the background here); the gallery's index is the one reported.
+      const states = await Promise.all(missing.map((p) => this.builder.ensure(p).catch((err: unknown): BuildState => ({ executor: this.builder.kind, job: "", detail: `cannot start: ${(err as Error).message}`, failed: true }))));
+      const i = Math.max(0, missing.findIndex((p) => gallery && p.datasetVersion === gallery.version && p.dataset === gallery.dataset));
+      this.pending = { ...missing[i]!, ...states[i]! };
+    }
+    // Meanwhile: the newest pair that has a stored index (chosen once per registry view).
+    const viewKey = JSON.stringify([version, refused, view.previous, gallery, demo]);
+    if (cur && this.fallbackFor === viewKey) return;
+    const best = await this.fallback(refused ? [] : [version], view.previous, gallery, demo);
+    if (!best) {
+      if (!cur) {
+        this.loadingVersion = version;
+        this.setState(State.LOADING);
+      }
+      return;
+    }
+    if (!(cur && serves(cur, best.model, best.gallery, best.demo))) {
+      if (!(await this.load(best.model, best.gallery, best.demo, { demoOptional: true }))) return;
+      this.opts.logger.info({ serving: best.model, gallery: best.gallery, waiting_for: this.pending }, "serving the newest pair with a stored index until the registry's pair has one");
+    }
+    this.fallbackFor = viewKey;
   }
 
-  private async load(version: string, gallery: GalleryRef | undefined, demo: GalleryRef | undefined): Promise<void> {
+  /**
+   * The newest servable pair with a stored index: the latest gallery with the candidate models
+   * (the production one, then earlier productions), then an earlier version of that dataset,
+   * then the demo gallery. Deterministic, so every replica picks the same pair.
+   */
+  private async fallback(first: string[], previous: string[], gallery: GalleryRef | undefined, demo: GalleryRef | undefined): Promise<{ model: string; gallery: GalleryRef; demo: GalleryRef | undefined } | undefined> {
+    const { store } = this.opts;
+    const models: string[] = [];
+    for (const m of new Set([...first, ...previous])) if (!(await this.loader.refusedAsIs(m))) models.push(m);
+    if (gallery) {
+      for (const m of models) if (await indexStored(store, m, gallery.dataset, gallery.version)) return { model: m, gallery, demo };
+      for (const m of models) {
+        const older = (await storedVersions(store, m, gallery.dataset)).filter((v) => v !== gallery.version);
+        if (older.length > 0) return { model: m, gallery: { dataset: gallery.dataset, version: older[0]! }, demo };
+      }
+    }
+    if (demo && !sameGallery(demo, gallery)) {
+      for (const m of models) if (await indexStored(store, m, demo.dataset, demo.version)) return { model: m, gallery: demo, demo };
+    }
+    return undefined;
+  }
+
+  /** Loads and serves a pair whose indexes are stored; the serving model's sessions are reused when it is the same version. True once it serves. */
+  private async load(version: string, gallery: GalleryRef | undefined, demo: GalleryRef | undefined, opts: { demoOptional?: boolean } = {}): Promise<boolean> {
     const { logger } = this.opts;
     const t0 = performance.now();
-    this.loadingVersion = version;
-    if (!this.slot.current) this.setState(State.LOADING);
-    logger.info({ version, gallery }, "loading model version");
+    const cur = this.slot.current;
+    const reuse = cur?.model.version === version ? cur.model : undefined;
+    if (!reuse) this.loadingVersion = version;
+    if (!cur) this.setState(State.LOADING);
+    logger.info({ version, gallery }, reuse ? "new gallery for the serving model: loading its index" : "loading model version");
     try {
-      const { model, index, demoIndex } = await this.loader.prepare(version, gallery, demo);
-      this.swap(model, index, demoIndex, new Date());
-      this.lastError = "";
-      logger.info({ version, gallery: index.data.datasetVersion, images: index.images, ms: Math.round(performance.now() - t0) }, "model version serving");
+      const { model, index, demoIndex } = await this.loader.prepare(version, gallery, demo, { reuse, demoOptional: opts.demoOptional ?? false });
+      if (this.slot.current !== cur) {
+        if (!reuse) await model.release().catch(() => {});
+        return false;
+      }
+      this.swap(model, index, demoIndex, reuse ? cur!.loadedAt : new Date());
+      if (!reuse || this.opts.pinnedVersion || version === this.productionVersion) this.lastError = "";
+      logger.info({ version, gallery: index.data.datasetVersion, images: index.images, ms: Math.round(performance.now() - t0) }, "serving");
+      return true;
     } catch (err) {
       const msg = (err as Error).message;
       if (isRefusal(err)) {
@@ -206,23 +287,9 @@ export class ModelManager {
         logger.warn({ version, err: msg }, "model version could not be loaded; will retry");
       }
       if (!this.slot.current) this.setState(State.FAILED);
+      return false;
     } finally {
-      this.loadingVersion = "";
-    }
-  }
-
-  private async swapGallery(cur: Snapshot, gallery: GalleryRef, demo: GalleryRef | undefined): Promise<void> {
-    const { logger } = this.opts;
-    logger.info({ gallery }, "new gallery dataset version; preparing its index");
-    try {
-      const index = await this.loader.prepareGallery(cur.model, gallery);
-      const demoIndex = sameGallery(demo, gallery) ? index : cur.demo;
-      if (this.slot.current !== cur) return;
-      this.swap(cur.model, index, demoIndex, cur.loadedAt);
-      logger.info({ gallery, images: index.images }, "serving the new gallery");
-    } catch (err) {
-      this.lastError = `${cur.model.version}: index for ${gallery.dataset} ${gallery.version} failed (will retry): ${(err as Error).message}`;
-      logger.warn({ err: (err as Error).message, gallery }, "gallery index failed; the current one keeps serving");
+      if (!reuse) this.loadingVersion = "";
     }
   }
 
@@ -241,4 +308,17 @@ export class ModelManager {
     h.set("", status);
     if (this.opts.serviceName) h.set(this.opts.serviceName, status);
   }
+}
+
+/** The galleries a pair serves: the gallery, and the demo one when it is another. */
+function galleriesOf(gallery: GalleryRef | undefined, demo: GalleryRef | undefined): GalleryRef[] {
+  return [gallery, sameGallery(demo, gallery) ? undefined : demo].filter((g): g is GalleryRef => g !== undefined);
+}
+
+/** The snapshot serves exactly this pair (the demo gallery too, when one is named). */
+function serves(s: Snapshot, version: string, gallery: GalleryRef | undefined, demo: GalleryRef | undefined): boolean {
+  if (s.model.version !== version) return false;
+  const g = galleryOf(s.gallery);
+  if (gallery ? !sameGallery(g, gallery) : g !== undefined) return false;
+  return demo === undefined || sameGallery(s.demo ? galleryOf(s.demo) : undefined, demo);
 }

@@ -4,7 +4,7 @@
  *   models/<version>/{image_encoder.onnx, text_encoder.onnx, vocab.json, preprocess.json,
  *                     config.json, metrics.json, model_card.md, golden.json, golden/*.png, ...,
  *                     checksums.json}      checksums.json = {"<file>": "<sha256>"}, written last
- *   models/aliases/production.json → {"version": "m-…"}
+ *   models/aliases/production.json → {"version": "m-…", "previous": ["m-…", …]}   (earlier productions, newest first)
  *
  * version = "m-" + the first 16 hex digits of sha256(image_encoder.onnx ‖ text_encoder.onnx ‖
  * vocab.json ‖ preprocess.json ‖ config.json).
@@ -43,19 +43,36 @@ export function versionOf(files: Record<string, Uint8Array>): string {
   return `m-${h.digest("hex").slice(0, 16)}`;
 }
 
-export async function readAlias(store: ObjectStore): Promise<string | undefined> {
+/** The production alias: the version it names, and the versions it named before (newest first). */
+export interface Alias {
+  version: string;
+  previous: string[];
+}
+
+/** How many earlier production versions the alias remembers (the fallback of a replica that starts while the newest has no index). */
+export const ALIAS_HISTORY = 5;
+
+export async function readAliasDocument(store: ObjectStore): Promise<Alias | undefined> {
   try {
-    const doc = JSON.parse((await store.getBuffer(ALIAS_KEY)).toString("utf8")) as { version?: unknown };
+    const doc = JSON.parse((await store.getBuffer(ALIAS_KEY)).toString("utf8")) as { version?: unknown; previous?: unknown };
     if (typeof doc.version !== "string" || !PATTERNS.modelVersion.test(doc.version)) throw new Error(`${ALIAS_KEY} names no valid version`);
-    return doc.version;
+    const previous = Array.isArray(doc.previous) ? doc.previous.filter((v): v is string => typeof v === "string" && PATTERNS.modelVersion.test(v)) : [];
+    return { version: doc.version, previous };
   } catch (err) {
     if (err instanceof ObjectNotFoundError) return undefined;
     throw err;
   }
 }
 
+export async function readAlias(store: ObjectStore): Promise<string | undefined> {
+  return (await readAliasDocument(store))?.version;
+}
+
+/** Points the alias at `version`; the version it named before goes first in `previous`. */
 export async function writeAlias(store: ObjectStore, version: string, opts: { onlyIfMissing?: boolean } = {}): Promise<void> {
-  await store.put(ALIAS_KEY, `${JSON.stringify({ version })}\n`, { contentType: "application/json", ...(opts.onlyIfMissing ? { ifNoneMatch: "*" as const } : {}) });
+  const cur = opts.onlyIfMissing ? undefined : await readAliasDocument(store).catch(() => undefined);
+  const previous = [...new Set([cur?.version, ...(cur?.previous ?? [])])].filter((v): v is string => v !== undefined && v !== version).slice(0, ALIAS_HISTORY);
+  await store.put(ALIAS_KEY, `${JSON.stringify({ version, previous })}\n`, { contentType: "application/json", ...(opts.onlyIfMissing ? { ifNoneMatch: "*" as const } : {}) });
 }
 
 /** checksums.json of a version, or undefined when the version is absent or incomplete. */

@@ -7,6 +7,7 @@ import type { RunningServer } from "@glimpse/rpc";
 import { serve, storeFromConfig, type GlimpseConfig } from "@glimpse/runtime";
 import { configureSimilarity } from "./index/similarity.js";
 import { ModelManager } from "./lifecycle.js";
+import { KubernetesIndexBuilder, type IndexBuilder } from "./lifecycle/index-builder.js";
 import { rankingBinding } from "./routes.js";
 import { DEFAULT_DEMO_DIR } from "./seed.js";
 
@@ -28,6 +29,8 @@ export interface BuildOptions {
   demoDir?: string | null;
   /** Alias/dataset poll interval (ms); default from config. */
   pollMs?: number;
+  /** Who computes missing indexes; default from config (GLIMPSE_INDEX_EXECUTOR). */
+  indexBuilder?: IndexBuilder;
 }
 
 export interface RankingServer extends RunningServer {
@@ -64,6 +67,20 @@ export async function build(cfg: GlimpseConfig, opts: BuildOptions = {}): Promis
     pollMs: opts.pollMs ?? cfg.rankingPollMs,
     demoDir,
     pinnedVersion: cfg.rankingModelVersion,
+    // kubernetes: replicas only load; a Job computes each index once (local: this process does)
+    ...(opts.indexBuilder
+      ? { indexBuilder: opts.indexBuilder }
+      : cfg.indexExecutor === "kubernetes"
+      ? {
+          indexBuilder: new KubernetesIndexBuilder({
+            templateFile: cfg.indexJobTemplate,
+            namespace: cfg.indexNamespace,
+            ownerConfigMap: cfg.indexJobOwner,
+            parallelism: cfg.indexJobParallelism,
+            logger,
+          }),
+        }
+      : {}),
     model: {
       executionProvider: cfg.rankingExecutionProvider,
       intraOpThreads: cfg.rankingIntraOpThreads,

@@ -1,10 +1,11 @@
 /**
  * The index job: embeds every image and every caption of a published dataset version with
  * one model version, in batches, reporting progress, and stores the result beside the model.
- * Used by the BuildIndex RPC, the `glimpse-ranking index` CLI and the model lifecycle.
+ * Used by the BuildIndex RPC and the `glimpse-ranking index` CLI; index Jobs (index/shard.ts)
+ * embed slices of the same gallery with the same functions.
  */
 import type { ObjectStore } from "@glimpse/objectstore";
-import { readBlob, readCaptions, readPublished, readSplits } from "@glimpse/pipeline";
+import { readBlob, readCaptions, readPublished, readSplits, type Manifest } from "@glimpse/pipeline";
 import type { LoadedModel } from "../model/model.js";
 import type { DecodedPixels } from "../model/preprocess.js";
 import { GalleryIndex, SPLIT, resolveIndexKind, type IndexKindSetting, type SplitNumber } from "./gallery.js";
@@ -42,30 +43,54 @@ export interface BuildResult {
   seconds: number;
 }
 
-/** Runs the index job. */
-export async function buildIndex(opts: BuildOptions): Promise<BuildResult> {
-  const t0 = performance.now();
-  const { store, model, dataset } = opts;
-  const report = opts.onProgress ?? (() => {});
-  const published = await readPublished(store, dataset, opts.datasetVersion);
+/** What a gallery is made of: a published version's images in id order, their captions and splits. */
+export interface GallerySource {
+  dataset: string;
+  datasetVersion: string;
+  manifest: Manifest;
+  /** Image ids, sorted: the rows of the index. */
+  ids: string[];
+  /** Captions of each image, in `ids` order. */
+  imageCaptions: string[][];
+  imageSplits: Uint8Array;
+}
+
+export async function readGallerySource(store: ObjectStore, dataset: string, datasetVersion?: string): Promise<GallerySource> {
+  const published = await readPublished(store, dataset, datasetVersion);
   const m = published.manifest;
   const [captions, splits] = await Promise.all([readCaptions(store, m), readSplits(store, m)]);
   const splitOf = new Map<string, SplitNumber>();
   for (const id of splits.train) splitOf.set(id, SPLIT.train);
   for (const id of splits.dev) splitOf.set(id, SPLIT.dev);
   for (const id of splits.test) splitOf.set(id, SPLIT.test);
-
   const ids = Object.keys(m.images).sort();
+  return {
+    dataset,
+    datasetVersion: published.version,
+    manifest: m,
+    ids,
+    imageCaptions: ids.map((id) => captions[id] ?? []),
+    imageSplits: Uint8Array.from(ids.map((id) => splitOf.get(id) ?? SPLIT.unspecified)),
+  };
+}
+
+export interface EmbedOptions {
+  imageBatch?: number;
+  concurrency?: number;
+  signal?: AbortSignal | undefined;
+  /** Called after each encoder run with the images embedded so far. */
+  onBatch?: (done: number) => void;
+}
+
+/** Embeds images `from`..`to` (exclusive) of the source; fetch + decode of one batch overlaps the encoder run of the previous. */
+export async function embedImages(store: ObjectStore, model: LoadedModel, src: GallerySource, from: number, to: number, opts: EmbedOptions = {}): Promise<Float32Array> {
   const dim = model.dim;
-  const imageEmb = new Float32Array(ids.length * dim);
+  const out = new Float32Array((to - from) * dim);
   const batch = opts.imageBatch ?? 16;
   const conc = opts.concurrency ?? 8;
-  report({ stage: "images", done: 0, total: ids.length });
-
-  // Fetch + decode (sharp, off the main thread) of batch i+1 overlaps the encoder run of batch i.
-  const decode = async (from: number): Promise<DecodedPixels[]> => {
-    const slice = ids.slice(from, from + batch);
-    const out: DecodedPixels[] = new Array(slice.length);
+  const decode = async (start: number): Promise<DecodedPixels[]> => {
+    const slice = src.ids.slice(start, Math.min(start + batch, to));
+    const pixels: DecodedPixels[] = new Array(slice.length);
     let next = 0;
     await Promise.all(
       Array.from({ length: Math.min(conc, slice.length) }, async () => {
@@ -73,54 +98,81 @@ export async function buildIndex(opts: BuildOptions): Promise<BuildResult> {
           const i = next++;
           const id = slice[i]!;
           opts.signal?.throwIfAborted();
-          const bytes = await readBlob(store, m.images[id]!);
+          const bytes = await readBlob(store, src.manifest.images[id]!);
           try {
-            out[i] = await model.preprocessor.fromEncoded(bytes);
+            pixels[i] = await model.preprocessor.fromEncoded(bytes);
           } catch (err) {
-            throw new Error(`image ${id} of ${dataset} ${published.version}: ${(err as Error).message}`);
+            throw new Error(`image ${id} of ${src.dataset} ${src.datasetVersion}: ${(err as Error).message}`);
           }
         }
       }),
     );
-    return out;
+    return pixels;
   };
-  let pending = ids.length > 0 ? decode(0) : undefined;
-  for (let from = 0; from < ids.length; from += batch) {
+  let pending = from < to ? decode(from) : undefined;
+  for (let start = from; start < to; start += batch) {
     const pixels = await pending!;
-    pending = from + batch < ids.length ? decode(from + batch) : undefined;
+    pending = start + batch < to ? decode(start + batch) : undefined;
     pending?.catch(() => {}); // surfaced when awaited
     opts.signal?.throwIfAborted();
-    imageEmb.set(await model.embedPixels(pixels), from * dim);
-    report({ stage: "images", done: Math.min(from + batch, ids.length), total: ids.length });
+    out.set(await model.embedPixels(pixels), (start - from) * dim);
+    opts.onBatch?.(Math.min(start + batch, to) - from);
   }
+  return out;
+}
 
-  const imageCaptions = ids.map((id) => captions[id] ?? []);
-  const texts = imageCaptions.flat();
-  const captionEmb = new Float32Array(texts.length * dim);
+/** Embeds texts in chunks of many encoder runs each, so progress moves and an abort is noticed. */
+export async function embedCaptions(model: LoadedModel, texts: string[], opts: { captionBatch?: number; signal?: AbortSignal | undefined; onChunk?: (done: number) => void } = {}): Promise<Float32Array> {
+  const out = new Float32Array(texts.length * model.dim);
   const cb = opts.captionBatch ?? 256;
-  report({ stage: "captions", done: 0, total: texts.length });
-  // Chunks of many runs each, so progress moves and an abort is noticed.
   const chunk = cb * 8;
   for (let from = 0; from < texts.length; from += chunk) {
     opts.signal?.throwIfAborted();
-    captionEmb.set(await model.embedTexts(texts.slice(from, from + chunk), cb), from * dim);
-    report({ stage: "captions", done: Math.min(from + chunk, texts.length), total: texts.length });
+    out.set(await model.embedTexts(texts.slice(from, from + chunk), cb), from * model.dim);
+    opts.onChunk?.(Math.min(from + chunk, texts.length));
   }
+  return out;
+}
 
+/** The index of a source from its embeddings, with the model's query bank and (by size or setting) an HNSW graph. */
+export async function galleryIndex(model: LoadedModel, src: GallerySource, imageEmb: Float32Array, captionEmb: Float32Array, kind: IndexKindSetting = "exact"): Promise<GalleryIndex> {
   const index = new GalleryIndex({
     modelVersion: model.version,
-    dataset,
-    datasetVersion: published.version,
-    dim,
+    dataset: src.dataset,
+    datasetVersion: src.datasetVersion,
+    dim: model.dim,
     builtAt: new Date(),
-    imageIds: ids,
-    imageSplits: Uint8Array.from(ids.map((id) => splitOf.get(id) ?? SPLIT.unspecified)),
-    imageCaptions,
+    imageIds: src.ids,
+    imageSplits: src.imageSplits,
+    imageCaptions: src.imageCaptions,
     imageEmb,
     captionEmb,
   });
   await index.applyQueryBank(model.queryBank);
-  if (resolveIndexKind(opts.kind ?? "exact", index.images) === "hnsw") index.useHnsw();
+  if (resolveIndexKind(kind, index.images) === "hnsw") index.useHnsw();
+  return index;
+}
+
+/** Runs the index job. */
+export async function buildIndex(opts: BuildOptions): Promise<BuildResult> {
+  const t0 = performance.now();
+  const { store, model } = opts;
+  const report = opts.onProgress ?? (() => {});
+  const src = await readGallerySource(store, opts.dataset, opts.datasetVersion);
+  const n = src.ids.length;
+  const batch = opts.imageBatch ?? 16;
+  report({ stage: "images", done: 0, total: n });
+  const imageEmb = await embedImages(store, model, src, 0, n, {
+    imageBatch: batch,
+    concurrency: opts.concurrency ?? 8,
+    signal: opts.signal,
+    onBatch: (done) => report({ stage: "images", done, total: n }),
+  });
+  const texts = src.imageCaptions.flat();
+  const cb = opts.captionBatch ?? 256;
+  report({ stage: "captions", done: 0, total: texts.length });
+  const captionEmb = await embedCaptions(model, texts, { captionBatch: cb, signal: opts.signal, onChunk: (done) => report({ stage: "captions", done, total: texts.length }) });
+  const index = await galleryIndex(model, src, imageEmb, captionEmb, opts.kind);
   const seconds = (performance.now() - t0) / 1000;
   if (opts.save ?? true) {
     report({ stage: "upload", done: 0, total: 1 });

@@ -150,7 +150,7 @@ export async function batchTopK(matrix: Float32Array, dim: number, queries: Floa
 let lseSession: Promise<ort.InferenceSession> | undefined;
 
 /** log Σ_m exp(items_n · bank_m) for every row n of `items` ([N × dim]), in chunks of rows. */
-export async function rowLogSumExp(items: Float32Array, bank: Float32Array, dim: number, chunk = 4096): Promise<Float32Array> {
+export async function rowLogSumExp(items: Float32Array, bank: Float32Array, dim: number, chunk = 1024): Promise<Float32Array> {
   lseSession ??= cpuSession(logSumExpModel());
   const s = await lseSession;
   const n = items.length / dim;

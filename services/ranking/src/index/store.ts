@@ -13,6 +13,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ObjectNotFoundError, type ObjectStore } from "@glimpse/objectstore";
+import { manifestKey } from "@glimpse/pipeline";
 import type { QueryBank } from "../model/querybank.js";
 import { DEFAULT_HNSW, GalleryIndex, resolveIndexKind, type GalleryData, type HnswParams, type IndexKindSetting, type SplitNumber } from "./gallery.js";
 import { toF32 } from "./topk.js";
@@ -82,6 +83,24 @@ export async function readIndexDocument(store: ObjectStore, modelVersion: string
     if (err instanceof ObjectNotFoundError) return undefined;
     throw err;
   }
+}
+
+/** True when the pair's index is stored (its index.json, written last, is there). */
+export async function indexStored(store: ObjectStore, modelVersion: string, dataset: string, datasetVersion: string): Promise<boolean> {
+  return (await store.stat(indexPrefix(modelVersion, dataset, datasetVersion) + "index.json")) !== undefined;
+}
+
+/** The versions of `dataset` with a stored index for the model, the most recently published first. */
+export async function storedVersions(store: ObjectStore, modelVersion: string, dataset: string): Promise<string[]> {
+  const found: { version: string; published: number }[] = [];
+  const page = await store.listPage(`models/${modelVersion}/indexes/${dataset}/`, { delimiter: "/" });
+  for (const p of page.prefixes) {
+    const version = p.split("/")[4]!;
+    if (!(await indexStored(store, modelVersion, dataset, version))) continue;
+    const manifest = await store.stat(manifestKey(dataset, version));
+    if (manifest) found.push({ version, published: manifest.lastModified.getTime() });
+  }
+  return found.sort((a, b) => b.published - a.published || (a.version < b.version ? 1 : -1)).map((f) => f.version);
 }
 
 /**

@@ -1,6 +1,7 @@
 /** Dataset pointers in the object store: which version is latest, and which dataset a version is of. */
 import type { ObjectStore } from "@glimpse/objectstore";
 import { readLatest } from "@glimpse/pipeline";
+import type { GalleryIndex } from "../index/gallery.js";
 import { DEMO_DATASET } from "../seed.js";
 
 export interface GalleryRef {
@@ -11,6 +12,11 @@ export interface GalleryRef {
 /** Both name the same dataset version (the demo gallery is often the serving one). */
 export function sameGallery(a: GalleryRef | undefined, b: GalleryRef | undefined): boolean {
   return a !== undefined && b !== undefined && a.dataset === b.dataset && a.version === b.version;
+}
+
+/** The dataset version an index is of (undefined for the empty index of no gallery). */
+export function galleryOf(index: GalleryIndex): GalleryRef | undefined {
+  return index.data.dataset ? { dataset: index.data.dataset, version: index.data.datasetVersion } : undefined;
 }
 
 export async function latestOf(store: ObjectStore, dataset: string): Promise<GalleryRef | undefined> {

@@ -1,14 +1,14 @@
 /**
  * The loader-verifier: turns a model version into a servable (model, index) pair, or refuses
  * it. Download, checksums and version id (fetchModel), onnxruntime sessions and their
- * inputs/outputs, golden vectors, the index loaded or built, a smoke query. A refused version
+ * inputs/outputs, golden vectors, the stored indexes loaded (computing them is the index
+ * builder's job), a smoke query. A refused version
  * is remembered with its checksums.json etag, so it is not retried until that file changes.
  */
 import type { Logger } from "@glimpse/logging";
 import type { ObjectStore } from "@glimpse/objectstore";
-import { buildIndex } from "../index/build.js";
 import { GalleryIndex, type IndexKindSetting } from "../index/gallery.js";
-import { loadIndex, readIndexDocument, saveIndex } from "../index/store.js";
+import { indexStored, loadIndex, readIndexDocument, saveIndex } from "../index/store.js";
 import { GoldenMismatchError, verifyGolden } from "../model/golden.js";
 import { LoadedModel, type ModelOptions } from "../model/model.js";
 import { fetchModel, modelInfo, ModelRejectedError } from "../registry.js";
@@ -20,15 +20,20 @@ export interface LoaderOptions {
   logger: Logger;
   indexKind: IndexKindSetting;
   model: ModelOptions;
-  /** Images per encoder run when building an index in the background. */
-  indexImageBatch?: number;
 }
 
 /** A verified version with its indexes, ready to serve. */
 export interface Prepared {
   model: LoadedModel;
   index: GalleryIndex;
-  demoIndex: GalleryIndex;
+  demoIndex: GalleryIndex | undefined;
+}
+
+export interface PrepareOptions {
+  /** The serving model, when it is the version asked for: its sessions are used as they are. */
+  reuse?: LoadedModel | undefined;
+  /** A missing demo index leaves the demo gallery out (demo searches use the gallery) instead of failing. */
+  demoOptional?: boolean;
 }
 
 class SmokeQueryError extends Error {
@@ -54,74 +59,56 @@ export class ModelLoader {
   }
 
   /**
-   * Loads and verifies `version` with the indexes of `gallery` and `demo`. Throws what failed
-   * (isRefusal() tells a bad version from a store error); nothing stays loaded then.
+   * Loads and verifies `version` with the stored indexes of `gallery` and `demo`. Throws what
+   * failed (isRefusal() tells a bad version from a store error or a missing index); nothing
+   * stays loaded then.
    */
-  async prepare(version: string, gallery: GalleryRef | undefined, demo: GalleryRef | undefined): Promise<Prepared> {
+  async prepare(version: string, gallery: GalleryRef | undefined, demo: GalleryRef | undefined, opts: PrepareOptions = {}): Promise<Prepared> {
     const { logger, store } = this.opts;
-    let model: LoadedModel | undefined;
+    let model: LoadedModel | undefined = opts.reuse;
     try {
-      const fetched = await fetchModel(store, version);
-      try {
-        model = await LoadedModel.load(version, fetched.files, { ...this.opts.model, logger });
-      } catch (err) {
-        throw new ModelRejectedError(`${version}: onnxruntime cannot load it: ${(err as Error).message}`);
+      if (!model) {
+        const fetched = await fetchModel(store, version);
+        try {
+          model = await LoadedModel.load(version, fetched.files, { ...this.opts.model, logger });
+        } catch (err) {
+          throw new ModelRejectedError(`${version}: onnxruntime cannot load it: ${(err as Error).message}`);
+        }
+        const loaded = model;
+        if (fetched.golden) {
+          const r = await verifyGolden(loaded, fetched.golden, async (f) => {
+            const b = fetched.all.get(f);
+            if (!b) throw new GoldenMismatchError(`golden image ${f} is not in checksums.json`);
+            return b;
+          });
+          logger.info({ version, golden: r }, "golden vectors reproduced");
+        } else logger.warn({ version }, "model has no golden.json; skipping the golden check");
       }
-      if (fetched.golden) {
-        const r = await verifyGolden(model, fetched.golden, async (f) => {
-          const b = fetched.all.get(f);
-          if (!b) throw new GoldenMismatchError(`golden image ${f} is not in checksums.json`);
-          return b;
-        });
-        logger.info({ version, golden: r }, "golden vectors reproduced");
-      } else logger.warn({ version }, "model has no golden.json; skipping the golden check");
-      const index = await this.indexFor(model, gallery);
-      const demoIndex = sameGallery(demo, gallery) ? index : await this.indexFor(model, demo);
+      const index = await this.storedIndex(model, gallery);
+      let demoIndex: GalleryIndex | undefined = index;
+      if (!sameGallery(demo, gallery)) {
+        demoIndex = opts.demoOptional && demo && !(await indexStored(store, version, demo.dataset, demo.version)) ? undefined : await this.storedIndex(model, demo);
+      }
       await smokeQuery(model, index);
       await modelInfo(store, version); // cached now: GetModelInfo answers even if the store goes down
       this.refused.delete(version);
       return { model, index, demoIndex };
     } catch (err) {
-      await model?.release().catch(() => {});
-      if (isRefusal(err)) this.refused.set(version, (await store.stat(`models/${version}/checksums.json`).catch(() => undefined))?.etag ?? "");
+      if (model !== opts.reuse) await model?.release().catch(() => {});
+      // (a new gallery's problem is not the serving model's: it is not refused for it)
+      if (isRefusal(err) && !opts.reuse) this.refused.set(version, (await store.stat(`models/${version}/checksums.json`).catch(() => undefined))?.etag ?? "");
       throw err;
     }
   }
 
-  /** The index of a new gallery for an already serving model, smoke-tested. */
-  async prepareGallery(model: LoadedModel, gallery: GalleryRef): Promise<GalleryIndex> {
-    const index = await this.indexFor(model, gallery);
-    await smokeQuery(model, index);
-    return index;
-  }
-
-  /** The stored index of (model, gallery), built (and stored) when missing. */
-  private async indexFor(model: LoadedModel, gallery: GalleryRef | undefined): Promise<GalleryIndex> {
-    const { store, logger, indexKind } = this.opts;
+  /** The stored index of (model, gallery); the empty index when there is no gallery. */
+  private async storedIndex(model: LoadedModel, gallery: GalleryRef | undefined): Promise<GalleryIndex> {
+    const { store, indexKind } = this.opts;
     if (!gallery) return emptyIndex(model);
     const loaded = await loadIndex(store, model.version, gallery.dataset, gallery.version, indexKind, model.queryBank);
-    if (loaded) {
-      if (loaded.graphBuilt) await saveIndex(store, loaded.index, { hnsw_added: new Date().toISOString() }).catch(() => {});
-      return loaded.index;
-    }
-    logger.info({ model: model.version, gallery }, "no stored index: building it");
-    let last = 0;
-    const r = await buildIndex({
-      store,
-      model,
-      dataset: gallery.dataset,
-      datasetVersion: gallery.version,
-      kind: indexKind,
-      imageBatch: this.opts.indexImageBatch ?? 8,
-      onProgress: (p) => {
-        if (Date.now() - last > 10_000 || p.stage === "done") {
-          last = Date.now();
-          logger.info({ stage: p.stage, done: p.done, total: p.total }, "index build");
-        }
-      },
-    });
-    logger.info({ model: model.version, gallery, seconds: Math.round(r.seconds) }, "index built and stored");
-    return r.index;
+    if (!loaded) throw new Error(`no stored index of ${gallery.dataset} ${gallery.version} for ${model.version}`);
+    if (loaded.graphBuilt) await saveIndex(store, loaded.index, { ...loaded.doc.build, hnsw_added: new Date().toISOString() }).catch(() => {});
+    return loaded.index;
   }
 
   /** An index of another dataset version for the serving model (from the store; cached per snapshot). */

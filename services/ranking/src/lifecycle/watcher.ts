@@ -6,7 +6,7 @@
  */
 import type { Logger } from "@glimpse/logging";
 import type { ObjectStore } from "@glimpse/objectstore";
-import { readAlias } from "../registry.js";
+import { readAliasDocument } from "../registry.js";
 import { DEMO_DATASET, seedDemo } from "../seed.js";
 import { latestOf, type GalleryRef } from "./datasets.js";
 
@@ -24,6 +24,8 @@ export interface WatcherOptions {
 export interface RegistryView {
   /** The version the production alias names. */
   production: string | undefined;
+  /** The versions it named before, newest first. */
+  previous: string[];
   gallery: GalleryRef | undefined;
   /** The demo dataset's latest version, else the gallery. */
   demo: GalleryRef | undefined;
@@ -90,14 +92,14 @@ export class RegistryWatcher {
         this.seeded = true;
         logger.debug({ seed: r }, "demo pack checked");
       }
-      const production = await readAlias(store);
+      const alias = await readAliasDocument(store);
       // The demo's pointer is read once: it is also the gallery while the dataset has none.
       const demoLatest = await latestOf(store, DEMO_DATASET);
       const gallery = (await latestOf(store, this.opts.dataset)) ?? demoLatest;
       const demo = demoLatest ?? gallery;
       if (this.storeDown) logger.info("object store reachable again");
       this.storeDown = false;
-      await this.onView({ production, gallery, demo });
+      await this.onView({ production: alias?.version, previous: alias?.previous ?? [], gallery, demo });
     } catch (err) {
       const msg = (err as Error).message;
       if (!this.storeDown) logger.warn({ err: msg }, "registry check failed; the loaded model keeps serving");

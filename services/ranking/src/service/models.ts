@@ -38,6 +38,19 @@ export function modelRpcs({ manager, store }: ServiceDeps): ModelRpcs {
         productionVersion: st.productionVersion,
         ...(st.loadedAt ? { loadedAt: timestampFromDate(st.loadedAt) } : {}),
         ...(st.gallery ? { index: indexInfo(st.gallery) } : {}),
+        ...(st.pendingIndex
+          ? {
+              pendingIndex: {
+                modelVersion: st.pendingIndex.model,
+                dataset: st.pendingIndex.dataset,
+                datasetVersion: st.pendingIndex.datasetVersion,
+                executor: st.pendingIndex.executor,
+                job: st.pendingIndex.job,
+                detail: st.pendingIndex.detail,
+                failed: st.pendingIndex.failed,
+              },
+            }
+          : {}),
       };
     },
 

@@ -1,16 +1,17 @@
 /** Shared by the integration tests: a gRPC client, error inspection, a model variant maker. */
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { ranking, rpcDetails } from "@glimpse/api";
 import type { ObjectStore } from "@glimpse/objectstore";
+import { moveLatest } from "@glimpse/pipeline";
 import { indexPrefix } from "../index/store.js";
 import { toF32 } from "../index/topk.js";
 import { itemBias, parseQueryBank } from "../model/querybank.js";
-import { DEFAULT_DEMO_DIR, readDemoModel } from "../seed.js";
+import { datasetVersionOf, DEFAULT_DEMO_DIR, readDemoModel, uploadDataset } from "../seed.js";
 import { HASHED_FILES, modelKey, readChecksums, versionOf } from "../registry.js";
 
 export type RankingClient = Client<typeof ranking.RankingService>;
@@ -87,4 +88,25 @@ export async function demoImageBias(demoDir = DEFAULT_DEMO_DIR): Promise<Map<str
   if (!bank) return new Map(ids.map((id) => [id, 0]));
   const bias = await itemBias(bank.captions, toF32(readFileSync(join(demoDir, "index", "images.f32"))), index.dim, bank.beta);
   return new Map(ids.map((id, i) => [id, bias[i]!]));
+}
+
+/**
+ * Publishes `count` demo-pack images (from `offset`) as a new latest version of `dataset`, in the
+ * pipeline's layout, as a pipeline run would; returns the version.
+ */
+export async function publishDemoImages(store: ObjectStore, dataset: string, count: number, offset = 0, demoDir = DEFAULT_DEMO_DIR): Promise<string> {
+  const captions = JSON.parse(readFileSync(join(demoDir, "captions.json"), "utf8")) as Record<string, string[]>;
+  const ids = readdirSync(join(demoDir, "images")).filter((f) => f.endsWith(".jpg")).sort().slice(offset, offset + count).map((f) => f.slice(0, -4));
+  const images = new Map(ids.map((id) => [id, readFileSync(join(demoDir, "images", `${id}.jpg`))]));
+  const ds = datasetVersionOf(dataset, images, captions, { train: [], dev: [], test: ids }, { source: "test", offset, count }, "file:demo/");
+  await uploadDataset(store, ds);
+  await moveLatest(store, dataset, ds.version);
+  return ds.version;
+}
+
+/** A copy of a registry version that differs only in config.json, with no stored index: a freshly promoted model. */
+export async function unindexedVariantOf(store: ObjectStore, base: string, label: string): Promise<string> {
+  const version = await variantOf(store, base, label);
+  for await (const o of store.list(`models/${version}/indexes/`)) await store.delete(o.key);
+  return version;
 }

@@ -1,0 +1,212 @@
+/**
+ * Who computes an index that is not stored yet (GLIMPSE_INDEX_EXECUTOR):
+ *   - local: a worker process of this Ranking, one pair at a time: the shard worker an index Job
+ *     runs, with one shard; serving goes on meanwhile, on an event loop the encoders never hold.
+ *   - kubernetes: an Indexed Job per pair (index-job.ts). Every replica asks for the same Job by
+ *     name, so the index is computed once; replicas only load what the Job stored.
+ * ensure() is cheap and idempotent: the lifecycle calls it at every registry check while it
+ * waits for a pair, and shows what it returns in the model status.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import * as k8s from "@kubernetes/client-node";
+import { ConfigMapOwner, isConflict, isNotFound, jobStatus, parseJobTemplate, serviceAccountNamespace } from "@glimpse/kube/jobs";
+import type { Logger } from "@glimpse/logging";
+import { storeConfigOf, type ObjectStore } from "@glimpse/objectstore";
+import { CHUNK_IMAGES } from "../index/shard.js";
+import { buildIndexJob, indexJobName, type IndexPair } from "./index-job.js";
+
+export type { IndexPair };
+
+export interface BuildState {
+  executor: "local" | "kubernetes";
+  job: string;
+  detail: string;
+  failed: boolean;
+}
+
+export interface IndexBuilder {
+  readonly kind: "local" | "kubernetes";
+  /** Makes sure the pair's index is being computed; says where that stands. */
+  ensure(pair: IndexPair): Promise<BuildState>;
+  close(): Promise<void>;
+}
+
+const key = (p: IndexPair) => `${p.model}/${p.dataset}/${p.datasetVersion}`;
+
+export interface LocalBuilderOptions {
+  store: ObjectStore;
+  logger: Logger;
+  /** A failed build is tried again after this long (ms). */
+  retryMs?: number;
+}
+
+/**
+ * The shard worker as a child process (the CLI an index Job's pod runs, with one shard): its
+ * encoders run on its own threads, so this process's event loop — health, searches — is never
+ * held by an index build. From sources (tests) through tsx, else the compiled CLI.
+ */
+function workerCommand(): { args: string[]; cwd: string } {
+  const fromSource = import.meta.url.endsWith(".ts");
+  const cli = fileURLToPath(new URL(`../cli.${fromSource ? "ts" : "js"}`, import.meta.url));
+  const root = resolve(dirname(cli), "../../..");
+  return { args: fromSource ? ["--conditions=source", "--import", "tsx", cli] : [cli], cwd: root };
+}
+
+export class LocalIndexBuilder implements IndexBuilder {
+  readonly kind = "local";
+  private running: { key: string; child: ChildProcess; done: Promise<void> } | undefined;
+  private readonly progress = new Map<string, string>();
+  private readonly failures = new Map<string, { message: string; at: number }>();
+  private closed = false;
+
+  constructor(private readonly opts: LocalBuilderOptions) {}
+
+  ensure(pair: IndexPair): Promise<BuildState> {
+    const k = key(pair);
+    const state = (detail: string, failed = false): Promise<BuildState> => Promise.resolve({ executor: "local", job: "", detail, failed });
+    if (this.running?.key === k) return state(this.progress.get(k) ?? "starting");
+    const failed = this.failures.get(k);
+    if (failed && Date.now() - failed.at < (this.opts.retryMs ?? 60_000)) return state(failed.message, true);
+    if (this.running || this.closed) return state("queued behind another index");
+    this.failures.delete(k);
+    this.start(pair, k);
+    return state("starting");
+  }
+
+  private start(pair: IndexPair, k: string): void {
+    const { logger, store } = this.opts;
+    const config = storeConfigOf(store);
+    if (!config) {
+      this.failures.set(k, { message: "the object store was not made by createObjectStore: no worker can open it", at: Date.now() });
+      return;
+    }
+    const t0 = performance.now();
+    const { args, cwd } = workerCommand();
+    logger.info({ ...pair }, "no stored index: computing it in a worker process while the earlier pair serves");
+    const child = spawn(process.execPath, [...args, "index-shard", "--model", pair.model, "--dataset", pair.dataset, "--dataset-version", pair.datasetVersion, "--shards", "1", "--shard", "0", "--store-config", "-"], {
+      cwd,
+      env: process.env,
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    child.stdin!.end(JSON.stringify(config));
+    let chunks = 0;
+    let total = 0;
+    const tail: string[] = [];
+    const onLine = (line: string) => {
+      tail.push(line);
+      if (tail.length > 20) tail.shift();
+      let rec: { msg?: string; chunks?: number; level?: number };
+      try {
+        rec = JSON.parse(line) as typeof rec;
+      } catch {
+        return;
+      }
+      if (rec.msg === "shard started") total = rec.chunks ?? 0;
+      if (rec.msg === "chunk stored") chunks++;
+      if (total) this.progress.set(k, `${chunks}/${total} chunks of ${CHUNK_IMAGES} images embedded`);
+      if ((rec.level ?? 0) >= 40) logger.warn({ worker: rec }, "index worker");
+    };
+    createInterface({ input: child.stdout! }).on("line", onLine);
+    createInterface({ input: child.stderr! }).on("line", onLine);
+    const done = new Promise<void>((resolveDone) => {
+      child.on("error", (err) => tail.push(err.message));
+      child.on("close", (code, signal) => {
+        this.progress.delete(k);
+        this.running = undefined;
+        if (code === 0) {
+          logger.info({ ...pair, chunks, seconds: Math.round((performance.now() - t0) / 100) / 10 }, "index computed and stored");
+        } else if (!this.closed) {
+          const why = tail.map((l) => { try { return String((JSON.parse(l) as { msg?: string; err?: string }).err ?? (JSON.parse(l) as { msg?: string }).msg); } catch { return l; } }).slice(-3).join("; ");
+          const message = `index of ${pair.dataset} ${pair.datasetVersion} for ${pair.model} failed (worker exit ${code ?? signal}): ${why}`;
+          this.failures.set(k, { message, at: Date.now() });
+          logger.warn({ ...pair, err: message }, "index computation failed; the earlier pair keeps serving");
+        }
+        resolveDone();
+      });
+    });
+    this.progress.set(k, "starting");
+    this.running = { key: k, child, done };
+  }
+
+  /** Stops a worker under way: it stores the chunk it is embedding and exits; the next start goes on from there. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.running?.child.kill("SIGTERM");
+    await this.running?.done;
+  }
+}
+
+export interface KubernetesBuilderOptions {
+  templateFile: string;
+  namespace?: string | undefined;
+  ownerConfigMap?: string | undefined;
+  parallelism: number;
+  logger: Logger;
+  /** A failed Job is deleted (and so made again on the next check) after this long (ms). */
+  retryMs?: number;
+  kubeConfig?: k8s.KubeConfig;
+}
+
+export class KubernetesIndexBuilder implements IndexBuilder {
+  readonly kind = "kubernetes";
+  readonly namespace: string;
+  private readonly template: k8s.V1Job;
+  private readonly batch: k8s.BatchV1Api;
+  private readonly owner: ConfigMapOwner | undefined;
+
+  constructor(private readonly opts: KubernetesBuilderOptions) {
+    this.template = parseJobTemplate(readFileSync(opts.templateFile, "utf8"), opts.templateFile);
+    this.namespace = opts.namespace ?? serviceAccountNamespace();
+    const kc = opts.kubeConfig ?? new k8s.KubeConfig();
+    if (!opts.kubeConfig) kc.loadFromDefault();
+    this.batch = kc.makeApiClient(k8s.BatchV1Api);
+    if (opts.ownerConfigMap) this.owner = new ConfigMapOwner(kc.makeApiClient(k8s.CoreV1Api), this.namespace, opts.ownerConfigMap);
+  }
+
+  /** The Job a pair gets (also what tests check). */
+  jobFor(pair: IndexPair): k8s.V1Job {
+    return buildIndexJob(this.template, pair, this.opts.parallelism);
+  }
+
+  async ensure(pair: IndexPair): Promise<BuildState> {
+    const name = indexJobName(pair);
+    const namespace = this.namespace;
+    const state = (detail: string, failed = false): BuildState => ({ executor: "kubernetes", job: name, detail, failed });
+    let job: k8s.V1Job;
+    try {
+      job = await this.batch.readNamespacedJob({ name, namespace });
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      const body = this.jobFor(pair);
+      if (this.owner) body.metadata!.ownerReferences = [await this.owner.get()];
+      try {
+        await this.batch.createNamespacedJob({ namespace, body });
+        this.opts.logger.info({ ...pair, job: name, namespace, shards: this.opts.parallelism }, "index Job created");
+      } catch (e) {
+        if (!isConflict(e)) throw e; // another replica made it first
+      }
+      return state("created");
+    }
+    const s = jobStatus(job);
+    const completions = job.spec?.completions ?? 1;
+    if (!s.done) return state(`${job.status?.succeeded ?? 0}/${completions} shards done, ${job.status?.active ?? 0} running`);
+    // A finished Job whose index is not stored (the Job failed, or the index was removed since): after
+    // a while (a minute for a completed one, whose index may have landed just after the caller looked)
+    // the Job is deleted, so the next check makes it again.
+    const finishedAt = Date.parse(String(job.status?.completionTime ?? job.status?.conditions?.find((c) => c.status === "True")?.lastTransitionTime ?? ""));
+    const message = s.succeeded ? "completed, but no index is stored" : `failed: ${s.message}`;
+    if (!Number.isFinite(finishedAt) || Date.now() - finishedAt > (s.succeeded ? 60_000 : (this.opts.retryMs ?? 600_000))) {
+      await this.batch.deleteNamespacedJob({ name, namespace, propagationPolicy: "Background" }).catch((err: unknown) => {
+        if (!isNotFound(err)) throw err;
+      });
+      this.opts.logger.warn({ ...pair, job: name }, `index Job ${message}; deleted, to be made again`);
+    }
+    return state(message, !s.succeeded);
+  }
+
+  async close(): Promise<void> {}
+}

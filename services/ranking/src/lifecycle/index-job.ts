@@ -1,0 +1,55 @@
+/**
+ * The Kubernetes Indexed Job that computes one (model version, dataset version) index, built from
+ * the operator's template (helm/glimpse/templates/index-job.yaml → GLIMPSE_INDEX_JOB_TEMPLATE).
+ *
+ * Filled in here: a name derived from the pair (so every replica asking for it names the same Job,
+ * and creating it twice is a conflict, not a second Job), the pair's labels on the Job and its
+ * pods, Indexed completion with one completion per shard, and the `indexer` container's args: the
+ * shard worker of the Ranking CLI (its shard is JOB_COMPLETION_INDEX). Everything else — image,
+ * resources, GPUs, store credentials, retries, pod failure policy — is the template's.
+ */
+import { createHash } from "node:crypto";
+import type { V1Job } from "@kubernetes/client-node";
+
+export interface IndexPair {
+  model: string;
+  dataset: string;
+  datasetVersion: string;
+}
+
+export const INDEX_LABELS = {
+  model: "glimpse.dev/index-model",
+  dataset: "glimpse.dev/index-dataset",
+  datasetVersion: "glimpse.dev/index-dataset-version",
+} as const;
+
+/** `glimpse-index-<model hex>-<dataset version>-<6 hex of the dataset name>`: 54 characters. */
+export function indexJobName(p: IndexPair): string {
+  const ds = createHash("sha256").update(p.dataset).digest("hex").slice(0, 6);
+  return `glimpse-index-${p.model.replace(/^m-/, "")}-${p.datasetVersion}-${ds}`;
+}
+
+export function buildIndexJob(template: V1Job, p: IndexPair, shards: number): V1Job {
+  const job = structuredClone(template);
+  const name = indexJobName(p);
+  if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(name) || name.length > 63) throw new Error(`${p.model} ${p.dataset} ${p.datasetVersion} does not make a valid Job name`);
+  const labels = { [INDEX_LABELS.model]: p.model, [INDEX_LABELS.dataset]: p.dataset, [INDEX_LABELS.datasetVersion]: p.datasetVersion };
+  job.metadata = { ...job.metadata, name, labels: { ...job.metadata?.labels, ...labels } };
+  delete job.metadata.generateName;
+  delete job.metadata.resourceVersion;
+  delete job.metadata.uid;
+  job.spec = { ...job.spec!, completionMode: "Indexed", completions: shards, parallelism: shards };
+  const podTemplate = job.spec.template;
+  podTemplate.metadata = { ...podTemplate.metadata, labels: { ...podTemplate.metadata?.labels, ...labels } };
+  const pod = podTemplate.spec!;
+  const container = pod.containers.find((c) => c.name === "indexer") ?? pod.containers[0]!;
+  container.args = [
+    "services/ranking/dist/cli.js", "index-shard",
+    "--model", p.model,
+    "--dataset", p.dataset,
+    "--dataset-version", p.datasetVersion,
+    "--shards", String(shards),
+    "--job", name,
+  ];
+  return job;
+}
