@@ -53,10 +53,12 @@ describe("helm chart", () => {
         continue;
       }
       validate(obj, typeOf(obj), `${obj.kind}/${obj.metadata.name}`, errors);
-      // The training Job template the Training service fills in is an API object too.
-      if (obj.kind === "ConfigMap" && typeof (obj as { data?: Record<string, string> }).data?.["training-job.yaml"] === "string") {
-        const job = parseAllDocuments((obj as unknown as { data: Record<string, string> }).data["training-job.yaml"]!)[0]!.toJS() as Obj;
-        validate(job, "V1Job", "training-job.yaml", errors);
+      // The Job templates the Training service (runs) and Ranking (index Jobs) fill in are API objects too.
+      for (const file of ["training-job.yaml", "index-job.yaml"]) {
+        if (obj.kind === "ConfigMap" && typeof (obj as { data?: Record<string, string> }).data?.[file] === "string") {
+          const job = parseAllDocuments((obj as unknown as { data: Record<string, string> }).data[file]!)[0]!.toJS() as Obj;
+          validate(job, "V1Job", file, errors);
+        }
       }
     }
     expect(errors).toEqual([]);
@@ -71,6 +73,8 @@ describe("helm chart", () => {
     expect(() => execFileSync(HELM, ["template", "glimpse", CHART, "--set", "gateway.prot=1"], { stdio: "pipe" })).toThrow(/additional properties|prot/);
     expect(() => execFileSync(HELM, ["template", "glimpse", CHART, "--set", "data.sourceAllowlist={ftp://x}"], { stdio: "pipe" })).toThrow(/sourceAllowlist\/0/);
     expect(() => execFileSync(HELM, ["template", "glimpse", CHART, "--set", "tls.enabled=true"], { stdio: "pipe" })).toThrow(/tls\/secretName|tls\.secretName is required/);
+    expect(() => execFileSync(HELM, ["template", "glimpse", CHART, "--set", "ranking.indexExecutor=argo"], { stdio: "pipe" })).toThrow(/indexExecutor/);
+    expect(() => execFileSync(HELM, ["template", "glimpse", CHART, "--set", "ranking.indexJob.parallelism=0"], { stdio: "pipe" })).toThrow(/indexJob\/parallelism/);
   });
 
   it("keeps the plain manifests in k8s/ in step with the chart", () => {
@@ -233,7 +237,15 @@ function apiCallsOf(dir: string): Set<string> {
       const p = join(d, f);
       return statSync(p).isDirectory() ? (f === "testing" ? [] : walk(p)) : p.endsWith(".ts") && !p.endsWith(".test.ts") ? [p] : [];
     });
-  for (const file of walk(dir)) {
+  const files = new Set(walk(dir));
+  // What a service calls through the shared @glimpse/kube modules it imports counts as its own.
+  for (const file of [...files]) {
+    for (const [, mod] of readFileSync(file, "utf8").matchAll(/from\s+"@glimpse\/kube\/(\w+)"/g)) {
+      const shared = join(ROOT, "packages/kube/src", `${mod}.ts`);
+      if (existsSync(shared)) files.add(shared);
+    }
+  }
+  for (const file of files) {
     const text = readFileSync(file, "utf8");
     for (const [, method, kind] of text.matchAll(/\.(create|read|get|list|delete|patch|replace)Namespaced(\w+)\(/g)) {
       let resource: string | undefined;
@@ -261,14 +273,19 @@ describe("helm chart: RBAC", () => {
   it("reads the API calls from the code (the scan sees what the services do)", () => {
     expect([...apiCallsOf(join(ROOT, "services/data/src"))].sort()).toEqual(["argoproj.io/workflows:create", "argoproj.io/workflows:get", "argoproj.io/workflows:patch", "argoproj.io/workflowtemplates:get"]);
     expect(apiCallsOf(join(ROOT, "services/training/src"))).toContain("batch/jobs:watch");
+    // the template ConfigMap's read, in the shared @glimpse/kube/jobs
+    expect(apiCallsOf(join(ROOT, "services/training/src"))).toContain("/configmaps:get");
+    expect(apiCallsOf(join(ROOT, "services/ranking/src"))).toContain("batch/jobs:create");
   });
 
   it.each(["argo-values.yaml", "argo-namespace-values.yaml"])("gives each service account's Role exactly the Kubernetes API calls its code makes, in the namespace it makes them (%s)", (file) => {
     const objects = render(join(CHART, "ci", file));
     const cfg = configOf(objects);
-    const expected: Record<string, { calls: Set<string>; namespace: string }> = {
-      "glimpse-training": { calls: apiCallsOf(join(ROOT, "services/training/src")), namespace: "glimpse" },
+    const expected: Record<string, { calls: Set<string>; namespace: string; configMap?: string }> = {
+      "glimpse-training": { calls: apiCallsOf(join(ROOT, "services/training/src")), namespace: "glimpse", configMap: "glimpse-training-job" },
       "glimpse-data": { calls: apiCallsOf(join(ROOT, "services/data/src")), namespace: cfg["GLIMPSE_ARGO_NAMESPACE"]! },
+      // index Jobs (ranking.indexExecutor=kubernetes, the default)
+      "glimpse-ranking": { calls: apiCallsOf(join(ROOT, "services/ranking/src")), namespace: "glimpse", configMap: "glimpse-index-job" },
     };
     const deployments = objects.filter((o) => o.kind === "Deployment" && o.metadata.name !== "glimpse-minio");
     for (const d of deployments) {
@@ -288,9 +305,130 @@ describe("helm chart: RBAC", () => {
       expect([...roleGrants(role)].sort(), sa).toEqual([...want!.calls].sort());
       // the owners are read by name: the Job template's ConfigMap, the WorkflowTemplate — not every one
       for (const rule of role["rules"] as Obj[]) {
-        if (rule["resources"].includes("configmaps")) expect(rule["resourceNames"], sa).toEqual(["glimpse-training-job"]);
+        if (rule["resources"].includes("configmaps")) expect(rule["resourceNames"], sa).toEqual([want!.configMap]);
         if (rule["resources"].includes("workflowtemplates")) expect(rule["resourceNames"], sa).toEqual([cfg["GLIMPSE_ARGO_TEMPLATE"]]);
       }
+    }
+  });
+});
+
+type Container = { name: string; image: string; args?: string[]; env?: Obj[]; envFrom?: Obj[]; resources: Obj; securityContext: Obj; volumeMounts?: Obj[] };
+const podSpecOf = (objects: Obj[], name: string): Obj => find(objects, "Deployment", name)!["spec"]["template"]["spec"];
+const indexJobOf = (objects: Obj[]): Obj | undefined => {
+  const cm = find(objects, "ConfigMap", "glimpse-index-job");
+  return cm ? (parse(cm["data"]["index-job.yaml"]) as Obj) : undefined;
+};
+
+describe("helm chart: index Jobs (ranking.indexExecutor)", () => {
+  const defaults = parse(readFileSync(join(CHART, "values.yaml"), "utf8")) as Obj;
+
+  it("gives Ranking the index Job template, as Training gets its own: mounted where GLIMPSE_INDEX_JOB_TEMPLATE says, the ConfigMap named by GLIMPSE_INDEX_JOB_OWNER", () => {
+    const objects = render(join(CHART, "ci", "default-values.yaml"));
+    const cfg = configOf(objects);
+    expect(defaults["ranking"]["indexExecutor"]).toBe("kubernetes");
+    expect(cfg).toMatchObject({
+      GLIMPSE_INDEX_EXECUTOR: "kubernetes",
+      GLIMPSE_INDEX_JOB_TEMPLATE: "/etc/glimpse/index-job.yaml",
+      GLIMPSE_INDEX_JOB_OWNER: "glimpse-index-job",
+      GLIMPSE_INDEX_JOB_PARALLELISM: String(defaults["ranking"]["indexJob"]["parallelism"]),
+    });
+    const spec = podSpecOf(objects, "glimpse-ranking");
+    expect(spec["serviceAccountName"]).toBe("glimpse-ranking");
+    expect(spec["automountServiceAccountToken"]).toBeUndefined();
+    const mount = (spec["containers"][0] as Container).volumeMounts!.find((m) => m["mountPath"] === cfg["GLIMPSE_INDEX_JOB_TEMPLATE"])!;
+    expect(mount["subPath"]).toBe("index-job.yaml");
+    const volume = (spec["volumes"] as Obj[]).find((v) => v["name"] === mount["name"])!;
+    expect(volume["configMap"]).toEqual({ name: cfg["GLIMPSE_INDEX_JOB_OWNER"] });
+    expect(find(objects, "ConfigMap", cfg["GLIMPSE_INDEX_JOB_OWNER"]!)).toBeDefined();
+    // a changed template reaches the pods by a rollout (a subPath mount never sees ConfigMap updates)
+    expect(find(objects, "Deployment", "glimpse-ranking")!["spec"]["template"]["metadata"]["annotations"]["checksum/index-job"]).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it("templates an Indexed Job whose shard pods run the Glimpse image as the services do: config, store keys, security context, a writable /tmp, no API token", () => {
+    const objects = render(join(CHART, "ci", "default-values.yaml"));
+    const job = indexJobOf(objects)!;
+    const values = defaults["ranking"]["indexJob"];
+    expect(job["spec"]).toMatchObject({
+      completionMode: "Indexed",
+      completions: values["parallelism"],
+      parallelism: values["parallelism"],
+      backoffLimit: values["backoffLimit"],
+      ttlSecondsAfterFinished: values["ttlSecondsAfterFinished"],
+    });
+    // evicted, drained or SIGTERMed shard pods (which store their chunk first) do not count as failures
+    expect(job["spec"]["podFailurePolicy"]["rules"]).toEqual([
+      { action: "Ignore", onPodConditions: [{ type: "DisruptionTarget", status: "True" }] },
+      { action: "Ignore", onExitCodes: { containerName: "indexer", operator: "In", values: [143] } },
+    ]);
+    const pod = job["spec"]["template"] as Obj;
+    // release-wide selectors (app.kubernetes.io/instance) must not pick up finished shard pods
+    expect(pod["metadata"]["labels"]).toEqual({ "app.kubernetes.io/part-of": "glimpse", "app.kubernetes.io/component": "index-job" });
+    const spec = pod["spec"] as Obj;
+    expect(spec["restartPolicy"]).toBe("Never");
+    expect(spec["automountServiceAccountToken"]).toBe(false);
+    expect(spec["terminationGracePeriodSeconds"]).toBe(60);
+    expect(spec["securityContext"]).toEqual(defaults["podSecurityContext"]);
+    const ranking = podSpecOf(objects, "glimpse-ranking")["containers"][0] as Container;
+    const [indexer, ...rest] = spec["containers"] as Container[];
+    expect(rest).toEqual([]);
+    expect(indexer!.name).toBe("indexer");
+    expect(indexer!.image).toBe(ranking.image);
+    expect(indexer!.args?.[0]).toBe("services/ranking/dist/cli.js");
+    expect(indexer!.envFrom).toEqual([{ configMapRef: { name: "glimpse-config" } }]);
+    expect(indexer!.env).toEqual(ranking.env!.filter((e) => e["name"].startsWith("MINIO_")).map((e) => ({ name: e["name"], valueFrom: e["valueFrom"] })));
+    expect(indexer!.securityContext).toEqual(defaults["securityContext"]);
+    expect(indexer!.resources).toEqual({ requests: values["resources"]["requests"], limits: values["resources"]["limits"] });
+    const tmp = indexer!.volumeMounts!.find((m) => m["mountPath"] === "/tmp")!;
+    expect((spec["volumes"] as Obj[]).find((v) => v["name"] === tmp["name"])).toEqual({ name: tmp["name"], emptyDir: {} });
+    expect(spec["nodeSelector"]).toBeUndefined();
+    expect(spec["tolerations"]).toBeUndefined();
+  });
+
+  it("puts index Jobs on GPUs when asked: the GPU limit, CUDA for the encoders, the pool's scheduling", () => {
+    const file = join(CHART, "ci", "gpu-index-values.yaml");
+    const values = (parse(readFileSync(file, "utf8")) as Obj)["ranking"]["indexJob"];
+    const objects = render(file);
+    const job = indexJobOf(objects)!;
+    expect(configOf(objects)["GLIMPSE_INDEX_JOB_PARALLELISM"]).toBe(String(values["parallelism"]));
+    expect(job["spec"]["completions"]).toBe(values["parallelism"]);
+    const spec = job["spec"]["template"]["spec"] as Obj;
+    const indexer = spec["containers"][0] as Container;
+    expect(indexer.resources["limits"]).toEqual({ ...values["resources"]["limits"], "nvidia.com/gpu": String(values["gpus"]) });
+    expect(indexer.env).toContainEqual({ name: "GLIMPSE_RANKING_EXECUTION_PROVIDER", value: "cuda" });
+    expect(spec["nodeSelector"]).toEqual(values["nodeSelector"]);
+    expect(spec["tolerations"]).toEqual(values["tolerations"]);
+  });
+
+  it("with indexExecutor=local: no template, no Role, and Ranking has no API token", () => {
+    const objects = render(join(CHART, "ci", "local-index-values.yaml"));
+    const cfg = configOf(objects);
+    expect(cfg["GLIMPSE_INDEX_EXECUTOR"]).toBe("local");
+    expect(Object.keys(cfg).filter((k) => k.startsWith("GLIMPSE_INDEX_JOB_"))).toEqual([]);
+    expect(find(objects, "ConfigMap", "glimpse-index-job")).toBeUndefined();
+    expect(find(objects, "Role", "glimpse-ranking")).toBeUndefined();
+    expect(find(objects, "RoleBinding", "glimpse-ranking")).toBeUndefined();
+    const spec = podSpecOf(objects, "glimpse-ranking");
+    expect(spec["automountServiceAccountToken"]).toBe(false);
+    expect((spec["volumes"] as Obj[]).map((v) => v["name"])).not.toContain("index-job");
+  });
+
+  it("probes Ranking so that a replica waiting for an index, or loading a model, is never killed: liveness and startup ask the `liveness` entry", () => {
+    const objects = render(join(CHART, "ci", "default-values.yaml"));
+    for (const c of ["gateway", "ranking", "training", "data"]) {
+      const container = podSpecOf(objects, `glimpse-${c}`)["containers"][0] as Obj;
+      for (const probe of ["readinessProbe", "livenessProbe"]) expect(container[probe]["timeoutSeconds"], `${c} ${probe}`).toBeGreaterThanOrEqual(5);
+    }
+    const ranking = podSpecOf(objects, "glimpse-ranking")["containers"][0] as Obj;
+    expect(ranking["readinessProbe"]["grpc"]).toEqual({ port: 50051, service: "glimpse.ranking.v1.RankingService" });
+    expect(ranking["livenessProbe"]["grpc"]).toEqual({ port: 50051, service: "liveness" });
+    expect(ranking["startupProbe"]["grpc"]).toEqual({ port: 50051, service: "liveness" });
+    expect(ranking["startupProbe"]["periodSeconds"] * ranking["startupProbe"]["failureThreshold"]).toBeGreaterThanOrEqual(300);
+    const tls = render(join(CHART, "ci", "tls-ingress-values.yaml"));
+    for (const c of ["ranking", "training", "data"]) {
+      const container = podSpecOf(tls, `glimpse-${c}`)["containers"][0] as Obj;
+      expect(container["readinessProbe"]["tcpSocket"], c).toEqual({ port: "grpc" });
+      expect(container["livenessProbe"]["tcpSocket"], c).toEqual({ port: "grpc" });
+      expect(container["livenessProbe"]["timeoutSeconds"], c).toBeGreaterThanOrEqual(5);
     }
   });
 });

@@ -77,12 +77,16 @@ describe("helm install", () => {
   it("gives each service account exactly what its service needs", () => {
     const training = `${RELEASE}-training`;
     const data = `${RELEASE}-data`;
+    const ranking = `${RELEASE}-ranking`;
     const needs: [string, string, string][] = [
       [training, "create", "jobs.batch"], [training, "get", "jobs.batch"], [training, "watch", "jobs.batch"],
       [training, "delete", "jobs.batch"], [training, "list", "pods"], [training, "get", "pods/log"],
       [training, "get", `configmaps/${RELEASE}-training-job`],
       [data, "create", "workflows.argoproj.io"], [data, "get", "workflows.argoproj.io"], [data, "patch", "workflows.argoproj.io"],
       [data, "get", "workflowtemplates.argoproj.io/glimpse-dataset-pipeline"],
+      // the index Jobs (ranking.indexExecutor=kubernetes, the default), owned by the template's ConfigMap
+      [ranking, "create", "jobs.batch"], [ranking, "get", "jobs.batch"], [ranking, "delete", "jobs.batch"],
+      [ranking, "get", `configmaps/${RELEASE}-index-job`],
     ];
     for (const [sa, verb, res] of needs) expect(`${sa} ${verb} ${res}: ${can(sa, verb, res)}`).toBe(`${sa} ${verb} ${res}: true`);
     const refused: [string, string, string][] = [
@@ -91,11 +95,15 @@ describe("helm install", () => {
       [training, "get", `configmaps/${RELEASE}-config`], [training, "list", "configmaps"], [training, "patch", "jobs.batch"],
       [data, "get", "secrets"], [data, "create", "jobs.batch"], [data, "create", "pods"], [data, "delete", "workflowtemplates.argoproj.io"],
       [data, "get", "workflowtemplates.argoproj.io/another-template"], [data, "delete", "workflows.argoproj.io"], [data, "list", "workflows.argoproj.io"],
+      [ranking, "create", "pods"], [ranking, "list", "pods"], [ranking, "get", "pods/log"], [ranking, "get", "secrets"],
+      [ranking, "create", "workflows.argoproj.io"], [ranking, "patch", "jobs.batch"], [ranking, "list", "jobs.batch"], [ranking, "list", "configmaps"],
+      [ranking, "get", `configmaps/${RELEASE}-config`], [ranking, "get", `configmaps/${RELEASE}-training-job`],
       ["default", "list", "pods"], ["default", "get", "secrets"],
     ];
     for (const [sa, verb, res] of refused) expect(`${sa} ${verb} ${res}: ${can(sa, verb, res)}`).toBe(`${sa} ${verb} ${res}: false`);
     // nothing outside the release's namespace
     expect(can(training, "create", "jobs.batch", "default")).toBe(false);
     expect(can(data, "create", "workflows.argoproj.io", "default")).toBe(false);
+    expect(can(ranking, "create", "jobs.batch", "default")).toBe(false);
   });
 });

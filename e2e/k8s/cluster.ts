@@ -55,6 +55,16 @@ export async function helmAsync(...args: string[]): Promise<string> {
 }
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const kubectlJson = (...args: string[]): any => JSON.parse(kubectl(...args, "-o", "json"));
+/** kubectl without blocking the event loop (a load loop runs beside it). */
+export async function kubectlAsync(...args: string[]): Promise<string> {
+  try {
+    return (await runAsync("kubectl", args, { maxBuffer: 64 << 20 })).stdout;
+  } catch (err) {
+    throw failed("kubectl", args, err);
+  }
+}
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export const kubectlJsonAsync = async (...args: string[]): Promise<any> => JSON.parse(await kubectlAsync(...args, "-o", "json"));
 
 /** Polls `check` until it returns a value (not undefined); fails naming `what` and the last state seen. */
 export async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 300_000, everyMs = 1000): Promise<T> {
@@ -81,10 +91,12 @@ export function serviceUrl(service: string, ns = NS): string {
 
 export const gatewayUrl = (): string => serviceUrl(`${RELEASE}-gateway`);
 
-/** The values every install of the suite uses: the images just built and the keys the tests send. */
 /** The pipeline test's archive server, a Service of the suite's namespace. */
 export const FIXTURE_SOURCE = `http://fixture-server.${NS}.svc.cluster.local`;
+/** The real-size test's server of the full Flickr8K archives (25-real-size.test.ts), a Service of the suite's namespace. */
+export const FLICKR8K_SOURCE = `http://flickr8k-server.${NS}.svc.cluster.local`;
 
+/** The values every install of the suite uses: the images just built and the keys the tests send. */
 export function imageValues(image = env("GLIMPSE_E2E_IMAGE")): string[] {
   const { repository, tag } = splitImage(image);
   return [
@@ -92,8 +104,8 @@ export function imageValues(image = env("GLIMPSE_E2E_IMAGE")): string[] {
     "--set", `training.job.image=${env("GLIMPSE_E2E_TRAINER_IMAGE")}`,
     "--set", `minio.image=${env("GLIMPSE_E2E_MINIO_IMAGE")}`,
     "--set", `auth.apiKeys={${WRITE_KEY},${READ_KEY}:read}`,
-    // https as the chart's default, plus the pipeline test's fixture server (10-pipeline.test.ts), by name
-    "--set", `data.sourceAllowlist={https:,${FIXTURE_SOURCE}}`,
+    // https as the chart's default, plus the suite's archive servers (10-pipeline, 25-real-size), by name
+    "--set", `data.sourceAllowlist={https:,${FIXTURE_SOURCE},${FLICKR8K_SOURCE}}`,
   ];
 }
 
