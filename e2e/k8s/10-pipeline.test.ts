@@ -9,47 +9,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { makeFlickr8kFixture, type Fixture } from "@glimpse/pipeline/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FIXTURE_SOURCE, NS, WRITE_KEY, env, fetchJson, gatewayUrl, kubectl, kubectlIn, kubectlJson, unreadyPods, waitFor } from "./cluster.js";
+import { FIXTURE_SOURCE, NS, WRITE_KEY, fetchJson, gatewayUrl, kubectl, kubectlJson, serveFiles, unreadyPods, waitFor } from "./cluster.js";
 
 const auth = { authorization: `Bearer ${WRITE_KEY}` };
 const FINISHED = ["RUN_STATE_SUCCEEDED", "RUN_STATE_FAILED", "RUN_STATE_CANCELLED", "RUN_STATE_SKIPPED"];
 
-/** A static file server in the cluster (the project image's Node) serving the fixture archives from a ConfigMap. */
+/** The fixture archives, from a ConfigMap, served inside the cluster. */
 function serveFixture(fx: Fixture): string {
   kubectl("delete", "configmap", "flickr8k-fixture", "-n", NS, "--ignore-not-found");
   kubectl("create", "configmap", "flickr8k-fixture", "-n", NS, `--from-file=${fx.imagesZip}`, `--from-file=${fx.captionsZip}`);
-  const server = `require("http").createServer((q, r) => {
-    const f = "/srv/" + decodeURIComponent(q.url.split("?")[0]).replace(/^\\/+/, "");
-    require("fs").readFile(f, (e, b) => { if (e || f.includes("..")) { r.writeHead(404); r.end(); } else { r.writeHead(200, { "content-length": b.length }); r.end(b); } });
-  }).listen(8080)`;
-  kubectlIn(
-    JSON.stringify({
-      apiVersion: "v1",
-      kind: "List",
-      items: [
-        {
-          apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "fixture-server", namespace: NS },
-          spec: {
-            selector: { matchLabels: { app: "fixture-server" } },
-            template: {
-              metadata: { labels: { app: "fixture-server" } },
-              spec: {
-                containers: [{
-                  name: "http", image: env("GLIMPSE_E2E_IMAGE"), command: ["node", "-e", server],
-                  ports: [{ containerPort: 8080 }], readinessProbe: { tcpSocket: { port: 8080 }, periodSeconds: 1 },
-                  volumeMounts: [{ name: "fixture", mountPath: "/srv" }],
-                }],
-                volumes: [{ name: "fixture", configMap: { name: "flickr8k-fixture" } }],
-              },
-            },
-          },
-        },
-        { apiVersion: "v1", kind: "Service", metadata: { name: "fixture-server", namespace: NS }, spec: { selector: { app: "fixture-server" }, ports: [{ port: 80, targetPort: 8080 }] } },
-      ],
-    }),
-    "apply", "-f", "-",
-  );
-  kubectl("rollout", "status", "deployment/fixture-server", "-n", NS, "--timeout=180s");
+  serveFiles("fixture-server", { configMap: { name: "flickr8k-fixture" } });
   return FIXTURE_SOURCE;
 }
 

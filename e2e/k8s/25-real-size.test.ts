@@ -15,7 +15,7 @@ import { existsSync, readFileSync, realpathSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createObjectStore, getJson, type ObjectStore } from "@glimpse/objectstore";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FLICKR8K_SOURCE, NS, RELEASE, ROOT, WRITE_KEY, env, fetchJson, gatewayUrl, kubectl, kubectlAsync, kubectlIn, kubectlJson, kubectlJsonAsync, serviceUrl, waitFor } from "./cluster.js";
+import { FLICKR8K_SOURCE, NS, RELEASE, ROOT, WRITE_KEY, fetchJson, gatewayUrl, kubectl, kubectlAsync, kubectlJson, kubectlJsonAsync, serveFiles, serviceUrl, waitFor } from "./cluster.js";
 
 const ARCHIVES = ["Flickr8k_Dataset.zip", "Flickr8k_text.zip"] as const;
 const IMAGES = 8091;
@@ -45,55 +45,6 @@ const shared = sharedFlickr8k();
 const REQUIRED = process.env["GLIMPSE_REQUIRE_SHARED"] === "1";
 const skip = shared.dir === undefined && !REQUIRED;
 if (skip) console.warn(`== e2e/k8s/25-real-size did NOT run: no full Flickr8K: ${shared.why}. (CI sets GLIMPSE_REQUIRE_SHARED=1, where this fails instead.)`);
-
-/**
- * A static file server in the cluster (the project image's Node) for the archives, from a hostPath volume:
- * streamed, with the size from stat; anything but a file of the folder is 404.
- */
-function serveArchives(dir: string): void {
-  const server = `const http = require("http"), fs = require("fs");
-  http.createServer((q, r) => {
-    const no = () => { r.writeHead(404); r.end(); };
-    let name;
-    try { name = decodeURIComponent(q.url.split("?")[0]).replace(/^\\/+/, ""); } catch { return no(); }
-    if (!name || name.includes("..") || name.includes("/")) return no();
-    const f = "/srv/" + name;
-    fs.stat(f, (e, s) => {
-      if (e || !s.isFile()) return no();
-      r.writeHead(200, { "content-length": s.size, "content-type": "application/zip" });
-      if (q.method === "HEAD") return r.end();
-      fs.createReadStream(f).on("error", () => r.destroy()).pipe(r);
-    });
-  }).listen(8080)`;
-  kubectlIn(
-    JSON.stringify({
-      apiVersion: "v1",
-      kind: "List",
-      items: [
-        {
-          apiVersion: "apps/v1", kind: "Deployment", metadata: { name: SERVER, namespace: NS },
-          spec: {
-            selector: { matchLabels: { app: SERVER } },
-            template: {
-              metadata: { labels: { app: SERVER } },
-              spec: {
-                containers: [{
-                  name: "http", image: env("GLIMPSE_E2E_IMAGE"), command: ["node", "-e", server],
-                  ports: [{ containerPort: 8080 }], readinessProbe: { tcpSocket: { port: 8080 }, periodSeconds: 1 },
-                  volumeMounts: [{ name: "flickr8k", mountPath: "/srv", readOnly: true }],
-                }],
-                volumes: [{ name: "flickr8k", hostPath: { path: dir, type: "Directory" } }],
-              },
-            },
-          },
-        },
-        { apiVersion: "v1", kind: "Service", metadata: { name: SERVER, namespace: NS }, spec: { selector: { app: SERVER }, ports: [{ port: 80, targetPort: 8080 }] } },
-      ],
-    }),
-    "apply", "-f", "-",
-  );
-  kubectl("rollout", "status", `deployment/${SERVER}`, "-n", NS, "--timeout=180s");
-}
 
 // ---------------------------------------------------------------------------------------------------
 // The load loop
@@ -286,12 +237,35 @@ describe.skipIf(skip)("real size: the full Flickr8K on Kubernetes, search never 
   let published = 0;
   let served = false;
 
+  /**
+   * Polls until the Job is Complete and every Ranking pod serves (model, the published version) with all
+   * its images; each poll asks the pods first, then reads the Job and looks for the stored index.
+   */
+  async function pollUntilServed(jobName: string, model: string, onComplete: (at: number) => void): Promise<Poll[]> {
+    const target = `${model} / ${datasetVersion}`;
+    const polls: Poll[] = [];
+    const { failed } = await waitFor(`the Job to complete and every Ranking pod to serve ${target}`, async () => {
+      const serving = await Promise.all((await rankingPods()).map((p) => servingOf(p, rankingPort)));
+      const job = await readJob(jobName);
+      const indexStored = (await store.stat(indexKey(model, datasetVersion))) !== undefined;
+      polls.push({ serving, succeeded: job.status?.succeeded ?? 0, complete: isComplete(job), indexStored });
+      if (isFailed(job)) return { failed: job };
+      if (isComplete(job)) onComplete(Date.now());
+      const all = serving.length === replicas && serving.every((s) => s.pair === target && s.images === IMAGES);
+      return isComplete(job) && all ? { failed: undefined } : undefined;
+    }, 30 * MIN, 3000).catch((err: Error) => {
+      throw new Error(`${err.message}; last look: ${JSON.stringify(polls.at(-1))}`);
+    });
+    if (failed) throw new Error(`the index Job failed: ${JSON.stringify(failed.status)}`);
+    return polls;
+  }
+
   beforeAll(async () => {
     if (shared.dir === undefined) throw new Error(`GLIMPSE_REQUIRE_SHARED=1 but the full Flickr8K is not there: ${shared.why}`);
     served = true;
     kubectl("delete", "deployment", SERVER, "-n", NS, "--ignore-not-found");
     kubectl("delete", "service", SERVER, "-n", NS, "--ignore-not-found");
-    serveArchives(shared.dir);
+    serveFiles(SERVER, { hostPath: { path: shared.dir, type: "Directory" } });
 
     // the chart's MinIO, at its Service's cluster IP, with the store Secret's credentials
     const secret = kubectlJson("get", "secret", `${RELEASE}-object-store`, "-n", NS).data as Record<string, string>;
@@ -389,25 +363,9 @@ describe.skipIf(skip)("real size: the full Flickr8K on Kubernetes, search never 
 
   it("completes the Job; every Ranking pod serves the 8091 images, and none before the Job stored them", async () => {
     const target = `${production} / ${datasetVersion}`;
-    const polls: Poll[] = [];
-    await waitFor(`the Job to complete and every Ranking pod to serve ${target}`, async () => {
-      const pods = await rankingPods();
-      const serving = await Promise.all(pods.map((p) => servingOf(p, rankingPort)));
-      const job = await readJob(firstJob);
-      const indexStored = (await store.stat(indexKey(production, datasetVersion))) !== undefined;
-      polls.push({ serving, succeeded: job.status?.succeeded ?? 0, complete: isComplete(job), indexStored });
-      if (isFailed(job)) return { failed: job };
-      if (isComplete(job) && !times["index Job complete after publish"]) times["index Job complete after publish"] = seconds(Date.now() - published);
-      const all = serving.length === replicas && serving.every((s) => s.pair === target && s.images === IMAGES);
-      return isComplete(job) && all ? { failed: undefined } : undefined;
-    }, 30 * MIN, 3000).then(
-      ({ failed }) => {
-        if (failed) throw new Error(`the index Job failed: ${JSON.stringify(failed.status)}`);
-      },
-      (err: Error) => {
-        throw new Error(`${err.message}; last look: ${JSON.stringify(polls.at(-1))}`);
-      },
-    );
+    const polls = await pollUntilServed(firstJob, production, (complete) => {
+      if (!times["index Job complete after publish"]) times["index Job complete after publish"] = seconds(complete - published);
+    });
     times["switch after publish (every replica serves it)"] = seconds(Date.now() - published);
 
     // no pod served the new gallery before the Job had stored its index
@@ -466,25 +424,9 @@ describe.skipIf(skip)("real size: the full Flickr8K on Kubernetes, search never 
     const old = `${production} / ${datasetVersion}`;
     const target = `${next} / ${datasetVersion}`;
     const job = await waitFor(`the index Job for ${next} over ${datasetVersion}`, () => indexJob(next, datasetVersion), 5 * MIN, 2000);
-    const polls: Poll[] = [];
-    await waitFor(`the Job to complete and every Ranking pod to serve ${target}`, async () => {
-      const pods = await rankingPods();
-      const serving = await Promise.all(pods.map((p) => servingOf(p, rankingPort)));
-      const j = await readJob(job.metadata.name);
-      const indexStored = (await store.stat(indexKey(next, datasetVersion))) !== undefined;
-      polls.push({ serving, succeeded: j.status?.succeeded ?? 0, complete: isComplete(j), indexStored });
-      if (isFailed(j)) return { failed: j };
-      if (isComplete(j) && !times["promotion: index Job complete"]) times["promotion: index Job complete"] = seconds(Date.now() - t0);
-      const all = serving.length === replicas && serving.every((s) => s.pair === target && s.images === IMAGES);
-      return isComplete(j) && all ? { failed: undefined } : undefined;
-    }, 30 * MIN, 3000).then(
-      ({ failed }) => {
-        if (failed) throw new Error(`the index Job failed: ${JSON.stringify(failed.status)}`);
-      },
-      (err: Error) => {
-        throw new Error(`${err.message}; last look: ${JSON.stringify(polls.at(-1))}`);
-      },
-    );
+    const polls = await pollUntilServed(job.metadata.name, next, (complete) => {
+      if (!times["promotion: index Job complete"]) times["promotion: index Job complete"] = seconds(complete - t0);
+    });
     times["promotion: switch (every replica serves it)"] = seconds(Date.now() - t0);
 
     // the new model served nowhere before its index was stored; while the Job had not finished a shard,

@@ -129,3 +129,53 @@ export async function fetchJson(url: string, init?: RequestInit): Promise<{ stat
   }
   return { status: res.status, body };
 }
+
+/**
+ * A static file server in the cluster (the project image's Node) for the suite's archives: the files of
+ * `volume` (mounted read-only at /srv) streamed with their size from stat; anything but a file of that
+ * folder is 404. A Deployment and a Service named `name` in NS, answering on port 80.
+ */
+export function serveFiles(name: string, volume: Record<string, unknown>): void {
+  const server = `const http = require("http"), fs = require("fs");
+  http.createServer((q, r) => {
+    const no = () => { r.writeHead(404); r.end(); };
+    let file;
+    try { file = decodeURIComponent(q.url.split("?")[0]).replace(/^\\/+/, ""); } catch { return no(); }
+    if (!file || file.includes("..") || file.includes("/")) return no();
+    const f = "/srv/" + file;
+    fs.stat(f, (e, s) => {
+      if (e || !s.isFile()) return no();
+      r.writeHead(200, { "content-length": s.size, "content-type": "application/zip" });
+      if (q.method === "HEAD") return r.end();
+      fs.createReadStream(f).on("error", () => r.destroy()).pipe(r);
+    });
+  }).listen(8080)`;
+  kubectlIn(
+    JSON.stringify({
+      apiVersion: "v1",
+      kind: "List",
+      items: [
+        {
+          apiVersion: "apps/v1", kind: "Deployment", metadata: { name, namespace: NS },
+          spec: {
+            selector: { matchLabels: { app: name } },
+            template: {
+              metadata: { labels: { app: name } },
+              spec: {
+                containers: [{
+                  name: "http", image: env("GLIMPSE_E2E_IMAGE"), command: ["node", "-e", server],
+                  ports: [{ containerPort: 8080 }], readinessProbe: { tcpSocket: { port: 8080 }, periodSeconds: 1 },
+                  volumeMounts: [{ name: "files", mountPath: "/srv", readOnly: true }],
+                }],
+                volumes: [{ name: "files", ...volume }],
+              },
+            },
+          },
+        },
+        { apiVersion: "v1", kind: "Service", metadata: { name, namespace: NS }, spec: { selector: { app: name }, ports: [{ port: 80, targetPort: 8080 }] } },
+      ],
+    }),
+    "apply", "-f", "-",
+  );
+  kubectl("rollout", "status", `deployment/${name}`, "-n", NS, "--timeout=180s");
+}

@@ -47,7 +47,7 @@ export const schema = {
   rankingPollMs: int("GLIMPSE_RANKING_POLL_MS", "How often Ranking checks the production alias and the gallery's latest dataset version (ms).", { default: 5_000, min: 100 }),
 
   // ---- Ranking: who computes a gallery's index (once per model and dataset version) -----------
-  indexExecutor: oneOf("GLIMPSE_INDEX_EXECUTOR", "Who embeds a gallery that has no stored index: local (the Ranking process, in the background) or kubernetes (an Indexed Job; replicas only load stored indexes). Meanwhile Ranking serves the newest pair that has one.", ["local", "kubernetes"], "local"),
+  indexExecutor: oneOf("GLIMPSE_INDEX_EXECUTOR", "Who embeds a gallery that has no stored index: local (a worker process of Ranking) or kubernetes (an Indexed Job; replicas only load stored indexes). Meanwhile Ranking serves the newest pair that has one.", ["local", "kubernetes"], "local"),
   indexJobTemplate: string("GLIMPSE_INDEX_JOB_TEMPLATE", "Kubernetes index executor: the batch/v1 Job template file (the chart mounts it from a ConfigMap).", { default: "/etc/glimpse/index-job.yaml" }),
   indexJobOwner: string("GLIMPSE_INDEX_JOB_OWNER", "Kubernetes index executor: the ConfigMap holding the Job template; every index Job is owned by it (helm uninstall deletes them). Empty: Jobs have no owner."),
   indexNamespace: string("GLIMPSE_INDEX_NAMESPACE", "Kubernetes index executor: namespace for index Jobs; default the service account's namespace."),

@@ -125,7 +125,10 @@ async function main(): Promise<number> {
         log: (msg, fields) => logger.info(fields, msg),
       });
       await model?.release();
-      logger.info({ shard, chunks: r.embedded, images: r.images, assembled: r.assembled, stopped: r.stopped }, r.stopped ? "shard stopped" : "shard done");
+      const u = process.resourceUsage();
+      // what a pod of the Job needs (the chart's indexJob.resources come from these)
+      const usage = { max_rss_mib: Math.round(u.maxRSS / 1024), cpu_s: Math.round((u.userCPUTime + u.systemCPUTime) / 1e5) / 10 };
+      logger.info({ shard, chunks: r.embedded, images: r.images, assembled: r.assembled, stopped: r.stopped, ...usage }, r.stopped ? "shard stopped" : "shard done");
       return r.stopped ? 143 : 0;
     }
     case "seed": {
