@@ -2,11 +2,18 @@
  * The index Job of a (model, dataset version) pair, from the chart's template, checked against the
  * Kubernetes API models. No cluster here: nothing talks to an API server.
  */
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as k8s from "@kubernetes/client-node";
 import { parseJobTemplate } from "@glimpse/kube/jobs";
+import { createLogger } from "@glimpse/logging";
 import { validateK8s } from "@glimpse/kube/validate";
 import { parseAllDocuments } from "yaml";
-import { describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { KubernetesIndexBuilder } from "./index-builder.js";
 import { buildIndexJob, INDEX_LABELS, indexJobName } from "./index-job.js";
 
 /** The index Job template as the chart renders it (k8s/glimpse.yaml is `helm template` of the chart). */
@@ -46,5 +53,106 @@ describe("index Job", () => {
     expect(indexJobName(pair)).toBe(indexJobName({ ...pair }));
     expect(indexJobName({ ...pair, dataset: "photos" })).not.toBe(indexJobName(pair));
     expect(indexJobName({ ...pair, model: "m-1123456789abcdef" })).not.toBe(indexJobName(pair));
+  });
+});
+
+describe("KubernetesIndexBuilder against a fake API server", () => {
+  const requests: string[] = [];
+  const jobs = new Map<string, Record<string, any>>(); // eslint-disable-line @typescript-eslint/no-explicit-any
+  /** Jobs another replica makes between this one's read (404) and its create (409). */
+  const madeMeanwhile = new Set<string>();
+  let server: Server;
+  let builder: KubernetesIndexBuilder;
+  let dir: string;
+
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      let body = "";
+      req.on("data", (c: Buffer) => (body += c.toString()));
+      req.on("end", () => {
+        const path = req.url!.split("?")[0]!;
+        requests.push(`${req.method} ${path}`);
+        const send = (status: number, obj: unknown): void => void res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(obj));
+        if (req.method === "GET" && path === "/api/v1/namespaces/glimpse/configmaps/glimpse-index-job") return send(200, { kind: "ConfigMap", metadata: { name: "glimpse-index-job", uid: "cm-uid-1" } });
+        const m = /^\/apis\/batch\/v1\/namespaces\/glimpse\/jobs(?:\/([\w.-]+))?$/.exec(path);
+        if (!m) return send(404, { kind: "Status", code: 404 });
+        if (req.method === "POST") {
+          const job = JSON.parse(body) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+          if (madeMeanwhile.delete(job["metadata"].name)) jobs.set(job["metadata"].name, job);
+          if (jobs.has(job["metadata"].name)) return send(409, { kind: "Status", code: 409, reason: "AlreadyExists" });
+          jobs.set(job["metadata"].name, job);
+          return send(201, job);
+        }
+        const job = m[1] ? jobs.get(m[1]) : undefined;
+        if (!job) return send(404, { kind: "Status", code: 404 });
+        if (req.method === "GET") return send(200, job);
+        if (req.method === "DELETE") {
+          jobs.delete(m[1]!);
+          return send(200, { kind: "Status", status: "Success" });
+        }
+        send(405, { kind: "Status", code: 405 });
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const kc = new k8s.KubeConfig();
+    kc.loadFromOptions({
+      clusters: [{ name: "c", server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, skipTLSVerify: true }],
+      users: [{ name: "u", token: "t" }],
+      contexts: [{ name: "x", cluster: "c", user: "u" }],
+      currentContext: "x",
+    });
+    dir = mkdtempSync(join(tmpdir(), "glimpse-index-job-"));
+    writeFileSync(join(dir, "index-job.yaml"), renderedTemplate());
+    builder = new KubernetesIndexBuilder({ templateFile: join(dir, "index-job.yaml"), namespace: "glimpse", ownerConfigMap: "glimpse-index-job", parallelism: 2, logger: createLogger("test", "silent"), kubeConfig: kc });
+  });
+  afterAll(async () => {
+    await new Promise<void>((r) => server.close(() => r()));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("creates the pair's Job once, owned by the template's ConfigMap, and reports its shards", async () => {
+    const name = indexJobName(pair);
+    expect(await builder.ensure(pair)).toEqual({ executor: "kubernetes", job: name, detail: "created", failed: false });
+    const made = jobs.get(name)!;
+    expect(made["metadata"].ownerReferences).toEqual([{ apiVersion: "v1", kind: "ConfigMap", name: "glimpse-index-job", uid: "cm-uid-1" }]);
+    expect(made["spec"]).toMatchObject({ completionMode: "Indexed", completions: 2, parallelism: 2 });
+    // every later check (this replica or another) reads it; nothing is created twice
+    made["status"] = { active: 1, succeeded: 1 };
+    expect(await builder.ensure(pair)).toMatchObject({ detail: "1/2 shards done, 1 running", failed: false });
+    expect(requests.filter((r) => r.startsWith("POST"))).toHaveLength(1);
+  });
+
+  it("another replica's create of the same Job (a conflict) is fine", async () => {
+    const other = { ...pair, datasetVersion: "1111111111111111" };
+    madeMeanwhile.add(indexJobName(other));
+    const posts = requests.filter((r) => r.startsWith("POST")).length;
+    expect(await builder.ensure(other)).toMatchObject({ detail: "created", failed: false });
+    expect(requests.filter((r) => r.startsWith("POST")).length).toBe(posts + 1);
+    expect(jobs.has(indexJobName(other))).toBe(true);
+  });
+
+  it("a failed Job is reported, and deleted (to be made again) once it has been failed for a while", async () => {
+    const failed = { ...pair, datasetVersion: "2222222222222222" };
+    const name = indexJobName(failed);
+    const failedJob = (at: Date) => ({ metadata: { name }, spec: { completions: 2 }, status: { conditions: [{ type: "Failed", status: "True", reason: "BackoffLimitExceeded", message: "Job has reached the specified backoff limit", lastTransitionTime: at.toISOString() }] } });
+    jobs.set(name, failedJob(new Date()));
+    expect(await builder.ensure(failed)).toEqual({ executor: "kubernetes", job: name, detail: "failed: BackoffLimitExceeded: Job has reached the specified backoff limit", failed: true });
+    expect(jobs.has(name)).toBe(true);
+    jobs.set(name, failedJob(new Date(Date.now() - 11 * 60_000)));
+    expect((await builder.ensure(failed)).failed).toBe(true);
+    expect(jobs.has(name)).toBe(false);
+    expect(await builder.ensure(failed)).toMatchObject({ detail: "created", failed: false });
+  });
+
+  it("a completed Job whose index is not stored is made again after a minute", async () => {
+    const gone = { ...pair, datasetVersion: "3333333333333333" };
+    const name = indexJobName(gone);
+    const complete = (at: Date) => ({ metadata: { name }, spec: { completions: 2 }, status: { succeeded: 2, completionTime: at.toISOString(), conditions: [{ type: "Complete", status: "True" }] } });
+    jobs.set(name, complete(new Date()));
+    expect(await builder.ensure(gone)).toMatchObject({ detail: "completed, but no index is stored", failed: false });
+    expect(jobs.has(name)).toBe(true);
+    jobs.set(name, complete(new Date(Date.now() - 2 * 60_000)));
+    await builder.ensure(gone);
+    expect(jobs.has(name)).toBe(false);
   });
 });
