@@ -203,7 +203,8 @@ export class ModelManager {
       return;
     }
     const refused = await this.loader.refusedAsIs(version);
-    if (!refused) {
+    if (refused) this.pending = undefined;
+    else {
       const missing: IndexPair[] = [];
       for (const g of galleriesOf(gallery, demo)) {
         if (!(await indexStored(this.opts.store, version, g.dataset, g.version))) missing.push({ model: version, dataset: g.dataset, datasetVersion: g.version });
