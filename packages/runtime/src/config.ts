@@ -51,6 +51,7 @@ export const schema = {
   indexJobTemplate: string("GLIMPSE_INDEX_JOB_TEMPLATE", "Kubernetes index executor: the batch/v1 Job template file (the chart mounts it from a ConfigMap).", { default: "/etc/glimpse/index-job.yaml" }),
   indexJobOwner: string("GLIMPSE_INDEX_JOB_OWNER", "Kubernetes index executor: the ConfigMap holding the Job template; every index Job is owned by it (helm uninstall deletes them). Empty: Jobs have no owner."),
   indexNamespace: string("GLIMPSE_INDEX_NAMESPACE", "Kubernetes index executor: namespace for index Jobs; default the service account's namespace."),
+  podName: string("GLIMPSE_POD_NAME", "The pod's name (index Jobs set it from the downward API): recorded as the worker of each index chunk it stores. Empty: the host name."),
   indexJobParallelism: int("GLIMPSE_INDEX_JOB_PARALLELISM", "Kubernetes index executor: pods (shards) per index Job.", { default: 2, min: 1, max: 64 }),
 
   // ---- Data: where pipeline runs execute -------------------------------------------------------

@@ -120,6 +120,7 @@ async function main(): Promise<number> {
         shards: Number(a.shards),
         kind: a.kind === "auto" ? cfg.rankingIndexKind : a.kind,
         job: a.job,
+        ...(cfg.podName ? { worker: cfg.podName } : {}),
         model: async () => (model ??= await loadModel(version)),
         stopping: () => stopping,
         log: (msg, fields) => logger.info(fields, msg),

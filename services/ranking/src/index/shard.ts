@@ -100,7 +100,7 @@ export interface ShardOptions {
   kind?: IndexKindSetting;
   /** The Job's name, recorded in the index (empty for the embedded default's worker). */
   job?: string;
-  /** This worker's name (default: the host name, which is the pod's name on Kubernetes). */
+  /** This worker's name (default: the host name; on Kubernetes the CLI passes the pod's name, GLIMPSE_POD_NAME). */
   worker?: string;
   imageBatch?: number;
   /** Checked between chunks: true = store nothing more, return `stopped`. */
@@ -124,7 +124,7 @@ export interface ShardResult {
 export async function runShard(opts: ShardOptions): Promise<ShardResult> {
   const { store, modelVersion, dataset, datasetVersion, shard, shards } = opts;
   const log = opts.log ?? (() => {});
-  const worker = opts.worker ?? process.env["HOSTNAME"] ?? hostname();
+  const worker = opts.worker ?? hostname();
   if (!(Number.isInteger(shards) && shards >= 1 && Number.isInteger(shard) && shard >= 0 && shard < shards)) throw new Error(`shard ${shard} of ${shards} is not a shard`);
   const existing = await readIndexDocument(store, modelVersion, dataset, datasetVersion);
   if (existing) return { assembled: true, embedded: 0, images: 0, stopped: false, document: existing };

@@ -41,6 +41,7 @@ describe("index Job", () => {
     expect(job.spec).toMatchObject({ completionMode: "Indexed", completions: 3, parallelism: 3 });
     const c = job.spec!.template.spec!.containers.find((x) => x.name === "indexer")!;
     expect(c.args).toEqual(["services/ranking/dist/cli.js", "index-shard", "--model", pair.model, "--dataset", "flickr8k", "--dataset-version", pair.datasetVersion, "--shards", "3", "--job", job.metadata!.name]);
+    expect(c.env).toContainEqual({ name: "GLIMPSE_POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } });
     // from the template: a deleted pod (SIGTERM → exit 143 after storing its chunk) is replaced without counting as a failure
     expect(job.spec!.template.spec!.restartPolicy).toBe("Never");
     expect(JSON.stringify(job.spec!.podFailurePolicy)).toContain("DisruptionTarget");

@@ -51,5 +51,8 @@ export function buildIndexJob(template: V1Job, p: IndexPair, shards: number): V1
     "--shards", String(shards),
     "--job", name,
   ];
+  // An Indexed Job's pod is named <job>-<index>-<random> but its host name is <job>-<index>: the worker
+  // records who embedded each chunk by the pod's real name (what kubectl shows, and what a deletion names)
+  container.env = [...(container.env ?? []).filter((e) => e.name !== "GLIMPSE_POD_NAME"), { name: "GLIMPSE_POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } }];
   return job;
 }
