@@ -375,7 +375,11 @@ describe("helm chart: index Jobs (ranking.indexExecutor)", () => {
     expect(indexer!.image).toBe(ranking.image);
     expect(indexer!.args?.[0]).toBe("services/ranking/dist/cli.js");
     expect(indexer!.envFrom).toEqual([{ configMapRef: { name: "glimpse-config" } }]);
-    expect(indexer!.env).toEqual(ranking.env!.filter((e) => e["name"].startsWith("MINIO_")).map((e) => ({ name: e["name"], valueFrom: e["valueFrom"] })));
+    expect(indexer!.env).toEqual([
+      ...ranking.env!.filter((e) => e["name"].startsWith("MINIO_")).map((e) => ({ name: e["name"], valueFrom: e["valueFrom"] })),
+      // one onnxruntime thread per pod, matching its CPU request (the replicas' setting is for their own CPU)
+      { name: "GLIMPSE_RANKING_INTRA_OP_THREADS", value: String(values["intraOpThreads"]) },
+    ]);
     expect(indexer!.securityContext).toEqual(defaults["securityContext"]);
     expect(indexer!.resources).toEqual({ requests: values["resources"]["requests"], limits: values["resources"]["limits"] });
     const tmp = indexer!.volumeMounts!.find((m) => m["mountPath"] === "/tmp")!;
