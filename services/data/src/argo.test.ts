@@ -1,9 +1,8 @@
 import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fakeKubernetesApi, type ApiRequest, type FakeApi } from "@glimpse/kube/testing";
 import { createLogger } from "@glimpse/logging";
 import { FsObjectStore } from "@glimpse/objectstore";
 import * as k8s from "@kubernetes/client-node";
@@ -117,51 +116,40 @@ describe("the Argo executor's Workflow", () => {
  * API server accepts it.
  */
 describe("the Argo executor against a Kubernetes API server", () => {
-  const requests: { method: string; path: string; contentType: string | undefined; body: string }[] = [];
+  let requests: ApiRequest[] = [];
   const workflows = new Map<string, Record<string, any>>(); // eslint-disable-line @typescript-eslint/no-explicit-any
   let refusePatches = 1;
-  let server: Server;
+  let api: FakeApi;
   let dir: string;
   let runs: PipelineRuns;
 
   beforeAll(async () => {
-    server = createServer((req, res) => {
-      let body = "";
-      req.on("data", (c: Buffer) => (body += c.toString()));
-      req.on("end", () => {
-        requests.push({ method: req.method!, path: req.url!.split("?")[0]!, contentType: req.headers["content-type"], body });
-        const m = /^\/apis\/argoproj\.io\/v1alpha1\/namespaces\/glimpse\/workflows(?:\/([\w.-]+))?$/.exec(req.url!.split("?")[0]!);
-        const send = (status: number, obj: unknown): void => void res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(obj));
-        if (req.method === "GET" && req.url === "/apis/argoproj.io/v1alpha1/namespaces/glimpse/workflowtemplates/glimpse-dataset-pipeline") {
-          return send(200, { kind: "WorkflowTemplate", metadata: { name: "glimpse-dataset-pipeline", uid: "0b5e7c1e-template-uid" } });
-        }
-        if (!m) return send(404, { kind: "Status", code: 404 });
-        if (req.method === "POST" && !m[1]) {
-          const wf = JSON.parse(body) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-          wf["status"] = { phase: "Running", nodes: { a: { displayName: "download", phase: "Running" } } };
-          workflows.set(wf["metadata"]["name"], wf);
-          return send(201, wf);
-        }
-        const wf = m[1] ? workflows.get(m[1]) : undefined;
-        if (!wf) return send(404, { kind: "Status", code: 404 });
-        if (req.method === "GET") return send(200, wf);
-        if (req.method === "PATCH") {
-          if (refusePatches-- > 0) return send(403, { kind: "Status", code: 403, message: "workflows is forbidden" });
-          Object.assign(wf["spec"], (JSON.parse(body) as { spec: object }).spec);
-          wf["status"] = { phase: "Failed", message: "Stopped with strategy 'Terminate'" };
-          return send(200, wf);
-        }
-        send(405, { kind: "Status", code: 405 });
-      });
+    api = await fakeKubernetesApi((req, send) => {
+      const body = req.body;
+      const m = /^\/apis\/argoproj\.io\/v1alpha1\/namespaces\/glimpse\/workflows(?:\/([\w.-]+))?$/.exec(req.path);
+      if (req.method === "GET" && req.path === "/apis/argoproj.io/v1alpha1/namespaces/glimpse/workflowtemplates/glimpse-dataset-pipeline") {
+        return send(200, { kind: "WorkflowTemplate", metadata: { name: "glimpse-dataset-pipeline", uid: "0b5e7c1e-template-uid" } });
+      }
+      if (!m) return send(404, { kind: "Status", code: 404 });
+      if (req.method === "POST" && !m[1]) {
+        const wf = JSON.parse(body) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+        wf["status"] = { phase: "Running", nodes: { a: { displayName: "download", phase: "Running" } } };
+        workflows.set(wf["metadata"]["name"], wf);
+        return send(201, wf);
+      }
+      const wf = m[1] ? workflows.get(m[1]) : undefined;
+      if (!wf) return send(404, { kind: "Status", code: 404 });
+      if (req.method === "GET") return send(200, wf);
+      if (req.method === "PATCH") {
+        if (refusePatches-- > 0) return send(403, { kind: "Status", code: 403, message: "workflows is forbidden" });
+        Object.assign(wf["spec"], (JSON.parse(body) as { spec: object }).spec);
+        wf["status"] = { phase: "Failed", message: "Stopped with strategy 'Terminate'" };
+        return send(200, wf);
+      }
+      send(405, { kind: "Status", code: 405 });
     });
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-    const kc = new k8s.KubeConfig();
-    kc.loadFromOptions({
-      clusters: [{ name: "c", server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, skipTLSVerify: true }],
-      users: [{ name: "u", token: "t" }],
-      contexts: [{ name: "x", cluster: "c", user: "u" }],
-      currentContext: "x",
-    });
+    const { kc } = api;
+    requests = api.requests;
     const argo = new ArgoClient(kc.makeApiClient(k8s.CustomObjectsApi), { namespace: "glimpse", template: "glimpse-dataset-pipeline", bucket: "glimpse", serviceAccount: "glimpse-workflow" });
     dir = await mkdtemp(join(tmpdir(), "glimpse-argo-runs-"));
     const store = new FsObjectStore(join(dir, "store"), "glimpse", { fsync: false });
@@ -169,7 +157,7 @@ describe("the Argo executor against a Kubernetes API server", () => {
     runs = new PipelineRuns({ store, logger: createLogger("test", "silent"), workRoot: dir, register: async () => {}, argo, pollMs: 20, allow: SourceAllowList.parse(["https:"]) });
   });
   afterAll(async () => {
-    await new Promise<void>((r) => server.close(() => r()));
+    await api.close();
     await rm(dir, { recursive: true, force: true });
   });
 

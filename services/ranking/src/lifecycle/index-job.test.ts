@@ -3,12 +3,10 @@
  * Kubernetes API models. No cluster here: nothing talks to an API server.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import * as k8s from "@kubernetes/client-node";
 import { parseJobTemplate } from "@glimpse/kube/jobs";
+import { fakeKubernetesApi, type FakeApi } from "@glimpse/kube/testing";
 import { createLogger } from "@glimpse/logging";
 import { validateK8s } from "@glimpse/kube/validate";
 import { parseAllDocuments } from "yaml";
@@ -62,52 +60,39 @@ describe("KubernetesIndexBuilder against a fake API server", () => {
   const jobs = new Map<string, Record<string, any>>(); // eslint-disable-line @typescript-eslint/no-explicit-any
   /** Jobs another replica makes between this one's read (404) and its create (409). */
   const madeMeanwhile = new Set<string>();
-  let server: Server;
+  let api: FakeApi;
   let builder: KubernetesIndexBuilder;
   let dir: string;
 
   beforeAll(async () => {
-    server = createServer((req, res) => {
-      let body = "";
-      req.on("data", (c: Buffer) => (body += c.toString()));
-      req.on("end", () => {
-        const path = req.url!.split("?")[0]!;
-        requests.push(`${req.method} ${path}`);
-        const send = (status: number, obj: unknown): void => void res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(obj));
-        if (req.method === "GET" && path === "/api/v1/namespaces/glimpse/configmaps/glimpse-index-job") return send(200, { kind: "ConfigMap", metadata: { name: "glimpse-index-job", uid: "cm-uid-1" } });
-        const m = /^\/apis\/batch\/v1\/namespaces\/glimpse\/jobs(?:\/([\w.-]+))?$/.exec(path);
-        if (!m) return send(404, { kind: "Status", code: 404 });
-        if (req.method === "POST") {
-          const job = JSON.parse(body) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-          if (madeMeanwhile.delete(job["metadata"].name)) jobs.set(job["metadata"].name, job);
-          if (jobs.has(job["metadata"].name)) return send(409, { kind: "Status", code: 409, reason: "AlreadyExists" });
-          jobs.set(job["metadata"].name, job);
-          return send(201, job);
-        }
-        const job = m[1] ? jobs.get(m[1]) : undefined;
-        if (!job) return send(404, { kind: "Status", code: 404 });
-        if (req.method === "GET") return send(200, job);
-        if (req.method === "DELETE") {
-          jobs.delete(m[1]!);
-          return send(200, { kind: "Status", status: "Success" });
-        }
-        send(405, { kind: "Status", code: 405 });
-      });
+    api = await fakeKubernetesApi((req, send) => {
+      requests.push(`${req.method} ${req.path}`);
+      if (req.method === "GET" && req.path === "/api/v1/namespaces/glimpse/configmaps/glimpse-index-job") return send(200, { kind: "ConfigMap", metadata: { name: "glimpse-index-job", uid: "cm-uid-1" } });
+      const m = /^\/apis\/batch\/v1\/namespaces\/glimpse\/jobs(?:\/([\w.-]+))?$/.exec(req.path);
+      if (!m) return send(404, { kind: "Status", code: 404 });
+      if (req.method === "POST") {
+        const job = JSON.parse(req.body) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+        if (madeMeanwhile.delete(job["metadata"].name)) jobs.set(job["metadata"].name, job);
+        if (jobs.has(job["metadata"].name)) return send(409, { kind: "Status", code: 409, reason: "AlreadyExists" });
+        jobs.set(job["metadata"].name, job);
+        return send(201, job);
+      }
+      const job = m[1] ? jobs.get(m[1]) : undefined;
+      if (!job) return send(404, { kind: "Status", code: 404 });
+      if (req.method === "GET") return send(200, job);
+      if (req.method === "DELETE") {
+        jobs.delete(m[1]!);
+        return send(200, { kind: "Status", status: "Success" });
+      }
+      send(405, { kind: "Status", code: 405 });
     });
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-    const kc = new k8s.KubeConfig();
-    kc.loadFromOptions({
-      clusters: [{ name: "c", server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, skipTLSVerify: true }],
-      users: [{ name: "u", token: "t" }],
-      contexts: [{ name: "x", cluster: "c", user: "u" }],
-      currentContext: "x",
-    });
+    const kc = api.kc;
     dir = mkdtempSync(join(tmpdir(), "glimpse-index-job-"));
     writeFileSync(join(dir, "index-job.yaml"), renderedTemplate());
     builder = new KubernetesIndexBuilder({ templateFile: join(dir, "index-job.yaml"), namespace: "glimpse", ownerConfigMap: "glimpse-index-job", parallelism: 2, logger: createLogger("test", "silent"), kubeConfig: kc });
   });
   afterAll(async () => {
-    await new Promise<void>((r) => server.close(() => r()));
+    await api.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
