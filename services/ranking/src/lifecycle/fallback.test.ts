@@ -7,7 +7,7 @@
  */
 import { ranking } from "@glimpse/api";
 import { createObjectStore, type ObjectStore } from "@glimpse/objectstore";
-import { testConfig } from "@glimpse/runtime/testing";
+import { TEST_WRITE_KEY, testConfig } from "@glimpse/runtime/testing";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -29,7 +29,7 @@ class RecordingBuilder implements IndexBuilder {
   readonly asked: IndexPair[] = [];
   async ensure(pair: IndexPair): Promise<BuildState> {
     if (!this.asked.some((p) => JSON.stringify(p) === JSON.stringify(pair))) this.asked.push(pair);
-    return { executor: "kubernetes", job: `job-${pair.datasetVersion}`, detail: "0/2 shards done, 2 running", failed: false };
+    return { executor: "kubernetes", job: `job-${pair.datasetVersion}`, detail: "0/2 shards done, 2 running", failed: false, shards: 2, shardsDone: 0 };
   }
   async close(): Promise<void> {}
 }
@@ -151,5 +151,31 @@ describe("serving while an index is computed elsewhere", () => {
       expect(s).toMatchObject({ state: State.SERVING, datasetVersion: v1, images: 20 });
       expect(s.pending).toBeUndefined();
     }
+  });
+
+  it("BuildIndex on a replica computes nothing itself: it asks for the pair's Job and streams it until the index is stored", { timeout: 300_000 }, async () => {
+    const v1 = await publishDemoImages(store, "flickr8k", 20);
+    await runJob(store, { model: demoModel, dataset: "flickr8k", datasetVersion: v1 });
+    const builder = new RecordingBuilder();
+    const { client } = await start(builder);
+    const v2 = await publishDemoImages(store, "flickr8k", 24, 50);
+    const stages: string[] = [];
+    let last: ranking.BuildIndexResponse | undefined;
+    let jobRan: Promise<void> | undefined;
+    for await (const m of client.buildIndex({ datasetVersion: v2 }, { headers: { authorization: `Bearer ${TEST_WRITE_KEY}` } })) {
+      stages.push(m.stage);
+      last = m;
+      // the stream follows the Job; here the test is the Job
+      if (m.stage === "job" && !jobRan) {
+        expect([Number(m.done), Number(m.total)]).toEqual([0, 2]);
+        jobRan = runJob(store, { model: demoModel, dataset: "flickr8k", datasetVersion: v2 });
+      }
+    }
+    await jobRan;
+    expect(builder.asked).toContainEqual({ model: demoModel, dataset: "flickr8k", datasetVersion: v2 });
+    expect(stages[0]).toBe("job");
+    expect(stages.at(-1)).toBe("done");
+    expect(stages.filter((x) => x !== "job" && x !== "done")).toEqual([]);
+    expect(last!.index).toMatchObject({ modelVersion: demoModel, datasetVersion: v2, images: 24n, captions: 120n, kind: "exact" });
   });
 });

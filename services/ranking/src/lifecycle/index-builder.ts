@@ -26,6 +26,9 @@ export interface BuildState {
   job: string;
   detail: string;
   failed: boolean;
+  /** An index Job's shards, and how many are done. */
+  shards?: number;
+  shardsDone?: number;
 }
 
 export interface IndexBuilder {
@@ -193,7 +196,7 @@ export class KubernetesIndexBuilder implements IndexBuilder {
     }
     const s = jobStatus(job);
     const completions = job.spec?.completions ?? 1;
-    if (!s.done) return state(`${job.status?.succeeded ?? 0}/${completions} shards done, ${job.status?.active ?? 0} running`);
+    if (!s.done) return { ...state(`${job.status?.succeeded ?? 0}/${completions} shards done, ${job.status?.active ?? 0} running`), shards: completions, shardsDone: job.status?.succeeded ?? 0 };
     // A finished Job whose index is not stored (the Job failed, or the index was removed since): after
     // a while (a minute for a completed one, whose index may have landed just after the caller looked)
     // the Job is deleted, so the next check makes it again.

@@ -1,13 +1,19 @@
 /**
- * BuildIndex: the index job as a server stream. A stored index is reused (unless `force`);
- * otherwise the job runs on the serving model's sessions when it is the version asked for,
+ * BuildIndex: the index job as a server stream. A stored index is reused (unless `force`).
+ * With index Jobs (GLIMPSE_INDEX_EXECUTOR=kubernetes) a replica computes nothing itself: it asks
+ * for the pair's Job and streams its shards ("job", done/total) until the index is stored.
+ * Otherwise the job runs here, on the serving model's sessions when it is the version asked for,
  * else on a temporary load released at the end.
  */
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { errorWithReason } from "@glimpse/api";
+import { errorWithReason, type ranking } from "@glimpse/api";
+import type { ObjectStore } from "@glimpse/objectstore";
 import { buildIndex, type BuildProgress } from "../index/build.js";
 import type { GalleryIndex, IndexKindSetting } from "../index/gallery.js";
-import { loadIndex, readIndexDocument, saveIndex } from "../index/store.js";
+import { indexPrefix, loadIndex, readIndexDocument, saveIndex } from "../index/store.js";
+import type { IndexBuilder, IndexPair } from "../lifecycle/index-builder.js";
 import type { Snapshot } from "../lifecycle/snapshot.js";
 import { LoadedModel } from "../model/model.js";
 import { fetchModel, ModelRejectedError, readAlias } from "../registry.js";
@@ -41,6 +47,10 @@ export function buildIndexRpcs({ manager, store }: ServiceDeps): Pick<RankingImp
           yield { stage: "done", done: 1n, total: 1n, index: indexInfo(loaded.index) };
           return;
         }
+      }
+      if (manager.builder.kind === "kubernetes") {
+        yield* followIndexJob(manager.builder, store, { model: version, dataset, datasetVersion }, req.force, ctx.signal);
+        return;
       }
       // The serving model's sessions when it is the one asked for, else a temporary load.
       const serving = manager.serving;
@@ -115,3 +125,29 @@ export function buildIndexRpcs({ manager, store }: ServiceDeps): Pick<RankingImp
     },
   };
 }
+
+/** Asks for the pair's index Job and follows it until the index is stored (`force`: the stored one is removed first). */
+async function* followIndexJob(builder: IndexBuilder, store: ObjectStore, pair: IndexPair, force: boolean, signal: AbortSignal): AsyncGenerator<MessageInitShape<typeof ranking.BuildIndexResponseSchema>> {
+  const prefix = indexPrefix(pair.model, pair.dataset, pair.datasetVersion);
+  if (force) await store.delete(`${prefix}index.json`);
+  for (;;) {
+    const doc = await readIndexDocument(store, pair.model, pair.dataset, pair.datasetVersion);
+    if (doc) {
+      yield { stage: "done", done: 1n, total: 1n, index: { modelVersion: doc.model_version, datasetVersion: doc.dataset_version, images: BigInt(doc.images.count), captions: BigInt(doc.captions.count), kind: doc.hnsw ? "hnsw" : "exact", builtAt: timestampFromDate(new Date(doc.built_at)) } };
+      return;
+    }
+    const st = await builder.ensure(pair);
+    if (st.failed) throw errorWithReason(Code.Internal, "INDEX_BUILD_FAILED", `index Job ${st.job} ${st.detail}`, { dataset: pair.dataset, dataset_version: pair.datasetVersion, model_version: pair.model, job: st.job });
+    yield { stage: "job", done: BigInt(st.shardsDone ?? 0), total: BigInt(st.shards ?? 0) };
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(resolve, JOB_POLL_MS);
+      signal.addEventListener("abort", () => {
+        clearTimeout(t);
+        reject(new ConnectError("stopped following the index Job (it goes on)", Code.Canceled));
+      }, { once: true });
+    });
+  }
+}
+
+/** How often a BuildIndex stream looks at the Job it follows. */
+const JOB_POLL_MS = 1000;

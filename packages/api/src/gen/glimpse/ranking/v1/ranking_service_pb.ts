@@ -957,7 +957,8 @@ export const BuildIndexRequestSchema: GenMessage<BuildIndexRequest> = /*@__PURE_
  */
 export type BuildIndexResponse = Message<"glimpse.ranking.v1.BuildIndexResponse"> & {
   /**
-   * "images", "captions", "upload", "done".
+   * "images", "captions", "upload", "done"; with index Jobs (the chart) "job" while the pair's Job
+   * computes it (done/total: its shards), then "done".
    *
    * @generated from field: string stage = 1;
    */
