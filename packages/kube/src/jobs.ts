@@ -33,6 +33,24 @@ export function parseJobTemplate(text: string, source = "the Job template"): k8s
 }
 
 /**
+ * A deep copy of a Job template named `name`, with `labels` on the Job and its pod template, and the
+ * container named `container` (else the first one) to fill in. Throws when `name` is no valid Job name
+ * (`what` says what it was made from).
+ */
+export function jobFromTemplate(template: k8s.V1Job, name: string, labels: Record<string, string>, container: string, what: string): { job: k8s.V1Job; pod: k8s.V1PodSpec; container: k8s.V1Container } {
+  if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(name) || name.length > 63) throw new Error(`${what} does not make a valid Job name`);
+  const job = structuredClone(template);
+  job.metadata = { ...job.metadata, name, labels: { ...job.metadata?.labels, ...labels } };
+  delete job.metadata.generateName;
+  delete job.metadata.resourceVersion;
+  delete job.metadata.uid;
+  const podTemplate = job.spec!.template;
+  podTemplate.metadata = { ...podTemplate.metadata, labels: { ...podTemplate.metadata?.labels, ...labels } };
+  const pod = podTemplate.spec!;
+  return { job, pod, container: pod.containers.find((c) => c.name === container) ?? pod.containers[0]! };
+}
+
+/**
  * The ConfigMap holding a Job template as the owner of the Jobs made from it, so removing the
  * template (helm uninstall) garbage-collects them and their pods, running ones included. Read
  * once (its uid stays the same across helm upgrades); a failed read is retried on the next call.

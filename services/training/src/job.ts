@@ -15,7 +15,8 @@
  * `promotion` event) to the run's events.jsonl in the object store, where the executor reads it. Everything else (image, resources, GPU scheduling, envFrom, secrets) is the
  * template's.
  */
-import type { V1Container, V1EnvVar, V1Job } from "@kubernetes/client-node";
+import { jobFromTemplate } from "@glimpse/kube/jobs";
+import type { V1EnvVar, V1Job } from "@kubernetes/client-node";
 import type { LaunchSpec } from "./executor.js";
 
 export { jobStatus, parseJobTemplate } from "@glimpse/kube/jobs";
@@ -44,19 +45,8 @@ export interface JobOptions {
 
 /** The Job for one run: a deep copy of the template with the run filled in. */
 export function buildJob(template: V1Job, spec: LaunchSpec, opts: JobOptions = {}): V1Job {
-  const job = structuredClone(template);
   const { run, plan } = spec;
-  const name = jobName(run.runId);
-  if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(name) || name.length > 63) throw new Error(`run id ${run.runId} does not make a valid Job name`);
-
-  job.metadata = { ...job.metadata, name, labels: { ...job.metadata?.labels, [RUN_ID_LABEL]: run.runId } };
-  delete job.metadata.generateName;
-  delete job.metadata.resourceVersion;
-  delete job.metadata.uid;
-  const podTemplate = job.spec!.template;
-  podTemplate.metadata = { ...podTemplate.metadata, labels: { ...podTemplate.metadata?.labels, [RUN_ID_LABEL]: run.runId } };
-  const pod = podTemplate.spec!;
-  const container: V1Container = pod.containers.find((c) => c.name === "trainer") ?? pod.containers[0]!;
+  const { job, pod, container } = jobFromTemplate(template, jobName(run.runId), { [RUN_ID_LABEL]: run.runId }, "trainer", `run id ${run.runId}`);
 
   container.command = ["/bin/sh", "-c", JOB_SCRIPT, "glimpse-train"];
   container.args = [

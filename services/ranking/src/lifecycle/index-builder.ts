@@ -59,6 +59,16 @@ function workerCommand(): { args: string[]; cwd: string } {
   return { args: fromSource ? ["--conditions=source", "--import", "tsx", cli] : [cli], cwd: root };
 }
 
+/** A worker's log line as a reason: its error or message when it is JSON, else the line. */
+function reasonOf(line: string): string {
+  try {
+    const rec = JSON.parse(line) as { msg?: string; err?: string };
+    return String(rec.err ?? rec.msg);
+  } catch {
+    return line;
+  }
+}
+
 export class LocalIndexBuilder implements IndexBuilder {
   readonly kind = "local";
   private running: { key: string; child: ChildProcess; done: Promise<void> } | undefined;
@@ -123,7 +133,7 @@ export class LocalIndexBuilder implements IndexBuilder {
         if (code === 0) {
           logger.info({ ...pair, chunks, seconds: Math.round((performance.now() - t0) / 100) / 10 }, "index computed and stored");
         } else if (!this.closed) {
-          const why = tail.map((l) => { try { return String((JSON.parse(l) as { msg?: string; err?: string }).err ?? (JSON.parse(l) as { msg?: string }).msg); } catch { return l; } }).slice(-3).join("; ");
+          const why = tail.slice(-3).map(reasonOf).join("; ");
           const message = `index of ${pair.dataset} ${pair.datasetVersion} for ${pair.model} failed (worker exit ${code ?? signal}): ${why}`;
           this.failures.set(k, { message, at: Date.now() });
           logger.warn({ ...pair, err: message }, "index computation failed; the earlier pair keeps serving");

@@ -9,6 +9,7 @@
  * resources, GPUs, store credentials, retries, pod failure policy — is the template's.
  */
 import { createHash } from "node:crypto";
+import { jobFromTemplate } from "@glimpse/kube/jobs";
 import type { V1Job } from "@kubernetes/client-node";
 
 export interface IndexPair {
@@ -30,19 +31,10 @@ export function indexJobName(p: IndexPair): string {
 }
 
 export function buildIndexJob(template: V1Job, p: IndexPair, shards: number): V1Job {
-  const job = structuredClone(template);
   const name = indexJobName(p);
-  if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(name) || name.length > 63) throw new Error(`${p.model} ${p.dataset} ${p.datasetVersion} does not make a valid Job name`);
   const labels = { [INDEX_LABELS.model]: p.model, [INDEX_LABELS.dataset]: p.dataset, [INDEX_LABELS.datasetVersion]: p.datasetVersion };
-  job.metadata = { ...job.metadata, name, labels: { ...job.metadata?.labels, ...labels } };
-  delete job.metadata.generateName;
-  delete job.metadata.resourceVersion;
-  delete job.metadata.uid;
+  const { job, container } = jobFromTemplate(template, name, labels, "indexer", `${p.model} ${p.dataset} ${p.datasetVersion}`);
   job.spec = { ...job.spec!, completionMode: "Indexed", completions: shards, parallelism: shards };
-  const podTemplate = job.spec.template;
-  podTemplate.metadata = { ...podTemplate.metadata, labels: { ...podTemplate.metadata?.labels, ...labels } };
-  const pod = podTemplate.spec!;
-  const container = pod.containers.find((c) => c.name === "indexer") ?? pod.containers[0]!;
   container.args = [
     "services/ranking/dist/cli.js", "index-shard",
     "--model", p.model,

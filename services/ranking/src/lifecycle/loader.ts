@@ -8,7 +8,7 @@
 import type { Logger } from "@glimpse/logging";
 import type { ObjectStore } from "@glimpse/objectstore";
 import { GalleryIndex, type IndexKindSetting } from "../index/gallery.js";
-import { indexStored, loadIndex, readIndexDocument, saveIndex } from "../index/store.js";
+import { loadIndex, readIndexDocument, saveIndex } from "../index/store.js";
 import { GoldenMismatchError, verifyGolden } from "../model/golden.js";
 import { LoadedModel, type ModelOptions } from "../model/model.js";
 import { fetchModel, modelInfo, ModelRejectedError } from "../registry.js";
@@ -85,10 +85,7 @@ export class ModelLoader {
         } else logger.warn({ version }, "model has no golden.json; skipping the golden check");
       }
       const index = await this.storedIndex(model, gallery);
-      let demoIndex: GalleryIndex | undefined = index;
-      if (!sameGallery(demo, gallery)) {
-        demoIndex = opts.demoOptional && demo && !(await indexStored(store, version, demo.dataset, demo.version)) ? undefined : await this.storedIndex(model, demo);
-      }
+      const demoIndex = sameGallery(demo, gallery) ? index : await this.storedIndex(model, demo, opts.demoOptional);
       await smokeQuery(model, index);
       await modelInfo(store, version); // cached now: GetModelInfo answers even if the store goes down
       this.refused.delete(version);
@@ -101,11 +98,14 @@ export class ModelLoader {
     }
   }
 
-  /** The stored index of (model, gallery); the empty index when there is no gallery. */
-  private async storedIndex(model: LoadedModel, gallery: GalleryRef | undefined): Promise<GalleryIndex> {
+  /** The stored index of (model, gallery); the empty index when there is no gallery. A missing one throws, or is undefined when `optional`. */
+  private async storedIndex(model: LoadedModel, gallery: GalleryRef | undefined): Promise<GalleryIndex>;
+  private async storedIndex(model: LoadedModel, gallery: GalleryRef | undefined, optional: boolean | undefined): Promise<GalleryIndex | undefined>;
+  private async storedIndex(model: LoadedModel, gallery: GalleryRef | undefined, optional = false): Promise<GalleryIndex | undefined> {
     const { store, indexKind } = this.opts;
     if (!gallery) return emptyIndex(model);
     const loaded = await loadIndex(store, model.version, gallery.dataset, gallery.version, indexKind, model.queryBank);
+    if (!loaded && optional) return undefined;
     if (!loaded) throw new Error(`no stored index of ${gallery.dataset} ${gallery.version} for ${model.version}`);
     if (loaded.graphBuilt) await saveIndex(store, loaded.index, { ...loaded.doc.build, hnsw_added: new Date().toISOString() }).catch(() => {});
     return loaded.index;

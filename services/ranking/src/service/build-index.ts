@@ -6,7 +6,6 @@
  * else on a temporary load released at the end.
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { errorWithReason, type ranking } from "@glimpse/api";
 import type { ObjectStore } from "@glimpse/objectstore";
@@ -17,7 +16,7 @@ import type { IndexBuilder, IndexPair } from "../lifecycle/index-builder.js";
 import type { Snapshot } from "../lifecycle/snapshot.js";
 import { LoadedModel } from "../model/model.js";
 import { fetchModel, ModelRejectedError, readAlias } from "../registry.js";
-import { indexInfo, notFoundField, type RankingImpl, type ServiceDeps } from "./shared.js";
+import { indexInfo, indexInfoOf, notFoundField, type RankingImpl, type ServiceDeps } from "./shared.js";
 
 export function buildIndexRpcs({ manager, store }: ServiceDeps): Pick<RankingImpl, "buildIndex"> {
   return {
@@ -133,7 +132,7 @@ async function* followIndexJob(builder: IndexBuilder, store: ObjectStore, pair: 
   for (;;) {
     const doc = await readIndexDocument(store, pair.model, pair.dataset, pair.datasetVersion);
     if (doc) {
-      yield { stage: "done", done: 1n, total: 1n, index: { modelVersion: doc.model_version, datasetVersion: doc.dataset_version, images: BigInt(doc.images.count), captions: BigInt(doc.captions.count), kind: doc.hnsw ? "hnsw" : "exact", builtAt: timestampFromDate(new Date(doc.built_at)) } };
+      yield { stage: "done", done: 1n, total: 1n, index: indexInfoOf(doc) };
       return;
     }
     const st = await builder.ensure(pair);

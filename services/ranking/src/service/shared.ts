@@ -9,6 +9,7 @@ import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { errorWithReason, notFound, ranking, rpcDetails } from "@glimpse/api";
 import type { ObjectStore } from "@glimpse/objectstore";
 import { SPLIT, type GalleryIndex, type SplitNumber } from "../index/gallery.js";
+import type { IndexDocument } from "../index/store.js";
 import type { Hit } from "../index/topk.js";
 import type { ModelManager } from "../lifecycle.js";
 import type { Snapshot } from "../lifecycle/snapshot.js";
@@ -95,6 +96,18 @@ export function indexInfo(g: GalleryIndex): MessageInitShape<typeof ranking.Inde
     captions: BigInt(g.captions),
     kind: g.kind,
     builtAt: timestampFromDate(g.data.builtAt),
+  };
+}
+
+/** The same, from a stored index's document (without loading the index). */
+export function indexInfoOf(doc: IndexDocument): MessageInitShape<typeof ranking.IndexInfoSchema> {
+  return {
+    modelVersion: doc.model_version,
+    datasetVersion: doc.dataset_version,
+    images: BigInt(doc.images.count),
+    captions: BigInt(doc.captions.count),
+    kind: doc.hnsw ? "hnsw" : "exact",
+    builtAt: timestampFromDate(new Date(doc.built_at)),
   };
 }
 
