@@ -6,6 +6,8 @@ export { SourceAllowList, SourceRefusedError, isInternalAddress } from "./source
 export { noopSync, httpSyncHook, type SyncHook, type PublishedVersion } from "./steps/sync.js";
 export * from "./layout.js";
 export { IMAGE_FORMAT, normalizeImage } from "./images.js";
+export { downloadToFile } from "./download.js";
+export { ingestPhoto, PHOTO_LIMITS, type IngestedPhoto, type SkippedPhoto, type SkipReason } from "./photos.js";
 export { cleanCaption, imageIdFromName, parseTokenFile, parseSplitList } from "./captions.js";
 export { TransientError, PipelineInputError, ValidationError, PublishConflictError, CancelledError, isTransient } from "./util/errors.js";
 export { canonicalJson } from "./util/json.js";

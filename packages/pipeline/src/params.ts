@@ -1,3 +1,4 @@
+import { DEFAULT_DATASET } from "@glimpse/layout/datasets";
 import { LIMITS, PATTERNS } from "@glimpse/api";
 import { PipelineInputError } from "./util/errors.js";
 
@@ -39,7 +40,7 @@ export const DEFAULT_IMAGES_URL = "https://github.com/jbrownlee/Datasets/release
 export const DEFAULT_CAPTIONS_URL = "https://github.com/jbrownlee/Datasets/releases/download/Flickr8k/Flickr8k_text.zip";
 
 export const DEFAULTS = {
-  dataset: "flickr8k",
+  dataset: DEFAULT_DATASET,
   datasetSize: "full",
   sampleRatio: 0.1,
   splitMode: "official",

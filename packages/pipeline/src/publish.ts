@@ -1,28 +1,8 @@
 import { PreconditionFailedError, type ObjectStore } from "@glimpse/objectstore";
-import { latestKey, manifestKey, type LatestPointer } from "./layout.js";
+import { latestKey, manifestKey, readLatest, type LatestPointer, type LatestState } from "./layout.js";
 import { PublishConflictError } from "./util/errors.js";
 
-export interface LatestState {
-  /** undefined when latest.json exists but is not valid JSON (it will be replaced). */
-  pointer?: LatestPointer;
-  /** The etag a compare-and-swap of the pointer is conditioned on. */
-  etag: string;
-}
-
-/** A dataset's `latest.json`, or undefined when nothing is published yet. */
-export async function readLatest(store: ObjectStore, dataset: string): Promise<LatestState | undefined> {
-  const key = latestKey(dataset);
-  // stat before get: the pointer read is at least as new as the etag, so a race can only make
-  // the later conditional write fail, never overwrite a change we did not see.
-  const info = await store.stat(key);
-  if (!info) return undefined;
-  try {
-    return { pointer: JSON.parse((await store.getBuffer(key)).toString("utf8")) as LatestPointer, etag: info.etag };
-  } catch (err) {
-    if (err instanceof SyntaxError) return { etag: info.etag };
-    throw err;
-  }
-}
+export { readLatest, type LatestState } from "./layout.js";
 
 /** Writes a version's manifest once: manifests are immutable, and a concurrent identical publish is fine. */
 export async function putManifest(store: ObjectStore, dataset: string, version: string, bytes: Buffer): Promise<string> {

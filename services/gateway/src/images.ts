@@ -1,11 +1,13 @@
 import { ConnectError } from "@connectrpc/connect";
 import type { Client } from "@connectrpc/connect";
-import { data } from "@glimpse/api";
+import { data, PATTERNS } from "@glimpse/api";
 import { REQUEST_ID_HEADER, requestIdFrom } from "@glimpse/logging";
 import type { ExtraRoute } from "./server.js";
 import { forwardedHeaders, nodeHeader, sendError, writeHead } from "@glimpse/rpc";
 
-const IMAGE_PATH = /^\/data\/images\/(?:([a-z0-9][a-z0-9-]{0,62})\/)?([0-9a-f]{16}|latest)\/([A-Za-z0-9_.-]{1,128})$/;
+/** An identifier's pattern (from the protos' rules) as a part of a longer one. */
+const part = (re: RegExp): string => re.source.replace(/^\^/, "").replace(/\$$/, "");
+const IMAGE_PATH = new RegExp(`^/data/images/(?:(${part(PATTERNS.dataset)})/)?(${part(PATTERNS.datasetVersion)}|latest)/(${part(PATTERNS.imageId)})$`);
 
 /**
  * Image bytes over plain HTTP for <img> tags: /data/images/[<dataset>/]<version>/<image_id>.

@@ -15,7 +15,7 @@ import { errorWithReason, invalidArgument, notFound, training } from "@glimpse/a
 import type { Logger } from "@glimpse/logging";
 import { Subscription } from "@glimpse/rpc";
 import { ObjectNotFoundError, type ObjectStore } from "@glimpse/objectstore";
-import { readLatest } from "@glimpse/pipeline";
+import { readLatest } from "@glimpse/layout/datasets";
 import { applyEvent, progressModel, type ProgressModel, type RunEvent } from "./events.js";
 import type { Executor, LaunchSpec, Outcome, RunSink } from "./executor.js";
 import { decodePageToken, encodePageToken, loadRuns, newRunId, saveRun, type StoredRun } from "./records.js";

@@ -73,8 +73,9 @@ export async function executorFromConfig(cfg: GlimpseConfig, store: ObjectStore,
 }
 
 /**
- * Training finds dataset versions through the Data service (gRPC, with deadlines and
- * retries), as every service does: the Data service owns what "published" means.
+ * StartTraining checks the dataset version a request names through the Data service's API (gRPC,
+ * with deadlines and retries), so a caller gets the Data service's own NOT_FOUND for a version it
+ * never published; the trainer then reads the version's files from the store (@glimpse/layout).
  */
 export function dataServiceResolver(cfg: GlimpseConfig): DatasetResolver {
   const client = grpcClient(data.DataService, cfg.dataUrl, { timeoutMs: 10_000, tlsCa: caFromConfig(cfg) });

@@ -7,7 +7,7 @@
  */
 import { requestViolations, training, Violations } from "@glimpse/api";
 import { create, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
-import { DEFAULTS as PIPELINE_DEFAULTS } from "@glimpse/pipeline";
+import { DEFAULT_DATASET } from "@glimpse/layout/datasets";
 import trainerSchema from "./trainer-config.schema.json" with { type: "json" };
 
 export type KeyType = "int" | "float" | "bool" | "str";
@@ -118,7 +118,7 @@ export function planTraining(config: training.TrainingConfig | undefined, field 
   const batchSize = c.batchSize || TRAINER_DEFAULTS.batch_size;
   if (c.batchSize) doc["batch_size"] = batchSize;
   if (c.learningRate) doc["lr"] = c.learningRate;
-  const dataset = c.dataset || PIPELINE_DEFAULTS.dataset;
+  const dataset = c.dataset || DEFAULT_DATASET;
   const datasetVersion = c.datasetVersion;
   if (c.imageEncoder) doc["backbone"] = c.imageEncoder;
   const loss = LOSS_NAMES[c.loss];

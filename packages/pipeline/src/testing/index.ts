@@ -3,3 +3,4 @@ export { archiveRoutes, makeFlickr8kFixture, type Fixture, type FixtureOptions }
 export { startStaticServer, type StaticServer, type Fault, type RequestLog } from "./http-server.js";
 export { faultyStore } from "./stores.js";
 export { checkCrd, loadArgoCrds, type Crd } from "./argo-crds.js";
+export { orientedVariants, badPhotoCorpus, pngBomb, jpegBomb } from "./photos.js";

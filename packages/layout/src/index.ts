@@ -1,0 +1,3 @@
+export * from "./collections.js";
+export * from "./datasets.js";
+export * from "./models.js";
