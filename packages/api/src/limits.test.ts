@@ -83,6 +83,10 @@ describe("LIMITS and PATTERNS are the protos' rules", () => {
       imageId: ["1000268201_693b08cb0e", "a.b-c_D", "x".repeat(128), "x".repeat(129), "a/b", "../etc/passwd"],
       runId: ["tr-20260101120000000-a1b2c3", "pr-20260101120000-abcdef", "x".repeat(64), "x".repeat(65), "a.b", "a b"],
       sha256: ["0".repeat(64), "0".repeat(63), "A".repeat(64), "g".repeat(64)],
+      collectionId: ["holiday", "shop-2026", "a", "a".repeat(63), "a".repeat(64), "1abc", "Holiday", "a_b"],
+      collectionName: ["collections/holiday", "collections/a", "collections/Holiday", "collection/holiday", "collections/holiday/photos/0123456789abcdef"],
+      photoName: ["collections/holiday/photos/0123456789abcdef", "collections/holiday/photos/0123456789ABCDEF", "collections/holiday/photos/0123", "collections/holiday"],
+      photoId: ["0123456789abcdef", "0123456789ABCDEF", "0123456789abcde", "0123456789abcdef0"],
       url: ["https://example.com/a.zip", "http://x", "file:///data/Flickr8k_Dataset.zip", "ftp://x", "https://a b", "https://", "HTTPS://x"],
     };
     const shared = ["a", "ü", "狗", "a\n", " a", "a\u3000b", "?!…"];
@@ -103,10 +107,11 @@ describe("LIMITS and PATTERNS are the protos' rules", () => {
         const value = field.fieldKind === "list" ? [s] : s;
         const msg = create(message, (field.oneof ? { [field.oneof.localName]: { case: field.localName, value } } : { [field.localName]: value }) as never);
         const bad = requestViolations(message, msg).filter((v) => v.field === path && v.reason === "BAD_FORMAT");
-        const badRe2 = (re2.validate(message, msg).violations ?? []).some((v) => v.ruleId === "BAD_FORMAT");
+        // this field's own violation (another required field of the message may be empty too)
+        const badRe2 = (re2.validate(message, msg).violations ?? []).some((v) => v.ruleId === "BAD_FORMAT" && v.field.some((el) => el.kind === "field" && el.name === name));
         // Empty: an identifier rule lets it pass (the field's default, or `required` says REQUIRED),
-        // except image_id's: there is no default image.
-        const expected = s === "" ? kind === "imageId" && !rules.required : !re.test(s);
+        // except image_id's and the resource names': there is no default image, collection or photo.
+        const expected = s === "" ? ["imageId", "collectionName", "photoName"].includes(kind) && !rules.required : !re.test(s);
         expect(bad.length > 0, `${where} ${JSON.stringify(s)}`).toBe(expected);
         expect(badRe2, `${where} ${JSON.stringify(s)} (RE2)`).toBe(expected);
         for (const v of bad) expect(new RegExp(v.description.replace(/^must match /, "")).source, where).toBe(re.source);
@@ -139,10 +144,10 @@ describe("LIMITS and PATTERNS are the protos' rules", () => {
         for (const n of [-1, max + 1]) expect(at(n)).toEqual([{ field: name, description: `must be between 1 and ${max} (got ${n})`, reason: "OUT_OF_RANGE" }]);
       }
       if (name.startsWith("top_k")) expect([LIMITS.topKMax, LIMITS.demoTopKMax], `${message.typeName}.${name}`).toContain(max);
-      else if (name === "page_size") expect([LIMITS.pageSizeMax, LIMITS.samplesPageSizeMax], `${message.typeName}.${name}`).toContain(max);
+      else if (name === "page_size") expect([LIMITS.pageSizeMax, LIMITS.samplesPageSizeMax, LIMITS.photosPageSizeMax], `${message.typeName}.${name}`).toContain(max);
     }
     expect(counts).toBeGreaterThanOrEqual(10);
-    expect(LIMITS).toMatchObject({ queryMaxChars: 512, topKMax: 100, demoTopKMax: 50, imageMaxBytes: 10 * 1024 * 1024, batchMaxQueries: 64, candidatesMax: 1000, pageSizeMax: 100, samplesPageSizeMax: 200, urlMaxChars: 2048 });
+    expect(LIMITS).toMatchObject({ queryMaxChars: 512, topKMax: 100, demoTopKMax: 50, imageMaxBytes: 10 * 1024 * 1024, batchMaxQueries: 64, candidatesMax: 1000, pageSizeMax: 100, samplesPageSizeMax: 200, photosPageSizeMax: 1000, urlMaxChars: 2048 });
   });
 });
 
@@ -155,6 +160,6 @@ describe("defaults (not rules) stated in the proto comments match the servers'",
     expect(rankingProto).toContain(`// Captions to return, 1..${LIMITS.topKMax} (0 means ${LIMITS.captionsTopKDefault}).`);
     const pageComments = [...all.matchAll(/(\/\/ 1\.\.\d+; 0 means \d+\.)\n\s*int32 page_size/g)].map((m) => m[1]);
     expect(pageComments.length).toBeGreaterThanOrEqual(5);
-    for (const c of pageComments) expect([`// 1..${LIMITS.pageSizeMax}; 0 means ${LIMITS.pageSizeDefault}.`, `// 1..${LIMITS.samplesPageSizeMax}; 0 means ${LIMITS.pageSizeDefault}.`]).toContain(c);
+    for (const c of pageComments) expect([`// 1..${LIMITS.pageSizeMax}; 0 means ${LIMITS.pageSizeDefault}.`, `// 1..${LIMITS.samplesPageSizeMax}; 0 means ${LIMITS.pageSizeDefault}.`, `// 1..${LIMITS.photosPageSizeMax}; 0 means ${LIMITS.photosPageSizeDefault}.`]).toContain(c);
   });
 });

@@ -1,7 +1,7 @@
 import { getExtension, getOption, hasExtension, type DescExtension, type DescMessage } from "@bufbuild/protobuf";
 import { predefined, type FieldRules } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { invalidArgument, type FieldViolation } from "./errors.js";
-import { count_max, dataset_name, dataset_version, image_id, model_version, run_id, sha256, text_max_chars, url_max_chars } from "./gen/glimpse/api/v1/rules_pb.js";
+import { collection_id, collection_name, count_max, dataset_name, dataset_version, image_id, model_version, photo_id, photo_name, run_id, sha256, text_max_chars, url_max_chars } from "./gen/glimpse/api/v1/rules_pb.js";
 import * as data from "./gen/glimpse/data/v1/data_service_pb.js";
 import * as ranking from "./gen/glimpse/ranking/v1/ranking_service_pb.js";
 import { fieldRules } from "./validate.js";
@@ -44,6 +44,8 @@ export const LIMITS = {
   pageSizeDefault: 20,
   pageSizeMax: countMax(ranking.ListModelVersionsRequestSchema, "page_size"),
   samplesPageSizeMax: countMax(data.ListSamplesRequestSchema, "page_size"),
+  photosPageSizeDefault: 100,
+  photosPageSizeMax: countMax(data.ListPhotosRequestSchema, "page_size"),
   urlMaxChars: getExtension(rulesOf(data.PipelineParamsSchema, "images_url", "string"), url_max_chars),
 } as const;
 
@@ -66,6 +68,10 @@ export const IDENTIFIER_RULES = {
   imageId: image_id,
   runId: run_id,
   sha256: sha256,
+  collectionId: collection_id,
+  collectionName: collection_name,
+  photoName: photo_name,
+  photoId: photo_id,
 } as const;
 
 /**

@@ -1,7 +1,8 @@
 /**
- * The earlier REST paths (the seed's Python API) mapped onto the RPCs. The route table comes from
- * the protos: each RPC's `google.api.http` annotation gives the HTTP method, the path and how the
- * body maps onto the request; the few shapes of the earlier API it cannot state are adapters
+ * The REST paths mapped onto the RPCs: the earlier ones (the seed's Python API) and the resource
+ * paths (AIP-127: path templates, DELETE, response_body). The route table comes from the protos:
+ * each RPC's `google.api.http` annotation gives the HTTP method, the path and how the body and
+ * the response map onto the messages; the few shapes of the earlier API it cannot state are adapters
  * keyed by RPC (ADAPTERS). Served by the gateway (through gRPC clients of the services) and by
  * a service for its own paths (through an in-process client: startGrpcServer's `rest`). Bodies
  * and query strings become the request message, the response message goes back as protobuf JSON
@@ -9,7 +10,7 @@
  */
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
 import { Http2ServerResponse, type Http2ServerRequest } from "node:http2";
-import { fromJson, getOption, hasOption, toJson, type DescMessage, type DescMethod, type DescService, type JsonValue } from "@bufbuild/protobuf";
+import { fromJson, getOption, hasOption, ScalarType, toJson, type DescField, type DescMessage, type DescMethod, type DescService, type JsonValue } from "@bufbuild/protobuf";
 import { Code, ConnectError, type CallOptions } from "@connectrpc/connect";
 import { codeToHttpStatus, errorToJson } from "@connectrpc/connect/protocol-connect";
 import { data, dataset, invalidArgument, ranking, SERVICES, training, type ServiceName } from "@glimpse/api";
@@ -24,9 +25,13 @@ type Res = ServerResponse | Http2ServerResponse;
 /** The request JSON built from a REST call, before it is decoded into the request message. */
 type Input = Record<string, unknown>;
 
-/** How an earlier REST path maps onto an RPC. */
+/** The HTTP methods a google.api.http rule can name (its `custom` kind is not served). */
+export type RestMethod = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
+
+/** How a REST path (the earlier API's, or a resource's: AIP-127) maps onto an RPC. */
 export interface RestRoute {
-  method: "GET" | "POST";
+  method: RestMethod;
+  /** The annotation's path: literal ("/model/info") or a template ("/v1/{name=collections/*}:sync"). */
   path: string;
   service: ServiceName;
   /** The RPC the path calls (a unary method). */
@@ -34,9 +39,11 @@ export interface RestRoute {
   /**
    * The annotation's body mapping: "*" (the JSON body is the request, merged over the query
    * string), a field name (the JSON body is that field; the query string fills the others) or
-   * "" (GET: the query string only).
+   * "" (GET, DELETE: the query string only). Path variables win over both.
    */
   body: string;
+  /** The response's bytes field answered as the raw HTTP body (the annotation's response_body). */
+  responseBody?: string;
   /** Builds the request message's JSON in the earlier API's shapes (an adapter). */
   shape?: (input: Input, request: DescMessage) => Input;
   /** Multipart/raw image uploads: the image goes to this bytes field (an adapter). */
@@ -86,7 +93,14 @@ const ADAPTERS = new Map<DescMethod, RestAdapter>([
   [data.DataService.method.listSamples, { shape: splitName }],
   [data.DataService.method.startPipelineRun, { shape: alsoWholeRequest("params") }],
   [data.DataService.method.registerDatasetVersion, { shape: knownFieldsOnly }],
+  [data.DataService.method.createPhoto, { upload: "image" }],
 ]);
+
+const METHODS: Record<string, RestMethod> = { get: "GET", post: "POST", put: "PUT", patch: "PATCH", delete: "DELETE" };
+
+const fieldNamed = (msg: DescMessage, name: string) => msg.fields.find((f) => f.name === name);
+const isScalar = (f: DescField | undefined, t: ScalarType) => f?.fieldKind === "scalar" && f.scalar === t;
+const isTemplate = (path: string) => /[{*]/.test(path);
 
 /** The route of every RPC with a google.api.http annotation; throws on one this server cannot serve. */
 export function restRoutes(services: Readonly<Record<ServiceName, DescService>> = SERVICES): RestRoute[] {
@@ -96,28 +110,179 @@ export function restRoutes(services: Readonly<Record<ServiceName, DescService>> 
       if (!hasOption(m, http)) continue;
       const rule = getOption(m, http);
       const where = `${desc.typeName}/${m.name}: google.api.http`;
-      if (rule.pattern.case !== "get" && rule.pattern.case !== "post") throw new Error(`${where} ${rule.pattern.case ?? "(no method)"} is not served; use get or post`);
-      if (rule.pattern.value.includes("{")) throw new Error(`${where} path variables are not served: ${rule.pattern.value}`);
-      if (rule.additionalBindings.length > 0 || rule.responseBody) throw new Error(`${where} additional_bindings and response_body are not served`);
+      const method = METHODS[rule.pattern.case ?? ""];
+      if (!method) throw new Error(`${where} ${rule.pattern.case ?? "(no method)"} is not served; use get, post, put, patch or delete`);
+      const path = rule.pattern.value as string;
+      if (rule.additionalBindings.length > 0) throw new Error(`${where} additional_bindings are not served`);
       if (m.methodKind !== "unary") throw new Error(`${where} on a streaming method`);
-      if ((rule.pattern.case === "get") !== (rule.body === "")) throw new Error(`${where}: a GET takes no body, a POST one`);
-      if (rule.body !== "" && rule.body !== "*" && !m.input.fields.some((f) => f.name === rule.body)) throw new Error(`${where} body names no field: ${rule.body}`);
-      routes.push({ method: rule.pattern.case === "get" ? "GET" : "POST", path: rule.pattern.value, service, rpc: m as RestRoute["rpc"], body: rule.body, ...ADAPTERS.get(m) });
+      if ((method === "GET" || method === "DELETE") !== (rule.body === "")) throw new Error(`${where}: a GET or DELETE takes no body, a POST, PUT or PATCH one`);
+      if (rule.body !== "" && rule.body !== "*" && !fieldNamed(m.input, rule.body)) throw new Error(`${where} body names no field: ${rule.body}`);
+      if (rule.responseBody && !isScalar(fieldNamed(m.output, rule.responseBody), ScalarType.BYTES)) throw new Error(`${where} response_body names no bytes field: ${rule.responseBody}`);
+      if (!path.startsWith("/")) throw new Error(`${where} path must start with "/": ${path}`);
+      if (isTemplate(path)) {
+        let vars: string[];
+        try {
+          vars = compileTemplate(path).vars;
+        } catch (err) {
+          throw new Error(`${where} ${(err as Error).message}`);
+        }
+        // Bound as text: a dotted path or a non-string field would need the query's conversions.
+        for (const v of vars) if (!isScalar(fieldNamed(m.input, v), ScalarType.STRING)) throw new Error(`${where} path variable {${v}} names no string field of ${m.input.name}`);
+      }
+      routes.push({ method, path, service, rpc: m as RestRoute["rpc"], body: rule.body, ...(rule.responseBody ? { responseBody: rule.responseBody } : {}), ...ADAPTERS.get(m) });
     }
   }
   return routes;
 }
 
-/** The earlier REST paths, read from the protos' google.api.http annotations when this module loads. */
+/** A path template compiled: its regex (a capture per variable), its shape (variables as `*`) and how specific it is. */
+interface Template {
+  regex: RegExp;
+  /** "/v1/collections/*:sync": templates of one shape match the same paths. */
+  shape: string;
+  vars: string[];
+  /** Literal segments, the verb counted: the more, the earlier it is tried. */
+  literals: number;
+}
+
+const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+/**
+ * google.api.http's path template, the subset served: segments are literals, `*` (one segment)
+ * or a variable `{field}` / `{field=pattern}` (the pattern's segments literals or `*`), and the
+ * last may carry a `:verb`. `**` and dotted fields are refused.
+ */
+export function compileTemplate(path: string): Template {
+  const verbAt = /:([^/{}:]+)$/.exec(path);
+  const verb = verbAt?.[1] ?? "";
+  const segments = verbAt ? path.slice(0, verbAt.index) : path;
+  const shape: string[] = [];
+  const vars: string[] = [];
+  let literals = verb ? 1 : 0;
+  const piece = (s: string) => {
+    if (s === "*") return shape.push("*"), "[^/]+";
+    if (!/^[^*:]+$/.test(s)) throw new Error(`path segment "${s}" is not served (a literal, * or a variable)`);
+    literals++;
+    return shape.push(s), escapeRe(s);
+  };
+  const parts: string[] = [];
+  const next = /\/(?:\{([A-Za-z_]\w*)(?:=([^{}]*))?\}|([^/{}]+))/y;
+  while (next.lastIndex < segments.length) {
+    const m = next.exec(segments);
+    if (!m) throw new Error(`path is not a template this server serves: ${path}`);
+    if (m[3] !== undefined) parts.push(piece(m[3]));
+    else {
+      if (vars.includes(m[1]!)) throw new Error(`path binds {${m[1]}} twice: ${path}`);
+      vars.push(m[1]!);
+      parts.push(`(${(m[2] ?? "*").split("/").map(piece).join("/")})`);
+    }
+  }
+  if (parts.length === 0) throw new Error(`path has no segment: ${path}`);
+  const tail = verb ? `:${verb}` : "";
+  return { regex: new RegExp(`^/${parts.join("/")}${escapeRe(tail)}$`), shape: `/${shape.join("/")}${tail}`, vars, literals };
+}
+
+/** A REST call's route, its path variables and the methods its path takes. */
+export interface RestMatch {
+  /** The route for the request's method; when the path takes another method only, one of the path's (the caller answers 405). */
+  route: RestRoute;
+  /** Path variables by request field, each segment percent-decoded; empty on a literal path. */
+  params: Readonly<Record<string, string>>;
+  /** The methods the path takes, e.g. "DELETE, GET": a 405's allow header. */
+  allow: string;
+}
+
+type Services = { has(name: ServiceName): boolean };
+
+/** The routes of one path (literal) or one template shape. */
+interface RestPath {
+  service: ServiceName;
+  /** By method, HEAD answered by the GET route; the params are empty (templates fill theirs per call). */
+  byMethod: Map<string, RestMatch>;
+  first: RestMatch;
+}
+
+const NO_PARAMS: Readonly<Record<string, string>> = Object.freeze({});
+
+/** "%2D" → "-" per segment; a malformed escape stays as sent (the RPC's rules refuse the name). */
+function decodeSegments(s: string): string {
+  if (!s.includes("%")) return s;
+  return s
+    .split("/")
+    .map((seg) => {
+      try {
+        return decodeURIComponent(seg);
+      } catch {
+        return seg;
+      }
+    })
+    .join("/");
+}
+
+/**
+ * The matcher of `routes`: literal paths by one map lookup (the search paths are literal), then,
+ * only on a miss, the templates, the most literal first (so ":sync" is tried before a bare
+ * `*` that would also match "x:sync"). A literal path wins over any template. One path belongs
+ * to one service: the gateway passes a service's paths through by path alone (rest-pass.ts).
+ */
+export function restRouter(routes: readonly RestRoute[]): (pathOrUrl: string, services: Services, method?: string) => RestMatch | undefined {
+  type Group = { routes: RestRoute[]; own: Map<RestRoute, Template>; template?: Template };
+  const groups = new Map<string, Group>();
+  for (const r of routes) {
+    const t = isTemplate(r.path) ? compileTemplate(r.path) : undefined;
+    const key = t ? `T ${t.shape}` : `L ${r.path}`;
+    const g: Group = groups.get(key) ?? { routes: [], own: new Map(), ...(t ? { template: t } : {}) };
+    groups.set(key, g);
+    const other = g.routes.find((o) => o.service !== r.service || o.method === r.method);
+    if (other) throw new Error(`${r.method} ${r.path} (${r.service}) and ${other.method} ${other.path} (${other.service}): a path takes a method once, and belongs to one service`);
+    g.routes.push(r);
+    if (t) g.own.set(r, t);
+  }
+  const exact = new Map<string, RestPath>();
+  const templates: (RestPath & { template: Template; own: Map<RestRoute, Template> })[] = [];
+  for (const [key, g] of groups) {
+    const allow = g.routes.map((r) => r.method).sort().join(", ");
+    const byMethod = new Map(g.routes.map((route) => [route.method as string, { route, params: NO_PARAMS, allow }]));
+    const get = byMethod.get("GET");
+    if (get) byMethod.set("HEAD", get);
+    const p: RestPath = { service: g.routes[0]!.service, byMethod, first: byMethod.get(g.routes[0]!.method)! };
+    if (g.template) templates.push({ ...p, template: g.template, own: g.own });
+    else exact.set(key.slice(2), p);
+  }
+  templates.sort((a, b) => b.template.literals - a.template.literals);
+  // A path whose first segment no template starts with (a gRPC path) skips the regexes.
+  const heads = new Set(templates.map((t) => /^\/[^/{*:]+(?=\/|:|$)/.exec(t.template.shape)?.[0] ?? ""));
+  const head = (path: string) => {
+    const i = path.indexOf("/", 1);
+    return i < 0 ? path.replace(/:.*/, "") : path.slice(0, i);
+  };
+  return (pathOrUrl, services, method) => {
+    const q = pathOrUrl.indexOf("?");
+    const path = q < 0 ? pathOrUrl : pathOrUrl.slice(0, q);
+    const literal = exact.get(path);
+    if (literal) return services.has(literal.service) ? (method !== undefined && literal.byMethod.get(method)) || literal.first : undefined;
+    if (templates.length === 0 || (!heads.has("") && !heads.has(head(path)))) return undefined;
+    for (const t of templates) {
+      if (!t.template.regex.test(path)) continue;
+      if (!services.has(t.service)) return undefined;
+      const m = (method !== undefined && t.byMethod.get(method)) || t.first;
+      const own = t.own.get(m.route)!;
+      const caps = own.regex.exec(path)!;
+      return { ...m, params: Object.fromEntries(own.vars.map((v, i) => [v, decodeSegments(caps[i + 1]!)])) };
+    }
+    return undefined;
+  };
+}
+
+/** The REST paths, read from the protos' google.api.http annotations when this module loads. */
 export const REST_ROUTES: readonly RestRoute[] = restRoutes();
 
-const ROUTE_BY_PATH = new Map(REST_ROUTES.map((r) => [r.path, r]));
+/** The route (for `method`, when given), path variables and allowed methods of a request's path (query string ignored), if one of `services` owns it. */
+export const restMatch = restRouter(REST_ROUTES);
 
-/** The REST route at a request's path (query string ignored), if one of `services` owns it: one map lookup. */
-export function restRoute(pathOrUrl: string, services: { has(name: ServiceName): boolean }): RestRoute | undefined {
-  const q = pathOrUrl.indexOf("?");
-  const route = ROUTE_BY_PATH.get(q < 0 ? pathOrUrl : pathOrUrl.slice(0, q));
-  return route && services.has(route.service) ? route : undefined;
+/** The REST route at a request's path (query string ignored), if one of `services` owns it: one map lookup for a literal path. */
+export function restRoute(pathOrUrl: string, services: Services, method?: string): RestRoute | undefined {
+  return restMatch(pathOrUrl, services, method)?.route;
 }
 
 export class HttpError extends Error {
@@ -176,9 +341,17 @@ export function decodeRequest<D extends DescMessage>(schema: D, json: Record<str
   }
 }
 
-function queryObject(url: URL): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of url.searchParams) out[k] = v;
+/**
+ * The query string as request JSON. Its values are text: a bool field takes "true"/"false" and a
+ * repeated field each of its values, as google.api.http maps them (proto JSON would refuse both).
+ */
+function queryObject(url: URL, schema: DescMessage): Input {
+  const out: Input = {};
+  for (const [k, v] of url.searchParams) {
+    const f = schema.fields.find((f) => f.name === k || f.jsonName === k);
+    if (f?.fieldKind === "list") out[k] = [...(Array.isArray(out[k]) ? (out[k] as unknown[]) : []), v];
+    else out[k] = isScalar(f, ScalarType.BOOL) && (v === "true" || v === "false") ? v === "true" : v;
+  }
   return out;
 }
 
@@ -221,33 +394,67 @@ export interface RestContext {
   timeoutMs: number;
 }
 
-/** Serves the earlier REST paths of the services in `ctx`; returns false when the path is not one of them. */
+/** Serves the REST paths of the services in `ctx`; returns false when the path is not one of them. */
 export async function handleRest(req: Req, res: Res, url: URL, ctx: RestContext): Promise<boolean> {
-  const route = restRoute(url.pathname, ctx.backends);
-  if (!route) return false;
+  const match = restMatch(url.pathname, ctx.backends, req.method);
+  if (!match) return false;
+  const { route, params } = match;
   const requestId = requestIdFrom(req.headers[REQUEST_ID_HEADER] as string | undefined);
   try {
-    if (req.method !== route.method) {
-      res.setHeader("allow", route.method);
-      throw new HttpError(405, "unimplemented", `${url.pathname} takes ${route.method}`);
+    if (req.method !== route.method && !(req.method === "HEAD" && route.method === "GET")) {
+      res.setHeader("allow", match.allow);
+      throw new HttpError(405, "unimplemented", `${url.pathname} takes ${match.allow}`);
     }
     const backend = ctx.backends.get(route.service)!;
     const method = route.rpc;
-    let input = queryObject(url);
-    if (route.method === "POST") {
+    let input = queryObject(url, method.input);
+    if (route.body !== "") {
       const body = await readPostInput(req, route, ctx.maxBodyBytes);
       input = route.body === "*" ? { ...input, ...body } : { ...input, [route.body]: body };
+    }
+    // The path names the resource: its variables win over the body's and the query's.
+    for (const [k, v] of Object.entries(params)) {
+      const f = fieldNamed(method.input, k)!;
+      if (f.jsonName !== k) delete input[f.jsonName];
+      input[k] = v;
     }
     const message = decodeRequest(method.input, route.shape ? route.shape(input, method.input) : input);
     const opts: CallOptions = { headers: forwardedHeaders(nodeHeader(req), requestId), timeoutMs: ctx.timeoutMs };
     const client = backend.client as unknown as Record<string, (m: unknown, o: CallOptions) => Promise<unknown>>;
     const out = await client[method.localName]!(message, opts);
-    sendJson(res, 200, toJson(method.output, out as never, { useProtoFieldName: true }), { [REQUEST_ID_HEADER]: requestId });
+    if (route.responseBody) sendResponseBody(req, res, route, out as Record<string, unknown>, requestId);
+    else sendJson(res, 200, toJson(method.output, out as never, { useProtoFieldName: true }), { [REQUEST_ID_HEADER]: requestId });
   } catch (err) {
     if (err instanceof HttpError) sendJson(res, err.status, { code: err.code, message: err.message }, { [REQUEST_ID_HEADER]: requestId });
     else sendError(res, err, requestId);
   }
   return true;
+}
+
+/**
+ * response_body: the bytes field is the answer, typed by the response's `content_type`. A
+ * response with a `sha256` is content-addressed: its etag is the hash, cacheable for good, and
+ * a matching If-None-Match gets 304. HEAD gets the headers only (node drops the body).
+ */
+function sendResponseBody(req: Req, res: Res, route: RestRoute, out: Record<string, unknown>, requestId: string): void {
+  const output = route.rpc.output;
+  const text = (name: string) => {
+    const f = fieldNamed(output, name);
+    const v = isScalar(f, ScalarType.STRING) ? out[f!.localName] : undefined;
+    return typeof v === "string" ? v : "";
+  };
+  const bytes = (out[fieldNamed(output, route.responseBody!)!.localName] as Uint8Array | undefined) ?? new Uint8Array();
+  const sha = text("sha256");
+  const headers: OutgoingHttpHeaders = { [REQUEST_ID_HEADER]: requestId };
+  if (sha) Object.assign(headers, { etag: `"${sha}"`, "cache-control": "public, max-age=31536000, immutable" });
+  const seen = sha && String(req.headers["if-none-match"] ?? "").split(",").some((t) => ["*", `"${sha}"`].includes(t.trim().replace(/^W\//, "")));
+  if (seen) {
+    writeHead(res, 304, headers);
+    res.end();
+    return;
+  }
+  writeHead(res, 200, { ...headers, "content-type": text("content_type") || "application/octet-stream", "content-length": String(bytes.length) });
+  res.end(bytes);
 }
 
 async function readPostInput(req: Req, route: RestRoute, limit: number): Promise<Input> {

@@ -60,6 +60,7 @@ export const schema = {
     "Where pipeline archives may be downloaded from, comma separated: `file:` (any file), `file:///folder` (files under it), `http:`/`https:` (public hosts; loopback, private and link-local addresses refused), `https://host[:port]` or `https://*.domain` (those hosts, private addresses included). The chart allows `https:` only.",
     { default: ["file:", "http:", "https:"] },
   ),
+  collectionRelistMs: int("GLIMPSE_COLLECTION_RELIST_MS", "How often a watched collection's source is listed again to catch what its notifications missed (a folder is also watched with inotify) (ms).", { default: 15_000, min: 1_000 }),
   pipelineExecutor: oneOf("GLIMPSE_PIPELINE_EXECUTOR", "Where pipeline runs execute: local (inside the Data service) or argo (an Argo Workflow from the argo/ WorkflowTemplate).", ["local", "argo"], "local"),
   argoNamespace: string("GLIMPSE_ARGO_NAMESPACE", "Argo executor: namespace of the WorkflowTemplate and the Workflows.", { default: "default" }),
   argoTemplate: string("GLIMPSE_ARGO_TEMPLATE", "Argo executor: the WorkflowTemplate to run.", { default: "glimpse-dataset-pipeline" }),

@@ -8,6 +8,8 @@ import { DatasetCatalog } from "./catalog.js";
 import type { ArgoClient } from "./argo.js";
 import { PipelineRuns } from "./runs.js";
 import { dataService, syncHook } from "./service.js";
+import { CollectionManager, type ServingLookup } from "./collections/manager.js";
+import { collectionService } from "./collections/service.js";
 
 export interface DataDeps {
   store: ObjectStore;
@@ -18,15 +20,21 @@ export interface DataDeps {
   argo?: ArgoClient | undefined;
   /** Where pipeline sources may come from (GLIMPSE_SOURCE_ALLOWLIST). */
   allow: SourceAllowList;
+  /** What search serves of a collection (Ranking); absent: the fields stay empty. */
+  serving?: ServingLookup;
+  /** A watched collection's periodic re-list (ms). */
+  collectionRelistMs: number;
 }
 
-/** The Data service: published dataset versions, samples, images and pipeline runs. */
-export async function dataBinding(deps: DataDeps): Promise<ServiceBinding> {
+/** The Data service: published dataset versions, samples, images, pipeline runs and collections. */
+export async function dataBinding(deps: DataDeps): Promise<{ binding: ServiceBinding; collections: CollectionManager }> {
   await deps.store.init();
   const catalog = new DatasetCatalog(deps.store);
   const runs = new PipelineRuns({ store: deps.store, logger: deps.logger, workRoot: deps.workRoot, register: syncHook(deps.store, catalog), argo: deps.argo, allow: deps.allow });
   await runs.init();
-  return bind(data.DataService, dataService(deps.store, catalog, runs, deps.allow));
+  const collections = new CollectionManager({ store: deps.store, allow: deps.allow, logger: deps.logger, relistMs: deps.collectionRelistMs, ...(deps.serving ? { serving: deps.serving } : {}) });
+  await collections.init();
+  return { binding: bind(data.DataService, { ...dataService(deps.store, catalog, runs, deps.allow), ...collectionService(deps.store, collections) }), collections };
 }
 
 export const defaultWorkRoot = (dataDir: string) => join(dataDir, "pipeline");

@@ -1,10 +1,13 @@
 import { createLogger, type Logger } from "@glimpse/logging";
 import type { ObjectStore } from "@glimpse/objectstore";
 import type { RunningServer } from "@glimpse/rpc";
-import { serve, storeFromConfig, type GlimpseConfig } from "@glimpse/runtime";
+import { ranking } from "@glimpse/api";
+import { grpcClient } from "@glimpse/rpc";
+import { caFromConfig, serve, storeFromConfig, type GlimpseConfig } from "@glimpse/runtime";
 import { SourceAllowList } from "@glimpse/pipeline";
 import { ArgoClient } from "./argo.js";
 import { dataBinding, defaultWorkRoot } from "./routes.js";
+import type { ServingLookup } from "./collections/manager.js";
 
 export interface BuildOptions {
   /** Overrides the configured port; 0 picks a free one (tests). */
@@ -36,8 +39,8 @@ export async function build(cfg: GlimpseConfig, opts: BuildOptions = {}): Promis
           onOwnerError: (err) => logger.warn({ err: err.message }, "Workflows get no owner: cannot read the WorkflowTemplate (helm uninstall will not remove them)"),
         })
       : undefined;
-  const binding = await dataBinding({ store, logger, workRoot: defaultWorkRoot(cfg.dataDir), argo, allow });
-  return serve({
+  const { binding, collections } = await dataBinding({ store, logger, workRoot: defaultWorkRoot(cfg.dataDir), argo, allow, serving: rankingServing(cfg), collectionRelistMs: cfg.collectionRelistMs });
+  const server = await serve({
     name: "data",
     cfg,
     bindings: [binding],
@@ -45,4 +48,20 @@ export async function build(cfg: GlimpseConfig, opts: BuildOptions = {}): Promis
     metricsPort: "port" in opts ? opts.metricsPort : cfg.dataMetricsPort,
     logger,
   });
+  return {
+    ...server,
+    async close(graceMs?: number) {
+      await server.close(graceMs);
+      await collections.close();
+    },
+  };
+}
+
+/** What search serves of a collection, from Ranking (short deadline: GetCollection must not hang on it). */
+function rankingServing(cfg: GlimpseConfig): ServingLookup {
+  const client = grpcClient(ranking.RankingService, cfg.rankingUrl, { timeoutMs: 2_000, tlsCa: caFromConfig(cfg) });
+  return async (name) => {
+    const r = await client.getCollectionIndex({ name });
+    return { servingVersion: r.servingVersion, modelVersion: r.modelVersion, nearDuplicates: r.nearDuplicates };
+  };
 }

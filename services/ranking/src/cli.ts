@@ -7,6 +7,8 @@
  *   glimpse-ranking index-shard --model m-… --dataset NAME --dataset-version HEX --shards N [--shard I] [--job NAME]
  *                         [--store-config -]   (the store config as JSON on stdin, instead of the MINIO_ settings or GLIMPSE_DATA_DIR)
  *                         one worker of an index Job (index/shard.ts); I defaults to JOB_COMPLETION_INDEX
+ *                         A collection version's index: --dataset collections/<id> --dataset-version <collection version>
+ *                         (its name as a dataset: the index is stored at models/<m>/indexes/collections/<id>/<version>/)
  *                         (Kubernetes Indexed Jobs), else 0. Exit 0: the shard is stored; 143: stopped by
  *                         SIGTERM after storing the chunk under way
  *   glimpse-ranking seed  [--demo-dir demo]          import the demo pack into an empty store
@@ -20,6 +22,7 @@ import { parseArgs } from "node:util";
 import { createObjectStore, type ObjectStoreConfig } from "@glimpse/objectstore";
 import { createLogger } from "@glimpse/logging";
 import { loadConfig, storeFromConfig } from "@glimpse/runtime";
+import { collectionOf } from "./collections/source.js";
 import { buildIndex } from "./index/build.js";
 import { runShard } from "./index/shard.js";
 import { readIndexDocument } from "./index/store.js";
@@ -29,7 +32,7 @@ import { DEFAULT_DEMO_DIR, readDemoModel, seedDemo } from "./seed.js";
 
 const USAGE = `usage: glimpse-ranking <index|index-shard|seed|import|versions> [options]
   index     --model m-…|production  --dataset NAME  --dataset-version HEX|latest  --kind auto|exact|hnsw  --force  --batch N
-  index-shard --model m-…  --dataset NAME  --dataset-version HEX  --shards N  [--shard I]  [--job NAME]
+  index-shard --model m-…  --dataset NAME|collections/ID  --dataset-version HEX  --shards N  [--shard I]  [--job NAME]
   seed      --demo-dir DIR
   import    <export dir> [--promote]
   versions
@@ -71,6 +74,7 @@ async function main(): Promise<number> {
       const version = a.model === "production" ? await readAlias(store) : a.model;
       if (!version) throw new Error("no production model: pass --model m-…");
       const dataset = a.dataset ?? cfg.rankingDataset;
+      if (collectionOf(dataset)) throw new Error(`${dataset}: a collection's index is built by index-shard (--dataset ${dataset} --dataset-version <version> --shards 1), or by Ranking itself`);
       const dv = a["dataset-version"] === "latest" ? undefined : a["dataset-version"];
       if (a.kind !== "auto" && a.kind !== "exact" && a.kind !== "hnsw") throw new Error("--kind is auto, exact or hnsw");
       if (dv && !a.force && (await readIndexDocument(store, version, dataset, dv))) {

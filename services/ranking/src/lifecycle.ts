@@ -20,19 +20,26 @@
  *   - lifecycle/snapshot.ts  the serving snapshot, swapped in with one assignment and leased by
  *                            every request, so in-flight requests finish on the old version,
  *                            whose sessions are released when its last lease ends.
+ *   - collections/serving.ts the collections' indexes, per model: followed on every poll, loaded
+ *                            for a new model before it is swapped in.
  * A refused version is remembered (the reason in the model status) and the old one keeps
- * serving. Everything a snapshot needs is in memory: if the object store goes down, serving
- * goes on.
+ * serving. A model does not take over while a collection the serving model answers has no
+ * index for it (collections/gate.ts): its builds are asked for, and the old model — with its
+ * collection indexes — keeps answering meanwhile. Everything a snapshot needs is in memory: if
+ * the object store goes down, serving goes on.
  */
 import { Code } from "@connectrpc/connect";
 import { errorWithReason, ranking } from "@glimpse/api";
 import type { Logger } from "@glimpse/logging";
 import type { ObjectStore } from "@glimpse/objectstore";
 import { ServingStatus, type HealthRegistry } from "@glimpse/rpc";
+import { collectionBuildsFor, collectionsBlocking } from "./collections/gate.js";
+import { CollectionIndexes } from "./collections/serving.js";
+import { collectionOf } from "./collections/source.js";
 import type { GalleryIndex, IndexKindSetting } from "./index/gallery.js";
 import { indexStored, storedVersions } from "./index/store.js";
 import { findDataset, galleryOf, latestGallery, sameGallery, type GalleryRef } from "./lifecycle/datasets.js";
-import { LocalIndexBuilder, type BuildState, type IndexBuilder, type IndexPair } from "./lifecycle/index-builder.js";
+import { ensureReported, LocalIndexBuilder, type BuildState, type IndexBuilder, type IndexPair } from "./lifecycle/index-builder.js";
 import { isRefusal, ModelLoader } from "./lifecycle/loader.js";
 import { SnapshotSlot, type Snapshot } from "./lifecycle/snapshot.js";
 import { RegistryWatcher, type RegistryView } from "./lifecycle/watcher.js";
@@ -79,6 +86,7 @@ export class ModelManager {
   private readonly loader: ModelLoader;
   private readonly watcher: RegistryWatcher;
   readonly builder: IndexBuilder;
+  readonly collections: CollectionIndexes;
   private state: ranking.ModelState = State.NO_MODEL;
   private pending: PendingIndex | undefined;
   /** The registry view the serving fallback pair was chosen for: it is not looked for again until the view changes. */
@@ -93,6 +101,7 @@ export class ModelManager {
     this.loader = new ModelLoader(opts);
     this.watcher = new RegistryWatcher(opts, (view) => this.follow(view));
     this.builder = opts.indexBuilder ?? new LocalIndexBuilder({ store: opts.store, logger: opts.logger });
+    this.collections = new CollectionIndexes({ store: opts.store, logger: opts.logger, builder: this.builder });
   }
 
   /** True after a registry check failed to reach the object store, until one succeeds again. */
@@ -185,8 +194,14 @@ export class ModelManager {
 
   // ---- following the registry --------------------------------------------------------------
 
-  /** Acts on one registry view; a store error thrown here marks the registry unreachable. */
+  /** Acts on one registry view, then follows the collections for the model that serves; a store error thrown here marks the registry unreachable. */
   private async follow(view: RegistryView): Promise<void> {
+    await this.followModel(view);
+    const s = this.slot.current;
+    if (s) await this.collections.refresh(s.model);
+  }
+
+  private async followModel(view: RegistryView): Promise<void> {
     const { production, gallery, demo } = view;
     this.productionVersion = production ?? "";
     const version = this.opts.pinnedVersion || production;
@@ -198,31 +213,41 @@ export class ModelManager {
     const cur = this.slot.current;
     if (cur && serves(cur, version, gallery, demo)) {
       this.pending = undefined;
+      this.collections.expect([]);
       // Production names the serving version again: an older refusal no longer applies.
       this.lastError = "";
       return;
     }
     const refused = await this.loader.refusedAsIs(version);
-    if (refused) this.pending = undefined;
-    else {
+    // The model collections are answered with now: a switch must not take them away.
+    const reference = cur?.model.version ?? view.previous[0];
+    if (refused) {
+      this.pending = undefined;
+      this.collections.expect([]);
+    } else {
       const missing: IndexPair[] = [];
       for (const g of galleriesOf(gallery, demo)) {
         if (!(await indexStored(this.opts.store, version, g.dataset, g.version))) missing.push({ model: version, dataset: g.dataset, datasetVersion: g.version });
       }
-      if (missing.length === 0) {
+      const coverage = version === cur?.model.version ? [] : await this.collections.coverage([version, ...(reference ? [reference] : [])]);
+      const blocking = collectionsBlocking(version, reference, coverage);
+      if (missing.length === 0 && blocking.length === 0) {
         this.pending = undefined;
+        this.collections.expect([]);
         await this.load(version, gallery, demo);
         return;
       }
-      // Computed elsewhere (or in the background here); the gallery's index is the one reported.
-      const states = await Promise.all(missing.map((p) => this.builder.ensure(p).catch((err: unknown): BuildState => ({ executor: this.builder.kind, job: "", detail: `cannot start: ${(err as Error).message}`, failed: true }))));
-      const i = Math.max(0, missing.findIndex((p) => gallery && p.datasetVersion === gallery.version && p.dataset === gallery.dataset));
-      this.pending = { ...missing[i]!, ...states[i]! };
+      // Computed elsewhere (or in the background here): the gallery's indexes, and every collection's for a new model.
+      const waits = [...missing, ...collectionBuildsFor(version, coverage)];
+      const states = await Promise.all(waits.map((p) => ensureReported(this.builder, p)));
+      const pending = waits.map((p, i): PendingIndex => ({ ...p, ...states[i]! }));
+      this.collections.expect(pending.slice(missing.length));
+      this.pending = reported(pending, missing.length, gallery, blocking);
     }
     // Meanwhile: the newest pair that has a stored index (chosen once per registry view).
     const viewKey = JSON.stringify([version, refused, view.previous, gallery, demo]);
     if (cur && this.fallbackFor === viewKey) return;
-    const best = await this.fallback(refused ? [] : [version], view.previous, gallery, demo);
+    const best = await this.fallback(refused ? [] : [version], view.previous, gallery, demo, reference);
     if (!best) {
       if (!cur) {
         this.loadingVersion = version;
@@ -239,13 +264,18 @@ export class ModelManager {
 
   /**
    * The newest servable pair with a stored index: the latest gallery with the candidate models
-   * (the production one, then earlier productions), then an earlier version of that dataset,
-   * then the demo gallery. Deterministic, so every replica picks the same pair.
+   * (the production one, then earlier productions; none that would take collections away from
+   * `reference`), then an earlier version of that dataset, then the demo gallery.
+   * Deterministic, so every replica picks the same pair.
    */
-  private async fallback(first: string[], previous: string[], gallery: GalleryRef | undefined, demo: GalleryRef | undefined): Promise<{ model: string; gallery: GalleryRef; demo: GalleryRef | undefined } | undefined> {
+  private async fallback(first: string[], previous: string[], gallery: GalleryRef | undefined, demo: GalleryRef | undefined, reference: string | undefined): Promise<{ model: string; gallery: GalleryRef; demo: GalleryRef | undefined } | undefined> {
     const { store } = this.opts;
     const models: string[] = [];
-    for (const m of new Set([...first, ...previous])) if (!(await this.loader.refusedAsIs(m))) models.push(m);
+    for (const m of new Set([...first, ...previous])) {
+      if (await this.loader.refusedAsIs(m)) continue;
+      if (reference && m !== reference && collectionsBlocking(m, reference, await this.collections.coverage([m, reference])).length > 0) continue;
+      models.push(m);
+    }
     if (gallery) {
       for (const m of models) if (await indexStored(store, m, gallery.dataset, gallery.version)) return { model: m, gallery, demo };
       for (const m of models) {
@@ -270,11 +300,14 @@ export class ModelManager {
     logger.info({ version, gallery }, reuse ? "new gallery for the serving model: loading its index" : "loading model version");
     try {
       const { model, index, demoIndex } = await this.loader.prepare(version, gallery, demo, { reuse, demoOptional: opts.demoOptional ?? false });
+      // a new model answers collections from the start: their indexes for it are loaded first
+      if (!reuse) await this.collections.prepare(model);
       if (this.slot.current !== cur) {
         if (!reuse) await model.release().catch(() => {});
         return false;
       }
       this.swap(model, index, demoIndex, reuse ? cur!.loadedAt : new Date());
+      this.collections.retain(version);
       if (!reuse || this.opts.pinnedVersion || version === this.productionVersion) this.lastError = "";
       logger.info({ version, gallery: index.data.datasetVersion, images: index.images, ms: Math.round(performance.now() - t0) }, "serving");
       return true;
@@ -309,6 +342,19 @@ export class ModelManager {
     h.set("", status);
     if (this.opts.serviceName) h.set(this.opts.serviceName, status);
   }
+}
+
+/**
+ * The build the model status reports: the gallery's, else the first other gallery's, else that
+ * of a collection the switch waits for; the collections it waits for are named in its detail.
+ */
+function reported(pending: PendingIndex[], galleries: number, gallery: GalleryRef | undefined, blocking: string[]): PendingIndex {
+  const waitedFor = pending.slice(galleries).filter((p) => blocking.includes(collectionOf(p.dataset)!));
+  const g = pending.slice(0, galleries).findIndex((p) => gallery && p.datasetVersion === gallery.version && p.dataset === gallery.dataset);
+  const first = galleries > 0 ? pending[Math.max(0, g)]! : (waitedFor[0] ?? pending[0]!);
+  if (waitedFor.length === 0) return first;
+  const named = waitedFor.slice(0, 3).map((p) => p.dataset).join(", ") + (waitedFor.length > 3 ? `, … (${waitedFor.length} in all)` : "");
+  return { ...first, detail: `${first.detail}; the switch to ${first.model} waits for the indexes of ${named}` };
 }
 
 /** The galleries a pair serves: the gallery, and the demo one when it is another. */

@@ -13,15 +13,15 @@ import { createHash } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { PATTERNS, ranking } from "@glimpse/api";
+import { ALIAS_KEY, modelKey, modelVersionFolders } from "@glimpse/layout/models";
 import { ObjectNotFoundError, type ObjectStore } from "@glimpse/objectstore";
 import type { Golden } from "./model/golden.js";
 import type { ModelFiles } from "./model/model.js";
 import { QUERYBANK_FILES } from "./model/querybank.js";
 
-export const ALIAS_KEY = "models/aliases/production.json";
+export { ALIAS_KEY, modelKey };
 export const HASHED_FILES = ["image_encoder.onnx", "text_encoder.onnx", "vocab.json", "preprocess.json", "config.json"] as const;
 
-export const modelKey = (version: string, file: string): string => `models/${version}/${file}`;
 
 /** Why a model version cannot be served; the lifecycle reports it in the model status. */
 export class ModelRejectedError extends Error {
@@ -186,15 +186,7 @@ export async function modelInfo(store: ObjectStore, version: string, production 
 /** Versions in the registry (complete ones: with checksums.json), newest first. */
 export async function listVersions(store: ObjectStore): Promise<ranking.ModelInfo[]> {
   const versions: string[] = [];
-  let token: string | undefined;
-  do {
-    const page = await store.listPage("models/", { delimiter: "/", ...(token ? { pageToken: token } : {}) });
-    for (const p of page.prefixes) {
-      const v = p.slice("models/".length, -1);
-      if (PATTERNS.modelVersion.test(v)) versions.push(v);
-    }
-    token = page.nextPageToken;
-  } while (token);
+  for await (const v of modelVersionFolders(store)) versions.push(v);
   const alias = await readAlias(store).catch(() => undefined);
   const infos = (await Promise.all(versions.map((v) => modelInfo(store, v, v === alias)))).filter((i): i is ranking.ModelInfo => i !== undefined);
   const ts = (i: ranking.ModelInfo) => Number(i.createdAt?.seconds ?? 0n) * 1e3 + (i.createdAt?.nanos ?? 0) / 1e6;

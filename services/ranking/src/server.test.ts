@@ -55,6 +55,9 @@ describe("Ranking over real sockets, seeded from the demo pack", () => {
       expect(h.score).toBeLessThanOrEqual(1);
       // rank order is cosine + the image's query-bank bias (proto ImageHit.score), best first
       if (i > 0) expect(h.score + bias.get(h.imageId)!).toBeLessThanOrEqual(r.results[i - 1]!.score + bias.get(r.results[i - 1]!.imageId)! + 1e-5);
+      // rank_score is that sum, so a client can show the number the order follows
+      expect(h.rankScore).toBeCloseTo(h.score + bias.get(h.imageId)!, 5);
+      if (i > 0) expect(h.rankScore).toBeLessThanOrEqual(r.results[i - 1]!.rankScore + 1e-6);
       expect(h.captions).toEqual(demoCaptions[h.imageId]);
       expect(h.imageUrl).toBe(`/data/images/flickr8k-demo/${r.datasetVersion}/${h.imageId}`);
       expect(h.split).toBe(3); // the demo pack is test-split images
@@ -87,6 +90,8 @@ describe("Ranking over real sockets, seeded from the demo pack", () => {
     // The stored embedding was computed from the same bytes.
     expect(byBytes.results.map((c) => c.captionId)).toEqual(byId.results.map((c) => c.captionId));
     expect(byBytes.results[0]!.score).toBeCloseTo(byId.results[0]!.score, 4);
+    byBytes.results.forEach((c, i) => i > 0 && expect(c.rankScore).toBeLessThanOrEqual(byBytes.results[i - 1]!.rankScore + 1e-6));
+    expect(byBytes.results.some((c) => Math.abs(c.rankScore - c.score) > 1e-4)).toBe(true); // the demo model ships a query bank
 
     const up = await client.rankUploadedImage({ image: await testImage(500, 375, "jpeg"), topKImages: 3 });
     expect([up.width, up.height]).toEqual([500, 375]);

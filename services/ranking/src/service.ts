@@ -5,6 +5,7 @@
  * version and dataset version that produced it.
  */
 import { buildIndexRpcs } from "./service/build-index.js";
+import { collectionRpcs } from "./service/collections.js";
 import { demoRpcs } from "./service/demo.js";
 import { modelRpcs } from "./service/models.js";
 import { searchRpcs } from "./service/search.js";
@@ -20,5 +21,6 @@ export function rankingImpl(deps: ServiceDeps): Partial<RankingImpl> {
     ...modelRpcs(deps),
     ...buildIndexRpcs(deps),
     ...demoRpcs(deps),
+    ...collectionRpcs(deps),
   };
 }

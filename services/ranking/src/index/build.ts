@@ -5,7 +5,7 @@
  * embed slices of the same gallery with the same functions.
  */
 import type { ObjectStore } from "@glimpse/objectstore";
-import { readBlob, readCaptions, readPublished, readSplits, type Manifest } from "@glimpse/pipeline";
+import { readBlob, readCaptions, readPublished, readSplits } from "@glimpse/layout/datasets";
 import type { LoadedModel } from "../model/model.js";
 import type { DecodedPixels } from "../model/preprocess.js";
 import { GalleryIndex, SPLIT, resolveIndexKind, type IndexKindSetting, type SplitNumber } from "./gallery.js";
@@ -43,11 +43,16 @@ export interface BuildResult {
   seconds: number;
 }
 
-/** What a gallery is made of: a published version's images in id order, their captions and splits. */
+/**
+ * What an index is made of: a published version's images in id order, their captions and
+ * splits. A dataset version (readGallerySource) or a collection version (collections/source.ts,
+ * no captions, no splits).
+ */
 export interface GallerySource {
   dataset: string;
   datasetVersion: string;
-  manifest: Manifest;
+  /** The blob each row embeds, by id (a dataset manifest's `images`, a collection's normalised copies). */
+  images: Record<string, { key: string; sha256: string }>;
   /** Image ids, sorted: the rows of the index. */
   ids: string[];
   /** Captions of each image, in `ids` order. */
@@ -67,7 +72,7 @@ export async function readGallerySource(store: ObjectStore, dataset: string, dat
   return {
     dataset,
     datasetVersion: published.version,
-    manifest: m,
+    images: m.images,
     ids,
     imageCaptions: ids.map((id) => captions[id] ?? []),
     imageSplits: Uint8Array.from(ids.map((id) => splitOf.get(id) ?? SPLIT.unspecified)),
@@ -98,7 +103,7 @@ export async function embedImages(store: ObjectStore, model: LoadedModel, src: G
           const i = next++;
           const id = slice[i]!;
           opts.signal?.throwIfAborted();
-          const bytes = await readBlob(store, src.manifest.images[id]!);
+          const bytes = await readBlob(store, src.images[id]!);
           try {
             pixels[i] = await model.preprocessor.fromEncoded(bytes);
           } catch (err) {
@@ -134,8 +139,12 @@ export async function embedCaptions(model: LoadedModel, texts: string[], opts: {
   return out;
 }
 
-/** The index of a source from its embeddings, with the model's query bank and (by size or setting) an HNSW graph. */
-export async function galleryIndex(model: LoadedModel, src: GallerySource, imageEmb: Float32Array, captionEmb: Float32Array, kind: IndexKindSetting = "exact"): Promise<GalleryIndex> {
+/**
+ * The index of a source from its embeddings, with the model's query bank (none given: no biases,
+ * as an index being stored needs none — they are computed on load) and (by size or setting) an
+ * HNSW graph.
+ */
+export async function galleryIndex(model: Pick<LoadedModel, "version" | "dim" | "queryBank">, src: GallerySource, imageEmb: Float32Array, captionEmb: Float32Array, kind: IndexKindSetting = "exact"): Promise<GalleryIndex> {
   const index = new GalleryIndex({
     modelVersion: model.version,
     dataset: src.dataset,

@@ -46,6 +46,31 @@ export interface HnswParams {
 
 export const DEFAULT_HNSW: HnswParams = { connectivity: 16, expansionAdd: 128, expansionSearch: 64 };
 
+/** An empty HNSW graph over inner products of `dim`-d float32 rows. */
+export function hnswGraph(dim: number, params: HnswParams = DEFAULT_HNSW): UsearchIndex {
+  return new usearch.Index({
+    dimensions: dim,
+    metric: usearch.MetricKind.IP,
+    quantization: usearch.ScalarKind.F32,
+    connectivity: params.connectivity,
+    expansion_add: params.expansionAdd,
+    expansion_search: params.expansionSearch,
+    multi: false,
+  });
+}
+
+/** An HNSW graph of the rows of `matrix` ([n × dim]), keyed by row. */
+export function hnswGraphOf(matrix: Float32Array, dim: number, params: HnswParams = DEFAULT_HNSW): UsearchIndex {
+  const idx = hnswGraph(dim, params);
+  const n = matrix.length / dim;
+  if (n > 0) {
+    const keys = new BigUint64Array(n);
+    for (let i = 0; i < n; i++) keys[i] = BigInt(i);
+    idx.add(keys, matrix, 0);
+  }
+  return idx;
+}
+
 export interface GalleryData {
   modelVersion: string;
   dataset: string;
@@ -152,6 +177,16 @@ export class GalleryIndex {
     return hits.map((h) => ({ row: h.row, score: h.score - b[h.row]! }));
   }
 
+  /** An image's query-bank bias (0 without a bank): its ranking score is its cosine plus this. */
+  imageBias(row: number): number {
+    return this.bias ? this.bias.image[row]! : 0;
+  }
+
+  /** A caption's query-bank bias (0 without a bank). */
+  captionBias(row: number): number {
+    return this.bias ? this.bias.caption[row]! : 0;
+  }
+
   get images(): number {
     return this.data.imageIds.length;
   }
@@ -172,22 +207,8 @@ export class GalleryIndex {
 
   /** Switches unfiltered image search to an HNSW graph (built here, or loaded from `file`). */
   useHnsw(params: HnswParams = DEFAULT_HNSW, file?: string): void {
-    const d = this.data.dim;
-    const idx = new usearch.Index({
-      dimensions: d,
-      metric: usearch.MetricKind.IP,
-      quantization: usearch.ScalarKind.F32,
-      connectivity: params.connectivity,
-      expansion_add: params.expansionAdd,
-      expansion_search: params.expansionSearch,
-      multi: false,
-    });
+    const idx = file ? hnswGraph(this.data.dim, params) : hnswGraphOf(this.data.imageEmb, this.data.dim, params);
     if (file) idx.load(file);
-    else if (this.images > 0) {
-      const keys = new BigUint64Array(this.images);
-      for (let i = 0; i < keys.length; i++) keys[i] = BigInt(i);
-      idx.add(keys, this.data.imageEmb, 0);
-    }
     if (idx.size() !== this.images) throw new Error(`HNSW graph has ${idx.size()} vectors; the index has ${this.images} images`);
     this.hnsw = idx;
     this.kind = "hnsw";

@@ -12,16 +12,22 @@ import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { manifestKey } from "@glimpse/layout/datasets";
+import { indexesPrefix, indexPrefix } from "@glimpse/layout/models";
 import { ObjectNotFoundError, type ObjectStore } from "@glimpse/objectstore";
-import { manifestKey } from "@glimpse/pipeline";
+import type { NearDuplicates } from "../collections/duplicates.js";
 import type { QueryBank } from "../model/querybank.js";
 import { DEFAULT_HNSW, GalleryIndex, resolveIndexKind, type GalleryData, type HnswParams, type IndexKindSetting, type SplitNumber } from "./gallery.js";
 import { toF32 } from "./topk.js";
 
 export const INDEX_SCHEMA = "glimpse.index/v1";
 
-export const indexPrefix = (modelVersion: string, dataset: string, datasetVersion: string): string =>
-  `models/${modelVersion}/indexes/${dataset}/${datasetVersion}/`;
+/** models/<model version>/indexes/<dataset or "collections/<id>">/<version>/ (@glimpse/layout: the one home of store keys). */
+export { indexPrefix };
+
+/** Where an index Job's workers store what they embedded until the index is assembled (index/shard.ts). */
+export const chunksPrefix = (modelVersion: string, dataset: string, datasetVersion: string): string =>
+  `${indexPrefix(modelVersion, dataset, datasetVersion)}chunks/`;
 
 interface FileRef {
   sha256: string;
@@ -40,13 +46,19 @@ export interface IndexDocument {
   files: Record<string, FileRef>;
   hnsw?: { file: string; connectivity: number; expansion_add: number; expansion_search: number };
   build?: Record<string, unknown>;
+  /** A collection's near-duplicate photos, found when the index was assembled. */
+  near_duplicates?: NearDuplicates;
 }
+
+/** What an index document holds beside the index itself (kept when an index is stored again). */
+export type IndexExtras = Pick<IndexDocument, "near_duplicates">;
+export const extrasOf = (doc: IndexDocument): IndexExtras => (doc.near_duplicates ? { near_duplicates: doc.near_duplicates } : {});
 
 const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 const f32Bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
 /** Stores an index; index.json goes last. */
-export async function saveIndex(store: ObjectStore, idx: GalleryIndex, build: Record<string, unknown> = {}): Promise<IndexDocument> {
+export async function saveIndex(store: ObjectStore, idx: GalleryIndex, build: Record<string, unknown> = {}, extras: IndexExtras = {}): Promise<IndexDocument> {
   const d = idx.data;
   const prefix = indexPrefix(d.modelVersion, d.dataset, d.datasetVersion);
   const blobs: Record<string, Buffer> = { "images.f32": f32Bytes(d.imageEmb), "captions.f32": f32Bytes(d.captionEmb) };
@@ -67,6 +79,7 @@ export async function saveIndex(store: ObjectStore, idx: GalleryIndex, build: Re
     captions: { count: idx.captions },
     files,
     build,
+    ...extras,
   };
   if (idx.kind === "hnsw") doc.hnsw = { file: "hnsw.usearch", connectivity: DEFAULT_HNSW.connectivity, expansion_add: DEFAULT_HNSW.expansionAdd, expansion_search: DEFAULT_HNSW.expansionSearch };
   await store.put(prefix + "index.json", JSON.stringify(doc), { contentType: "application/json" });
@@ -90,13 +103,26 @@ export async function indexStored(store: ObjectStore, modelVersion: string, data
   return (await store.stat(indexPrefix(modelVersion, dataset, datasetVersion) + "index.json")) !== undefined;
 }
 
+/** The versions of `dataset` (a dataset or "collections/<id>") with a stored index for the model, in no order. */
+export async function indexedVersions(store: ObjectStore, modelVersion: string, dataset: string): Promise<string[]> {
+  const parent = `${indexesPrefix(modelVersion)}${dataset}/`;
+  const out: string[] = [];
+  let pageToken: string | undefined;
+  do {
+    const page = await store.listPage(parent, { delimiter: "/", ...(pageToken ? { pageToken } : {}) });
+    for (const p of page.prefixes) {
+      const version = p.slice(parent.length, -1);
+      if (await indexStored(store, modelVersion, dataset, version)) out.push(version);
+    }
+    pageToken = page.nextPageToken;
+  } while (pageToken);
+  return out;
+}
+
 /** The versions of `dataset` with a stored index for the model, the most recently published first. */
 export async function storedVersions(store: ObjectStore, modelVersion: string, dataset: string): Promise<string[]> {
   const found: { version: string; published: number }[] = [];
-  const page = await store.listPage(`models/${modelVersion}/indexes/${dataset}/`, { delimiter: "/" });
-  for (const p of page.prefixes) {
-    const version = p.split("/")[4]!;
-    if (!(await indexStored(store, modelVersion, dataset, version))) continue;
+  for (const version of await indexedVersions(store, modelVersion, dataset)) {
     const manifest = await store.stat(manifestKey(dataset, version));
     if (manifest) found.push({ version, published: manifest.lastModified.getTime() });
   }

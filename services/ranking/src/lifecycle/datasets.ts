@@ -1,6 +1,6 @@
 /** Dataset pointers in the object store: which version is latest, and which dataset a version is of. */
 import type { ObjectStore } from "@glimpse/objectstore";
-import { readLatest } from "@glimpse/pipeline";
+import { readLatest } from "@glimpse/layout/datasets";
 import type { GalleryIndex } from "../index/gallery.js";
 import { DEMO_DATASET } from "../seed.js";
 

@@ -13,49 +13,18 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { indexStored, readIndexDocument } from "../index/store.js";
-import { runShard } from "../index/shard.js";
-import { LoadedModel } from "../model/model.js";
-import { fetchModel, readAlias, writeAlias } from "../registry.js";
+import { readAlias, writeAlias } from "../registry.js";
 import { DEFAULT_DEMO_DIR, seedDemo } from "../seed.js";
 import { build, type RankingServer } from "../server.js";
-import { publishDemoImages, rankingClient, unindexedVariantOf, type RankingClient } from "../testing/harness.js";
-import type { BuildState, IndexBuilder, IndexPair } from "./index-builder.js";
+import { publishDemoImages, rankingClient, RecordingBuilder, runIndexJob, unindexedVariantOf, until, type RankingClient } from "../testing/harness.js";
+import type { IndexBuilder, IndexPair } from "./index-builder.js";
 
 const State = ranking.ModelState;
 
-/** Records what it is asked; computes nothing (the test does, as a Job would). */
-class RecordingBuilder implements IndexBuilder {
-  readonly kind = "kubernetes";
-  readonly asked: IndexPair[] = [];
-  async ensure(pair: IndexPair): Promise<BuildState> {
-    if (!this.asked.some((p) => JSON.stringify(p) === JSON.stringify(pair))) this.asked.push(pair);
-    return { executor: "kubernetes", job: `job-${pair.datasetVersion}`, detail: "0/2 shards done, 2 running", failed: false, shards: 2, shardsDone: 0 };
-  }
-  async close(): Promise<void> {}
-}
-
 /** What an index Job's pods do: every shard worker, then the index is stored. */
 async function runJob(store: ObjectStore, pair: IndexPair, shards = 2): Promise<void> {
-  const f = await fetchModel(store, pair.model);
-  const model = await LoadedModel.load(pair.model, f.files, { executionProvider: "cpu", intraOpThreads: 1, interOpThreads: 1 });
-  try {
-    for (let shard = 0; shard < shards; shard++) {
-      await runShard({ store, modelVersion: pair.model, dataset: pair.dataset, datasetVersion: pair.datasetVersion, shard, shards, job: "test", worker: `pod-${shard}`, model: async () => model });
-    }
-  } finally {
-    await model.release();
-  }
+  await runIndexJob(store, pair, shards);
   expect(await indexStored(store, pair.model, pair.dataset, pair.datasetVersion)).toBe(true);
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 describe("serving while an index is computed elsewhere", () => {

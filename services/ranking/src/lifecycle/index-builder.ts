@@ -38,6 +38,11 @@ export interface IndexBuilder {
   close(): Promise<void>;
 }
 
+/** ensure(), with a failure to even ask reported as a failed build rather than thrown (the caller keeps serving). */
+export function ensureReported(builder: IndexBuilder, pair: IndexPair): Promise<BuildState> {
+  return builder.ensure(pair).catch((err: unknown): BuildState => ({ executor: builder.kind, job: "", detail: `cannot start: ${(err as Error).message}`, failed: true }));
+}
+
 const key = (p: IndexPair) => `${p.model}/${p.dataset}/${p.datasetVersion}`;
 
 export interface LocalBuilderOptions {

@@ -48,6 +48,20 @@ describe("index Job", () => {
     expect(template.metadata!.name).toBeUndefined();
   });
 
+  it("a collection version's Job: named apart from every gallery's, valid labels, the shard worker on dataset collections/<id>", () => {
+    const c = { model: pair.model, dataset: "collections/holiday-photos-", datasetVersion: pair.datasetVersion };
+    const job = buildIndexJob(template, c, 2);
+    expect(validateK8s(job, "V1Job", "job")).toEqual([]);
+    expect(job.metadata!.name).toMatch(/^glimpse-cindex-0123456789abcdef-fedcba9876543210-[0-9a-f]{6}$/);
+    expect(job.metadata!.name!.length).toBeLessThanOrEqual(63);
+    expect(job.metadata!.name).not.toBe(indexJobName({ ...c, dataset: "holiday" }));
+    // "collections/…" is no label value: the collection's id is, without its trailing hyphen
+    expect(job.metadata!.labels).toMatchObject({ [INDEX_LABELS.model]: pair.model, [INDEX_LABELS.collection]: "holiday-photos", [INDEX_LABELS.datasetVersion]: pair.datasetVersion });
+    expect(job.metadata!.labels![INDEX_LABELS.dataset]).toBeUndefined();
+    const args = job.spec!.template.spec!.containers.find((x) => x.name === "indexer")!.args!;
+    expect(args.slice(1, 8)).toEqual(["index-shard", "--model", pair.model, "--dataset", "collections/holiday-photos-", "--dataset-version", pair.datasetVersion]);
+  });
+
   it("names the same Job for the same pair, another for another dataset of the same content", () => {
     expect(indexJobName(pair)).toBe(indexJobName({ ...pair }));
     expect(indexJobName({ ...pair, dataset: "photos" })).not.toBe(indexJobName(pair));

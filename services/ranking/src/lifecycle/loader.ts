@@ -6,9 +6,10 @@
  * is remembered with its checksums.json etag, so it is not retried until that file changes.
  */
 import type { Logger } from "@glimpse/logging";
+import { CHECKSUMS_FILE, indexesPrefix, modelKey } from "@glimpse/layout/models";
 import type { ObjectStore } from "@glimpse/objectstore";
 import { GalleryIndex, type IndexKindSetting } from "../index/gallery.js";
-import { loadIndex, readIndexDocument, saveIndex } from "../index/store.js";
+import { extrasOf, loadIndex, readIndexDocument, saveIndex } from "../index/store.js";
 import { GoldenMismatchError, verifyGolden } from "../model/golden.js";
 import { LoadedModel, type ModelOptions } from "../model/model.js";
 import { fetchModel, modelInfo, ModelRejectedError } from "../registry.js";
@@ -55,7 +56,7 @@ export class ModelLoader {
   async refusedAsIs(version: string): Promise<boolean> {
     const refusedAt = this.refused.get(version);
     if (refusedAt === undefined) return false;
-    return refusedAt === ((await this.opts.store.stat(`models/${version}/checksums.json`))?.etag ?? "");
+    return refusedAt === ((await this.opts.store.stat(modelKey(version, CHECKSUMS_FILE)))?.etag ?? "");
   }
 
   /**
@@ -93,7 +94,7 @@ export class ModelLoader {
     } catch (err) {
       if (model !== opts.reuse) await model?.release().catch(() => {});
       // (a new gallery's problem is not the serving model's: it is not refused for it)
-      if (isRefusal(err) && !opts.reuse) this.refused.set(version, (await store.stat(`models/${version}/checksums.json`).catch(() => undefined))?.etag ?? "");
+      if (isRefusal(err) && !opts.reuse) this.refused.set(version, (await store.stat(modelKey(version, CHECKSUMS_FILE)).catch(() => undefined))?.etag ?? "");
       throw err;
     }
   }
@@ -107,7 +108,7 @@ export class ModelLoader {
     const loaded = await loadIndex(store, model.version, gallery.dataset, gallery.version, indexKind, model.queryBank);
     if (!loaded && optional) return undefined;
     if (!loaded) throw new Error(`no stored index of ${gallery.dataset} ${gallery.version} for ${model.version}`);
-    if (loaded.graphBuilt) await saveIndex(store, loaded.index, { ...loaded.doc.build, hnsw_added: new Date().toISOString() }).catch(() => {});
+    if (loaded.graphBuilt) await saveIndex(store, loaded.index, { ...loaded.doc.build, hnsw_added: new Date().toISOString() }, extrasOf(loaded.doc)).catch(() => {});
     return loaded.index;
   }
 
@@ -118,7 +119,7 @@ export class ModelLoader {
     if (!p) {
       p = (async () => {
         const { store } = this.opts;
-        const page = await store.listPage(`models/${s.model.version}/indexes/`, { delimiter: "/" });
+        const page = await store.listPage(indexesPrefix(s.model.version), { delimiter: "/" });
         for (const prefix of page.prefixes) {
           const dataset = prefix.split("/")[3]!;
           if (await readIndexDocument(store, s.model.version, dataset, datasetVersion)) {

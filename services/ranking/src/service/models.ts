@@ -3,7 +3,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { errorWithReason, LIMITS, notFound, Violations } from "@glimpse/api";
 import { listVersions, modelInfo, readChecksums, writeAlias } from "../registry.js";
-import { indexInfo, notFoundField, withSnapshot, type RankingImpl, type ServiceDeps } from "./shared.js";
+import { indexBuild, indexInfo, notFoundField, withSnapshot, type RankingImpl, type ServiceDeps } from "./shared.js";
 
 type ModelRpcs = Pick<RankingImpl, "getModelInfo" | "getModelStatus" | "listModelVersions" | "promoteModel">;
 
@@ -38,19 +38,7 @@ export function modelRpcs({ manager, store }: ServiceDeps): ModelRpcs {
         productionVersion: st.productionVersion,
         ...(st.loadedAt ? { loadedAt: timestampFromDate(st.loadedAt) } : {}),
         ...(st.gallery ? { index: indexInfo(st.gallery) } : {}),
-        ...(st.pendingIndex
-          ? {
-              pendingIndex: {
-                modelVersion: st.pendingIndex.model,
-                dataset: st.pendingIndex.dataset,
-                datasetVersion: st.pendingIndex.datasetVersion,
-                executor: st.pendingIndex.executor,
-                job: st.pendingIndex.job,
-                detail: st.pendingIndex.detail,
-                failed: st.pendingIndex.failed,
-              },
-            }
-          : {}),
+        ...(st.pendingIndex ? { pendingIndex: indexBuild(st.pendingIndex) } : {}),
       };
     },
 

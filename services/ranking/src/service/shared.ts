@@ -11,7 +11,7 @@ import type { ObjectStore } from "@glimpse/objectstore";
 import { SPLIT, type GalleryIndex, type SplitNumber } from "../index/gallery.js";
 import type { IndexDocument } from "../index/store.js";
 import type { Hit } from "../index/topk.js";
-import type { ModelManager } from "../lifecycle.js";
+import type { ModelManager, PendingIndex } from "../lifecycle.js";
 import type { Snapshot } from "../lifecycle/snapshot.js";
 
 export type RankingImpl = ServiceImpl<typeof ranking.RankingService>;
@@ -55,12 +55,12 @@ export function splitOf(scope: ranking.Scope | undefined): SplitNumber {
 }
 
 /** NOT_FOUND naming the resource, plus the field that named it (google.rpc.BadRequest). */
-export function notFoundField(field: string, type: string, name: string): ConnectError {
+export function notFoundField(field: string, type: string, name: string, where = "the gallery"): ConnectError {
   const err = notFound(type, name, `${type} ${JSON.stringify(name)} not found (${field})`);
   err.details.push({
     desc: rpcDetails.BadRequestSchema,
     value: create(rpcDetails.BadRequestSchema, {
-      fieldViolations: [create(rpcDetails.BadRequest_FieldViolationSchema, { field, description: `no ${type} ${JSON.stringify(name)} in the gallery`, reason: "NOT_FOUND" })],
+      fieldViolations: [create(rpcDetails.BadRequest_FieldViolationSchema, { field, description: `no ${type} ${JSON.stringify(name)} in ${where}`, reason: "NOT_FOUND" })],
     }),
   });
   return err;
@@ -80,6 +80,7 @@ export function imageHits(index: GalleryIndex, hits: Hit[]): ImageHitInit[] {
   return hits.map((h, i) => ({
     imageId: d.imageIds[h.row]!,
     score: h.score,
+    rankScore: h.score + index.imageBias(h.row),
     rank: i + 1,
     split: d.imageSplits[h.row]!,
     captions: d.imageCaptions[h.row]!,
@@ -99,6 +100,11 @@ export function indexInfo(g: GalleryIndex): MessageInitShape<typeof ranking.Inde
   };
 }
 
+/** An index build waited for (GetModelStatus.pending_index, GetCollectionIndex.pending). */
+export function indexBuild(p: PendingIndex): MessageInitShape<typeof ranking.IndexBuildSchema> {
+  return { modelVersion: p.model, dataset: p.dataset, datasetVersion: p.datasetVersion, executor: p.executor, job: p.job, detail: p.detail, failed: p.failed };
+}
+
 /** The same, from a stored index's document (without loading the index). */
 export function indexInfoOf(doc: IndexDocument): MessageInitShape<typeof ranking.IndexInfoSchema> {
   return {
@@ -115,6 +121,6 @@ export function captionHits(index: GalleryIndex, hits: Hit[]): CaptionHitInit[] 
   return hits.map((h, i) => {
     const ref = index.captionRefs[h.row]!;
     const imageId = index.data.imageIds[ref.image]!;
-    return { captionId: `${imageId}#${ref.n}`, imageId, text: index.captionText(h.row), score: h.score, rank: i + 1 };
+    return { captionId: `${imageId}#${ref.n}`, imageId, text: index.captionText(h.row), score: h.score, rankScore: h.score + index.captionBias(h.row), rank: i + 1 };
   });
 }

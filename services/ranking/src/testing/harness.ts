@@ -8,11 +8,14 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { ranking, rpcDetails } from "@glimpse/api";
 import type { ObjectStore } from "@glimpse/objectstore";
 import { moveLatest } from "@glimpse/pipeline";
+import { runShard } from "../index/shard.js";
 import { indexPrefix } from "../index/store.js";
+import type { BuildState, IndexBuilder, IndexPair } from "../lifecycle/index-builder.js";
+import { LoadedModel } from "../model/model.js";
 import { toF32 } from "../index/topk.js";
 import { itemBias, parseQueryBank } from "../model/querybank.js";
 import { datasetVersionOf, DEFAULT_DEMO_DIR, readDemoModel, uploadDataset } from "../seed.js";
-import { HASHED_FILES, modelKey, readChecksums, versionOf } from "../registry.js";
+import { fetchModel, HASHED_FILES, modelKey, readChecksums, versionOf } from "../registry.js";
 
 export type RankingClient = Client<typeof ranking.RankingService>;
 
@@ -109,4 +112,39 @@ export async function unindexedVariantOf(store: ObjectStore, base: string, label
   const version = await variantOf(store, base, label);
   for await (const o of store.list(`models/${version}/indexes/`)) await store.delete(o.key);
   return version;
+}
+
+/** Polls `fn` until it returns something (every 50 ms), or throws after `timeoutMs`. */
+export async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** An index builder that records what it is asked and computes nothing (the test does, as a Job would). */
+export class RecordingBuilder implements IndexBuilder {
+  readonly kind = "kubernetes";
+  readonly asked: IndexPair[] = [];
+  async ensure(pair: IndexPair): Promise<BuildState> {
+    if (!this.asked.some((p) => JSON.stringify(p) === JSON.stringify(pair))) this.asked.push(pair);
+    return { executor: "kubernetes", job: `job-${pair.datasetVersion}`, detail: "0/2 shards done, 2 running", failed: false, shards: 2, shardsDone: 0 };
+  }
+  async close(): Promise<void> {}
+}
+
+/** What an index Job's pods do: every shard worker of the pair, with the pair's model. */
+export async function runIndexJob(store: ObjectStore, pair: IndexPair, shards = 2): Promise<void> {
+  const f = await fetchModel(store, pair.model);
+  const model = await LoadedModel.load(pair.model, f.files, { executionProvider: "cpu", intraOpThreads: 1, interOpThreads: 1 });
+  try {
+    for (let shard = 0; shard < shards; shard++) {
+      await runShard({ store, modelVersion: pair.model, dataset: pair.dataset, datasetVersion: pair.datasetVersion, shard, shards, job: "test", worker: `pod-${shard}`, model: async () => model });
+    }
+  } finally {
+    await model.release();
+  }
 }

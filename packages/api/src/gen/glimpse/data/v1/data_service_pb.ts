@@ -7,9 +7,12 @@ import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf
 import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { file_glimpse_api_v1_annotations } from "../../api/v1/annotations_pb.js";
 import { file_glimpse_api_v1_rules } from "../../api/v1/rules_pb.js";
+import type { Collection, Photo, SkippedFile } from "./collection_pb.js";
+import { file_glimpse_data_v1_collection } from "./collection_pb.js";
 import type { DatasetVersion, Sample, Split } from "./dataset_pb.js";
 import { file_glimpse_data_v1_dataset } from "./dataset_pb.js";
 import { file_google_api_annotations } from "../../../google/api/annotations_pb.js";
+import { file_google_api_field_behavior } from "../../../google/api/field_behavior_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -18,7 +21,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file glimpse/data/v1/data_service.proto.
  */
 export const file_glimpse_data_v1_data_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJnbGltcHNlL2RhdGEvdjEvZGF0YV9zZXJ2aWNlLnByb3RvEg9nbGltcHNlLmRhdGEudjEiagoaTGlzdERhdGFzZXRWZXJzaW9uc1JlcXVlc3QSGgoHZGF0YXNldBgBIAEoCUIJukgGcgTggBkBEhwKCXBhZ2Vfc2l6ZRgCIAEoBUIJukgGGgSQgRlkEhIKCnBhZ2VfdG9rZW4YAyABKAkiaQobTGlzdERhdGFzZXRWZXJzaW9uc1Jlc3BvbnNlEjEKCHZlcnNpb25zGAEgAygLMh8uZ2xpbXBzZS5kYXRhLnYxLkRhdGFzZXRWZXJzaW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJPChVHZXREYXRhc2V0SW5mb1JlcXVlc3QSGgoHZGF0YXNldBgBIAEoCUIJukgGcgTggBkBEhoKB3ZlcnNpb24YAiABKAlCCbpIBnIE6IAZASJKChZHZXREYXRhc2V0SW5mb1Jlc3BvbnNlEjAKB3ZlcnNpb24YASABKAsyHy5nbGltcHNlLmRhdGEudjEuRGF0YXNldFZlcnNpb24isAEKEkxpc3RTYW1wbGVzUmVxdWVzdBIaCgdkYXRhc2V0GAEgASgJQgm6SAZyBOCAGQESGgoHdmVyc2lvbhgCIAEoCUIJukgGcgTogBkBEi8KBXNwbGl0GAMgASgOMhYuZ2xpbXBzZS5kYXRhLnYxLlNwbGl0Qgi6SAWCAQIQARIdCglwYWdlX3NpemUYBCABKAVCCrpIBxoFkIEZyAESEgoKcGFnZV90b2tlbhgFIAEoCSJ9ChNMaXN0U2FtcGxlc1Jlc3BvbnNlEigKB3NhbXBsZXMYASADKAsyFy5nbGltcHNlLmRhdGEudjEuU2FtcGxlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIPCgd2ZXJzaW9uGAMgASgJEhIKCnRvdGFsX3NpemUYBCABKAMiaQoPR2V0SW1hZ2VSZXF1ZXN0EhoKB2RhdGFzZXQYASABKAlCCbpIBnIE4IAZARIaCgd2ZXJzaW9uGAIgASgJQgm6SAZyBOiAGQESHgoIaW1hZ2VfaWQYAyABKAlCDLpICcgBAXIEiIEZASJ2ChBHZXRJbWFnZVJlc3BvbnNlEgwKBGRhdGEYASABKAwSFAoMY29udGVudF90eXBlGAIgASgJEg4KBnNoYTI1NhgDIAEoCRINCgV3aWR0aBgEIAEoBRIOCgZoZWlnaHQYBSABKAUSDwoHdmVyc2lvbhgGIAEoCSLQBwoOUGlwZWxpbmVQYXJhbXMSGgoHZGF0YXNldBgBIAEoCUIJukgGcgTggBkBEh4KCmltYWdlc191cmwYAiABKAlCCrpIB3IF2IAZgBASIAoMY2FwdGlvbnNfdXJsGAMgASgJQgq6SAdyBdiAGYAQEiAKDWltYWdlc19zaGEyNTYYBCABKAlCCbpIBnIEgIEZARIiCg9jYXB0aW9uc19zaGEyNTYYBSABKAlCCbpIBnIEgIEZARI8CgxkYXRhc2V0X3NpemUYBiABKA4yHC5nbGltcHNlLmRhdGEudjEuRGF0YXNldFNpemVCCLpIBYIBAhABEjAKDHNhbXBsZV9yYXRpbxgHIAEoAUIaukgX2AEBEhIZAAAAAAAA8D8hAAAAAAAAAAASOAoKc3BsaXRfbW9kZRgIIAEoDjIaLmdsaW1wc2UuZGF0YS52MS5TcGxpdE1vZGVCCLpIBYIBAhABEhMKC3RyYWluX3JhdGlvGAkgASgBEhEKCWRldl9yYXRpbxgKIAEoARISCgp0ZXN0X3JhdGlvGAsgASgBEhUKBHNlZWQYDCABKANCB7pIBCICKAA6nAS6SJgEGqEBChh0cmFpbl9yYXRpby5PVVRfT0ZfUkFOR0UahAFbdGhpcy50cmFpbl9yYXRpbywgdGhpcy5kZXZfcmF0aW8sIHRoaXMudGVzdF9yYXRpb10uZXhpc3RzKHIsIHIuaXNOYW4oKSB8fCByIDwgMC4wIHx8IHIgPiAxLjApID8gJ2VhY2ggcmF0aW8gbXVzdCBiZSBpbiBbMCwgMV0nIDogJyca8QIKE3RyYWluX3JhdGlvLkJBRF9TVU0a2QJbdGhpcy50cmFpbl9yYXRpbywgdGhpcy5kZXZfcmF0aW8sIHRoaXMudGVzdF9yYXRpb10uYWxsKHIsIHIgPj0gMC4wICYmIHIgPD0gMS4wKSAmJiBbdGhpcy50cmFpbl9yYXRpbywgdGhpcy5kZXZfcmF0aW8sIHRoaXMudGVzdF9yYXRpb10uZXhpc3RzKHIsIHIgIT0gMC4wKSAmJiAodGhpcy50cmFpbl9yYXRpbyArIHRoaXMuZGV2X3JhdGlvICsgdGhpcy50ZXN0X3JhdGlvID4gMS4wMDAwMDEgfHwgdGhpcy50cmFpbl9yYXRpbyArIHRoaXMuZGV2X3JhdGlvICsgdGhpcy50ZXN0X3JhdGlvIDwgMC45OTk5OTkpID8gJ3RyYWluX3JhdGlvICsgZGV2X3JhdGlvICsgdGVzdF9yYXRpbyBtdXN0IGJlIDEnIDogJycigAIKClN0ZXBTdGF0dXMSKwoEc3RlcBgBIAEoDjIdLmdsaW1wc2UuZGF0YS52MS5QaXBlbGluZVN0ZXASKAoFc3RhdGUYAiABKA4yGS5nbGltcHNlLmRhdGEudjEuUnVuU3RhdGUSLgoKc3RhcnRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBGRvbmUYBSABKAMSDQoFdG90YWwYBiABKAMSDAoEdW5pdBgHIAEoCRIPCgdtZXNzYWdlGAggASgJItYCCgtQaXBlbGluZVJ1bhIOCgZydW5faWQYASABKAkSLwoGcGFyYW1zGAIgASgLMh8uZ2xpbXBzZS5kYXRhLnYxLlBpcGVsaW5lUGFyYW1zEigKBXN0YXRlGAMgASgOMhkuZ2xpbXBzZS5kYXRhLnYxLlJ1blN0YXRlEioKBXN0ZXBzGAQgAygLMhsuZ2xpbXBzZS5kYXRhLnYxLlN0ZXBTdGF0dXMSFwoPZGF0YXNldF92ZXJzaW9uGAUgASgJEg0KBWVycm9yGAYgASgJEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghleGVjdXRvchgJIAEoCRIVCg13b3JrZmxvd19uYW1lGAogASgJIkoKF1N0YXJ0UGlwZWxpbmVSdW5SZXF1ZXN0Ei8KBnBhcmFtcxgBIAEoCzIfLmdsaW1wc2UuZGF0YS52MS5QaXBlbGluZVBhcmFtcyJFChhTdGFydFBpcGVsaW5lUnVuUmVzcG9uc2USKQoDcnVuGAEgASgLMhwuZ2xpbXBzZS5kYXRhLnYxLlBpcGVsaW5lUnVuIjUKFUdldFBpcGVsaW5lUnVuUmVxdWVzdBIcCgZydW5faWQYASABKAlCDLpICcgBAXIE+IAZASJDChZHZXRQaXBlbGluZVJ1blJlc3BvbnNlEikKA3J1bhgBIAEoCzIcLmdsaW1wc2UuZGF0YS52MS5QaXBlbGluZVJ1biJLChdMaXN0UGlwZWxpbmVSdW5zUmVxdWVzdBIcCglwYWdlX3NpemUYASABKAVCCbpIBhoEkIEZZBISCgpwYWdlX3Rva2VuGAIgASgJIl8KGExpc3RQaXBlbGluZVJ1bnNSZXNwb25zZRIqCgRydW5zGAEgAygLMhwuZ2xpbXBzZS5kYXRhLnYxLlBpcGVsaW5lUnVuEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI3ChdXYXRjaFBpcGVsaW5lUnVuUmVxdWVzdBIcCgZydW5faWQYASABKAlCDLpICcgBAXIE+IAZASKDAQoYV2F0Y2hQaXBlbGluZVJ1blJlc3BvbnNlEikKA3J1bhgBIAEoCzIcLmdsaW1wc2UuZGF0YS52MS5QaXBlbGluZVJ1bhIrCgRzdGVwGAIgASgOMh0uZ2xpbXBzZS5kYXRhLnYxLlBpcGVsaW5lU3RlcBIPCgdtZXNzYWdlGAMgASgJIjgKGENhbmNlbFBpcGVsaW5lUnVuUmVxdWVzdBIcCgZydW5faWQYASABKAlCDLpICcgBAXIE+IAZASJGChlDYW5jZWxQaXBlbGluZVJ1blJlc3BvbnNlEikKA3J1bhgBIAEoCzIcLmdsaW1wc2UuZGF0YS52MS5QaXBlbGluZVJ1biJvCh1SZWdpc3RlckRhdGFzZXRWZXJzaW9uUmVxdWVzdBIaCgdkYXRhc2V0GAEgASgJQgm6SAZyBOCAGQESHQoHdmVyc2lvbhgCIAEoCUIMukgJyAEBcgTogBkBEhMKC21hcmtfbGF0ZXN0GAMgASgIIlIKHlJlZ2lzdGVyRGF0YXNldFZlcnNpb25SZXNwb25zZRIwCgd2ZXJzaW9uGAEgASgLMh8uZ2xpbXBzZS5kYXRhLnYxLkRhdGFzZXRWZXJzaW9uKlsKC0RhdGFzZXRTaXplEhwKGERBVEFTRVRfU0laRV9VTlNQRUNJRklFRBAAEhUKEURBVEFTRVRfU0laRV9GVUxMEAESFwoTREFUQVNFVF9TSVpFX1NBTVBMRRACKlYKCVNwbGl0TW9kZRIaChZTUExJVF9NT0RFX1VOU1BFQ0lGSUVEEAASFwoTU1BMSVRfTU9ERV9PRkZJQ0lBTBABEhQKEFNQTElUX01PREVfUkFUSU8QAiqyAQoIUnVuU3RhdGUSGQoVUlVOX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRUlVOX1NUQVRFX1BFTkRJTkcQARIVChFSVU5fU1RBVEVfUlVOTklORxACEhcKE1JVTl9TVEFURV9TVUNDRUVERUQQAxIUChBSVU5fU1RBVEVfRkFJTEVEEAQSFwoTUlVOX1NUQVRFX0NBTkNFTExFRBAFEhUKEVJVTl9TVEFURV9TS0lQUEVEEAYq5gEKDFBpcGVsaW5lU3RlcBIdChlQSVBFTElORV9TVEVQX1VOU1BFQ0lGSUVEEAASGgoWUElQRUxJTkVfU1RFUF9ET1dOTE9BRBABEhkKFVBJUEVMSU5FX1NURVBfRVhUUkFDVBACEhkKFVBJUEVMSU5FX1NURVBfUFJPQ0VTUxADEhcKE1BJUEVMSU5FX1NURVBfU1BMSVQQBBIaChZQSVBFTElORV9TVEVQX1ZBTElEQVRFEAUSGAoUUElQRUxJTkVfU1RFUF9VUExPQUQQBhIWChJQSVBFTElORV9TVEVQX1NZTkMQBzKeCgoLRGF0YVNlcnZpY2USjwEKE0xpc3REYXRhc2V0VmVyc2lvbnMSKy5nbGltcHNlLmRhdGEudjEuTGlzdERhdGFzZXRWZXJzaW9uc1JlcXVlc3QaLC5nbGltcHNlLmRhdGEudjEuTGlzdERhdGFzZXRWZXJzaW9uc1Jlc3BvbnNlIh2QAgGIgBkBgtPkkwIQEg4vZGF0YS92ZXJzaW9ucxJ8Cg5HZXREYXRhc2V0SW5mbxImLmdsaW1wc2UuZGF0YS52MS5HZXREYXRhc2V0SW5mb1JlcXVlc3QaJy5nbGltcHNlLmRhdGEudjEuR2V0RGF0YXNldEluZm9SZXNwb25zZSIZkAIBiIAZAYLT5JMCDBIKL2RhdGEvaW5mbxJ2CgtMaXN0U2FtcGxlcxIjLmdsaW1wc2UuZGF0YS52MS5MaXN0U2FtcGxlc1JlcXVlc3QaJC5nbGltcHNlLmRhdGEudjEuTGlzdFNhbXBsZXNSZXNwb25zZSIckAIBiIAZAYLT5JMCDxINL2RhdGEvc2FtcGxlcxJYCghHZXRJbWFnZRIgLmdsaW1wc2UuZGF0YS52MS5HZXRJbWFnZVJlcXVlc3QaIS5nbGltcHNlLmRhdGEudjEuR2V0SW1hZ2VSZXNwb25zZSIHkAIBiIAZARKLAQoQU3RhcnRQaXBlbGluZVJ1bhIoLmdsaW1wc2UuZGF0YS52MS5TdGFydFBpcGVsaW5lUnVuUmVxdWVzdBopLmdsaW1wc2UuZGF0YS52MS5TdGFydFBpcGVsaW5lUnVuUmVzcG9uc2UiIoiAGQKC0+STAhg6BnBhcmFtcyIOL2RhdGEvZG93bmxvYWQSewoOR2V0UGlwZWxpbmVSdW4SJi5nbGltcHNlLmRhdGEudjEuR2V0UGlwZWxpbmVSdW5SZXF1ZXN0GicuZ2xpbXBzZS5kYXRhLnYxLkdldFBpcGVsaW5lUnVuUmVzcG9uc2UiGJACAYiAGQGC0+STAgsSCS9kYXRhL3J1bhKCAQoQTGlzdFBpcGVsaW5lUnVucxIoLmdsaW1wc2UuZGF0YS52MS5MaXN0UGlwZWxpbmVSdW5zUmVxdWVzdBopLmdsaW1wc2UuZGF0YS52MS5MaXN0UGlwZWxpbmVSdW5zUmVzcG9uc2UiGZACAYiAGQGC0+STAgwSCi9kYXRhL3J1bnMScgoQV2F0Y2hQaXBlbGluZVJ1bhIoLmdsaW1wc2UuZGF0YS52MS5XYXRjaFBpcGVsaW5lUnVuUmVxdWVzdBopLmdsaW1wc2UuZGF0YS52MS5XYXRjaFBpcGVsaW5lUnVuUmVzcG9uc2UiB5ACAYiAGQEwARKKAQoRQ2FuY2VsUGlwZWxpbmVSdW4SKS5nbGltcHNlLmRhdGEudjEuQ2FuY2VsUGlwZWxpbmVSdW5SZXF1ZXN0GiouZ2xpbXBzZS5kYXRhLnYxLkNhbmNlbFBpcGVsaW5lUnVuUmVzcG9uc2UiHpACAoiAGQKC0+STAhE6ASoiDC9kYXRhL2NhbmNlbBKbAQoWUmVnaXN0ZXJEYXRhc2V0VmVyc2lvbhIuLmdsaW1wc2UuZGF0YS52MS5SZWdpc3RlckRhdGFzZXRWZXJzaW9uUmVxdWVzdBovLmdsaW1wc2UuZGF0YS52MS5SZWdpc3RlckRhdGFzZXRWZXJzaW9uUmVzcG9uc2UiIJACAoiAGQKC0+STAhM6ASoiDi9kYXRhL3JlZ2lzdGVyYgZwcm90bzM", [file_buf_validate_validate, file_glimpse_api_v1_annotations, file_glimpse_api_v1_rules, file_glimpse_data_v1_dataset, file_google_api_annotations, file_google_protobuf_timestamp]);
+  fileDesc("CiJnbGltcHNlL2RhdGEvdjEvZGF0YV9zZXJ2aWNlLnByb3RvEg9nbGltcHNlLmRhdGEudjEiagoaTGlzdERhdGFzZXRWZXJzaW9uc1JlcXVlc3QSGgoHZGF0YXNldBgBIAEoCUIJukgGcgTggBkBEhwKCXBhZ2Vfc2l6ZRgCIAEoBUIJukgGGgSQgRlkEhIKCnBhZ2VfdG9rZW4YAyABKAkiaQobTGlzdERhdGFzZXRWZXJzaW9uc1Jlc3BvbnNlEjEKCHZlcnNpb25zGAEgAygLMh8uZ2xpbXBzZS5kYXRhLnYxLkRhdGFzZXRWZXJzaW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJPChVHZXREYXRhc2V0SW5mb1JlcXVlc3QSGgoHZGF0YXNldBgBIAEoCUIJukgGcgTggBkBEhoKB3ZlcnNpb24YAiABKAlCCbpIBnIE6IAZASJKChZHZXREYXRhc2V0SW5mb1Jlc3BvbnNlEjAKB3ZlcnNpb24YASABKAsyHy5nbGltcHNlLmRhdGEudjEuRGF0YXNldFZlcnNpb24isAEKEkxpc3RTYW1wbGVzUmVxdWVzdBIaCgdkYXRhc2V0GAEgASgJQgm6SAZyBOCAGQESGgoHdmVyc2lvbhgCIAEoCUIJukgGcgTogBkBEi8KBXNwbGl0GAMgASgOMhYuZ2xpbXBzZS5kYXRhLnYxLlNwbGl0Qgi6SAWCAQIQARIdCglwYWdlX3NpemUYBCABKAVCCrpIBxoFkIEZyAESEgoKcGFnZV90b2tlbhgFIAEoCSJ9ChNMaXN0U2FtcGxlc1Jlc3BvbnNlEigKB3NhbXBsZXMYASADKAsyFy5nbGltcHNlLmRhdGEudjEuU2FtcGxlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIPCgd2ZXJzaW9uGAMgASgJEhIKCnRvdGFsX3NpemUYBCABKAMiaQoPR2V0SW1hZ2VSZXF1ZXN0EhoKB2RhdGFzZXQYASABKAlCCbpIBnIE4IAZARIaCgd2ZXJzaW9uGAIgASgJQgm6SAZyBOiAGQESHgoIaW1hZ2VfaWQYAyABKAlCDLpICcgBAXIEiIEZASJ2ChBHZXRJbWFnZVJlc3BvbnNlEgwKBGRhdGEYASABKAwSFAoMY29udGVudF90eXBlGAIgASgJEg4KBnNoYTI1NhgDIAEoCRINCgV3aWR0aBgEIAEoBRIOCgZoZWlnaHQYBSABKAUSDwoHdmVyc2lvbhgGIAEoCSLQBwoOUGlwZWxpbmVQYXJhbXMSGgoHZGF0YXNldBgBIAEoCUIJukgGcgTggBkBEh4KCmltYWdlc191cmwYAiABKAlCCrpIB3IF2IAZgBASIAoMY2FwdGlvbnNfdXJsGAMgASgJQgq6SAdyBdiAGYAQEiAKDWltYWdlc19zaGEyNTYYBCABKAlCCbpIBnIEgIEZARIiCg9jYXB0aW9uc19zaGEyNTYYBSABKAlCCbpIBnIEgIEZARI8CgxkYXRhc2V0X3NpemUYBiABKA4yHC5nbGltcHNlLmRhdGEudjEuRGF0YXNldFNpemVCCLpIBYIBAhABEjAKDHNhbXBsZV9yYXRpbxgHIAEoAUIaukgX2AEBEhIZAAAAAAAA8D8hAAAAAAAAAAASOAoKc3BsaXRfbW9kZRgIIAEoDjIaLmdsaW1wc2UuZGF0YS52MS5TcGxpdE1vZGVCCLpIBYIBAhABEhMKC3RyYWluX3JhdGlvGAkgASgBEhEKCWRldl9yYXRpbxgKIAEoARISCgp0ZXN0X3JhdGlvGAsgASgBEhUKBHNlZWQYDCABKANCB7pIBCICKAA6nAS6SJgEGqEBChh0cmFpbl9yYXRpby5PVVRfT0ZfUkFOR0UahAFbdGhpcy50cmFpbl9yYXRpbywgdGhpcy5kZXZfcmF0aW8sIHRoaXMudGVzdF9yYXRpb10uZXhpc3RzKHIsIHIuaXNOYW4oKSB8fCByIDwgMC4wIHx8IHIgPiAxLjApID8gJ2VhY2ggcmF0aW8gbXVzdCBiZSBpbiBbMCwgMV0nIDogJyca8QIKE3RyYWluX3JhdGlvLkJBRF9TVU0a2QJbdGhpcy50cmFpbl9yYXRpbywgdGhpcy5kZXZfcmF0aW8sIHRoaXMudGVzdF9yYXRpb10uYWxsKHIsIHIgPj0gMC4wICYmIHIgPD0gMS4wKSAmJiBbdGhpcy50cmFpbl9yYXRpbywgdGhpcy5kZXZfcmF0aW8sIHRoaXMudGVzdF9yYXRpb10uZXhpc3RzKHIsIHIgIT0gMC4wKSAmJiAodGhpcy50cmFpbl9yYXRpbyArIHRoaXMuZGV2X3JhdGlvICsgdGhpcy50ZXN0X3JhdGlvID4gMS4wMDAwMDEgfHwgdGhpcy50cmFpbl9yYXRpbyArIHRoaXMuZGV2X3JhdGlvICsgdGhpcy50ZXN0X3JhdGlvIDwgMC45OTk5OTkpID8gJ3RyYWluX3JhdGlvICsgZGV2X3JhdGlvICsgdGVzdF9yYXRpbyBtdXN0IGJlIDEnIDogJycigAIKClN0ZXBTdGF0dXMSKwoEc3RlcBgBIAEoDjIdLmdsaW1wc2UuZGF0YS52MS5QaXBlbGluZVN0ZXASKAoFc3RhdGUYAiABKA4yGS5nbGltcHNlLmRhdGEudjEuUnVuU3RhdGUSLgoKc3RhcnRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBGRvbmUYBSABKAMSDQoFdG90YWwYBiABKAMSDAoEdW5pdBgHIAEoCRIPCgdtZXNzYWdlGAggASgJItYCCgtQaXBlbGluZVJ1bhIOCgZydW5faWQYASABKAkSLwoGcGFyYW1zGAIgASgLMh8uZ2xpbXBzZS5kYXRhLnYxLlBpcGVsaW5lUGFyYW1zEigKBXN0YXRlGAMgASgOMhkuZ2xpbXBzZS5kYXRhLnYxLlJ1blN0YXRlEioKBXN0ZXBzGAQgAygLMhsuZ2xpbXBzZS5kYXRhLnYxLlN0ZXBTdGF0dXMSFwoPZGF0YXNldF92ZXJzaW9uGAUgASgJEg0KBWVycm9yGAYgASgJEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghleGVjdXRvchgJIAEoCRIVCg13b3JrZmxvd19uYW1lGAogASgJIkoKF1N0YXJ0UGlwZWxpbmVSdW5SZXF1ZXN0Ei8KBnBhcmFtcxgBIAEoCzIfLmdsaW1wc2UuZGF0YS52MS5QaXBlbGluZVBhcmFtcyJFChhTdGFydFBpcGVsaW5lUnVuUmVzcG9uc2USKQoDcnVuGAEgASgLMhwuZ2xpbXBzZS5kYXRhLnYxLlBpcGVsaW5lUnVuIjUKFUdldFBpcGVsaW5lUnVuUmVxdWVzdBIcCgZydW5faWQYASABKAlCDLpICcgBAXIE+IAZASJDChZHZXRQaXBlbGluZVJ1blJlc3BvbnNlEikKA3J1bhgBIAEoCzIcLmdsaW1wc2UuZGF0YS52MS5QaXBlbGluZVJ1biJLChdMaXN0UGlwZWxpbmVSdW5zUmVxdWVzdBIcCglwYWdlX3NpemUYASABKAVCCbpIBhoEkIEZZBISCgpwYWdlX3Rva2VuGAIgASgJIl8KGExpc3RQaXBlbGluZVJ1bnNSZXNwb25zZRIqCgRydW5zGAEgAygLMhwuZ2xpbXBzZS5kYXRhLnYxLlBpcGVsaW5lUnVuEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI3ChdXYXRjaFBpcGVsaW5lUnVuUmVxdWVzdBIcCgZydW5faWQYASABKAlCDLpICcgBAXIE+IAZASKDAQoYV2F0Y2hQaXBlbGluZVJ1blJlc3BvbnNlEikKA3J1bhgBIAEoCzIcLmdsaW1wc2UuZGF0YS52MS5QaXBlbGluZVJ1bhIrCgRzdGVwGAIgASgOMh0uZ2xpbXBzZS5kYXRhLnYxLlBpcGVsaW5lU3RlcBIPCgdtZXNzYWdlGAMgASgJIjgKGENhbmNlbFBpcGVsaW5lUnVuUmVxdWVzdBIcCgZydW5faWQYASABKAlCDLpICcgBAXIE+IAZASJGChlDYW5jZWxQaXBlbGluZVJ1blJlc3BvbnNlEikKA3J1bhgBIAEoCzIcLmdsaW1wc2UuZGF0YS52MS5QaXBlbGluZVJ1biJvCh1SZWdpc3RlckRhdGFzZXRWZXJzaW9uUmVxdWVzdBIaCgdkYXRhc2V0GAEgASgJQgm6SAZyBOCAGQESHQoHdmVyc2lvbhgCIAEoCUIMukgJyAEBcgTogBkBEhMKC21hcmtfbGF0ZXN0GAMgASgIIlIKHlJlZ2lzdGVyRGF0YXNldFZlcnNpb25SZXNwb25zZRIwCgd2ZXJzaW9uGAEgASgLMh8uZ2xpbXBzZS5kYXRhLnYxLkRhdGFzZXRWZXJzaW9uIn0KF0NyZWF0ZUNvbGxlY3Rpb25SZXF1ZXN0EiYKDWNvbGxlY3Rpb25faWQYASABKAlCD+BBArpICcgBAXIEmIEZARI6Cgpjb2xsZWN0aW9uGAIgASgLMhsuZ2xpbXBzZS5kYXRhLnYxLkNvbGxlY3Rpb25CCeBBArpIA8gBASJLChhDcmVhdGVDb2xsZWN0aW9uUmVzcG9uc2USLwoKY29sbGVjdGlvbhgBIAEoCzIbLmdsaW1wc2UuZGF0YS52MS5Db2xsZWN0aW9uIjIKFEdldENvbGxlY3Rpb25SZXF1ZXN0EhoKBG5hbWUYASABKAlCDOBBArpIBnIEoIEZASJIChVHZXRDb2xsZWN0aW9uUmVzcG9uc2USLwoKY29sbGVjdGlvbhgBIAEoCzIbLmdsaW1wc2UuZGF0YS52MS5Db2xsZWN0aW9uIkoKFkxpc3RDb2xsZWN0aW9uc1JlcXVlc3QSHAoJcGFnZV9zaXplGAEgASgFQgm6SAYaBJCBGWQSEgoKcGFnZV90b2tlbhgCIAEoCSJkChdMaXN0Q29sbGVjdGlvbnNSZXNwb25zZRIwCgtjb2xsZWN0aW9ucxgBIAMoCzIbLmdsaW1wc2UuZGF0YS52MS5Db2xsZWN0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI1ChdEZWxldGVDb2xsZWN0aW9uUmVxdWVzdBIaCgRuYW1lGAEgASgJQgzgQQK6SAZyBKCBGQEiGgoYRGVsZXRlQ29sbGVjdGlvblJlc3BvbnNlIjMKFVN5bmNDb2xsZWN0aW9uUmVxdWVzdBIaCgRuYW1lGAEgASgJQgzgQQK6SAZyBKCBGQEiSQoWU3luY0NvbGxlY3Rpb25SZXNwb25zZRIvCgpjb2xsZWN0aW9uGAEgASgLMhsuZ2xpbXBzZS5kYXRhLnYxLkNvbGxlY3Rpb24iSgoWV2F0Y2hDb2xsZWN0aW9uUmVxdWVzdBIaCgRuYW1lGAEgASgJQgzgQQK6SAZyBKCBGQESFAoMdW50aWxfc3luY2VkGAIgASgIIkoKF1dhdGNoQ29sbGVjdGlvblJlc3BvbnNlEi8KCmNvbGxlY3Rpb24YASABKAsyGy5nbGltcHNlLmRhdGEudjEuQ29sbGVjdGlvbiJuChJDcmVhdGVQaG90b1JlcXVlc3QSHAoGcGFyZW50GAEgASgJQgzgQQK6SAZyBKCBGQESHgoFaW1hZ2UYAiABKAxCD+BBArpICXoHEAEYgICABRIaCghmaWxlbmFtZRgDIAEoCUIIukgFcgMY/wEiPAoTQ3JlYXRlUGhvdG9SZXNwb25zZRIlCgVwaG90bxgBIAEoCzIWLmdsaW1wc2UuZGF0YS52MS5QaG90byItCg9HZXRQaG90b1JlcXVlc3QSGgoEbmFtZRgBIAEoCUIM4EECukgGcgSogRkBIjkKEEdldFBob3RvUmVzcG9uc2USJQoFcGhvdG8YASABKAsyFi5nbGltcHNlLmRhdGEudjEuUGhvdG8idQoRTGlzdFBob3Rvc1JlcXVlc3QSHAoGcGFyZW50GAEgASgJQgzgQQK6SAZyBKCBGQESHQoJcGFnZV9zaXplGAIgASgFQgq6SAcaBZCBGegHEhIKCnBhZ2VfdG9rZW4YAyABKAkSDwoHc2tpcHBlZBgEIAEoCCKVAQoSTGlzdFBob3Rvc1Jlc3BvbnNlEiYKBnBob3RvcxgBIAMoCzIWLmdsaW1wc2UuZGF0YS52MS5QaG90bxItCgdza2lwcGVkGAIgAygLMhwuZ2xpbXBzZS5kYXRhLnYxLlNraXBwZWRGaWxlEhcKD25leHRfcGFnZV90b2tlbhgDIAEoCRIPCgd2ZXJzaW9uGAQgASgJIjAKEkRlbGV0ZVBob3RvUmVxdWVzdBIaCgRuYW1lGAEgASgJQgzgQQK6SAZyBKiBGQEiFQoTRGVsZXRlUGhvdG9SZXNwb25zZSI2ChhHZXRQaG90b1RodW1ibmFpbFJlcXVlc3QSGgoEbmFtZRgBIAEoCUIM4EECukgGcgSogRkBIk8KGUdldFBob3RvVGh1bWJuYWlsUmVzcG9uc2USDAoEZGF0YRgBIAEoDBIUCgxjb250ZW50X3R5cGUYAiABKAkSDgoGc2hhMjU2GAMgASgJKlsKC0RhdGFzZXRTaXplEhwKGERBVEFTRVRfU0laRV9VTlNQRUNJRklFRBAAEhUKEURBVEFTRVRfU0laRV9GVUxMEAESFwoTREFUQVNFVF9TSVpFX1NBTVBMRRACKlYKCVNwbGl0TW9kZRIaChZTUExJVF9NT0RFX1VOU1BFQ0lGSUVEEAASFwoTU1BMSVRfTU9ERV9PRkZJQ0lBTBABEhQKEFNQTElUX01PREVfUkFUSU8QAiqyAQoIUnVuU3RhdGUSGQoVUlVOX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRUlVOX1NUQVRFX1BFTkRJTkcQARIVChFSVU5fU1RBVEVfUlVOTklORxACEhcKE1JVTl9TVEFURV9TVUNDRUVERUQQAxIUChBSVU5fU1RBVEVfRkFJTEVEEAQSFwoTUlVOX1NUQVRFX0NBTkNFTExFRBAFEhUKEVJVTl9TVEFURV9TS0lQUEVEEAYq5gEKDFBpcGVsaW5lU3RlcBIdChlQSVBFTElORV9TVEVQX1VOU1BFQ0lGSUVEEAASGgoWUElQRUxJTkVfU1RFUF9ET1dOTE9BRBABEhkKFVBJUEVMSU5FX1NURVBfRVhUUkFDVBACEhkKFVBJUEVMSU5FX1NURVBfUFJPQ0VTUxADEhcKE1BJUEVMSU5FX1NURVBfU1BMSVQQBBIaChZQSVBFTElORV9TVEVQX1ZBTElEQVRFEAUSGAoUUElQRUxJTkVfU1RFUF9VUExPQUQQBhIWChJQSVBFTElORV9TVEVQX1NZTkMQBzKyFgoLRGF0YVNlcnZpY2USjwEKE0xpc3REYXRhc2V0VmVyc2lvbnMSKy5nbGltcHNlLmRhdGEudjEuTGlzdERhdGFzZXRWZXJzaW9uc1JlcXVlc3QaLC5nbGltcHNlLmRhdGEudjEuTGlzdERhdGFzZXRWZXJzaW9uc1Jlc3BvbnNlIh2QAgGIgBkBgtPkkwIQEg4vZGF0YS92ZXJzaW9ucxJ8Cg5HZXREYXRhc2V0SW5mbxImLmdsaW1wc2UuZGF0YS52MS5HZXREYXRhc2V0SW5mb1JlcXVlc3QaJy5nbGltcHNlLmRhdGEudjEuR2V0RGF0YXNldEluZm9SZXNwb25zZSIZkAIBiIAZAYLT5JMCDBIKL2RhdGEvaW5mbxJ2CgtMaXN0U2FtcGxlcxIjLmdsaW1wc2UuZGF0YS52MS5MaXN0U2FtcGxlc1JlcXVlc3QaJC5nbGltcHNlLmRhdGEudjEuTGlzdFNhbXBsZXNSZXNwb25zZSIckAIBiIAZAYLT5JMCDxINL2RhdGEvc2FtcGxlcxJYCghHZXRJbWFnZRIgLmdsaW1wc2UuZGF0YS52MS5HZXRJbWFnZVJlcXVlc3QaIS5nbGltcHNlLmRhdGEudjEuR2V0SW1hZ2VSZXNwb25zZSIHkAIBiIAZARKLAQoQU3RhcnRQaXBlbGluZVJ1bhIoLmdsaW1wc2UuZGF0YS52MS5TdGFydFBpcGVsaW5lUnVuUmVxdWVzdBopLmdsaW1wc2UuZGF0YS52MS5TdGFydFBpcGVsaW5lUnVuUmVzcG9uc2UiIoiAGQKC0+STAhg6BnBhcmFtcyIOL2RhdGEvZG93bmxvYWQSewoOR2V0UGlwZWxpbmVSdW4SJi5nbGltcHNlLmRhdGEudjEuR2V0UGlwZWxpbmVSdW5SZXF1ZXN0GicuZ2xpbXBzZS5kYXRhLnYxLkdldFBpcGVsaW5lUnVuUmVzcG9uc2UiGJACAYiAGQGC0+STAgsSCS9kYXRhL3J1bhKCAQoQTGlzdFBpcGVsaW5lUnVucxIoLmdsaW1wc2UuZGF0YS52MS5MaXN0UGlwZWxpbmVSdW5zUmVxdWVzdBopLmdsaW1wc2UuZGF0YS52MS5MaXN0UGlwZWxpbmVSdW5zUmVzcG9uc2UiGZACAYiAGQGC0+STAgwSCi9kYXRhL3J1bnMScgoQV2F0Y2hQaXBlbGluZVJ1bhIoLmdsaW1wc2UuZGF0YS52MS5XYXRjaFBpcGVsaW5lUnVuUmVxdWVzdBopLmdsaW1wc2UuZGF0YS52MS5XYXRjaFBpcGVsaW5lUnVuUmVzcG9uc2UiB5ACAYiAGQEwARKKAQoRQ2FuY2VsUGlwZWxpbmVSdW4SKS5nbGltcHNlLmRhdGEudjEuQ2FuY2VsUGlwZWxpbmVSdW5SZXF1ZXN0GiouZ2xpbXBzZS5kYXRhLnYxLkNhbmNlbFBpcGVsaW5lUnVuUmVzcG9uc2UiHpACAoiAGQKC0+STAhE6ASoiDC9kYXRhL2NhbmNlbBKbAQoWUmVnaXN0ZXJEYXRhc2V0VmVyc2lvbhIuLmdsaW1wc2UuZGF0YS52MS5SZWdpc3RlckRhdGFzZXRWZXJzaW9uUmVxdWVzdBovLmdsaW1wc2UuZGF0YS52MS5SZWdpc3RlckRhdGFzZXRWZXJzaW9uUmVzcG9uc2UiIJACAoiAGQKC0+STAhM6ASoiDi9kYXRhL3JlZ2lzdGVyEpABChBDcmVhdGVDb2xsZWN0aW9uEiguZ2xpbXBzZS5kYXRhLnYxLkNyZWF0ZUNvbGxlY3Rpb25SZXF1ZXN0GikuZ2xpbXBzZS5kYXRhLnYxLkNyZWF0ZUNvbGxlY3Rpb25SZXNwb25zZSIniIAZAoLT5JMCHToKY29sbGVjdGlvbiIPL3YxL2NvbGxlY3Rpb25zEocBCg1HZXRDb2xsZWN0aW9uEiUuZ2xpbXBzZS5kYXRhLnYxLkdldENvbGxlY3Rpb25SZXF1ZXN0GiYuZ2xpbXBzZS5kYXRhLnYxLkdldENvbGxlY3Rpb25SZXNwb25zZSInkAIBiIAZAYLT5JMCGhIYL3YxL3tuYW1lPWNvbGxlY3Rpb25zLyp9EoQBCg9MaXN0Q29sbGVjdGlvbnMSJy5nbGltcHNlLmRhdGEudjEuTGlzdENvbGxlY3Rpb25zUmVxdWVzdBooLmdsaW1wc2UuZGF0YS52MS5MaXN0Q29sbGVjdGlvbnNSZXNwb25zZSIekAIBiIAZAYLT5JMCERIPL3YxL2NvbGxlY3Rpb25zEpABChBEZWxldGVDb2xsZWN0aW9uEiguZ2xpbXBzZS5kYXRhLnYxLkRlbGV0ZUNvbGxlY3Rpb25SZXF1ZXN0GikuZ2xpbXBzZS5kYXRhLnYxLkRlbGV0ZUNvbGxlY3Rpb25SZXNwb25zZSInkAICiIAZAoLT5JMCGioYL3YxL3tuYW1lPWNvbGxlY3Rpb25zLyp9EpIBCg5TeW5jQ29sbGVjdGlvbhImLmdsaW1wc2UuZGF0YS52MS5TeW5jQ29sbGVjdGlvblJlcXVlc3QaJy5nbGltcHNlLmRhdGEudjEuU3luY0NvbGxlY3Rpb25SZXNwb25zZSIvkAICiIAZAoLT5JMCIjoBKiIdL3YxL3tuYW1lPWNvbGxlY3Rpb25zLyp9OnN5bmMSbwoPV2F0Y2hDb2xsZWN0aW9uEicuZ2xpbXBzZS5kYXRhLnYxLldhdGNoQ29sbGVjdGlvblJlcXVlc3QaKC5nbGltcHNlLmRhdGEudjEuV2F0Y2hDb2xsZWN0aW9uUmVzcG9uc2UiB5ACAYiAGQEwARKKAQoLQ3JlYXRlUGhvdG8SIy5nbGltcHNlLmRhdGEudjEuQ3JlYXRlUGhvdG9SZXF1ZXN0GiQuZ2xpbXBzZS5kYXRhLnYxLkNyZWF0ZVBob3RvUmVzcG9uc2UiMIiAGQKC0+STAiY6ASoiIS92MS97cGFyZW50PWNvbGxlY3Rpb25zLyp9L3Bob3RvcxKBAQoIR2V0UGhvdG8SIC5nbGltcHNlLmRhdGEudjEuR2V0UGhvdG9SZXF1ZXN0GiEuZ2xpbXBzZS5kYXRhLnYxLkdldFBob3RvUmVzcG9uc2UiMJACAYiAGQGC0+STAiMSIS92MS97bmFtZT1jb2xsZWN0aW9ucy8qL3Bob3Rvcy8qfRKHAQoKTGlzdFBob3RvcxIiLmdsaW1wc2UuZGF0YS52MS5MaXN0UGhvdG9zUmVxdWVzdBojLmdsaW1wc2UuZGF0YS52MS5MaXN0UGhvdG9zUmVzcG9uc2UiMJACAYiAGQGC0+STAiMSIS92MS97cGFyZW50PWNvbGxlY3Rpb25zLyp9L3Bob3RvcxKKAQoLRGVsZXRlUGhvdG8SIy5nbGltcHNlLmRhdGEudjEuRGVsZXRlUGhvdG9SZXF1ZXN0GiQuZ2xpbXBzZS5kYXRhLnYxLkRlbGV0ZVBob3RvUmVzcG9uc2UiMJACAoiAGQKC0+STAiMqIS92MS97bmFtZT1jb2xsZWN0aW9ucy8qL3Bob3Rvcy8qfRKsAQoRR2V0UGhvdG9UaHVtYm5haWwSKS5nbGltcHNlLmRhdGEudjEuR2V0UGhvdG9UaHVtYm5haWxSZXF1ZXN0GiouZ2xpbXBzZS5kYXRhLnYxLkdldFBob3RvVGh1bWJuYWlsUmVzcG9uc2UiQJACAYiAGQGC0+STAjNiBGRhdGESKy92MS97bmFtZT1jb2xsZWN0aW9ucy8qL3Bob3Rvcy8qfS90aHVtYm5haWxiBnByb3RvMw", [file_buf_validate_validate, file_glimpse_api_v1_annotations, file_glimpse_api_v1_rules, file_glimpse_data_v1_collection, file_glimpse_data_v1_dataset, file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message glimpse.data.v1.ListDatasetVersionsRequest
@@ -721,6 +724,464 @@ export const RegisterDatasetVersionResponseSchema: GenMessage<RegisterDatasetVer
   messageDesc(file_glimpse_data_v1_data_service, 22);
 
 /**
+ * @generated from message glimpse.data.v1.CreateCollectionRequest
+ */
+export type CreateCollectionRequest = Message<"glimpse.data.v1.CreateCollectionRequest"> & {
+  /**
+   * The collection's id, the last part of its name (AIP-122).
+   *
+   * @generated from field: string collection_id = 1;
+   */
+  collectionId: string;
+
+  /**
+   * @generated from field: glimpse.data.v1.Collection collection = 2;
+   */
+  collection?: Collection | undefined;
+};
+
+/**
+ * Describes the message glimpse.data.v1.CreateCollectionRequest.
+ * Use `create(CreateCollectionRequestSchema)` to create a new message.
+ */
+export const CreateCollectionRequestSchema: GenMessage<CreateCollectionRequest> = /*@__PURE__*/
+  messageDesc(file_glimpse_data_v1_data_service, 23);
+
+/**
+ * @generated from message glimpse.data.v1.CreateCollectionResponse
+ */
+export type CreateCollectionResponse = Message<"glimpse.data.v1.CreateCollectionResponse"> & {
+  /**
+   * @generated from field: glimpse.data.v1.Collection collection = 1;
+   */
+  collection?: Collection | undefined;
+};
+
+/**
+ * Describes the message glimpse.data.v1.CreateCollectionResponse.
+ * Use `create(CreateCollectionResponseSchema)` to create a new message.
+ */
+export const CreateCollectionResponseSchema: GenMessage<CreateCollectionResponse> = /*@__PURE__*/
+  messageDesc(file_glimpse_data_v1_data_service, 24);
+
+/**
+ * @generated from message glimpse.data.v1.GetCollectionRequest
+ */
+export type GetCollectionRequest = Message<"glimpse.data.v1.GetCollectionRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message glimpse.data.v1.GetCollectionRequest.
+ * Use `create(GetCollectionRequestSchema)` to create a new message.
+ */
+export const GetCollectionRequestSchema: GenMessage<GetCollectionRequest> = /*@__PURE__*/
+  messageDesc(file_glimpse_data_v1_data_service, 25);
+
+/**
+ * @generated from message glimpse.data.v1.GetCollectionResponse
+ */
+export type GetCollectionResponse = Message<"glimpse.data.v1.GetCollectionResponse"> & {
+  /**
+   * @generated from field: glimpse.data.v1.Collection collection = 1;
+   */
+  collection?: Collection | undefined;
+};
+
+/**
+ * Describes the message glimpse.data.v1.GetCollectionResponse.
+ * Use `create(GetCollectionResponseSchema)` to create a new message.
+ */
+export const GetCollectionResponseSchema: GenMessage<GetCollectionResponse> = /*@__PURE__*/
+  messageDesc(file_glimpse_data_v1_data_service, 26);
+
+/**
+ * @generated from message glimpse.data.v1.ListCollectionsRequest
+ */
+export type ListCollectionsRequest = Message<"glimpse.data.v1.ListCollectionsRequest"> & {
+  /**
+   * 1..100; 0 means 20.
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * From a previous response's next_page_token.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message glimpse.data.v1.ListCollectionsRequest.
+ * Use `create(ListCollectionsRequestSchema)` to create a new message.
+ */
+export const ListCollectionsRequestSchema: GenMessage<ListCollectionsRequest> = /*@__PURE__*/
+  messageDesc(file_glimpse_data_v1_data_service, 27);
+
+/**
+ * @generated from message glimpse.data.v1.ListCollectionsResponse
+ */
+export type ListCollectionsResponse = Message<"glimpse.data.v1.ListCollectionsResponse"> & {
+  /**
+   * @generated from field: repeated glimpse.data.v1.Collection collections = 1;
+   */
+  collections: Collection[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message glimpse.data.v1.ListCollectionsResponse.
+ * Use `create(ListCollectionsResponseSchema)` to create a new message.
+ */
+export const ListCollectionsResponseSchema: GenMessage<ListCollectionsResponse> = /*@__PURE__*/
+  messageDesc(file_glimpse_data_v1_data_service, 28);
+
+/**
+ * @generated from message glimpse.data.v1.DeleteCollectionRequest
+ */
+export type DeleteCollectionRequest = Message<"glimpse.data.v1.DeleteCollectionRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message glimpse.data.v1.DeleteCollectionRequest.
+ * Use `create(DeleteCollectionRequestSchema)` to create a new message.
+ */
+export const DeleteCollectionRequestSchema: GenMessage<DeleteCollectionRequest> = /*@__PURE__*/
+  messageDesc(file_glimpse_data_v1_data_service, 29);
+
+/**
+ * @generated from message glimpse.data.v1.DeleteCollectionResponse
+ */
+export type DeleteCollectionResponse = Message<"glimpse.data.v1.DeleteCollectionResponse"> & {
+};
+
+/**
+ * Describes the message glimpse.data.v1.DeleteCollectionResponse.
+ * Use `create(DeleteCollectionResponseSchema)` to create a new message.
+ */
+export const DeleteCollectionResponseSchema: GenMessage<DeleteCollectionResponse> = /*@__PURE__*/
+  messageDesc(file_glimpse_data_v1_data_service, 30);
+
+/**
+ * @generated from message glimpse.data.v1.SyncCollectionRequest
+ */
+export type SyncCollectionRequest = Message<"glimpse.data.v1.SyncCollectionRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message glimpse.data.v1.SyncCollectionRequest.
+ * Use `create(SyncCollectionRequestSchema)` to create a new message.
+ */
+export const SyncCollectionRequestSchema: GenMessage<SyncCollectionRequest> = /*@__PURE__*/
+  messageDesc(file_glimpse_data_v1_data_service, 31);
+
+/**
+ * @generated from message glimpse.data.v1.SyncCollectionResponse
+ */
+export type SyncCollectionResponse = Message<"glimpse.data.v1.SyncCollectionResponse"> & {
+  /**
+   * @generated from field: glimpse.data.v1.Collection collection = 1;
+   */
+  collection?: Collection | undefined;
+};
+
+/**
+ * Describes the message glimpse.data.v1.SyncCollectionResponse.
+ * Use `create(SyncCollectionResponseSchema)` to create a new message.
+ */
+export const SyncCollectionResponseSchema: GenMessage<SyncCollectionResponse> = /*@__PURE__*/
+  messageDesc(file_glimpse_data_v1_data_service, 32);
+
+/**
+ * @generated from message glimpse.data.v1.WatchCollectionRequest
+ */
+export type WatchCollectionRequest = Message<"glimpse.data.v1.WatchCollectionRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * End the stream when no sync is running (at once if none is).
+   *
+   * @generated from field: bool until_synced = 2;
+   */
+  untilSynced: boolean;
+};
+
+/**
+ * Describes the message glimpse.data.v1.WatchCollectionRequest.
+ * Use `create(WatchCollectionRequestSchema)` to create a new message.
+ */
+export const WatchCollectionRequestSchema: GenMessage<WatchCollectionRequest> = /*@__PURE__*/
+  messageDesc(file_glimpse_data_v1_data_service, 33);
+
+/**
+ * @generated from message glimpse.data.v1.WatchCollectionResponse
+ */
+export type WatchCollectionResponse = Message<"glimpse.data.v1.WatchCollectionResponse"> & {
+  /**
+   * @generated from field: glimpse.data.v1.Collection collection = 1;
+   */
+  collection?: Collection | undefined;
+};
+
+/**
+ * Describes the message glimpse.data.v1.WatchCollectionResponse.
+ * Use `create(WatchCollectionResponseSchema)` to create a new message.
+ */
+export const WatchCollectionResponseSchema: GenMessage<WatchCollectionResponse> = /*@__PURE__*/
+  messageDesc(file_glimpse_data_v1_data_service, 34);
+
+/**
+ * @generated from message glimpse.data.v1.CreatePhotoRequest
+ */
+export type CreatePhotoRequest = Message<"glimpse.data.v1.CreatePhotoRequest"> & {
+  /**
+   * @generated from field: string parent = 1;
+   */
+  parent: string;
+
+  /**
+   * The photo's encoded bytes (JPEG, PNG, WebP, GIF, TIFF, AVIF; at most 10 MiB).
+   *
+   * @generated from field: bytes image = 2;
+   */
+  image: Uint8Array;
+
+  /**
+   * The name it is listed under (its path), without "/"; default "<photo id>.<format>".
+   *
+   * @generated from field: string filename = 3;
+   */
+  filename: string;
+};
+
+/**
+ * Describes the message glimpse.data.v1.CreatePhotoRequest.
+ * Use `create(CreatePhotoRequestSchema)` to create a new message.
+ */
+export const CreatePhotoRequestSchema: GenMessage<CreatePhotoRequest> = /*@__PURE__*/
+  messageDesc(file_glimpse_data_v1_data_service, 35);
+
+/**
+ * @generated from message glimpse.data.v1.CreatePhotoResponse
+ */
+export type CreatePhotoResponse = Message<"glimpse.data.v1.CreatePhotoResponse"> & {
+  /**
+   * @generated from field: glimpse.data.v1.Photo photo = 1;
+   */
+  photo?: Photo | undefined;
+};
+
+/**
+ * Describes the message glimpse.data.v1.CreatePhotoResponse.
+ * Use `create(CreatePhotoResponseSchema)` to create a new message.
+ */
+export const CreatePhotoResponseSchema: GenMessage<CreatePhotoResponse> = /*@__PURE__*/
+  messageDesc(file_glimpse_data_v1_data_service, 36);
+
+/**
+ * @generated from message glimpse.data.v1.GetPhotoRequest
+ */
+export type GetPhotoRequest = Message<"glimpse.data.v1.GetPhotoRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message glimpse.data.v1.GetPhotoRequest.
+ * Use `create(GetPhotoRequestSchema)` to create a new message.
+ */
+export const GetPhotoRequestSchema: GenMessage<GetPhotoRequest> = /*@__PURE__*/
+  messageDesc(file_glimpse_data_v1_data_service, 37);
+
+/**
+ * @generated from message glimpse.data.v1.GetPhotoResponse
+ */
+export type GetPhotoResponse = Message<"glimpse.data.v1.GetPhotoResponse"> & {
+  /**
+   * @generated from field: glimpse.data.v1.Photo photo = 1;
+   */
+  photo?: Photo | undefined;
+};
+
+/**
+ * Describes the message glimpse.data.v1.GetPhotoResponse.
+ * Use `create(GetPhotoResponseSchema)` to create a new message.
+ */
+export const GetPhotoResponseSchema: GenMessage<GetPhotoResponse> = /*@__PURE__*/
+  messageDesc(file_glimpse_data_v1_data_service, 38);
+
+/**
+ * @generated from message glimpse.data.v1.ListPhotosRequest
+ */
+export type ListPhotosRequest = Message<"glimpse.data.v1.ListPhotosRequest"> & {
+  /**
+   * @generated from field: string parent = 1;
+   */
+  parent: string;
+
+  /**
+   * 1..1000; 0 means 100.
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * From a previous response's next_page_token.
+   *
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+
+  /**
+   * List the skipped files (in `skipped`) instead of the photos.
+   *
+   * @generated from field: bool skipped = 4;
+   */
+  skipped: boolean;
+};
+
+/**
+ * Describes the message glimpse.data.v1.ListPhotosRequest.
+ * Use `create(ListPhotosRequestSchema)` to create a new message.
+ */
+export const ListPhotosRequestSchema: GenMessage<ListPhotosRequest> = /*@__PURE__*/
+  messageDesc(file_glimpse_data_v1_data_service, 39);
+
+/**
+ * @generated from message glimpse.data.v1.ListPhotosResponse
+ */
+export type ListPhotosResponse = Message<"glimpse.data.v1.ListPhotosResponse"> & {
+  /**
+   * @generated from field: repeated glimpse.data.v1.Photo photos = 1;
+   */
+  photos: Photo[];
+
+  /**
+   * @generated from field: repeated glimpse.data.v1.SkippedFile skipped = 2;
+   */
+  skipped: SkippedFile[];
+
+  /**
+   * @generated from field: string next_page_token = 3;
+   */
+  nextPageToken: string;
+
+  /**
+   * The collection version listed.
+   *
+   * @generated from field: string version = 4;
+   */
+  version: string;
+};
+
+/**
+ * Describes the message glimpse.data.v1.ListPhotosResponse.
+ * Use `create(ListPhotosResponseSchema)` to create a new message.
+ */
+export const ListPhotosResponseSchema: GenMessage<ListPhotosResponse> = /*@__PURE__*/
+  messageDesc(file_glimpse_data_v1_data_service, 40);
+
+/**
+ * @generated from message glimpse.data.v1.DeletePhotoRequest
+ */
+export type DeletePhotoRequest = Message<"glimpse.data.v1.DeletePhotoRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message glimpse.data.v1.DeletePhotoRequest.
+ * Use `create(DeletePhotoRequestSchema)` to create a new message.
+ */
+export const DeletePhotoRequestSchema: GenMessage<DeletePhotoRequest> = /*@__PURE__*/
+  messageDesc(file_glimpse_data_v1_data_service, 41);
+
+/**
+ * @generated from message glimpse.data.v1.DeletePhotoResponse
+ */
+export type DeletePhotoResponse = Message<"glimpse.data.v1.DeletePhotoResponse"> & {
+};
+
+/**
+ * Describes the message glimpse.data.v1.DeletePhotoResponse.
+ * Use `create(DeletePhotoResponseSchema)` to create a new message.
+ */
+export const DeletePhotoResponseSchema: GenMessage<DeletePhotoResponse> = /*@__PURE__*/
+  messageDesc(file_glimpse_data_v1_data_service, 42);
+
+/**
+ * @generated from message glimpse.data.v1.GetPhotoThumbnailRequest
+ */
+export type GetPhotoThumbnailRequest = Message<"glimpse.data.v1.GetPhotoThumbnailRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message glimpse.data.v1.GetPhotoThumbnailRequest.
+ * Use `create(GetPhotoThumbnailRequestSchema)` to create a new message.
+ */
+export const GetPhotoThumbnailRequestSchema: GenMessage<GetPhotoThumbnailRequest> = /*@__PURE__*/
+  messageDesc(file_glimpse_data_v1_data_service, 43);
+
+/**
+ * @generated from message glimpse.data.v1.GetPhotoThumbnailResponse
+ */
+export type GetPhotoThumbnailResponse = Message<"glimpse.data.v1.GetPhotoThumbnailResponse"> & {
+  /**
+   * @generated from field: bytes data = 1;
+   */
+  data: Uint8Array;
+
+  /**
+   * "image/jpeg".
+   *
+   * @generated from field: string content_type = 2;
+   */
+  contentType: string;
+
+  /**
+   * @generated from field: string sha256 = 3;
+   */
+  sha256: string;
+};
+
+/**
+ * Describes the message glimpse.data.v1.GetPhotoThumbnailResponse.
+ * Use `create(GetPhotoThumbnailResponseSchema)` to create a new message.
+ */
+export const GetPhotoThumbnailResponseSchema: GenMessage<GetPhotoThumbnailResponse> = /*@__PURE__*/
+  messageDesc(file_glimpse_data_v1_data_service, 44);
+
+/**
  * How much of the source dataset a run keeps.
  *
  * @generated from enum glimpse.data.v1.DatasetSize
@@ -994,6 +1455,120 @@ export const DataService: GenService<{
     methodKind: "unary";
     input: typeof RegisterDatasetVersionRequestSchema;
     output: typeof RegisterDatasetVersionResponseSchema;
+  },
+  /**
+   * Creates a collection and starts its first sync (ALREADY_EXISTS when the id is taken).
+   *
+   * @generated from rpc glimpse.data.v1.DataService.CreateCollection
+   */
+  createCollection: {
+    methodKind: "unary";
+    input: typeof CreateCollectionRequestSchema;
+    output: typeof CreateCollectionResponseSchema;
+  },
+  /**
+   * One collection, with its counts, the running sync's progress and what search serves.
+   *
+   * @generated from rpc glimpse.data.v1.DataService.GetCollection
+   */
+  getCollection: {
+    methodKind: "unary";
+    input: typeof GetCollectionRequestSchema;
+    output: typeof GetCollectionResponseSchema;
+  },
+  /**
+   * Collections, by id.
+   *
+   * @generated from rpc glimpse.data.v1.DataService.ListCollections
+   */
+  listCollections: {
+    methodKind: "unary";
+    input: typeof ListCollectionsRequestSchema;
+    output: typeof ListCollectionsResponseSchema;
+  },
+  /**
+   * Deletes a collection: its catalog, versions, thumbnails and uploads (never the source's files).
+   *
+   * @generated from rpc glimpse.data.v1.DataService.DeleteCollection
+   */
+  deleteCollection: {
+    methodKind: "unary";
+    input: typeof DeleteCollectionRequestSchema;
+    output: typeof DeleteCollectionResponseSchema;
+  },
+  /**
+   * Starts a sync now (a running one is returned instead of starting another): only new or
+   * changed files are ingested, deleted ones leave the new version.
+   *
+   * @generated from rpc glimpse.data.v1.DataService.SyncCollection
+   */
+  syncCollection: {
+    methodKind: "unary";
+    input: typeof SyncCollectionRequestSchema;
+    output: typeof SyncCollectionResponseSchema;
+  },
+  /**
+   * Streams a collection: the current state first, then one message per change of its sync's
+   * progress or state. Ends when the client cancels, or with the sync when `until_synced`.
+   *
+   * @generated from rpc glimpse.data.v1.DataService.WatchCollection
+   */
+  watchCollection: {
+    methodKind: "server_streaming";
+    input: typeof WatchCollectionRequestSchema;
+    output: typeof WatchCollectionResponseSchema;
+  },
+  /**
+   * Adds a photo to an uploads collection (raw image bytes, or multipart field "file") and
+   * syncs it. The photo id is its content's; uploading the same bytes again changes nothing.
+   *
+   * @generated from rpc glimpse.data.v1.DataService.CreatePhoto
+   */
+  createPhoto: {
+    methodKind: "unary";
+    input: typeof CreatePhotoRequestSchema;
+    output: typeof CreatePhotoResponseSchema;
+  },
+  /**
+   * One photo of the published version: where it is, its size, EXIF date and camera.
+   *
+   * @generated from rpc glimpse.data.v1.DataService.GetPhoto
+   */
+  getPhoto: {
+    methodKind: "unary";
+    input: typeof GetPhotoRequestSchema;
+    output: typeof GetPhotoResponseSchema;
+  },
+  /**
+   * Photos of the published version, by photo id; or its skipped files with their reasons.
+   *
+   * @generated from rpc glimpse.data.v1.DataService.ListPhotos
+   */
+  listPhotos: {
+    methodKind: "unary";
+    input: typeof ListPhotosRequestSchema;
+    output: typeof ListPhotosResponseSchema;
+  },
+  /**
+   * Removes a photo: an uploaded one is deleted; from another source, FAILED_PRECONDITION
+   * (the source owns its files: delete it there, and a watched collection follows).
+   *
+   * @generated from rpc glimpse.data.v1.DataService.DeletePhoto
+   */
+  deletePhoto: {
+    methodKind: "unary";
+    input: typeof DeletePhotoRequestSchema;
+    output: typeof DeletePhotoResponseSchema;
+  },
+  /**
+   * A photo's thumbnail (JPEG, at most 256 px a side, no metadata); over REST the bytes themselves.
+   *
+   * @generated from rpc glimpse.data.v1.DataService.GetPhotoThumbnail
+   */
+  getPhotoThumbnail: {
+    methodKind: "unary";
+    input: typeof GetPhotoThumbnailRequestSchema;
+    output: typeof GetPhotoThumbnailResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_glimpse_data_v1_data_service, 0);

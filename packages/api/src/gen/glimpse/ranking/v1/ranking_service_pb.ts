@@ -7,9 +7,12 @@ import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf
 import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { file_glimpse_api_v1_annotations } from "../../api/v1/annotations_pb.js";
 import { file_glimpse_api_v1_rules } from "../../api/v1/rules_pb.js";
+import type { DuplicateGroup } from "../../data/v1/collection_pb.js";
+import { file_glimpse_data_v1_collection } from "../../data/v1/collection_pb.js";
 import type { Split } from "../../data/v1/dataset_pb.js";
 import { file_glimpse_data_v1_dataset } from "../../data/v1/dataset_pb.js";
 import { file_google_api_annotations } from "../../../google/api/annotations_pb.js";
+import { file_google_api_field_behavior } from "../../../google/api/field_behavior_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -18,7 +21,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file glimpse/ranking/v1/ranking_service.proto.
  */
 export const file_glimpse_ranking_v1_ranking_service: GenFile = /*@__PURE__*/
-  fileDesc("CihnbGltcHNlL3JhbmtpbmcvdjEvcmFua2luZ19zZXJ2aWNlLnByb3RvEhJnbGltcHNlLnJhbmtpbmcudjEiqQEKBVNjb3BlEiIKD2RhdGFzZXRfdmVyc2lvbhgBIAEoCUIJukgGcgTogBkBEnwKBXNwbGl0GAIgASgOMhYuZ2xpbXBzZS5kYXRhLnYxLlNwbGl0QlW6SFK6AU8KDE9VVF9PRl9SQU5HRRo/dGhpcyA+PSAwICYmIHRoaXMgPD0gMyA/ICcnIDogJ3Vua25vd24gc3BsaXQgJWQnLmZvcm1hdChbdGhpc10pIoUBCghJbWFnZUhpdBIQCghpbWFnZV9pZBgBIAEoCRINCgVzY29yZRgCIAEoAhIMCgRyYW5rGAMgASgFEiUKBXNwbGl0GAQgASgOMhYuZ2xpbXBzZS5kYXRhLnYxLlNwbGl0EhAKCGNhcHRpb25zGAUgAygJEhEKCWltYWdlX3VybBgGIAEoCSJdCgpDYXB0aW9uSGl0EhIKCmNhcHRpb25faWQYASABKAkSEAoIaW1hZ2VfaWQYAiABKAkSDAoEdGV4dBgDIAEoCRINCgVzY29yZRgEIAEoAhIMCgRyYW5rGAUgASgFInQKE1NlYXJjaEltYWdlc1JlcXVlc3QSGQoFcXVlcnkYASABKAlCCrpIB3IF0IAZgAQSGAoFdG9wX2sYAiABKAVCCbpIBhoEkIEZZBIoCgVzY29wZRgDIAEoCzIZLmdsaW1wc2UucmFua2luZy52MS5TY29wZSJ1ChRTZWFyY2hJbWFnZXNSZXNwb25zZRItCgdyZXN1bHRzGAEgAygLMhwuZ2xpbXBzZS5yYW5raW5nLnYxLkltYWdlSGl0EhUKDW1vZGVsX3ZlcnNpb24YAiABKAkSFwoPZGF0YXNldF92ZXJzaW9uGAMgASgJIq8BChVTZWFyY2hDYXB0aW9uc1JlcXVlc3QSHQoIaW1hZ2VfaWQYASABKAlCCbpIBnIEiIEZAUgAEiMKC2ltYWdlX2J5dGVzGAIgASgMQgy6SAl6BxABGICAgAVIABIYCgV0b3BfaxgDIAEoBUIJukgGGgSQgRlkEigKBXNjb3BlGAQgASgLMhkuZ2xpbXBzZS5yYW5raW5nLnYxLlNjb3BlQg4KBWltYWdlEgW6SAIIASJ5ChZTZWFyY2hDYXB0aW9uc1Jlc3BvbnNlEi8KB3Jlc3VsdHMYASADKAsyHi5nbGltcHNlLnJhbmtpbmcudjEuQ2FwdGlvbkhpdBIVCg1tb2RlbF92ZXJzaW9uGAIgASgJEhcKD2RhdGFzZXRfdmVyc2lvbhgDIAEoCSKEAQoYQmF0Y2hTZWFyY2hJbWFnZXNSZXF1ZXN0EiQKB3F1ZXJpZXMYASADKAlCE7pIEJIBDQgBEEAiB3IF0IAZgAQSGAoFdG9wX2sYAiABKAVCCbpIBhoEkIEZZBIoCgVzY29wZRgDIAEoCzIZLmdsaW1wc2UucmFua2luZy52MS5TY29wZSJLCgtRdWVyeVJlc3VsdBINCgVxdWVyeRgBIAEoCRItCgdyZXN1bHRzGAIgAygLMhwuZ2xpbXBzZS5yYW5raW5nLnYxLkltYWdlSGl0In0KGUJhdGNoU2VhcmNoSW1hZ2VzUmVzcG9uc2USMAoHcmVzdWx0cxgBIAMoCzIfLmdsaW1wc2UucmFua2luZy52MS5RdWVyeVJlc3VsdBIVCg1tb2RlbF92ZXJzaW9uGAIgASgJEhcKD2RhdGFzZXRfdmVyc2lvbhgDIAEoCSLgBAoVUmFua0NhbmRpZGF0ZXNSZXF1ZXN0EhoKBHRleHQYASABKAlCCrpIB3IF0IAZgARIABIdCghpbWFnZV9pZBgCIAEoCUIJukgGcgSIgRkBSAASIwoLaW1hZ2VfYnl0ZXMYAyABKAxCDLpICXoHEAEYgICABUgAEi4KE2NhbmRpZGF0ZV9pbWFnZV9pZHMYBCADKAlCEbpIDpIBCxDoByIGcgSIgRkBEisKD2NhbmRpZGF0ZV90ZXh0cxgFIAMoCUISukgPkgEMEOgHIgdyBdCAGYAEEigKBXNjb3BlGAYgASgLMhkuZ2xpbXBzZS5yYW5raW5nLnYxLlNjb3BlOs8CukjLAhqhAQoZY2FuZGlkYXRlX3RleHRzLkVYQ0xVU0lWRRqDAXNpemUodGhpcy5jYW5kaWRhdGVfaW1hZ2VfaWRzKSA+IDAgJiYgc2l6ZSh0aGlzLmNhbmRpZGF0ZV90ZXh0cykgPiAwID8gJ2dpdmUgY2FuZGlkYXRlX2ltYWdlX2lkcyBvciBjYW5kaWRhdGVfdGV4dHMsIG5vdCBib3RoJyA6ICcnGqQBChxjYW5kaWRhdGVfaW1hZ2VfaWRzLlJFUVVJUkVEGoMBc2l6ZSh0aGlzLmNhbmRpZGF0ZV9pbWFnZV9pZHMpID09IDAgJiYgc2l6ZSh0aGlzLmNhbmRpZGF0ZV90ZXh0cykgPT0gMCA/ICdnaXZlIDEuLjEwMDAgY2FuZGlkYXRlX2ltYWdlX2lkcyBvciBjYW5kaWRhdGVfdGV4dHMnIDogJydCDgoFcXVlcnkSBbpIAggBIlAKD1Njb3JlZENhbmRpZGF0ZRINCgVpbmRleBgBIAEoBRIRCgljYW5kaWRhdGUYAiABKAkSDQoFc2NvcmUYAyABKAISDAoEcmFuaxgEIAEoBSJ+ChZSYW5rQ2FuZGlkYXRlc1Jlc3BvbnNlEjQKB3Jlc3VsdHMYASADKAsyIy5nbGltcHNlLnJhbmtpbmcudjEuU2NvcmVkQ2FuZGlkYXRlEhUKDW1vZGVsX3ZlcnNpb24YAiABKAkSFwoPZGF0YXNldF92ZXJzaW9uGAMgASgJIqYBChhSYW5rVXBsb2FkZWRJbWFnZVJlcXVlc3QSHAoFaW1hZ2UYASABKAxCDbpICsgBAXoFGICAgAUSIQoOdG9wX2tfY2FwdGlvbnMYAiABKAVCCbpIBhoEkIEZZBIfCgx0b3Bfa19pbWFnZXMYAyABKAVCCbpIBhoEGGQoABIoCgVzY29wZRgEIAEoCzIZLmdsaW1wc2UucmFua2luZy52MS5TY29wZSLSAQoZUmFua1VwbG9hZGVkSW1hZ2VSZXNwb25zZRIwCghjYXB0aW9ucxgBIAMoCzIeLmdsaW1wc2UucmFua2luZy52MS5DYXB0aW9uSGl0EjQKDnNpbWlsYXJfaW1hZ2VzGAIgAygLMhwuZ2xpbXBzZS5yYW5raW5nLnYxLkltYWdlSGl0EhUKDW1vZGVsX3ZlcnNpb24YAyABKAkSFwoPZGF0YXNldF92ZXJzaW9uGAQgASgJEg0KBXdpZHRoGAUgASgFEg4KBmhlaWdodBgGIAEoBSLRAgoJTW9kZWxJbmZvEg8KB3ZlcnNpb24YASABKAkSEAoIYmFja2JvbmUYAiABKAkSFQoNZW1iZWRkaW5nX2RpbRgDIAEoBRIXCg9kYXRhc2V0X3ZlcnNpb24YBCABKAkSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASOwoHbWV0cmljcxgGIAMoCzIqLmdsaW1wc2UucmFua2luZy52MS5Nb2RlbEluZm8uTWV0cmljc0VudHJ5EhIKCmdpdF9jb21taXQYByABKAkSFwoPdHJhaW5pbmdfcnVuX2lkGAggASgJEhMKC2NvbmZpZ19qc29uGAkgASgJEhIKCnByb2R1Y3Rpb24YCiABKAgaLgoMTWV0cmljc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEiFQoTR2V0TW9kZWxJbmZvUmVxdWVzdCJEChRHZXRNb2RlbEluZm9SZXNwb25zZRIsCgVtb2RlbBgBIAEoCzIdLmdsaW1wc2UucmFua2luZy52MS5Nb2RlbEluZm8imQEKCUluZGV4SW5mbxIVCg1tb2RlbF92ZXJzaW9uGAEgASgJEhcKD2RhdGFzZXRfdmVyc2lvbhgCIAEoCRIOCgZpbWFnZXMYAyABKAMSEAoIY2FwdGlvbnMYBCABKAMSDAoEa2luZBgFIAEoCRIsCghidWlsdF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiFwoVR2V0TW9kZWxTdGF0dXNSZXF1ZXN0Ir0CChZHZXRNb2RlbFN0YXR1c1Jlc3BvbnNlEi0KBXN0YXRlGAEgASgOMh4uZ2xpbXBzZS5yYW5raW5nLnYxLk1vZGVsU3RhdGUSFwoPc2VydmluZ192ZXJzaW9uGAIgASgJEhcKD2xvYWRpbmdfdmVyc2lvbhgDIAEoCRISCgpsYXN0X2Vycm9yGAQgASgJEi0KCWxvYWRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoFaW5kZXgYBiABKAsyHS5nbGltcHNlLnJhbmtpbmcudjEuSW5kZXhJbmZvEhoKEnByb2R1Y3Rpb25fdmVyc2lvbhgHIAEoCRI1Cg1wZW5kaW5nX2luZGV4GAggASgLMh4uZ2xpbXBzZS5yYW5raW5nLnYxLkluZGV4QnVpbGQijAEKCkluZGV4QnVpbGQSFQoNbW9kZWxfdmVyc2lvbhgBIAEoCRIPCgdkYXRhc2V0GAIgASgJEhcKD2RhdGFzZXRfdmVyc2lvbhgDIAEoCRIQCghleGVjdXRvchgEIAEoCRILCgNqb2IYBSABKAkSDgoGZGV0YWlsGAYgASgJEg4KBmZhaWxlZBgHIAEoCCJMChhMaXN0TW9kZWxWZXJzaW9uc1JlcXVlc3QSHAoJcGFnZV9zaXplGAEgASgFQgm6SAYaBJCBGWQSEgoKcGFnZV90b2tlbhgCIAEoCSJjChlMaXN0TW9kZWxWZXJzaW9uc1Jlc3BvbnNlEi0KBm1vZGVscxgBIAMoCzIdLmdsaW1wc2UucmFua2luZy52MS5Nb2RlbEluZm8SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjQKE1Byb21vdGVNb2RlbFJlcXVlc3QSHQoHdmVyc2lvbhgBIAEoCUIMukgJyAEBcgTwgBkBIkQKFFByb21vdGVNb2RlbFJlc3BvbnNlEiwKBW1vZGVsGAEgASgLMh0uZ2xpbXBzZS5yYW5raW5nLnYxLk1vZGVsSW5mbyKSAQoRQnVpbGRJbmRleFJlcXVlc3QSIAoNbW9kZWxfdmVyc2lvbhgBIAEoCUIJukgGcgTwgBkBEiIKD2RhdGFzZXRfdmVyc2lvbhgCIAEoCUIJukgGcgTogBkBEigKBGtpbmQYAyABKAlCGrpIF3IVUgBSBGF1dG9SBWV4YWN0UgRobnN3Eg0KBWZvcmNlGAQgASgIIm4KEkJ1aWxkSW5kZXhSZXNwb25zZRINCgVzdGFnZRgBIAEoCRIMCgRkb25lGAIgASgDEg0KBXRvdGFsGAMgASgDEiwKBWluZGV4GAQgASgLMh0uZ2xpbXBzZS5yYW5raW5nLnYxLkluZGV4SW5mbyIYChZMaXN0RGVtb1F1ZXJpZXNSZXF1ZXN0IioKF0xpc3REZW1vUXVlcmllc1Jlc3BvbnNlEg8KB3F1ZXJpZXMYASADKAkiSAoRRGVtb1NlYXJjaFJlcXVlc3QSGQoFcXVlcnkYASABKAlCCrpIB3IF0IAZgAQSGAoFdG9wX2sYAiABKAVCCbpIBhoEkIEZMiKCAQoSRGVtb1NlYXJjaFJlc3BvbnNlEi0KB3Jlc3VsdHMYASADKAsyHC5nbGltcHNlLnJhbmtpbmcudjEuSW1hZ2VIaXQSFQoNbW9kZWxfdmVyc2lvbhgCIAEoCRIXCg9kYXRhc2V0X3ZlcnNpb24YAyABKAkSDQoFcXVlcnkYBCABKAkqjQEKCk1vZGVsU3RhdGUSGwoXTU9ERUxfU1RBVEVfVU5TUEVDSUZJRUQQABIYChRNT0RFTF9TVEFURV9OT19NT0RFTBABEhcKE01PREVMX1NUQVRFX0xPQURJTkcQAhIXChNNT0RFTF9TVEFURV9TRVJWSU5HEAMSFgoSTU9ERUxfU1RBVEVfRkFJTEVEEAQyjA0KDlJhbmtpbmdTZXJ2aWNlEo0BCgxTZWFyY2hJbWFnZXMSJy5nbGltcHNlLnJhbmtpbmcudjEuU2VhcmNoSW1hZ2VzUmVxdWVzdBooLmdsaW1wc2UucmFua2luZy52MS5TZWFyY2hJbWFnZXNSZXNwb25zZSIqkAIBiIAZAYLT5JMCHToBKiIYL2luZmVyZW5jZS90ZXh0LXRvLWltYWdlEpABCg5TZWFyY2hDYXB0aW9ucxIpLmdsaW1wc2UucmFua2luZy52MS5TZWFyY2hDYXB0aW9uc1JlcXVlc3QaKi5nbGltcHNlLnJhbmtpbmcudjEuU2VhcmNoQ2FwdGlvbnNSZXNwb25zZSIniIAZAYLT5JMCHToBKiIYL2luZmVyZW5jZS9pbWFnZS10by10ZXh0EpwBChFCYXRjaFNlYXJjaEltYWdlcxIsLmdsaW1wc2UucmFua2luZy52MS5CYXRjaFNlYXJjaEltYWdlc1JlcXVlc3QaLS5nbGltcHNlLnJhbmtpbmcudjEuQmF0Y2hTZWFyY2hJbWFnZXNSZXNwb25zZSIqkAIBiIAZAYLT5JMCHToBKiIYL2luZmVyZW5jZS9iYXRjaC1yYW5raW5nEpIBCg5SYW5rQ2FuZGlkYXRlcxIpLmdsaW1wc2UucmFua2luZy52MS5SYW5rQ2FuZGlkYXRlc1JlcXVlc3QaKi5nbGltcHNlLnJhbmtpbmcudjEuUmFua0NhbmRpZGF0ZXNSZXNwb25zZSIpiIAZAYLT5JMCHzoBKiIaL2luZmVyZW5jZS9yYW5rLWNhbmRpZGF0ZXMSmAEKEVJhbmtVcGxvYWRlZEltYWdlEiwuZ2xpbXBzZS5yYW5raW5nLnYxLlJhbmtVcGxvYWRlZEltYWdlUmVxdWVzdBotLmdsaW1wc2UucmFua2luZy52MS5SYW5rVXBsb2FkZWRJbWFnZVJlc3BvbnNlIiaIgBkBgtPkkwIcOgEqIhcvaW5mZXJlbmNlL3VwbG9hZC1pbWFnZRJ9CgxHZXRNb2RlbEluZm8SJy5nbGltcHNlLnJhbmtpbmcudjEuR2V0TW9kZWxJbmZvUmVxdWVzdBooLmdsaW1wc2UucmFua2luZy52MS5HZXRNb2RlbEluZm9SZXNwb25zZSIakAIBiIAZAYLT5JMCDRILL21vZGVsL2luZm8ShQEKDkdldE1vZGVsU3RhdHVzEikuZ2xpbXBzZS5yYW5raW5nLnYxLkdldE1vZGVsU3RhdHVzUmVxdWVzdBoqLmdsaW1wc2UucmFua2luZy52MS5HZXRNb2RlbFN0YXR1c1Jlc3BvbnNlIhyQAgGIgBkBgtPkkwIPEg0vbW9kZWwvc3RhdHVzEpABChFMaXN0TW9kZWxWZXJzaW9ucxIsLmdsaW1wc2UucmFua2luZy52MS5MaXN0TW9kZWxWZXJzaW9uc1JlcXVlc3QaLS5nbGltcHNlLnJhbmtpbmcudjEuTGlzdE1vZGVsVmVyc2lvbnNSZXNwb25zZSIekAIBiIAZAYLT5JMCERIPL21vZGVsL3ZlcnNpb25zEoMBCgxQcm9tb3RlTW9kZWwSJy5nbGltcHNlLnJhbmtpbmcudjEuUHJvbW90ZU1vZGVsUmVxdWVzdBooLmdsaW1wc2UucmFua2luZy52MS5Qcm9tb3RlTW9kZWxSZXNwb25zZSIgkAICiIAZAoLT5JMCEzoBKiIOL21vZGVsL3Byb21vdGUSYwoKQnVpbGRJbmRleBIlLmdsaW1wc2UucmFua2luZy52MS5CdWlsZEluZGV4UmVxdWVzdBomLmdsaW1wc2UucmFua2luZy52MS5CdWlsZEluZGV4UmVzcG9uc2UiBIiAGQIwARKIAQoPTGlzdERlbW9RdWVyaWVzEiouZ2xpbXBzZS5yYW5raW5nLnYxLkxpc3REZW1vUXVlcmllc1JlcXVlc3QaKy5nbGltcHNlLnJhbmtpbmcudjEuTGlzdERlbW9RdWVyaWVzUmVzcG9uc2UiHJACAYiAGQGC0+STAg8SDS9kZW1vL3F1ZXJpZXMSeAoKRGVtb1NlYXJjaBIlLmdsaW1wc2UucmFua2luZy52MS5EZW1vU2VhcmNoUmVxdWVzdBomLmdsaW1wc2UucmFua2luZy52MS5EZW1vU2VhcmNoUmVzcG9uc2UiG5ACAYiAGQGC0+STAg4SDC9kZW1vL3NlYXJjaGIGcHJvdG8z", [file_buf_validate_validate, file_glimpse_api_v1_annotations, file_glimpse_api_v1_rules, file_glimpse_data_v1_dataset, file_google_api_annotations, file_google_protobuf_timestamp]);
+  fileDesc("CihnbGltcHNlL3JhbmtpbmcvdjEvcmFua2luZ19zZXJ2aWNlLnByb3RvEhJnbGltcHNlLnJhbmtpbmcudjEiqQEKBVNjb3BlEiIKD2RhdGFzZXRfdmVyc2lvbhgBIAEoCUIJukgGcgTogBkBEnwKBXNwbGl0GAIgASgOMhYuZ2xpbXBzZS5kYXRhLnYxLlNwbGl0QlW6SFK6AU8KDE9VVF9PRl9SQU5HRRo/dGhpcyA+PSAwICYmIHRoaXMgPD0gMyA/ICcnIDogJ3Vua25vd24gc3BsaXQgJWQnLmZvcm1hdChbdGhpc10pIpkBCghJbWFnZUhpdBIQCghpbWFnZV9pZBgBIAEoCRINCgVzY29yZRgCIAEoAhIMCgRyYW5rGAMgASgFEiUKBXNwbGl0GAQgASgOMhYuZ2xpbXBzZS5kYXRhLnYxLlNwbGl0EhAKCGNhcHRpb25zGAUgAygJEhEKCWltYWdlX3VybBgGIAEoCRISCgpyYW5rX3Njb3JlGAcgASgCInEKCkNhcHRpb25IaXQSEgoKY2FwdGlvbl9pZBgBIAEoCRIQCghpbWFnZV9pZBgCIAEoCRIMCgR0ZXh0GAMgASgJEg0KBXNjb3JlGAQgASgCEgwKBHJhbmsYBSABKAUSEgoKcmFua19zY29yZRgGIAEoAiJ0ChNTZWFyY2hJbWFnZXNSZXF1ZXN0EhkKBXF1ZXJ5GAEgASgJQgq6SAdyBdCAGYAEEhgKBXRvcF9rGAIgASgFQgm6SAYaBJCBGWQSKAoFc2NvcGUYAyABKAsyGS5nbGltcHNlLnJhbmtpbmcudjEuU2NvcGUidQoUU2VhcmNoSW1hZ2VzUmVzcG9uc2USLQoHcmVzdWx0cxgBIAMoCzIcLmdsaW1wc2UucmFua2luZy52MS5JbWFnZUhpdBIVCg1tb2RlbF92ZXJzaW9uGAIgASgJEhcKD2RhdGFzZXRfdmVyc2lvbhgDIAEoCSKvAQoVU2VhcmNoQ2FwdGlvbnNSZXF1ZXN0Eh0KCGltYWdlX2lkGAEgASgJQgm6SAZyBIiBGQFIABIjCgtpbWFnZV9ieXRlcxgCIAEoDEIMukgJegcQARiAgIAFSAASGAoFdG9wX2sYAyABKAVCCbpIBhoEkIEZZBIoCgVzY29wZRgEIAEoCzIZLmdsaW1wc2UucmFua2luZy52MS5TY29wZUIOCgVpbWFnZRIFukgCCAEieQoWU2VhcmNoQ2FwdGlvbnNSZXNwb25zZRIvCgdyZXN1bHRzGAEgAygLMh4uZ2xpbXBzZS5yYW5raW5nLnYxLkNhcHRpb25IaXQSFQoNbW9kZWxfdmVyc2lvbhgCIAEoCRIXCg9kYXRhc2V0X3ZlcnNpb24YAyABKAkihAEKGEJhdGNoU2VhcmNoSW1hZ2VzUmVxdWVzdBIkCgdxdWVyaWVzGAEgAygJQhO6SBCSAQ0IARBAIgdyBdCAGYAEEhgKBXRvcF9rGAIgASgFQgm6SAYaBJCBGWQSKAoFc2NvcGUYAyABKAsyGS5nbGltcHNlLnJhbmtpbmcudjEuU2NvcGUiSwoLUXVlcnlSZXN1bHQSDQoFcXVlcnkYASABKAkSLQoHcmVzdWx0cxgCIAMoCzIcLmdsaW1wc2UucmFua2luZy52MS5JbWFnZUhpdCJ9ChlCYXRjaFNlYXJjaEltYWdlc1Jlc3BvbnNlEjAKB3Jlc3VsdHMYASADKAsyHy5nbGltcHNlLnJhbmtpbmcudjEuUXVlcnlSZXN1bHQSFQoNbW9kZWxfdmVyc2lvbhgCIAEoCRIXCg9kYXRhc2V0X3ZlcnNpb24YAyABKAki4AQKFVJhbmtDYW5kaWRhdGVzUmVxdWVzdBIaCgR0ZXh0GAEgASgJQgq6SAdyBdCAGYAESAASHQoIaW1hZ2VfaWQYAiABKAlCCbpIBnIEiIEZAUgAEiMKC2ltYWdlX2J5dGVzGAMgASgMQgy6SAl6BxABGICAgAVIABIuChNjYW5kaWRhdGVfaW1hZ2VfaWRzGAQgAygJQhG6SA6SAQsQ6AciBnIEiIEZARIrCg9jYW5kaWRhdGVfdGV4dHMYBSADKAlCErpID5IBDBDoByIHcgXQgBmABBIoCgVzY29wZRgGIAEoCzIZLmdsaW1wc2UucmFua2luZy52MS5TY29wZTrPArpIywIaoQEKGWNhbmRpZGF0ZV90ZXh0cy5FWENMVVNJVkUagwFzaXplKHRoaXMuY2FuZGlkYXRlX2ltYWdlX2lkcykgPiAwICYmIHNpemUodGhpcy5jYW5kaWRhdGVfdGV4dHMpID4gMCA/ICdnaXZlIGNhbmRpZGF0ZV9pbWFnZV9pZHMgb3IgY2FuZGlkYXRlX3RleHRzLCBub3QgYm90aCcgOiAnJxqkAQocY2FuZGlkYXRlX2ltYWdlX2lkcy5SRVFVSVJFRBqDAXNpemUodGhpcy5jYW5kaWRhdGVfaW1hZ2VfaWRzKSA9PSAwICYmIHNpemUodGhpcy5jYW5kaWRhdGVfdGV4dHMpID09IDAgPyAnZ2l2ZSAxLi4xMDAwIGNhbmRpZGF0ZV9pbWFnZV9pZHMgb3IgY2FuZGlkYXRlX3RleHRzJyA6ICcnQg4KBXF1ZXJ5EgW6SAIIASJQCg9TY29yZWRDYW5kaWRhdGUSDQoFaW5kZXgYASABKAUSEQoJY2FuZGlkYXRlGAIgASgJEg0KBXNjb3JlGAMgASgCEgwKBHJhbmsYBCABKAUifgoWUmFua0NhbmRpZGF0ZXNSZXNwb25zZRI0CgdyZXN1bHRzGAEgAygLMiMuZ2xpbXBzZS5yYW5raW5nLnYxLlNjb3JlZENhbmRpZGF0ZRIVCg1tb2RlbF92ZXJzaW9uGAIgASgJEhcKD2RhdGFzZXRfdmVyc2lvbhgDIAEoCSKmAQoYUmFua1VwbG9hZGVkSW1hZ2VSZXF1ZXN0EhwKBWltYWdlGAEgASgMQg26SArIAQF6BRiAgIAFEiEKDnRvcF9rX2NhcHRpb25zGAIgASgFQgm6SAYaBJCBGWQSHwoMdG9wX2tfaW1hZ2VzGAMgASgFQgm6SAYaBBhkKAASKAoFc2NvcGUYBCABKAsyGS5nbGltcHNlLnJhbmtpbmcudjEuU2NvcGUi0gEKGVJhbmtVcGxvYWRlZEltYWdlUmVzcG9uc2USMAoIY2FwdGlvbnMYASADKAsyHi5nbGltcHNlLnJhbmtpbmcudjEuQ2FwdGlvbkhpdBI0Cg5zaW1pbGFyX2ltYWdlcxgCIAMoCzIcLmdsaW1wc2UucmFua2luZy52MS5JbWFnZUhpdBIVCg1tb2RlbF92ZXJzaW9uGAMgASgJEhcKD2RhdGFzZXRfdmVyc2lvbhgEIAEoCRINCgV3aWR0aBgFIAEoBRIOCgZoZWlnaHQYBiABKAUi0QIKCU1vZGVsSW5mbxIPCgd2ZXJzaW9uGAEgASgJEhAKCGJhY2tib25lGAIgASgJEhUKDWVtYmVkZGluZ19kaW0YAyABKAUSFwoPZGF0YXNldF92ZXJzaW9uGAQgASgJEi4KCmNyZWF0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjsKB21ldHJpY3MYBiADKAsyKi5nbGltcHNlLnJhbmtpbmcudjEuTW9kZWxJbmZvLk1ldHJpY3NFbnRyeRISCgpnaXRfY29tbWl0GAcgASgJEhcKD3RyYWluaW5nX3J1bl9pZBgIIAEoCRITCgtjb25maWdfanNvbhgJIAEoCRISCgpwcm9kdWN0aW9uGAogASgIGi4KDE1ldHJpY3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBIhUKE0dldE1vZGVsSW5mb1JlcXVlc3QiRAoUR2V0TW9kZWxJbmZvUmVzcG9uc2USLAoFbW9kZWwYASABKAsyHS5nbGltcHNlLnJhbmtpbmcudjEuTW9kZWxJbmZvIpkBCglJbmRleEluZm8SFQoNbW9kZWxfdmVyc2lvbhgBIAEoCRIXCg9kYXRhc2V0X3ZlcnNpb24YAiABKAkSDgoGaW1hZ2VzGAMgASgDEhAKCGNhcHRpb25zGAQgASgDEgwKBGtpbmQYBSABKAkSLAoIYnVpbHRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhcKFUdldE1vZGVsU3RhdHVzUmVxdWVzdCK9AgoWR2V0TW9kZWxTdGF0dXNSZXNwb25zZRItCgVzdGF0ZRgBIAEoDjIeLmdsaW1wc2UucmFua2luZy52MS5Nb2RlbFN0YXRlEhcKD3NlcnZpbmdfdmVyc2lvbhgCIAEoCRIXCg9sb2FkaW5nX3ZlcnNpb24YAyABKAkSEgoKbGFzdF9lcnJvchgEIAEoCRItCglsb2FkZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKBWluZGV4GAYgASgLMh0uZ2xpbXBzZS5yYW5raW5nLnYxLkluZGV4SW5mbxIaChJwcm9kdWN0aW9uX3ZlcnNpb24YByABKAkSNQoNcGVuZGluZ19pbmRleBgIIAEoCzIeLmdsaW1wc2UucmFua2luZy52MS5JbmRleEJ1aWxkIowBCgpJbmRleEJ1aWxkEhUKDW1vZGVsX3ZlcnNpb24YASABKAkSDwoHZGF0YXNldBgCIAEoCRIXCg9kYXRhc2V0X3ZlcnNpb24YAyABKAkSEAoIZXhlY3V0b3IYBCABKAkSCwoDam9iGAUgASgJEg4KBmRldGFpbBgGIAEoCRIOCgZmYWlsZWQYByABKAgiTAoYTGlzdE1vZGVsVmVyc2lvbnNSZXF1ZXN0EhwKCXBhZ2Vfc2l6ZRgBIAEoBUIJukgGGgSQgRlkEhIKCnBhZ2VfdG9rZW4YAiABKAkiYwoZTGlzdE1vZGVsVmVyc2lvbnNSZXNwb25zZRItCgZtb2RlbHMYASADKAsyHS5nbGltcHNlLnJhbmtpbmcudjEuTW9kZWxJbmZvEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI0ChNQcm9tb3RlTW9kZWxSZXF1ZXN0Eh0KB3ZlcnNpb24YASABKAlCDLpICcgBAXIE8IAZASJEChRQcm9tb3RlTW9kZWxSZXNwb25zZRIsCgVtb2RlbBgBIAEoCzIdLmdsaW1wc2UucmFua2luZy52MS5Nb2RlbEluZm8ikgEKEUJ1aWxkSW5kZXhSZXF1ZXN0EiAKDW1vZGVsX3ZlcnNpb24YASABKAlCCbpIBnIE8IAZARIiCg9kYXRhc2V0X3ZlcnNpb24YAiABKAlCCbpIBnIE6IAZARIoCgRraW5kGAMgASgJQhq6SBdyFVIAUgRhdXRvUgVleGFjdFIEaG5zdxINCgVmb3JjZRgEIAEoCCJuChJCdWlsZEluZGV4UmVzcG9uc2USDQoFc3RhZ2UYASABKAkSDAoEZG9uZRgCIAEoAxINCgV0b3RhbBgDIAEoAxIsCgVpbmRleBgEIAEoCzIdLmdsaW1wc2UucmFua2luZy52MS5JbmRleEluZm8iGAoWTGlzdERlbW9RdWVyaWVzUmVxdWVzdCIqChdMaXN0RGVtb1F1ZXJpZXNSZXNwb25zZRIPCgdxdWVyaWVzGAEgAygJIkgKEURlbW9TZWFyY2hSZXF1ZXN0EhkKBXF1ZXJ5GAEgASgJQgq6SAdyBdCAGYAEEhgKBXRvcF9rGAIgASgFQgm6SAYaBJCBGTIiggEKEkRlbW9TZWFyY2hSZXNwb25zZRItCgdyZXN1bHRzGAEgAygLMhwuZ2xpbXBzZS5yYW5raW5nLnYxLkltYWdlSGl0EhUKDW1vZGVsX3ZlcnNpb24YAiABKAkSFwoPZGF0YXNldF92ZXJzaW9uGAMgASgJEg0KBXF1ZXJ5GAQgASgJIpACChdTZWFyY2hDb2xsZWN0aW9uUmVxdWVzdBIaCgRuYW1lGAEgASgJQgzgQQK6SAZyBKCBGQESGgoEdGV4dBgCIAEoCUIKukgHcgXQgBmABEgAEh0KBWltYWdlGAMgASgMQgy6SAl6BxABGICAgAVIABIfCghwaG90b19pZBgEIAEoCUILukgIcgawgRkBEAFIABIYCgV0b3BfaxgFIAEoBUIJukgGGgSQgRlkEi8KBmZpbHRlchgGIAEoCzIfLmdsaW1wc2UucmFua2luZy52MS5QaG90b0ZpbHRlchIiCgltaW5fc2NvcmUYByABKAJCD7pIDAoKHQAAAEAtAAAAwEIOCgVxdWVyeRIFukgCCAEirwEKC1Bob3RvRmlsdGVyEi8KC3Rha2VuX2FmdGVyGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgx0YWtlbl9iZWZvcmUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEh0KC3BhdGhfcHJlZml4GAMgASgJQgi6SAVyAxiACBIeCgxjYW1lcmFfbW9kZWwYBCABKAlCCLpIBXIDGMgBIsMBCghQaG90b0hpdBIQCghwaG90b19pZBgBIAEoCRIMCgRwYXRoGAIgASgJEg0KBXNjb3JlGAMgASgCEgwKBHJhbmsYBCABKAUSFQoNdGh1bWJuYWlsX3VybBgFIAEoCRINCgV3aWR0aBgGIAEoBRIOCgZoZWlnaHQYByABKAUSLgoKdGFrZW5fdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMY2FtZXJhX21vZGVsGAkgASgJInwKGFNlYXJjaENvbGxlY3Rpb25SZXNwb25zZRItCgdyZXN1bHRzGAEgAygLMhwuZ2xpbXBzZS5yYW5raW5nLnYxLlBob3RvSGl0EhUKDW1vZGVsX3ZlcnNpb24YAiABKAkSGgoSY29sbGVjdGlvbl92ZXJzaW9uGAMgASgJIj8KH0xpc3RDb2xsZWN0aW9uRHVwbGljYXRlc1JlcXVlc3QSHAoGcGFyZW50GAEgASgJQgzgQQK6SAZyBKCBGQEingEKIExpc3RDb2xsZWN0aW9uRHVwbGljYXRlc1Jlc3BvbnNlEi8KBmdyb3VwcxgBIAMoCzIfLmdsaW1wc2UuZGF0YS52MS5EdXBsaWNhdGVHcm91cBIWCg5uZWFyX3RocmVzaG9sZBgCIAEoAhIaChJjb2xsZWN0aW9uX3ZlcnNpb24YAyABKAkSFQoNbW9kZWxfdmVyc2lvbhgEIAEoCSI3ChlHZXRDb2xsZWN0aW9uSW5kZXhSZXF1ZXN0EhoKBG5hbWUYASABKAlCDOBBArpIBnIEoIEZASKWAQoaR2V0Q29sbGVjdGlvbkluZGV4UmVzcG9uc2USFwoPc2VydmluZ192ZXJzaW9uGAEgASgJEhUKDW1vZGVsX3ZlcnNpb24YAiABKAkSFwoPbmVhcl9kdXBsaWNhdGVzGAMgASgDEi8KB3BlbmRpbmcYBCABKAsyHi5nbGltcHNlLnJhbmtpbmcudjEuSW5kZXhCdWlsZCqNAQoKTW9kZWxTdGF0ZRIbChdNT0RFTF9TVEFURV9VTlNQRUNJRklFRBAAEhgKFE1PREVMX1NUQVRFX05PX01PREVMEAESFwoTTU9ERUxfU1RBVEVfTE9BRElORxACEhcKE01PREVMX1NUQVRFX1NFUlZJTkcQAxIWChJNT0RFTF9TVEFURV9GQUlMRUQQBDLrEAoOUmFua2luZ1NlcnZpY2USjQEKDFNlYXJjaEltYWdlcxInLmdsaW1wc2UucmFua2luZy52MS5TZWFyY2hJbWFnZXNSZXF1ZXN0GiguZ2xpbXBzZS5yYW5raW5nLnYxLlNlYXJjaEltYWdlc1Jlc3BvbnNlIiqQAgGIgBkBgtPkkwIdOgEqIhgvaW5mZXJlbmNlL3RleHQtdG8taW1hZ2USkAEKDlNlYXJjaENhcHRpb25zEikuZ2xpbXBzZS5yYW5raW5nLnYxLlNlYXJjaENhcHRpb25zUmVxdWVzdBoqLmdsaW1wc2UucmFua2luZy52MS5TZWFyY2hDYXB0aW9uc1Jlc3BvbnNlIieIgBkBgtPkkwIdOgEqIhgvaW5mZXJlbmNlL2ltYWdlLXRvLXRleHQSnAEKEUJhdGNoU2VhcmNoSW1hZ2VzEiwuZ2xpbXBzZS5yYW5raW5nLnYxLkJhdGNoU2VhcmNoSW1hZ2VzUmVxdWVzdBotLmdsaW1wc2UucmFua2luZy52MS5CYXRjaFNlYXJjaEltYWdlc1Jlc3BvbnNlIiqQAgGIgBkBgtPkkwIdOgEqIhgvaW5mZXJlbmNlL2JhdGNoLXJhbmtpbmcSkgEKDlJhbmtDYW5kaWRhdGVzEikuZ2xpbXBzZS5yYW5raW5nLnYxLlJhbmtDYW5kaWRhdGVzUmVxdWVzdBoqLmdsaW1wc2UucmFua2luZy52MS5SYW5rQ2FuZGlkYXRlc1Jlc3BvbnNlIimIgBkBgtPkkwIfOgEqIhovaW5mZXJlbmNlL3JhbmstY2FuZGlkYXRlcxKYAQoRUmFua1VwbG9hZGVkSW1hZ2USLC5nbGltcHNlLnJhbmtpbmcudjEuUmFua1VwbG9hZGVkSW1hZ2VSZXF1ZXN0Gi0uZ2xpbXBzZS5yYW5raW5nLnYxLlJhbmtVcGxvYWRlZEltYWdlUmVzcG9uc2UiJoiAGQGC0+STAhw6ASoiFy9pbmZlcmVuY2UvdXBsb2FkLWltYWdlEn0KDEdldE1vZGVsSW5mbxInLmdsaW1wc2UucmFua2luZy52MS5HZXRNb2RlbEluZm9SZXF1ZXN0GiguZ2xpbXBzZS5yYW5raW5nLnYxLkdldE1vZGVsSW5mb1Jlc3BvbnNlIhqQAgGIgBkBgtPkkwINEgsvbW9kZWwvaW5mbxKFAQoOR2V0TW9kZWxTdGF0dXMSKS5nbGltcHNlLnJhbmtpbmcudjEuR2V0TW9kZWxTdGF0dXNSZXF1ZXN0GiouZ2xpbXBzZS5yYW5raW5nLnYxLkdldE1vZGVsU3RhdHVzUmVzcG9uc2UiHJACAYiAGQGC0+STAg8SDS9tb2RlbC9zdGF0dXMSkAEKEUxpc3RNb2RlbFZlcnNpb25zEiwuZ2xpbXBzZS5yYW5raW5nLnYxLkxpc3RNb2RlbFZlcnNpb25zUmVxdWVzdBotLmdsaW1wc2UucmFua2luZy52MS5MaXN0TW9kZWxWZXJzaW9uc1Jlc3BvbnNlIh6QAgGIgBkBgtPkkwIREg8vbW9kZWwvdmVyc2lvbnMSgwEKDFByb21vdGVNb2RlbBInLmdsaW1wc2UucmFua2luZy52MS5Qcm9tb3RlTW9kZWxSZXF1ZXN0GiguZ2xpbXBzZS5yYW5raW5nLnYxLlByb21vdGVNb2RlbFJlc3BvbnNlIiCQAgKIgBkCgtPkkwITOgEqIg4vbW9kZWwvcHJvbW90ZRJjCgpCdWlsZEluZGV4EiUuZ2xpbXBzZS5yYW5raW5nLnYxLkJ1aWxkSW5kZXhSZXF1ZXN0GiYuZ2xpbXBzZS5yYW5raW5nLnYxLkJ1aWxkSW5kZXhSZXNwb25zZSIEiIAZAjABEogBCg9MaXN0RGVtb1F1ZXJpZXMSKi5nbGltcHNlLnJhbmtpbmcudjEuTGlzdERlbW9RdWVyaWVzUmVxdWVzdBorLmdsaW1wc2UucmFua2luZy52MS5MaXN0RGVtb1F1ZXJpZXNSZXNwb25zZSIckAIBiIAZAYLT5JMCDxINL2RlbW8vcXVlcmllcxJ4CgpEZW1vU2VhcmNoEiUuZ2xpbXBzZS5yYW5raW5nLnYxLkRlbW9TZWFyY2hSZXF1ZXN0GiYuZ2xpbXBzZS5yYW5raW5nLnYxLkRlbW9TZWFyY2hSZXNwb25zZSIbkAIBiIAZAYLT5JMCDhIML2RlbW8vc2VhcmNoEqABChBTZWFyY2hDb2xsZWN0aW9uEisuZ2xpbXBzZS5yYW5raW5nLnYxLlNlYXJjaENvbGxlY3Rpb25SZXF1ZXN0GiwuZ2xpbXBzZS5yYW5raW5nLnYxLlNlYXJjaENvbGxlY3Rpb25SZXNwb25zZSIxkAIBiIAZAYLT5JMCJDoBKiIfL3YxL3tuYW1lPWNvbGxlY3Rpb25zLyp9OnNlYXJjaBK7AQoYTGlzdENvbGxlY3Rpb25EdXBsaWNhdGVzEjMuZ2xpbXBzZS5yYW5raW5nLnYxLkxpc3RDb2xsZWN0aW9uRHVwbGljYXRlc1JlcXVlc3QaNC5nbGltcHNlLnJhbmtpbmcudjEuTGlzdENvbGxlY3Rpb25EdXBsaWNhdGVzUmVzcG9uc2UiNJACAYiAGQGC0+STAicSJS92MS97cGFyZW50PWNvbGxlY3Rpb25zLyp9L2R1cGxpY2F0ZXMSfAoSR2V0Q29sbGVjdGlvbkluZGV4Ei0uZ2xpbXBzZS5yYW5raW5nLnYxLkdldENvbGxlY3Rpb25JbmRleFJlcXVlc3QaLi5nbGltcHNlLnJhbmtpbmcudjEuR2V0Q29sbGVjdGlvbkluZGV4UmVzcG9uc2UiB5ACAYiAGQFiBnByb3RvMw", [file_buf_validate_validate, file_glimpse_api_v1_annotations, file_glimpse_api_v1_rules, file_glimpse_data_v1_collection, file_glimpse_data_v1_dataset, file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp]);
 
 /**
  * Which gallery to search.
@@ -91,6 +94,14 @@ export type ImageHit = Message<"glimpse.ranking.v1.ImageHit"> & {
    * @generated from field: string image_url = 6;
    */
   imageUrl: string;
+
+  /**
+   * The score the order follows: `score` plus the image's query-bank bias (equal to `score`
+   * when the model ships no query bank). Non-increasing down the results.
+   *
+   * @generated from field: float rank_score = 7;
+   */
+  rankScore: number;
 };
 
 /**
@@ -133,6 +144,13 @@ export type CaptionHit = Message<"glimpse.ranking.v1.CaptionHit"> & {
    * @generated from field: int32 rank = 5;
    */
   rank: number;
+
+  /**
+   * The score the order follows: `score` plus the caption's query-bank bias.
+   *
+   * @generated from field: float rank_score = 6;
+   */
+  rankScore: number;
 };
 
 /**
@@ -1076,6 +1094,314 @@ export const DemoSearchResponseSchema: GenMessage<DemoSearchResponse> = /*@__PUR
   messageDesc(file_glimpse_ranking_v1_ranking_service, 31);
 
 /**
+ * @generated from message glimpse.ranking.v1.SearchCollectionRequest
+ */
+export type SearchCollectionRequest = Message<"glimpse.ranking.v1.SearchCollectionRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Exactly one.
+   *
+   * @generated from oneof glimpse.ranking.v1.SearchCollectionRequest.query
+   */
+  query: {
+    /**
+     * A text query.
+     *
+     * @generated from field: string text = 2;
+     */
+    value: string;
+    case: "text";
+  } | {
+    /**
+     * A photo's encoded bytes (at most 10 MiB).
+     *
+     * @generated from field: bytes image = 3;
+     */
+    value: Uint8Array;
+    case: "image";
+  } | {
+    /**
+     * "More like this": a photo of the collection (it is left out of its own results).
+     *
+     * @generated from field: string photo_id = 4;
+     */
+    value: string;
+    case: "photoId";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * 1..100; 0 means 10.
+   *
+   * @generated from field: int32 top_k = 5;
+   */
+  topK: number;
+
+  /**
+   * @generated from field: glimpse.ranking.v1.PhotoFilter filter = 6;
+   */
+  filter?: PhotoFilter | undefined;
+
+  /**
+   * Leave out hits scoring below this (so fewer than top_k may come back); 0 = no floor.
+   *
+   * @generated from field: float min_score = 7;
+   */
+  minScore: number;
+};
+
+/**
+ * Describes the message glimpse.ranking.v1.SearchCollectionRequest.
+ * Use `create(SearchCollectionRequestSchema)` to create a new message.
+ */
+export const SearchCollectionRequestSchema: GenMessage<SearchCollectionRequest> = /*@__PURE__*/
+  messageDesc(file_glimpse_ranking_v1_ranking_service, 32);
+
+/**
+ * Filters of a collection search; every one set must hold.
+ *
+ * @generated from message glimpse.ranking.v1.PhotoFilter
+ */
+export type PhotoFilter = Message<"glimpse.ranking.v1.PhotoFilter"> & {
+  /**
+   * Taken at or after / before (EXIF DateTimeOriginal, else the file's modification time).
+   *
+   * @generated from field: google.protobuf.Timestamp taken_after = 1;
+   */
+  takenAfter?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp taken_before = 2;
+   */
+  takenBefore?: Timestamp | undefined;
+
+  /**
+   * The photo's path or key starts with this.
+   *
+   * @generated from field: string path_prefix = 3;
+   */
+  pathPrefix: string;
+
+  /**
+   * The EXIF camera model equals this (case-insensitive).
+   *
+   * @generated from field: string camera_model = 4;
+   */
+  cameraModel: string;
+};
+
+/**
+ * Describes the message glimpse.ranking.v1.PhotoFilter.
+ * Use `create(PhotoFilterSchema)` to create a new message.
+ */
+export const PhotoFilterSchema: GenMessage<PhotoFilter> = /*@__PURE__*/
+  messageDesc(file_glimpse_ranking_v1_ranking_service, 33);
+
+/**
+ * @generated from message glimpse.ranking.v1.PhotoHit
+ */
+export type PhotoHit = Message<"glimpse.ranking.v1.PhotoHit"> & {
+  /**
+   * @generated from field: string photo_id = 1;
+   */
+  photoId: string;
+
+  /**
+   * Its path in the source (a folder path, an object key, a URL, an upload's name).
+   *
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * The score the order follows: cosine plus the photo's query-bank bias when the model ships
+   * a query bank (see its model card).
+   *
+   * @generated from field: float score = 3;
+   */
+  score: number;
+
+  /**
+   * 1-based.
+   *
+   * @generated from field: int32 rank = 4;
+   */
+  rank: number;
+
+  /**
+   * Gateway path of its thumbnail.
+   *
+   * @generated from field: string thumbnail_url = 5;
+   */
+  thumbnailUrl: string;
+
+  /**
+   * @generated from field: int32 width = 6;
+   */
+  width: number;
+
+  /**
+   * @generated from field: int32 height = 7;
+   */
+  height: number;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp taken_time = 8;
+   */
+  takenTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string camera_model = 9;
+   */
+  cameraModel: string;
+};
+
+/**
+ * Describes the message glimpse.ranking.v1.PhotoHit.
+ * Use `create(PhotoHitSchema)` to create a new message.
+ */
+export const PhotoHitSchema: GenMessage<PhotoHit> = /*@__PURE__*/
+  messageDesc(file_glimpse_ranking_v1_ranking_service, 34);
+
+/**
+ * @generated from message glimpse.ranking.v1.SearchCollectionResponse
+ */
+export type SearchCollectionResponse = Message<"glimpse.ranking.v1.SearchCollectionResponse"> & {
+  /**
+   * @generated from field: repeated glimpse.ranking.v1.PhotoHit results = 1;
+   */
+  results: PhotoHit[];
+
+  /**
+   * @generated from field: string model_version = 2;
+   */
+  modelVersion: string;
+
+  /**
+   * The collection version that answered.
+   *
+   * @generated from field: string collection_version = 3;
+   */
+  collectionVersion: string;
+};
+
+/**
+ * Describes the message glimpse.ranking.v1.SearchCollectionResponse.
+ * Use `create(SearchCollectionResponseSchema)` to create a new message.
+ */
+export const SearchCollectionResponseSchema: GenMessage<SearchCollectionResponse> = /*@__PURE__*/
+  messageDesc(file_glimpse_ranking_v1_ranking_service, 35);
+
+/**
+ * @generated from message glimpse.ranking.v1.ListCollectionDuplicatesRequest
+ */
+export type ListCollectionDuplicatesRequest = Message<"glimpse.ranking.v1.ListCollectionDuplicatesRequest"> & {
+  /**
+   * @generated from field: string parent = 1;
+   */
+  parent: string;
+};
+
+/**
+ * Describes the message glimpse.ranking.v1.ListCollectionDuplicatesRequest.
+ * Use `create(ListCollectionDuplicatesRequestSchema)` to create a new message.
+ */
+export const ListCollectionDuplicatesRequestSchema: GenMessage<ListCollectionDuplicatesRequest> = /*@__PURE__*/
+  messageDesc(file_glimpse_ranking_v1_ranking_service, 36);
+
+/**
+ * @generated from message glimpse.ranking.v1.ListCollectionDuplicatesResponse
+ */
+export type ListCollectionDuplicatesResponse = Message<"glimpse.ranking.v1.ListCollectionDuplicatesResponse"> & {
+  /**
+   * @generated from field: repeated glimpse.data.v1.DuplicateGroup groups = 1;
+   */
+  groups: DuplicateGroup[];
+
+  /**
+   * The cosine at or above which two photos are near duplicates.
+   *
+   * @generated from field: float near_threshold = 2;
+   */
+  nearThreshold: number;
+
+  /**
+   * @generated from field: string collection_version = 3;
+   */
+  collectionVersion: string;
+
+  /**
+   * @generated from field: string model_version = 4;
+   */
+  modelVersion: string;
+};
+
+/**
+ * Describes the message glimpse.ranking.v1.ListCollectionDuplicatesResponse.
+ * Use `create(ListCollectionDuplicatesResponseSchema)` to create a new message.
+ */
+export const ListCollectionDuplicatesResponseSchema: GenMessage<ListCollectionDuplicatesResponse> = /*@__PURE__*/
+  messageDesc(file_glimpse_ranking_v1_ranking_service, 37);
+
+/**
+ * @generated from message glimpse.ranking.v1.GetCollectionIndexRequest
+ */
+export type GetCollectionIndexRequest = Message<"glimpse.ranking.v1.GetCollectionIndexRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message glimpse.ranking.v1.GetCollectionIndexRequest.
+ * Use `create(GetCollectionIndexRequestSchema)` to create a new message.
+ */
+export const GetCollectionIndexRequestSchema: GenMessage<GetCollectionIndexRequest> = /*@__PURE__*/
+  messageDesc(file_glimpse_ranking_v1_ranking_service, 38);
+
+/**
+ * @generated from message glimpse.ranking.v1.GetCollectionIndexResponse
+ */
+export type GetCollectionIndexResponse = Message<"glimpse.ranking.v1.GetCollectionIndexResponse"> & {
+  /**
+   * Empty while no version has a stored index for the serving model.
+   *
+   * @generated from field: string serving_version = 1;
+   */
+  servingVersion: string;
+
+  /**
+   * @generated from field: string model_version = 2;
+   */
+  modelVersion: string;
+
+  /**
+   * Photos whose embeddings are within the near-duplicate threshold of another's.
+   *
+   * @generated from field: int64 near_duplicates = 3;
+   */
+  nearDuplicates: bigint;
+
+  /**
+   * The index build under way (a newer version, or the serving version for a new model).
+   *
+   * @generated from field: glimpse.ranking.v1.IndexBuild pending = 4;
+   */
+  pending?: IndexBuild | undefined;
+};
+
+/**
+ * Describes the message glimpse.ranking.v1.GetCollectionIndexResponse.
+ * Use `create(GetCollectionIndexResponseSchema)` to create a new message.
+ */
+export const GetCollectionIndexResponseSchema: GenMessage<GetCollectionIndexResponse> = /*@__PURE__*/
+  messageDesc(file_glimpse_ranking_v1_ranking_service, 39);
+
+/**
  * @generated from enum glimpse.ranking.v1.ModelState
  */
 export enum ModelState {
@@ -1256,6 +1582,40 @@ export const RankingService: GenService<{
     methodKind: "unary";
     input: typeof DemoSearchRequestSchema;
     output: typeof DemoSearchResponseSchema;
+  },
+  /**
+   * Searches a collection's photos by text, by an uploaded photo or by one of its photos ("more
+   * like this"), with filters. Answered from the newest collection version whose index for the
+   * serving model is stored.
+   *
+   * @generated from rpc glimpse.ranking.v1.RankingService.SearchCollection
+   */
+  searchCollection: {
+    methodKind: "unary";
+    input: typeof SearchCollectionRequestSchema;
+    output: typeof SearchCollectionResponseSchema;
+  },
+  /**
+   * A collection's duplicate groups: exact (the same bytes under several paths) and near (image
+   * embeddings at or above the near-duplicate cosine), from the version search serves.
+   *
+   * @generated from rpc glimpse.ranking.v1.RankingService.ListCollectionDuplicates
+   */
+  listCollectionDuplicates: {
+    methodKind: "unary";
+    input: typeof ListCollectionDuplicatesRequestSchema;
+    output: typeof ListCollectionDuplicatesResponseSchema;
+  },
+  /**
+   * What search serves of a collection: the version, the model its index is for, and the
+   * index build under way for a newer version or model.
+   *
+   * @generated from rpc glimpse.ranking.v1.RankingService.GetCollectionIndex
+   */
+  getCollectionIndex: {
+    methodKind: "unary";
+    input: typeof GetCollectionIndexRequestSchema;
+    output: typeof GetCollectionIndexResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_glimpse_ranking_v1_ranking_service, 0);

@@ -1,0 +1,360 @@
+/**
+ * Collections: their records, one sync at a time each, watches, and their state as the API
+ * shows it. Syncs run in this process (the ingest is decoding and hashing; the embedding is
+ * Ranking's index build, on Kubernetes an index Job).
+ */
+import { watch as fsWatch, type FSWatcher } from "node:fs";
+import { isAbsolute } from "node:path";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate, durationFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { data, collection as pb, errorWithReason, invalidArgument, notFound, permissionDenied } from "@glimpse/api";
+import type { Logger } from "@glimpse/logging";
+import { PreconditionFailedError, type ObjectStore } from "@glimpse/objectstore";
+import {
+  collectionName,
+  collectionPrefix,
+  collectionRecordKey,
+  collectionStatusKey,
+  listCollectionIds,
+  readCollectionRecord,
+  readCollectionStatus,
+  readCollectionVersion,
+  COLLECTION_SCHEMA,
+  type CollectionManifest,
+  type CollectionRecord,
+  type CollectionStatus,
+} from "@glimpse/layout";
+import { SourceRefusedError, type SourceAllowList } from "@glimpse/pipeline";
+import { Subscription } from "@glimpse/rpc";
+import { folderUrl, SourceUnavailableError } from "./sources.js";
+import { syncCollection, type SyncProgress, type SyncResult } from "./sync.js";
+
+/** What search serves of a collection (Ranking's GetCollectionIndex); undefined when Ranking cannot say. */
+export type ServingLookup = (name: string) => Promise<{ servingVersion: string; modelVersion: string; nearDuplicates: bigint } | undefined>;
+
+interface Live {
+  record: CollectionRecord;
+  status: CollectionStatus;
+  progress?: SyncProgress | undefined;
+  running?: Promise<SyncResult | undefined> | undefined;
+  /** A sync was asked for while one ran: run once more after it. */
+  again: boolean;
+  abort?: AbortController;
+  listeners: Set<() => void>;
+  watcher?: FSWatcher;
+  timer?: NodeJS.Timeout;
+  debounce?: NodeJS.Timeout;
+  lastResult?: SyncResult;
+}
+
+export interface CollectionManagerOptions {
+  store: ObjectStore;
+  allow: SourceAllowList;
+  logger: Logger;
+  serving?: ServingLookup;
+  /** A watched collection's periodic re-list (ms). */
+  relistMs: number;
+  /** inotify events are gathered this long before a sync starts (ms). */
+  debounceMs?: number;
+}
+
+export class CollectionManager {
+  private readonly live = new Map<string, Live>();
+  private closed = false;
+
+  constructor(private readonly opts: CollectionManagerOptions) {}
+
+  /** Reads every collection; resumes syncs a restart interrupted and starts the watches. */
+  async init(): Promise<void> {
+    for (const id of await listCollectionIds(this.opts.store)) {
+      const record = await readCollectionRecord(this.opts.store, id);
+      if (!record) continue;
+      const status = (await readCollectionStatus(this.opts.store, id)) ?? { state: "syncing", error: "", last_sync_time: "" };
+      const live = this.track(record, status);
+      if (status.state === "syncing") this.startSync(live);
+    }
+  }
+
+  private track(record: CollectionRecord, status: CollectionStatus): Live {
+    const live: Live = { record, status, again: false, listeners: new Set() };
+    this.live.set(record.id, live);
+    if (record.watch) this.startWatch(live);
+    return live;
+  }
+
+  async create(id: string, c: pb.Collection): Promise<pb.Collection> {
+    const source = sourceSpec(c.source!);
+    await this.checkSource(source);
+    const record: CollectionRecord = { schema: COLLECTION_SCHEMA, id, display_name: c.displayName || id, source, watch: c.watch, create_time: new Date().toISOString() };
+    try {
+      await this.opts.store.put(collectionRecordKey(id), JSON.stringify(record), { contentType: "application/json", ifNoneMatch: "*" });
+    } catch (err) {
+      if (err instanceof PreconditionFailedError) throw errorWithReason(Code.AlreadyExists, "ALREADY_EXISTS", `collection ${id} already exists`, { collection: collectionName(id) });
+      throw err;
+    }
+    const live = this.track(record, { state: "syncing", error: "", last_sync_time: "" });
+    this.startSync(live);
+    return this.describe(live);
+  }
+
+  /** The source, checked before anything is stored: PERMISSION_DENIED off the allow-list, INVALID_ARGUMENT when a folder is not there. */
+  private async checkSource(source: CollectionRecord["source"]): Promise<void> {
+    if (source.kind === "folder" && !isAbsolute(source.path)) {
+      throw invalidArgument([{ field: "collection.source.folder.path", description: `must be an absolute path on the server (got ${JSON.stringify(source.path)})`, reason: "BAD_FORMAT" }]);
+    }
+    const urls = source.kind === "folder" ? [["collection.source.folder.path", folderUrl(source.path)]] : source.kind === "urls" ? source.urls.map((u, i) => [`collection.source.urls.urls[${i}]`, u]) : [];
+    const refused = [];
+    for (const [field, url] of urls) {
+      try {
+        await this.opts.allow.check(url!);
+      } catch (err) {
+        if (!(err instanceof SourceRefusedError)) throw err;
+        refused.push({ field: field!, description: err.message, reason: err.reason });
+      }
+    }
+    if (refused.length > 0) throw permissionDenied(refused);
+    if (source.kind === "bucket" && (source.endpoint || source.bucket)) {
+      throw new ConnectError("a bucket on another S3 endpoint is not supported yet: use a prefix of the configured object store (bucket and endpoint empty)", Code.Unimplemented);
+    }
+  }
+
+  get(id: string): Live {
+    const live = this.live.get(id);
+    if (!live) throw notFound("collection", collectionName(id), `no collection ${collectionName(id)}`);
+    return live;
+  }
+
+  async describe(liveOrId: Live | string): Promise<pb.Collection> {
+    const live = typeof liveOrId === "string" ? this.get(liveOrId) : liveOrId;
+    const { record, status, progress } = live;
+    const published = await readCollectionVersion(this.opts.store, record.id).catch(() => undefined);
+    const serving = await this.opts.serving?.(collectionName(record.id)).catch(() => undefined);
+    const counts = published?.manifest.counts;
+    return create(pb.CollectionSchema, {
+      name: collectionName(record.id),
+      displayName: record.display_name,
+      source: sourceMessage(record.source),
+      watch: record.watch,
+      state: live.running ? pb.Collection_State.SYNCING : status.state === "failed" ? pb.Collection_State.FAILED : status.state === "ready" ? pb.Collection_State.READY : pb.Collection_State.SYNCING,
+      counts: create(pb.CollectionCountsSchema, {
+        found: BigInt(counts?.found ?? 0),
+        indexed: BigInt(counts?.indexed ?? 0),
+        skipped: BigInt(counts?.skipped ?? 0),
+        skippedByReason: Object.fromEntries(Object.entries(counts?.skipped_by_reason ?? {}).map(([k, v]) => [k, BigInt(v)])),
+        exactDuplicates: BigInt(counts?.exact_duplicates ?? 0),
+        nearDuplicates: serving?.nearDuplicates ?? 0n,
+      }),
+      version: published?.version ?? "",
+      servingVersion: serving?.servingVersion ?? "",
+      modelVersion: serving?.modelVersion ?? "",
+      createTime: timestampFromDate(new Date(record.create_time)),
+      ...(status.last_sync_time ? { lastSyncTime: timestampFromDate(new Date(status.last_sync_time)) } : {}),
+      ...(live.running && progress ? { sync: progressMessage(progress) } : {}),
+      error: status.state === "failed" ? status.error : "",
+    });
+  }
+
+  async list(): Promise<string[]> {
+    return [...this.live.keys()].sort();
+  }
+
+  /** The published version's manifest (NOT_FOUND before the first sync published one). */
+  async manifest(id: string): Promise<{ version: string; manifest: CollectionManifest }> {
+    this.get(id);
+    const published = await readCollectionVersion(this.opts.store, id);
+    if (!published) throw errorWithReason(Code.FailedPrecondition, "NOT_SYNCED", `collection ${collectionName(id)} has no synced version yet`);
+    return published;
+  }
+
+  record(id: string): CollectionRecord {
+    return this.get(id).record;
+  }
+
+  async delete(id: string): Promise<void> {
+    const live = this.live.get(id);
+    if (!live) return; // idempotent
+    this.live.delete(id);
+    this.stopWatch(live);
+    live.abort?.abort();
+    await live.running?.catch(() => {});
+    const store = this.opts.store;
+    const keys: string[] = [];
+    for await (const o of store.list(collectionPrefix(id))) keys.push(o.key);
+    // the record last: a delete interrupted half-way is still a collection, deleted again
+    for (const k of keys.filter((k) => k !== collectionRecordKey(id))) await store.delete(k);
+    await store.delete(collectionRecordKey(id));
+    for (const l of live.listeners) l();
+  }
+
+  /** Starts a sync, or marks the running one to run again after it; resolves when the sync that covers this request ends. */
+  sync(id: string): Promise<SyncResult | undefined> {
+    return this.startSync(this.get(id));
+  }
+
+  private startSync(live: Live): Promise<SyncResult | undefined> {
+    if (live.running) {
+      live.again = true;
+      // the covering sync is the next one: wait for this one, then for what it chains
+      return live.running.then(() => live.running ?? live.lastResult);
+    }
+    const abort = new AbortController();
+    live.abort = abort;
+    const log = this.opts.logger.child({ collection: live.record.id });
+    const run = async (): Promise<SyncResult | undefined> => {
+      live.again = false;
+      await this.saveStatus(live, { ...live.status, state: "syncing" });
+      try {
+        const result = await syncCollection({
+          store: this.opts.store,
+          allow: this.opts.allow,
+          record: live.record,
+          signal: abort.signal,
+          onProgress: (p) => {
+            live.progress = p;
+            this.notify(live);
+          },
+        });
+        live.lastResult = result;
+        log.info({ version: result.version, changed: result.changed, read: result.read, decoded: result.decoded, removed: result.removed, photos: result.manifest.counts.indexed, skipped: result.manifest.counts.skipped }, result.changed ? "collection synced: new version published" : "collection synced: nothing changed");
+        await this.saveStatus(live, { state: "ready", error: "", last_sync_time: new Date().toISOString() });
+        return result;
+      } catch (err) {
+        if (abort.signal.aborted) return undefined;
+        const message = err instanceof SourceUnavailableError ? err.message : `sync failed: ${(err as Error).message}`;
+        log.warn({ err: (err as Error).message }, "collection sync failed; the previous version keeps serving");
+        await this.saveStatus(live, { state: "failed", error: message, last_sync_time: new Date().toISOString() });
+        return undefined;
+      }
+    };
+    const chain = async (): Promise<SyncResult | undefined> => {
+      let result = await run();
+      while (live.again && !abort.signal.aborted && !this.closed) result = await run();
+      return result;
+    };
+    live.running = chain().finally(() => {
+      live.running = undefined;
+      live.progress = undefined;
+      this.notify(live);
+    });
+    return live.running;
+  }
+
+  private async saveStatus(live: Live, status: CollectionStatus): Promise<void> {
+    live.status = status;
+    if (this.live.get(live.record.id) === live) await this.opts.store.put(collectionStatusKey(live.record.id), JSON.stringify(status), { contentType: "application/json" });
+    this.notify(live);
+  }
+
+  private notify(live: Live): void {
+    for (const l of live.listeners) l();
+  }
+
+  /** The collection now, then again at each change (progress at most every 250 ms). */
+  async *watch(id: string, untilSynced: boolean, signal: AbortSignal): AsyncGenerator<data.WatchCollectionResponse> {
+    const live = this.get(id);
+    let pending: NodeJS.Timeout | undefined;
+    const sub = new Subscription<null>(signal, () => live.listeners.delete(onChange));
+    const onChange = () => {
+      pending ??= setTimeout(() => {
+        pending = undefined;
+        sub.push(null);
+      }, 250);
+    };
+    live.listeners.add(onChange);
+    // ends on what the last message said, so a stream that ends "synced" says so itself
+    const settled = (c: pb.Collection) => untilSynced && c.state !== pb.Collection_State.SYNCING;
+    try {
+      const first = await this.describe(live);
+      yield create(data.WatchCollectionResponseSchema, { collection: first });
+      if (settled(first)) return;
+      for await (const _ of sub) {
+        if (!this.live.has(id)) return;
+        const c = await this.describe(live);
+        yield create(data.WatchCollectionResponseSchema, { collection: c });
+        if (settled(c)) return;
+      }
+    } finally {
+      clearTimeout(pending);
+      sub.close();
+    }
+  }
+
+  private startWatch(live: Live): void {
+    const kick = () => {
+      clearTimeout(live.debounce);
+      live.debounce = setTimeout(() => void this.startSync(live), this.opts.debounceMs ?? 1_000);
+    };
+    if (live.record.source.kind === "folder") {
+      try {
+        live.watcher = fsWatch(live.record.source.path, { recursive: true }, kick);
+        live.watcher.on("error", (err) => this.opts.logger.warn({ collection: live.record.id, err: err.message }, "folder watch failed; the periodic re-list still runs"));
+      } catch (err) {
+        this.opts.logger.warn({ collection: live.record.id, err: (err as Error).message }, "cannot watch the folder; the periodic re-list still runs");
+      }
+    }
+    live.timer = setInterval(() => {
+      if (!live.running) void this.startSync(live);
+    }, this.opts.relistMs);
+    live.timer.unref();
+  }
+
+  private stopWatch(live: Live): void {
+    live.watcher?.close();
+    clearInterval(live.timer);
+    clearTimeout(live.debounce);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const live of this.live.values()) {
+      this.stopWatch(live);
+      live.abort?.abort();
+    }
+    await Promise.all([...this.live.values()].map((l) => l.running?.catch(() => {})));
+  }
+}
+
+function sourceSpec(s: pb.CollectionSource): CollectionRecord["source"] {
+  switch (s.kind.case) {
+    case "folder":
+      return { kind: "folder", path: s.kind.value.path };
+    case "bucket": {
+      const b = s.kind.value;
+      return { kind: "bucket", prefix: b.prefix, ...(b.endpoint ? { endpoint: b.endpoint } : {}), ...(b.bucket ? { bucket: b.bucket } : {}), ...(b.credentialsSecret ? { credentials_secret: b.credentialsSecret } : {}) };
+    }
+    case "urls":
+      return { kind: "urls", urls: [...s.kind.value.urls] };
+    case "uploads":
+    default:
+      return { kind: "uploads" };
+  }
+}
+
+function sourceMessage(s: CollectionRecord["source"]): pb.CollectionSource {
+  switch (s.kind) {
+    case "folder":
+      return create(pb.CollectionSourceSchema, { kind: { case: "folder", value: { path: s.path } } });
+    case "bucket":
+      return create(pb.CollectionSourceSchema, { kind: { case: "bucket", value: { prefix: s.prefix, endpoint: s.endpoint ?? "", bucket: s.bucket ?? "", credentialsSecret: s.credentials_secret ?? "" } } });
+    case "urls":
+      return create(pb.CollectionSourceSchema, { kind: { case: "urls", value: { urls: s.urls } } });
+    case "uploads":
+      return create(pb.CollectionSourceSchema, { kind: { case: "uploads", value: {} } });
+  }
+}
+
+function progressMessage(p: SyncProgress): pb.SyncProgress {
+  const seconds = (Date.now() - p.startedAt) / 1000;
+  const rate = p.stage === "ingest" && seconds > 0 ? p.done / seconds : 0;
+  const stage = { list: pb.SyncProgress_Stage.LIST, ingest: pb.SyncProgress_Stage.INGEST, publish: pb.SyncProgress_Stage.PUBLISH }[p.stage];
+  return create(pb.SyncProgressSchema, {
+    stage,
+    done: BigInt(p.done),
+    total: BigInt(p.total),
+    changed: BigInt(p.changed),
+    photosPerSecond: rate,
+    ...(rate > 0 ? { eta: durationFromMs(Math.round(((p.total - p.done) / rate) * 1000)) } : {}),
+    startTime: timestampFromDate(new Date(p.startedAt)),
+  });
+}

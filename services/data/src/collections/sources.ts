@@ -1,0 +1,129 @@
+/**
+ * Listing a collection's source: every file it holds, with what says whether it changed
+ * (an object's ETag, or a file's size and mtime) and a way to read it. Listing reads no file.
+ */
+import { mkdtemp, opendir, readFile, realpath, rm, stat, lstat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, relative, sep } from "node:path";
+import { pathToFileURL } from "node:url";
+import type { ObjectStore } from "@glimpse/objectstore";
+import { uploadsPrefix, type CollectionSourceSpec, type SkipReason } from "@glimpse/layout";
+import { downloadToFile, type SourceAllowList } from "@glimpse/pipeline";
+
+export interface SourceFile {
+  /** A path under the folder, an object key, a URL or an upload's name. */
+  path: string;
+  size: number;
+  /** ms since the epoch (0 when the source has no such notion). */
+  mtime: number;
+  etag?: string;
+  /** Set when the file must be skipped without reading it. */
+  skip?: { reason: SkipReason; message: string };
+  read(): Promise<Buffer>;
+}
+
+/** The source is gone or unreadable: the sync fails and the previous version keeps serving. */
+export class SourceUnavailableError extends Error {
+  override readonly name = "SourceUnavailableError";
+}
+
+export interface SourceContext {
+  store: ObjectStore;
+  allow: SourceAllowList;
+  /** The collection's id (uploads live under it). */
+  collection: string;
+}
+
+export function listSource(spec: CollectionSourceSpec, ctx: SourceContext): AsyncIterable<SourceFile> {
+  switch (spec.kind) {
+    case "folder":
+      return listFolder(spec.path);
+    case "bucket":
+      if (spec.endpoint || spec.bucket) throw new SourceUnavailableError("a bucket on another S3 endpoint is not supported yet: use a prefix of the configured object store");
+      return listStore(ctx.store, spec.prefix, (key) => key);
+    case "uploads": {
+      const prefix = uploadsPrefix(ctx.collection);
+      return listStore(ctx.store, prefix, (key) => key.slice(prefix.length));
+    }
+    case "urls":
+      return listUrls(spec.urls, ctx.allow);
+  }
+}
+
+/** Files under a folder, recursively, in no particular order; hidden files and folders are left out. */
+async function* listFolder(root: string): AsyncGenerator<SourceFile> {
+  let realRoot: string;
+  try {
+    realRoot = await realpath(root);
+    if (!(await stat(realRoot)).isDirectory()) throw new Error("not a folder");
+  } catch (err) {
+    throw new SourceUnavailableError(`folder ${root} cannot be read: ${(err as Error).message}`);
+  }
+  const inside = (p: string) => p === realRoot || p.startsWith(realRoot.endsWith(sep) ? realRoot : realRoot + sep);
+  async function* walk(dir: string): AsyncGenerator<SourceFile> {
+    for await (const d of await opendir(dir)) {
+      if (d.name.startsWith(".")) continue;
+      const full = join(dir, d.name);
+      const path = relative(realRoot, full).split(sep).join("/");
+      if (d.isDirectory()) {
+        yield* walk(full);
+        continue;
+      }
+      if (d.isSymbolicLink()) {
+        const target = await realpath(full).catch(() => undefined);
+        if (!target || !inside(target)) {
+          const st = await lstat(full);
+          yield { path, size: 0, mtime: st.mtimeMs, skip: { reason: "OUTSIDE_SOURCE", message: target ? `a symbolic link to ${target}, outside the folder` : "a broken symbolic link" }, read: () => Promise.reject(new Error("outside the source")) };
+          continue;
+        }
+        const st = await stat(target);
+        if (st.isDirectory()) continue; // a link to a folder inside is listed through the folder itself
+        yield { path, size: st.size, mtime: st.mtimeMs, read: () => readFile(target) };
+        continue;
+      }
+      if (!d.isFile()) continue;
+      const st = await stat(full).catch(() => undefined);
+      if (!st) continue; // deleted while listing
+      yield { path, size: st.size, mtime: st.mtimeMs, read: () => readFile(full) };
+    }
+  }
+  yield* walk(realRoot);
+}
+
+async function* listStore(store: ObjectStore, prefix: string, pathOf: (key: string) => string): AsyncGenerator<SourceFile> {
+  for await (const o of store.list(prefix)) {
+    if (o.key.endsWith("/")) continue;
+    yield { path: pathOf(o.key), size: o.size, mtime: o.lastModified.getTime(), etag: o.etag, read: () => store.getBuffer(o.key) };
+  }
+}
+
+/** URLs are not listed: each is one file, fetched (allow-list checked per connection) when new. */
+async function* listUrls(urls: string[], allow: SourceAllowList): AsyncGenerator<SourceFile> {
+  for (const url of urls) {
+    let refused: string | undefined;
+    try {
+      await allow.check(url);
+    } catch (err) {
+      refused = (err as Error).message;
+    }
+    yield {
+      path: url,
+      size: 0,
+      mtime: 0,
+      // a URL's content is fetched once; a changed photo at the same URL needs a new sync of a new URL list
+      etag: "url",
+      ...(refused ? { skip: { reason: "FETCH_FAILED" as const, message: refused } } : {}),
+      read: async () => {
+        const dir = await mkdtemp(join(tmpdir(), "glimpse-url-"));
+        try {
+          await downloadToFile(url, join(dir, "photo"), { allow, retry: { attempts: 3 } });
+          return await readFile(join(dir, "photo"));
+        } finally {
+          await rm(dir, { recursive: true, force: true });
+        }
+      },
+    };
+  }
+}
+
+export const folderUrl = (path: string): string => pathToFileURL(path.endsWith("/") ? path : `${path}/`).href;
