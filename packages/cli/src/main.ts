@@ -5,6 +5,8 @@ const USAGE = `usage: glimpse <command>
 commands:
   up                  run the whole mesh on this machine (the embedded default)
   pipeline <step> …   run the dataset pipeline or one step (see: glimpse pipeline --help)
+  collections <cmd> … your own photos through the gateway (alias: col; see: glimpse collections --help):
+                      create, list, get, sync, search, add, photos, duplicates, rm
 `;
 
 const [command] = process.argv.slice(2);
@@ -27,6 +29,15 @@ switch (command) {
   case "pipeline": {
     const { main } = await import("@glimpse/pipeline/cli");
     process.exit(await main(process.argv.slice(3)));
+    break;
+  }
+  case "collections":
+  case "col": {
+    const { main } = await import("./collections.js");
+    const code = await main(process.argv.slice(3), { stdout: process.stdout, stderr: process.stderr });
+    // stdout may be a pipe: let what was written go out before exiting
+    await new Promise<void>((r) => process.stdout.write("", () => r()));
+    process.exit(code);
     break;
   }
   default:

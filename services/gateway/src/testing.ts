@@ -1,14 +1,15 @@
 // The whole mesh in one process on free ports, for integration tests: the three services
 // (Training and Ranking reaching Data over gRPC, as in the embedded default) behind a gateway.
 import { build as buildData } from "@glimpse/data";
-import { build as buildRanking } from "@glimpse/ranking";
+import { build as buildRanking, type RankingServer } from "@glimpse/ranking";
 import type { RunningServer } from "@glimpse/rpc";
 import type { GlimpseConfig } from "@glimpse/runtime";
+import { freePorts } from "@glimpse/runtime/testing";
 import { build as buildTraining } from "@glimpse/training";
 import { build, type RunningGateway } from "./server.js";
 
 export interface TestMesh {
-  ranking: RunningServer;
+  ranking: RankingServer;
   training: RunningServer;
   data: RunningServer;
   gateway: RunningGateway;
@@ -17,10 +18,22 @@ export interface TestMesh {
   close(): Promise<void>;
 }
 
-export async function startTestMesh(cfg: GlimpseConfig): Promise<TestMesh> {
-  const data = await buildData(cfg, { port: 0 });
-  const withData = { ...cfg, dataUrl: data.url };
-  const [ranking, training] = await Promise.all([buildRanking(withData, { port: 0 }), buildTraining(withData, { port: 0 })]);
+export interface TestMeshOptions {
+  /** How often Ranking looks for new models, galleries and collections (ms); default the config's. */
+  rankingPollMs?: number;
+}
+
+export async function startTestMesh(cfg: GlimpseConfig, opts: TestMeshOptions = {}): Promise<TestMesh> {
+  // Data asks Ranking what search serves of a collection, and Ranking finds datasets through Data:
+  // Ranking's port is chosen first so each can be told where the other is.
+  const [rankingPort] = await freePorts(1);
+  const rankingUrl = `http://127.0.0.1:${rankingPort}`;
+  const data = await buildData({ ...cfg, rankingUrl }, { port: 0 });
+  const withData = { ...cfg, dataUrl: data.url, rankingUrl };
+  const [ranking, training] = await Promise.all([
+    buildRanking(withData, { port: rankingPort!, ...(opts.rankingPollMs ? { pollMs: opts.rankingPollMs } : {}) }),
+    buildTraining(withData, { port: 0 }),
+  ]);
   const gateway = await build(cfg, {
     port: 0,
     targets: [
