@@ -1,4 +1,6 @@
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -28,7 +30,7 @@ describe("collections through the Data service's API (real sockets, filesystem s
   beforeAll(async () => {
     root = mkdtempSync(join(tmpdir(), "glimpse-collections-"));
     // files under root only: a folder elsewhere is refused
-    cfg = testConfig({ GLIMPSE_SOURCE_ALLOWLIST: pathToFileURL(join(root, "allowed")).href, GLIMPSE_COLLECTION_RELIST_MS: "60000", GLIMPSE_RANKING_URL: "http://127.0.0.1:9" });
+    cfg = testConfig({ GLIMPSE_SOURCE_ALLOWLIST: `${pathToFileURL(join(root, "allowed")).href},http://127.0.0.1`, GLIMPSE_COLLECTION_RELIST_MS: "60000", GLIMPSE_RANKING_URL: "http://127.0.0.1:9" });
     mkdirSync(join(root, "allowed"));
     store = new FsObjectStore(join(cfg.dataDir, "store"), cfg.minioBucket);
     server = await build(cfg, { port: 0, store });
@@ -162,6 +164,29 @@ describe("collections through the Data service's API (real sockets, filesystem s
     expect(progress.some((c) => c.sync!.eta !== undefined && c.sync!.photosPerSecond > 0)).toBe(true);
     expect(seen.at(-1)!.state).toBe(pb.Collection_State.READY);
     expect(seen.at(-1)!.counts!.indexed).toBe(150n);
+  });
+
+  it("a list of URLs: each fetched once (the allow-list checked), one that fails is skipped with FETCH_FAILED", async () => {
+    const files = demoPhotos.slice(70, 73);
+    const server = createServer((req, res) => {
+      const f = files.find((x) => req.url === `/${x}`);
+      if (!f) return void res.writeHead(404).end("no such photo");
+      res.writeHead(200, { "content-type": "image/jpeg" }).end(readFileSync(join(DEMO, f)));
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const urls = [...files.map((f) => `${base}/${f}`), `${base}/missing.jpg`];
+      await client.createCollection({ collectionId: "linked", collection: { source: { kind: { case: "urls", value: { urls } } } } }, auth);
+      const c = await synced("collections/linked");
+      expect(c.counts!.indexed).toBe(3n);
+      expect(c.counts!.skippedByReason).toEqual({ FETCH_FAILED: 1n });
+      const refused = await client.createCollection({ collectionId: "elsewhere", collection: { source: { kind: { case: "urls", value: { urls: ["http://10.0.0.1/a.jpg"] } } } } }, auth).catch((e: unknown) => ConnectError.from(e));
+      expect((refused as ConnectError).code).toBe(Code.PermissionDenied);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
   });
 
   it("a bucket prefix of the configured store: objects added and removed are followed by a re-sync", async () => {
