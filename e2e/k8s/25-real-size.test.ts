@@ -13,9 +13,10 @@
  */
 import { existsSync, readFileSync, realpathSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { createObjectStore, getJson, type ObjectStore } from "@glimpse/objectstore";
+import { getJson, type ObjectStore } from "@glimpse/objectstore";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FLICKR8K_SOURCE, NS, RELEASE, ROOT, WRITE_KEY, fetchJson, gatewayUrl, kubectl, kubectlAsync, kubectlJson, kubectlJsonAsync, serveFiles, serviceUrl, waitFor } from "./cluster.js";
+import { expectNoFailedCall, LoadLoop, type LoadCall, type Tally } from "./load.js";
+import { FLICKR8K_SOURCE, NS, RELEASE, ROOT, WRITE_KEY, fetchJson, gatewayUrl, kubectl, kubectlAsync, kubectlJson, kubectlJsonAsync, releaseStore, serveFiles, waitFor } from "./cluster.js";
 
 const ARCHIVES = ["Flickr8k_Dataset.zip", "Flickr8k_text.zip"] as const;
 const IMAGES = 8091;
@@ -49,93 +50,24 @@ if (skip) console.warn(`== e2e/k8s/25-real-size did NOT run: no full Flickr8K: $
 // ---------------------------------------------------------------------------------------------------
 // The load loop
 
-interface Tally {
-  requests: number;
-  ok: number;
-  /** Every failed search: a status other than 200 (503 included) with its body, or the network error. */
-  failed: string[];
-  /** 200 answers by "model version / dataset version" that answered them. */
-  answeredBy: Record<string, number>;
-}
-const newTally = (): Tally => ({ requests: 0, ok: 0, failed: [], answeredBy: {} });
-
 const QUERIES = ["a dog playing in the snow", "two children on a beach", "a man riding a bicycle", "a black and white dog jumps over a bar", "people walking in a city street"];
 
-/**
- * Two workers searching through the gateway until stopped (at most `maxMs`, so a failed test cannot leave
- * it running): alternately REST POST /inference/text-to-image and Connect JSON POST
- * /glimpse.ranking.v1.RankingService/SearchImages, a short pause between requests. `reset()` hands back
- * the tally so far and starts a fresh one.
- */
-class LoadLoop {
-  private tally = newTally();
-  private stopped = false;
-  private readonly done: Promise<void>;
-
-  constructor(private readonly base: string, workers = 2, maxMs = 40 * MIN) {
-    const deadline = Date.now() + maxMs;
-    this.done = Promise.all(
-      Array.from({ length: workers }, async (_, w) => {
-        for (let i = 0; !this.stopped && Date.now() < deadline; i++) {
-          await this.once(i + w, QUERIES[(i * workers + w) % QUERIES.length]!);
-          await new Promise((r) => setTimeout(r, 100));
-        }
-      }),
-    ).then(() => undefined);
-  }
-
-  private async once(n: number, query: string): Promise<void> {
-    const connect = n % 2 === 1;
-    const path = connect ? "/glimpse.ranking.v1.RankingService/SearchImages" : "/inference/text-to-image";
-    const body = connect ? { query, topK: 5 } : { query, top_k: 5 };
-    const headers: Record<string, string> = { "content-type": "application/json", ...(connect ? { "connect-protocol-version": "1" } : {}) };
-    let failure: string | undefined;
-    let by = "";
-    try {
-      const res = await fetch(`${this.base}${path}`, { method: "POST", headers, body: JSON.stringify(body), signal: AbortSignal.timeout(30_000) });
-      const text = await res.text();
-      if (res.status !== 200) {
-        failure = `${path} "${query}": HTTP ${res.status} ${text.slice(0, 400)}`;
-      } else {
-        const answer = JSON.parse(text) as { results?: unknown[]; model_version?: string; modelVersion?: string; dataset_version?: string; datasetVersion?: string };
-        if (!Array.isArray(answer.results) || answer.results.length === 0) failure = `${path} "${query}": 200 without results: ${text.slice(0, 400)}`;
-        by = `${answer.model_version ?? answer.modelVersion} / ${answer.dataset_version ?? answer.datasetVersion}`;
-      }
-    } catch (err) {
-      const e = err as Error;
-      failure = `${path} "${query}": ${e.cause ? String(e.cause) : e.message}`;
-    }
-    // counted in the tally current when it is answered: a reset() never loses one in flight
-    const tally = this.tally;
-    tally.requests++;
-    if (failure !== undefined) {
-      tally.failed.push(failure);
-    } else {
-      tally.ok++;
-      tally.answeredBy[by] = (tally.answeredBy[by] ?? 0) + 1;
-    }
-  }
-
-  reset(): Tally {
-    const t = this.tally;
-    this.tally = newTally();
-    return t;
-  }
-
-  async stop(): Promise<Tally> {
-    this.stopped = true;
-    await this.done;
-    return this.tally;
-  }
+/** Alternately REST POST /inference/text-to-image and Connect JSON POST /glimpse.ranking.v1.RankingService/SearchImages. */
+function searchCall(n: number): LoadCall {
+  const query = QUERIES[n % QUERIES.length]!;
+  const connect = n % 2 === 1;
+  return {
+    path: connect ? "/glimpse.ranking.v1.RankingService/SearchImages" : "/inference/text-to-image",
+    body: connect ? { query, topK: 5 } : { query, top_k: 5 },
+    headers: connect ? { "connect-protocol-version": "1" } : {},
+    answeredBy: (a) => {
+      if (!Array.isArray(a["results"]) || a["results"].length === 0) throw new Error("200 without results");
+      return `${String(a["model_version"] ?? a["modelVersion"])} / ${String(a["dataset_version"] ?? a["datasetVersion"])}`;
+    },
+  };
 }
 
-function expectNoFailedSearch(t: Tally, phase: string): void {
-  const summary = `${phase}: ${t.requests} searches, ${t.ok} answered 200, ${t.failed.length} failed; answered by ${JSON.stringify(t.answeredBy)}`;
-  console.log(summary);
-  if (t.failed.length > 0) console.log(`${phase}: failed searches:\n  ${t.failed.join("\n  ")}`);
-  expect(t.failed, summary).toEqual([]);
-  expect(t.requests, summary).toBeGreaterThanOrEqual(50);
-}
+const expectNoFailedSearch = (t: Tally, phase: string): void => expectNoFailedCall(t, phase);
 
 // ---------------------------------------------------------------------------------------------------
 // The cluster's state
@@ -268,15 +200,7 @@ describe.skipIf(skip)("real size: the full Flickr8K on Kubernetes, search never 
     serveFiles(SERVER, { hostPath: { path: shared.dir, type: "Directory" } });
 
     // the chart's MinIO, at its Service's cluster IP, with the store Secret's credentials
-    const secret = kubectlJson("get", "secret", `${RELEASE}-object-store`, "-n", NS).data as Record<string, string>;
-    const cfg = kubectlJson("get", "configmap", `${RELEASE}-config`, "-n", NS).data as Record<string, string>;
-    store = createObjectStore({
-      kind: "minio",
-      endpoint: serviceUrl(`${RELEASE}-minio`),
-      accessKey: Buffer.from(secret["access-key"]!, "base64").toString(),
-      secretKey: Buffer.from(secret["secret-key"]!, "base64").toString(),
-      bucket: cfg["MINIO_BUCKET"]!,
-    });
+    store = releaseStore();
 
     const svc = kubectlJson("get", "service", `${RELEASE}-ranking`, "-n", NS);
     rankingPort = Number(svc.spec.ports[0].targetPort);
@@ -286,7 +210,7 @@ describe.skipIf(skip)("real size: the full Flickr8K on Kubernetes, search never 
     production = status.body.production_version as string;
     expect(production).toMatch(/^m-[0-9a-f]{16}$/);
 
-    load = new LoadLoop(gatewayUrl());
+    load = new LoadLoop(gatewayUrl(), searchCall);
   }, 5 * MIN);
 
   afterAll(async () => {

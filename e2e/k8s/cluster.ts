@@ -7,6 +7,7 @@
 import { execFile, execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { createObjectStore, type ObjectStore } from "@glimpse/objectstore";
 
 export const ROOT = new URL("../..", import.meta.url).pathname;
 export const CHART = join(ROOT, "helm/glimpse");
@@ -178,4 +179,17 @@ export function serveFiles(name: string, volume: Record<string, unknown>): void 
     "apply", "-f", "-",
   );
   kubectl("rollout", "status", `deployment/${name}`, "-n", NS, "--timeout=180s");
+}
+
+/** The release's MinIO bucket, with the credentials the chart gave the services. */
+export function releaseStore(): ObjectStore {
+  const secret = kubectlJson("get", "secret", `${RELEASE}-object-store`, "-n", NS).data as Record<string, string>;
+  const cfg = kubectlJson("get", "configmap", `${RELEASE}-config`, "-n", NS).data as Record<string, string>;
+  return createObjectStore({
+    kind: "minio",
+    endpoint: serviceUrl(`${RELEASE}-minio`),
+    accessKey: Buffer.from(secret["access-key"]!, "base64").toString(),
+    secretKey: Buffer.from(secret["secret-key"]!, "base64").toString(),
+    bucket: cfg["MINIO_BUCKET"]!,
+  });
 }
