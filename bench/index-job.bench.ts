@@ -9,15 +9,13 @@
  * The dataset is published once into .artifacts/bench-index (the pipeline CLI, filesystem store) and
  * kept; each round deletes the index and computes it again.
  */
-import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, realpathSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { createObjectStore } from "@glimpse/objectstore";
 import { readLatest } from "@glimpse/pipeline";
-import { median } from "./stats.js";
+import { median, runCli } from "./stats.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const { values: a } = parseArgs({
@@ -37,26 +35,7 @@ const env = { ...process.env, GLIMPSE_DATA_DIR: dataDir, GLIMPSE_LOG_LEVEL: "inf
 const store = createObjectStore({ kind: "fs", root: join(dataDir, "store"), bucket: "glimpse" });
 await store.init();
 
-/** Runs a compiled CLI; resolves with its JSON log lines. */
-function run(args: string[]): Promise<Record<string, unknown>[]> {
-  return new Promise((res, rej) => {
-    const child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
-    const lines: Record<string, unknown>[] = [];
-    const tail: string[] = [];
-    for (const s of [child.stdout, child.stderr]) {
-      createInterface({ input: s }).on("line", (l) => {
-        tail.push(l);
-        if (tail.length > 20) tail.shift();
-        try {
-          lines.push(JSON.parse(l) as Record<string, unknown>);
-        } catch {
-          /* a progress line */
-        }
-      });
-    }
-    child.on("close", (code) => (code === 0 ? res(lines) : rej(new Error(`${args.join(" ")}: exit ${code}\n${tail.join("\n")}`))));
-  });
-}
+const run = (args: string[]) => runCli(args, ROOT, env);
 
 for (const f of ["packages/pipeline/dist/cli.js", "services/ranking/dist/cli.js"]) if (!existsSync(join(ROOT, f))) throw new Error(`${f} is missing: npm run build`);
 if (!(await readLatest(store, "flickr8k"))) {

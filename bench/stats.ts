@@ -1,5 +1,7 @@
 /** Small helpers shared by the benchmarks: percentiles, repeated runs, medians, tables, /proc readings. */
+import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { createInterface } from "node:readline";
 
 export interface RunStats {
   p50: number;
@@ -80,4 +82,25 @@ export function rssMiB(pid: number | undefined): number {
   } catch {
     return NaN;
   }
+}
+
+/** Runs a compiled CLI (`node <args>` in `cwd`); resolves with its JSON log lines, rejects with the last 20 lines of output. */
+export function runCli(args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<Record<string, unknown>[]> {
+  return new Promise((res, rej) => {
+    const child = spawn(process.execPath, args, { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
+    const lines: Record<string, unknown>[] = [];
+    const tail: string[] = [];
+    for (const s of [child.stdout, child.stderr]) {
+      createInterface({ input: s }).on("line", (l) => {
+        tail.push(l);
+        if (tail.length > 20) tail.shift();
+        try {
+          lines.push(JSON.parse(l) as Record<string, unknown>);
+        } catch {
+          /* a progress line */
+        }
+      });
+    }
+    child.on("close", (code) => (code === 0 ? res(lines) : rej(new Error(`${args.join(" ")}: exit ${code}\n${tail.join("\n")}`))));
+  });
 }
