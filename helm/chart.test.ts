@@ -3,6 +3,7 @@ import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { validateK8s as validate } from "@glimpse/kube/validate";
 import { checkCrd, loadArgoCrds, type Crd } from "@glimpse/pipeline/testing";
+import { REST_ROUTES } from "@glimpse/rpc";
 import { parse, parseAllDocuments } from "yaml";
 import { beforeAll, describe, expect, it } from "vitest";
 
@@ -11,7 +12,7 @@ const HELM = join(ROOT, ".tools/bin/helm");
 const CHART = join(ROOT, "helm/glimpse");
 const K8S_MANIFEST = join(ROOT, "k8s/glimpse.yaml");
 /** The values k8s/glimpse.yaml is rendered with (`npm run k8s:render`). */
-export const PLAIN_MANIFEST_ARGS = ["--namespace", "glimpse", "--set", "auth.apiKeys={change-me-write-key}", "--set", "objectStore.secretKey=change-me-minio-secret-key"];
+export const PLAIN_MANIFEST_ARGS = ["--namespace", "glimpse", "--set", "auth.apiKeys={change-me-write-key}", "--set", "objectStore.secretKey=change-me-minio-secret-key", "--set", "data.collections.notifications.apiKey=change-me-storage-events-key"];
 
 type Obj = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> }; [k: string]: any }; // eslint-disable-line @typescript-eslint/no-explicit-any
 function typeOf(obj: Obj): string {
@@ -195,7 +196,8 @@ describe("helm chart: the Argo executor (data.argo.enabled)", () => {
       // Kubernetes expands $(VAR) only from variables defined before it.
       expect(names.indexOf("GLIMPSE_API_KEYS")).toBeGreaterThan(names.indexOf("GLIMPSE_PIPELINE_API_KEY"));
       expect(names.indexOf("GLIMPSE_API_KEYS")).toBeGreaterThan(names.indexOf("GLIMPSE_CLIENT_API_KEYS"));
-      expect(env.find((e) => e["name"] === "GLIMPSE_API_KEYS")!["value"]).toBe("$(GLIMPSE_CLIENT_API_KEYS),$(GLIMPSE_PIPELINE_API_KEY):write");
+      // (and the bucket notifications' key, with the bundled MinIO: see below)
+      expect(env.find((e) => e["name"] === "GLIMPSE_API_KEYS")!["value"]).toMatch(/^\$\(GLIMPSE_CLIENT_API_KEYS\),\$\(GLIMPSE_PIPELINE_API_KEY\):write(,\$\(GLIMPSE_STORAGE_EVENTS_API_KEY\):write)?$/);
       expect(env.find((e) => e["name"] === "GLIMPSE_PIPELINE_API_KEY")!["valueFrom"]).toEqual({ secretKeyRef: { name: params["sync-secret"], key: "api-key" } });
     }
     // stepResources are merged over a step's own resources.
@@ -220,6 +222,57 @@ describe("helm chart: the Argo executor (data.argo.enabled)", () => {
     expect(find(objects, "Role", "glimpse-data")).toBeUndefined();
     expect(find(objects, "Secret", "glimpse-pipeline-key")).toBeUndefined();
     expect(find(objects, "Deployment", "glimpse-data")!["spec"]["template"]["spec"]["automountServiceAccountToken"]).toBe(false);
+  });
+});
+
+describe("helm chart: bucket notifications for watched bucket collections (data.collections.notifications)", () => {
+  const minioEnv = (objects: Obj[]) => Object.fromEntries((find(objects, "Deployment", "glimpse-minio")!["spec"]["template"]["spec"]["containers"][0]["env"] as Obj[]).map((e) => [e["name"], e["value"] ?? e["valueFrom"]]));
+  const envOf = (objects: Obj[], c: string) => find(objects, "Deployment", `glimpse-${c}`)!["spec"]["template"]["spec"]["containers"][0]["env"] as Obj[];
+
+  it("with the bundled MinIO (default): its webhook target posts to the gateway with a write key of its own, which every service accepts", () => {
+    const objects = render(join(CHART, "ci", "default-values.yaml"));
+    const key = find(objects, "Secret", "glimpse-storage-events-key")!;
+    expect(Object.keys(key["data"])).toEqual(["api-key"]);
+    expect(Buffer.from(key["data"]["api-key"], "base64").toString()).toMatch(/^glk_events_\w{32}$/);
+    const env = minioEnv(objects);
+    expect(env).toMatchObject({
+      MINIO_NOTIFY_WEBHOOK_ENABLE_GLIMPSE: "on",
+      MINIO_NOTIFY_WEBHOOK_ENDPOINT_GLIMPSE: "http://glimpse-gateway.glimpse.svc:8000/v1/storage-events",
+      MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_GLIMPSE: { secretKeyRef: { name: "glimpse-storage-events-key", key: "api-key" } },
+      MINIO_NOTIFY_WEBHOOK_QUEUE_DIR_GLIMPSE: "/var/lib/minio-events",
+    });
+    // the endpoint is the RPC's REST path, which the gateway serves
+    expect(REST_ROUTES.some((r) => r.method === "POST" && r.path === new URL(env["MINIO_NOTIFY_WEBHOOK_ENDPOINT_GLIMPSE"]).pathname && r.rpc.name === "ReceiveStorageEvents")).toBe(true);
+    const mounts = find(objects, "Deployment", "glimpse-minio")!["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] as Obj[];
+    expect(mounts.map((m) => m["mountPath"])).toContain("/var/lib/minio-events");
+    expect(configOf(objects)["GLIMPSE_STORE_NOTIFY_ARN"]).toBe("arn:minio:sqs::GLIMPSE:webhook");
+    for (const c of ["gateway", "ranking", "training", "data"]) {
+      const env = envOf(objects, c);
+      const names = env.map((e) => e["name"]);
+      expect(names.indexOf("GLIMPSE_API_KEYS")).toBeGreaterThan(names.indexOf("GLIMPSE_STORAGE_EVENTS_API_KEY"));
+      expect(env.find((e) => e["name"] === "GLIMPSE_API_KEYS")!["value"]).toBe("$(GLIMPSE_CLIENT_API_KEYS),$(GLIMPSE_STORAGE_EVENTS_API_KEY):write");
+    }
+    // with the Argo executor too: both extra keys
+    const argo = render(ARGO_VALUES);
+    expect(envOf(argo, "data").find((e) => e["name"] === "GLIMPSE_API_KEYS")!["value"]).toBe("$(GLIMPSE_CLIENT_API_KEYS),$(GLIMPSE_PIPELINE_API_KEY):write,$(GLIMPSE_STORAGE_EVENTS_API_KEY):write");
+  });
+
+  it("off when asked, and with an external object store (the chart cannot configure its server): the re-list only", () => {
+    for (const objects of [render(join(CHART, "ci", "default-values.yaml"), "--set", "data.collections.notifications.enabled=false"), render(join(CHART, "ci", "external-minio-values.yaml"))]) {
+      expect(find(objects, "Secret", "glimpse-storage-events-key")).toBeUndefined();
+      expect(configOf(objects)["GLIMPSE_STORE_NOTIFY_ARN"]).toBeUndefined();
+      const minio = find(objects, "Deployment", "glimpse-minio");
+      if (minio) expect(Object.keys(minioEnv(objects)).filter((k) => k.startsWith("MINIO_NOTIFY_"))).toEqual([]);
+      expect(envOf(objects, "data").map((e) => e["name"])).not.toContain("GLIMPSE_STORAGE_EVENTS_API_KEY");
+    }
+  });
+
+  it("over TLS, MinIO posts https and trusts the services' CA", () => {
+    const objects = render(join(CHART, "ci", "tls-ingress-values.yaml"));
+    expect(minioEnv(objects)["MINIO_NOTIFY_WEBHOOK_ENDPOINT_GLIMPSE"]).toBe("https://glimpse-gateway.glimpse.svc:8000/v1/storage-events");
+    const spec = find(objects, "Deployment", "glimpse-minio")!["spec"]["template"]["spec"];
+    expect(spec["containers"][0]["args"]).toEqual(expect.arrayContaining(["--certs-dir", "/etc/minio/certs"]));
+    expect(spec["containers"][0]["volumeMounts"]).toContainEqual({ name: "tls", mountPath: "/etc/minio/certs/CAs/ca.crt", subPath: "ca.crt", readOnly: true });
   });
 });
 
@@ -318,6 +371,28 @@ const indexJobOf = (objects: Obj[]): Obj | undefined => {
   const cm = find(objects, "ConfigMap", "glimpse-index-job");
   return cm ? (parse(cm["data"]["index-job.yaml"]) as Obj) : undefined;
 };
+
+describe("helm chart: collections", () => {
+  it("renders data.collections.relistMs as the integer GLIMPSE_COLLECTION_RELIST_MS parses, however large (helm would print 3.6e+06)", () => {
+    expect(configOf(render(join(CHART, "ci", "default-values.yaml")))["GLIMPSE_COLLECTION_RELIST_MS"]).toBe("15000");
+    expect(configOf(render(join(CHART, "ci", "default-values.yaml"), "--set", "data.collections.relistMs=3600000"))["GLIMPSE_COLLECTION_RELIST_MS"]).toBe("3600000");
+  });
+
+  it("mounts the Secrets data.collections.sourceSecrets lists into the Data pod alone, one folder each, where GLIMPSE_SOURCE_SECRETS_DIR says", () => {
+    const none = render(join(CHART, "ci", "default-values.yaml"));
+    expect(configOf(none)["GLIMPSE_SOURCE_SECRETS_DIR"]).toBeUndefined();
+    expect(JSON.stringify(podSpecOf(none, "glimpse-data"))).not.toContain("source-secrets");
+    const objects = render(join(CHART, "ci", "default-values.yaml"), "--set", "data.collections.sourceSecrets={shop-s3,archive-s3}");
+    const dir = configOf(objects)["GLIMPSE_SOURCE_SECRETS_DIR"]!;
+    const spec = podSpecOf(objects, "glimpse-data");
+    const mount = (spec["containers"][0] as Container).volumeMounts!.find((m) => m["mountPath"] === dir)!;
+    expect(mount["readOnly"]).toBe(true);
+    const sources = ((spec["volumes"] as Obj[]).find((v) => v["name"] === mount["name"])!["projected"] as Obj)["sources"] as Obj[];
+    expect(sources.map((s) => s["secret"])).toEqual(["shop-s3", "archive-s3"].map((name) => ({ name, items: [{ key: "access-key", path: `${name}/access-key` }, { key: "secret-key", path: `${name}/secret-key` }] })));
+    for (const other of ["glimpse-ranking", "glimpse-gateway", "glimpse-training"]) expect(JSON.stringify(podSpecOf(objects, other))).not.toContain("source-secrets");
+    expect(() => render(join(CHART, "ci", "default-values.yaml"), "--set", "data.collections.sourceSecrets={../etc}")).toThrow();
+  });
+});
 
 describe("helm chart: index Jobs (ranking.indexExecutor)", () => {
   const defaults = parse(readFileSync(join(CHART, "values.yaml"), "utf8")) as Obj;

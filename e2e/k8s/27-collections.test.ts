@@ -1,7 +1,8 @@
 /**
  * Collections on Kubernetes (issue #23), all through the gateway's public API: a 600-photo bucket prefix
  * in the chart's MinIO becomes a watched collection; its version is embedded by an index Job of two pods,
- * one of them deleted while it runs, and every photo is embedded exactly once. Then 20 photos are added
+ * one of them deleted while it runs, and every photo is embedded exactly once (the deleted pod's shard
+ * by its replacement). Then 20 photos are added
  * and 10 deleted in the prefix: the next version reaches search with only the 20 new photos embedded.
  * Then the production model changes: the collection is re-embedded for it in the background while a load
  * loop searches the collection and the gallery, and not one search fails.
@@ -133,22 +134,25 @@ describe("collections: a watched bucket prefix, embedded by index Jobs, searched
     const synced = await waitFor("the first sync", async () => {
       const c = await getCollection();
       return c.state === "STATE_READY" && c.version ? c : undefined;
-    }, 10 * MIN, 2000);
+    }, 10 * MIN, 200);
     first = synced.version;
     expect(Number(synced.counts.indexed)).toBe(600);
 
-    const job = await waitFor(`the index Job of ${NAME}@${first}`, () => collectionJob(production, first), 5 * MIN, 2000);
+    // polled often: the Job is made within a Ranking poll of the publish and runs for seconds
+    const job = await waitFor(`the index Job of ${NAME}@${first}`, () => collectionJob(production, first), 5 * MIN, 100);
     expect(job.spec.completions).toBe(2);
-    const victim = await waitFor("a running embed pod", async () => {
-      for (const pod of (await kubectlJsonAsync("get", "pods", "-n", NS, "-l", `job-name=${job.metadata.name}`)).items as Pod[]) {
-        if (pod.status.phase !== "Running" || pod.metadata.deletionTimestamp) continue;
-        const log = await kubectlAsync("logs", pod.metadata.name, "-n", NS).catch(() => "");
-        if (/"msg":\s*"shard started"/.test(log)) return pod;
-      }
+    // The last shard's pod (the most chunks), deleted as soon as its worker has started: a shard here embeds
+    // its ~300 photos in about two seconds, and a pod deleted before its SIGTERM handler exists (node as
+    // PID 1 ignores the signal) simply finishes its work.
+    const victim = await waitFor("a started embed pod of the last shard", async () => {
       const j = (await kubectlJsonAsync("get", "job", job.metadata.name, "-n", NS)) as Job;
       if (isComplete(j) || isFailed(j)) throw new Error(`the Job ended before one of its pods could be deleted`);
-      return undefined;
-    }, 10 * MIN, 1000);
+      const pods = (await kubectlJsonAsync("get", "pods", "-n", NS, "-l", `job-name=${job.metadata.name}`)).items as Pod[];
+      const pod = pods.find((p) => p.status.phase === "Running" && !p.metadata.deletionTimestamp && completionIndex(p) === String(job.spec.completions! - 1));
+      if (!pod) return undefined;
+      const log = await kubectlAsync("logs", pod.metadata.name, "-n", NS).catch(() => "");
+      return /"msg":\s*"shard started"/.test(log) ? pod : undefined;
+    }, 10 * MIN, 100);
     await kubectlAsync("delete", "pod", victim.metadata.name, "-n", NS, "--wait=false");
     const shard = completionIndex(victim);
 
@@ -161,8 +165,13 @@ describe("collections: a watched bucket prefix, embedded by index Jobs, searched
     expect(doc.build.job).toBe(job.metadata.name);
     expectEachPhotoOnce(doc.build, 600);
     expect(doc.build.images_reused).toBe(0);
+    // the deleted pod stored what it had embedded and stopped; its replacement embedded the rest of its shard
     const replacements = ((await kubectlJsonAsync("get", "pods", "-n", NS, "-l", `job-name=${job.metadata.name}`)).items as Pod[]).filter((p) => completionIndex(p) === shard && p.metadata.name !== victim.metadata.name);
-    expect(replacements.length, `the Job replaced ${victim.metadata.name}`).toBeGreaterThan(0);
+    const names = replacements.map((p) => p.metadata.name);
+    const byShard = doc.build.chunks.filter((c) => String(c.shard) === shard).map((c) => c.pod);
+    console.log(`collections: shard ${shard}'s chunks stored by ${JSON.stringify(byShard)}; ${victim.metadata.name} deleted, replaced by ${JSON.stringify(names)}`);
+    expect(names.length, `the Job replaced ${victim.metadata.name}`).toBeGreaterThan(0);
+    expect(byShard.some((p) => names.includes(p)), `a chunk of shard ${shard} stored by its replacement (${names.join(", ")})`).toBe(true);
 
     const hits = await fetchJson(`${gatewayUrl()}/v1/${NAME}:search`, { method: "POST", body: JSON.stringify({ text: "a dog running on the grass", top_k: 5 }) });
     expect(hits.status, JSON.stringify(hits.body)).toBe(200);

@@ -66,6 +66,30 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{/* Secret with the write API key the pipeline's sync step sends (key `api-key`). */}}
+{{/* Bucket notifications for watched bucket collections: "true" when on (the bundled MinIO only: the chart configures its webhook target). */}}
+{{- define "glimpse.storageEvents" -}}
+{{- if and .Values.data.collections.notifications.enabled .Values.minio.enabled (not .Values.objectStore.endpoint) }}true{{ end }}
+{{- end }}
+
+{{/* The bundled MinIO's notification target: its id in MINIO_NOTIFY_WEBHOOK_*_<id>, and its ARN. */}}
+{{- define "glimpse.storageEventsTarget" -}}
+GLIMPSE
+{{- end }}
+
+{{- define "glimpse.storageEventsArn" -}}
+arn:minio:sqs::{{ include "glimpse.storageEventsTarget" . }}:webhook
+{{- end }}
+
+{{/* The webhook's write key (MinIO's auth token; every service accepts it besides auth.apiKeys). */}}
+{{- define "glimpse.storageEventsKeySecret" -}}
+{{ include "glimpse.fullname" . }}-storage-events-key
+{{- end }}
+
+{{/* Where MinIO posts its events: the gateway Service's ReceiveStorageEvents path. */}}
+{{- define "glimpse.storageEventsUrl" -}}
+{{ include "glimpse.scheme" . }}://{{ include "glimpse.fullname" . }}-gateway.{{ .Release.Namespace }}.svc:{{ .Values.gateway.port }}/v1/storage-events
+{{- end }}
+
 {{- define "glimpse.pipelineKeySecret" -}}
 {{ include "glimpse.fullname" . }}-pipeline-key
 {{- end }}

@@ -17,6 +17,8 @@
  */
 import { createHash } from "node:crypto";
 import type { ObjectStore } from "@glimpse/objectstore";
+import { DATASETS_PREFIX } from "./datasets.js";
+import { MODELS_PREFIX } from "./models.js";
 
 export const COLLECTION_SCHEMA = "glimpse.collection/v1";
 export const CATALOG_SCHEMA = "glimpse.collection.catalog/v1";
@@ -24,6 +26,8 @@ export const COLLECTION_MANIFEST_SCHEMA = "glimpse.collection.manifest/v1";
 
 export const COLLECTIONS_PREFIX = "collections/";
 export const collectionPrefix = (id: string): string => `${COLLECTIONS_PREFIX}${id}/`;
+/** A key Glimpse itself writes in the bucket (datasets, collections, models): never one of a user's photos. */
+export const isGlimpseKey = (key: string): boolean => [COLLECTIONS_PREFIX, DATASETS_PREFIX, MODELS_PREFIX].some((p) => key.startsWith(p));
 export const collectionRecordKey = (id: string): string => `${collectionPrefix(id)}collection.json`;
 export const catalogKey = (id: string): string => `${collectionPrefix(id)}catalog.json`;
 export const collectionStatusKey = (id: string): string => `${collectionPrefix(id)}status.json`;

@@ -15,6 +15,7 @@ export const DEFAULT_DATASET = "flickr8k";
 
 export const MANIFEST_SCHEMA = "glimpse.dataset.manifest/v1";
 
+export const DATASETS_PREFIX = "datasets/";
 export const latestKey = (dataset: string): string => `datasets/${dataset}/latest.json`;
 export const versionsPrefix = (dataset: string): string => `datasets/${dataset}/versions/`;
 export const manifestKey = (dataset: string, version: string): string => `datasets/${dataset}/versions/${version}/manifest.json`;

@@ -35,6 +35,15 @@ export function storeConfigOf(store: ObjectStore): ObjectStoreConfig | undefined
   return configs.get(store);
 }
 
+/**
+ * Points the store's bucket notifications (ObjectCreated, ObjectRemoved) at a target the server
+ * has configured, e.g. `arn:minio:sqs::GLIMPSE:webhook`. A capability of the MinIO store only:
+ * "unsupported" for another. Idempotent.
+ */
+export async function setBucketEventTarget(store: ObjectStore, arn: string): Promise<"set" | "unchanged" | "unsupported"> {
+  return store instanceof MinioObjectStore ? store.setBucketEventTarget(arn) : "unsupported";
+}
+
 /** Stores `value` as pretty-printed JSON (manifests are read by people too). */
 export function putJson(store: ObjectStore, key: string, value: unknown, options: PutOptions = {}): Promise<ObjectInfo> {
   const body = `${JSON.stringify(value, null, 2)}\n`;

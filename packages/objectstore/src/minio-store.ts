@@ -20,7 +20,7 @@ import http from "node:http";
 import https from "node:https";
 import { Readable } from "node:stream";
 import { XMLParser } from "fast-xml-parser";
-import { Client, S3Error } from "minio";
+import { Client, CloudFunctionConfig, NotificationConfig, ObjectCreatedAll, ObjectRemovedAll, QueueConfig, S3Error, TopicConfig, type TargetConfig } from "minio";
 import { checkPageSize, checkRange, validateKey, validatePrefix } from "./keys.js";
 import {
   ObjectNotFoundError,
@@ -186,6 +186,33 @@ export class MinioObjectStore implements ObjectStore {
 
   async close(): Promise<void> {
     this.agent.destroy();
+  }
+
+  /**
+   * Sends the bucket's ObjectCreated and ObjectRemoved events to a notification target the
+   * server has configured (`arn:minio:sqs::<ID>:webhook` for MINIO_NOTIFY_WEBHOOK_*_<ID>).
+   * Idempotent: "unchanged" when the bucket already does; other targets' configurations are kept.
+   * A MinIO without that target answers an error (ARN not found).
+   */
+  async setBucketEventTarget(arn: string): Promise<"set" | "unchanged"> {
+    const events = [ObjectCreatedAll, ObjectRemovedAll];
+    const current = await this.client.getBucketNotification(this.bucket);
+    const ours = current.QueueConfiguration.filter((q) => q.Queue === arn);
+    if (ours.length === 1 && (ours[0]!.Filter ?? []).length === 0 && [...(ours[0]!.Event ?? [])].sort().join() === [...events].sort().join()) return "unchanged";
+    const config = new NotificationConfig();
+    type Entry = { Id?: string; Event?: string[]; Filter?: { Name: string; Value: string }[] };
+    const keep = (target: TargetConfig, e: Entry) => {
+      if (e.Id) target.setId(e.Id);
+      for (const ev of e.Event ?? []) target.addEvent(ev);
+      for (const f of e.Filter ?? []) (f.Name === "prefix" ? target.addFilterPrefix(f.Value) : target.addFilterSuffix(f.Value));
+      config.add(target);
+    };
+    for (const t of current.TopicConfiguration as (Entry & { Topic: string })[]) keep(new TopicConfig(t.Topic), t);
+    for (const q of current.QueueConfiguration as (Entry & { Queue: string })[]) if (q.Queue !== arn) keep(new QueueConfig(q.Queue), q);
+    for (const c of current.CloudFunctionConfiguration as (Entry & { CloudFunction: string })[]) keep(new CloudFunctionConfig(c.CloudFunction), c);
+    keep(new QueueConfig(arn), { Event: events });
+    await this.client.setBucketNotification(this.bucket, config);
+    return "set";
   }
 
   private async putMultipart(

@@ -82,6 +82,26 @@ function knownFieldsOnly(input: Input, request: DescMessage): Input {
   return Object.fromEntries(Object.entries(input).filter(([k]) => names.has(k)));
 }
 
+/**
+ * Only the request's fields, at every depth: a webhook (MinIO's bucket notifications) posts its
+ * own document, of which the request names the part it reads; the rest, and whatever a newer
+ * sender adds, is dropped rather than refused.
+ */
+function knownFieldsDeep(input: Input, request: DescMessage): Input {
+  const out: Input = {};
+  for (const [k, v] of Object.entries(input)) {
+    const f = request.fields.find((f) => f.name === k || f.jsonName === k);
+    if (!f) continue;
+    const nested = f.fieldKind === "message" || (f.fieldKind === "list" && f.listKind === "message") ? f.message : undefined;
+    const plain = (x: unknown): x is Input => typeof x === "object" && x !== null && !Array.isArray(x);
+    // a well-known type (Timestamp, Struct…) has its own JSON form: kept as sent
+    if (!nested || nested.typeName.startsWith("google.protobuf.")) out[k] = v;
+    else if (f.fieldKind === "list") out[k] = Array.isArray(v) ? v.map((x) => (plain(x) ? knownFieldsDeep(x, nested) : x)) : v;
+    else out[k] = plain(v) ? knownFieldsDeep(v, nested) : v;
+  }
+  return out;
+}
+
 /** The earlier API's shapes, by RPC. */
 const ADAPTERS = new Map<DescMethod, RestAdapter>([
   [ranking.RankingService.method.searchImages, { shape: scoped }],
@@ -94,6 +114,7 @@ const ADAPTERS = new Map<DescMethod, RestAdapter>([
   [data.DataService.method.startPipelineRun, { shape: alsoWholeRequest("params") }],
   [data.DataService.method.registerDatasetVersion, { shape: knownFieldsOnly }],
   [data.DataService.method.createPhoto, { upload: "image" }],
+  [data.DataService.method.receiveStorageEvents, { shape: knownFieldsDeep }],
 ]);
 
 const METHODS: Record<string, RestMethod> = { get: "GET", post: "POST", put: "PUT", patch: "PATCH", delete: "DELETE" };

@@ -60,7 +60,12 @@ export const schema = {
     "Where pipeline archives may be downloaded from, comma separated: `file:` (any file), `file:///folder` (files under it), `http:`/`https:` (public hosts; loopback, private and link-local addresses refused), `https://host[:port]` or `https://*.domain` (those hosts, private addresses included). The chart allows `https:` only.",
     { default: ["file:", "http:", "https:"] },
   ),
+  sourceSecretsDir: string("GLIMPSE_SOURCE_SECRETS_DIR", "Where a bucket collection on another S3 endpoint finds the credentials its `credentials_secret` names: <dir>/<name>/access-key and secret-key (the chart mounts the Secrets listed in data.collections.sourceSecrets there)."),
   collectionRelistMs: int("GLIMPSE_COLLECTION_RELIST_MS", "How often a watched collection's source is listed again to catch what its notifications missed (a folder is also watched with inotify) (ms).", { default: 15_000, min: 1_000 }),
+  storeNotifyArn: string(
+    "GLIMPSE_STORE_NOTIFY_ARN",
+    "MinIO notification target (e.g. `arn:minio:sqs::GLIMPSE:webhook`, a webhook to the gateway's /v1/storage-events) the Data service sends the bucket's ObjectCreated/ObjectRemoved events to, set at start-up, so watched bucket collections follow changes at once; empty = off (the periodic re-list only).",
+  ),
   pipelineExecutor: oneOf("GLIMPSE_PIPELINE_EXECUTOR", "Where pipeline runs execute: local (inside the Data service) or argo (an Argo Workflow from the argo/ WorkflowTemplate).", ["local", "argo"], "local"),
   argoNamespace: string("GLIMPSE_ARGO_NAMESPACE", "Argo executor: namespace of the WorkflowTemplate and the Workflows.", { default: "default" }),
   argoTemplate: string("GLIMPSE_ARGO_TEMPLATE", "Argo executor: the WorkflowTemplate to run.", { default: "glimpse-dataset-pipeline" }),

@@ -24,6 +24,12 @@ export interface DataDeps {
   serving?: ServingLookup;
   /** A watched collection's periodic re-list (ms). */
   collectionRelistMs: number;
+  /** GLIMPSE_SOURCE_SECRETS_DIR. */
+  sourceSecretsDir?: string | undefined;
+  /** The configured store's bucket (MINIO_BUCKET): bucket notifications for others are ignored. */
+  bucket?: string;
+  /** Debounce of watch events and bucket notifications (ms); default 1 s. */
+  collectionDebounceMs?: number;
 }
 
 /** The Data service: published dataset versions, samples, images, pipeline runs and collections. */
@@ -32,7 +38,7 @@ export async function dataBinding(deps: DataDeps): Promise<{ binding: ServiceBin
   const catalog = new DatasetCatalog(deps.store);
   const runs = new PipelineRuns({ store: deps.store, logger: deps.logger, workRoot: deps.workRoot, register: syncHook(deps.store, catalog), argo: deps.argo, allow: deps.allow });
   await runs.init();
-  const collections = new CollectionManager({ store: deps.store, allow: deps.allow, logger: deps.logger, relistMs: deps.collectionRelistMs, ...(deps.serving ? { serving: deps.serving } : {}) });
+  const collections = new CollectionManager({ store: deps.store, allow: deps.allow, logger: deps.logger, relistMs: deps.collectionRelistMs, secretsDir: deps.sourceSecretsDir, ...(deps.bucket !== undefined ? { bucket: deps.bucket } : {}), ...(deps.collectionDebounceMs !== undefined ? { debounceMs: deps.collectionDebounceMs } : {}), ...(deps.serving ? { serving: deps.serving } : {}) });
   await collections.init();
   return { binding: bind(data.DataService, { ...dataService(deps.store, catalog, runs, deps.allow), ...collectionService(deps.store, collections) }), collections };
 }

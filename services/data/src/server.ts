@@ -1,5 +1,5 @@
 import { createLogger, type Logger } from "@glimpse/logging";
-import type { ObjectStore } from "@glimpse/objectstore";
+import { setBucketEventTarget, type ObjectStore } from "@glimpse/objectstore";
 import type { RunningServer } from "@glimpse/rpc";
 import { ranking } from "@glimpse/api";
 import { grpcClient } from "@glimpse/rpc";
@@ -39,7 +39,8 @@ export async function build(cfg: GlimpseConfig, opts: BuildOptions = {}): Promis
           onOwnerError: (err) => logger.warn({ err: err.message }, "Workflows get no owner: cannot read the WorkflowTemplate (helm uninstall will not remove them)"),
         })
       : undefined;
-  const { binding, collections } = await dataBinding({ store, logger, workRoot: defaultWorkRoot(cfg.dataDir), argo, allow, serving: rankingServing(cfg), collectionRelistMs: cfg.collectionRelistMs });
+  const { binding, collections } = await dataBinding({ store, logger, workRoot: defaultWorkRoot(cfg.dataDir), argo, allow, serving: rankingServing(cfg), collectionRelistMs: cfg.collectionRelistMs, sourceSecretsDir: cfg.sourceSecretsDir, bucket: cfg.minioBucket });
+  if (cfg.storeNotifyArn) await routeBucketEvents(store, cfg.storeNotifyArn, logger);
   const server = await serve({
     name: "data",
     cfg,
@@ -55,6 +56,21 @@ export async function build(cfg: GlimpseConfig, opts: BuildOptions = {}): Promis
       await collections.close();
     },
   };
+}
+
+/**
+ * Bucket notifications for watched bucket collections: the bucket's events go to the target
+ * MinIO was configured with (a webhook to /v1/storage-events). Not fatal: without them the
+ * periodic re-list still follows the bucket, only later.
+ */
+async function routeBucketEvents(store: ObjectStore, arn: string, logger: Logger): Promise<void> {
+  try {
+    const outcome = await setBucketEventTarget(store, arn);
+    if (outcome === "unsupported") logger.warn({ arn }, "GLIMPSE_STORE_NOTIFY_ARN is set but the object store is not MinIO: watched bucket collections follow by re-listing only");
+    else logger.info({ arn, outcome }, "bucket notifications sent to the notification target");
+  } catch (err) {
+    logger.warn({ arn, err: (err as Error).message }, "cannot set the bucket's notifications; watched bucket collections follow by re-listing only");
+  }
 }
 
 /** What search serves of a collection, from Ranking (short deadline: GetCollection must not hang on it). */

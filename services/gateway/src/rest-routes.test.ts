@@ -54,6 +54,7 @@ const COLLECTIONS = [
   "GET /v1/{name=collections/*/photos/*}/thumbnail",
   "POST /v1/{name=collections/*}:search",
   "GET /v1/{parent=collections/*}/duplicates",
+  "POST /v1/storage-events",
 ];
 
 const DEMO_IMAGES = new URL("../../../demo/images/", import.meta.url).pathname;
@@ -116,6 +117,15 @@ const CALLS: Record<string, Call> = {
   DeletePhoto: { path: "/v1/collections/holiday/photos/nothex", status: 400, code: "invalid_argument", field: "name" },
   GetPhotoThumbnail: { path: "/v1/collections/holiday/photos/nothex/thumbnail", status: 400, code: "invalid_argument", field: "name" },
   SearchCollection: { path: "/v1/collections/Bad_Id:search", input: { text: "a dog" }, status: 400, code: "invalid_argument", field: "name", pending: true },
+  // MinIO's webhook posts its own document: the fields the request does not name, at any depth, are dropped.
+  ReceiveStorageEvents: {
+    input: {
+      EventName: "s3:ObjectCreated:Put",
+      Key: "other-bucket/a.jpg",
+      Records: [{ eventVersion: "2.0", eventTime: "2026-01-01T00:00:00.000Z", eventName: "s3:ObjectCreated:Put", userIdentity: { principalId: "x" }, s3: { s3SchemaVersion: "1.0", bucket: { name: "other-bucket", arn: "arn:aws:s3:::other-bucket" }, object: { key: "a.jpg", size: 3, eTag: "abc", userMetadata: {}, sequencer: "1" } } }],
+    },
+    status: 200,
+  },
   ListCollectionDuplicates: { path: "/v1/collections/Bad_Id/duplicates", status: 400, code: "invalid_argument", field: "parent", pending: true },
 };
 

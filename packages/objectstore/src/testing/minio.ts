@@ -25,6 +25,12 @@ export interface StartMinioOptions {
   dataDir?: string;
   /** How long to wait for /minio/health/ready; default 60 s (first start on a busy CI box is slow). */
   readyTimeoutMs?: number;
+  /**
+   * More environment for the server, e.g. a notification target:
+   * `{ MINIO_NOTIFY_WEBHOOK_ENABLE_T: "on", MINIO_NOTIFY_WEBHOOK_ENDPOINT_T: url, … }`.
+   * The root credentials are the server's own and cannot be overridden here.
+   */
+  env?: Record<string, string>;
 }
 
 export interface MinioServer {
@@ -118,10 +124,11 @@ async function startOnce(binary: string, options: StartMinioOptions): Promise<Mi
     {
       env: {
         ...process.env,
-        MINIO_ROOT_USER: accessKey,
-        MINIO_ROOT_PASSWORD: secretKey,
         MINIO_BROWSER: "off", // no web console: faster start, one port fewer to collide on
         MINIO_UPDATE: "off",
+        ...options.env,
+        MINIO_ROOT_USER: accessKey,
+        MINIO_ROOT_PASSWORD: secretKey,
       },
       stdio: ["ignore", "pipe", "pipe"],
     },

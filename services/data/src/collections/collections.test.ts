@@ -8,7 +8,8 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { collection as pb, data } from "@glimpse/api";
 import { readCatalog } from "@glimpse/layout";
-import { FsObjectStore } from "@glimpse/objectstore";
+import { createObjectStore, FsObjectStore } from "@glimpse/objectstore";
+import { startMinio } from "@glimpse/objectstore/testing";
 import { badPhotoCorpus } from "@glimpse/pipeline/testing";
 import type { RunningServer } from "@glimpse/rpc";
 import { TEST_WRITE_KEY, testConfig } from "@glimpse/runtime/testing";
@@ -30,7 +31,7 @@ describe("collections through the Data service's API (real sockets, filesystem s
   beforeAll(async () => {
     root = mkdtempSync(join(tmpdir(), "glimpse-collections-"));
     // files under root only: a folder elsewhere is refused
-    cfg = testConfig({ GLIMPSE_SOURCE_ALLOWLIST: `${pathToFileURL(join(root, "allowed")).href},http://127.0.0.1`, GLIMPSE_COLLECTION_RELIST_MS: "60000", GLIMPSE_RANKING_URL: "http://127.0.0.1:9" });
+    cfg = testConfig({ GLIMPSE_SOURCE_ALLOWLIST: `${pathToFileURL(join(root, "allowed")).href},http://127.0.0.1`, GLIMPSE_COLLECTION_RELIST_MS: "60000", GLIMPSE_RANKING_URL: "http://127.0.0.1:9", GLIMPSE_SOURCE_SECRETS_DIR: join(root, "secrets") });
     mkdirSync(join(root, "allowed"));
     store = new FsObjectStore(join(cfg.dataDir, "store"), cfg.minioBucket);
     server = await build(cfg, { port: 0, store });
@@ -202,6 +203,41 @@ describe("collections through the Data service's API (real sockets, filesystem s
     const next = await synced("collections/shop");
     expect(next.counts!.indexed).toBe(3n);
     expect(next.version).not.toBe(first.version);
+  });
+
+  it("a bucket on another S3 endpoint, read with the keys of the Secret it names; what is missing is a clear error", async () => {
+    const other = await startMinio();
+    try {
+      const bucket = createObjectStore({ kind: "minio", endpoint: other.endpoint, accessKey: other.accessKey, secretKey: other.secretKey, bucket: "elsewhere" });
+      await bucket.init();
+      for (const f of demoPhotos.slice(80, 83)) await bucket.put(`trip/${f}`, readFileSync(join(DEMO, f)));
+      await bucket.put("other/skip.jpg", readFileSync(join(DEMO, demoPhotos[84]!)));
+      // as Kubernetes mounts a Secret: one file per key
+      mkdirSync(join(root, "secrets", "other-s3"), { recursive: true });
+      writeFileSync(join(root, "secrets", "other-s3", "access-key"), `${other.accessKey}\n`);
+      writeFileSync(join(root, "secrets", "other-s3", "secret-key"), other.secretKey);
+      mkdirSync(join(root, "secrets", "wrong-keys"), { recursive: true });
+      writeFileSync(join(root, "secrets", "wrong-keys", "access-key"), "nobody");
+      writeFileSync(join(root, "secrets", "wrong-keys", "secret-key"), "not-the-secret");
+      const source = (b: Record<string, string>) => ({ source: { kind: { case: "bucket" as const, value: { prefix: "trip/", endpoint: other.endpoint, bucket: "elsewhere", ...b } } } });
+
+      await client.createCollection({ collectionId: "remote", collection: source({ credentialsSecret: "other-s3" }) }, auth);
+      const c = await synced("collections/remote");
+      expect(c.counts!.indexed).toBe(3n);
+      expect((await client.listPhotos({ parent: "collections/remote" })).photos.map((p) => p.path).sort()).toEqual(demoPhotos.slice(80, 83).map((f) => `trip/${f}`));
+
+      const code = (p: Promise<unknown>) => p.then(() => Code.Unknown as Code, (e: unknown) => ConnectError.from(e).code);
+      expect(await code(client.createCollection({ collectionId: "no-keys", collection: source({}) }, auth))).toBe(Code.InvalidArgument);
+      expect(await code(client.createCollection({ collectionId: "no-secret", collection: source({ credentialsSecret: "not-mounted" }) }, auth))).toBe(Code.InvalidArgument);
+      expect(await code(client.createCollection({ collectionId: "bad-name", collection: source({ credentialsSecret: "../../etc" }) }, auth))).toBe(Code.InvalidArgument);
+      expect(await code(client.createCollection({ collectionId: "private", collection: { source: { kind: { case: "bucket", value: { endpoint: "http://10.1.2.3:9000", bucket: "b", credentialsSecret: "other-s3" } } } } }, auth))).toBe(Code.PermissionDenied);
+      await client.createCollection({ collectionId: "refused", collection: source({ credentialsSecret: "wrong-keys" }) }, auth);
+      const failed = await synced("collections/refused");
+      expect(failed.state).toBe(pb.Collection_State.FAILED);
+      expect(failed.error).toMatch(/cannot be listed/);
+    } finally {
+      await other.stop();
+    }
   });
 
   it("clear errors: ALREADY_EXISTS, NOT_FOUND, PERMISSION_DENIED outside the allow-list, a write key needed, FAILED_PRECONDITION deleting a folder's photo", async () => {

@@ -7,7 +7,7 @@ import { watch as fsWatch, type FSWatcher } from "node:fs";
 import { isAbsolute } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate, durationFromMs } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { data, collection as pb, errorWithReason, invalidArgument, notFound, permissionDenied } from "@glimpse/api";
 import type { Logger } from "@glimpse/logging";
 import { PreconditionFailedError, type ObjectStore } from "@glimpse/objectstore";
@@ -20,15 +20,18 @@ import {
   readCollectionRecord,
   readCollectionStatus,
   readCollectionVersion,
+  readCatalog,
   COLLECTION_SCHEMA,
+  type Catalog,
   type CollectionManifest,
   type CollectionRecord,
   type CollectionStatus,
 } from "@glimpse/layout";
 import { SourceRefusedError, type SourceAllowList } from "@glimpse/pipeline";
 import { Subscription } from "@glimpse/rpc";
-import { folderUrl, SourceUnavailableError } from "./sources.js";
+import { folderUrl, otherBucketConfig, SourceUnavailableError } from "./sources.js";
 import { syncCollection, type SyncProgress, type SyncResult } from "./sync.js";
+import { dropReason, watchesKey, type StorageEvent } from "./events.js";
 
 /** What search serves of a collection (Ranking's GetCollectionIndex); undefined when Ranking cannot say. */
 export type ServingLookup = (name: string) => Promise<{ servingVersion: string; modelVersion: string; nearDuplicates: bigint } | undefined>;
@@ -44,7 +47,7 @@ interface Live {
   listeners: Set<() => void>;
   watcher?: FSWatcher;
   timer?: NodeJS.Timeout;
-  debounce?: NodeJS.Timeout;
+  debounce?: NodeJS.Timeout | undefined;
   lastResult?: SyncResult;
 }
 
@@ -55,8 +58,21 @@ export interface CollectionManagerOptions {
   serving?: ServingLookup;
   /** A watched collection's periodic re-list (ms). */
   relistMs: number;
-  /** inotify events are gathered this long before a sync starts (ms). */
+  /** inotify events and bucket notifications are gathered this long before a sync starts (ms). */
   debounceMs?: number;
+  /** The configured store's bucket: a bucket notification for another bucket is ignored. */
+  bucket?: string;
+  /** GLIMPSE_SOURCE_SECRETS_DIR: the credentials of buckets on other endpoints. */
+  secretsDir?: string | undefined;
+}
+
+/** What ReceiveStorageEvents made of a notification's records. */
+export interface StorageEventsOutcome {
+  applied: number;
+  dropped: number;
+  ignored: number;
+  /** Ids of the collections whose sync was started (or re-queued). */
+  synced: string[];
 }
 
 export class CollectionManager {
@@ -115,7 +131,20 @@ export class CollectionManager {
     }
     if (refused.length > 0) throw permissionDenied(refused);
     if (source.kind === "bucket" && (source.endpoint || source.bucket)) {
-      throw new ConnectError("a bucket on another S3 endpoint is not supported yet: use a prefix of the configured object store (bucket and endpoint empty)", Code.Unimplemented);
+      if (source.endpoint) {
+        try {
+          await this.opts.allow.check(source.endpoint);
+        } catch (err) {
+          if (!(err instanceof SourceRefusedError)) throw err;
+          throw permissionDenied([{ field: "collection.source.bucket.endpoint", description: err.message, reason: err.reason }]);
+        }
+      }
+      try {
+        otherBucketConfig(source, this.opts.store, this.opts.secretsDir);
+      } catch (err) {
+        if (!(err instanceof SourceUnavailableError)) throw err;
+        throw invalidArgument([{ field: "collection.source.bucket", description: err.message, reason: "SOURCE_UNAVAILABLE" }]);
+      }
     }
   }
 
@@ -209,6 +238,7 @@ export class CollectionManager {
           store: this.opts.store,
           allow: this.opts.allow,
           record: live.record,
+          secretsDir: this.opts.secretsDir,
           signal: abort.signal,
           onProgress: (p) => {
             live.progress = p;
@@ -280,11 +310,60 @@ export class CollectionManager {
     }
   }
 
+  /**
+   * Bucket notifications: each record under a watched bucket collection's prefix that still tells
+   * its catalog something starts that collection's sync (debounced with the others); stale and
+   * already-applied records are dropped, records about no watched collection ignored.
+   */
+  async receiveStorageEvents(events: StorageEvent[]): Promise<StorageEventsOutcome> {
+    const out: StorageEventsOutcome = { applied: 0, dropped: 0, ignored: 0, synced: [] };
+    const catalogs = new Map<string, Promise<Catalog>>();
+    const kicked = new Set<Live>();
+    const log = this.opts.logger;
+    for (const e of events) {
+      const key = e.key;
+      const targets = key === undefined || e.kind === "other" || this.opts.bucket === undefined || e.bucket !== this.opts.bucket ? [] : [...this.live.values()].filter((l) => watchesKey(l.record, key));
+      if (targets.length === 0) {
+        out.ignored++;
+        continue;
+      }
+      let applied = false;
+      for (const live of targets) {
+        const id = live.record.id;
+        if (!catalogs.has(id)) catalogs.set(id, readCatalog(this.opts.store, id));
+        const catalog = await catalogs.get(id)!;
+        const settled = !live.running && !live.debounce && !kicked.has(live);
+        const why = dropReason(e, catalog.entries[key!], settled);
+        if (why) {
+          log.debug({ collection: id, key, event: e.kind, why }, "storage event dropped");
+          continue;
+        }
+        applied = true;
+        kicked.add(live);
+      }
+      if (applied) out.applied++;
+      else out.dropped++;
+    }
+    for (const live of kicked) {
+      this.kick(live);
+      out.synced.push(live.record.id);
+    }
+    if (events.length > 0) log.info({ applied: out.applied, dropped: out.dropped, ignored: out.ignored, collections: out.synced }, "storage events received");
+    return out;
+  }
+
+  /** A change was seen (inotify, a bucket notification): sync once the changes stop for debounceMs. */
+  private kick(live: Live): void {
+    if (this.closed || this.live.get(live.record.id) !== live) return;
+    clearTimeout(live.debounce);
+    live.debounce = setTimeout(() => {
+      live.debounce = undefined;
+      void this.startSync(live);
+    }, this.opts.debounceMs ?? 1_000);
+  }
+
   private startWatch(live: Live): void {
-    const kick = () => {
-      clearTimeout(live.debounce);
-      live.debounce = setTimeout(() => void this.startSync(live), this.opts.debounceMs ?? 1_000);
-    };
+    const kick = () => this.kick(live);
     if (live.record.source.kind === "folder") {
       try {
         live.watcher = fsWatch(live.record.source.path, { recursive: true }, kick);

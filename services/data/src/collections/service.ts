@@ -5,9 +5,10 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { Code } from "@connectrpc/connect";
 import { LIMITS, Violations, data, collection as pb, errorWithReason, invalidArgument, notFound } from "@glimpse/api";
 import type { ObjectStore } from "@glimpse/objectstore";
-import { parseCollectionName, parsePhotoName, photoName, thumbnailKey, thumbnailUrl, uploadsPrefix, type CollectionPhoto } from "@glimpse/layout";
+import { collectionName, parseCollectionName, parsePhotoName, photoName, thumbnailKey, thumbnailUrl, uploadsPrefix, type CollectionPhoto } from "@glimpse/layout";
 import { ingestPhoto } from "@glimpse/pipeline";
 import type { CollectionManager } from "./manager.js";
+import { storageEvents } from "./events.js";
 
 
 /** The proto's rules checked the name's shape. */
@@ -133,6 +134,11 @@ export function collectionService(store: ObjectStore, collections: CollectionMan
       for (const path of [photo.path, ...photo.duplicate_paths]) await store.delete(uploadsPrefix(collection) + path);
       await collections.sync(collection);
       return create(data.DeletePhotoResponseSchema, {});
+    },
+
+    async receiveStorageEvents(req) {
+      const out = await collections.receiveStorageEvents(storageEvents(req));
+      return create(data.ReceiveStorageEventsResponseSchema, { applied: out.applied, dropped: out.dropped, ignored: out.ignored, collections: out.synced.map(collectionName) });
     },
 
     async getPhotoThumbnail(req) {

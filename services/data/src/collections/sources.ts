@@ -2,12 +2,13 @@
  * Listing a collection's source: every file it holds, with what says whether it changed
  * (an object's ETag, or a file's size and mtime) and a way to read it. Listing reads no file.
  */
+import { readFileSync } from "node:fs";
 import { mkdtemp, opendir, readFile, realpath, rm, stat, lstat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, relative, sep } from "node:path";
 import { pathToFileURL } from "node:url";
-import type { ObjectStore } from "@glimpse/objectstore";
-import { uploadsPrefix, type CollectionSourceSpec, type SkipReason } from "@glimpse/layout";
+import { createObjectStore, storeConfigOf, type ObjectInfo, type ObjectStore, type ObjectStoreConfig } from "@glimpse/objectstore";
+import { isGlimpseKey, uploadsPrefix, type CollectionSourceSpec, type SkipReason } from "@glimpse/layout";
 import { downloadToFile, type SourceAllowList } from "@glimpse/pipeline";
 
 export interface SourceFile {
@@ -32,6 +33,56 @@ export interface SourceContext {
   allow: SourceAllowList;
   /** The collection's id (uploads live under it). */
   collection: string;
+  /** GLIMPSE_SOURCE_SECRETS_DIR: <dir>/<secret>/{access-key,secret-key}. */
+  secretsDir?: string | undefined;
+}
+
+type BucketSpec = Extract<CollectionSourceSpec, { kind: "bucket" }>;
+
+/** A Kubernetes object name: the only names a credentials_secret may take (no path can be made of one). */
+const SECRET_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+
+/**
+ * Where a bucket source on another bucket or endpoint is, and the credentials it is read with: the
+ * configured store's endpoint and keys unless the source names its own; a named Secret's keys are
+ * files in the secrets folder (the chart mounts the Secrets it lists there). Throws SourceUnavailableError
+ * saying what is missing.
+ */
+export function otherBucketConfig(spec: BucketSpec, store: ObjectStore, secretsDir: string | undefined): ObjectStoreConfig & { kind: "minio" } {
+  const own = storeConfigOf(store);
+  const mine = own?.kind === "minio" ? own : undefined;
+  const endpoint = spec.endpoint || mine?.endpoint;
+  if (!endpoint) throw new SourceUnavailableError("this Glimpse keeps its store in a folder: a bucket source needs its endpoint (https://…)");
+  const bucket = spec.bucket || (spec.endpoint ? "" : mine!.bucket);
+  if (!bucket) throw new SourceUnavailableError("a bucket source on another endpoint needs its bucket");
+  let accessKey = mine?.accessKey ?? "";
+  let secretKey = mine?.secretKey ?? "";
+  if (spec.credentials_secret) {
+    if (!SECRET_NAME.test(spec.credentials_secret)) throw new SourceUnavailableError(`credentials_secret ${JSON.stringify(spec.credentials_secret)} is not a Secret name`);
+    if (!secretsDir) throw new SourceUnavailableError(`credentials_secret ${spec.credentials_secret}: no Secrets are mounted here (GLIMPSE_SOURCE_SECRETS_DIR; the chart's data.collections.sourceSecrets)`);
+    const file = (k: string) => {
+      try {
+        return readFileSync(join(secretsDir, spec.credentials_secret!, k), "utf8").trim();
+      } catch {
+        throw new SourceUnavailableError(`credentials_secret ${spec.credentials_secret}: ${k} is not in ${join(secretsDir, spec.credentials_secret!)} (list the Secret in data.collections.sourceSecrets)`);
+      }
+    };
+    accessKey = file("access-key");
+    secretKey = file("secret-key");
+  } else if (spec.endpoint && spec.endpoint !== mine?.endpoint) {
+    throw new SourceUnavailableError("a bucket source on another endpoint needs its credentials_secret");
+  }
+  return { kind: "minio", endpoint, bucket, accessKey, secretKey, region: mine?.region ?? "us-east-1" };
+}
+
+/** Stores of other buckets, one per place and key (a client keeps its connections). */
+const otherStores = new Map<string, ObjectStore>();
+function otherBucket(spec: BucketSpec, ctx: SourceContext): ObjectStore {
+  const cfg = otherBucketConfig(spec, ctx.store, ctx.secretsDir);
+  const key = JSON.stringify(cfg);
+  let store = otherStores.get(key);
+  if (!store) otherStores.set(key, (store = createObjectStore(cfg)));
+  return store;
 }
 
 export function listSource(spec: CollectionSourceSpec, ctx: SourceContext): AsyncIterable<SourceFile> {
@@ -39,8 +90,9 @@ export function listSource(spec: CollectionSourceSpec, ctx: SourceContext): Asyn
     case "folder":
       return listFolder(spec.path);
     case "bucket":
-      if (spec.endpoint || spec.bucket) throw new SourceUnavailableError("a bucket on another S3 endpoint is not supported yet: use a prefix of the configured object store");
-      return listStore(ctx.store, spec.prefix, (key) => key);
+      if (spec.endpoint || spec.bucket) return listStore(otherBucket(spec, ctx), spec.prefix, (key) => key);
+      // what Glimpse keeps in the same bucket is never a user's photo (a collection of the whole bucket)
+      return listStore(ctx.store, spec.prefix, (key) => key, isGlimpseKey);
     case "uploads": {
       const prefix = uploadsPrefix(ctx.collection);
       return listStore(ctx.store, prefix, (key) => key.slice(prefix.length));
@@ -90,9 +142,23 @@ async function* listFolder(root: string): AsyncGenerator<SourceFile> {
   yield* walk(realRoot);
 }
 
-async function* listStore(store: ObjectStore, prefix: string, pathOf: (key: string) => string): AsyncGenerator<SourceFile> {
-  for await (const o of store.list(prefix)) {
-    if (o.key.endsWith("/")) continue;
+async function* listStore(store: ObjectStore, prefix: string, pathOf: (key: string) => string, own: (key: string) => boolean = () => false): AsyncGenerator<SourceFile> {
+  let listing: AsyncIterator<ObjectInfo>;
+  try {
+    listing = store.list(prefix)[Symbol.asyncIterator]();
+  } catch (err) {
+    throw new SourceUnavailableError(`${store.location} cannot be listed: ${(err as Error).message}`);
+  }
+  for (;;) {
+    let next: IteratorResult<ObjectInfo>;
+    try {
+      next = await listing.next();
+    } catch (err) {
+      throw new SourceUnavailableError(`${store.location} cannot be listed: ${(err as Error).message}`);
+    }
+    if (next.done) return;
+    const o = next.value;
+    if (o.key.endsWith("/") || own(o.key)) continue;
     yield { path: pathOf(o.key), size: o.size, mtime: o.lastModified.getTime(), etag: o.etag, read: () => store.getBuffer(o.key) };
   }
 }

@@ -56,6 +56,8 @@ export interface SyncOptions {
   record: CollectionRecord;
   onProgress?: (p: SyncProgress) => void;
   signal?: AbortSignal;
+  /** GLIMPSE_SOURCE_SECRETS_DIR (a bucket on another endpoint). */
+  secretsDir?: string | undefined;
   /** Files read and decoded at once (default 4: decoding is libvips' threads, reading is I/O). */
   concurrency?: number;
 }
@@ -80,7 +82,7 @@ export async function syncCollection(opts: SyncOptions): Promise<SyncResult> {
   const catalog = await readCatalog(store, id);
   const previous = await readCollectionVersion(store, id);
   const files: SourceFile[] = [];
-  for await (const f of listSource(record.source, { store, allow: opts.allow, collection: id })) {
+  for await (const f of listSource(record.source, { store, allow: opts.allow, collection: id, secretsDir: opts.secretsDir })) {
     opts.signal?.throwIfAborted();
     files.push(f);
   }
