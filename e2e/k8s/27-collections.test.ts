@@ -173,7 +173,13 @@ describe("collections: a watched bucket prefix, embedded by index Jobs, searched
     expect(names.length, `the Job replaced ${victim.metadata.name}`).toBeGreaterThan(0);
     expect(byShard.some((p) => names.includes(p)), `a chunk of shard ${shard} stored by its replacement (${names.join(", ")})`).toBe(true);
 
-    const hits = await fetchJson(`${gatewayUrl()}/v1/${NAME}:search`, { method: "POST", body: JSON.stringify({ text: "a dog running on the grass", top_k: 5 }) });
+    // every Ranking replica loads it on its own poll: ten answers in a row from it, whichever replica gives them
+    let inARow = 0;
+    const hits = await waitFor(`every replica to answer from ${first}`, async () => {
+      const r = await fetchJson(`${gatewayUrl()}/v1/${NAME}:search`, { method: "POST", body: JSON.stringify({ text: "a dog running on the grass", top_k: 5 }) });
+      inARow = r.status === 200 && r.body.collection_version === first ? inARow + 1 : 0;
+      return inARow >= 10 ? r : undefined;
+    }, 2 * MIN, 200);
     expect(hits.status, JSON.stringify(hits.body)).toBe(200);
     expect(hits.body.results).toHaveLength(5);
     expect(hits.body.collection_version).toBe(first);
