@@ -15,9 +15,8 @@
  * A collection version is the first 16 hex digits of the sha256 of its manifest's bytes, so a
  * sync that changed nothing publishes the same version, and Ranking has nothing to embed.
  */
-import { createHash } from "node:crypto";
 import type { ObjectStore } from "@glimpse/objectstore";
-import { DATASETS_PREFIX } from "./datasets.js";
+import { DATASETS_PREFIX, sha256Hex } from "./datasets.js";
 import { MODELS_PREFIX } from "./models.js";
 
 export const COLLECTION_SCHEMA = "glimpse.collection/v1";
@@ -148,7 +147,6 @@ export interface CollectionPointer {
 
 export const COLLECTION_VERSION_RE = /^[0-9a-f]{16}$/;
 
-const sha256Hex = (b: Uint8Array | string): string => createHash("sha256").update(b).digest("hex");
 
 export function collectionManifestBytes(m: CollectionManifest): Buffer {
   return Buffer.from(JSON.stringify(m), "utf8");

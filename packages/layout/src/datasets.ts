@@ -100,7 +100,8 @@ export type SplitName = (typeof SPLIT_NAMES)[number];
 /** The version id: the first 16 hex digits of the manifest bytes' sha256. */
 export const VERSION_RE = /^[0-9a-f]{16}$/;
 
-const sha256Hex = (b: Uint8Array | string): string => createHash("sha256").update(b).digest("hex");
+/** Hex sha256: what content-addressed keys and versions are made of. */
+export const sha256Hex = (b: Uint8Array | string): string => createHash("sha256").update(b).digest("hex");
 
 export interface PublishedDataset {
   version: string;

@@ -53,7 +53,8 @@ const ACCEPTED = new Set(["jpeg", "png", "webp", "gif", "tiff", "avif", "heif"])
  */
 export async function ingestPhoto(
   bytes: Buffer,
-  opts: { maxBytes?: number; maxPixels?: number } = {},
+  /** `sha256`: the bytes' hash when the caller has it already (a sync hashes before it decodes). */
+  opts: { maxBytes?: number; maxPixels?: number; sha256?: string } = {},
 ): Promise<IngestedPhoto | SkippedPhoto> {
   const maxBytes = opts.maxBytes ?? PHOTO_LIMITS.maxBytes;
   const maxPixels = opts.maxPixels ?? PHOTO_LIMITS.maxPixels;
@@ -105,7 +106,7 @@ export async function ingestPhoto(
     return skip("TRUNCATED", `truncated or corrupt ${format}: ${text}`);
   }
 
-  const sha256 = createHash("sha256").update(bytes).digest("hex");
+  const sha256 = opts.sha256 ?? createHash("sha256").update(bytes).digest("hex");
   const upright = meta.autoOrient;
   return {
     ok: true,

@@ -49,6 +49,8 @@ interface Live {
   timer?: NodeJS.Timeout;
   debounce?: NodeJS.Timeout | undefined;
   lastResult?: SyncResult;
+  /** The published version, read from the store once and then kept by each sync (null: none yet). */
+  published?: Promise<{ version: string; manifest: CollectionManifest } | null> | undefined;
 }
 
 export interface CollectionManagerOptions {
@@ -157,7 +159,7 @@ export class CollectionManager {
   async describe(liveOrId: Live | string): Promise<pb.Collection> {
     const live = typeof liveOrId === "string" ? this.get(liveOrId) : liveOrId;
     const { record, status, progress } = live;
-    const published = await readCollectionVersion(this.opts.store, record.id).catch(() => undefined);
+    const published = await this.published(live).catch(() => null);
     const serving = await this.opts.serving?.(collectionName(record.id)).catch(() => undefined);
     const counts = published?.manifest.counts;
     return create(pb.CollectionSchema, {
@@ -188,10 +190,16 @@ export class CollectionManager {
     return [...this.live.keys()].sort();
   }
 
-  /** The published version's manifest (NOT_FOUND before the first sync published one). */
+  /** What the collection's latest.json names; a WatchCollection stream describes it every 250 ms, so it is not read each time. */
+  private published(live: Live): Promise<{ version: string; manifest: CollectionManifest } | null> {
+    live.published ??= readCollectionVersion(this.opts.store, live.record.id).then((p) => p ?? null);
+    live.published.catch(() => (live.published = undefined)); // a failed read is tried again next time
+    return live.published;
+  }
+
+  /** The published version's manifest (FAILED_PRECONDITION before the first sync published one). */
   async manifest(id: string): Promise<{ version: string; manifest: CollectionManifest }> {
-    this.get(id);
-    const published = await readCollectionVersion(this.opts.store, id);
+    const published = await this.published(this.get(id));
     if (!published) throw errorWithReason(Code.FailedPrecondition, "NOT_SYNCED", `collection ${collectionName(id)} has no synced version yet`);
     return published;
   }
@@ -246,6 +254,7 @@ export class CollectionManager {
           },
         });
         live.lastResult = result;
+        live.published = Promise.resolve({ version: result.version, manifest: result.manifest });
         log.info({ version: result.version, changed: result.changed, read: result.read, decoded: result.decoded, removed: result.removed, photos: result.manifest.counts.indexed, skipped: result.manifest.counts.skipped }, result.changed ? "collection synced: new version published" : "collection synced: nothing changed");
         await this.saveStatus(live, { state: "ready", error: "", last_sync_time: new Date().toISOString() });
         return result;

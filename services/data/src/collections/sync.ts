@@ -9,8 +9,7 @@
  * version's embeddings by content: a sync that changed nothing publishes the same version and
  * nothing is embedded.
  */
-import { createHash } from "node:crypto";
-import type { ObjectStore } from "@glimpse/objectstore";
+import { PreconditionFailedError, type ObjectStore } from "@glimpse/objectstore";
 import {
   CATALOG_SCHEMA,
   catalogKey,
@@ -19,6 +18,7 @@ import {
   publishCollectionVersion,
   readCatalog,
   readCollectionVersion,
+  sha256Hex,
   thumbnailKey,
   type Catalog,
   type CatalogEntry,
@@ -62,7 +62,15 @@ export interface SyncOptions {
   concurrency?: number;
 }
 
-const sha256Hex = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+/** Content-addressed: a key already there holds these bytes (one request, not a stat and a put). */
+async function putOnce(store: ObjectStore, key: string, bytes: Buffer): Promise<void> {
+  try {
+    await store.put(key, bytes, { contentType: "image/jpeg", ifNoneMatch: "*" });
+  } catch (err) {
+    if (!(err instanceof PreconditionFailedError)) throw err;
+  }
+}
+
 /** The catalog is saved this often during a long ingest, so an interrupted sync resumes where it was. */
 const CATALOG_SAVE_EVERY = 256;
 
@@ -131,13 +139,13 @@ export async function syncCollection(opts: SyncOptions): Promise<SyncResult> {
     const sha256 = sha256Hex(bytes);
     const known = bySha.get(sha256);
     if (known) return { ...known, ...base, size: bytes.length, sha256 };
-    const photo = await ingestPhoto(bytes);
+    const photo = await ingestPhoto(bytes, { sha256 });
     if (!photo.ok) return { ...base, size: bytes.length, sha256, state: "skipped", reason: photo.reason, message: photo.message };
     decoded++;
-    const image = { key: collectionBlobKey(id, sha256Hex(photo.normalized)), sha256: sha256Hex(photo.normalized), size: photo.normalized.length };
-    if (!(await store.stat(image.key))) await store.put(image.key, photo.normalized, { contentType: "image/jpeg" });
-    const thumb = thumbnailKey(id, sha256);
-    if (!(await store.stat(thumb))) await store.put(thumb, photo.thumbnail, { contentType: "image/jpeg" });
+    const normalizedSha = sha256Hex(photo.normalized);
+    const image = { key: collectionBlobKey(id, normalizedSha), sha256: normalizedSha, size: photo.normalized.length };
+    await putOnce(store, image.key, photo.normalized);
+    await putOnce(store, thumbnailKey(id, sha256), photo.thumbnail);
     const entry: CatalogEntry = {
       ...base,
       size: bytes.length,
