@@ -12,7 +12,7 @@
  * per step, photos per second per core, the image encoder's share of the full ingest's CPU, the
  * re-sync's cost as a share of the full ingest's, search p50/p99.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -21,11 +21,10 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { ranking } from "@glimpse/api";
 import { COLLECTION_SCHEMA, readCollectionVersion, type CollectionRecord } from "@glimpse/layout";
 import { createObjectStore } from "@glimpse/objectstore";
-import { SourceAllowList } from "@glimpse/pipeline";
+import { SourceAllowList, syncCollection } from "@glimpse/pipeline";
 import { testConfig } from "@glimpse/runtime/testing";
 import sharp from "sharp";
 import { extractZip } from "../packages/pipeline/src/extract.js";
-import { syncCollection } from "../services/data/src/collections/sync.js";
 import { build as buildRanking } from "../services/ranking/src/server.js";
 import { median, percentile, runCli } from "./stats.js";
 
@@ -37,6 +36,8 @@ const { values: a } = parseArgs({
     threads: { type: "string", default: "1" },
     searches: { type: "string", default: "200" },
     dir: { type: "string", default: join(ROOT, ".artifacts", "bench-collections") },
+    // make the photos and stop (they take long; the measured run is best on a quiet machine)
+    prepare: { type: "boolean", default: false },
   },
 });
 if (!a.source) throw new Error("--source <folder with Flickr8k_Dataset.zip> is required");
@@ -68,9 +69,19 @@ async function makePhotos(): Promise<void> {
   walk(flickr);
   files.sort();
   mkdirSync(photosDir, { recursive: true });
-  console.log(`making ${N} phone-size photos from ${files.length} Flickr8K images (once)…`);
+  // photo i is the same at every --photos: a smaller set already made gives its photos (hard links)
+  const smaller = readdirSync(dir)
+    .map((d) => /^photos-(\d+)$/.exec(d))
+    .filter((m): m is RegExpExecArray => m !== null && Number(m[1]) < N && existsSync(join(dir, m[0], ".done")))
+    .sort((x, y) => Number(y[1]) - Number(x[1]))[0];
+  let reused = 0;
+  if (smaller) for (; reused < Number(smaller[1]); reused++) {
+    const name = `IMG_${String(reused).padStart(5, "0")}.jpg`;
+    if (!existsSync(join(photosDir, name))) linkSync(join(dir, smaller[0], name), join(photosDir, name));
+  }
+  console.log(`making ${N - reused} phone-size photos from ${files.length} Flickr8K images (once; ${reused} from ${smaller?.[0] ?? "none"})…`);
   const cameras = ["Pixel 9", "iPhone 15 Pro", "SM-S928B", "X-T5"];
-  let next = 0;
+  let next = reused;
   await Promise.all(
     Array.from({ length: 2 }, async () => {
       while (next < N) {
@@ -91,6 +102,7 @@ async function makePhotos(): Promise<void> {
   writeFileSync(join(photosDir, ".done"), "");
 }
 await makePhotos();
+if (a.prepare) process.exit(0);
 
 // ---- 2. ingest, embed, re-sync ----------------------------------------------------------------------
 const dataDir = join(dir, `run-${N}`);

@@ -11,6 +11,9 @@
  *   collections/<id>/blobs/sha256/<hex>              → the normalised copy each photo is embedded from (content-addressed)
  *   collections/<id>/thumbs/<photo sha256>.jpg       → thumbnails (no personal metadata)
  *   collections/<id>/uploads/<name>                  → the originals of an uploads collection
+ *   collections/<id>/syncs/<sync>/plan.json          → SyncPlan: what one sync ingests (written before its ingest starts)
+ *   collections/<id>/syncs/<sync>/shard-<i>.json     → SyncShard: one ingest worker's catalog entries (resumable)
+ *   collections/<id>/syncs/<sync>/result.json        → SyncOutcome: what the publish step published
  *
  * A collection version is the first 16 hex digits of the sha256 of its manifest's bytes, so a
  * sync that changed nothing publishes the same version, and Ranking has nothing to embed.
@@ -132,6 +135,88 @@ export interface CollectionStatus {
   error: string;
   /** ISO 8601; "" before the first sync ended. */
   last_sync_time: string;
+  /** The Argo Workflow running this sync's ingest, while it runs: a restarted Data service waits for it instead of starting another. */
+  workflow?: string;
+  /** That workflow's sync id (its folder under syncs/). */
+  sync?: string;
+}
+
+export const SYNC_PLAN_SCHEMA = "glimpse.collection.sync-plan/v1";
+export const SYNC_SHARD_SCHEMA = "glimpse.collection.sync-shard/v1";
+
+/** A listed file to read: what the catalog will record of it, and a skip decided without reading it. */
+export interface PlannedFile {
+  path: string;
+  size: number;
+  mtime: number;
+  etag?: string;
+  skip?: { reason: SkipReason; message: string };
+}
+
+/**
+ * `syncs/<sync>/plan.json`: one sync's diff of the source against the catalog. The files to read
+ * (`todo`) are split into `shards` contiguous slices, one per ingest worker; `keep` are the paths
+ * whose catalog entries stand. Written once, before any worker starts.
+ */
+export interface SyncPlan {
+  schema: typeof SYNC_PLAN_SCHEMA;
+  collection: string;
+  sync: string;
+  previous_version: string;
+  source: CollectionSourceSpec;
+  keep: string[];
+  todo: PlannedFile[];
+  removed: number;
+  shards: number;
+}
+
+/** `syncs/<sync>/shard-<i>.json`: the catalog entries of shard i's files, saved as it goes (a retried worker resumes). */
+export interface SyncShard {
+  schema: typeof SYNC_SHARD_SCHEMA;
+  sync: string;
+  shard: number;
+  complete: boolean;
+  /** Files read and hashed, and of those decoded (the rest were known by content). */
+  read: number;
+  decoded: number;
+  entries: CatalogEntry[];
+}
+
+/** `syncs/<sync>/result.json`: what the publish step did. */
+export interface SyncOutcome {
+  version: string;
+  previous_version: string;
+  changed: boolean;
+  read: number;
+  decoded: number;
+  removed: number;
+}
+
+export const syncPrefix = (id: string, sync: string): string => `${collectionPrefix(id)}syncs/${sync}/`;
+export const syncsPrefix = (id: string): string => `${collectionPrefix(id)}syncs/`;
+export const syncPlanKey = (id: string, sync: string): string => `${syncPrefix(id, sync)}plan.json`;
+export const syncShardKey = (id: string, sync: string, shard: number): string => `${syncPrefix(id, sync)}shard-${shard}.json`;
+export const syncOutcomeKey = (id: string, sync: string): string => `${syncPrefix(id, sync)}result.json`;
+/** A sync id: its start time and a random suffix, sortable. */
+export const SYNC_ID_RE = /^[0-9a-z]{1,40}$/;
+
+/** Shard i's slice of a plan's files: contiguous, the first `todo.length % shards` one longer. */
+export function shardSlice(todoLength: number, shards: number, shard: number): { first: number; count: number } {
+  const base = Math.floor(todoLength / shards);
+  const extra = todoLength % shards;
+  return { first: shard * base + Math.min(shard, extra), count: base + (shard < extra ? 1 : 0) };
+}
+
+export async function readSyncPlan(store: ObjectStore, id: string, sync: string): Promise<SyncPlan | undefined> {
+  return readJson<SyncPlan>(store, syncPlanKey(id, sync));
+}
+
+export async function readSyncShard(store: ObjectStore, id: string, sync: string, shard: number): Promise<SyncShard | undefined> {
+  return readJson<SyncShard>(store, syncShardKey(id, sync, shard));
+}
+
+export async function readSyncOutcome(store: ObjectStore, id: string, sync: string): Promise<SyncOutcome | undefined> {
+  return readJson<SyncOutcome>(store, syncOutcomeKey(id, sync));
 }
 
 export async function readCollectionStatus(store: ObjectStore, id: string): Promise<CollectionStatus | undefined> {

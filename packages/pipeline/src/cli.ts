@@ -13,6 +13,7 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { createObjectStore, type ObjectStore, type ObjectStoreConfig } from "@glimpse/objectstore";
 import { createLogger } from "@glimpse/logging";
+import { collectionMain, COLLECTION_COMMANDS, COLLECTION_USAGE } from "./collections/cli.js";
 import { STEPS, type EventSink, type StepName } from "./events.js";
 import { defaultWorkDir, runSteps, StepFailedError, type PipelineResult } from "./pipeline.js";
 import { resolveParams, type PipelineParamsInput } from "./params.js";
@@ -35,6 +36,7 @@ commands:
   validate   check everything; writes validate/report.json; fails on violations
   upload     upload content-addressed objects, then publish manifest and latest.json
   sync       tell the other services about the published version
+  collection-ingest, collection-publish   a collection sync's workflow steps (below)
 
 A single step needs the steps before it finished in the same --work-dir with the same
 parameters, and always runs (resuming what an interrupted attempt left); \`run\` skips
@@ -71,6 +73,8 @@ object store (upload, run):
   --store-root DIR          fs store root (default .data/store)
   --bucket NAME             bucket / folder (default $MINIO_BUCKET or glimpse)
   env MINIO_ENDPOINT (http://host:9000), MINIO_ACCESS_KEY, MINIO_SECRET_KEY, MINIO_BUCKET, MINIO_REGION
+
+${COLLECTION_USAGE}
 
 exit codes: 0 ok, 1 failed, 2 usage, 3 validation failed, 75 transient (retry), 130 cancelled`;
 
@@ -152,6 +156,16 @@ export async function syncApiKey(env: NodeJS.ProcessEnv = process.env): Promise<
 }
 
 export async function main(argv: string[] = process.argv.slice(2)): Promise<number> {
+  const first = argv[0] as (typeof COLLECTION_COMMANDS)[number];
+  if (COLLECTION_COMMANDS.includes(first)) {
+    try {
+      return await collectionMain(first, argv.slice(1), (v) => createObjectStore(storeConfig(v)));
+    } catch (err) {
+      if (!(err instanceof UsageError)) throw err;
+      process.stderr.write(`error: ${err.message}\n`);
+      return EXIT.usage;
+    }
+  }
   let parsed;
   try {
     parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });

@@ -16,3 +16,4 @@ export type { UploadStepResult } from "./steps/upload.js";
 export { readPublished, readBlob, readCaptions, readSplits, type PublishedDataset } from "./read.js";
 export { moveLatest, putManifest, readLatest, type LatestState, type MoveResult } from "./publish.js";
 export { manifestBytes } from "./steps/upload.js";
+export * from "./collections/index.js";

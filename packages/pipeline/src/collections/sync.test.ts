@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { COLLECTION_SCHEMA, type CollectionRecord } from "@glimpse/layout";
 import { FsObjectStore } from "@glimpse/objectstore";
-import { SourceAllowList } from "@glimpse/pipeline";
+import { SourceAllowList } from "../sources.js";
 import { describe, expect, it } from "vitest";
 import { syncCollection } from "./sync.js";
 

@@ -1,6 +1,7 @@
 /**
  * Listing a collection's source: every file it holds, with what says whether it changed
  * (an object's ETag, or a file's size and mtime) and a way to read it. Listing reads no file.
+ * `sourceReader` reads a listed path again later, in another process (an ingest worker).
  */
 import { readFileSync } from "node:fs";
 import { mkdtemp, opendir, readFile, realpath, rm, stat, lstat } from "node:fs/promises";
@@ -9,7 +10,8 @@ import { join, relative, sep } from "node:path";
 import { pathToFileURL } from "node:url";
 import { createObjectStore, storeConfigOf, type ObjectInfo, type ObjectStore, type ObjectStoreConfig } from "@glimpse/objectstore";
 import { isGlimpseKey, uploadsPrefix, type CollectionSourceSpec, type SkipReason } from "@glimpse/layout";
-import { downloadToFile, type SourceAllowList } from "@glimpse/pipeline";
+import { downloadToFile } from "../download.js";
+import type { SourceAllowList } from "../sources.js";
 
 export interface SourceFile {
   /** A path under the folder, an object key, a URL or an upload's name. */
@@ -86,19 +88,51 @@ function otherBucket(spec: BucketSpec, ctx: SourceContext): ObjectStore {
 }
 
 export function listSource(spec: CollectionSourceSpec, ctx: SourceContext): AsyncIterable<SourceFile> {
+  const read = sourceReader(spec, ctx);
   switch (spec.kind) {
     case "folder":
       return listFolder(spec.path);
     case "bucket":
-      if (spec.endpoint || spec.bucket) return listStore(otherBucket(spec, ctx), spec.prefix, (key) => key);
+      if (spec.endpoint || spec.bucket) return listStore(otherBucket(spec, ctx), spec.prefix, (key) => key, read);
       // what Glimpse keeps in the same bucket is never a user's photo (a collection of the whole bucket)
-      return listStore(ctx.store, spec.prefix, (key) => key, isGlimpseKey);
+      return listStore(ctx.store, spec.prefix, (key) => key, read, isGlimpseKey);
     case "uploads": {
       const prefix = uploadsPrefix(ctx.collection);
-      return listStore(ctx.store, prefix, (key) => key.slice(prefix.length));
+      return listStore(ctx.store, prefix, (key) => key.slice(prefix.length), read);
     }
     case "urls":
-      return listUrls(spec.urls, ctx.allow);
+      return listUrls(spec.urls, ctx.allow, read);
+  }
+}
+
+/** Reads a path the listing gave, in this process or another one: a file under the folder (never outside it), an object, a URL. */
+export function sourceReader(spec: CollectionSourceSpec, ctx: SourceContext): (path: string) => Promise<Buffer> {
+  switch (spec.kind) {
+    case "folder":
+      return async (path) => {
+        const root = await realpath(spec.path);
+        const target = await realpath(join(root, path));
+        if (target !== root && !target.startsWith(root.endsWith(sep) ? root : root + sep)) throw new Error(`${path} is outside the folder`);
+        return readFile(target);
+      };
+    case "bucket": {
+      const store = spec.endpoint || spec.bucket ? otherBucket(spec, ctx) : ctx.store;
+      return (path) => store.getBuffer(path);
+    }
+    case "uploads": {
+      const prefix = uploadsPrefix(ctx.collection);
+      return (path) => ctx.store.getBuffer(prefix + path);
+    }
+    case "urls":
+      return async (url) => {
+        const dir = await mkdtemp(join(tmpdir(), "glimpse-url-"));
+        try {
+          await downloadToFile(url, join(dir, "photo"), { allow: ctx.allow, retry: { attempts: 3 } });
+          return await readFile(join(dir, "photo"));
+        } finally {
+          await rm(dir, { recursive: true, force: true });
+        }
+      };
   }
 }
 
@@ -142,7 +176,13 @@ async function* listFolder(root: string): AsyncGenerator<SourceFile> {
   yield* walk(realRoot);
 }
 
-async function* listStore(store: ObjectStore, prefix: string, pathOf: (key: string) => string, own: (key: string) => boolean = () => false): AsyncGenerator<SourceFile> {
+async function* listStore(
+  store: ObjectStore,
+  prefix: string,
+  pathOf: (key: string) => string,
+  read: (path: string) => Promise<Buffer>,
+  own: (key: string) => boolean = () => false,
+): AsyncGenerator<SourceFile> {
   let listing: AsyncIterator<ObjectInfo>;
   try {
     listing = store.list(prefix)[Symbol.asyncIterator]();
@@ -159,12 +199,13 @@ async function* listStore(store: ObjectStore, prefix: string, pathOf: (key: stri
     if (next.done) return;
     const o = next.value;
     if (o.key.endsWith("/") || own(o.key)) continue;
-    yield { path: pathOf(o.key), size: o.size, mtime: o.lastModified.getTime(), etag: o.etag, read: () => store.getBuffer(o.key) };
+    const path = pathOf(o.key);
+    yield { path, size: o.size, mtime: o.lastModified.getTime(), etag: o.etag, read: () => read(path) };
   }
 }
 
 /** URLs are not listed: each is one file, fetched (allow-list checked per connection) when new. */
-async function* listUrls(urls: string[], allow: SourceAllowList): AsyncGenerator<SourceFile> {
+async function* listUrls(urls: string[], allow: SourceAllowList, read: (url: string) => Promise<Buffer>): AsyncGenerator<SourceFile> {
   for (const url of urls) {
     let refused: string | undefined;
     try {
@@ -179,15 +220,7 @@ async function* listUrls(urls: string[], allow: SourceAllowList): AsyncGenerator
       // a URL's content is fetched once; a changed photo at the same URL needs a new sync of a new URL list
       etag: "url",
       ...(refused ? { skip: { reason: "FETCH_FAILED" as const, message: refused } } : {}),
-      read: async () => {
-        const dir = await mkdtemp(join(tmpdir(), "glimpse-url-"));
-        try {
-          await downloadToFile(url, join(dir, "photo"), { allow, retry: { attempts: 3 } });
-          return await readFile(join(dir, "photo"));
-        } finally {
-          await rm(dir, { recursive: true, force: true });
-        }
-      },
+      read: () => read(url),
     };
   }
 }
