@@ -74,6 +74,9 @@ export const schema = {
   argoServiceAccount: string("GLIMPSE_ARGO_SERVICE_ACCOUNT", "Argo executor: ServiceAccount the workflow's pods run as (needs workflowtaskresults create/patch; argo/rbac.yaml); empty = the template's."),
   argoSyncSecret: string("GLIMPSE_ARGO_SYNC_SECRET", "Argo executor: Secret (key `api-key`, a write key) the sync step sends as its bearer key; empty = the template's default."),
   argoStoreSecret: string("GLIMPSE_ARGO_STORE_SECRET", "Argo executor: Secret (keys `access-key`, `secret-key`) with the upload step's object-store credentials; empty = the template's default."),
+  argoCollectionTemplate: string("GLIMPSE_ARGO_COLLECTION_TEMPLATE", "Argo executor: the WorkflowTemplate a large collection sync's ingest runs (argo/collection-workflowtemplate.yaml).", { default: "glimpse-collection-sync" }),
+  collectionWorkflowMinFiles: int("GLIMPSE_COLLECTION_WORKFLOW_MIN_FILES", "Argo executor: a collection sync with at least this many new or changed files ingests them in a workflow (ingest pods, then a publish pod); smaller ones, and folder sources, ingest in the Data service.", { default: 200, min: 1 }),
+  collectionWorkflowShards: int("GLIMPSE_COLLECTION_WORKFLOW_SHARDS", "Argo executor: ingest pods of a collection sync's workflow, each reading and decoding its slice of the files.", { default: 2, min: 1, max: 64 }),
 
   // ---- Training: where runs execute (local processes or Kubernetes Jobs) ---------------------
   trainingExecutor: oneOf("GLIMPSE_TRAINING_EXECUTOR", "Where training runs: local (a child process of the Training service) or kubernetes (a Job per run).", ["local", "kubernetes"], "local"),

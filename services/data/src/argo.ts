@@ -69,7 +69,7 @@ export function workflowFor(runId: string, params: PipelineParams, opts: ArgoOpt
   };
 }
 
-interface WorkflowStatus {
+export interface WorkflowStatus {
   phase?: string;
   message?: string;
   nodes?: Record<string, { displayName?: string; phase?: string; startedAt?: string; finishedAt?: string; message?: string; outputs?: { parameters?: { name: string; value?: string }[] } }>;
@@ -106,7 +106,7 @@ export function applyWorkflowStatus(run: data.PipelineRun, status: WorkflowStatu
 
 /** Submits, polls and stops Workflows through the Kubernetes API. */
 export class ArgoClient {
-  private owner: Promise<OwnerReference | undefined> | undefined;
+  private readonly owners = new Map<string, Promise<OwnerReference | undefined>>();
 
   constructor(private readonly api: k8s.CustomObjectsApi, private readonly opts: ArgoOptions) {}
 
@@ -116,22 +116,35 @@ export class ArgoClient {
     return new ArgoClient(kc.makeApiClient(k8s.CustomObjectsApi), opts);
   }
 
+  get options(): Readonly<ArgoOptions> {
+    return this.opts;
+  }
+
   async submit(runId: string, input: Parameters<typeof resolveParams>[0]): Promise<string> {
-    const body = workflowFor(runId, resolveParams(input), this.opts);
-    const owner = await this.ownerReference();
+    return this.create(workflowFor(runId, resolveParams(input), this.opts));
+  }
+
+  /** Creates a Workflow from a template (spec.workflowTemplateRef), owned by that template. */
+  async create(body: Record<string, unknown>): Promise<string> {
+    const template = (body["spec"] as { workflowTemplateRef?: { name: string } }).workflowTemplateRef?.name ?? this.opts.template;
+    const owner = await this.ownerReference(template);
     if (owner) (body["metadata"] as { ownerReferences?: OwnerReference[] }).ownerReferences = [owner];
     await this.api.createNamespacedCustomObject({ ...GROUP, namespace: this.opts.namespace, body });
     return (body["metadata"] as { name: string }).name;
   }
 
   /** The WorkflowTemplate owns the Workflows (read once; tried again at the next submit when it fails). */
-  private ownerReference(): Promise<OwnerReference | undefined> {
-    this.owner ??= templateOwner(this.api, this.opts.namespace, this.opts.template).catch((err: unknown) => {
-      this.owner = undefined;
-      this.opts.onOwnerError?.(err as Error);
-      return undefined;
-    });
-    return this.owner;
+  private ownerReference(template: string): Promise<OwnerReference | undefined> {
+    let owner = this.owners.get(template);
+    if (!owner) {
+      owner = templateOwner(this.api, this.opts.namespace, template).catch((err: unknown) => {
+        this.owners.delete(template);
+        this.opts.onOwnerError?.(err as Error);
+        return undefined;
+      });
+      this.owners.set(template, owner);
+    }
+    return owner;
   }
 
   async status(name: string): Promise<WorkflowStatus> {

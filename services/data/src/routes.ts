@@ -10,6 +10,7 @@ import { PipelineRuns } from "./runs.js";
 import { dataService, syncHook } from "./service.js";
 import { CollectionManager, type ServingLookup } from "./collections/manager.js";
 import { collectionService } from "./collections/service.js";
+import type { CollectionWorkflows } from "./collections/workflow.js";
 
 export interface DataDeps {
   store: ObjectStore;
@@ -18,6 +19,8 @@ export interface DataDeps {
   workRoot: string;
   /** Submit runs as Argo Workflows (GLIMPSE_PIPELINE_EXECUTOR=argo). */
   argo?: ArgoClient | undefined;
+  /** Large collection syncs' ingest as Argo workflows. */
+  collectionWorkflows?: CollectionWorkflows | undefined;
   /** Where pipeline sources may come from (GLIMPSE_SOURCE_ALLOWLIST). */
   allow: SourceAllowList;
   /** What search serves of a collection (Ranking); absent: the fields stay empty. */
@@ -38,7 +41,7 @@ export async function dataBinding(deps: DataDeps): Promise<{ binding: ServiceBin
   const catalog = new DatasetCatalog(deps.store);
   const runs = new PipelineRuns({ store: deps.store, logger: deps.logger, workRoot: deps.workRoot, register: syncHook(deps.store, catalog), argo: deps.argo, allow: deps.allow });
   await runs.init();
-  const collections = new CollectionManager({ store: deps.store, allow: deps.allow, logger: deps.logger, relistMs: deps.collectionRelistMs, secretsDir: deps.sourceSecretsDir, ...(deps.bucket !== undefined ? { bucket: deps.bucket } : {}), ...(deps.collectionDebounceMs !== undefined ? { debounceMs: deps.collectionDebounceMs } : {}), ...(deps.serving ? { serving: deps.serving } : {}) });
+  const collections = new CollectionManager({ store: deps.store, allow: deps.allow, logger: deps.logger, relistMs: deps.collectionRelistMs, secretsDir: deps.sourceSecretsDir, workflows: deps.collectionWorkflows, ...(deps.bucket !== undefined ? { bucket: deps.bucket } : {}), ...(deps.collectionDebounceMs !== undefined ? { debounceMs: deps.collectionDebounceMs } : {}), ...(deps.serving ? { serving: deps.serving } : {}) });
   await collections.init();
   return { binding: bind(data.DataService, { ...dataService(deps.store, catalog, runs, deps.allow), ...collectionService(deps.store, collections) }), collections };
 }

@@ -7,6 +7,7 @@ import { caFromConfig, serve, storeFromConfig, type GlimpseConfig } from "@glimp
 import { SourceAllowList } from "@glimpse/pipeline";
 import { ArgoClient } from "./argo.js";
 import { dataBinding, defaultWorkRoot } from "./routes.js";
+import { CollectionWorkflows } from "./collections/workflow.js";
 import type { ServingLookup } from "./collections/manager.js";
 
 export interface BuildOptions {
@@ -39,7 +40,10 @@ export async function build(cfg: GlimpseConfig, opts: BuildOptions = {}): Promis
           onOwnerError: (err) => logger.warn({ err: err.message }, "Workflows get no owner: cannot read the WorkflowTemplate (helm uninstall will not remove them)"),
         })
       : undefined;
-  const { binding, collections } = await dataBinding({ store, logger, workRoot: defaultWorkRoot(cfg.dataDir), argo, allow, serving: rankingServing(cfg), collectionRelistMs: cfg.collectionRelistMs, sourceSecretsDir: cfg.sourceSecretsDir, bucket: cfg.minioBucket });
+  const collectionWorkflows = argo
+    ? new CollectionWorkflows({ argo, store, logger, template: cfg.argoCollectionTemplate, minFiles: cfg.collectionWorkflowMinFiles, shards: cfg.collectionWorkflowShards })
+    : undefined;
+  const { binding, collections } = await dataBinding({ store, logger, workRoot: defaultWorkRoot(cfg.dataDir), argo, collectionWorkflows, allow, serving: rankingServing(cfg), collectionRelistMs: cfg.collectionRelistMs, sourceSecretsDir: cfg.sourceSecretsDir, bucket: cfg.minioBucket });
   if (cfg.storeNotifyArn) await routeBucketEvents(store, cfg.storeNotifyArn, logger);
   const server = await serve({
     name: "data",

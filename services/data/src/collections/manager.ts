@@ -1,7 +1,8 @@
 /**
  * Collections: their records, one sync at a time each, watches, and their state as the API
- * shows it. Syncs run in this process (the ingest is decoding and hashing; the embedding is
- * Ranking's index build, on Kubernetes an index Job).
+ * shows it. A sync is planned here; its ingest (decoding and hashing) runs here or, when large,
+ * as an Argo workflow (workflow.ts); the embedding is Ranking's index build, on Kubernetes an
+ * index Job.
  */
 import { watch as fsWatch, type FSWatcher } from "node:fs";
 import { isAbsolute } from "node:path";
@@ -21,16 +22,16 @@ import {
   readCollectionStatus,
   readCollectionVersion,
   readCatalog,
+  readSyncPlan,
   COLLECTION_SCHEMA,
   type Catalog,
   type CollectionManifest,
   type CollectionRecord,
   type CollectionStatus,
 } from "@glimpse/layout";
-import { SourceRefusedError, type SourceAllowList } from "@glimpse/pipeline";
+import { folderUrl, otherBucketConfig, SourceRefusedError, SourceUnavailableError, syncCollection, syncResultOf, type SourceAllowList, type SyncProgress, type SyncResult } from "@glimpse/pipeline";
 import { Subscription } from "@glimpse/rpc";
-import { folderUrl, otherBucketConfig, SourceUnavailableError } from "./sources.js";
-import { syncCollection, type SyncProgress, type SyncResult } from "./sync.js";
+import { ShuttingDown, type CollectionWorkflows, type WorkflowHandle } from "./workflow.js";
 import { dropReason, watchesKey, type StorageEvent } from "./events.js";
 
 /** What search serves of a collection (Ranking's GetCollectionIndex); undefined when Ranking cannot say. */
@@ -49,6 +50,8 @@ interface Live {
   timer?: NodeJS.Timeout;
   debounce?: NodeJS.Timeout | undefined;
   lastResult?: SyncResult;
+  /** A workflow a previous process left running for this collection's sync: followed, not started again. */
+  resume?: WorkflowHandle | undefined;
   /** The published version, read from the store once and then kept by each sync (null: none yet). */
   published?: Promise<{ version: string; manifest: CollectionManifest } | null> | undefined;
 }
@@ -66,6 +69,8 @@ export interface CollectionManagerOptions {
   bucket?: string;
   /** GLIMPSE_SOURCE_SECRETS_DIR: the credentials of buckets on other endpoints. */
   secretsDir?: string | undefined;
+  /** Large syncs' ingest as Argo workflows (the Argo executor); absent: every sync runs here. */
+  workflows?: CollectionWorkflows | undefined;
 }
 
 /** What ReceiveStorageEvents made of a notification's records. */
@@ -90,6 +95,7 @@ export class CollectionManager {
       if (!record) continue;
       const status = (await readCollectionStatus(this.opts.store, id)) ?? { state: "syncing", error: "", last_sync_time: "" };
       const live = this.track(record, status);
+      if (status.workflow && status.sync) live.resume = { workflow: status.workflow, sync: status.sync };
       if (status.state === "syncing") this.startSync(live);
     }
   }
@@ -241,21 +247,46 @@ export class CollectionManager {
     const run = async (): Promise<SyncResult | undefined> => {
       live.again = false;
       await this.saveStatus(live, { ...live.status, state: "syncing" });
+      const workflows = this.opts.workflows;
+      let handed: WorkflowHandle | undefined;
+      const onProgress = (p: SyncProgress) => {
+        live.progress = p;
+        this.notify(live);
+      };
       try {
-        const result = await syncCollection({
-          store: this.opts.store,
-          allow: this.opts.allow,
-          record: live.record,
-          secretsDir: this.opts.secretsDir,
-          signal: abort.signal,
-          onProgress: (p) => {
-            live.progress = p;
-            this.notify(live);
-          },
-        });
+        let result: SyncResult;
+        const resume = live.resume;
+        live.resume = undefined;
+        if (resume && workflows) {
+          handed = resume;
+          log.info({ workflow: resume.workflow }, "following the collection's ingest workflow a previous process started");
+          const startedAt = Date.now();
+          const total = (await readSyncPlan(this.opts.store, live.record.id, resume.sync))?.todo.length ?? 0;
+          const outcome = await workflows.wait(live.record.id, resume, (done) => onProgress({ stage: "ingest", done, total, changed: total, startedAt }), abort.signal);
+          result = await syncResultOf(this.opts.store, live.record.id, { ...outcome, workflow: resume.workflow });
+        } else {
+          result = await syncCollection({
+            store: this.opts.store,
+            allow: this.opts.allow,
+            record: live.record,
+            secretsDir: this.opts.secretsDir,
+            signal: abort.signal,
+            onProgress,
+            ...(workflows
+              ? {
+                  offload: async (plan, progress) => {
+                    if (!workflows.takes(live.record, plan)) return undefined;
+                    handed = await workflows.start(plan);
+                    await this.saveStatus(live, { ...live.status, state: "syncing", workflow: handed.workflow, sync: handed.sync });
+                    return { ...(await workflows.wait(live.record.id, handed, progress, abort.signal)), workflow: handed.workflow };
+                  },
+                }
+              : {}),
+          });
+        }
         live.lastResult = result;
         live.published = Promise.resolve({ version: result.version, manifest: result.manifest });
-        log.info({ version: result.version, changed: result.changed, read: result.read, decoded: result.decoded, removed: result.removed, photos: result.manifest.counts.indexed, skipped: result.manifest.counts.skipped }, result.changed ? "collection synced: new version published" : "collection synced: nothing changed");
+        log.info({ version: result.version, changed: result.changed, read: result.read, decoded: result.decoded, removed: result.removed, photos: result.manifest.counts.indexed, skipped: result.manifest.counts.skipped, ...(result.workflow ? { workflow: result.workflow } : {}) }, result.changed ? "collection synced: new version published" : "collection synced: nothing changed");
         await this.saveStatus(live, { state: "ready", error: "", last_sync_time: new Date().toISOString() });
         return result;
       } catch (err) {
@@ -264,6 +295,8 @@ export class CollectionManager {
         log.warn({ err: (err as Error).message }, "collection sync failed; the previous version keeps serving");
         await this.saveStatus(live, { state: "failed", error: message, last_sync_time: new Date().toISOString() });
         return undefined;
+      } finally {
+        if (handed && workflows && !abort.signal.aborted) await workflows.clean(live.record.id).catch((err: unknown) => log.warn({ err: (err as Error).message }, "cannot remove the sync's plan and shards"));
       }
     };
     const chain = async (): Promise<SyncResult | undefined> => {
@@ -397,7 +430,7 @@ export class CollectionManager {
     this.closed = true;
     for (const live of this.live.values()) {
       this.stopWatch(live);
-      live.abort?.abort();
+      live.abort?.abort(new ShuttingDown("the Data service is shutting down"));
     }
     await Promise.all([...this.live.values()].map((l) => l.running?.catch(() => {})));
   }
