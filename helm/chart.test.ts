@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { validateK8s as validate } from "@glimpse/kube/validate";
 import { checkCrd, loadArgoCrds, type Crd } from "@glimpse/pipeline/testing";
 import { REST_ROUTES } from "@glimpse/rpc";
+import { schema as configSchema } from "@glimpse/runtime";
 import { parse, parseAllDocuments } from "yaml";
 import { beforeAll, describe, expect, it } from "vitest";
 
@@ -76,6 +77,9 @@ describe("helm chart", () => {
     expect(() => execFileSync(HELM, ["template", "glimpse", CHART, "--set", "tls.enabled=true"], { stdio: "pipe" })).toThrow(/tls\/secretName|tls\.secretName is required/);
     expect(() => execFileSync(HELM, ["template", "glimpse", CHART, "--set", "ranking.indexExecutor=argo"], { stdio: "pipe" })).toThrow(/indexExecutor/);
     expect(() => execFileSync(HELM, ["template", "glimpse", CHART, "--set", "ranking.indexJob.parallelism=0"], { stdio: "pipe" })).toThrow(/indexJob\/parallelism/);
+    expect(() => execFileSync(HELM, ["template", "glimpse", CHART, "--set", "data.collections.workflow.shards=65"], { stdio: "pipe" })).toThrow(/workflow\/shards/);
+    expect(() => execFileSync(HELM, ["template", "glimpse", CHART, "--set", "data.collections.workflow.minFiles=0"], { stdio: "pipe" })).toThrow(/workflow\/minFiles/);
+    expect(() => execFileSync(HELM, ["template", "glimpse", CHART, "--set", "data.argo.stepResources.collection-ingst.requests.cpu=1"], { stdio: "pipe" })).toThrow(/collection-ingst/);
   });
 
   it("keeps the plain manifests in k8s/ in step with the chart", () => {
@@ -91,19 +95,22 @@ const find = (objects: Obj[], kind: string, name: string, namespace?: string): O
   objects.find((o) => o.kind === kind && o.metadata.name === name && (namespace === undefined || (o.metadata.namespace ?? "glimpse") === namespace));
 const configOf = (objects: Obj[]): Record<string, string> => find(objects, "ConfigMap", "glimpse-config")!["data"];
 const paramsOf = (wft: Obj): Record<string, string> => Object.fromEntries((wft["spec"]["arguments"]["parameters"] as Obj[]).map((p) => [p["name"], p["value"]]));
+/** The WorkflowTemplates the chart installs: the dataset pipeline's and the collection sync's (argo/, copies in files/). */
+const TEMPLATE_FILES = ["workflowtemplate.yaml", "collection-workflowtemplate.yaml"] as const;
+const stepsOf = (wft: Obj): string[] => (wft["spec"]["templates"] as Obj[]).filter((t) => t["container"]).map((t) => t["name"] as string);
 
 describe("helm chart: the Argo executor (data.argo.enabled)", () => {
-  it("installs argo/workflowtemplate.yaml itself: files/workflowtemplate.yaml is an identical copy", () => {
-    expect(readFileSync(join(CHART, "files", "workflowtemplate.yaml"), "utf8"), "run `cp argo/workflowtemplate.yaml helm/glimpse/files/`").toBe(
-      readFileSync(join(ARGO_DIR, "workflowtemplate.yaml"), "utf8"),
-    );
+  it.each(TEMPLATE_FILES)("installs argo/%s itself: its copy in files/ is identical", (file) => {
+    expect(readFileSync(join(CHART, "files", file), "utf8"), `run \`cp argo/${file} helm/glimpse/files/\``).toBe(readFileSync(join(ARGO_DIR, file), "utf8"));
   });
 
-  it("renders that file with only the release's names in it: namespace, labels, ServiceAccount, parameter defaults, pull policy", () => {
+  it.each(TEMPLATE_FILES)("renders %s with only the release's names in it: namespace, labels, ServiceAccount, parameter defaults, pull policy", (file) => {
     const text = renderText(ARGO_VALUES);
     const objects = parseAllDocuments(text).map((d) => d.toJS() as Obj).filter(Boolean);
-    const rendered = objects.find((o) => o.kind === "WorkflowTemplate")!;
-    const expected = yamlDocs(join(ARGO_DIR, "workflowtemplate.yaml"))[0]!;
+    // both templates, each once
+    expect(objects.filter((o) => o.kind === "WorkflowTemplate").map((o) => o.metadata.name)).toEqual(TEMPLATE_FILES.map((f) => yamlDocs(join(ARGO_DIR, f))[0]!.metadata.name));
+    const expected = yamlDocs(join(ARGO_DIR, file))[0]!;
+    const rendered = find(objects, "WorkflowTemplate", expected.metadata.name)!;
     expected.metadata.namespace = "glimpse";
     expected.metadata.labels = { ...expected.metadata.labels, ...rendered.metadata.labels };
     expected["spec"]["serviceAccountName"] = "glimpse-workflow";
@@ -115,6 +122,7 @@ describe("helm chart: the Argo executor (data.argo.enabled)", () => {
       "sync-url": "http://glimpse-gateway.glimpse.svc:8000/data/register",
       "sync-secret": "glimpse-pipeline-key",
     };
+    // (only the parameters the file declares: the collection template has no sync step)
     for (const p of expected["spec"]["arguments"]["parameters"] as Obj[]) if (p["name"] in defaults) p["value"] = defaults[p["name"]];
     for (const t of expected["spec"]["templates"] as Obj[]) if (t["container"]) t["container"]["imagePullPolicy"] = "IfNotPresent";
     expect(rendered).toEqual(expected);
@@ -128,7 +136,7 @@ describe("helm chart: the Argo executor (data.argo.enabled)", () => {
     const values = parse(readFileSync(join(CHART, "ci", file), "utf8")) as Obj;
     const cfg = configOf(objects);
     const ns = values["data"]["argo"]["namespace"] || "glimpse";
-    const wft = objects.find((o) => o.kind === "WorkflowTemplate")!;
+    const wft = find(objects, "WorkflowTemplate", cfg["GLIMPSE_ARGO_TEMPLATE"]!, ns)!;
     expect(wft.metadata.namespace).toBe(ns);
     const params = paramsOf(wft);
 
@@ -147,6 +155,21 @@ describe("helm chart: the Argo executor (data.argo.enabled)", () => {
     });
     const data = find(objects, "Deployment", "glimpse-data")!;
     expect(data["spec"]["template"]["spec"]["containers"][0]["image"]).toBe(params["image"]);
+
+    // The collection sync's template, beside it: the same ServiceAccount, image, store and Secret.
+    const cwft = find(objects, "WorkflowTemplate", cfg["GLIMPSE_ARGO_COLLECTION_TEMPLATE"]!, ns)!;
+    expect(cwft, `WorkflowTemplate ${cfg["GLIMPSE_ARGO_COLLECTION_TEMPLATE"]} in ${ns}`).toBeDefined();
+    expect(cwft.metadata.name).toBe(yamlDocs(join(ARGO_DIR, "collection-workflowtemplate.yaml"))[0]!.metadata.name);
+    expect(cwft["spec"]["serviceAccountName"]).toBe(wft["spec"]["serviceAccountName"]);
+    const cparams = paramsOf(cwft);
+    for (const p of ["image", "bucket", "minio-endpoint", "store-secret"]) expect(cparams[p], p).toBe(params[p]);
+    // ... and when to use it: data.collections.workflow, as the integers the Data service parses.
+    const chartDefaults = parse(readFileSync(join(CHART, "values.yaml"), "utf8")) as Obj;
+    const workflow = { ...chartDefaults["data"]["collections"]["workflow"], ...values["data"]["collections"]?.["workflow"] } as { minFiles: number; shards: number };
+    expect(cfg["GLIMPSE_COLLECTION_WORKFLOW_MIN_FILES"]).toBe(String(workflow.minFiles));
+    expect(cfg["GLIMPSE_COLLECTION_WORKFLOW_SHARDS"]).toBe(String(workflow.shards));
+    expect(configSchema.collectionWorkflowMinFiles.parse(cfg["GLIMPSE_COLLECTION_WORKFLOW_MIN_FILES"]!)).toBe(workflow.minFiles);
+    expect(configSchema.collectionWorkflowShards.parse(cfg["GLIMPSE_COLLECTION_WORKFLOW_SHARDS"]!)).toBe(workflow.shards);
 
     // The sync URL is the gateway Service's /data/register, by a name that resolves from any namespace.
     const gw = find(objects, "Service", "glimpse-gateway")!;
@@ -200,11 +223,14 @@ describe("helm chart: the Argo executor (data.argo.enabled)", () => {
       expect(env.find((e) => e["name"] === "GLIMPSE_API_KEYS")!["value"]).toMatch(/^\$\(GLIMPSE_CLIENT_API_KEYS\),\$\(GLIMPSE_PIPELINE_API_KEY\):write(,\$\(GLIMPSE_STORAGE_EVENTS_API_KEY\):write)?$/);
       expect(env.find((e) => e["name"] === "GLIMPSE_PIPELINE_API_KEY")!["valueFrom"]).toEqual({ secretKeyRef: { name: params["sync-secret"], key: "api-key" } });
     }
-    // stepResources are merged over a step's own resources.
-    const plain = yamlDocs(join(ARGO_DIR, "workflowtemplate.yaml"))[0]!;
+    // stepResources are merged over a step's own resources, in whichever template has the step.
+    const plains = TEMPLATE_FILES.map((f) => yamlDocs(join(ARGO_DIR, f))[0]!);
     for (const [step, over] of Object.entries((values["data"]["argo"]["stepResources"] ?? {}) as Record<string, Obj>)) {
-      const own = (plain["spec"]["templates"] as Obj[]).find((t) => t["name"] === step)!["container"]["resources"];
-      const got = (wft["spec"]["templates"] as Obj[]).find((t) => t["name"] === step)!["container"]["resources"];
+      const plain = plains.find((p) => stepsOf(p).includes(step));
+      expect(plain, `stepResources.${step}: no template has that step`).toBeDefined();
+      const own = (plain!["spec"]["templates"] as Obj[]).find((t) => t["name"] === step)!["container"]["resources"];
+      const rendered = find(objects, "WorkflowTemplate", plain!.metadata.name, ns)!;
+      const got = (rendered["spec"]["templates"] as Obj[]).find((t) => t["name"] === step)!["container"]["resources"];
       expect(got).toEqual({ requests: { ...own["requests"], ...over["requests"] }, limits: { ...own["limits"], ...over["limits"] } });
     }
     if (ns !== "glimpse") {
@@ -214,11 +240,19 @@ describe("helm chart: the Argo executor (data.argo.enabled)", () => {
     }
   });
 
+  it("data.argo.stepResources takes exactly the steps of the two templates", () => {
+    const schema = JSON.parse(readFileSync(join(CHART, "values.schema.json"), "utf8")) as Obj;
+    const accepted = Object.keys(schema["properties"]["data"]["properties"]["argo"]["properties"]["stepResources"]["properties"]);
+    const steps = TEMPLATE_FILES.flatMap((f) => stepsOf(yamlDocs(join(ARGO_DIR, f))[0]!));
+    expect(new Set(steps).size).toBe(steps.length); // no step name in both
+    expect([...accepted].sort()).toEqual([...steps].sort());
+  });
+
   it("installs nothing of Argo's by default: pipeline runs execute in the Data service, whose token is not even mounted", () => {
     const objects = render(join(CHART, "ci", "default-values.yaml"));
     expect(objects.filter((o) => o.apiVersion.startsWith("argoproj.io/") || o.metadata.name === "artifact-repositories")).toEqual([]);
     expect(configOf(objects)["GLIMPSE_PIPELINE_EXECUTOR"]).toBe("local");
-    expect(Object.keys(configOf(objects)).filter((k) => k.startsWith("GLIMPSE_ARGO_"))).toEqual([]);
+    expect(Object.keys(configOf(objects)).filter((k) => k.startsWith("GLIMPSE_ARGO_") || k.startsWith("GLIMPSE_COLLECTION_WORKFLOW_"))).toEqual([]);
     expect(find(objects, "Role", "glimpse-data")).toBeUndefined();
     expect(find(objects, "Secret", "glimpse-pipeline-key")).toBeUndefined();
     expect(find(objects, "Deployment", "glimpse-data")!["spec"]["template"]["spec"]["automountServiceAccountToken"]).toBe(false);
@@ -359,7 +393,7 @@ describe("helm chart: RBAC", () => {
       // the owners are read by name: the Job template's ConfigMap, the WorkflowTemplate — not every one
       for (const rule of role["rules"] as Obj[]) {
         if (rule["resources"].includes("configmaps")) expect(rule["resourceNames"], sa).toEqual([want!.configMap]);
-        if (rule["resources"].includes("workflowtemplates")) expect(rule["resourceNames"], sa).toEqual([cfg["GLIMPSE_ARGO_TEMPLATE"]]);
+        if (rule["resources"].includes("workflowtemplates")) expect(rule["resourceNames"], sa).toEqual([cfg["GLIMPSE_ARGO_TEMPLATE"], cfg["GLIMPSE_ARGO_COLLECTION_TEMPLATE"]]);
       }
     }
   });
@@ -376,6 +410,15 @@ describe("helm chart: collections", () => {
   it("renders data.collections.relistMs as the integer GLIMPSE_COLLECTION_RELIST_MS parses, however large (helm would print 3.6e+06)", () => {
     expect(configOf(render(join(CHART, "ci", "default-values.yaml")))["GLIMPSE_COLLECTION_RELIST_MS"]).toBe("15000");
     expect(configOf(render(join(CHART, "ci", "default-values.yaml"), "--set", "data.collections.relistMs=3600000"))["GLIMPSE_COLLECTION_RELIST_MS"]).toBe("3600000");
+  });
+
+  it("renders data.collections.workflow (the Argo executor's) as the integers GLIMPSE_COLLECTION_WORKFLOW_* parse, however large; its defaults are the service's", () => {
+    const cfg = configOf(render(ARGO_VALUES, "--set", "data.collections.workflow.minFiles=5000000", "--set", "data.collections.workflow.shards=64"));
+    expect(cfg["GLIMPSE_COLLECTION_WORKFLOW_MIN_FILES"]).toBe("5000000");
+    expect(cfg["GLIMPSE_COLLECTION_WORKFLOW_SHARDS"]).toBe("64");
+    const workflow = (parse(readFileSync(join(CHART, "values.yaml"), "utf8")) as Obj)["data"]["collections"]["workflow"];
+    expect(workflow).toEqual({ minFiles: configSchema.collectionWorkflowMinFiles.default, shards: configSchema.collectionWorkflowShards.default });
+    expect(configSchema.argoCollectionTemplate.default).toBe(yamlDocs(join(ARGO_DIR, "collection-workflowtemplate.yaml"))[0]!.metadata.name);
   });
 
   it("mounts the Secrets data.collections.sourceSecrets lists into the Data pod alone, one folder each, where GLIMPSE_SOURCE_SECRETS_DIR says", () => {

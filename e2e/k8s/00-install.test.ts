@@ -83,7 +83,7 @@ describe("helm install", () => {
       [training, "delete", "jobs.batch"], [training, "list", "pods"], [training, "get", "pods/log"],
       [training, "get", `configmaps/${RELEASE}-training-job`],
       [data, "create", "workflows.argoproj.io"], [data, "get", "workflows.argoproj.io"], [data, "patch", "workflows.argoproj.io"],
-      [data, "get", "workflowtemplates.argoproj.io/glimpse-dataset-pipeline"],
+      [data, "get", "workflowtemplates.argoproj.io/glimpse-dataset-pipeline"], [data, "get", "workflowtemplates.argoproj.io/glimpse-collection-sync"],
       // the index Jobs (ranking.indexExecutor=kubernetes, the default), owned by the template's ConfigMap
       [ranking, "create", "jobs.batch"], [ranking, "get", "jobs.batch"], [ranking, "delete", "jobs.batch"],
       [ranking, "get", `configmaps/${RELEASE}-index-job`],

@@ -1,6 +1,7 @@
 /**
  * Collections on Kubernetes (issue #23), all through the gateway's public API: a 600-photo bucket prefix
- * in the chart's MinIO becomes a watched collection; its version is embedded by an index Job of two pods,
+ * in the chart's MinIO becomes a watched collection, ingested by the collection workflow (two ingest pods
+ * and a publish pod); its version is embedded by an index Job of two pods,
  * one of them deleted while it runs, and every photo is embedded exactly once (the deleted pod's shard
  * by its replacement). Then 20 photos are added
  * and 10 deleted in the prefix: the next version reaches search with only the 20 new photos embedded.
@@ -45,6 +46,11 @@ interface Collection {
   model_version: string;
   counts: { indexed: string; found: string; skipped: string };
 }
+
+type WorkflowNode = { type: string; phase?: string; templateName?: string; inputs?: { parameters?: { name: string; value?: string }[] } };
+type Workflow = { metadata: { name: string }; status: { phase?: string; nodes?: Record<string, WorkflowNode> } };
+/** The collection's ingest workflows (the Data service labels them with the collection's id). */
+const ingestWorkflows = async (): Promise<Workflow[]> => (await kubectlJsonAsync("get", "workflows.argoproj.io", "-n", NS, "-l", `glimpse.dev/collection=${ID}`)).items as Workflow[];
 
 const isComplete = (job: Job) => (job.status?.conditions ?? []).some((c) => c.type === "Complete" && c.status === "True");
 const isFailed = (job: Job) => (job.status?.conditions ?? []).some((c) => c.type === "Failed" && c.status === "True");
@@ -137,6 +143,18 @@ describe("collections: a watched bucket prefix, embedded by index Jobs, searched
     }, 10 * MIN, 200);
     first = synced.version;
     expect(Number(synced.counts.indexed)).toBe(600);
+    // 600 new photos: the ingest ran as the collection workflow, two ingest pods each on its half, then the publish pod
+    const [wf, ...more] = await ingestWorkflows();
+    expect(more).toEqual([]);
+    expect(wf!.status.phase).toBe("Succeeded");
+    const pods = Object.values(wf!.status.nodes ?? {}).filter((n) => n.type === "Pod" && n.phase === "Succeeded");
+    const shards = pods.filter((n) => n.templateName === "collection-ingest").map((n) => n.inputs?.parameters?.find((x) => x.name === "shard")?.value);
+    expect(shards.sort()).toEqual(["0", "1"]);
+    expect(pods.filter((n) => n.templateName === "collection-publish")).toHaveLength(1);
+    // its plan and shards are removed once the version is published
+    const left: string[] = [];
+    for await (const o of store.list(`collections/${ID}/syncs/`)) left.push(o.key);
+    expect(left).toEqual([]);
 
     // polled often: the Job is made within a Ranking poll of the publish and runs for seconds
     const job = await waitFor(`the index Job of ${NAME}@${first}`, () => collectionJob(production, first), 5 * MIN, 100);
@@ -207,6 +225,8 @@ describe("collections: a watched bucket prefix, embedded by index Jobs, searched
     expect(doc.build.images_embedded).toBe(20);
     expect(doc.build.images_reused).toBe(590);
     expect(doc.build.reused_from).toBe(first);
+    // 30 changes are below data.collections.workflow.minFiles: ingested in the Data service, no second workflow
+    expect(await ingestWorkflows()).toHaveLength(1);
 
     // every Ranking replica drops the deleted photo (each follows the store on its own poll): ten answers in
     // a row, whichever replica gives them, say it is gone

@@ -99,6 +99,50 @@ arn:minio:sqs::{{ include "glimpse.storageEventsTarget" . }}:webhook
 {{ .Files.Get "files/workflowtemplate.yaml" }}
 {{- end }}
 
+{{/* The collection sync's WorkflowTemplate: files/collection-workflowtemplate.yaml, a copy of argo/collection-workflowtemplate.yaml (helm/chart.test.ts keeps them identical). */}}
+{{- define "glimpse.collectionWorkflowTemplateFile" -}}
+{{ .Files.Get "files/collection-workflowtemplate.yaml" }}
+{{- end }}
+
+{{/*
+A WorkflowTemplate as this release installs it: (dict "ctx" $ "file" "glimpse.workflowTemplateFile"),
+"file" naming the helper that gives the file. The file itself, with only the release's names in it:
+the Argo namespace, the chart's labels merged over the file's, the workflow ServiceAccount, this
+release's image, bucket, object store and Secrets as the defaults of the parameters the file
+declares (those it does not declare are left out), the chart's image pull policy, and
+data.argo.stepResources merged over the resources of the steps they name.
+*/}}
+{{- define "glimpse.workflowTemplate" -}}
+{{- $ctx := .ctx }}
+{{- $wft := include .file $ctx | fromYaml }}
+{{- $_ := set $wft.metadata "namespace" (include "glimpse.argoNamespace" $ctx) }}
+{{- $_ := set $wft.metadata "labels" (merge (include "glimpse.labels" $ctx | fromYaml) $wft.metadata.labels) }}
+{{- $_ := set $wft.spec "serviceAccountName" (include "glimpse.workflowServiceAccount" $ctx) }}
+{{- $defaults := dict
+  "image" (include "glimpse.image" $ctx)
+  "bucket" $ctx.Values.objectStore.bucket
+  "minio-endpoint" (include "glimpse.storeEndpoint" $ctx)
+  "store-secret" (include "glimpse.storeSecret" $ctx)
+  "sync-url" (include "glimpse.argoSyncUrl" $ctx)
+  "sync-secret" (include "glimpse.pipelineKeySecret" $ctx)
+}}
+{{- range $wft.spec.arguments.parameters }}
+{{- if hasKey $defaults .name }}
+{{- $_ := set . "value" (get $defaults .name) }}
+{{- end }}
+{{- end }}
+{{- range $wft.spec.templates }}
+{{- if .container }}
+{{- $_ := set .container "imagePullPolicy" $ctx.Values.image.pullPolicy }}
+{{- $resources := get ($ctx.Values.data.argo.stepResources | default dict) .name }}
+{{- if $resources }}
+{{- $_ := set .container "resources" (mergeOverwrite (deepCopy .container.resources) $resources) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- toYaml $wft }}
+{{- end }}
+
 {{/* Where the workflow's sync step POSTs the published version: the gateway's /data/register, by its cluster DNS name. */}}
 {{- define "glimpse.argoSyncUrl" -}}
 {{ include "glimpse.scheme" . }}://{{ include "glimpse.fullname" . }}-gateway.{{ .Release.Namespace }}.svc:{{ .Values.gateway.port }}/data/register

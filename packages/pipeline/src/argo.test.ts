@@ -3,6 +3,8 @@
  * pinned argo-workflows Go module, fetched by argo/scripts/fetch-crds.sh into .tools/), the
  * DAG is consistent, and running its steps one by one — each in a fresh work dir holding only
  * the artifacts the DAG hands it, as in the cluster — publishes the same version as a local run.
+ * The collection sync's template (argo/collection-workflowtemplate.yaml) is checked the same way,
+ * short of running its steps (packages/pipeline/src/collections/ runs those).
  */
 import { Ajv } from "ajv";
 import { spawnSync } from "node:child_process";
@@ -14,6 +16,7 @@ import { FsObjectStore } from "@glimpse/objectstore";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse, parseAllDocuments } from "yaml";
 import { EXIT, main } from "./cli.js";
+import { collectionMain, COLLECTION_COMMANDS } from "./collections/cli.js";
 import { STEPS } from "./events.js";
 import { runPipeline } from "./pipeline.js";
 import { readPublished } from "./read.js";
@@ -249,5 +252,124 @@ describe("argo manifests", () => {
     const localStore = new FsObjectStore(join(dir, "local-store"), "glimpse", { fsync: false });
     const r = await runPipeline({ imagesUrl: values["images-url"], captionsUrl: values["captions-url"] }, { store: localStore, workDir: join(dir, "local-work") });
     expect(r.version).toBe(published.version);
+  });
+});
+
+describe("argo collection sync manifest (collection-workflowtemplate.yaml)", () => {
+  let crd: Crd;
+  let wft: Obj;
+  let templates: Map<string, Obj>;
+
+  beforeAll(async () => {
+    crd = (await loadArgoCrds(["workflowtemplates"]))["workflowtemplates"]!;
+    [wft] = parseAllDocuments(await readFile(join(ARGO, "collection-workflowtemplate.yaml"), "utf8")).map((d) => d.toJS() as Obj) as [Obj];
+    templates = new Map<string, Obj>((wft["spec"]["templates"] as Obj[]).map((t) => [t["name"], t]));
+  }, 120_000);
+
+  const steps = (): Obj[] => (wft["spec"]["templates"] as Obj[]).filter((t) => t["container"]);
+
+  it("is valid against Argo's WorkflowTemplate CRD schema", () => {
+    expect(wft).toMatchObject({ apiVersion: crd.apiVersion, kind: "WorkflowTemplate", metadata: { name: "glimpse-collection-sync" } });
+    expect(check(crd, wft)).toEqual([]);
+  });
+
+  it("the DAG is consistent: parameters, templates, dependencies, the ingest fan-out", () => {
+    const spec = wft["spec"] as Obj;
+    expect(templates.has(spec["entrypoint"])).toBe(true);
+    const tasks = new Map<string, Obj>(((templates.get(spec["entrypoint"])?.["dag"] as Obj)["tasks"] as Obj[]).map((t) => [t["name"], t]));
+    const declared = new Set((spec["arguments"]["parameters"] as Obj[]).map((p) => p["name"] as string));
+
+    // Every workflow parameter used is declared, and every declared one is used.
+    const used = new Set(refs(JSON.stringify(spec), /\{\{workflow\.parameters\.([\w-]+)\}\}/g));
+    expect([...used].filter((p) => !declared.has(p))).toEqual([]);
+    expect([...declared].filter((p) => !used.has(p))).toEqual([]);
+
+    for (const [name, task] of tasks) {
+      const tpl = templates.get(task["template"]);
+      expect(tpl, `task ${name}: template ${task["template"]}`).toBeDefined();
+      for (const d of (task["dependencies"] ?? []) as string[]) expect(tasks.has(d), `task ${name} depends on unknown ${d}`).toBe(true);
+      // Each input parameter of its template is passed, and nothing else; the template uses only those.
+      const inputs = ((tpl?.["inputs"]?.["parameters"] ?? []) as Obj[]).map((p) => p["name"] as string);
+      expect(((task["arguments"]?.["parameters"] ?? []) as Obj[]).map((p) => p["name"]).sort(), `task ${name} parameters`).toEqual([...inputs].sort());
+      const usedInputs = new Set(refs(JSON.stringify(tpl), /\{\{inputs\.parameters\.([\w-]+)\}\}/g));
+      expect([...usedInputs].filter((p) => !inputs.includes(p)), `template ${task["template"]}`).toEqual([]);
+      expect(inputs.filter((p) => !usedInputs.has(p)), `template ${task["template"]}`).toEqual([]);
+      // Only the DAG's own fan-out item, no artifacts (everything goes through the object store).
+      expect(task["arguments"]?.["artifacts"], name).toBeUndefined();
+      expect(tpl?.["outputs"]?.["artifacts"], name).toBeUndefined();
+    }
+    expect(spec["artifactRepositoryRef"]).toBeUndefined();
+    expect(spec["artifactGC"]).toBeUndefined();
+    // ingest × shards (shard = the sequence item 0…shards-1), then publish once they all succeeded.
+    const ingest = [...tasks.values()].find((t) => t["template"] === "collection-ingest")!;
+    const publish = [...tasks.values()].find((t) => t["template"] === "collection-publish")!;
+    expect(ingest["withSequence"]).toEqual({ count: "{{workflow.parameters.shards}}" });
+    expect(ingest["arguments"]["parameters"]).toEqual([{ name: "shard", value: "{{item}}" }]);
+    expect(ingest["dependencies"] ?? []).toEqual([]);
+    expect(publish["dependencies"]).toEqual([ingest["name"]]);
+    expect(publish["withSequence"] ?? publish["withItems"] ?? publish["withParam"]).toBeUndefined();
+    expect([...tasks.values()].map((t) => t["template"]).sort()).toEqual([...COLLECTION_COMMANDS].sort());
+  });
+
+  it("each step runs the pipeline CLI's collection sub-command of its name, through the stable entry point, as the dataset steps do", async () => {
+    expect(steps().map((t) => t["name"]).sort()).toEqual([...COLLECTION_COMMANDS].sort());
+    const [sa] = parseAllDocuments(await readFile(join(ARGO, "rbac.yaml"), "utf8")).map((d) => d.toJS() as Obj) as [Obj];
+    expect(wft["spec"]["serviceAccountName"]).toBe(sa["metadata"]["name"]);
+    expect(wft["spec"]["securityContext"]).toMatchObject({ runAsNonRoot: true, runAsUser: 10001 });
+    for (const v of wft["spec"]["volumes"] as Obj[]) expect(v["emptyDir"], v["name"]).toEqual({});
+    for (const t of steps()) {
+      const c = t["container"] as Obj;
+      expect(c["command"]).toEqual(["node", "packages/pipeline/bin/glimpse-pipeline.mjs"]);
+      expect(c["workingDir"]).toBe("/app");
+      expect(c["image"]).toBe("{{workflow.parameters.image}}");
+      expect(c["args"][0]).toBe(t["name"]);
+      expect(COLLECTION_COMMANDS).toContain(c["args"][0]);
+      expect(c["securityContext"]).toEqual({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } });
+      expect(c["resources"]["requests"]).toMatchObject({ cpu: expect.any(String), memory: expect.any(String) });
+      expect(c["resources"]["limits"]["memory"]).toEqual(expect.any(String));
+      expect(t["retryStrategy"]["expression"]).toContain(`asInt(lastRetry.exitCode) == ${EXIT.transient}`);
+      // The object store from the parameters, its keys from the store-secret Secret.
+      const env = Object.fromEntries((c["env"] as Obj[]).map((e) => [e["name"], e]));
+      expect(env["MINIO_ENDPOINT"]?.["value"]).toBe("{{workflow.parameters.minio-endpoint}}");
+      expect(env["MINIO_BUCKET"]?.["value"]).toBe("{{workflow.parameters.bucket}}");
+      for (const [name, key] of [["MINIO_ACCESS_KEY", "access-key"], ["MINIO_SECRET_KEY", "secret-key"]]) {
+        expect(env[name as string]?.["valueFrom"]).toEqual({ secretKeyRef: { name: "{{workflow.parameters.store-secret}}", key } });
+      }
+    }
+  });
+
+  it("each step's args are flags the collection CLI accepts (its OPTIONS), and pass its parsing once Argo fills them in", async () => {
+    // The CLI's own option table (packages/pipeline/src/collections/cli.ts).
+    const source = await readFile(join(ROOT, "packages/pipeline/src/collections/cli.ts"), "utf8");
+    const block = /const OPTIONS = \{([\s\S]*?)\n\} as const;/.exec(source)?.[1];
+    expect(block, "OPTIONS in collections/cli.ts").toBeDefined();
+    const accepted = new Set([...block!.matchAll(/^\s*"?([\w-]+)"?\s*:\s*\{/gm)].map((m) => m[1] as string));
+    expect(accepted).toContain("collection");
+    const fill: Record<string, string> = { "{{workflow.parameters.collection}}": "holiday", "{{workflow.parameters.sync}}": "abc123", "{{inputs.parameters.shard}}": "0", "{{workflow.parameters.source-allowlist}}": "https:" };
+    const savedLevel = process.env["GLIMPSE_LOG_LEVEL"];
+    process.env["GLIMPSE_LOG_LEVEL"] = "silent";
+    try {
+      for (const t of steps()) {
+        const [command, ...args] = t["container"]["args"] as string[];
+        for (const a of args) {
+          const m = /^--([\w-]+)=(.*)$/.exec(a);
+          expect(m, `${command}: ${a} is --flag=value`).not.toBeNull();
+          expect(accepted.has(m![1]!), `${command}: --${m![1]} is not among the CLI's options ${[...accepted].join(", ")}`).toBe(true);
+          expect(m![2], `${command} ${a}: a parameter`).toMatch(/^\{\{(workflow|inputs)\.parameters\.[\w-]+\}\}$/);
+        }
+        // Filled in as Argo would, the args pass the CLI's parsing and checks (no usage error, exit 2):
+        // it gets as far as opening the object store, which this test refuses (nothing runs).
+        let opened: Obj | undefined;
+        const code = await collectionMain(command as (typeof COLLECTION_COMMANDS)[number], args.map((a) => a.replace(/\{\{[^}]+\}\}/g, (p) => fill[p] ?? p)), (v) => {
+          opened = v;
+          throw new Error("not opening a store here");
+        });
+        expect(opened, `${command} ${args.join(" ")}: refused before opening the store`).toBeDefined();
+        expect(code).toBe(EXIT.failed);
+      }
+    } finally {
+      if (savedLevel === undefined) delete process.env["GLIMPSE_LOG_LEVEL"];
+      else process.env["GLIMPSE_LOG_LEVEL"] = savedLevel;
+    }
   });
 });
