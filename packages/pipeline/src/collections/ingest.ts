@@ -22,7 +22,7 @@ import {
   type PlannedFile,
   type SyncShard,
 } from "@glimpse/layout";
-import { ingestPhoto } from "../photos.js";
+import { ingestPhoto, type IngestedPhoto } from "../photos.js";
 import type { SourceAllowList } from "../sources.js";
 import { sourceReader } from "./sources.js";
 
@@ -92,23 +92,30 @@ async function ingestFile(f: PlannedFile, ctx: IngestContext, counts: IngestCoun
   const photo = await ingestPhoto(bytes, { sha256 });
   if (!photo.ok) return { ...base, size: bytes.length, sha256, state: "skipped", reason: photo.reason, message: photo.message };
   counts.decoded++;
+  const entry = await storeIngested(ctx.store, ctx.collection, photo, { ...base, size: bytes.length });
+  ctx.known.set(sha256, entry);
+  return entry;
+}
+
+/**
+ * Stores an ingested photo's normalised copy and thumbnail (content-addressed) and says what the
+ * catalog records of it; a sync given this entry as known does not decode the photo again.
+ */
+export async function storeIngested(store: ObjectStore, collection: string, photo: IngestedPhoto, base: Pick<CatalogEntry, "path" | "size" | "mtime" | "etag">): Promise<CatalogEntry> {
   const normalizedSha = sha256Hex(photo.normalized);
-  const image = { key: collectionBlobKey(ctx.collection, normalizedSha), sha256: normalizedSha, size: photo.normalized.length };
-  await putOnce(ctx.store, image.key, photo.normalized);
-  await putOnce(ctx.store, thumbnailKey(ctx.collection, sha256), photo.thumbnail);
-  const entry: CatalogEntry = {
+  const image = { key: collectionBlobKey(collection, normalizedSha), sha256: normalizedSha, size: photo.normalized.length };
+  await putOnce(store, image.key, photo.normalized);
+  await putOnce(store, thumbnailKey(collection, photo.sha256), photo.thumbnail);
+  return {
     ...base,
-    size: bytes.length,
-    sha256,
+    sha256: photo.sha256,
     state: "ok",
     width: photo.width,
     height: photo.height,
-    taken_time: (photo.takenTime ?? new Date(f.mtime)).toISOString(),
+    taken_time: (photo.takenTime ?? new Date(base.mtime)).toISOString(),
     camera_model: photo.cameraModel,
     image,
   };
-  ctx.known.set(sha256, entry);
-  return entry;
 }
 
 export interface ShardOptions {

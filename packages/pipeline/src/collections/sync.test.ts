@@ -1,10 +1,12 @@
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, renameSync, unlinkSync, utimesSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, unlinkSync, utimesSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { COLLECTION_SCHEMA, type CollectionRecord } from "@glimpse/layout";
 import { FsObjectStore } from "@glimpse/objectstore";
 import { SourceAllowList } from "../sources.js";
 import { describe, expect, it } from "vitest";
+import { ingestPhoto } from "../photos.js";
+import { storeIngested } from "./ingest.js";
 import { syncCollection } from "./sync.js";
 
 const DEMO = resolve(import.meta.dirname, "../../../../demo/images");
@@ -38,5 +40,28 @@ describe("syncCollection: the catalog decides what is read", () => {
     expect(next.manifest.previous_version).toBe(first.version);
     expect(next.manifest.photos).toHaveLength(11);
     expect(next.manifest.photos.find((p) => p.path === "renamed.jpg")!.photo_id).toBe(first.manifest.photos.find((p) => p.path === photos[0])!.photo_id);
+  });
+
+  it("does not decode a photo the caller ingested already (CreatePhoto's upload), and publishes the same version", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "glimpse-sync-known-"));
+    const allow = SourceAllowList.parse(["file:"]);
+    const versions: string[] = [];
+    for (const given of [false, true]) {
+      const store = new FsObjectStore(join(dir, `store-${given}`), "glimpse");
+      await store.init();
+      const folder = join(dir, "photos");
+      mkdirSync(folder, { recursive: true });
+      copyFileSync(join(DEMO, photos[0]!), join(folder, "a.jpg"));
+      utimesSync(join(folder, "a.jpg"), new Date(1_700_000_000_000), new Date(1_700_000_000_000));
+      const record: CollectionRecord = { schema: COLLECTION_SCHEMA, id: "k", display_name: "k", source: { kind: "folder", path: folder }, watch: false, create_time: new Date().toISOString() };
+      const bytes = readFileSync(join(folder, "a.jpg"));
+      const photo = await ingestPhoto(bytes);
+      if (!photo.ok) throw new Error(photo.message);
+      const known = given ? [await storeIngested(store, "k", photo, { path: "a.jpg", size: bytes.length, mtime: 1_700_000_000_000 })] : [];
+      const r = await syncCollection({ store, allow, record, known });
+      expect(r).toMatchObject({ read: 1, decoded: given ? 0 : 1 });
+      versions.push(r.version);
+    }
+    expect(versions[1]).toBe(versions[0]);
   });
 });

@@ -42,6 +42,8 @@ export interface SyncOptions extends PlanOptions {
   onProgress?: (p: SyncProgress) => void;
   /** Files read and decoded at once (default 4: decoding is libvips' threads, reading is I/O). */
   concurrency?: number;
+  /** Photos ingested already (an upload CreatePhoto checked and stored): known by content, not decoded again. */
+  known?: CatalogEntry[] | undefined;
   /**
    * Given the plan, runs its ingest and publish elsewhere (a workflow) and says what was
    * published, or returns undefined to ingest here.
@@ -85,7 +87,7 @@ export async function syncCollection(opts: SyncOptions): Promise<SyncResult> {
     store,
     collection: id,
     read: (path) => files.get(path)!.read(),
-    known: knownPhotos(Object.values(catalog.entries)),
+    known: knownPhotos([...Object.values(catalog.entries), ...(opts.known ?? [])]),
     signal: opts.signal,
     concurrency: opts.concurrency,
     onEntry: async (entry) => {

@@ -25,6 +25,7 @@ import {
   readSyncPlan,
   COLLECTION_SCHEMA,
   type Catalog,
+  type CatalogEntry,
   type CollectionManifest,
   type CollectionRecord,
   type CollectionStatus,
@@ -50,6 +51,8 @@ interface Live {
   timer?: NodeJS.Timeout;
   debounce?: NodeJS.Timeout | undefined;
   lastResult?: SyncResult;
+  /** Photos ingested already for the next sync (CreatePhoto's upload). */
+  known: CatalogEntry[];
   /** A workflow a previous process left running for this collection's sync: followed, not started again. */
   resume?: WorkflowHandle | undefined;
   /** The published version, read from the store once and then kept by each sync (null: none yet). */
@@ -101,7 +104,7 @@ export class CollectionManager {
   }
 
   private track(record: CollectionRecord, status: CollectionStatus): Live {
-    const live: Live = { record, status, again: false, listeners: new Set() };
+    const live: Live = { record, status, again: false, known: [], listeners: new Set() };
     this.live.set(record.id, live);
     if (record.watch) this.startWatch(live);
     return live;
@@ -230,9 +233,14 @@ export class CollectionManager {
     for (const l of live.listeners) l();
   }
 
-  /** Starts a sync, or marks the running one to run again after it; resolves when the sync that covers this request ends. */
-  sync(id: string): Promise<SyncResult | undefined> {
-    return this.startSync(this.get(id));
+  /**
+   * Starts a sync, or marks the running one to run again after it; resolves when the sync that
+   * covers this request ends. `known`: photos ingested already (not decoded again).
+   */
+  sync(id: string, known: CatalogEntry[] = []): Promise<SyncResult | undefined> {
+    const live = this.get(id);
+    live.known.push(...known);
+    return this.startSync(live);
   }
 
   private startSync(live: Live): Promise<SyncResult | undefined> {
@@ -265,7 +273,9 @@ export class CollectionManager {
           const outcome = await workflows.wait(live.record.id, resume, (done) => onProgress({ stage: "ingest", done, total, changed: total, startedAt }), abort.signal);
           result = await syncResultOf(this.opts.store, live.record.id, { ...outcome, workflow: resume.workflow });
         } else {
+          const known = live.known.splice(0);
           result = await syncCollection({
+            known,
             store: this.opts.store,
             allow: this.opts.allow,
             record: live.record,

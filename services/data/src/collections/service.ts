@@ -6,7 +6,7 @@ import { Code } from "@connectrpc/connect";
 import { LIMITS, Violations, data, collection as pb, errorWithReason, invalidArgument, notFound } from "@glimpse/api";
 import type { ObjectStore } from "@glimpse/objectstore";
 import { collectionName, parseCollectionName, parsePhotoName, photoName, thumbnailKey, thumbnailUrl, uploadsPrefix, type CollectionPhoto } from "@glimpse/layout";
-import { ingestPhoto } from "@glimpse/pipeline";
+import { ingestPhoto, storeIngested } from "@glimpse/pipeline";
 import type { CollectionManager } from "./manager.js";
 import { storageEvents } from "./events.js";
 
@@ -97,11 +97,15 @@ export function collectionService(store: ObjectStore, collections: CollectionMan
         throw errorWithReason(Code.FailedPrecondition, "NOT_AN_UPLOADS_COLLECTION", `collections/${id} reads its photos from its ${record.source.kind}: add the photo there`);
       }
       if (req.filename.includes("/") || req.filename === "." || req.filename === "..") throw invalidArgument([{ field: "filename", description: "must be a file name, without \"/\"", reason: "BAD_FORMAT" }]);
-      const checked = await ingestPhoto(Buffer.from(req.image));
+      const bytes = Buffer.from(req.image);
+      const checked = await ingestPhoto(bytes);
       if (!checked.ok) throw invalidArgument([{ field: "image", description: checked.message, reason: checked.reason }]);
       const filename = req.filename || `${checked.photoId}.${checked.format === "jpeg" ? "jpg" : checked.format}`;
-      await store.put(uploadsPrefix(id) + filename, Buffer.from(req.image), { contentType: `image/${checked.format}` });
-      await collections.sync(id);
+      const key = uploadsPrefix(id) + filename;
+      await store.put(key, bytes, { contentType: `image/${checked.format}` });
+      // decoded once: the sync finds these bytes known and does not decode them again
+      const mtime = (await store.stat(key))?.lastModified.getTime() ?? Date.now();
+      await collections.sync(id, [await storeIngested(store, id, checked, { path: filename, size: bytes.length, mtime })]);
       const { photo } = await findPhoto(photoName(id, checked.photoId));
       return create(data.CreatePhotoResponseSchema, { photo: photoMessage(id, photo) });
     },
