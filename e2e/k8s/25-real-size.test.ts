@@ -5,15 +5,21 @@
  * one search fails, no Ranking container restarts, every replica ends serving the 8091 images, and the
  * stored index says each image was embedded once, the deleted pod's work kept. Then a model promotion:
  * the new model's index is built by its Job and the replicas swap only once it is stored, again with
- * zero failed searches.
+ * zero failed searches. Last, with that model (the demo model, the shipped one), the 1000 test photos
+ * (from the archive in ../shared, no captions) become a bucket collection, ingested by the collection
+ * workflow and embedded by an index Job; queried with their 5000 test captions, it recalls as the
+ * gallery restricted to the test split does.
  *
  * Needs the archives in $GLIMPSE_SHARED_DIR/datasets/flickr8k (default ../shared beside the repository)
  * on the node (a hostPath volume: the local cluster's node is this machine). Without them the file says
  * it did not run and why; with GLIMPSE_REQUIRE_SHARED=1 (CI) it fails instead.
  */
-import { existsSync, readFileSync, realpathSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { getJson, type ObjectStore } from "@glimpse/objectstore";
+import { parseSplitList, parseTokenFile } from "@glimpse/pipeline";
+import { extractZip } from "../../packages/pipeline/src/extract.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectNoFailedCall, LoadLoop, type LoadCall, type Tally } from "./load.js";
 import { FLICKR8K_SOURCE, NS, RELEASE, ROOT, WRITE_KEY, fetchJson, gatewayUrl, kubectl, kubectlAsync, kubectlJson, kubectlJsonAsync, releaseStore, serveFiles, waitFor } from "./cluster.js";
@@ -375,5 +381,73 @@ describe.skipIf(skip)("real size: the full Flickr8K on Kubernetes, search never 
     expectEachImageOnce(doc.build!, IMAGES);
     const status = await fetchJson(`${gatewayUrl()}/model/status`);
     expect(status.body.production_version).toBe(next);
+  }, 40 * MIN);
+
+  it("a bucket collection of the 1000 test photos recalls their captions as the test-split gallery does (R@10 within 0.2 points)", async () => {
+    const ID = "e2e-test-split";
+    const PREFIX = "e2e-real-size/test-photos/";
+    const work = mkdtempSync(join(tmpdir(), "glimpse-e2e-test-split-"));
+    try {
+      await extractZip(join(shared.dir!, ARCHIVES[1]), join(work, "text"));
+      const ids = parseSplitList(readFileSync(join(work, "text", "Flickr_8k.testImages.txt"), "utf8"));
+      const captions = parseTokenFile(readFileSync(join(work, "text", "Flickr8k.token.txt"), "utf8")).captions;
+      expect(ids).toHaveLength(1000);
+      await extractZip(join(shared.dir!, ARCHIVES[0]), join(work, "images"));
+      for (const id of ids) await store.put(`${PREFIX}${id}.jpg`, readFileSync(join(work, "images", "Flicker8k_Dataset", `${id}.jpg`)), { contentType: "image/jpeg" });
+
+      const created = await fetchJson(`${gatewayUrl()}/v1/collections?collection_id=${ID}`, {
+        method: "POST", headers: { ...auth, "content-type": "application/json" },
+        body: JSON.stringify({ source: { bucket: { prefix: PREFIX } } }),
+      });
+      expect(created.status, JSON.stringify(created.body)).toBe(200);
+      const t0 = Date.now();
+      const c = await waitFor("the test-split collection to serve", async () => {
+        const r = await fetchJson(`${gatewayUrl()}/v1/collections/${ID}`);
+        const col = r.body.collection as { state: string; version: string; serving_version: string; counts: { indexed: string } } | undefined;
+        if (col?.state === "STATE_FAILED") throw new Error(`the sync failed: ${JSON.stringify(col)}`);
+        return col && col.version && col.serving_version === col.version ? col : undefined;
+      }, 20 * MIN, 2000);
+      times["test-split collection: ingest (workflow) + embed (index Job), 1000 photos"] = seconds(Date.now() - t0);
+      expect(Number(c.counts.indexed)).toBe(1000);
+      // 1000 new files: ingested by the collection workflow, not in the Data service
+      const workflows = (await kubectlJsonAsync("get", "workflows.argoproj.io", "-n", NS, "-l", `glimpse.dev/collection=${ID}`)).items as { status: { phase?: string } }[];
+      expect(workflows.map((w) => w.status.phase)).toEqual(["Succeeded"]);
+
+      const queries = ids.flatMap((id) => (captions.get(id) ?? []).map((text) => ({ id, text })));
+      expect(queries).toHaveLength(5000);
+      let next = 0;
+      let collectionHits = 0;
+      let galleryHits = 0;
+      const models = new Set<string>();
+      const post = async (path: string, body: unknown, headers: Record<string, string> = {}) => {
+        const r = await fetchJson(`${gatewayUrl()}${path}`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
+        if (r.status !== 200) throw new Error(`POST ${path}: ${r.status} ${JSON.stringify(r.body)}`);
+        return r.body;
+      };
+      await Promise.all(
+        Array.from({ length: 4 }, async () => {
+          while (next < queries.length) {
+            const q = queries[next++]!;
+            const col = await post(`/v1/collections/${ID}:search`, { text: q.text, top_k: 10 });
+            if ((col.results as { path: string }[]).some((h) => h.path === `${PREFIX}${q.id}.jpg`)) collectionHits++;
+            const gallery = await post("/glimpse.ranking.v1.RankingService/SearchImages", { query: q.text, topK: 10, scope: { split: "SPLIT_TEST" } }, { "connect-protocol-version": "1" });
+            if ((gallery.results as { imageId: string }[]).some((h) => h.imageId === q.id)) galleryHits++;
+            models.add(`${String(col.model_version)} = ${String(gallery.modelVersion)}`);
+          }
+        }),
+      );
+      // one model answered both, every time
+      const promotedModel = (await fetchJson(`${gatewayUrl()}/model/status`)).body.production_version as string;
+      expect([...models]).toEqual([`${promotedModel} = ${promotedModel}`]);
+      const r10 = (hits: number) => (100 * hits) / queries.length;
+      console.log(`test split, R@10 over 5000 captions: collection ${r10(collectionHits).toFixed(2)}, gallery (split TEST) ${r10(galleryHits).toFixed(2)}`);
+      expect(r10(galleryHits)).toBeGreaterThan(20); // the demo model just promoted, not chance (10 of 1000 = 1 %)
+      expect(Math.abs(r10(collectionHits) - r10(galleryHits))).toBeLessThanOrEqual(0.2);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+      // gone before the other files: a model swap waits for every collection's index
+      await fetchJson(`${gatewayUrl()}/v1/collections/${ID}`, { method: "DELETE", headers: auth }).catch(() => undefined);
+      for await (const o of store.list(PREFIX)) await store.delete(o.key);
+    }
   }, 40 * MIN);
 });
