@@ -22,6 +22,15 @@ if have_all; then
   exit 0
 fi
 
+# Test files running at once all ask for the CRDs: one downloads, the others wait for it.
+mkdir -p "$(dirname "$DEST")"
+exec 9>"$(dirname "$DEST")/.fetch.lock"
+flock 9
+if have_all; then
+  echo "$DEST"
+  exit 0
+fi
+
 command -v go >/dev/null || { echo "fetch-crds: 'go' not found on PATH" >&2; exit 1; }
 echo "fetch-crds: downloading $MODULE@$ARGO_VERSION from the Go module proxy..." >&2
 # Outside any module: `go mod download` fetches into the module cache and reports its Dir.
@@ -35,7 +44,6 @@ mkdir -p "$tmp/out"
 for c in "${CRDS[@]}"; do
   cp "$dir/manifests/base/crds/full/argoproj.io_$c.yaml" "$tmp/out/"
 done
-mkdir -p "$(dirname "$DEST")"
 rm -rf "$DEST"
 mv "$tmp/out" "$DEST"
 chmod -R u+w "$DEST"

@@ -126,10 +126,20 @@ describe("query-bank normalisation", () => {
     batched.forEach((hits, i) => expect(hits.map((h) => h.row)).toEqual(index.searchImages(queries[i]!, 10).map((h) => h.row)));
     const batchedCaps = await Promise.all(queries.map((q) => index.findCaptions(q, 8, 3)));
     batchedCaps.forEach((hits, i) => expect(hits.map((h) => h.row)).toEqual(index.searchCaptions(queries[i]!, 8, 3).map((h) => h.row)));
-    // HNSW: candidates from the graph, re-ranked by cosine + bias (exact on a gallery this small).
+    // HNSW: candidates from the graph, re-ranked by cosine + bias, with exact cosines. The graph is
+    // approximate (and its multi-threaded build differs run to run), so it finds nearly all of the
+    // exact top 10, not always every one.
     const exact = queries.map((q) => index.searchImages(q, 10).map((h) => h.row));
     index.useHnsw();
-    queries.forEach((q, i) => expect(index.searchImages(q, 10).map((h) => h.row)).toEqual(exact[i]));
+    let found = 0;
+    queries.forEach((q, i) => {
+      const got = index.searchImages(q, 10);
+      const rank = got.map((h) => h.score + ib[h.row]!);
+      rank.forEach((v, j) => j > 0 && expect(v).toBeLessThanOrEqual(rank[j - 1]! + 1e-6));
+      got.forEach((h) => expect(Math.abs(h.score - dotAt(imageEmb, h.row, q, D))).toBeLessThan(1e-5));
+      found += got.filter((h) => exact[i]!.includes(h.row)).length;
+    });
+    expect(found).toBeGreaterThanOrEqual(57); // of 60
   });
 
   it("without a bank the index ranks by cosine alone", async () => {
