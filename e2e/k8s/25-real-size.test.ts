@@ -7,8 +7,8 @@
  * the new model's index is built by its Job and the replicas swap only once it is stored, again with
  * zero failed searches. Last, with that model (the demo model, the shipped one), the 1000 test photos
  * (from the archive in ../shared, no captions) become a bucket collection, ingested by the collection
- * workflow and embedded by an index Job; queried with their 5000 test captions, it recalls as the
- * gallery restricted to the test split does.
+ * workflow and embedded by an index Job; queried with their test captions (the first of each), it
+ * recalls as the gallery restricted to the test split does.
  *
  * Needs the archives in $GLIMPSE_SHARED_DIR/datasets/flickr8k (default ../shared beside the repository)
  * on the node (a hostPath volume: the local cluster's node is this machine). Without them the file says
@@ -413,8 +413,10 @@ describe.skipIf(skip)("real size: the full Flickr8K on Kubernetes, search never 
       const workflows = (await kubectlJsonAsync("get", "workflows.argoproj.io", "-n", NS, "-l", `glimpse.dev/collection=${ID}`)).items as { status: { phase?: string } }[];
       expect(workflows.map((w) => w.status.phase)).toEqual(["Succeeded"]);
 
-      const queries = ids.flatMap((id) => (captions.get(id) ?? []).map((text) => ({ id, text })));
-      expect(queries).toHaveLength(5000);
+      // each photo's first caption: 1000 queries, each asked of both (all 5000 take CI ~12 minutes here;
+      // they gave 68.50 and 68.50 when run once, in the closing note of issue #23)
+      const queries = ids.map((id) => ({ id, text: captions.get(id)![0]! }));
+      expect(queries).toHaveLength(1000);
       let next = 0;
       let collectionHits = 0;
       let galleryHits = 0;
@@ -425,7 +427,8 @@ describe.skipIf(skip)("real size: the full Flickr8K on Kubernetes, search never 
         return r.body;
       };
       await Promise.all(
-        Array.from({ length: 4 }, async () => {
+        // concurrent queries share the encoder's batches
+        Array.from({ length: 8 }, async () => {
           while (next < queries.length) {
             const q = queries[next++]!;
             const col = await post(`/v1/collections/${ID}:search`, { text: q.text, top_k: 10 });
@@ -440,7 +443,7 @@ describe.skipIf(skip)("real size: the full Flickr8K on Kubernetes, search never 
       const promotedModel = (await fetchJson(`${gatewayUrl()}/model/status`)).body.production_version as string;
       expect([...models]).toEqual([`${promotedModel} = ${promotedModel}`]);
       const r10 = (hits: number) => (100 * hits) / queries.length;
-      console.log(`test split, R@10 over 5000 captions: collection ${r10(collectionHits).toFixed(2)}, gallery (split TEST) ${r10(galleryHits).toFixed(2)}`);
+      console.log(`test split, R@10 over 1000 captions (one a photo): collection ${r10(collectionHits).toFixed(2)}, gallery (split TEST) ${r10(galleryHits).toFixed(2)}`);
       expect(r10(galleryHits)).toBeGreaterThan(20); // the demo model just promoted, not chance (10 of 1000 = 1 %)
       expect(Math.abs(r10(collectionHits) - r10(galleryHits))).toBeLessThanOrEqual(0.2);
     } finally {
