@@ -52,19 +52,22 @@ export function workflowFor(runId: string, params: PipelineParams, opts: ArgoOpt
     "store-secret": opts.storeSecret,
     image: opts.image,
   };
-  const sa = opts.serviceAccount ? { serviceAccountName: opts.serviceAccount } : {};
+  return templateWorkflow(`glimpse-pipeline-${runId}`.toLowerCase(), opts.template, p, { "glimpse.dev/run-id": runId }, opts);
+}
+
+/**
+ * A Workflow from a WorkflowTemplate in the executor's namespace, run as its ServiceAccount: the
+ * parameters given (empty ones left to the template's defaults) and the labels, with part-of glimpse.
+ */
+export function templateWorkflow(name: string, template: string, params: Record<string, string | undefined>, labels: Record<string, string>, opts: ArgoOptions): Record<string, unknown> {
   return {
     apiVersion: `${GROUP.group}/${GROUP.version}`,
     kind: "Workflow",
-    metadata: {
-      name: `glimpse-pipeline-${runId}`.toLowerCase(),
-      namespace: opts.namespace,
-      labels: { "glimpse.dev/run-id": runId, "app.kubernetes.io/part-of": "glimpse" },
-    },
+    metadata: { name, namespace: opts.namespace, labels: { ...labels, "app.kubernetes.io/part-of": "glimpse" } },
     spec: {
-      workflowTemplateRef: { name: opts.template },
-      ...sa,
-      arguments: { parameters: Object.entries(p).filter(([, v]) => v !== undefined && v !== "").map(([name, value]) => ({ name, value })) },
+      workflowTemplateRef: { name: template },
+      ...(opts.serviceAccount ? { serviceAccountName: opts.serviceAccount } : {}),
+      arguments: { parameters: Object.entries(params).filter(([, v]) => v !== undefined && v !== "").map(([name, value]) => ({ name, value })) },
     },
   };
 }

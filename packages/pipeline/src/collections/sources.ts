@@ -88,20 +88,19 @@ function otherBucket(spec: BucketSpec, ctx: SourceContext): ObjectStore {
 }
 
 export function listSource(spec: CollectionSourceSpec, ctx: SourceContext): AsyncIterable<SourceFile> {
-  const read = sourceReader(spec, ctx);
   switch (spec.kind) {
     case "folder":
-      return listFolder(spec.path);
+      return listFolder(spec.path); // its files are read by the paths the walk resolved
     case "bucket":
-      if (spec.endpoint || spec.bucket) return listStore(otherBucket(spec, ctx), spec.prefix, (key) => key, read);
+      if (spec.endpoint || spec.bucket) return listStore(otherBucket(spec, ctx), spec.prefix, (key) => key, sourceReader(spec, ctx));
       // what Glimpse keeps in the same bucket is never a user's photo (a collection of the whole bucket)
-      return listStore(ctx.store, spec.prefix, (key) => key, read, isGlimpseKey);
+      return listStore(ctx.store, spec.prefix, (key) => key, sourceReader(spec, ctx), isGlimpseKey);
     case "uploads": {
       const prefix = uploadsPrefix(ctx.collection);
-      return listStore(ctx.store, prefix, (key) => key.slice(prefix.length), read);
+      return listStore(ctx.store, prefix, (key) => key.slice(prefix.length), sourceReader(spec, ctx));
     }
     case "urls":
-      return listUrls(spec.urls, ctx.allow, read);
+      return listUrls(spec.urls, ctx.allow, sourceReader(spec, ctx));
   }
 }
 

@@ -261,17 +261,20 @@ export class CollectionManager {
         live.progress = p;
         this.notify(live);
       };
+      const follow = async (wf: CollectionWorkflows, h: WorkflowHandle, progress: (done: number) => void) => {
+        handed = h;
+        return { ...(await wf.wait(live.record.id, h, progress, abort.signal)), workflow: h.workflow };
+      };
       try {
         let result: SyncResult;
         const resume = live.resume;
         live.resume = undefined;
         if (resume && workflows) {
-          handed = resume;
           log.info({ workflow: resume.workflow }, "following the collection's ingest workflow a previous process started");
           const startedAt = Date.now();
           const total = (await readSyncPlan(this.opts.store, live.record.id, resume.sync))?.todo.length ?? 0;
-          const outcome = await workflows.wait(live.record.id, resume, (done) => onProgress({ stage: "ingest", done, total, changed: total, startedAt }), abort.signal);
-          result = await syncResultOf(this.opts.store, live.record.id, { ...outcome, workflow: resume.workflow });
+          const outcome = await follow(workflows, resume, (done) => onProgress({ stage: "ingest", done, total, changed: total, startedAt }));
+          result = await syncResultOf(this.opts.store, live.record.id, outcome);
         } else {
           const known = live.known.splice(0);
           result = await syncCollection({
@@ -286,9 +289,9 @@ export class CollectionManager {
               ? {
                   offload: async (plan, progress) => {
                     if (!workflows.takes(live.record, plan)) return undefined;
-                    handed = await workflows.start(plan);
-                    await this.saveStatus(live, { ...live.status, state: "syncing", workflow: handed.workflow, sync: handed.sync });
-                    return { ...(await workflows.wait(live.record.id, handed, progress, abort.signal)), workflow: handed.workflow };
+                    const h = await workflows.start(plan);
+                    await this.saveStatus(live, { ...live.status, state: "syncing", ...h });
+                    return follow(workflows, h, progress);
                   },
                 }
               : {}),

@@ -9,7 +9,8 @@
 import { readSyncOutcome, readSyncShard, syncPlanKey, syncsPrefix, type CollectionRecord, type SyncOutcome, type SyncPlan } from "@glimpse/layout";
 import type { Logger } from "@glimpse/logging";
 import type { ObjectStore } from "@glimpse/objectstore";
-import type { ArgoClient, WorkflowStatus } from "../argo.js";
+import { setTimeout as sleep } from "node:timers/promises";
+import { templateWorkflow, type ArgoClient, type WorkflowStatus } from "../argo.js";
 
 export interface CollectionWorkflowOptions {
   argo: ArgoClient;
@@ -66,20 +67,7 @@ export class CollectionWorkflows {
       image: o.image,
     };
     const name = `glimpse-collection-${plan.sync}`;
-    await this.opts.argo.create({
-      apiVersion: "argoproj.io/v1alpha1",
-      kind: "Workflow",
-      metadata: {
-        name,
-        namespace: o.namespace,
-        labels: { "glimpse.dev/collection": plan.collection, "glimpse.dev/collection-sync": plan.sync, "app.kubernetes.io/part-of": "glimpse" },
-      },
-      spec: {
-        workflowTemplateRef: { name: this.opts.template },
-        ...(o.serviceAccount ? { serviceAccountName: o.serviceAccount } : {}),
-        arguments: { parameters: Object.entries(params).filter(([, v]) => v !== undefined && v !== "").map(([name, value]) => ({ name, value })) },
-      },
-    });
+    await this.opts.argo.create(templateWorkflow(name, this.opts.template, params, { "glimpse.dev/collection": plan.collection, "glimpse.dev/collection-sync": plan.sync }, o));
     this.opts.logger.info({ collection: plan.collection, workflow: name, files: plan.todo.length, shards: plan.shards }, "collection ingest handed to a workflow");
     return { workflow: name, sync: plan.sync };
   }
@@ -92,6 +80,7 @@ export class CollectionWorkflows {
   async wait(collection: string, h: WorkflowHandle, progress: (done: number) => void, signal?: AbortSignal): Promise<SyncOutcome> {
     const pollMs = this.opts.pollMs ?? 2_000;
     let status: WorkflowStatus = {};
+    const complete = new Map<number, number>();
     for (;;) {
       if (signal?.aborted) {
         if (!(signal.reason instanceof ShuttingDown)) await this.opts.argo.terminate(h.workflow).catch((err: unknown) => this.opts.logger.warn({ workflow: h.workflow, err: (err as Error).message }, "cannot stop the collection's workflow"));
@@ -105,20 +94,25 @@ export class CollectionWorkflows {
       }
       if (status.phase === "Succeeded") break;
       if (status.phase === "Failed" || status.phase === "Error") throw new WorkflowFailedError(`the ingest workflow ${h.workflow} failed: ${status.message ?? status.phase}`);
-      progress(await this.ingested(collection, h.sync));
-      await sleep(pollMs, signal);
+      progress(await this.ingested(collection, h.sync, complete));
+      await sleep(pollMs, undefined, { signal }).catch(() => {}); // an abort is handled at the loop's top
     }
     const outcome = await readSyncOutcome(this.opts.store, collection, h.sync);
     if (!outcome) throw new WorkflowFailedError(`the ingest workflow ${h.workflow} succeeded without publishing`);
     return outcome;
   }
 
-  /** Files the shards saved so far. */
-  private async ingested(collection: string, sync: string): Promise<number> {
+  /** Files the shards saved so far; a complete shard is read once (a shard's document grows with its files). */
+  private async ingested(collection: string, sync: string, complete: Map<number, number>): Promise<number> {
     let done = 0;
     for (let i = 0; i < this.opts.shards; i++) {
-      const shard = await readSyncShard(this.opts.store, collection, sync, i).catch(() => undefined);
-      done += shard?.entries.length ?? 0;
+      let n = complete.get(i);
+      if (n === undefined) {
+        const shard = await readSyncShard(this.opts.store, collection, sync, i).catch(() => undefined);
+        n = shard?.entries.length ?? 0;
+        if (shard?.complete) complete.set(i, n);
+      }
+      done += n;
     }
     return done;
   }
@@ -129,16 +123,4 @@ export class CollectionWorkflows {
     for await (const o of this.opts.store.list(syncsPrefix(collection))) keys.push(o.key);
     for (const k of keys) await this.opts.store.delete(k).catch(() => {});
   }
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    }
-    signal?.addEventListener("abort", done, { once: true });
-  });
 }
