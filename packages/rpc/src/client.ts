@@ -1,6 +1,6 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createGrpcTransport, type Http2SessionOptions, type NodeHttpClientOptions } from "@connectrpc/connect-node";
 import { REQUEST_ID_HEADER, currentRequest } from "@glimpse/logging";
 
 export interface ClientOptions {
@@ -13,7 +13,21 @@ export interface ClientOptions {
   /** Every method of this client is safe to repeat, whatever its proto says (grpc.health.v1 Check declares nothing). */
   idempotent?: boolean;
   interceptors?: Interceptor[];
+  /**
+   * The HTTP/2 connections the calls go on (the gateway's: one per address of a backend, a call to
+   * each in turn); default one connection to `baseUrl`'s host, with SESSION_OPTIONS and `tlsCa`.
+   */
+  sessionManager?: SessionManager;
 }
+
+/** What hands out a client's HTTP/2 streams (connect-node's Http2SessionManager, or a pool of them). */
+export type SessionManager = ReturnType<NonNullable<Extract<NodeHttpClientOptions, { httpVersion: "2" }>["sessionProvider"]>>;
+
+/**
+ * Every client HTTP/2 connection's keepalive: notice a dead peer (pod gone) within ~20 s instead of
+ * hanging on it; an idle connection is closed after 5 minutes.
+ */
+export const SESSION_OPTIONS: Http2SessionOptions = { pingIntervalMs: 15_000, pingTimeoutMs: 5_000, idleConnectionTimeoutMs: 5 * 60_000 };
 
 /** Copies the current request id onto outgoing calls so one id follows a request through the mesh. */
 export const propagateRequestId: Interceptor = (next) => async (req) => {
@@ -74,16 +88,12 @@ export const refusedStreamIsUnavailable: Interceptor = (next) => async (req) => 
 export function grpcClient<T extends DescService>(service: T, baseUrl: string, opts: ClientOptions = {}): Client<T> {
   const transport = createGrpcTransport({
     baseUrl,
-    // Keepalive: notice a dead peer (pod gone) within ~20 s instead of hanging on it.
-    pingIntervalMs: 15_000,
-    pingTimeoutMs: 5_000,
-    idleConnectionTimeoutMs: 5 * 60_000,
+    ...(opts.sessionManager ? { sessionManager: opts.sessionManager } : { ...SESSION_OPTIONS, ...(opts.tlsCa ? { nodeOptions: { ca: opts.tlsCa } } : {}) }),
     defaultTimeoutMs: opts.timeoutMs ?? 10_000,
     // Inside the mesh CPU is scarcer than bandwidth: gzip cost Ranking ~0.3 ms per relayed reply.
     acceptCompression: [],
     // outermost first: a refused stream is UNAVAILABLE by the time the retry sees it
     interceptors: [propagateRequestId, retryUnavailable(opts.attempts ?? 3, 50, opts.idempotent), refusedStreamIsUnavailable, ...(opts.interceptors ?? [])],
-    ...(opts.tlsCa ? { nodeOptions: { ca: opts.tlsCa } } : {}),
   });
   return createClient(service, transport);
 }

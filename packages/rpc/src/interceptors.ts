@@ -14,14 +14,8 @@ export function observe(logger: Logger, metrics: Metrics): Interceptor {
     const method = req.method.name;
     const start = process.hrtime.bigint();
     const finish = (err: unknown) => {
-      const code = err === undefined ? "ok" : codeName(ConnectError.from(err).code);
-      const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-      metrics.observe(service, method, code, seconds);
-      runWithRequest(ctx, () => {
-        const line = { rpc: `${service}/${method}`, code, ms: Math.round(seconds * 1e4) / 10 };
-        if (err === undefined || isClientError(err)) logger.debug(line, "rpc");
-        else logger.warn({ ...line, err: ConnectError.from(err).message }, "rpc failed");
-      });
+      const e = err === undefined ? undefined : ConnectError.from(err);
+      recordRpc(logger, metrics, ctx, { service, method, code: e?.code, seconds: Number(process.hrtime.bigint() - start) / 1e9, ...(e ? { message: e.message } : {}) });
     };
     try {
       const res = await runWithRequest(ctx, () => next(req));
@@ -36,6 +30,31 @@ export function observe(logger: Logger, metrics: Metrics): Interceptor {
       throw err;
     }
   };
+}
+
+/** One finished RPC: its service, method, status (undefined = OK) and duration. */
+export interface RpcOutcome {
+  service: string;
+  method: string;
+  code: Code | undefined;
+  seconds: number;
+  /** The error's message, logged for a server-side failure. */
+  message?: string;
+}
+
+/**
+ * Counts an RPC in the metrics (by method and code) and logs it under its request id: a debug line,
+ * or a warning for a failure that is not the caller's. The observe interceptor's, and the gateway's
+ * for the calls it passes through as bytes (services/gateway/src/pass.ts).
+ */
+export function recordRpc(logger: Logger, metrics: Metrics, ctx: RequestContext, rpc: RpcOutcome): void {
+  const code = rpc.code === undefined ? "ok" : codeName(rpc.code);
+  metrics.observe(rpc.service, rpc.method, code, rpc.seconds);
+  runWithRequest(ctx, () => {
+    const line = { rpc: `${rpc.service}/${rpc.method}`, code, ms: Math.round(rpc.seconds * 1e4) / 10 };
+    if (rpc.code === undefined || CLIENT_ERRORS.has(rpc.code)) logger.debug(line, "rpc");
+    else logger.warn({ ...line, err: rpc.message }, "rpc failed");
+  });
 }
 
 async function* streamInContext<T>(src: AsyncIterable<T>, ctx: RequestContext, finish: (err: unknown) => void): AsyncGenerator<T> {
@@ -53,10 +72,8 @@ async function* streamInContext<T>(src: AsyncIterable<T>, ctx: RequestContext, f
   }
 }
 
-function isClientError(err: unknown): boolean {
-  const c = ConnectError.from(err).code;
-  return [Code.InvalidArgument, Code.NotFound, Code.Unauthenticated, Code.PermissionDenied, Code.FailedPrecondition, Code.Canceled, Code.Unimplemented, Code.AlreadyExists, Code.OutOfRange].includes(c);
-}
+/** Codes that say the caller asked for something it may not have: logged at debug, not as a failure. */
+const CLIENT_ERRORS: ReadonlySet<Code> = new Set([Code.InvalidArgument, Code.NotFound, Code.Unauthenticated, Code.PermissionDenied, Code.FailedPrecondition, Code.Canceled, Code.Unimplemented, Code.AlreadyExists, Code.OutOfRange]);
 
 export function codeName(code: Code): string {
   return Code[code]!.replace(/[A-Z]/g, (c, i: number) => (i === 0 ? c.toLowerCase() : `_${c.toLowerCase()}`));

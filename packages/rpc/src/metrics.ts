@@ -25,6 +25,11 @@ export class Metrics {
     });
   }
 
+  /** A counter of the process's own beside the RPC metrics (same registry, same component label). */
+  counter<L extends string>(name: string, help: string, labelNames: readonly L[]): Counter<L> {
+    return new Counter({ name, help, labelNames, registers: [this.registry] });
+  }
+
   observe(service: string, method: string, code: string, seconds: number): void {
     this.rpcDuration.observe({ service, method, code }, seconds);
     this.rpcTotal.inc({ service, method, code });

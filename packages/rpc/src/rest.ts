@@ -244,7 +244,7 @@ function decodeSegments(s: string): string {
  * The matcher of `routes`: literal paths by one map lookup (the search paths are literal), then,
  * only on a miss, the templates, the most literal first (so ":sync" is tried before a bare
  * `*` that would also match "x:sync"). A literal path wins over any template. One path belongs
- * to one service: the gateway passes a service's paths through by path alone (rest-pass.ts).
+ * to one service: the gateway passes a service's paths through by path alone (services/gateway/src/pass.ts).
  */
 export function restRouter(routes: readonly RestRoute[]): (pathOrUrl: string, services: Services, method?: string) => RestMatch | undefined {
   type Group = { routes: RestRoute[]; own: Map<RestRoute, Template>; template?: Template };

@@ -48,9 +48,10 @@ export interface GrpcServerOptions {
   /** Mark every service SERVING once listening (default true). Ranking waits for its model. */
   servingOnStart?: boolean;
   /**
-   * Also answer HTTP/1.1 on the same port: Connect (JSON and binary) and these services' REST
-   * paths (rest.ts), called in process through the same interceptors (auth, ids, logs,
-   * metrics): a client, or an ingress route, reaches the service without the gateway's relay.
+   * Also answer HTTP/1.1 on the same port: Connect (JSON and binary), gRPC-Web and these services'
+   * REST paths (rest.ts), called in process through the same interceptors (auth, ids, logs,
+   * metrics): a client, or an ingress route, reaches the service without the gateway's relay, and
+   * the gateway passes those calls through as bytes (services/gateway/src/pass.ts).
    */
   rest?: { services: Partial<Record<ServiceName, DescService>>; maxBodyBytes: number; timeoutMs: number };
 }
@@ -133,7 +134,8 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningS
     routes,
     interceptors,
     grpc: true,
-    grpcWeb: false,
+    // gRPC-Web where the port answers HTTP/1.1 (a browser's protocol, passed through by the gateway)
+    grpcWeb: opts.rest !== undefined,
     connect: true,
     readMaxBytes: opts.readMaxBytes ?? 16 * 1024 * 1024,
     shutdownSignal: shutdown.signal,

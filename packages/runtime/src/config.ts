@@ -30,6 +30,7 @@ export const schema = {
   trainingUrl: url("GLIMPSE_TRAINING_URL", "Where other processes reach Training.", { default: "http://127.0.0.1:50052" }),
   dataUrl: url("GLIMPSE_DATA_URL", "Where other processes reach Data.", { default: "http://127.0.0.1:50053" }),
   backendTimeoutMs: int("GLIMPSE_BACKEND_TIMEOUT_MS", "Deadline for service-to-service calls without one (ms).", { default: 30_000, min: 100 }),
+  backendResolveMs: int("GLIMPSE_BACKEND_RESOLVE_MS", "How often the gateway resolves each backend's host name again: it spreads the calls over every address (a headless Service's Ready pods), request by request, and resolves again at once after a connection fails (ms); 0 = connect by name (one pod per connection).", { default: 5_000, min: 0 }),
   corsOrigins: list("GLIMPSE_CORS_ORIGINS", "Origins allowed to call the gateway from browsers (`*` for any); empty = same origin only.", { default: [] }),
   maxBodyBytes: int("GLIMPSE_MAX_BODY_BYTES", "Largest request body the gateway, and a service's REST paths, accept (bytes).", { default: 16 * 1024 * 1024, min: 1024 }),
   shutdownGraceMs: int("GLIMPSE_SHUTDOWN_GRACE_MS", "How long SIGTERM waits for in-flight RPCs (ms).", { default: 10_000, min: 0 }),

@@ -1,7 +1,11 @@
+import type * as http2 from "node:http2";
 import type { DescService } from "@bufbuild/protobuf";
 import { ConnectError, type Client } from "@connectrpc/connect";
+import { Http2SessionManager } from "@connectrpc/connect-node";
 import { SERVICES, health, type ServiceName } from "@glimpse/api";
-import { grpcClient } from "@glimpse/rpc";
+import type { Logger } from "@glimpse/logging";
+import { SESSION_OPTIONS, grpcClient, type SessionManager } from "@glimpse/rpc";
+import { Endpoints, type Resolve } from "./endpoints.js";
 
 export interface BackendTarget {
   name: ServiceName;
@@ -14,6 +18,20 @@ export interface Backend<S extends DescService = DescService> {
   service: S;
   client: Client<S>;
   health: Client<typeof health.Health>;
+  /** The backend's addresses, shared by the relay and the pass-through (pass.ts). */
+  endpoints: Endpoints;
+  /** Stops re-resolving and closes the backend's connections. */
+  close(): void;
+}
+
+export interface BackendOptions {
+  timeoutMs: number;
+  tlsCa?: string | undefined;
+  /** How often each backend's host name is resolved again (ms); 0 = connect by name (GLIMPSE_BACKEND_RESOLVE_MS, its default). */
+  resolveMs?: number;
+  /** The resolver (tests: a fake one); default getaddrinfo. */
+  resolve?: Resolve | undefined;
+  logger?: Logger | undefined;
 }
 
 export interface BackendHealth {
@@ -23,17 +41,104 @@ export interface BackendHealth {
   error?: string;
 }
 
-/** gRPC clients for the three services behind the gateway. */
-export function connectBackends(targets: BackendTarget[], opts: { timeoutMs: number; tlsCa?: string | undefined }): Backend[] {
-  return targets.map(({ name, url }) => ({
-    name,
-    url,
-    service: SERVICES[name],
-    client: grpcClient(SERVICES[name], url, { timeoutMs: opts.timeoutMs, tlsCa: opts.tlsCa }) as Client<DescService>,
-    // A check whose connection went away (a pod of a rolling update draining) is UNAVAILABLE and
-    // asked again, on a new connection; an answer other than SERVING is asked again once (checkBackends).
-    health: grpcClient(health.Health, url, { timeoutMs: 2_000, tlsCa: opts.tlsCa, attempts: 3, idempotent: true }),
-  }));
+/** gRPC clients for the three services behind the gateway, each spreading its calls over the backend's addresses. */
+export function connectBackends(targets: BackendTarget[], opts: BackendOptions): Backend[] {
+  return targets.map(({ name, url }) => {
+    const endpoints = new Endpoints(url, { refreshMs: opts.resolveMs ?? 5_000, resolve: opts.resolve, logger: opts.logger });
+    const sessionManager = new BalancedSessions(endpoints, opts.tlsCa);
+    return {
+      name,
+      url,
+      service: SERVICES[name],
+      client: grpcClient(SERVICES[name], url, { timeoutMs: opts.timeoutMs, sessionManager }) as Client<DescService>,
+      // A check whose connection went away (a pod of a rolling update draining) is UNAVAILABLE and
+      // asked again, on a new connection; an answer other than SERVING is asked again once (checkBackends).
+      health: grpcClient(health.Health, url, { timeoutMs: 2_000, sessionManager, attempts: 3, idempotent: true }),
+      endpoints,
+      close() {
+        endpoints.close();
+        sessionManager.close();
+      },
+    };
+  });
+}
+
+/**
+ * The relay's HTTP/2 connections to one backend: a session (connect-node's Http2SessionManager, with
+ * the keepalive of every client) per address, and each new stream — each call, and each attempt of a
+ * retried one — on the next address in turn (Endpoints.pick). A connection that cannot be opened
+ * reached nobody, so the stream goes to the next address at once, whatever the method. A session whose
+ * address left the set is closed once its last stream has ended. Over TLS every session checks the
+ * certificate against the configured host name, not the address.
+ */
+export class BalancedSessions implements SessionManager {
+  readonly authority: string;
+  private readonly sessions = new Map<string, Http2SessionManager>();
+  private readonly owners = new WeakMap<http2.ClientHttp2Stream, Http2SessionManager>();
+  private readonly retiring = new Set<NodeJS.Timeout>();
+
+  constructor(private readonly endpoints: Endpoints, private readonly tlsCa?: string | undefined) {
+    this.authority = endpoints.base.origin;
+    endpoints.onRemoved((removed) => {
+      for (const origin of removed) {
+        const session = this.sessions.get(origin);
+        this.sessions.delete(origin);
+        if (session) this.retire(session);
+      }
+    });
+  }
+
+  async request(method: string, path: string, headers: http2.OutgoingHttpHeaders, options: Omit<http2.ClientSessionRequestOptions, "signal">): Promise<http2.ClientHttp2Stream> {
+    // Three addresses at most: the set may have just been re-resolved after the first failure.
+    const attempts = this.endpoints.dynamic ? 3 : 1;
+    for (let attempt = 1; ; attempt++) {
+      const origin = this.endpoints.pick();
+      const session = this.session(origin);
+      try {
+        const stream = await session.request(method, path, headers, options);
+        this.owners.set(stream, session);
+        return stream;
+      } catch (err) {
+        if (attempt >= attempts) throw err;
+        await this.endpoints.failed(origin);
+      }
+    }
+  }
+
+  notifyResponseByteRead(stream: http2.ClientHttp2Stream): void {
+    this.owners.get(stream)?.notifyResponseByteRead(stream);
+  }
+
+  close(): void {
+    for (const t of this.retiring) clearInterval(t);
+    this.retiring.clear();
+    for (const s of this.sessions.values()) s.abort();
+    this.sessions.clear();
+  }
+
+  private session(origin: string): Http2SessionManager {
+    let s = this.sessions.get(origin);
+    if (!s) {
+      const tls = { ...(this.tlsCa ? { ca: this.tlsCa } : {}), ...(this.endpoints.servername ? { servername: this.endpoints.servername } : {}) };
+      s = new Http2SessionManager(origin, SESSION_OPTIONS, tls);
+      this.sessions.set(origin, s);
+    }
+    return s;
+  }
+
+  /** Closes a session once no stream is open on it (a watch may still be running). */
+  private retire(session: Http2SessionManager): void {
+    const idle = () => session.state() !== "open" && session.state() !== "verifying";
+    if (idle()) return session.abort();
+    const timer = setInterval(() => {
+      if (!idle()) return;
+      clearInterval(timer);
+      this.retiring.delete(timer);
+      session.abort();
+    }, 1_000);
+    timer.unref();
+    this.retiring.add(timer);
+  }
 }
 
 /**

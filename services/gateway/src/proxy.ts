@@ -17,12 +17,19 @@ function callOptions(ctx: Pick<HandlerContext, "requestHeader" | "signal" | "tim
 /**
  * Serves a backend's service on the gateway by relaying every method to it over gRPC.
  * Generic over the descriptors, so a new RPC in the proto needs no gateway change.
+ * `relayed` counts the calls that took this road (by service and method): what is passed through
+ * as bytes (pass.ts) never does.
  */
-export function proxyBinding(backend: Backend): ServiceBinding {
+export function proxyBinding(backend: Backend, relayed?: { inc(labels: Record<"service" | "method", string>): void }): ServiceBinding {
   const client = backend.client as unknown as Record<string, (req: unknown, opts: CallOptions) => unknown>;
   const impl: Record<string, unknown> = {};
   for (const method of backend.service.methods as DescMethod[]) {
-    const call = client[method.localName]!.bind(client);
+    const relayCall = client[method.localName]!.bind(client);
+    const labels = { service: backend.service.typeName, method: method.name };
+    const call = (req: unknown, opts: CallOptions) => {
+      relayed?.inc(labels);
+      return relayCall(req, opts);
+    };
     if (method.methodKind === "unary") {
       impl[method.localName] = async (req: unknown, ctx: HandlerContext) => {
         try {

@@ -8,10 +8,11 @@ import { createLogger, REQUEST_ID_HEADER, type Logger } from "@glimpse/logging";
 import { HealthRegistry, Metrics, ServingStatus, drain, handleRest, listen, observe, routesFor, sendJson, writeHead, type Handler } from "@glimpse/rpc";
 import { apiKeysFromConfig, caFromConfig, tlsFromConfig, type GlimpseConfig } from "@glimpse/runtime";
 import { checkBackends, connectBackends, type Backend, type BackendTarget } from "./backends.js";
-import { pagesRoute } from "./pages/index.js";
-import { proxyBinding } from "./proxy.js";
-import { restPassThrough } from "./rest-pass.js";
+import type { Resolve } from "./endpoints.js";
 import { imageRoute } from "./images.js";
+import { pagesRoute } from "./pages/index.js";
+import { passThrough } from "./pass.js";
+import { proxyBinding } from "./proxy.js";
 
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
@@ -25,6 +26,8 @@ export interface GatewayOptions {
   /** Backend URLs; default from config. */
   targets?: BackendTarget[];
   routes?: ExtraRoute[];
+  /** Resolves the backends' host names (endpoints.ts); default getaddrinfo. */
+  resolve?: Resolve;
 }
 
 export interface RunningGateway {
@@ -35,8 +38,10 @@ export interface RunningGateway {
 
 /**
  * The gateway: one HTTP port serving the three services over Connect (JSON and binary,
- * HTTP/1.1 and HTTP/2), gRPC-Web and gRPC, relayed to the services over gRPC; the earlier
- * REST paths; aggregated health; Prometheus metrics.
+ * HTTP/1.1 and HTTP/2), gRPC-Web and gRPC, relayed to the services over gRPC — or, for a
+ * service that answers them itself (Ranking), passed through as bytes (pass.ts); the earlier
+ * REST paths; aggregated health; Prometheus metrics. Each backend's calls are spread over the
+ * addresses its host name resolves to (endpoints.ts).
  */
 export async function build(cfg: GlimpseConfig, opts: GatewayOptions = {}): Promise<RunningGateway> {
   const logger = opts.logger ?? createLogger("gateway", cfg.logLevel);
@@ -45,11 +50,12 @@ export async function build(cfg: GlimpseConfig, opts: GatewayOptions = {}): Prom
     { name: "training", url: cfg.trainingUrl },
     { name: "data", url: cfg.dataUrl },
   ];
-  const backends = connectBackends(targets, { timeoutMs: cfg.backendTimeoutMs, tlsCa: caFromConfig(cfg) });
+  const backends = connectBackends(targets, { timeoutMs: cfg.backendTimeoutMs, tlsCa: caFromConfig(cfg), resolveMs: cfg.backendResolveMs, resolve: opts.resolve, logger });
   const byName = new Map(backends.map((b) => [b.name, b]));
-  const bindings = backends.map(proxyBinding);
-  const health = new HealthRegistry(bindings.map((b) => b.service.typeName));
   const metrics = new Metrics("gateway");
+  const relayed = metrics.counter("glimpse_gateway_relayed_total", "Calls the gateway relayed to a backend over a second gRPC hop, by method (those passed through as bytes are not).", ["service", "method"]);
+  const bindings = backends.map((b) => proxyBinding(b, relayed));
+  const health = new HealthRegistry(bindings.map((b) => b.service.typeName));
   const apiKeys = apiKeysFromConfig(cfg);
   const shutdown = new AbortController();
   // Every in-flight call listens on the shutdown signal; 32 concurrent calls are normal.
@@ -65,7 +71,7 @@ export async function build(cfg: GlimpseConfig, opts: GatewayOptions = {}): Prom
 
   const corsAllowed = (origin: string | undefined) => origin !== undefined && (cfg.corsOrigins.includes("*") || cfg.corsOrigins.includes(origin));
   const restCtx = { backends: byName, maxBodyBytes: cfg.maxBodyBytes, timeoutMs: cfg.backendTimeoutMs };
-  const restPass = restPassThrough({ urls: new Map(targets.map((t) => [t.name, t.url])), maxBodyBytes: cfg.maxBodyBytes, timeoutMs: cfg.backendTimeoutMs, tlsCa: caFromConfig(cfg) });
+  const pass = passThrough({ endpoints: new Map(backends.map((b) => [b.name, b.endpoints])), maxBodyBytes: cfg.maxBodyBytes, timeoutMs: cfg.backendTimeoutMs, tlsCa: caFromConfig(cfg), metrics, logger });
   const pages = pagesRoute({ demoDir: cfg.rankingDemoDir });
 
   const handler: Handler = (req, res) => {
@@ -111,7 +117,8 @@ export async function build(cfg: GlimpseConfig, opts: GatewayOptions = {}): Prom
       res.end(body);
       return;
     }
-    if (await restPass(req, res, url)) return;
+    // Ranking's REST paths, Connect and gRPC-Web calls: passed through as bytes.
+    if (await pass(req, res, url)) return;
     if (await handleRest(req, res, url, restCtx)) return;
     for (const extra of [imageRoute, ...(opts.routes ?? [])]) if (await extra(req, res, url, byName)) return;
     // The search page and the demo pack's images (services/gateway/src/pages).
@@ -126,6 +133,9 @@ export async function build(cfg: GlimpseConfig, opts: GatewayOptions = {}): Prom
   return {
     port: listening.port,
     url,
-    close: (graceMs = 10_000) => drain(listening, health, shutdown, graceMs),
+    async close(graceMs = 10_000) {
+      await drain(listening, health, shutdown, graceMs);
+      for (const b of backends) b.close();
+    },
   };
 }
