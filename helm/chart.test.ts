@@ -554,3 +554,71 @@ describe("helm chart: index Jobs (ranking.indexExecutor)", () => {
     }
   });
 });
+
+describe("helm chart: the gateway's calls spread over Ranking's pods, and autoscaling", () => {
+  const defaults = parse(readFileSync(join(CHART, "values.yaml"), "utf8")) as Obj;
+  const envOf = (objects: Obj[], c: string): Record<string, unknown> =>
+    Object.fromEntries((podSpecOf(objects, `glimpse-${c}`)["containers"][0]["env"] as Obj[]).map((e) => [e["name"], e["value"] ?? e["valueFrom"]]));
+
+  it.each([["default-values.yaml", "http"], ["tls-ingress-values.yaml", "https"]])("points the gateway alone at a headless Service of Ranking's Ready pods (%s)", (file, scheme) => {
+    const objects = render(join(CHART, "ci", file));
+    const headless = find(objects, "Service", "glimpse-ranking-headless")!;
+    const clusterIp = find(objects, "Service", "glimpse-ranking")!;
+    expect(headless["spec"]).toMatchObject({ clusterIP: "None", publishNotReadyAddresses: false, selector: clusterIp["spec"]["selector"] });
+    expect(headless["spec"]["ports"]).toEqual(clusterIp["spec"]["ports"]);
+    // the selector picks Ranking's pods (and nothing else: not the gateway's, not the index Jobs')
+    const ranking = find(objects, "Deployment", "glimpse-ranking")!;
+    expect(ranking["spec"]["template"]["metadata"]["labels"]).toMatchObject(headless["spec"]["selector"]);
+    expect(find(objects, "Deployment", "glimpse-gateway")!["spec"]["template"]["metadata"]["labels"]).not.toMatchObject(headless["spec"]["selector"]);
+    // env wins over the config map's value, for the gateway; the others keep the ClusterIP Service
+    const url = `${scheme}://glimpse-ranking-headless:${clusterIp["spec"]["ports"][0]["port"]}`;
+    expect(envOf(objects, "gateway")["GLIMPSE_RANKING_URL"]).toBe(url);
+    expect(configOf(objects)["GLIMPSE_RANKING_URL"]).toBe(`${scheme}://glimpse-ranking:${clusterIp["spec"]["ports"][0]["port"]}`);
+    for (const c of ["ranking", "training", "data"]) expect(envOf(objects, c)["GLIMPSE_RANKING_URL"], c).toBeUndefined();
+    // re-resolved at the service's default interval
+    expect(configOf(objects)["GLIMPSE_BACKEND_RESOLVE_MS"]).toBeUndefined();
+    expect(configSchema.backendResolveMs.default).toBeGreaterThan(0);
+  });
+
+  it("has no autoscaler by default, and the Deployments set their replicas", () => {
+    const objects = render(join(CHART, "ci", "default-values.yaml"));
+    expect(objects.filter((o) => o.kind === "HorizontalPodAutoscaler")).toEqual([]);
+    for (const c of ["gateway", "ranking"]) {
+      expect(defaults[c]["autoscaling"]["enabled"], c).toBe(false);
+      expect(find(objects, "Deployment", `glimpse-${c}`)!["spec"]["replicas"], c).toBe(defaults[c]["replicas"]);
+    }
+  });
+
+  it("scales the gateway and Ranking on CPU with autoscaling/v2 HorizontalPodAutoscalers, whose Deployments leave the count to them", () => {
+    const file = join(CHART, "ci", "autoscaling-values.yaml");
+    const values = parse(readFileSync(file, "utf8")) as Obj;
+    const objects = render(file);
+    const hpas = objects.filter((o) => o.kind === "HorizontalPodAutoscaler");
+    expect(hpas.map((h) => h.metadata.name).sort()).toEqual(["glimpse-gateway", "glimpse-ranking"]);
+    for (const c of ["gateway", "ranking"]) {
+      const want = { ...defaults[c]["autoscaling"], ...values[c]["autoscaling"] };
+      const hpa = find(objects, "HorizontalPodAutoscaler", `glimpse-${c}`)!;
+      expect(hpa.apiVersion).toBe("autoscaling/v2");
+      expect(hpa.metadata.labels).toMatchObject({ "app.kubernetes.io/component": c, "app.kubernetes.io/instance": "glimpse" });
+      const target = find(objects, "Deployment", hpa["spec"]["scaleTargetRef"]["name"])!;
+      expect(hpa["spec"]["scaleTargetRef"]).toEqual({ apiVersion: target.apiVersion, kind: target.kind, name: `glimpse-${c}` });
+      expect(hpa["spec"]).toMatchObject({ minReplicas: want.minReplicas, maxReplicas: want.maxReplicas });
+      expect(hpa["spec"]["metrics"]).toEqual([{ type: "Resource", resource: { name: "cpu", target: { type: "Utilization", averageUtilization: want.targetCPUUtilizationPercentage } } }]);
+      // utilisation is measured against the CPU request: there must be one
+      expect(target["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"], c).toBeDefined();
+      expect("replicas" in target["spec"], `${c} Deployment sets replicas`).toBe(false);
+    }
+    for (const c of ["training", "data"]) expect(find(objects, "Deployment", `glimpse-${c}`)!["spec"]["replicas"], c).toBe(1);
+    // one of them alone
+    const one = render(join(CHART, "ci", "default-values.yaml"), "--set", "ranking.autoscaling.enabled=true");
+    expect(one.filter((o) => o.kind === "HorizontalPodAutoscaler").map((h) => h.metadata.name)).toEqual(["glimpse-ranking"]);
+    expect(find(one, "Deployment", "glimpse-gateway")!["spec"]["replicas"]).toBe(defaults["gateway"]["replicas"]);
+  });
+
+  it("refuses autoscaling values that cannot work", () => {
+    const fails = (...set: string[]) => expect(() => execFileSync(HELM, ["template", "glimpse", CHART, ...set.flatMap((s) => ["--set", s])], { stdio: "pipe" }));
+    fails("gateway.autoscaling.enabled=true", "gateway.autoscaling.minReplicas=5", "gateway.autoscaling.maxReplicas=3").toThrow(/maxReplicas \(3\) must be at least minReplicas \(5\)/);
+    fails("ranking.autoscaling.minReplicas=0").toThrow(/minReplicas/);
+    fails("ranking.autoscaling.targetCPU=50").toThrow(/targetCPU/);
+  });
+});
