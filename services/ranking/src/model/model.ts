@@ -5,6 +5,7 @@
 import type { Logger } from "@glimpse/logging";
 import { MicroBatcher } from "./batcher.js";
 import { Encoders, type EncoderOptions } from "./encoders.js";
+import { DEFAULT_RUN_OVERHEAD, groupByLength } from "./grouping.js";
 import { Preprocessor, type DecodedPixels } from "./preprocess.js";
 import { loadTokenizer, type TextTokenizer } from "./tokenizer.js";
 import { parseQueryBank, type QueryBank } from "./querybank.js";
@@ -23,15 +24,14 @@ export interface ModelFiles {
 }
 
 export interface ModelOptions extends Partial<EncoderOptions> {
-  /** Most queries per encoder run (1 = no micro-batching). */
+  /** Most queries gathered into one micro-batch (1 = no micro-batching). */
   maxBatch?: number;
   /**
-   * Most queries per text-encoder run within a micro-batch (default 8): a gathered batch is
-   * sorted by length and split into runs of this size, so little padding is computed (the
-   * LSTM's cost follows the padded length) and runs stay in the size range where batching
-   * pays (measured: ~0.25–0.45 ms/query at 4–8 vs ~0.65–0.95 alone and no better at 32).
+   * A text-encoder run's fixed cost in tokens of padded input (default 8, measured): a gathered
+   * batch of queries is split into the runs that compute the fewest padded tokens plus this per
+   * run, so a short query is not padded to a long neighbour's length (model/grouping.ts).
    */
-  textRunSize?: number;
+  textRunOverhead?: number;
   /** Most images per image-encoder run (default 1: batching images measured no faster per image on CPU). */
   maxImageBatch?: number;
   /** Query embeddings kept (by token ids). */
@@ -50,7 +50,7 @@ export class LoadedModel {
   readonly imageBatcher: MicroBatcher<Float32Array, Float32Array>;
   private readonly cache = new Map<string, Float32Array>();
   private readonly cacheSize: number;
-  private readonly textRunSize: number;
+  private readonly textRunOverhead: number;
 
   private constructor(
     readonly version: string,
@@ -64,8 +64,13 @@ export class LoadedModel {
   ) {
     const maxBatch = opts.maxBatch ?? 32;
     this.cacheSize = opts.cacheSize ?? 1024;
-    this.textRunSize = Math.max(1, opts.textRunSize ?? 8);
-    this.textBatcher = new MicroBatcher((seqs) => this.runText(seqs), maxBatch);
+    this.textRunOverhead = Math.max(0, opts.textRunOverhead ?? DEFAULT_RUN_OVERHEAD);
+    // one encoder run per group of similar lengths, shortest first
+    this.textBatcher = new MicroBatcher(
+      (seqs) => this.runText(seqs),
+      maxBatch,
+      (seqs) => groupByLength(seqs.map((q) => q.length), { overhead: this.textRunOverhead }),
+    );
     this.imageBatcher = new MicroBatcher((px) => this.runImages(px), Math.max(1, Math.min(maxBatch, opts.maxImageBatch ?? 1)));
   }
 
@@ -116,10 +121,8 @@ export class LoadedModel {
     const dim = this.dim;
     const seqs = texts.map((t) => this.tokenizer.encode(t));
     // Similar lengths together: less padding, same embeddings (the encoder ignores padding).
-    const order = seqs.map((_, i) => i).sort((a, b) => seqs[a]!.length - seqs[b]!.length);
     const out = new Float32Array(texts.length * dim);
-    for (let i = 0; i < order.length; i += runSize) {
-      const idx = order.slice(i, i + runSize);
+    for (const idx of groupByLength(seqs.map((q) => q.length), { overhead: this.textRunOverhead, maxRun: runSize })) {
       const emb = await this.encoders.encodeTokens(this.tokenizer.pad(idx.map((j) => seqs[j]!)));
       idx.forEach((j, r) => out.set(emb.subarray(r * dim, (r + 1) * dim), j * dim));
     }
@@ -140,16 +143,11 @@ export class LoadedModel {
     return this.encoders.encodePixels(all, images.length, p);
   }
 
+  /** One encoder run of a group of queries (the batcher's grouping keeps their lengths close). */
   private async runText(seqs: number[][]): Promise<Float32Array[]> {
     const d = this.dim;
-    const out: Float32Array[] = new Array(seqs.length);
-    const order = seqs.map((_, i) => i).sort((a, b) => seqs[a]!.length - seqs[b]!.length);
-    for (let i = 0; i < order.length; i += this.textRunSize) {
-      const idx = order.slice(i, i + this.textRunSize);
-      const emb = await this.encoders.encodeTokens(this.tokenizer.pad(idx.map((j) => seqs[j]!)));
-      idx.forEach((j, r) => (out[j] = emb.slice(r * d, (r + 1) * d)));
-    }
-    return out;
+    const emb = await this.encoders.encodeTokens(this.tokenizer.pad(seqs));
+    return seqs.map((_, i) => emb.slice(i * d, (i + 1) * d));
   }
 
   private async runImages(pixels: Float32Array[]): Promise<Float32Array[]> {
