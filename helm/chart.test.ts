@@ -560,23 +560,23 @@ describe("helm chart: the gateway's calls spread over Ranking's pods, and autosc
   const envOf = (objects: Obj[], c: string): Record<string, unknown> =>
     Object.fromEntries((podSpecOf(objects, `glimpse-${c}`)["containers"][0]["env"] as Obj[]).map((e) => [e["name"], e["value"] ?? e["valueFrom"]]));
 
-  it.each([["default-values.yaml", "http"], ["tls-ingress-values.yaml", "https"]])("points the gateway alone at a headless Service of Ranking's Ready pods (%s)", (file, scheme) => {
+  it.each([["default-values.yaml", "http"], ["tls-ingress-values.yaml", "https"]])("gives the gateway a headless Service of Ranking's Ready pods to spread its calls over (%s)", (file, scheme) => {
     const objects = render(join(CHART, "ci", file));
-    const headless = find(objects, "Service", "glimpse-ranking-headless")!;
+    const cfg = configOf(objects);
+    const headless = find(objects, "Service", cfg["GLIMPSE_RANKING_DNS_NAME"]!)!;
     const clusterIp = find(objects, "Service", "glimpse-ranking")!;
+    expect(headless.metadata.name).toBe("glimpse-ranking-headless");
     expect(headless["spec"]).toMatchObject({ clusterIP: "None", publishNotReadyAddresses: false, selector: clusterIp["spec"]["selector"] });
     expect(headless["spec"]["ports"]).toEqual(clusterIp["spec"]["ports"]);
-    // the selector picks Ranking's pods (and nothing else: not the gateway's, not the index Jobs')
+    // the selector picks Ranking's pods (not the gateway's)
     const ranking = find(objects, "Deployment", "glimpse-ranking")!;
     expect(ranking["spec"]["template"]["metadata"]["labels"]).toMatchObject(headless["spec"]["selector"]);
     expect(find(objects, "Deployment", "glimpse-gateway")!["spec"]["template"]["metadata"]["labels"]).not.toMatchObject(headless["spec"]["selector"]);
-    // env wins over the config map's value, for the gateway; the others keep the ClusterIP Service
-    const url = `${scheme}://glimpse-ranking-headless:${clusterIp["spec"]["ports"][0]["port"]}`;
-    expect(envOf(objects, "gateway")["GLIMPSE_RANKING_URL"]).toBe(url);
-    expect(configOf(objects)["GLIMPSE_RANKING_URL"]).toBe(`${scheme}://glimpse-ranking:${clusterIp["spec"]["ports"][0]["port"]}`);
-    for (const c of ["ranking", "training", "data"]) expect(envOf(objects, c)["GLIMPSE_RANKING_URL"], c).toBeUndefined();
+    // the URL (scheme, port, TLS name, and where calls go while the name resolves to nothing) stays the ClusterIP Service's
+    expect(cfg["GLIMPSE_RANKING_URL"]).toBe(`${scheme}://glimpse-ranking:${clusterIp["spec"]["ports"][0]["port"]}`);
+    for (const c of ["gateway", "ranking", "training", "data"]) expect(envOf(objects, c)["GLIMPSE_RANKING_URL"], c).toBeUndefined();
     // re-resolved at the service's default interval
-    expect(configOf(objects)["GLIMPSE_BACKEND_RESOLVE_MS"]).toBeUndefined();
+    expect(cfg["GLIMPSE_BACKEND_RESOLVE_MS"]).toBeUndefined();
     expect(configSchema.backendResolveMs.default).toBeGreaterThan(0);
   });
 

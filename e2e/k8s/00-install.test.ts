@@ -1,11 +1,39 @@
 /**
  * helm install of helm/glimpse with the bundled MinIO on a real cluster: every pod Ready, `helm test`
- * passes, the search page and /demo/search answer through the gateway Service, and each service account
- * can do what its service needs and no more.
+ * passes, the search page and /demo/search answer through the gateway Service, searches through the
+ * two gateways are spread evenly over the two Ranking pods, the chart's HorizontalPodAutoscalers are
+ * accepted by the API server, and each service account can do what its service needs and no more.
  */
+import * as http from "node:http";
 import { join } from "node:path";
+import { parseAllDocuments } from "yaml";
 import { describe, expect, it } from "vitest";
-import { CHART, NS, READ_KEY, RELEASE, ROOT, WRITE_KEY, fetchJson, gatewayUrl, helm, imageValues, kubectl, kubectlJson, unreadyPods, waitFor } from "./cluster.js";
+import { CHART, NS, READ_KEY, RELEASE, ROOT, WRITE_KEY, fetchJson, gatewayUrl, helm, imageValues, kubectl, kubectlIn, kubectlJson, unreadyPods, waitFor } from "./cluster.js";
+
+/** A JSON POST on a connection of its own (none kept alive), as a new client's would be. */
+function postOnNewConnection(url: string, body: unknown): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: "POST", agent: false, headers: { "content-type": "application/json" }, timeout: 30_000 }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8") }));
+      res.on("error", reject);
+    });
+    req.on("timeout", () => req.destroy(new Error(`no answer from ${url} within 30 s`)));
+    req.on("error", reject);
+    req.end(JSON.stringify(body));
+  });
+}
+
+/** SearchImages calls a pod has answered (Ranking) or passed on (a gateway), from its own /metrics (whatever the code). */
+async function searchesOn(podIp: string, metricsPort: number): Promise<number> {
+  const text = await (await fetch(`http://${podIp}:${metricsPort}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
+  let n = 0;
+  for (const line of text.split("\n")) {
+    if (line.startsWith("glimpse_rpc_requests_total{") && line.includes('service="glimpse.ranking.v1.RankingService"') && line.includes('method="SearchImages"')) n += Number(line.split(" ").pop());
+  }
+  return n;
+}
 
 describe("helm install", () => {
   it("installs the chart; every pod becomes Ready", async () => {
@@ -50,6 +78,74 @@ describe("helm install", () => {
     expect(await page.text()).toContain("Glimpse — image search");
     const health = await fetchJson(`${base}/health/detailed`);
     expect(health.status).toBe(200);
+  });
+
+  it("spreads searches through the gateway Service (REST and Connect) evenly over the Ranking pods, from each pod's own metrics", async () => {
+    const base = gatewayUrl();
+    type Pod = { metadata: { name: string; deletionTimestamp?: string }; status: { podIP?: string } };
+    const pods = (kubectlJson("get", "pods", "-n", NS, "-l", `app.kubernetes.io/instance=${RELEASE},app.kubernetes.io/component=ranking`).items as Pod[]).filter((p) => !p.metadata.deletionTimestamp);
+    expect(pods.map((p) => p.metadata.name)).toHaveLength(2);
+    expect(kubectlJson("get", "deployment", `${RELEASE}-gateway`, "-n", NS).status.readyReplicas).toBe(2);
+    const gateways = (kubectlJson("get", "pods", "-n", NS, "-l", `app.kubernetes.io/instance=${RELEASE},app.kubernetes.io/component=gateway`).items as Pod[]).filter((p) => !p.metadata.deletionTimestamp);
+    const metricsPort = Number(kubectlJson("get", "configmap", `${RELEASE}-config`, "-n", NS).data.GLIMPSE_RANKING_METRICS_PORT);
+    const gatewayPort = Number(kubectlJson("get", "configmap", `${RELEASE}-config`, "-n", NS).data.GLIMPSE_GATEWAY_PORT);
+    // Each gateway found both pods through the headless Service's name (not one ClusterIP connection's pod).
+    const rankingPort = Number(kubectlJson("get", "configmap", `${RELEASE}-config`, "-n", NS).data.GLIMPSE_RANKING_PORT);
+    const podAddresses = pods.map((p) => `http://${p.status.podIP!}:${rankingPort}`).sort();
+    for (const g of gateways) {
+      const seen = kubectl("logs", g.metadata.name, "-n", NS).split("\n").filter((l) => l.includes("a backend's addresses changed") && l.includes(`${RELEASE}-ranking-headless`));
+      expect((JSON.parse(seen.at(-1) ?? "{}") as { addresses?: string[] }).addresses, g.metadata.name).toEqual(podAddresses);
+    }
+    const before = await Promise.all(pods.map((p) => searchesOn(p.status.podIP!, metricsPort)));
+    const gatewaysBefore = await Promise.all(gateways.map((p) => searchesOn(p.status.podIP!, gatewayPort)));
+    // 200 searches, half REST and half Connect JSON, four at a time, each on a new connection to the gateway
+    // Service (whose cluster IP spreads connections over the two gateways); every one must answer.
+    const queries = ["a dog playing in the snow", "two children on a beach", "a man riding a bike", "a red car on a street"];
+    const failed: string[] = [];
+    let next = 0;
+    const TOTAL = 200;
+    await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        for (let i = next++; i < TOTAL; i = next++) {
+          const query = queries[i % queries.length]!;
+          const [path, body] = i % 2 === 0 ? ["/inference/text-to-image", { query, top_k: 5 }] : ["/glimpse.ranking.v1.RankingService/SearchImages", { query, topK: 5 }];
+          const res = await postOnNewConnection(`${base}${path}`, body);
+          const results = (JSON.parse(res.body) as { results?: unknown[] }).results;
+          if (res.status !== 200 || results?.length !== 5) failed.push(`${path} ${res.status} ${res.body.slice(0, 200)}`);
+        }
+      }),
+    );
+    expect(failed).toEqual([]);
+    const after = await Promise.all(pods.map((p) => searchesOn(p.status.podIP!, metricsPort)));
+    const counts = pods.map((p, i) => [p.metadata.name, after[i]! - before[i]!] as const);
+    const byGateway = (await Promise.all(gateways.map((p) => searchesOn(p.status.podIP!, gatewayPort)))).map((n, i) => [gateways[i]!.metadata.name, n - gatewaysBefore[i]!] as const);
+    console.log(`searches per Ranking pod: ${counts.map(([name, n]) => `${name} ${n} (${((100 * n) / TOTAL).toFixed(1)} %)`).join(", ")}; per gateway: ${byGateway.map(([name, n]) => `${name} ${n}`).join(", ")}`);
+    // both gateways took a share (each spreads its own calls)
+    expect(byGateway.every(([, n]) => n > 0), JSON.stringify(byGateway)).toBe(true);
+    expect(counts.reduce((sum, [, n]) => sum + n, 0)).toBe(TOTAL);
+    for (const [name, n] of counts) {
+      expect(n / TOTAL, name).toBeGreaterThanOrEqual(0.35);
+      expect(n / TOTAL, name).toBeLessThanOrEqual(0.65);
+    }
+  });
+
+  it("renders HorizontalPodAutoscalers for the gateway and Ranking that the API server accepts", () => {
+    // Rendered under another release name, so that they scale nothing of the running release.
+    const release = `${RELEASE}-hpa-check`;
+    const rendered = helm("template", release, CHART, "-n", NS, "-f", join(ROOT, "e2e/k8s/values.yaml"), ...imageValues(), "--set", "gateway.autoscaling.enabled=true", "--set", "ranking.autoscaling.enabled=true", "--show-only", "templates/hpa.yaml");
+    const hpas = parseAllDocuments(rendered).map((d) => d.toJS() as { metadata: { name: string }; spec: Record<string, unknown> }).filter(Boolean);
+    expect(hpas.map((h) => h.metadata.name).sort()).toEqual([`${release}-gateway`, `${release}-ranking`]);
+    try {
+      kubectlIn(rendered, "create", "-n", NS, "-f", "-");
+      for (const hpa of hpas) {
+        const stored = kubectlJson("get", "horizontalpodautoscaler.v2.autoscaling", hpa.metadata.name, "-n", NS);
+        expect(stored.apiVersion).toBe("autoscaling/v2");
+        // (the API server adds its defaults, e.g. `behavior`)
+        expect(stored.spec).toMatchObject(hpa.spec);
+      }
+    } finally {
+      kubectl("delete", "horizontalpodautoscaler.v2.autoscaling", ...hpas.map((h) => h.metadata.name), "-n", NS, "--ignore-not-found");
+    }
   });
 
   it("checks API keys: no key and a read key are refused a mutating call, the write key is let through", async () => {

@@ -10,6 +10,8 @@ import { Endpoints, type Resolve } from "./endpoints.js";
 export interface BackendTarget {
   name: ServiceName;
   url: string;
+  /** A DNS name resolving to the backend's replicas, its calls spread over them (endpoints.ts); default the URL's host. */
+  dnsName?: string | undefined;
 }
 
 export interface Backend<S extends DescService = DescService> {
@@ -43,8 +45,8 @@ export interface BackendHealth {
 
 /** gRPC clients for the three services behind the gateway, each spreading its calls over the backend's addresses. */
 export function connectBackends(targets: BackendTarget[], opts: BackendOptions): Backend[] {
-  return targets.map(({ name, url }) => {
-    const endpoints = new Endpoints(url, { refreshMs: opts.resolveMs ?? 5_000, resolve: opts.resolve, logger: opts.logger });
+  return targets.map(({ name, url, dnsName }) => {
+    const endpoints = new Endpoints(url, { name: dnsName, refreshMs: opts.resolveMs ?? 5_000, resolve: opts.resolve, logger: opts.logger });
     const sessionManager = new BalancedSessions(endpoints, opts.tlsCa);
     return {
       name,
@@ -69,7 +71,7 @@ export function connectBackends(targets: BackendTarget[], opts: BackendOptions):
  * retried one — on the next address in turn (Endpoints.pick). A connection that cannot be opened
  * reached nobody, so the stream goes to the next address at once, whatever the method. A session whose
  * address left the set is closed once its last stream has ended. Over TLS every session checks the
- * certificate against the configured host name, not the address.
+ * certificate against the URL's host name, not the address.
  */
 export class BalancedSessions implements SessionManager {
   readonly authority: string;

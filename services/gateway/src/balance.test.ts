@@ -137,7 +137,9 @@ describe("request-level balancing over TLS", () => {
     const tls = { cert: readFileSync(cert, "utf8"), key: readFileSync(key, "utf8") };
     const first = await replica(PODS[0]!, 0, calls, tls);
     pods = [first, await replica(PODS[1]!, first.port, calls, tls)];
-    gateway = await build(testConfig({ GLIMPSE_TLS_CA: cert }), { port: 0, resolve: async () => PODS, targets: [{ name: "ranking", url: `https://ranking.test:${first.port}` }] });
+    // the URL names the ClusterIP Service, whose name the certificate holds; the pods are found by the headless one
+    const resolve: Resolve = async (host) => (host === "ranking-headless.test" ? PODS : Promise.reject(Object.assign(new Error(host), { code: "ENOTFOUND" })));
+    gateway = await build(testConfig({ GLIMPSE_TLS_CA: cert }), { port: 0, resolve, targets: [{ name: "ranking", url: `https://ranking.test:${first.port}`, dnsName: "ranking-headless.test" }] });
     await new Promise((r) => setTimeout(r, 50));
   });
   afterAll(async () => {

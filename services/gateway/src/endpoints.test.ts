@@ -47,7 +47,7 @@ describe("Endpoints", () => {
     expect(e.dynamic).toBe(true);
   });
 
-  it("goes by the name until the first answer", () => {
+  it("goes by the plain host until the first answer", () => {
     const e = make("https://ranking-headless:50051", fakeResolver(["10.0.0.1"]).resolve);
     expect(e.pick()).toBe("https://ranking-headless:50051");
   });
@@ -117,7 +117,7 @@ describe("Endpoints", () => {
     expect(e.current).toEqual(["http://10.0.0.1:50051", "http://10.0.0.3:50051"]);
   });
 
-  it("passes over a failed address still in the records until its cooldown ends; if every one failed, tries them anyway", async () => {
+  it("passes over a failed address still in the records until its cooldown ends; if every one failed, goes by the plain host", async () => {
     const dns = fakeResolver(["10.0.0.1", "10.0.0.2"]);
     const e = make("http://ranking-headless:50051", dns.resolve, 60_000, 50);
     await e.refresh();
@@ -127,7 +127,20 @@ describe("Endpoints", () => {
     expect(new Set(picks(e, 4)).size).toBe(2);
     await e.failed("http://10.0.0.1:50051");
     await e.failed("http://10.0.0.2:50051");
-    expect(new Set(picks(e, 4)).size).toBe(2);
+    expect(new Set(picks(e, 4))).toEqual(new Set(["http://ranking-headless:50051"]));
+  });
+
+  it("resolves another name than the URL's when given one (a headless Service): the URL is the plain host and names the TLS server", async () => {
+    const dns = fakeResolver(["10.0.0.1", "10.0.0.2"]);
+    const e = new Endpoints("https://ranking:50051", { refreshMs: 60_000, resolve: dns.resolve, name: "ranking-headless" });
+    made.push(e);
+    expect(e.pick()).toBe("https://ranking:50051");
+    await e.refresh();
+    expect(e.current).toEqual(["https://10.0.0.1:50051", "https://10.0.0.2:50051"]);
+    expect(e.servername).toBe("ranking");
+    dns.set(dnsError("ENOTFOUND"));
+    await e.refresh();
+    expect(e.current).toEqual(["https://ranking:50051"]);
   });
 
   it("never resolves an address literal, or with refreshMs 0: one origin, the configured one", async () => {

@@ -1,17 +1,20 @@
 /**
- * Where a backend's requests go: every address its host name resolves to, one request after another
+ * Where a backend's requests go: every address a DNS name resolves to, one request after another
  * (round robin). The gateway keeps its connections to a backend (an HTTP/2 session for the gRPC relay,
  * kept-alive HTTP/1.1 sockets for the pass-through), and a Kubernetes ClusterIP Service balances
- * connections, not requests: one gateway pod sent all its calls to one Ranking pod. Pointed at a
- * headless Service (the chart's `<release>-ranking-headless`), whose name resolves to every Ready pod,
- * the gateway spreads the requests itself.
+ * connections, not requests: one gateway pod sent all its calls to one Ranking pod. Given the name of a
+ * headless Service (the chart's `<release>-ranking-headless`, GLIMPSE_RANKING_DNS_NAME), which resolves
+ * to every Ready pod, the gateway spreads the requests itself.
  *
- * The name is resolved with node:dns's lookup (A and AAAA records through getaddrinfo, so /etc/hosts
- * and the pod's DNS search domains apply as they do to a connection by name) when this is made, every
- * `refreshMs`, and soon after a connection to one of the addresses failed. A failed resolution keeps
- * the last good set; a name that resolves to nothing (NXDOMAIN: a headless Service without a Ready pod)
- * falls back to the plain host, so connections fail, or succeed, as they would by name. An address
- * literal (the embedded default's 127.0.0.1) is its own only address, and nothing is resolved.
+ * The name (by default the URL's own host) is resolved with node:dns's lookup (A and AAAA records
+ * through getaddrinfo, so /etc/hosts and the pod's DNS search domains apply as they do to a connection
+ * by name) when this is made, every `refreshMs`, and soon after a connection to one of the addresses
+ * failed. A failed resolution keeps the last good set; until a first one answers, and whenever the name
+ * resolves to nothing (a headless Service without a Ready pod, NXDOMAIN), the calls go to the plain host:
+ * the URL as configured (the chart's ClusterIP Service), as they do when every address has just failed.
+ * Each address is reached with the URL's scheme and port, and over TLS the certificate is checked against
+ * the URL's host name. An address literal (the embedded default's 127.0.0.1) is its own only address, and
+ * nothing is resolved.
  *
  * Why no library: `@grpc/grpc-js` balances `round_robin` over `dns:///` names, but only for its own
  * gRPC channels, and the relay is built on connect-es clients (retries, request ids, REFUSED_STREAM
@@ -39,8 +42,10 @@ const FAILED_WAIT_MS = 1_000;
 const FAILED_RESOLVE_GAP_MS = 1_000;
 
 export interface EndpointsOptions {
-  /** How often the name is resolved again (ms); 0: never resolve, connect to the name as given. */
+  /** How often the name is resolved again (ms); 0: never resolve, connect to the URL as given. */
   refreshMs: number;
+  /** The name whose addresses the calls are spread over (a headless Service); default the URL's host. */
+  name?: string | undefined;
   /** The resolver; default getaddrinfo (tests pass a fake one). */
   resolve?: Resolve | undefined;
   /** How long an address whose connection failed is passed over (ms); default `refreshMs` (at least 1 s). */
@@ -49,11 +54,11 @@ export interface EndpointsOptions {
 }
 
 export class Endpoints {
-  /** The configured URL (scheme, host name, port). */
+  /** The configured URL (scheme, host, port): the plain host. */
   readonly base: URL;
-  /** The host, as a name or an address (no brackets). */
+  /** The name resolved (no brackets around an IPv6 literal). */
   readonly host: string;
-  /** The TLS server name for every address: the configured host name (a certificate names the Service, not a pod's IP); none for an address literal. */
+  /** The TLS server name for every address: the URL's host name (a certificate names the Service, not a pod's IP); none for an address literal. */
   readonly servername: string | undefined;
   /** False for an address literal, or with refreshMs 0: one origin, the configured one, for good. */
   readonly dynamic: boolean;
@@ -71,8 +76,9 @@ export class Endpoints {
 
   constructor(url: string, private readonly opts: EndpointsOptions) {
     this.base = new URL(url);
-    this.host = this.base.hostname.replace(/^\[(.*)\]$/, "$1");
-    this.servername = isIP(this.host) ? undefined : this.host;
+    const urlHost = this.base.hostname.replace(/^\[(.*)\]$/, "$1");
+    this.host = opts.name || urlHost;
+    this.servername = isIP(urlHost) ? undefined : urlHost;
     this.dynamic = !isIP(this.host) && opts.refreshMs > 0;
     this.origins = [this.base.origin];
     this.resolve = opts.resolve ?? systemResolve;
@@ -89,17 +95,17 @@ export class Endpoints {
     return this.origins;
   }
 
-  /** Where the next request goes: the next origin in turn, passing over those whose connection just failed (unless all did). */
+  /** Where the next request goes: the next origin in turn, passing over those whose connection just failed; the plain host if all did. */
   pick(): string {
     const n = this.origins.length;
-    if (n === 1) return this.origins[0]!;
+    if (n === 1 && this.down.size === 0) return this.origins[0]!;
     const now = Date.now();
     for (let i = 0; i < n; i++) {
       const origin = this.origins[(this.turn = (this.turn + 1) % n)]!;
       const until = this.down.get(origin);
       if (until === undefined || until <= now) return origin;
     }
-    return this.origins[(this.turn = (this.turn + 1) % n)]!;
+    return this.base.origin;
   }
 
   /**
@@ -108,8 +114,8 @@ export class Endpoints {
    * set is known, or after FAILED_WAIT_MS, so the caller can try the next address.
    */
   failed(origin: string): Promise<void> {
-    if (this.origins.length > 1) this.down.set(origin, Date.now() + this.cooldownMs);
     if (!this.dynamic) return Promise.resolve();
+    if (origin !== this.base.origin) this.down.set(origin, Date.now() + this.cooldownMs);
     const now = Date.now();
     if (!this.resolving && now - this.lastFailedResolve < FAILED_RESOLVE_GAP_MS) return Promise.resolve();
     this.lastFailedResolve = now;

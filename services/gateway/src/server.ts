@@ -46,7 +46,7 @@ export interface RunningGateway {
 export async function build(cfg: GlimpseConfig, opts: GatewayOptions = {}): Promise<RunningGateway> {
   const logger = opts.logger ?? createLogger("gateway", cfg.logLevel);
   const targets = opts.targets ?? [
-    { name: "ranking", url: cfg.rankingUrl },
+    { name: "ranking", url: cfg.rankingUrl, dnsName: cfg.rankingDnsName },
     { name: "training", url: cfg.trainingUrl },
     { name: "data", url: cfg.dataUrl },
   ];
