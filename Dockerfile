@@ -30,7 +30,9 @@ RUN npm ci --no-audit --no-fund \
 
 FROM ${BASE}
 WORKDIR /app
-ENV NODE_ENV=production GLIMPSE_HOST=0.0.0.0
+# A fixed malloc mmap threshold: memory a model swap frees goes back to the system (glibc's
+# dynamic threshold kept ~150 MiB resident per swap; services/ranking/src/lifecycle/memory.ts).
+ENV NODE_ENV=production GLIMPSE_HOST=0.0.0.0 MALLOC_MMAP_THRESHOLD_=131072
 COPY --from=deps /app /app
 COPY demo demo
 COPY proto proto

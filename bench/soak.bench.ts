@@ -7,11 +7,13 @@
  *
  * Traffic, round-robin per request: text→image (REST), image→text by gallery id (REST), an
  * upload → captions (a 500×375 JPEG), pipeline-run and training-run list reads.
- * Reports every failed request (there must be none: exit 1 otherwise), p50/p99 per window, and
- * each process's RSS per window (its growth from the first window to the last). Results go to
- * .artifacts/bench-soak.json.
+ * Reports every failed request (there must be none: exit 1 otherwise), p50/p99 per window,
+ * each process's RSS per window (its growth from the first window to the last), and Ranking's RSS
+ * across the swap and back (A→B→A): the median of its samples (every 2 s) over the span before
+ * the promotion to B against that over the last span of the run, A serving again — #24's target
+ * is within 50 MiB. Results go to .artifacts/bench-soak.json.
  */
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -19,7 +21,7 @@ import { createObjectStore } from "@glimpse/objectstore";
 import sharp from "sharp";
 import { startMesh, COMPONENTS, type Component } from "../packages/cli/src/mesh.js";
 import { variantOf } from "../services/ranking/src/testing/harness.js";
-import { percentile, rssMiB } from "./stats.js";
+import { median, percentile, rssMiB } from "./stats.js";
 
 const ROOT = resolve(new URL(".", import.meta.url).pathname, "..");
 const { values: args } = parseArgs({
@@ -32,6 +34,9 @@ const { values: args } = parseArgs({
 const DURATION_MS = Number(args.minutes) * 60_000;
 const CONCURRENCY = Number(args.concurrency);
 const WINDOW_MS = Number(args["window-s"]) * 1000;
+/** Ranking's RSS before the swap and after the swap back: the samples of this long a span. */
+const SPAN_MS = Math.min(30_000, DURATION_MS / 6);
+const SWAP_TARGET_MIB = 50;
 
 async function main(): Promise<number> {
   const dataDir = mkdtempSync(join(tmpdir(), "glimpse-soak-"));
@@ -65,6 +70,8 @@ async function main(): Promise<number> {
       }
     };
 
+    // what glibc's malloc was told in Ranking's environment (lifecycle/memory.ts)
+    const rankingMalloc = processEnv(mesh.children.get("ranking")!.child.pid).find((e) => e.startsWith("MALLOC_")) ?? "no MALLOC_ setting";
     const t0 = performance.now();
     const windows: { latencies: number[]; byKind: Record<Kind, number>; failures: number; rss: Record<Component, number[]> }[] = [];
     const windowAt = (t: number) => {
@@ -76,10 +83,17 @@ async function main(): Promise<number> {
     const versionsSeen = new Set<string>();
     let n = 0;
     const stopAt = t0 + DURATION_MS;
+    /** Ranking's RSS samples, at ms since t0. */
+    const rankingRss: { at: number; mib: number }[] = [];
     const sampler = setInterval(() => {
-      const w = windowAt(performance.now());
-      for (const c of COMPONENTS) w.rss[c].push(rssMiB(mesh.children.get(c)!.child.pid));
-    }, 5_000);
+      const now = performance.now();
+      const w = windowAt(now);
+      for (const c of COMPONENTS) {
+        const mib = rssMiB(mesh.children.get(c)!.child.pid);
+        w.rss[c].push(mib);
+        if (c === "ranking" && Number.isFinite(mib)) rankingRss.push({ at: now - t0, mib });
+      }
+    }, 2_000);
     // the promotion: to the variant a third of the way in, back to the original at two thirds
     const promotions = [
       { at: DURATION_MS / 3, version: variant },
@@ -133,6 +147,10 @@ async function main(): Promise<number> {
       const rss = Object.fromEntries(COMPONENTS.map((c) => [c, Math.max(...w.rss[c].filter(Number.isFinite))])) as Record<Component, number>;
       return { window: i + 1, requests: s.length, rps: s.length / (WINDOW_MS / 1000), p50: percentile(s, 50), p99: percentile(s, 99), failures: w.failures, rss };
     }).filter((r) => r.requests > 0);
+    const inSpan = (from: number, to: number) => rankingRss.filter((r) => r.at >= from && r.at < to).map((r) => r.mib);
+    const beforeSwap = inSpan(DURATION_MS / 3 - SPAN_MS, DURATION_MS / 3);
+    const afterSwap = inSpan(DURATION_MS - SPAN_MS, DURATION_MS + 60_000);
+    const swap = { before: median(beforeSwap), after: median(afterSwap), delta: median(afterSwap) - median(beforeSwap), samples: [beforeSwap.length, afterSwap.length] };
     const first = rows[0]!;
     const last = rows.at(-1)!;
     const total = rows.reduce((a, r) => a + r.requests, 0);
@@ -145,14 +163,24 @@ async function main(): Promise<number> {
     for (const r of rows) out.push(`| ${r.window} | ${r.requests} | ${r.rps.toFixed(0)} | ${r.p50.toFixed(1)} | ${r.p99.toFixed(1)} | ${r.failures} | ${COMPONENTS.map((c) => r.rss[c].toFixed(0)).join(" | ")} |`);
     out.push("", `requests ${total}, failed ${failed}; model versions that answered text queries: ${[...versionsSeen].join(", ")}`);
     out.push(`RSS growth, first window → last (MiB): ${COMPONENTS.map((c) => `${c} ${(last.rss[c] - first.rss[c]).toFixed(1)}`).join(", ")}`);
+    out.push(`Ranking RSS across the swap A→B→A: ${swap.before.toFixed(0)} MiB before (median of ${swap.samples[0]} samples in the ${SPAN_MS / 1000} s before the promotion to B), ${swap.after.toFixed(0)} MiB after (the last ${SPAN_MS / 1000} s, A serving again: ${swap.samples[1]} samples): ${swap.delta >= 0 ? "+" : ""}${swap.delta.toFixed(1)} MiB (target ≤ ${SWAP_TARGET_MIB}: ${swap.delta <= SWAP_TARGET_MIB ? "met" : "MISSED"}; Ranking started with ${rankingMalloc})`);
     out.push(`p99, first window → last: ${first.p99.toFixed(1)} → ${last.p99.toFixed(1)} ms; median of the windows' p99: ${percentile(rows.map((r) => r.p99).sort((a, b) => a - b), 50).toFixed(1)} ms`);
     if (failures.length) out.push("", "failures (first 50):", ...failures.map((f) => `- ${f}`));
     console.log(out.join("\n"));
     mkdirSync(join(ROOT, ".artifacts"), { recursive: true });
-    writeFileSync(join(ROOT, ".artifacts", "bench-soak.json"), JSON.stringify({ minutes: Number(args.minutes), concurrency: CONCURRENCY, windows: rows, total, failed, failures, versionsSeen: [...versionsSeen] }, null, 1));
+    writeFileSync(join(ROOT, ".artifacts", "bench-soak.json"), JSON.stringify({ minutes: Number(args.minutes), concurrency: CONCURRENCY, windows: rows, rankingSwapRss: { ...swap, spanS: SPAN_MS / 1000, targetMiB: SWAP_TARGET_MIB, malloc: rankingMalloc }, total, failed, failures, versionsSeen: [...versionsSeen] }, null, 1));
     return failed === 0 && failures.length === 0 && versionsSeen.has(variant) ? 0 : 1;
   } finally {
     await mesh.stop();
+  }
+}
+
+/** A process's environment, as it was started. */
+function processEnv(pid: number | undefined): string[] {
+  try {
+    return readFileSync(`/proc/${pid}/environ`, "utf8").split("\0");
+  } catch {
+    return [];
   }
 }
 

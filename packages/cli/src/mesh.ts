@@ -72,6 +72,8 @@ export async function startMesh(opts: MeshOptions = {}): Promise<Mesh> {
     GLIMPSE_RANKING_URL: baseEnv["GLIMPSE_RANKING_URL"] ?? `http://127.0.0.1:${cfg.rankingPort}`,
     GLIMPSE_TRAINING_URL: baseEnv["GLIMPSE_TRAINING_URL"] ?? `http://127.0.0.1:${cfg.trainingPort}`,
     GLIMPSE_DATA_URL: baseEnv["GLIMPSE_DATA_URL"] ?? `http://127.0.0.1:${cfg.dataPort}`,
+    // glibc's malloc gives back what a model swap frees (services/ranking/src/lifecycle/memory.ts)
+    MALLOC_MMAP_THRESHOLD_: baseEnv["MALLOC_MMAP_THRESHOLD_"] ?? "131072",
   };
   const onLine = opts.onLine ?? ((c, line) => process.stdout.write(`${c.padEnd(8)} | ${line}\n`));
   const children = new Map<Component, Supervised>();

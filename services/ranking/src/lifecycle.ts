@@ -19,7 +19,9 @@
  *   - lifecycle/index-builder.ts  has missing indexes computed (locally or by a Job);
  *   - lifecycle/snapshot.ts  the serving snapshot, swapped in with one assignment and leased by
  *                            every request, so in-flight requests finish on the old version,
- *                            whose sessions are released when its last lease ends.
+ *                            whose sessions are released when its last lease ends; the memory
+ *                            they free goes back to the system given lifecycle/memory.ts's
+ *                            malloc setting.
  *   - collections/serving.ts the collections' indexes, per model: followed on every poll, loaded
  *                            for a new model before it is swapped in.
  * A refused version is remembered (the reason in the model status) and the old one keeps
@@ -41,6 +43,7 @@ import { indexStored, storedVersions } from "./index/store.js";
 import { findDataset, galleryOf, latestGallery, sameGallery, type GalleryRef } from "./lifecycle/datasets.js";
 import { ensureReported, LocalIndexBuilder, type BuildState, type IndexBuilder, type IndexPair } from "./lifecycle/index-builder.js";
 import { isRefusal, ModelLoader } from "./lifecycle/loader.js";
+import { warnIfMallocKeepsFreedMemory } from "./lifecycle/memory.js";
 import { SnapshotSlot, type Snapshot } from "./lifecycle/snapshot.js";
 import { RegistryWatcher, type RegistryView } from "./lifecycle/watcher.js";
 import type { LoadedModel, ModelOptions } from "./model/model.js";
@@ -102,6 +105,7 @@ export class ModelManager {
     this.watcher = new RegistryWatcher(opts, (view) => this.follow(view));
     this.builder = opts.indexBuilder ?? new LocalIndexBuilder({ store: opts.store, logger: opts.logger });
     this.collections = new CollectionIndexes({ store: opts.store, logger: opts.logger, builder: this.builder });
+    warnIfMallocKeepsFreedMemory(opts.logger);
   }
 
   /** True after a registry check failed to reach the object store, until one succeeds again. */
