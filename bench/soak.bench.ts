@@ -11,7 +11,8 @@
  * each process's RSS per window (its growth from the first window to the last), and Ranking's RSS
  * across the swap and back (A→B→A): the median of its samples (every 2 s) over the span before
  * the promotion to B against that over the last span of the run, A serving again — #24's target
- * is within 50 MiB. Results go to .artifacts/bench-soak.json.
+ * is within 50 MiB — split into V8's heap (from Ranking's metrics) and the rest. Results go to
+ * .artifacts/bench-soak.json.
  */
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -71,7 +72,7 @@ async function main(): Promise<number> {
     };
 
     // what glibc's malloc was told in Ranking's environment (lifecycle/memory.ts)
-    const rankingMalloc = processEnv(mesh.children.get("ranking")!.child.pid).find((e) => e.startsWith("MALLOC_")) ?? "no MALLOC_ setting";
+    const rankingMalloc = processEnv(mesh.children.get("ranking")!.child.pid).filter((e) => e.startsWith("MALLOC_")).join(" ") || "no MALLOC_ setting";
     const t0 = performance.now();
     const windows: { latencies: number[]; byKind: Record<Kind, number>; failures: number; rss: Record<Component, number[]> }[] = [];
     const windowAt = (t: number) => {
@@ -83,15 +84,15 @@ async function main(): Promise<number> {
     const versionsSeen = new Set<string>();
     let n = 0;
     const stopAt = t0 + DURATION_MS;
-    /** Ranking's RSS samples, at ms since t0. */
-    const rankingRss: { at: number; mib: number }[] = [];
+    /** Ranking's RSS and V8 heap (committed) samples, MiB, at ms since t0. */
+    const rankingMem: { at: number; rss: number; heap: number }[] = [];
     const sampler = setInterval(() => {
       const now = performance.now();
       const w = windowAt(now);
       for (const c of COMPONENTS) {
         const mib = rssMiB(mesh.children.get(c)!.child.pid);
         w.rss[c].push(mib);
-        if (c === "ranking" && Number.isFinite(mib)) rankingRss.push({ at: now - t0, mib });
+        if (c === "ranking" && Number.isFinite(mib)) void v8HeapMiB(mesh.cfg.rankingMetricsPort).then((heap) => rankingMem.push({ at: now - t0, rss: mib, heap }));
       }
     }, 2_000);
     // the promotion: to the variant a third of the way in, back to the original at two thirds
@@ -147,10 +148,17 @@ async function main(): Promise<number> {
       const rss = Object.fromEntries(COMPONENTS.map((c) => [c, Math.max(...w.rss[c].filter(Number.isFinite))])) as Record<Component, number>;
       return { window: i + 1, requests: s.length, rps: s.length / (WINDOW_MS / 1000), p50: percentile(s, 50), p99: percentile(s, 99), failures: w.failures, rss };
     }).filter((r) => r.requests > 0);
-    const inSpan = (from: number, to: number) => rankingRss.filter((r) => r.at >= from && r.at < to).map((r) => r.mib);
-    const beforeSwap = inSpan(DURATION_MS / 3 - SPAN_MS, DURATION_MS / 3);
-    const afterSwap = inSpan(DURATION_MS - SPAN_MS, DURATION_MS + 60_000);
-    const swap = { before: median(beforeSwap), after: median(afterSwap), delta: median(afterSwap) - median(beforeSwap), samples: [beforeSwap.length, afterSwap.length] };
+    // Ranking's memory before the promotion to B and at the end, A serving again: medians of the spans' samples
+    const span = (from: number, to: number) => {
+      const xs = rankingMem.filter((r) => r.at >= from && r.at < to);
+      const rss = median(xs.map((r) => r.rss));
+      const heap = median(xs.map((r) => r.heap).filter(Number.isFinite));
+      return { samples: xs.length, rss, heap, native: rss - heap };
+    };
+    const before = span(DURATION_MS / 3 - SPAN_MS, DURATION_MS / 3);
+    const after = span(DURATION_MS - SPAN_MS, DURATION_MS + 60_000);
+    const swap = { before, after, delta: after.rss - before.rss };
+    const signed = (x: number) => `${x >= 0 ? "+" : ""}${x.toFixed(0)}`;
     const first = rows[0]!;
     const last = rows.at(-1)!;
     const total = rows.reduce((a, r) => a + r.requests, 0);
@@ -163,15 +171,30 @@ async function main(): Promise<number> {
     for (const r of rows) out.push(`| ${r.window} | ${r.requests} | ${r.rps.toFixed(0)} | ${r.p50.toFixed(1)} | ${r.p99.toFixed(1)} | ${r.failures} | ${COMPONENTS.map((c) => r.rss[c].toFixed(0)).join(" | ")} |`);
     out.push("", `requests ${total}, failed ${failed}; model versions that answered text queries: ${[...versionsSeen].join(", ")}`);
     out.push(`RSS growth, first window → last (MiB): ${COMPONENTS.map((c) => `${c} ${(last.rss[c] - first.rss[c]).toFixed(1)}`).join(", ")}`);
-    out.push(`Ranking RSS across the swap A→B→A: ${swap.before.toFixed(0)} MiB before (median of ${swap.samples[0]} samples in the ${SPAN_MS / 1000} s before the promotion to B), ${swap.after.toFixed(0)} MiB after (the last ${SPAN_MS / 1000} s, A serving again: ${swap.samples[1]} samples): ${swap.delta >= 0 ? "+" : ""}${swap.delta.toFixed(1)} MiB (target ≤ ${SWAP_TARGET_MIB}: ${swap.delta <= SWAP_TARGET_MIB ? "met" : "MISSED"}; Ranking started with ${rankingMalloc})`);
+    out.push(
+      `Ranking across the swap A→B→A (medians of ${before.samples} samples in the ${SPAN_MS / 1000} s before the promotion to B and ${after.samples} in the last ${SPAN_MS / 1000} s, A serving again): ` +
+        `RSS ${before.rss.toFixed(0)} → ${after.rss.toFixed(0)} MiB (${signed(swap.delta)}; target ≤ +${SWAP_TARGET_MIB}: ${swap.delta <= SWAP_TARGET_MIB ? "met" : "MISSED"}), ` +
+        `of which V8's heap ${before.heap.toFixed(0)} → ${after.heap.toFixed(0)} (${signed(after.heap - before.heap)}: garbage until V8's next major GC) and the rest ${before.native.toFixed(0)} → ${after.native.toFixed(0)} (${signed(after.native - before.native)}: onnxruntime, malloc); ${rankingMalloc}`,
+    );
     out.push(`p99, first window → last: ${first.p99.toFixed(1)} → ${last.p99.toFixed(1)} ms; median of the windows' p99: ${percentile(rows.map((r) => r.p99).sort((a, b) => a - b), 50).toFixed(1)} ms`);
     if (failures.length) out.push("", "failures (first 50):", ...failures.map((f) => `- ${f}`));
     console.log(out.join("\n"));
     mkdirSync(join(ROOT, ".artifacts"), { recursive: true });
-    writeFileSync(join(ROOT, ".artifacts", "bench-soak.json"), JSON.stringify({ minutes: Number(args.minutes), concurrency: CONCURRENCY, windows: rows, rankingSwapRss: { ...swap, spanS: SPAN_MS / 1000, targetMiB: SWAP_TARGET_MIB, malloc: rankingMalloc }, total, failed, failures, versionsSeen: [...versionsSeen] }, null, 1));
+    writeFileSync(join(ROOT, ".artifacts", "bench-soak.json"), JSON.stringify({ minutes: Number(args.minutes), concurrency: CONCURRENCY, windows: rows, rankingSwap: { ...swap, spanS: SPAN_MS / 1000, targetMiB: SWAP_TARGET_MIB, malloc: rankingMalloc, samples: rankingMem.map((r) => [Math.round(r.at / 100) / 10, Math.round(r.rss), Math.round(r.heap)]) }, total, failed, failures, versionsSeen: [...versionsSeen] }, null, 1));
     return failed === 0 && failures.length === 0 && versionsSeen.has(variant) ? 0 : 1;
   } finally {
     await mesh.stop();
+  }
+}
+
+/** A process's V8 heap (committed, MiB) from its Prometheus metrics (prom-client's default metrics); NaN when unreadable. */
+async function v8HeapMiB(metricsPort: number): Promise<number> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    const line = text.split("\n").find((l) => /^nodejs_heap_size_total_bytes[{ ]/.test(l));
+    return line ? Number(line.split(" ").at(-1)) / 2 ** 20 : NaN;
+  } catch {
+    return NaN;
   }
 }
 

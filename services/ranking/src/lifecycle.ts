@@ -19,9 +19,9 @@
  *   - lifecycle/index-builder.ts  has missing indexes computed (locally or by a Job);
  *   - lifecycle/snapshot.ts  the serving snapshot, swapped in with one assignment and leased by
  *                            every request, so in-flight requests finish on the old version,
- *                            whose sessions are released when its last lease ends; the memory
- *                            they free goes back to the system given lifecycle/memory.ts's
- *                            malloc setting.
+ *                            whose sessions are released when its last lease ends (then one
+ *                            full GC); the memory they free goes back to the system given
+ *                            lifecycle/memory.ts's malloc setting.
  *   - collections/serving.ts the collections' indexes, per model: followed on every poll, loaded
  *                            for a new model before it is swapped in.
  * A refused version is remembered (the reason in the model status) and the old one keeps

@@ -26,8 +26,20 @@
  * glibc reads it at process start, so it is set where processes start: the image's ENV
  * (Dockerfile) and `glimpse up`'s children (packages/cli/src/mesh.ts); Ranking says so when it
  * runs on glibc without it.
+ *
+ * Under traffic (bench:soak, 8 clients through the gateway) what a swap leaves is smaller and of
+ * two other kinds, measured from Ranking's own metrics: V8's heap — the swap's garbage and the
+ * retired version's objects wait for V8's next major GC, which under steady load can be minutes
+ * away (a full GC took the heap from 249 to 86 MiB), so the drained version's release is followed
+ * by one full GC here (reclaimAfterSwap: 70–100 ms once per swap); after the swap's event-loop
+ * stall V8 also promotes more request garbage for a while (+0.6–1.2 MiB/s of old space until its
+ * next major GC; --no-allocation-site-pretenuring halved it) — and glibc's per-thread arenas of
+ * the new sessions' threads (+35 MiB; MALLOC_ARENA_MAX=2 removed it but cost ~20 % of
+ * throughput in process, so it is not set).
  */
 import { readFileSync } from "node:fs";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import type { Logger } from "@glimpse/logging";
 
 /** The environment every Glimpse process starts with (lifecycle/memory.test.ts checks the launchers set it). */
@@ -49,4 +61,43 @@ export function warnIfMallocKeepsFreedMemory(logger: Logger, env: NodeJS.Process
   }
   if (!/\/libc\.so\.6$/m.test(maps)) return;
   logger.warn({ env: MALLOC_ENV }, "glibc's malloc is not told MALLOC_MMAP_THRESHOLD_: memory a model swap frees may stay resident (lifecycle/memory.ts)");
+}
+
+let fullGc: (() => void) | undefined;
+
+/**
+ * A full garbage collection now: V8's gc(), as `--expose-gc` gives it, made at run time when node
+ * was started without it (the way Jest's leak detector does).
+ */
+export function collectGarbage(): void {
+  if (!fullGc) {
+    const exposed = (globalThis as { gc?: () => void }).gc;
+    if (exposed) fullGc = exposed;
+    else {
+      setFlagsFromString("--expose-gc");
+      fullGc = runInNewContext("gc") as () => void;
+      setFlagsFromString("--no-expose-gc");
+    }
+  }
+  fullGc();
+}
+
+/** This process's resident set, MiB (NaN where /proc is not there). */
+export function rssMiB(): number {
+  try {
+    return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"))![1]) / 1024;
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * After a retired model's sessions are released: one full garbage collection, so what the swap
+ * left on the JavaScript heap goes now rather than whenever V8 next needs room (see above).
+ */
+export function reclaimAfterSwap(logger: Logger, version: string): void {
+  const before = rssMiB();
+  const t0 = performance.now();
+  collectGarbage();
+  logger.info({ version, gc_ms: Math.round(performance.now() - t0), rss_mib: [Math.round(before), Math.round(rssMiB())] }, "released model version collected");
 }

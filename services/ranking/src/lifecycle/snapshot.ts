@@ -7,6 +7,7 @@
 import type { Logger } from "@glimpse/logging";
 import type { GalleryIndex } from "../index/gallery.js";
 import type { LoadedModel } from "../model/model.js";
+import { reclaimAfterSwap } from "./memory.js";
 
 /** One servable (model, gallery index) pair. */
 export class Snapshot {
@@ -77,6 +78,9 @@ export class SnapshotSlot {
     this.modelUsers.delete(s.model);
     if (this.serving?.model === s.model) return;
     this.logger.info({ version: s.model.version }, "previous model version drained; releasing it");
-    void s.model.release().catch(() => {});
+    void s.model.release().then(
+      () => setImmediate(() => reclaimAfterSwap(this.logger, s.model.version)),
+      () => {},
+    );
   }
 }
