@@ -4,6 +4,14 @@
     uv run python -m glimpse_model.export --run-dir runs/f8k-v1 --out runs/f8k-v1/export \
         --flickr8k-dir ../../shared/datasets/flickr8k            # golden images from the test split
 
+    # int8 kernels (compress.py), gated on dev: at most 0.3 recall@10 points lost per direction
+    uv run python -m glimpse_model.export --run-dir runs/f8k-v1 --flickr8k-dir ../../shared/datasets/flickr8k \
+        --image-precision int8-static --text-precision int8
+
+    # an exported model again at other precisions, same weights (its trainer's checkpoint not needed):
+    uv run python -m glimpse_model.export --from-export ../demo/model --out /tmp/m \
+        --flickr8k-dir ../../shared/datasets/flickr8k --image-precision int8-static --text-precision int8
+
     # also publish into the object store (folder store or MinIO via MINIO_* env), optionally promote:
     uv run python -m glimpse_model.export --run-dir runs/f8k-v1 --out runs/f8k-v1/export \
         --flickr8k-dir ../../shared/datasets/flickr8k --upload --store-dir ../.data/store --bucket glimpse \
@@ -23,7 +31,11 @@ version (production re-evaluated when its stored figures are for another). The d
 as a ``promotion`` event (a JSON line; also appended to the run's events.jsonl and its store copy).
 
 Checks (fail the export when violated): ONNX checker; onnxruntime vs PyTorch max |Δ| ≤ 1e-4
-on the same inputs; a caption's embedding independent of its batch's padding (|Δ| ≤ 1e-5).
+on the same inputs (``--from-export``: the float32 weights folded back vs the files served before);
+a caption's embedding independent of its batch's padding and batch-mates (|Δ| ≤ 1e-5); with an
+int8-kernel precision, the dev split as served within ``compress.MAX_DROP`` recall@10 points of
+the float32 export in each direction. With a dataset, metrics.json's headline split (the run's
+test figures) is measured again as served: the figures the model card and ``/model/info`` give.
 """
 from __future__ import annotations
 
@@ -31,6 +43,7 @@ import argparse
 import io
 import json
 import math
+import os
 import shutil
 import sys
 import time
@@ -40,7 +53,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .compress import PRECISIONS, compress
+from .compress import INT8_KERNELS, PRECISIONS, calibration_images, compress, fold_to_fp32, quality_gate
 from .config import Config
 from .data import Tokenizer, image_to_array, load_dataset
 from .evaluate import Encode, add_data_args, apply_data_args, load_run, served_metrics
@@ -48,6 +61,7 @@ from .events import EventLog
 from .promotion import DEFAULT_MARGIN, DEFAULT_METRIC, METRICS, apply, decide, margin_limit
 from .querybank import gallery_bias, write_bank
 from .model import ImageEncoderExport, TextEncoderExport, fused_for_inference
+from .compress import MAX_DROP
 from .registry import HASHED_FILES, model_version, sha256_file  # noqa: F401 (HASHED_FILES: part of export's API)
 
 OPSET = 17
@@ -126,9 +140,35 @@ def golden_images(ds, split: str, n: int, size: int) -> list[tuple[str, Image.Im
     return out
 
 
+def write_served_bank(out: Path, cfg: Config, ds, tok, spec: dict, isess, tsess):
+    """The query bank (querybank.py) embedded by the encoders about to be served, written to ``out``."""
+    if ds is None:
+        raise SystemExit("the run sets qb_beta: name the dataset (its train split holds the query bank)")
+    b_img, b_txt = Encode(None, cfg, ds, tok, spec, isess, tsess).query_bank()
+    write_bank(out, cfg.qb_beta, b_img, b_txt, {"split": cfg.train_split, "seed": cfg.seed, "dataset_version": ds.version})
+    return b_img, b_txt
+
+
+def load_export(folder: Path):
+    """(cfg, tokenizer, selected checkpoint) of an export folder, for --from-export."""
+    from .data import load_tokenizer
+    conf = json.loads((folder / "config.json").read_text())
+    done = sorted(set(conf.get("export", {}).get("precision", {}).values()) & set(INT8_KERNELS))
+    if done:
+        raise SystemExit(f"{folder} computes in int8 already ({'/'.join(done)}): its float32 weights cannot be "
+                         "recovered from it; export from the run, or from a float32 / fp16w / int8w export")
+    sel = conf.pop("selected_checkpoint", {"phase": 0, "epoch": 0, "dev": {}})
+    conf.pop("export", None)
+    return Config.from_dict(conf), load_tokenizer(folder / "vocab.json"), sel
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run-dir", required=True)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run-dir", help="a training run (best.pt, vocab.json, preprocess.json, metrics)")
+    src.add_argument("--from-export", default="",
+                     help="an export folder instead of a run: its weights again (fp16w/int8w folded back to "
+                          "float32), at the precisions asked, with golden vectors, bank and figures remade")
     ap.add_argument("--out", default="", help="output folder (default <run-dir>/export)")
     ap.add_argument("--golden-split", default="test")
     ap.add_argument("--golden-images", type=int, default=4)
@@ -144,6 +184,10 @@ def main(argv=None) -> int:
                     help="weights of image_encoder.onnx (compress.py)")
     ap.add_argument("--text-precision", choices=PRECISIONS, default="fp32",
                     help="weights of text_encoder.onnx (compress.py)")
+    ap.add_argument("--int8-max-drop", type=float, default=MAX_DROP,
+                    help="recall@10 points (dev, each direction) an int8-kernel precision may lose to float32")
+    ap.add_argument("--calibration-images", type=int, default=150,
+                    help="train-split images that calibrate int8-static activation ranges (seeded by the run's seed)")
     add_data_args(ap)
     args = ap.parse_args(argv)
     limit = margin_limit(args.promotion_metric)
@@ -151,13 +195,18 @@ def main(argv=None) -> int:
         ap.error(f"--promotion-margin must be between -{limit:g} and {limit:g} for {args.promotion_metric} "
                  f"(got {args.promotion_margin})")
     torch.set_num_threads(args.num_threads)
-    run_dir = Path(args.run_dir)
+    run_dir = Path(args.run_dir or args.from_export)
     out = Path(args.out) if args.out else run_dir / "export"
+    if out.resolve() == run_dir.resolve():
+        ap.error("--out must differ from the folder exported from")
     if out.exists():
         shutil.rmtree(out)
     (out / "golden").mkdir(parents=True)
 
-    model, cfg, tok, best = load_run(run_dir)
+    if args.from_export:
+        model, cfg, tok, best = None, *load_export(run_dir)
+    else:
+        model, cfg, tok, best = load_run(run_dir)
     spec = json.loads((run_dir / "preprocess.json").read_text())
     size = spec["width"]
 
@@ -165,6 +214,8 @@ def main(argv=None) -> int:
     shutil.copy(run_dir / "vocab.json", out / "vocab.json")
     shutil.copy(run_dir / "preprocess.json", out / "preprocess.json")
     conf = cfg.to_dict()
+    for k in ("cache_dir", "out_dir", "flickr8k_dir", "store_dir"):  # the trainer's folders say nothing of the model
+        conf[k] = ""
     conf["selected_checkpoint"] = {"phase": best["phase"], "epoch": best["epoch"], "dev": best["dev"]}
     conf["export"] = {"opset": OPSET, "torch": torch.__version__,
                       "precision": {"image": args.image_precision, "text": args.text_precision},
@@ -174,13 +225,21 @@ def main(argv=None) -> int:
     (out / "config.json").write_text(json.dumps(conf, indent=2, sort_keys=True) + "\n")
 
     ds = load_dataset(cfg) if apply_data_args(cfg, args) else None
+    int8 = sorted({args.image_precision, args.text_precision} & set(INT8_KERNELS))
+    if int8 and ds is None:
+        raise SystemExit(f"{'/'.join(int8)} is gated on the dev split (and int8-static calibrates on train): "
+                         "name the dataset (--dataset-version / --store-dir / --flickr8k-dir)")
     if args.promote and ds is None:
         raise SystemExit("--promote needs the dataset (--dataset-version / --store-dir / --flickr8k-dir): "
                          "the gate compares models on its dev split")
 
     # ---- ONNX -----------------------------------------------------------------------------
     t0 = time.time()
-    export_onnx(model, out, tok, size)
+    if model is None:
+        for f in ("image_encoder.onnx", "text_encoder.onnx"):
+            fold_to_fp32(run_dir / f, out / f)
+    else:
+        export_onnx(model, out, tok, size)
     import onnx
     for f in ("image_encoder.onnx", "text_encoder.onnx"):
         onnx.checker.check_model(onnx.load(str(out / f)), full_check=True)
@@ -202,10 +261,15 @@ def main(argv=None) -> int:
     pix = np.stack(pix).astype(np.float32)
 
     # ---- parity: PyTorch vs onnxruntime -----------------------------------------------
-    with torch.no_grad():
-        pt_img = model.encode_image(torch.from_numpy(pix)).numpy()
-        ids, lens = tok.batch(GOLDEN_CAPTIONS)
-        pt_txt = model.encode_text(torch.from_numpy(ids), torch.from_numpy(lens)).numpy()
+    ids, lens = tok.batch(GOLDEN_CAPTIONS)
+    if model is None:  # the reference: the files served before, computing with these weights
+        from .evaluate import onnx_sessions
+        ref_i, ref_t = onnx_sessions(run_dir, args.num_threads)
+        pt_img, pt_txt = ref_i.run(None, {"pixels": pix})[0], ref_t.run(None, {"token_ids": ids, "lengths": lens})[0]
+    else:
+        with torch.no_grad():
+            pt_img = model.encode_image(torch.from_numpy(pix)).numpy()
+            pt_txt = model.encode_text(torch.from_numpy(ids), torch.from_numpy(lens)).numpy()
     ox_img = isess.run(None, {"pixels": pix})[0]
     ox_txt = tsess.run(None, {"token_ids": ids, "lengths": lens})[0]
     d_img = float(np.abs(pt_img - ox_img).max())
@@ -216,9 +280,33 @@ def main(argv=None) -> int:
 
     # ---- smaller weights (compress.py); golden vectors and figures below are the shipped files' ----
     precision = {"image_encoder.onnx": args.image_precision, "text_encoder.onnx": args.text_precision}
+    gate, int8_dev = None, None
+    if int8:  # the float32 export as served: its encoders and a bank they embedded
+        if cfg.qb_beta > 0:
+            write_served_bank(out, cfg, ds, tok, spec, isess, tsess)
+        fp32_dev = served_metrics(out, ds, cfg.dev_split, args.num_threads)
+    calib, calib_note = (calibration_images(ds, spec, cfg.train_split, args.calibration_images, cfg.seed)
+                         if "int8-static" in precision.values() else (None, None))
     for f, p in precision.items():
         if p != "fp32":
-            compress(out / f, out / f, p)
+            compress(out / f, out / f, p, calib)
+    if int8:
+        if cfg.qb_beta > 0:
+            write_served_bank(out, cfg, ds, tok, spec, *ort_sessions(out, args.num_threads))
+        int8_dev = served_metrics(out, ds, cfg.dev_split, args.num_threads)
+        refused = quality_gate(fp32_dev, int8_dev, args.int8_max_drop)
+        gate = {"split": cfg.dev_split, "max_drop_r10": args.int8_max_drop, "passed": not refused,
+                "float32": {d: fp32_dev[d]["r10"] for d in ("t2i", "i2t")},
+                "served": {d: int8_dev[d]["r10"] for d in ("t2i", "i2t")}}
+        print(f"int8 quality gate ({cfg.dev_split} R@10, float32 → served): "
+              f"t2i {gate['float32']['t2i']:.2f} → {gate['served']['t2i']:.2f}, "
+              f"i2t {gate['float32']['i2t']:.2f} → {gate['served']['i2t']:.2f}")
+        if refused:
+            shutil.rmtree(out)
+            raise SystemExit("export refused by the int8 quality gate: " + "; ".join(refused))
+    if calib_note:
+        conf["export"]["calibration"] = calib_note
+        (out / "config.json").write_text(json.dumps(conf, indent=2, sort_keys=True) + "\n")
     d_prec = {"image": 0.0, "text": 0.0}
     if set(precision.values()) != {"fp32"}:
         isess, tsess = ort_sessions(out, args.num_threads)
@@ -226,7 +314,7 @@ def main(argv=None) -> int:
         d_prec = {"image": float(np.abs(q_img - ox_img).max()), "text": float(np.abs(q_txt - ox_txt).max())}
         ox_img, ox_txt = q_img, q_txt
         print(f"precision image {args.image_precision} text {args.text_precision}: max|Δ| vs fp32 {d_prec}")
-    # padding independence: each caption alone (no padding) vs in the batch vs with extra padding
+    # padding and batch independence: each caption alone (no padding) vs in the batch vs with extra padding
     solo = np.concatenate([tsess.run(None, {"token_ids": np.array([s], dtype=np.int64),
                                             "lengths": np.array([len(s)], dtype=np.int64)})[0]
                            for s in (tok.encode(c) for c in GOLDEN_CAPTIONS)])
@@ -242,12 +330,7 @@ def main(argv=None) -> int:
     # ---- query bank (query-bank normalisation at serving, querybank.py) ------------------------
     qb = None
     if cfg.qb_beta > 0:
-        if ds is None:
-            raise SystemExit("the run sets qb_beta: name the dataset (its train split holds the query bank)")
-        # onnxruntime embeds the bank: what serving computes
-        b_img, b_txt = Encode(model, cfg, ds, tok, spec, isess, tsess).query_bank()
-        write_bank(out, cfg.qb_beta, b_img, b_txt, {"split": cfg.train_split, "seed": cfg.seed,
-                                                     "dataset_version": ds.version})
+        b_img, b_txt = write_served_bank(out, cfg, ds, tok, spec, isess, tsess)
         ib, cb = gallery_bias(b_img, b_txt, torch.from_numpy(ox_img), torch.from_numpy(ox_txt), cfg.qb_beta)
         qb = {"beta": cfg.qb_beta, "note": "bias of each golden image (caption bank) and caption (image bank)",
               "image_bias": [float(v) for v in ib], "caption_bias": [float(v) for v in cb]}
@@ -263,7 +346,7 @@ def main(argv=None) -> int:
     q_ids = np.array([tok.encode(GOLDEN_CAPTIONS[0])], dtype=np.int64)
     lat = {"text_ms": round(bench(lambda: tsess.run(None, {"token_ids": q_ids, "lengths": np.array([q_ids.shape[1]])})), 2),
            "image_ms": round(bench(lambda: isess.run(None, {"pixels": pix[:1]}), 10), 2),
-           "threads": args.num_threads}
+           "threads": args.num_threads, "loadavg_1m": round(os.getloadavg()[0], 1)}
 
     gold = {
         "schema": "glimpse.golden/v1",
@@ -291,15 +374,21 @@ def main(argv=None) -> int:
     metrics["dev"] = json.loads((run_dir / "dev_metrics.json").read_text()) if (run_dir / "dev_metrics.json").is_file() else best["dev"]
     if metrics["dev"]:
         metrics["dev"] = {**metrics["dev"], "dataset_version": metrics["dev"].get("dataset_version") or cfg.dataset_version_resolved}
+    if ds is not None and metrics.get("split") and "t2i" in metrics:
+        # the headline figures (the run's test split) as served: these files, this bank
+        served = served_metrics(out, ds, metrics["split"], args.num_threads)
+        metrics.update({k: served[k] for k in ("t2i", "i2t", "rsum", "n_images", "n_captions", "qbnorm", "ranking") if k in served})
+        print(f"{metrics['split']} as served: t2i R@10 {served['t2i']['r10']}, i2t R@10 {served['i2t']['r10']}")
     if ds is not None:
         # what the promotion gate compares: the dev split ranked exactly as served (ONNX + query bank)
-        metrics["dev_served"] = served_metrics(out, ds, cfg.dev_split, args.num_threads)
+        metrics["dev_served"] = int8_dev if int8 else served_metrics(out, ds, cfg.dev_split, args.num_threads)
         print(f"dev as served ({metrics['dev_served']['ranking']}, dataset version {ds.version}): "
               f"rsum {metrics['dev_served']['rsum']}")
     metrics["model_version"] = version
     metrics["export_parity"] = {"image_max_abs_diff": d_img, "text_max_abs_diff": d_txt,
                                 "padding_max_abs_diff": d_pad, "text_norm_err": norms}
     metrics["precision"] = {"image": args.image_precision, "text": args.text_precision,
+                            **({"int8_gate": gate} if gate else {}),
                             "max_abs_diff_vs_fp32": d_prec,
                             "bytes": {f: (out / f).stat().st_size for f in precision}}
     metrics["latency_cpu"] = lat
@@ -396,7 +485,7 @@ def model_card(version: str, cfg: Config, m: dict, tok: Tokenizer, spec: dict, l
               f"* Preprocessing (`preprocess.json`): {spec['formula']}, mean {spec['mean']}, std {spec['std']}, "
               f"resize `{spec['resize']}` to {spec['width']}×{spec['height']}, RGB, NCHW.",
               f"* CPU latency (onnxruntime, {lat['threads']} threads, batch 1): text {lat['text_ms']} ms, "
-              f"image {lat['image_ms']} ms.", "",
+              f"image {lat['image_ms']} ms" + (f" (load average {lat['loadavg_1m']} on {os.cpu_count()} cores)." if "loadavg_1m" in lat else "."), "",
               "## Training", "",
               f"* Data: {cfg.dataset_source} (version `{cfg.dataset_version_resolved}`), train split only; "
               "model selected on dev; test used only for the reported figures.",

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from PIL import Image
@@ -110,3 +111,25 @@ def test_train_and_export_with_both_pretrained_towers(tiny_store, tmp_path):
     assert len(gold["tokenizer_cases"]) >= 10
     assert np.isfinite(np.array(gold["captions"][0]["embedding"])).all()
     Image.open(out / "golden" / "image_0.png").verify()
+
+    # the same weights again with int8 kernels (--from-export: int8w/fp16w folded back to float32)
+    q = tmp_path / "int8"
+    data = ["--store-dir", str(root), "--dataset-version", "latest", "--golden-images", "2"]
+    assert export_main(["--from-export", str(out), "--out", str(q), "--text-precision", "int8",
+                        "--image-precision", "int8-static", "--int8-max-drop", "100", *data]) == 0
+    m8 = json.loads((q / "metrics.json").read_text())
+    conf = json.loads((q / "config.json").read_text())
+    assert m8["export_parity"]["text_max_abs_diff"] <= 1e-6 and m8["export_parity"]["image_max_abs_diff"] <= 1e-6
+    assert m8["export_parity"]["padding_max_abs_diff"] <= 1e-5      # per-token scales: batch-independent
+    assert m8["precision"]["int8_gate"]["passed"] and set(m8["precision"]["int8_gate"]["served"]) == {"t2i", "i2t"}
+    assert conf["export"]["precision"] == {"image": "int8-static", "text": "int8"}
+    assert conf["export"]["calibration"]["split"] == "train" and conf["export"]["calibration"]["seed"] == cfg.seed
+    assert conf["cache_dir"] == "" and conf["out_dir"] == ""
+    ops = lambda f: {n.op_type for n in onnx.load(str(q / f)).graph.node}  # noqa: E731
+    assert "MatMulInteger" in ops("text_encoder.onnx")
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops("image_encoder.onnx")
+    # a gate no export can pass refuses, and leaves nothing behind
+    with pytest.raises(SystemExit, match="int8 quality gate"):
+        export_main(["--from-export", str(out), "--out", str(tmp_path / "refused"), "--text-precision", "int8",
+                     "--int8-max-drop", "-100", *data])
+    assert not (tmp_path / "refused").exists()
