@@ -2,30 +2,30 @@
  * How a gathered batch of token sequences is split into text-encoder runs. A run pads every row
  * to its longest one, so a 6-token query run with a 40-token one pays for 40 tokens; a run also
  * has a fixed cost of its own. Measured in process (onnxruntime-node, CPU time per run over rows
- * n ≤ 32 × padded length L ≤ 40, 2 shared cores), a run costs `a + b·n·L` to within 6 % — the
- * attention's L² term is under 5 % of a token's cost at L ≤ 40 — with a/b ≈ 8 tokens for the
- * shipped MiniLM (int8w; 1 or 2 intra-op threads) and for its int8-kernel export alike. So the
- * cost of a grouping, in tokens, is
+ * n ≤ 32 × padded length L ≤ 40, 2 shared cores, one intra-op thread), a run costs `a + b·n·L`
+ * to within 6 % — the attention's L² term is under 5 % of a token's cost at L ≤ 40: a ≈ 2.9 ms
+ * for both MiniLM exports, b ≈ 0.36 ms per token for the int8w one (a/b ≈ 8 tokens) and 0.18 for
+ * the int8-kernel one (a/b ≈ 16). So the cost of a grouping, in tokens, is
  *
  *   Σ over runs (overhead + rows × longest row)
  *
  * and the cheapest grouping is a split of the sequences sorted by length into consecutive runs
  * (a run's rows are best the shortest ones that share its width), found exactly by dynamic
- * programming in O(n · maxRun). Equal lengths share a run (up to maxRun); a short query joins a
- * longer neighbour only when the padding it would compute costs less than a run of its own.
+ * programming in O(n · maxRun). A short query joins a longer neighbour only when the padding it
+ * would compute costs less than a run of its own.
  *
- * Chosen against the alternatives on the encoders themselves: k queries gathered (4, 8, 16, 32)
- * drawn from the Flickr8K captions, or short queries with one long caption in four; CPU ms per
- * query, shipped model, one intra-op thread, medians of 5 interleaved rounds:
- *   one padded run 4.7–6.0 · sorted runs of 8 (the previous rule) 3.5–5.0 · a run per exact
- *   length 3.3–5.2 (many small runs at k ≤ 8) · this, overhead 8: 3.2–4.4
- * the cheapest or within noise of it in every cell (overheads 4 and 16 within a few per cent), up
- * to 30 % below runs of 8 when short and long queries arrive together (8 gathered: 5.0 → 3.5 ms);
- * the int8-kernel export the same (2.4 → 1.8 ms). Two intra-op threads: the same order.
+ * Chosen against the alternatives on the encoders themselves: k = 4, 8, 16, 32 queries gathered,
+ * drawn from the Flickr8K captions or short queries with one long caption in four; CPU ms per
+ * query, medians of 5 interleaved rounds. Int8-kernel export: sorted runs of 8 (the previous
+ * rule) 1.8–2.5, a run per exact length 1.8–2.7 (many small runs at small k), this 1.5–2.3 —
+ * 8 gathered short and long: 2.53 → 1.82 ms (−28 %), 8 captions 2.48 → 2.17, 32 captions
+ * 1.97 → 1.91. Int8w export: 3.5–4.9, 3.3–5.1, 3.0–4.3. One padded run: 2.4–3.1 and 4.7–6.0.
+ * Overheads 8, 12 and 16 were within 3 % of each other in every cell of both; 12 is between the
+ * two exports' a/b.
  */
 
 /** The measured fixed cost of a text-encoder run, in tokens of padded input (see above). */
-export const DEFAULT_RUN_OVERHEAD = 8;
+export const DEFAULT_RUN_OVERHEAD = 12;
 
 export interface GroupingOptions {
   /** A run's fixed cost, in tokens (default DEFAULT_RUN_OVERHEAD). */

@@ -27,7 +27,7 @@ export interface ModelOptions extends Partial<EncoderOptions> {
   /** Most queries gathered into one micro-batch (1 = no micro-batching). */
   maxBatch?: number;
   /**
-   * A text-encoder run's fixed cost in tokens of padded input (default 8, measured): a gathered
+   * A text-encoder run's fixed cost in tokens of padded input (default 12, measured): a gathered
    * batch of queries is split into the runs that compute the fewest padded tokens plus this per
    * run, so a short query is not padded to a long neighbour's length (model/grouping.ts).
    */
