@@ -59,6 +59,9 @@ export class Encoders {
         // cut one query 4.6 → 3.8 ms alone, but Ranking's CPU per query went 9 → 14 ms and,
         // the cores being shared, text→image through the gateway got slower).
         extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } },
+        // Errors only: loading an int8 (QDQ) encoder, onnxruntime's optimiser warns of every
+        // constant its fusions leave unused (~100 lines a load) — nothing a user can act on.
+        logSeverityLevel: 3,
         ...(o.intraOpThreads > 0 ? { intraOpNumThreads: o.intraOpThreads } : {}),
       };
       return ort.InferenceSession.create(bytes, so);
