@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { dataset } from "@glimpse/api";
-import usearch, { type Index as UsearchIndex } from "usearch";
+import usearch, { type Index as UsearchIndex, type ScalarKind } from "usearch";
 import { MicroBatcher } from "../model/batcher.js";
 import { galleryBias, type QueryBank } from "../model/querybank.js";
 import { batchTopK, searchBatchMax } from "./similarity.js";
@@ -25,33 +25,70 @@ export type IndexKindSetting = IndexKind | "auto";
 
 /**
  * From this many images, `auto` searches images through HNSW: an exact scan of 100k images
- * costs about what the text encoder does (bench:scale: 6.6 ms one-thread p50 against 2.5 ms for
- * HNSW at 99.1 % recall@10, ef_search 256), while below it a scan stays a small part of a query
- * and is exact.
+ * costs about what the text encoder does (bench:scale: 6.6 ms one-thread p50 against 1.3 ms for
+ * DEFAULT_HNSW at 100.0 % recall@10), while below it a scan stays a small part of a query and is
+ * exact.
  */
 export const AUTO_HNSW_MIN_IMAGES = 100_000;
 
-/** Candidates taken from an HNSW graph for a top-k with query-bank biases, then re-ranked exactly. */
+/**
+ * Candidates taken from an HNSW graph for a top-k, then re-scored exactly from the float32 rows
+ * and ranked (with the query-bank biases when there are some): the graph's own order is
+ * approximate — an i8 graph's distances especially — and knows no biases.
+ */
 export const rerankCandidates = (k: number): number => 4 * k + 32;
+
+/**
+ * A graph's candidates (keys are rows; those past `rows` are skipped) with their exact scores
+ * against the float32 rows of `matrix`, in the graph's order.
+ */
+export function exactCandidates(matrix: Float32Array, dim: number, query: Float32Array, keys: BigUint64Array, rows: number): Hit[] {
+  const out: Hit[] = [];
+  for (let i = 0; i < keys.length; i++) {
+    const row = Number(keys[i]);
+    if (row < rows) out.push({ row, score: dot(matrix, row * dim, query, dim) });
+  }
+  return out;
+}
 
 export function resolveIndexKind(setting: IndexKindSetting, images: number): IndexKind {
   return setting === "auto" ? (images >= AUTO_HNSW_MIN_IMAGES ? "hnsw" : "exact") : setting;
 }
 
+/**
+ * The scalar type usearch keeps a graph's vectors in (candidates are re-scored with the float32
+ * rows). i8 scales each vector to unit length first, so an i8 graph orders by cosine: the same
+ * order as the inner product for the L2-normalised embeddings a model produces.
+ */
+export const HNSW_QUANTIZATIONS = ["f32", "f16", "i8"] as const;
+export type HnswQuantization = (typeof HNSW_QUANTIZATIONS)[number];
+
+const SCALAR_KIND: Record<HnswQuantization, ScalarKind> = { f32: usearch.ScalarKind.F32, f16: usearch.ScalarKind.F16, i8: usearch.ScalarKind.I8 };
+
 export interface HnswParams {
+  quantization: HnswQuantization;
   connectivity: number;
   expansionAdd: number;
   expansionSearch: number;
 }
 
-export const DEFAULT_HNSW: HnswParams = { connectivity: 16, expansionAdd: 128, expansionSearch: 64 };
+/**
+ * What Ranking builds for a large gallery, chosen on bench:scale's million images (ranking
+ * README, "The scale curve"): the vectors in int8 (256 bytes an image instead of 1,024, so a step
+ * of the search reads a quarter of the memory; the graph is 660 bytes an image), M = 48 and
+ * ef_search 224 — at 1M, 98.5 % recall@10 of exact search at 2.5 ms p50 on one thread, with the
+ * rerankCandidates re-scored exactly (M = 32 needs ef_search 320 for 98.1 %; the f32 graph of
+ * M = 16 reached 96.3 % at ef_search 512 and 9.8 ms). The graph's own top 10 stops near 92 %:
+ * int8 distances cannot order close neighbours, the float32 rows re-scoring its candidates can.
+ */
+export const DEFAULT_HNSW: HnswParams = { quantization: "i8", connectivity: 48, expansionAdd: 128, expansionSearch: 224 };
 
 /** An empty HNSW graph over inner products of `dim`-d float32 rows. */
 export function hnswGraph(dim: number, params: HnswParams = DEFAULT_HNSW): UsearchIndex {
   return new usearch.Index({
     dimensions: dim,
     metric: usearch.MetricKind.IP,
-    quantization: usearch.ScalarKind.F32,
+    quantization: SCALAR_KIND[params.quantization],
     connectivity: params.connectivity,
     expansion_add: params.expansionAdd,
     expansion_search: params.expansionSearch,
@@ -111,7 +148,7 @@ export class GalleryIndex {
   readonly captionRefs: CaptionRef[] = [];
   private readonly imageViews = new Map<number, View>();
   private readonly captionViews = new Map<number, View>();
-  private hnsw: UsearchIndex | undefined;
+  private hnsw: { graph: UsearchIndex; params: HnswParams } | undefined;
   kind: IndexKind = "exact";
   /** Query-bank biases of images and captions (undefined: plain cosine ranking). */
   private bias: { image: Float32Array; caption: Float32Array } | undefined;
@@ -207,11 +244,16 @@ export class GalleryIndex {
 
   /** Switches unfiltered image search to an HNSW graph (built here, or loaded from `file`). */
   useHnsw(params: HnswParams = DEFAULT_HNSW, file?: string): void {
-    const idx = file ? hnswGraph(this.data.dim, params) : hnswGraphOf(this.data.imageEmb, this.data.dim, params);
-    if (file) idx.load(file);
-    if (idx.size() !== this.images) throw new Error(`HNSW graph has ${idx.size()} vectors; the index has ${this.images} images`);
-    this.hnsw = idx;
+    const graph = file ? hnswGraph(this.data.dim, params) : hnswGraphOf(this.data.imageEmb, this.data.dim, params);
+    if (file) graph.load(file);
+    if (graph.size() !== this.images) throw new Error(`HNSW graph has ${graph.size()} vectors; the index has ${this.images} images`);
+    this.hnsw = { graph, params };
     this.kind = "hnsw";
+  }
+
+  /** How the HNSW graph was built and is searched (undefined without one). */
+  get hnswParams(): HnswParams | undefined {
+    return this.hnsw?.params;
   }
 
   /** The HNSW graph's bytes (for storing beside the embeddings). */
@@ -220,7 +262,7 @@ export class GalleryIndex {
     const dir = mkdtempSync(join(tmpdir(), "glimpse-hnsw-"));
     try {
       const f = join(dir, "graph.usearch");
-      this.hnsw.save(f);
+      this.hnsw.graph.save(f);
       return readFileSync(f);
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -296,24 +338,12 @@ export class GalleryIndex {
   }
 
   private searchHnsw(query: Float32Array, k: number): Hit[] {
-    // The graph holds the plain embeddings: with biases, a wider candidate set is re-ranked.
-    const want = Math.min(this.images, this.bias ? rerankCandidates(k) : k);
-    const m = this.hnsw!.search(standaloneCopy(query), want, 1);
-    const out: Hit[] = [];
-    for (let i = 0; i < m.keys.length; i++) {
-      const row = Number(m.keys[i]);
-      if (row >= this.images) continue;
-      out.push({ row, score: 1 - m.distances[i]! });
-    }
-    // Exact scores for what the graph found.
-    const d = this.data.dim;
+    // The graph holds the plain embeddings (in its scalar type): a wider candidate set is
+    // re-scored exactly from the float32 rows, then ranked with the biases.
+    const m = this.hnsw!.graph.search(standaloneCopy(query), Math.min(this.images, rerankCandidates(k)), 1);
+    const out = exactCandidates(this.data.imageEmb, this.data.dim, query, m.keys, this.images);
     const bias = this.bias?.image;
     const rank = (h: Hit) => h.score + (bias ? bias[h.row]! : 0);
-    for (const h of out) {
-      let s = 0;
-      for (let j = 0; j < d; j++) s += this.data.imageEmb[h.row * d + j]! * query[j]!;
-      h.score = s;
-    }
     return out.sort((a, b) => rank(b) - rank(a) || a.row - b.row).slice(0, k);
   }
 

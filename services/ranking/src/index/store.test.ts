@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createObjectStore } from "@glimpse/objectstore";
 import { describe, expect, it } from "vitest";
-import { AUTO_HNSW_MIN_IMAGES, GalleryIndex, resolveIndexKind } from "./gallery.js";
+import { AUTO_HNSW_MIN_IMAGES, DEFAULT_HNSW, GalleryIndex, resolveIndexKind } from "./gallery.js";
 import { indexPrefix, loadIndex, readIndexDocument, saveIndex } from "./store.js";
 
 function index(n: number, dim = 16): GalleryIndex {
@@ -58,6 +58,33 @@ describe("index storage", () => {
     // A damaged file is refused.
     await store.put(indexPrefix("m-00000000000000aa", "toy", "00000000000000bb") + "images.f32", Buffer.alloc(300 * 16 * 4));
     await expect(loadIndex(store, "m-00000000000000aa", "toy", "00000000000000bb")).rejects.toThrow(/sha256/);
+  });
+
+  it("records how the graph was built; a graph stored before quantization was recorded loads as f32", async () => {
+    const store = createObjectStore({ kind: "fs", root: mkdtempSync(join(tmpdir(), "glimpse-idx-")), bucket: "t" });
+    await store.init();
+    const idx = index(300);
+    const q = idx.imageEmbedding(42).slice();
+    idx.useHnsw();
+    const doc = await saveIndex(store, idx);
+    expect(doc.hnsw).toEqual({ file: "hnsw.usearch", quantization: "i8", connectivity: DEFAULT_HNSW.connectivity, expansion_add: DEFAULT_HNSW.expansionAdd, expansion_search: DEFAULT_HNSW.expansionSearch });
+    const i8 = (await loadIndex(store, "m-00000000000000aa", "toy", "00000000000000bb", "hnsw"))!;
+    expect(i8.graphBuilt).toBe(false);
+    expect(i8.index.hnswParams).toEqual(DEFAULT_HNSW);
+    expect(i8.index.searchImages(q, 1)[0]!.row).toBe(42);
+
+    // An f32 graph of M = 16 with a document that names no quantization (as #12 stored them).
+    const old = index(300);
+    old.useHnsw({ quantization: "f32", connectivity: 16, expansionAdd: 128, expansionSearch: 64 });
+    const oldDoc = await saveIndex(store, old);
+    const { quantization, ...legacy } = oldDoc.hnsw!;
+    expect(quantization).toBe("f32");
+    await store.put(indexPrefix("m-00000000000000aa", "toy", "00000000000000bb") + "index.json", JSON.stringify({ ...oldDoc, hnsw: legacy }));
+    const f32 = (await loadIndex(store, "m-00000000000000aa", "toy", "00000000000000bb", "hnsw"))!;
+    expect(f32.graphBuilt).toBe(false);
+    // Searched as built, with today's ef_search.
+    expect(f32.index.hnswParams).toEqual({ quantization: "f32", connectivity: 16, expansionAdd: 128, expansionSearch: DEFAULT_HNSW.expansionSearch });
+    expect(f32.index.searchImages(q, 1)[0]!.row).toBe(42);
   });
 
   it("auto picks HNSW from AUTO_HNSW_MIN_IMAGES images and exact below; explicit kinds stand", () => {

@@ -17,7 +17,7 @@ import { indexesPrefix, indexPrefix } from "@glimpse/layout/models";
 import { ObjectNotFoundError, type ObjectStore } from "@glimpse/objectstore";
 import type { NearDuplicates } from "../collections/duplicates.js";
 import type { QueryBank } from "../model/querybank.js";
-import { DEFAULT_HNSW, GalleryIndex, resolveIndexKind, type GalleryData, type HnswParams, type IndexKindSetting, type SplitNumber } from "./gallery.js";
+import { DEFAULT_HNSW, GalleryIndex, resolveIndexKind, type GalleryData, type HnswParams, type HnswQuantization, type IndexKindSetting, type SplitNumber } from "./gallery.js";
 import { toF32 } from "./topk.js";
 
 export const INDEX_SCHEMA = "glimpse.index/v1";
@@ -44,7 +44,11 @@ export interface IndexDocument {
   images: { count: number; ids: string[]; splits: number[]; captions: string[][] };
   captions: { count: number };
   files: Record<string, FileRef>;
-  hnsw?: { file: string; connectivity: number; expansion_add: number; expansion_search: number };
+  /**
+   * The stored graph and how it was built (no quantization: an f32 graph, as before it was
+   * recorded); expansion_search is the ef_search it was built for — searches use today's.
+   */
+  hnsw?: { file: string; quantization?: HnswQuantization; connectivity: number; expansion_add: number; expansion_search: number };
   build?: Record<string, unknown>;
   /** A collection's near-duplicate photos, found when the index was assembled. */
   near_duplicates?: NearDuplicates;
@@ -81,7 +85,8 @@ export async function saveIndex(store: ObjectStore, idx: GalleryIndex, build: Re
     build,
     ...extras,
   };
-  if (idx.kind === "hnsw") doc.hnsw = { file: "hnsw.usearch", connectivity: DEFAULT_HNSW.connectivity, expansion_add: DEFAULT_HNSW.expansionAdd, expansion_search: DEFAULT_HNSW.expansionSearch };
+  const hnsw = idx.hnswParams;
+  if (idx.kind === "hnsw" && hnsw) doc.hnsw = { file: "hnsw.usearch", quantization: hnsw.quantization, connectivity: hnsw.connectivity, expansion_add: hnsw.expansionAdd, expansion_search: hnsw.expansionSearch };
   await store.put(prefix + "index.json", JSON.stringify(doc), { contentType: "application/json" });
   return doc;
 }
@@ -168,8 +173,9 @@ export async function loadIndex(
   await index.applyQueryBank(queryBank);
   let graphBuilt = false;
   if (resolveIndexKind(setting, index.images) === "hnsw") {
+    // A stored graph is searched as it was built, with today's ef_search (a search-time setting).
     const params: HnswParams = doc.hnsw
-      ? { connectivity: doc.hnsw.connectivity, expansionAdd: doc.hnsw.expansion_add, expansionSearch: doc.hnsw.expansion_search }
+      ? { quantization: doc.hnsw.quantization ?? "f32", connectivity: doc.hnsw.connectivity, expansionAdd: doc.hnsw.expansion_add, expansionSearch: DEFAULT_HNSW.expansionSearch }
       : DEFAULT_HNSW;
     if (doc.hnsw && doc.files[doc.hnsw.file]) {
       const dir = mkdtempSync(join(tmpdir(), "glimpse-hnsw-"));
