@@ -43,6 +43,8 @@ describe("glimpse collections (a real gateway and Data service; a stand-in Ranki
       cfg: testConfig(),
       port: 0,
       servingOnStart: true,
+      // as the real Ranking port: Connect over HTTP/1.1 too, which the gateway passes through (#24)
+      rest: { ranking: ranking.RankingService },
       bindings: [
         bind(ranking.RankingService, {
           async searchCollection(req) {
