@@ -91,20 +91,13 @@ export class BalancedSessions implements SessionManager {
   }
 
   async request(method: string, path: string, headers: http2.OutgoingHttpHeaders, options: Omit<http2.ClientSessionRequestOptions, "signal">): Promise<http2.ClientHttp2Stream> {
-    // Three addresses at most: the set may have just been re-resolved after the first failure.
-    const attempts = this.endpoints.dynamic ? 3 : 1;
-    for (let attempt = 1; ; attempt++) {
-      const origin = this.endpoints.pick();
+    // a stream that could not be opened reached nobody, whatever the method: the next address takes it
+    return this.endpoints.send(async (origin) => {
       const session = this.session(origin);
-      try {
-        const stream = await session.request(method, path, headers, options);
-        this.owners.set(stream, session);
-        return stream;
-      } catch (err) {
-        if (attempt >= attempts) throw err;
-        await this.endpoints.failed(origin);
-      }
-    }
+      const stream = await session.request(method, path, headers, options);
+      this.owners.set(stream, session);
+      return stream;
+    }, () => true);
   }
 
   notifyResponseByteRead(stream: http2.ClientHttp2Stream): void {

@@ -109,6 +109,24 @@ export class Endpoints {
   }
 
   /**
+   * Sends to the next address (`pick`); where `unreached(err)` says its connection never opened
+   * (nothing was sent), that address is passed over (`failed`) and the next one tried, three at
+   * most. The relay's streams (backends.ts) and the pass-through (pass.ts) go out this way.
+   */
+  async send<T>(fn: (origin: string) => Promise<T>, unreached: (err: unknown) => boolean): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      const origin = this.pick();
+      try {
+        return await fn(origin);
+      } catch (err) {
+        // three: the set may have just been re-resolved after the first failure
+        if (!this.dynamic || attempt >= 3 || !unreached(err)) throw err;
+        await this.failed(origin);
+      }
+    }
+  }
+
+  /**
    * A connection to `origin` failed (refused, unreachable, timed out): it is passed over for a
    * while, and the name is resolved again (once for a burst of failures). Resolves when the new
    * set is known, or after FAILED_WAIT_MS, so the caller can try the next address.

@@ -25,7 +25,7 @@ import { brotliDecompressSync, gunzipSync } from "node:zlib";
 import type { DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { encodeEnvelope } from "@connectrpc/connect/protocol";
-import { codeFromHttpStatus as connectCodeFromHttpStatus, codeFromString, contentTypeStreamRegExp, contentTypeUnaryRegExp, endStreamFlag, endStreamToJson, parseTimeout as parseConnectTimeout } from "@connectrpc/connect/protocol-connect";
+import { codeFromHttpStatus as connectCodeFromHttpStatus, contentTypeStreamRegExp, contentTypeUnaryRegExp, endStreamFlag, endStreamFromJson, endStreamToJson, errorFromJsonBytes, parseTimeout as parseConnectTimeout } from "@connectrpc/connect/protocol-connect";
 import { codeFromHttpStatus as grpcCodeFromHttpStatus } from "@connectrpc/connect/protocol-grpc";
 import { parseTimeout as parseGrpcTimeout, setTrailerStatus, trailerFlag, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
 import { SERVICES, type ServiceName } from "@glimpse/api";
@@ -128,27 +128,17 @@ export function passThrough(opts: PassOptions): (req: Req, res: Res, url: URL) =
       for (const h of REQUEST_HEADERS) if (typeof req.headers[h] === "string") headers[h] = req.headers[h];
       const deadlineMs = deadline(call, req, headers, opts.timeoutMs);
       const path = url.pathname + url.search;
-      const dynamic = endpoints.dynamic;
-      for (let attempt = 1, resent = false; ; attempt++) {
-        const origin = endpoints.pick();
+      await endpoints.send(async (origin) => {
+        const send = () => forward({ origin, path, method: req.method ?? "GET", headers, body, res, call, deadlineMs, servername: endpoints.servername, record });
         try {
-          await forward({ origin, path, method: req.method ?? "GET", headers, body, res, call, deadlineMs, servername: endpoints.servername, record });
-          return true;
+          await send();
         } catch (err) {
-          const code = (err as NodeJS.ErrnoException).code ?? "";
-          if (res.headersSent) throw err;
-          if (NOT_CONNECTED.has(code) && dynamic && attempt < 3) {
-            await endpoints.failed(origin);
-            continue;
-          }
           // A kept-alive connection the service had closed meanwhile (a restart): once more on a new one.
-          if ((err as { reusedSocket?: boolean }).reusedSocket && code === "ECONNRESET" && !resent) {
-            resent = true;
-            continue;
-          }
-          throw err;
+          if (res.headersSent || !(err as { reusedSocket?: boolean }).reusedSocket || (err as NodeJS.ErrnoException).code !== "ECONNRESET") throw err;
+          await send();
         }
-      }
+      }, (err) => !res.headersSent && NOT_CONNECTED.has((err as NodeJS.ErrnoException).code ?? ""));
+      return true;
     } catch (err) {
       if (res.headersSent) {
         // Mid-answer: the caller sees the stream cut (a stream's last message, if it can be said, is written in forward()).
@@ -239,11 +229,11 @@ export function passThrough(opts: PassOptions): (req: Req, res: Res, url: URL) =
           answer.on("data", (c: Buffer) => chunks.push(c));
           answer.on("end", () => {
             const text = Buffer.concat(chunks);
-            const code = errorCode(text, status);
-            if (code === Code.Unavailable && out["retry-after"] === undefined) out["retry-after"] = String(RETRY_AFTER_SECONDS);
+            const e = errorOf(text, status);
+            if (e.code === Code.Unavailable && out["retry-after"] === undefined) out["retry-after"] = String(RETRY_AFTER_SECONDS);
             writeHead(res, status, out);
             res.end(text);
-            done(undefined, code, errorMessage(text));
+            done(undefined, e.code, e.rawMessage || undefined);
           });
           return;
         }
@@ -295,23 +285,13 @@ function deadline(call: Call, req: Req, headers: http.OutgoingHttpHeaders, timeo
   }
 }
 
-/** A Connect error JSON body's code; else the HTTP status's. */
-function errorCode(body: Buffer, status: number): Code {
+/** A Connect error JSON body as an error (connect's own parser); the HTTP status's code where it is not one. */
+function errorOf(body: Buffer, status: number): ConnectError {
+  const fallback = new ConnectError("", connectCodeFromHttpStatus(status));
   try {
-    const code = (JSON.parse(body.toString("utf8")) as { code?: unknown }).code;
-    if (typeof code === "string") return codeFromString(code) ?? connectCodeFromHttpStatus(status);
+    return errorFromJsonBytes(body, undefined, fallback);
   } catch {
-    /* not JSON */
-  }
-  return connectCodeFromHttpStatus(status);
-}
-
-function errorMessage(body: Buffer): string | undefined {
-  try {
-    const message = (JSON.parse(body.toString("utf8")) as { message?: unknown }).message;
-    return typeof message === "string" ? message : undefined;
-  } catch {
-    return undefined;
+    return fallback;
   }
 }
 
@@ -392,10 +372,9 @@ export class Tap {
     const end = this.message(header("connect-content-encoding"));
     if (end === undefined) return Code.Unknown;
     try {
-      const code = (JSON.parse(end.toString("utf8")) as { error?: { code?: string } }).error?.code;
-      return code === undefined ? undefined : (codeFromString(code) ?? Code.Unknown);
+      return endStreamFromJson(end).error?.code;
     } catch {
-      return Code.Unknown;
+      return Code.Unknown; // not an end-stream message, or an unknown code
     }
   }
 

@@ -82,13 +82,9 @@ export function collectGarbage(): void {
   fullGc();
 }
 
-/** This process's resident set, MiB (NaN where /proc is not there). */
+/** This process's resident set, MiB. */
 export function rssMiB(): number {
-  try {
-    return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"))![1]) / 1024;
-  } catch {
-    return NaN;
-  }
+  return process.memoryUsage.rss() / (1024 * 1024);
 }
 
 /**

@@ -9,9 +9,10 @@
  *
  * Run in its own process so nothing else a test file does moves its RSS.
  */
-import { readFileSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { testConfig } from "@glimpse/runtime/testing";
+import { collectGarbage, rssMiB } from "../lifecycle/memory.js";
 import { writeAlias } from "../registry.js";
 import { build } from "../server.js";
 import { until, variantOf } from "./harness.js";
@@ -22,7 +23,7 @@ export interface SwapMemoryReport {
   before: number;
   /** RSS (MiB) serving A again after each A→B→A cycle. */
   after: number[];
-  /** Peak RSS seen (MiB, /proc VmHWM). */
+  /** Peak RSS seen (MiB, the process's maxRSS). */
   peak: number;
   /** V8's heap and external memory (ArrayBuffers: index vectors, model bytes), MiB, before and after. */
   heap: { before: number; after: number };
@@ -36,13 +37,11 @@ export interface SwapMemoryReport {
 
 const { values: args } = parseArgs({ options: { cycles: { type: "string", default: "3" } } });
 const MiB = 1024 * 1024;
-const status = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync("/proc/self/status", "utf8"))![1]) / 1024;
-const gc = (globalThis as { gc?: () => void }).gc ?? (() => {});
 
 /** A full GC, time for the drained version's release to run, another GC. */
 async function settle(): Promise<void> {
   for (let i = 0; i < 3; i++) {
-    gc();
+    collectGarbage();
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -84,7 +83,7 @@ try {
   // warm: searches on A (the similarity session, the query cache), no swap yet
   for (let i = 0; i < 3; i++) await search(`warm ${i}`);
   await settle();
-  const before = status("VmRSS");
+  const before = rssMiB();
   const heapBefore = process.memoryUsage().heapTotal / MiB;
   const externalBefore = process.memoryUsage().external / MiB;
   const after: number[] = [];
@@ -92,13 +91,13 @@ try {
     await serve(b);
     await serve(a);
     await settle();
-    after.push(status("VmRSS"));
+    after.push(rssMiB());
   }
   const report: SwapMemoryReport = {
     versions: [a, b],
     before,
     after,
-    peak: status("VmHWM"),
+    peak: process.resourceUsage().maxRSS / 1024,
     heap: { before: heapBefore, after: process.memoryUsage().heapTotal / MiB },
     external: { before: externalBefore, after: process.memoryUsage().external / MiB },
     released,
