@@ -53,7 +53,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .compress import INT8_KERNELS, PRECISIONS, calibration_images, compress, fold_to_fp32, quality_gate
+from .compress import INT8_KERNELS, MAX_DROP, PRECISIONS, calibration_images, compress, fold_to_fp32, quality_gate
 from .config import Config
 from .data import Tokenizer, image_to_array, load_dataset
 from .evaluate import Encode, add_data_args, apply_data_args, load_run, served_metrics
@@ -61,7 +61,6 @@ from .events import EventLog
 from .promotion import DEFAULT_MARGIN, DEFAULT_METRIC, METRICS, apply, decide, margin_limit
 from .querybank import gallery_bias, write_bank
 from .model import ImageEncoderExport, TextEncoderExport, fused_for_inference
-from .compress import MAX_DROP
 from .registry import HASHED_FILES, model_version, sha256_file  # noqa: F401 (HASHED_FILES: part of export's API)
 
 OPSET = 17
@@ -280,7 +279,7 @@ def main(argv=None) -> int:
 
     # ---- smaller weights (compress.py); golden vectors and figures below are the shipped files' ----
     precision = {"image_encoder.onnx": args.image_precision, "text_encoder.onnx": args.text_precision}
-    gate, int8_dev = None, None
+    gate, int8_dev, bank = None, None, None
     if int8:  # the float32 export as served: its encoders and a bank they embedded
         if cfg.qb_beta > 0:
             write_served_bank(out, cfg, ds, tok, spec, isess, tsess)
@@ -291,8 +290,8 @@ def main(argv=None) -> int:
         if p != "fp32":
             compress(out / f, out / f, p, calib)
     if int8:
-        if cfg.qb_beta > 0:
-            write_served_bank(out, cfg, ds, tok, spec, *ort_sessions(out, args.num_threads))
+        if cfg.qb_beta > 0:  # the bank the int8 encoders embed: the one shipped (below)
+            bank = write_served_bank(out, cfg, ds, tok, spec, *ort_sessions(out, args.num_threads))
         int8_dev = served_metrics(out, ds, cfg.dev_split, args.num_threads)
         refused = quality_gate(fp32_dev, int8_dev, args.int8_max_drop)
         gate = {"split": cfg.dev_split, "max_drop_r10": args.int8_max_drop, "passed": not refused,
@@ -330,7 +329,7 @@ def main(argv=None) -> int:
     # ---- query bank (query-bank normalisation at serving, querybank.py) ------------------------
     qb = None
     if cfg.qb_beta > 0:
-        b_img, b_txt = write_served_bank(out, cfg, ds, tok, spec, isess, tsess)
+        b_img, b_txt = bank or write_served_bank(out, cfg, ds, tok, spec, isess, tsess)
         ib, cb = gallery_bias(b_img, b_txt, torch.from_numpy(ox_img), torch.from_numpy(ox_txt), cfg.qb_beta)
         qb = {"beta": cfg.qb_beta, "note": "bias of each golden image (caption bank) and caption (image bank)",
               "image_bias": [float(v) for v in ib], "caption_bias": [float(v) for v in cb]}
