@@ -92,9 +92,14 @@ describe("helm install", () => {
     // Each gateway found both pods through the headless Service's name (not one ClusterIP connection's pod).
     const rankingPort = Number(kubectlJson("get", "configmap", `${RELEASE}-config`, "-n", NS).data.GLIMPSE_RANKING_PORT);
     const podAddresses = pods.map((p) => `http://${p.status.podIP!}:${rankingPort}`).sort();
+    // A gateway may have started before both Ranking pods were Ready: it resolves the name again every
+    // 5 s, and CoreDNS may answer a name without Ready endpoints from its negative cache for a few seconds more.
     for (const g of gateways) {
-      const seen = kubectl("logs", g.metadata.name, "-n", NS).split("\n").filter((l) => l.includes("a backend's addresses changed") && l.includes(`${RELEASE}-ranking-headless`));
-      expect((JSON.parse(seen.at(-1) ?? "{}") as { addresses?: string[] }).addresses, g.metadata.name).toEqual(podAddresses);
+      const latest = () => {
+        const seen = kubectl("logs", g.metadata.name, "-n", NS).split("\n").filter((l) => l.includes("a backend's addresses changed") && l.includes(`${RELEASE}-ranking-headless`));
+        return (JSON.parse(seen.at(-1) ?? "{}") as { addresses?: string[] }).addresses;
+      };
+      await waitFor(`${g.metadata.name} to resolve ${RELEASE}-ranking-headless to both pods (${podAddresses.join(", ")})`, () => (JSON.stringify(latest()) === JSON.stringify(podAddresses) ? true : undefined), 60_000);
     }
     const before = await Promise.all(pods.map((p) => searchesOn(p.status.podIP!, metricsPort)));
     const gatewaysBefore = await Promise.all(gateways.map((p) => searchesOn(p.status.podIP!, gatewayPort)));

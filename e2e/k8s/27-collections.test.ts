@@ -159,9 +159,10 @@ describe("collections: a watched bucket prefix, embedded by index Jobs, searched
     // polled often: the Job is made within a Ranking poll of the publish and runs for seconds
     const job = await waitFor(`the index Job of ${NAME}@${first}`, () => collectionJob(production, first), 5 * MIN, 100);
     expect(job.spec.completions).toBe(2);
-    // The last shard's pod (the most chunks), deleted as soon as its worker has started: a shard here embeds
-    // its ~300 photos in about two seconds, and a pod deleted before its SIGTERM handler exists (node as
-    // PID 1 ignores the signal) simply finishes its work.
+    // The last shard's pod (the most chunks: ten of 32 photos), deleted as soon as its worker has started:
+    // it stops after the chunk under way. Not earlier: a pod deleted before its SIGTERM handler exists (node
+    // as PID 1 ignores the signal) simply finishes its work; with chunks of 128 the int8 encoders finished
+    // all three of a shard before the signal came.
     const victim = await waitFor("a started embed pod of the last shard", async () => {
       const j = (await kubectlJsonAsync("get", "job", job.metadata.name, "-n", NS)) as Job;
       if (isComplete(j) || isFailed(j)) throw new Error(`the Job ended before one of its pods could be deleted`);

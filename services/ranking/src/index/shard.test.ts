@@ -25,8 +25,9 @@ describe("shardChunks", () => {
         expect(got, `${images} images, ${shards} shards`).toEqual(all);
       }
     }
-    // balanced: 8091 images = 64 chunks over 3 shards → 21, 21, 22
-    expect([0, 1, 2].map((s) => shardChunks(8091, s, 3).length)).toEqual([21, 21, 22]);
+    // balanced: 8091 images = 253 chunks of 32 over 3 shards → 84, 84, 85
+    expect(CHUNK_IMAGES).toBe(32);
+    expect([0, 1, 2].map((s) => shardChunks(8091, s, 3).length)).toEqual([84, 84, 85]);
   });
 
   it("round-trips a chunk and refuses a truncated one", () => {

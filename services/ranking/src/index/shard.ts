@@ -29,8 +29,12 @@ import { chunksPrefix, readIndexDocument, saveIndex, type IndexDocument } from "
 
 export { chunksPrefix };
 
-/** Images per stored chunk: small enough that a stopping pod finishes its chunk within its grace period. */
-export const CHUNK_IMAGES = 128;
+/**
+ * Images per stored chunk. Small: a stopping pod finishes its chunk well within its grace period
+ * (a second or two of a CPU's work), and a deleted or evicted pod loses at most that much; a chunk
+ * is still ~100 KB of embeddings, so a full Flickr8K gallery is 253 objects.
+ */
+export const CHUNK_IMAGES = 32;
 
 const CHUNK_SCHEMA = "glimpse.index-chunk/v1";
 
