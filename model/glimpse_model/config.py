@@ -35,6 +35,12 @@ SCHEMA_PATH = Path(__file__).with_name("config.schema.json")
 SCHEMA: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
 _TYPES: dict[str, type] = {"integer": int, "number": float, "boolean": bool, "string": str}
 
+#: Keys of options since removed, which configs recorded before their removal still hold (the
+#: demo pack's config.json among them): ``Config.from_record`` drops them; a config document
+#: naming one is refused like any unknown key. pretrained_dir: the MobileNetV1 TF.js weights
+#: folder; word_vectors: pretrained word vectors for the biLSTM's embeddings (both #25).
+RETIRED = frozenset({"pretrained_dir", "word_vectors"})
+
 
 def _schema_default(name: str, spec: dict[str, Any]) -> Any:
     """A property's default, checked against its type ({model_dir} in a string = MODEL_DIR)."""
@@ -69,6 +75,12 @@ class _ConfigMethods:
         cfg = cls()
         cfg.update(d)
         return cfg  # type: ignore[return-value]
+
+    @classmethod
+    def from_record(cls, d: dict[str, Any]) -> "Config":
+        """The config a run or an export recorded (best.pt, config.json): as ``from_dict``, less the
+        keys of removed options that records made before their removal still hold (RETIRED)."""
+        return cls.from_dict({k: v for k, v in d.items() if k not in RETIRED})
 
     def update(self, d: dict[str, Any]) -> None:
         hints = get_type_hints(Config)

@@ -378,12 +378,14 @@ def pad_batch(seqs: list[list[int]], pad_id: int = 0) -> tuple[np.ndarray, np.nd
 # Image preprocessing
 # --------------------------------------------------------------------------------------
 def preprocess_spec(backbone: str, size: int = 224) -> dict:
-    if backbone == "mobilenet_v3_small":
-        mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-    elif backbone.startswith("efficientnet_lite"):  # TF's Lite builder: (x - 127) / 128
+    if backbone.startswith("efficientnet_lite"):  # TF's Lite builder: (x - 127) / 128
         mean, std = [127.0 / 255.0] * 3, [128.0 / 255.0] * 3
-    else:  # mobilenet_v1 (TF): x/127.5 - 1  ==  (x/255 - 0.5) / 0.5
+    elif backbone == "mobilenet_v3_small":  # torchvision's ImageNet statistics
+        mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    elif backbone == "tiny":  # random weights: x/127.5 - 1  ==  (x/255 - 0.5) / 0.5
         mean, std = [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]
+    else:
+        raise ValueError(f"no preprocessing for backbone {backbone!r}")
     return {
         "schema": "glimpse.preprocess/v1",
         "width": size, "height": size,

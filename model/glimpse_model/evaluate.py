@@ -135,7 +135,7 @@ def served_metrics(folder, ds, split: str, threads: int = 2) -> dict:
 
 def load_run(run_dir: Path, device="cpu"):
     best = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
-    cfg = Config.from_dict(best["config"])
+    cfg = Config.from_record(best["config"])
     tok = load_tokenizer(run_dir / "vocab.json")
     backbone, _ = build_backbone(cfg.backbone, "none")
     model = GlimpseModel(cfg, len(tok), backbone, backbone.out_channels)

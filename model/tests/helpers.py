@@ -1,6 +1,5 @@
 """Test fixtures generated on the fly: a tiny image–caption dataset (as a published
-dataset version in a folder store, and in the raw Flickr8K archive layout) and a
-synthetic TF.js layers model with MobileNetV1 layer naming."""
+dataset version in a folder store, and in the raw Flickr8K archive layout)."""
 from __future__ import annotations
 
 import hashlib
@@ -10,7 +9,6 @@ import random
 import zipfile
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageDraw
 
 COLORS = {"red": (220, 30, 30), "green": (30, 180, 40), "blue": (30, 60, 220), "yellow": (235, 220, 30),
@@ -102,106 +100,3 @@ def write_raw_flickr_layout(root: Path, images, captions, splits) -> None:
         zf.writestr("Flickr8k.token.txt", "\n".join(lines) + "\n")
         for s, name in (("train", "train"), ("dev", "dev"), ("test", "test")):
             zf.writestr(f"Flickr_8k.{name}Images.txt", "\n".join(f"{i}.jpg" for i in splits[s]) + "\n")
-
-
-# ---------------------------------------------------------------------------------------
-# synthetic TF.js MobileNetV1 (same layer naming / manifest format as the real one)
-# ---------------------------------------------------------------------------------------
-V1 = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
-      (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1)]
-
-
-def synthetic_tfjs_weights(alpha: float = 0.75, classes: int = 1000, seed: int = 0) -> list[tuple[str, np.ndarray]]:
-    rng = np.random.default_rng(seed)
-    ws: list[tuple[str, np.ndarray]] = []
-
-    def bn(name, c):
-        ws.append((f"{name}/gamma", rng.uniform(0.5, 1.5, c).astype(np.float32)))
-        ws.append((f"{name}/beta", rng.normal(0, 0.1, c).astype(np.float32)))
-        ws.append((f"{name}/moving_mean", rng.normal(0, 0.1, c).astype(np.float32)))
-        ws.append((f"{name}/moving_variance", rng.uniform(0.5, 1.5, c).astype(np.float32)))
-
-    c0 = int(32 * alpha)
-    ws.append(("conv1/kernel", rng.normal(0, 0.3, (3, 3, 3, c0)).astype(np.float32)))
-    bn("conv1_bn", c0)
-    cin = c0
-    for k, (c, s) in enumerate(V1, start=1):
-        cout = int(c * alpha)
-        ws.append((f"conv_dw_{k}/depthwise_kernel", rng.normal(0, 0.3, (3, 3, cin, 1)).astype(np.float32)))
-        bn(f"conv_dw_{k}_bn", cin)
-        ws.append((f"conv_pw_{k}/kernel", rng.normal(0, 1.0 / np.sqrt(cin), (1, 1, cin, cout)).astype(np.float32)))
-        bn(f"conv_pw_{k}_bn", cout)
-        cin = cout
-    ws.append(("conv_preds/kernel", rng.normal(0, 1.0 / np.sqrt(cin), (1, 1, cin, classes)).astype(np.float32)))
-    ws.append(("conv_preds/bias", rng.normal(0, 0.1, classes).astype(np.float32)))
-    return ws
-
-
-def write_tfjs_model(d: Path, ws: list[tuple[str, np.ndarray]], classes: int = 1000) -> None:
-    """model.json + one shard per layer (like the real export) + metadata.json."""
-    d.mkdir(parents=True, exist_ok=True)
-    groups: dict[str, list] = {}
-    for name, arr in ws:
-        groups.setdefault(name.split("/")[0], []).append((name, arr))
-    manifest = []
-    for g, (layer, items) in enumerate(groups.items(), start=1):
-        fn = f"group{g}-shard1of1"
-        (d / fn).write_bytes(b"".join(a.astype("<f4").tobytes() for _, a in items))
-        manifest.append({"paths": [fn], "weights": [{"name": n, "shape": list(a.shape), "dtype": "float32"}
-                                                    for n, a in items]})
-    (d / "model.json").write_text(json.dumps({"modelTopology": {"model_config": {"class_name": "Model"}},
-                                              "weightsManifest": manifest}))
-    (d / "metadata.json").write_text(json.dumps({"labels": [f"class{i}" for i in range(classes)]}))
-
-
-# ---------------------------------------------------------------------------------------
-# numpy reference of TF/Keras ops (independent of PyTorch)
-# ---------------------------------------------------------------------------------------
-def tf_same_pad(x: np.ndarray, k: int, s: int) -> np.ndarray:
-    """x NHWC; TF 'same': total = max((ceil(n/s)-1)*s + k - n, 0), extra on bottom/right."""
-    def amt(n):
-        out = -(-n // s)
-        tot = max((out - 1) * s + k - n, 0)
-        return tot // 2, tot - tot // 2
-    (t, b), (l, r) = amt(x.shape[1]), amt(x.shape[2])
-    return np.pad(x, ((0, 0), (t, b), (l, r), (0, 0)))
-
-
-def _same_conv(x, k, s, out_channels, tap):
-    """Sums tap(patch, i, j) over the k×k kernel taps of a TF-'same' strided conv (x NHWC, float64)."""
-    xp = tf_same_pad(x, k, s).astype(np.float64)
-    oh, ow = -(-x.shape[1] // s), -(-x.shape[2] // s)
-    y = np.zeros((x.shape[0], oh, ow, out_channels))
-    for i in range(k):
-        for j in range(k):
-            y += tap(xp[:, i:i + s * oh:s, j:j + s * ow:s, :], i, j)
-    return y
-
-
-def np_conv(x, w, s):
-    """x NHWC, w HWIO, TF same padding."""
-    return _same_conv(x, w.shape[0], s, w.shape[3], lambda p, i, j: np.einsum("nhwc,co->nhwo", p, w[i, j].astype(np.float64)))
-
-
-def np_dwconv(x, w, s):
-    """x NHWC, w [kh,kw,C,1], TF same padding."""
-    return _same_conv(x, w.shape[0], s, x.shape[3], lambda p, i, j: p * w[i, j, :, 0].astype(np.float64))
-
-
-def np_bn_relu6(x, w, name, eps=1e-3):
-    g, b, m, v = (w[f"{name}/{t}"].astype(np.float64) for t in ("gamma", "beta", "moving_mean", "moving_variance"))
-    return np.clip((x - m) / np.sqrt(v + eps) * g + b, 0, 6)
-
-
-def np_mobilenet_v1(x_nhwc: np.ndarray, w: dict, upto_block: int = 13, logits: bool = True):
-    """Keras MobileNetV1 forward in numpy (float64). Returns (features, logits|None)."""
-    y = np_bn_relu6(np_conv(x_nhwc, w["conv1/kernel"], 2), w, "conv1_bn")
-    for k, (_, s) in enumerate(V1[:upto_block], start=1):
-        y = np_bn_relu6(np_dwconv(y, w[f"conv_dw_{k}/depthwise_kernel"], s), w, f"conv_dw_{k}_bn")
-        y = np_bn_relu6(np.einsum("nhwc,co->nhwo", y, w[f"conv_pw_{k}/kernel"][0, 0].astype(np.float64)),
-                        w, f"conv_pw_{k}_bn")
-    out = None
-    if logits and upto_block == 13:
-        p = y.mean(axis=(1, 2))
-        out = p @ w["conv_preds/kernel"][0, 0].astype(np.float64) + w["conv_preds/bias"]
-    return y, out

@@ -9,7 +9,7 @@ from typing import get_type_hints
 
 import pytest
 
-from glimpse_model.config import MODEL_DIR, REPO_ROOT, SCHEMA, SCHEMA_PATH, Config, _schema_default
+from glimpse_model.config import MODEL_DIR, REPO_ROOT, RETIRED, SCHEMA, SCHEMA_PATH, Config, _schema_default
 
 SHIPPED_CONFIG = REPO_ROOT / "demo" / "model" / "config.json"
 # The Training service's copy of config.schema.json (its image holds no model/).
@@ -22,7 +22,7 @@ TRAINING_PROTO = REPO_ROOT / "proto" / "glimpse" / "training" / "v1" / "training
 NOT_RECIPE = {
     "run_name", "out_dir", "cache_dir", "device", "amp", "num_threads", "num_workers", "resume", "progress",
     "events_to_store", "events_key", "stop_after_epochs", "source", "flickr8k_dir", "store", "store_dir",
-    "bucket", "dataset", "dataset_version", "pretrained_dir", "weights_source", "dataset_source",
+    "bucket", "dataset", "dataset_version", "weights_source", "dataset_source",
     "dataset_version_resolved", "git_commit", "loss_choice_note", "soup_of", "seed",
 }
 
@@ -38,6 +38,20 @@ def test_defaults_are_the_shipped_recipe():
     drift = {k: {"default": getattr(defaults, k), "shipped": shipped[k]} for k in compared
              if getattr(defaults, k) != shipped[k]}
     assert drift == {}, f"config.py defaults differ from {SHIPPED_CONFIG.relative_to(REPO_ROOT)}: {drift}"
+
+
+def test_records_made_before_an_option_was_removed_still_load():
+    """config.json / best.pt written before #25 hold pretrained_dir and word_vectors (the demo pack's
+    config.json among them; export --from-export reads it): a record loads without them, while a
+    config document naming one is refused as an unknown key."""
+    shipped = json.loads(SHIPPED_CONFIG.read_text())
+    record = {k: v for k, v in shipped.items() if k not in ("export", "selected_checkpoint")}
+    cfg = Config.from_record({**record, **{k: "" for k in RETIRED}})
+    assert cfg.backbone == shipped["backbone"] and not RETIRED & set(cfg.to_dict())
+    assert not RETIRED & set(SCHEMA["properties"])
+    for key in sorted(RETIRED):
+        with pytest.raises(KeyError, match=f"unknown config key: {key}"):
+            Config.from_dict({key: ""})
 
 
 def test_config_is_the_schema():

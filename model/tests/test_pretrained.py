@@ -12,7 +12,7 @@ from PIL import Image
 
 from conftest import TINY
 
-FIX = Path(__file__).parent / "fixtures" / "port"
+FIX = Path(__file__).parent / "fixtures" / "images"
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_minilm_cached_bottom_gives_the_same_embedding(minilm, wordpiece):
         assert torch.allclose(minilm(ids[1:, : int(lens[1])], lens[1:]), full[1:], atol=1e-5)
 
 
-def test_efficientnet_lite0_weights_classify_the_port_fixtures():
+def test_efficientnet_lite0_weights_classify_the_skier():
     from glimpse_model.data import decode_image, image_to_array, preprocess_spec
     from glimpse_model.pretrained import EfficientNetLite, _lite_weights
     from efficientnet_lite_pytorch import EfficientNet
@@ -72,7 +72,7 @@ def test_efficientnet_lite0_weights_classify_the_port_fixtures():
     ref = EfficientNet.from_name("efficientnet-lite0")
     ref.load_state_dict(torch.load(_lite_weights("efficientnet_lite0"), map_location="cpu", weights_only=True))
     ref.eval()
-    x = torch.from_numpy(image_to_array(decode_image((FIX / "108898978_7713be88fc.jpg").read_bytes()), spec))[None]
+    x = torch.from_numpy(image_to_array(decode_image((FIX / "skier.jpg").read_bytes()), spec))[None]
     with torch.no_grad():
         g = net.features(x)
         assert g.shape == (1, 1280, 7, 7)

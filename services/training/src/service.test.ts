@@ -118,7 +118,10 @@ describe("StartTraining validation", () => {
       [{ learningRate: Number.NaN }, "config.learning_rate"],
       [{ overrides: { backbone_weights: "/etc/passwd" } }, "config.overrides.backbone_weights"],
       [{ overrides: { warmup_steps: 1.5 } }, "config.overrides.warmup_steps"],
-      [{ overrides: { word_vectors: "/etc/hosts" } }, "config.overrides.word_vectors"],
+      [{ overrides: { init_from: "/etc/hosts" } }, "config.overrides.init_from"],
+      // removed with the MobileNetV1 port and the word-vector text tower (#25): no longer a trainer key
+      [{ overrides: { word_vectors: "" } }, "config.overrides.word_vectors"],
+      [{ overrides: { pretrained_dir: "" } }, "config.overrides.pretrained_dir"],
       [{ overrides: { phase2_epochs: -1 } }, "config.overrides.phase2_epochs"],
       [{ promote: true, promotionMetric: "mAP" }, "config.promotion_metric"],
       [{ promotionMetric: "t2i_r10" }, "config.promotion_metric"],

@@ -37,13 +37,13 @@ const DEFAULT_PHASE2_EPOCHS = 3;
 /** Keys the service sets itself (paths, the store, bookkeeping): never from a request. */
 const MANAGED = new Set([
   "run_name", "out_dir", "cache_dir", "resume", "progress", "events_to_store", "events_key", "stop_after_epochs",
-  "source", "flickr8k_dir", "store", "store_dir", "bucket", "dataset", "dataset_version", "pretrained_dir",
+  "source", "flickr8k_dir", "store", "store_dir", "bucket", "dataset", "dataset_version",
   "weights_source", "dataset_source", "dataset_version_resolved", "git_commit", "loss_choice_note",
   "soup_of",
 ]);
 
 /** Paths on the service's machine: never from a request. */
-const PATHS = new Set(["word_vectors", "init_from"]);
+const PATHS = new Set(["init_from"]);
 
 /** Keys a TrainingConfig field owns: overrides must use the field. */
 const FIRST_CLASS: Readonly<Record<string, string>> = {
