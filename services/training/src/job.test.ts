@@ -39,7 +39,7 @@ describe("training Job", () => {
   it("is a valid batch/v1 Job with the run filled in", () => {
     const s = spec({ epochs: 30, learningRate: 0.0005, promote: true, promotionMetric: "t2i_r10", promotionMargin: -0.5, overrides: { warmup_steps: 100 } });
     const before = structuredClone(template);
-    const job = buildJob(template, s, { pretrainedDir: "/pretrained" });
+    const job = buildJob(template, s);
     expect(template).toEqual(before); // the template is not modified
     expect(validateK8s(job, "V1Job", "job")).toEqual([]);
 
@@ -53,7 +53,7 @@ describe("training Job", () => {
     expect(c.image).toBe(template.spec!.template.spec!.containers[0]!.image); // the template's, untouched
     expect(c.resources).toEqual(template.spec!.template.spec!.containers[0]!.resources);
     expect(c.command).toEqual(["/bin/sh", "-c", JOB_SCRIPT, "glimpse-train"]);
-    expect(c.args).toEqual(["--run-name", id, "--dataset", "flickr8k", "--dataset-version", "0123456789abcdef", "--resume", "--pretrained-dir", "/pretrained"]);
+    expect(c.args).toEqual(["--run-name", id, "--dataset", "flickr8k", "--dataset-version", "0123456789abcdef", "--resume"]);
     const env = Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value ?? e.valueFrom]));
     expect(JSON.parse(env["GLIMPSE_TRAIN_CONFIG"] as string)).toEqual({ epochs: 30, lr: 0.0005, seed: DEFAULT_SEED, warmup_steps: 100, phase2_epochs: 0 });
     expect(env).toMatchObject({ GLIMPSE_RUN_ID: id, GLIMPSE_DATASET: "flickr8k", GLIMPSE_DATASET_VERSION: "0123456789abcdef", GLIMPSE_EXPORT_PROMOTE: "1", GLIMPSE_PROMOTION_METRIC: "t2i_r10", GLIMPSE_PROMOTION_MARGIN: "-0.5", PYTHONUNBUFFERED: "1" });
@@ -75,7 +75,6 @@ describe("training Job", () => {
     expect(env.find((e) => e.name === "GLIMPSE_EXPORT_PROMOTE")!.value).toBe("");
     expect(env.find((e) => e.name === "GLIMPSE_PROMOTION_METRIC")!.value).toBe("rsum"); // the proto's defaults
     expect(env.find((e) => e.name === "GLIMPSE_PROMOTION_MARGIN")!.value).toBe("0");
-    expect(job.spec!.template.spec!.containers[0]!.args).not.toContain("--pretrained-dir");
   });
 
   it("runs the export with the gate's flags only when asked to promote", () => {

@@ -38,13 +38,8 @@ export const JOB_SCRIPT = [
   `python -m glimpse_model.export --run-dir "${RUNS_MOUNT}/$GLIMPSE_RUN_ID" --upload --dataset "$GLIMPSE_DATASET" --dataset-version "$GLIMPSE_DATASET_VERSION" \${GLIMPSE_EXPORT_PROMOTE:+--promote} --promotion-metric="$GLIMPSE_PROMOTION_METRIC" --promotion-margin="$GLIMPSE_PROMOTION_MARGIN"`,
 ].join("\n");
 
-export interface JobOptions {
-  /** --pretrained-dir inside the pod (the template must mount it). */
-  pretrainedDir?: string | undefined;
-}
-
 /** The Job for one run: a deep copy of the template with the run filled in. */
-export function buildJob(template: V1Job, spec: LaunchSpec, opts: JobOptions = {}): V1Job {
+export function buildJob(template: V1Job, spec: LaunchSpec): V1Job {
   const { run, plan } = spec;
   const { job, pod, container } = jobFromTemplate(template, jobName(run.runId), { [RUN_ID_LABEL]: run.runId }, "trainer", `run id ${run.runId}`);
 
@@ -54,7 +49,6 @@ export function buildJob(template: V1Job, spec: LaunchSpec, opts: JobOptions = {
     "--dataset", plan.dataset,
     "--dataset-version", run.datasetVersion,
     "--resume",
-    ...(opts.pretrainedDir ? ["--pretrained-dir", opts.pretrainedDir] : []),
   ];
   const ours: V1EnvVar[] = [
     { name: "GLIMPSE_TRAIN_CONFIG", value: JSON.stringify(plan.trainerConfig) },

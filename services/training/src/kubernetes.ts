@@ -26,7 +26,6 @@ export interface KubernetesExecutorOptions {
   store: ObjectStore;
   pollMs: number;
   logger: Logger;
-  pretrainedDir?: string | undefined;
   /**
    * The ConfigMap holding the Job template (the chart's): every Job gets it as its owner, so removing the
    * template (helm uninstall) garbage-collects the runs' Jobs and pods, running ones included.
@@ -77,7 +76,7 @@ export class KubernetesExecutor implements Executor {
 
   /** The Job a run would get (also what tests check). */
   jobFor(spec: LaunchSpec): k8s.V1Job {
-    return buildJob(this.template, spec, { pretrainedDir: this.opts.pretrainedDir });
+    return buildJob(this.template, spec);
   }
 
   async launch(spec: LaunchSpec, sink: RunSink): Promise<void> {

@@ -4,7 +4,7 @@
  *
  *   <GLIMPSE_TRAINER_COMMAND> --run-name <run_id> --out-dir <work>/runs --cache-dir <work>/cache
  *       --progress none --dataset <d> --dataset-version <v> (--store-dir <root> --bucket <b> | MINIO_* env)
- *       [--pretrained-dir <dir>]            env GLIMPSE_TRAIN_CONFIG=<the request's config JSON>, PYTHONUNBUFFERED=1
+ *       env GLIMPSE_TRAIN_CONFIG=<the request's config JSON>, PYTHONUNBUFFERED=1
  *   <GLIMPSE_TRAINER_EXPORT_COMMAND> --run-dir <work>/runs/<run_id> --upload (store flags)
  *       [--promote --promotion-metric=<m> --promotion-margin=<x>]
  *
@@ -37,7 +37,6 @@ export interface LocalExecutorOptions {
   cwd: string;
   /** Absolute: run folders go to <workDir>/runs/<run_id>, the feature cache to <workDir>/cache. */
   workDir: string;
-  pretrainedDir?: string | undefined;
   trainerStore: TrainerStore;
   /** The service's own store: to check the registered model. */
   store: ObjectStore;
@@ -108,7 +107,6 @@ export class LocalExecutor implements Executor {
       "--dataset", plan.dataset,
       "--dataset-version", run.datasetVersion,
       ...this.storeArgs(),
-      ...(this.opts.pretrainedDir ? ["--pretrained-dir", this.opts.pretrainedDir] : []),
     ];
   }
 

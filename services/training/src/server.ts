@@ -40,11 +40,6 @@ export function trainerStoreFromConfig(cfg: GlimpseConfig): TrainerStore {
   return { kind: "fs", root: resolve(cfg.dataDir, "store"), bucket: cfg.minioBucket };
 }
 
-/** GLIMPSE_PRETRAINED_DIR as an absolute path (the trainer runs in another folder). */
-export function localPretrainedDir(cfg: GlimpseConfig): string | undefined {
-  return cfg.trainingPretrainedDir ? resolve(cfg.trainingPretrainedDir) : undefined;
-}
-
 export async function executorFromConfig(cfg: GlimpseConfig, store: ObjectStore, logger: Logger): Promise<Executor> {
   if (cfg.trainingExecutor === "kubernetes") {
     // Loaded only here: the Kubernetes client is large and the embedded default never needs it.
@@ -55,7 +50,6 @@ export async function executorFromConfig(cfg: GlimpseConfig, store: ObjectStore,
       store,
       pollMs: cfg.trainingPollMs,
       logger,
-      pretrainedDir: cfg.trainingPretrainedDir,
       ownerConfigMap: cfg.trainingJobOwner,
     });
   }
@@ -64,7 +58,6 @@ export async function executorFromConfig(cfg: GlimpseConfig, store: ObjectStore,
     exportCommand: splitCommand(cfg.trainerExportCommand),
     cwd: resolve(cfg.trainerCwd ?? "."),
     workDir: resolve(cfg.trainingWorkDir ?? join(cfg.dataDir, "training")),
-    pretrainedDir: localPretrainedDir(cfg),
     trainerStore: trainerStoreFromConfig(cfg),
     store,
     stopGraceMs: cfg.trainingStopGraceMs,
