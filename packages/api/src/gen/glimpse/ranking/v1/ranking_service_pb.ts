@@ -579,7 +579,7 @@ export type ModelInfo = Message<"glimpse.ranking.v1.ModelInfo"> & {
   version: string;
 
   /**
-   * e.g. "mobilenet_v1_075".
+   * e.g. "efficientnet_lite0".
    *
    * @generated from field: string backbone = 2;
    */
