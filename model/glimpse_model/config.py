@@ -9,7 +9,10 @@ Precedence (lowest → highest): the schema's defaults < JSON document < CLI fla
 The JSON document can be given as ``--config path.json``, as ``--config-json '{...}'``
 or through the environment (``GLIMPSE_TRAIN_CONFIG`` = a path or an inline JSON
 object) — the Training service / Kubernetes Job passes it that way.  Every field is
-also a CLI flag: ``--batch-size 256``, ``--image-head attn``, ``--amp false``.
+also a CLI flag: ``--batch-size 256``, ``--image-head attn``, ``--amp false``.  A config
+*file* must name its architecture (``backbone`` and ``text_encoder``) or is refused; an
+inline document is a set of overrides on the defaults, and no document at all trains the
+defaults (the shipped recipe, configs/flickr8k_pretrained_cpu.json).
 
     uv run python -m glimpse_model.train --help
 """
@@ -122,11 +125,23 @@ def _coerce(v: Any, typ: Any) -> Any:
     return str(v) if v is not None else ""
 
 
+#: What a config file must name: its towers. A recipe that left them out would train whatever
+#: the defaults are at the time (the files under configs/ once did, after the defaults changed).
+ARCHITECTURE_KEYS = ("backbone", "text_encoder")
+
+
 def _load_json_doc(spec: str) -> dict[str, Any]:
+    """A config document: an inline JSON object (a set of overrides, as the Training service
+    sends), or a file, which must name its architecture (ARCHITECTURE_KEYS)."""
     spec = spec.strip()
     if spec.startswith("{"):
         return json.loads(spec)
-    return json.loads(Path(spec).read_text())
+    doc = json.loads(Path(spec).read_text())
+    missing = [k for k in ARCHITECTURE_KEYS if k not in doc]
+    if missing:
+        raise ValueError(f"{spec} names no {' and no '.join(missing)}: a config file must name its "
+                         f"architecture ({', '.join(ARCHITECTURE_KEYS)}; see config.schema.json)")
+    return doc
 
 
 def parse_config(argv: list[str] | None = None, description: str = "") -> tuple[Config, argparse.Namespace]:
@@ -153,7 +168,10 @@ def parse_config(argv: list[str] | None = None, description: str = "") -> tuple[
     env_doc = os.environ.get("GLIMPSE_TRAIN_CONFIG")
     for doc in (env_doc, args.config, args.config_json):
         if doc:
-            cfg.update(_load_json_doc(doc))
+            try:
+                cfg.update(_load_json_doc(doc))
+            except ValueError as e:
+                p.error(str(e))
     cli = {f.name: getattr(args, f.name) for f in fields(Config) if getattr(args, f.name) is not None}
     cfg.update(cli)
     return cfg, args

@@ -9,9 +9,12 @@ from typing import get_type_hints
 
 import pytest
 
-from glimpse_model.config import MODEL_DIR, REPO_ROOT, RETIRED, SCHEMA, SCHEMA_PATH, Config, _schema_default
+from glimpse_model.config import (ARCHITECTURE_KEYS, MODEL_DIR, REPO_ROOT, RETIRED, SCHEMA, SCHEMA_PATH, Config,
+                                  _schema_default, parse_config)
 
 SHIPPED_CONFIG = REPO_ROOT / "demo" / "model" / "config.json"
+CONFIGS = sorted((MODEL_DIR / "configs").glob("*.json"))
+RECIPE_FILE = MODEL_DIR / "configs" / "flickr8k_pretrained_cpu.json"
 # The Training service's copy of config.schema.json (its image holds no model/).
 SERVICE_SCHEMA = REPO_ROOT / "services" / "training" / "src" / "trainer-config.schema.json"
 TRAINING_PROTO = REPO_ROOT / "proto" / "glimpse" / "training" / "v1" / "training_service.proto"
@@ -92,3 +95,59 @@ def test_the_proto_documents_the_default_seed():
     m = re.search(r"// 0 means (\d+)\b[^\n]*\n\s*int64 seed = \d+[ ;]", TRAINING_PROTO.read_text())
     assert m, "no '0 means N' comment above TrainingConfig.seed"
     assert int(m.group(1)) == Config().seed == SCHEMA["properties"]["seed"]["default"]
+
+
+# ---- config files name their architecture -----------------------------------------------------
+def test_every_config_file_names_a_tower_that_exists():
+    """configs/ holds only recipes whose towers are in the tree, each named explicitly."""
+    assert RECIPE_FILE in CONFIGS and len(CONFIGS) >= 2, CONFIGS
+    for path in CONFIGS:
+        doc = json.loads(path.read_text())
+        assert set(ARCHITECTURE_KEYS) <= set(doc), path.name
+        cfg, _ = parse_config(["--config", str(path)])
+        assert cfg.backbone in ("efficientnet_lite0", "mobilenet_v3_small", "tiny"), path.name
+        assert cfg.text_encoder in ("minilm_l6", "bilstm"), path.name
+
+
+def test_the_recipe_file_is_the_defaults():
+    """configs/flickr8k_pretrained_cpu.json is the shipped recipe: every value it sets is the default,
+    bar the run's name and the progress bar."""
+    doc = json.loads(RECIPE_FILE.read_text())
+    defaults = Config()
+    drift = {k: (v, getattr(defaults, k)) for k, v in doc.items()
+             if k not in ("run_name", "progress") and getattr(defaults, k) != v}
+    assert drift == {}
+
+
+@pytest.mark.parametrize("doc,missing", [
+    ({"epochs": 2}, "names no backbone and no text_encoder"),
+    ({"backbone": "tiny", "epochs": 2}, "names no text_encoder"),
+    ({"text_encoder": "bilstm"}, "names no backbone"),
+])
+def test_a_config_file_without_its_architecture_is_refused(tmp_path, monkeypatch, capsys, doc, missing):
+    monkeypatch.delenv("GLIMPSE_TRAIN_CONFIG", raising=False)
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(SystemExit) as e:
+        parse_config(["--config", str(path)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{path} {missing}: a config file must name its architecture" in err
+    # the same file through the environment (GLIMPSE_TRAIN_CONFIG = a path)
+    monkeypatch.setenv("GLIMPSE_TRAIN_CONFIG", str(path))
+    with pytest.raises(SystemExit):
+        parse_config([])
+    assert missing in capsys.readouterr().err
+
+
+def test_overrides_and_no_config_train_the_defaults(monkeypatch):
+    """No document: the defaults (the shipped recipe). An inline document (the Training service's
+    GLIMPSE_TRAIN_CONFIG, --config-json) is a set of overrides and need not name the towers."""
+    monkeypatch.delenv("GLIMPSE_TRAIN_CONFIG", raising=False)
+    cfg, _ = parse_config([])
+    assert (cfg.backbone, cfg.text_encoder) == (Config().backbone, Config().text_encoder) == ("efficientnet_lite0", "minilm_l6")
+    monkeypatch.setenv("GLIMPSE_TRAIN_CONFIG", json.dumps({"epochs": 2, "seed": 1234, "phase2_epochs": 0}))
+    cfg, _ = parse_config(["--config-json", '{"batch_size": 8}'])
+    assert (cfg.epochs, cfg.batch_size, cfg.backbone, cfg.text_encoder) == (2, 8, "efficientnet_lite0", "minilm_l6")
+    cfg, _ = parse_config(["--config", '{"backbone": "tiny"}', "--text-encoder", "bilstm"])
+    assert (cfg.backbone, cfg.text_encoder) == ("tiny", "bilstm")

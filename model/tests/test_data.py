@@ -117,10 +117,12 @@ def test_preprocess_spec():
 
 def test_config_precedence(tmp_path, monkeypatch):
     doc = tmp_path / "c.json"
-    doc.write_text(json.dumps({"batch_size": 64, "lr": 0.01, "loss": "vsepp"}))
+    doc.write_text(json.dumps({"backbone": "tiny", "text_encoder": "bilstm", "batch_size": 64, "lr": 0.01,
+                               "loss": "vsepp"}))
     monkeypatch.setenv("GLIMPSE_TRAIN_CONFIG", json.dumps({"epochs": 3, "batch_size": 16}))
     cfg, _ = parse_config(["--config", str(doc), "--lr", "0.5", "--amp", "false", "--resume"])
     assert cfg.epochs == 3 and cfg.batch_size == 64 and cfg.lr == 0.5 and cfg.loss == "vsepp"
+    assert cfg.backbone == "tiny" and cfg.text_encoder == "bilstm"
     assert cfg.amp is False and cfg.resume is True
     with pytest.raises(KeyError):
         Config.from_dict({"no_such_key": 1})
