@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import Config, pick_device
-from .data import load_dataset, load_tokenizer, preprocess_spec
+from .config import Config
+from .data import load_dataset, load_tokenizer
 from .features import load_pixels, view_grids
-from .train import encode_grids, encode_images
+from .encode import encode_grids, encode_images
 from .metrics import recall_metrics
 from .model import GlimpseModel, build_backbone
 from .querybank import bank_items, gallery_bias, read_bank

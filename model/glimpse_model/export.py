@@ -40,7 +40,6 @@ test figures) is measured again as served: the figures the model card and ``/mod
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import os

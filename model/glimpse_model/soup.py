@@ -26,6 +26,7 @@ import torch
 
 from .config import Config, git_commit
 from .evaluate import add_data_args
+from .report import write_soup_report
 
 # config keys that decide the shapes and the computation of the network
 ARCH_KEYS = ("backbone", "image_size", "embed_dim", "image_head", "image_hidden", "attn_heads", "attn_hidden",
@@ -119,31 +120,8 @@ def main(argv=None) -> int:
         best["dev"] = {k: v for k, v in json.loads((out / "dev_metrics.json").read_text()).items()
                        if k in ("t2i", "i2t", "rsum", "n_images", "n_captions", "qbnorm")}
         torch.save(best, out / "best.pt")
-        write_report(out, best["dev"])
+        write_soup_report(out, best["dev"])
     return 0
-
-
-def write_report(out: Path, dev: dict) -> None:
-    """report.png: dev R@10 of each ingredient (as trained; its own test-time views) and the soup."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    rows = [(i["run"], i["dev"]) for i in json.loads((out / "soup.json").read_text())["ingredients"] if i["dev"]]
-    rows.append((f"soup ({out.name})", dev))
-    x = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(rows)), 4))
-    for k, (d, off) in enumerate((("t2i", -0.2), ("i2t", 0.2))):
-        ax.bar(x + off, [r[1][d]["r10"] for r in rows], 0.4, label=f"{d} R@10")
-    ax.set_xticks(x, [r[0] for r in rows], rotation=30, ha="right", fontsize=8)
-    ax.set_ylim(min(r[1][d]["r10"] for r in rows for d in ("t2i", "i2t")) - 5, None)
-    ax.set_ylabel("dev recall %")
-    ax.set_title("model soup: ingredients (dev, as selected in training) and the average")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "report.png", dpi=90)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

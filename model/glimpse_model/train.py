@@ -1,17 +1,18 @@
-"""Train the Glimpse image–text encoder (two-phase recipe).
+"""Train the Glimpse image–text encoder: the training loop and its dev evaluation.
 
-Phase 1: the backbone is frozen; its spatial grids are computed once and cached
-(``model/.cache/features``), then the image head + text encoder train on the cache —
-full Flickr8K trains in minutes on a 2-core CPU.  Phase 2 (optional): fine-tune the top
-``--phase2-unfreeze`` backbone blocks with the heads — ``--phase2-mode cached`` on cached
-activations of the frozen bottom (CPU; the shipped recipe), ``images`` end-to-end on
-augmented images (GPU).
+Phase 1: the backbone is frozen; its spatial grids (and a pretrained text tower's frozen bottom)
+are computed once and cached (``model/.cache``), then the image head + text tower train on the
+cache — the shipped recipe trains on full Flickr8K in ~20 minutes on a 2-core CPU.  Phase 2
+(optional, not in the shipped recipe): fine-tune the top ``--phase2-unfreeze`` backbone blocks with
+the heads — ``--phase2-mode images`` end to end on augmented images (GPU), ``cached`` on cached
+activations of the frozen bottom (CPU).
 
     cd model
     uv run python -m glimpse_model.train --config configs/flickr8k_pretrained_cpu.json \
         --flickr8k-dir ../../shared/datasets/flickr8k
 
-    # from a published dataset version (folder store or MinIO via MINIO_* env):
+    # from a published dataset version (folder store or MinIO via MINIO_* env); no config: the
+    # defaults, which are the same recipe
     uv run python -m glimpse_model.train --store-dir ../.data/store --bucket glimpse \
         --dataset flickr8k --dataset-version latest
 
@@ -19,46 +20,41 @@ augmented images (GPU).
     uv run python -m glimpse_model.train --config configs/flickr8k_pretrained_cpu.json ... --resume
 
 Config: every field of ``glimpse_model.config.Config`` is a flag; a JSON document can be
-given with ``--config file.json`` or env ``GLIMPSE_TRAIN_CONFIG``.  Outputs in
-``runs/<run-name>/``: checkpoint.pt (last epoch, with optimizer/scheduler/RNG state),
-best.pt (best dev rsum), vocab.json, preprocess.json, config.json, dev_metrics.json,
-events.jsonl, report.png.  With an object store for the events, best.pt and checkpoint.pt
-are mirrored to ``runs/<run-name>/`` there after each epoch, and ``--resume`` with no local
-checkpoint fetches them (and events.jsonl) first: a new pod continues a run bit-for-bit.
+given with ``--config file.json`` (which must name ``backbone`` and ``text_encoder``) or env
+``GLIMPSE_TRAIN_CONFIG``.  Outputs in ``runs/<run-name>/``: checkpoint.pt (last epoch, with
+optimizer/scheduler/RNG state), best.pt (best dev rsum), vocab.json, preprocess.json, config.json,
+dev_metrics.json, events.jsonl, report.png.  With an object store for the events, best.pt and
+checkpoint.pt are mirrored to ``runs/<run-name>/`` there after each epoch, and ``--resume`` with no
+local checkpoint fetches them (and events.jsonl) first: a new pod continues a run bit-for-bit.
 
 ``train`` sets a run up and loops the epochs of each phase over ``train_one_epoch`` (the loss is
 ``loss.contrastive_loss``), ``evaluate`` (dev recall) and ``end_epoch`` (best.pt, the checkpoint,
-the store mirror, the "epoch" event); ``restore`` continues from a checkpoint.
+the store mirror, the "epoch" event).  Beside it: schedule.py (optimizer groups, learning-rate
+schedules), checkpoints.py (the run folder, its store mirror, resuming), encode.py (embeddings in
+bulk), report.py (report.png).
 """
 from __future__ import annotations
 
 import json
 import math
-import os
-import random
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .config import RETIRED, Config, git_commit, parse_config, pick_device, seed_everything
+from .checkpoints import RUN_STATE, RunFiles, open_run, restore, resume_point, rng_state
+from .config import Config, git_commit, parse_config, pick_device, seed_everything
 from .data import Tokenizer, WordPieceTokenizer, load_dataset, pad_batch, preprocess_spec
+from .encode import cached_text, encode_cached_text, encode_grids, encode_images, encode_texts
 from .events import EventLog
 from .features import view_grids
-from .metrics import recall_metrics
 from .loss import contrastive_loss
+from .metrics import recall_metrics
 from .model import GlimpseModel, build_backbone
-from .store import open_store
-
-# fields that may differ between a killed run and its resumption
-_RUNTIME_FIELDS = {"resume", "progress", "stop_after_epochs", "num_workers", "events_to_store",
-                   "weights_source", "dataset_source", "dataset_version_resolved", "git_commit",
-                   "loss_choice_note", "device", "out_dir", "cache_dir"}
-
+from .report import write_report
+from .schedule import Optim, adamw, cosine_schedule, optimizer_groups, phase2_groups, phase_epochs
 
 
 def optimizer_step(loss, opt, scaler, params, grad_clip: float) -> None:
@@ -76,78 +72,6 @@ def optimizer_step(loss, opt, scaler, params, grad_clip: float) -> None:
         torch.nn.utils.clip_grad_norm_(params, grad_clip)
         opt.step()
 
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-# What --resume needs besides the dataset, mirrored to the object store (``runs/<run>/``) after
-# each epoch so that a new pod, with an empty run folder, continues where the last one stopped.
-RUN_STATE = ("best.pt", "checkpoint.pt")
-
-
-def push_run_state(store, prefix: str, run_dir: Path, names) -> bool:
-    """Upload ``names`` (in RUN_STATE order: best.pt before the checkpoint that refers to it)
-    from the run folder to ``<prefix><name>``; False (and a note on stderr) when the store fails."""
-    try:
-        for name in RUN_STATE:
-            if name in names:
-                store.put(prefix + name, (run_dir / name).read_bytes())
-        return True
-    except Exception as e:  # like the events: a store hiccup never kills training
-        sys.stderr.write(f"[train] mirroring the checkpoint to the object store failed: {e}\n")
-        return False
-
-
-def pull_run_state(store, prefix: str, run_dir: Path) -> bool:
-    """--resume in an empty run folder (a new pod): fetch the mirrored RUN_STATE, and the event
-    log so it continues, from ``<prefix>``; True when the store had a checkpoint."""
-    if not store.exists(prefix + "checkpoint.pt"):
-        return False
-    for name in ("events.jsonl", *RUN_STATE):  # the checkpoint last: once here, all is here
-        path = run_dir / name
-        if not path.exists() and store.exists(prefix + name):
-            tmp = path.with_name(name + ".tmp")
-            tmp.write_bytes(store.get(prefix + name))
-            os.replace(tmp, path)
-    return True
-
-
-def lr_lambda_factory(total_steps: int, warmup: int, min_ratio: float):
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        p = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * p))
-    return f
-
-
-def param_groups(named_params, wd: float, lr: float):
-    decay, no_decay = [], []
-    for n, p in named_params:
-        if not p.requires_grad:
-            continue
-        if p.ndim < 2 or "embed" in n or "norm" in n or "logit_scale" in n:
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    return [{"params": decay, "weight_decay": wd, "lr": lr},
-            {"params": no_decay, "weight_decay": 0.0, "lr": lr}]
-
-
-def rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-
-
-def set_rng_state(s: dict) -> None:
-    torch.set_rng_state(s["torch"])
-    np.random.set_state(s["numpy"])
-    random.setstate(s["python"])
-    if s.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
-
 
 def caption_table(ds, ids: list[str], tok: Tokenizer):
     seqs, owner, texts = [], [], []
@@ -158,82 +82,6 @@ def caption_table(ds, ids: list[str], tok: Tokenizer):
             texts.append(c)
     tids, lens = pad_batch(seqs, tok.pad_id)
     return torch.from_numpy(tids), torch.from_numpy(lens), np.array(owner), texts
-
-
-@torch.no_grad()
-def encode_texts(model, tids: torch.Tensor, lens: torch.Tensor, device, batch: int = 512,
-                 cache: torch.Tensor | None = None, start: int = 0) -> torch.Tensor:
-    """Caption embeddings; with ``cache`` (``text_cache`` of these captions) from the layers at
-    ``start`` up instead of from the token ids."""
-    model.eval()
-    out = []
-    for i in range(0, len(tids), batch):
-        ln = lens[i:i + batch]
-        if cache is not None:
-            out.append(encode_cached_text(model, cache[i:i + batch], ln, start, device).float().cpu())
-        else:
-            out.append(model.encode_text(tids[i:i + batch, : int(ln.max())].to(device), ln.to(device)).float().cpu())
-    return torch.cat(out)
-
-
-@torch.no_grad()
-def text_cache(model, tids: torch.Tensor, lens: torch.Tensor, start: int, device, batch: int = 256) -> torch.Tensor:
-    """What a pretrained text tower's frozen bottom gives each caption, computed once: the hidden
-    states entering layer ``start`` (fp16, [N,L,H]) or, with every layer frozen, the pooled
-    sentence vector ([N,H])."""
-    model.eval()
-    out = []
-    for i in range(0, len(tids), batch):
-        ln = lens[i:i + batch].to(device)
-        h = model.text.hidden_at(tids[i:i + batch, : int(ln.max())].to(device), ln, start)
-        if start >= model.text.layers:
-            out.append(model.text.pool(h, ln).float().cpu())
-        else:
-            out.append(F.pad(h, (0, 0, 0, tids.shape[1] - h.shape[1])).half().cpu())
-    return torch.cat(out)
-
-
-def cached_text(cfg, model, tok, tids: torch.Tensor, lens: torch.Tensor, start: int, device) -> torch.Tensor:
-    """``text_cache`` kept in the feature cache folder, keyed by the tokenizer, the layer, the token
-    ids and the frozen bottom's weights (the first 4 KiB of each tensor: the bottom is never trained,
-    so it only differs between packages, and that shows in every tensor)."""
-    import hashlib
-    h = hashlib.sha256(f"{cfg.text_encoder}|{start}|{tok.tokens[0]}".encode())
-    h.update(tids.numpy().tobytes())
-    sd = model.text.bert.state_dict()
-    for k in sorted(sd):
-        if k.startswith("embeddings.") or any(k.startswith(f"encoder.layer.{i}.") for i in range(start)):
-            h.update(sd[k].flatten()[:1024].float().numpy().tobytes())
-    path = Path(cfg.cache_dir) / "text" / f"{h.hexdigest()[:24]}.pt"
-    if path.is_file():
-        return torch.load(path, map_location="cpu", weights_only=True)
-    out = text_cache(model, tids, lens, start, device)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_save(out, path)
-    return out
-
-
-def encode_cached_text(model, cache: torch.Tensor, lens: torch.Tensor, start: int, device) -> torch.Tensor:
-    h = cache if cache.dim() == 2 else cache[:, : int(lens.max())].float()
-    return model.text.forward_from(h.to(device), lens.to(device), start)
-
-
-@torch.no_grad()
-def encode_grids(model, grids: torch.Tensor, device, batch: int = 256,
-                 views: list[torch.Tensor] = ()) -> torch.Tensor:
-    """Embeddings of cached grids; with the grids of other views (mirror, zoom), view-averaged."""
-    model.eval()
-    return torch.cat([model.encode_grid(grids[i:i + batch].to(device),
-                                        *[v[i:i + batch].to(device) for v in views]).float().cpu()
-                      for i in range(0, len(grids), batch)])
-
-
-@torch.no_grad()
-def encode_images(model, ds, ids, spec, device, batch: int = 64) -> torch.Tensor:
-    from .features import load_pixels
-    model.eval()
-    return torch.cat([model.encode_image(load_pixels(ds, ids[i:i + batch], spec).to(device)).float().cpu()
-                      for i in range(0, len(ids), batch)])
 
 
 def usable_ids(ds, split: str, limit: int = 0) -> list[str]:
@@ -277,93 +125,12 @@ class Captions:
 
 
 @dataclass
-class Optim:
-    """One phase's optimizer, LR schedule, AMP loss scaler (None without AMP) and the parameters
-    whose gradients are clipped."""
-    opt: torch.optim.Optimizer
-    sched: torch.optim.lr_scheduler.LambdaLR
-    scaler: torch.amp.GradScaler | None
-    params: list
-
-
-@dataclass
 class Progress:
     """What the run accumulates epoch after epoch; the checkpoint keeps all but ``epochs_run``."""
     history: dict = field(default_factory=lambda: {"steps": [], "evals": []})
     best_rsum: float = -1.0
     global_step: int = 0
     epochs_run: int = 0  # by this process: --stop-after-epochs counts these
-
-
-@dataclass
-class RunFiles:
-    """The run folder's resumable state (RUN_STATE) and its mirror in the object store; what was
-    saved since the last successful push goes up after each epoch."""
-    dir: Path
-    store: object = None
-    prefix: str = ""
-    unpushed: set = field(default_factory=set)
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.dir / "checkpoint.pt"
-
-    @property
-    def best(self) -> Path:
-        return self.dir / "best.pt"
-
-    def save(self, name: str, obj) -> None:
-        _atomic_save(obj, self.dir / name)
-        self.unpushed.add(name)
-
-    def mirror(self) -> None:
-        if self.store is not None and push_run_state(self.store, self.prefix, self.dir, self.unpushed):
-            self.unpushed.clear()
-
-
-def phase_epochs(cfg: Config, phase: int) -> int:
-    return cfg.epochs if phase == 1 else cfg.phase2_epochs
-
-
-def optimizer_groups(named, cfg: Config, lr: float) -> list[dict]:
-    """Optimizer groups; a pretrained text tower's trained layers learn at ``text_lr_mult``·lr."""
-    named = list(named)
-    groups = param_groups([(n, p) for n, p in named if not n.startswith("text.bert.")], cfg.weight_decay, lr)
-    bert = [(n, p) for n, p in named if n.startswith("text.bert.") and p.requires_grad]
-    return groups + (param_groups(bert, cfg.weight_decay, lr * cfg.text_lr_mult) if bert else [])
-
-
-def adamw(groups: list[dict], lr: float) -> torch.optim.AdamW:
-    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6)
-
-
-def cosine_schedule(opt, total_steps: int, warmup: int, min_ratio: float) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda_factory(total_steps, warmup, min_ratio))
-
-
-def phase2_groups(model: GlimpseModel, cfg: Config) -> list[dict]:
-    """Unfreezes the top ``phase2_unfreeze`` backbone blocks; groups of the heads (at phase2_lr)
-    and of those blocks (at phase2_lr·phase2_backbone_lr_mult)."""
-    blocks = list(model.backbone.blocks)[-cfg.phase2_unfreeze:] if cfg.phase2_unfreeze else []
-    bb_params = [p for b in blocks for p in b.parameters()]
-    for p in bb_params:
-        p.requires_grad_(True)
-    head_named = [(n, p) for n, p in model.named_parameters() if not n.startswith("backbone.")]
-    groups = optimizer_groups(head_named, cfg, cfg.phase2_lr)
-    groups.append({"params": bb_params, "weight_decay": cfg.weight_decay,
-                   "lr": cfg.phase2_lr * cfg.phase2_backbone_lr_mult})
-    return groups
-
-
-def restore(saved: dict, optim: Optim, phase: int, n_epochs: int) -> None:
-    """Continue from a checkpoint: its optimizer, schedule and loss scaler when it stopped inside
-    this phase (n_epochs long), and always its RNG state, so the next epoch draws what it would have."""
-    if saved["phase"] == phase and saved["epoch"] < n_epochs:
-        optim.opt.load_state_dict(saved["optimizer"])
-        optim.sched.load_state_dict(saved["scheduler"])
-        if optim.scaler is not None and saved.get("scaler"):
-            optim.scaler.load_state_dict(saved["scaler"])
-    set_rng_state(saved["rng"])
 
 
 # ---- one epoch ---------------------------------------------------------------------------------
@@ -497,38 +264,6 @@ def end_epoch(cfg: Config, model: GlimpseModel, tok, optim: Optim, files: RunFil
 
 
 # ---- setting a run up, and finishing it ------------------------------------------------------------
-def open_run(cfg: Config) -> RunFiles:
-    """The run folder, with the object store the events (and run state) are mirrored to; a store
-    that cannot be opened only costs the mirror."""
-    cfg.run_dir.mkdir(parents=True, exist_ok=True)
-    store = None
-    try:
-        store = open_store(cfg.store, cfg.store_dir, cfg.bucket) if cfg.events_to_store else None
-    except Exception as e:
-        print(f"[train] no object store for events: {e}", file=sys.stderr)
-    return RunFiles(cfg.run_dir, store, f"runs/{cfg.run_name}/")
-
-
-def resume_point(cfg: Config, files: RunFiles) -> dict | None:
-    """With --resume, the checkpoint to continue from (fetched from the store first when the run
-    folder has none: a new pod), once its config is known to be this run's; None for a new run,
-    whose folder loses the events and state of an earlier one."""
-    if cfg.resume and not files.checkpoint.is_file() and files.store is not None \
-            and pull_run_state(files.store, files.prefix, files.dir):
-        print(f"[train] resuming from the checkpoint in {files.store.describe()}/{files.prefix}", file=sys.stderr)
-    saved = None
-    if cfg.resume and files.checkpoint.is_file():
-        saved = torch.load(files.checkpoint, map_location="cpu", weights_only=False)
-        old = {k: v for k, v in saved["config"].items() if k not in _RUNTIME_FIELDS and k not in RETIRED}
-        new = {k: v for k, v in cfg.to_dict().items() if k not in _RUNTIME_FIELDS}
-        diff = {k: (old.get(k), new.get(k)) for k in set(old) | set(new) if old.get(k) != new.get(k)}
-        if diff:
-            raise SystemExit(f"--resume with a different config: {diff}")
-    elif not cfg.resume:
-        for p in (files.dir / "events.jsonl", files.checkpoint, files.best):
-            if p.exists():
-                p.unlink()
-    return saved
 
 
 def build_tokenizer(cfg: Config, ds, train_ids: list[str]):
@@ -744,37 +479,6 @@ def train(cfg: Config) -> dict:
                       dev=dev, t_start=t_start)
 
     return finish_run(cfg, files, ds, progress, events, t_start, feat_secs)
-
-
-def write_report(history: dict, path: Path, cfg: Config) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    if history["steps"]:
-        st = np.array(history["steps"], dtype=float)
-        k = max(1, len(st) // 100)
-        sm = np.convolve(st[:, 1], np.ones(k) / k, mode="valid")
-        axes[0].plot(st[:, 0], st[:, 1], alpha=0.25, lw=0.7, label="loss (step)")
-        axes[0].plot(st[k - 1:, 0], sm, lw=1.5, label=f"loss (mean of {k})")
-        axes[0].set_xlabel("step")
-        axes[0].set_title(f"training loss ({cfg.loss})")
-        axes[0].legend()
-    ev = [e for e in history["evals"] if e.get("dev")]
-    if ev:
-        x = np.arange(1, len(ev) + 1)
-        for d, ls in (("t2i", "-"), ("i2t", "--")):
-            for kk in ("r1", "r5", "r10"):
-                axes[1].plot(x, [e["dev"][d][kk] for e in ev], ls, label=f"{d} {kk.upper()}")
-        axes[1].set_xlabel("epoch (phase 1, then phase 2)")
-        axes[1].set_ylabel("dev recall %")
-        axes[1].set_title("dev recall")
-        axes[1].legend(fontsize=7, ncol=2)
-    fig.suptitle(f"Glimpse {cfg.run_name}: {cfg.backbone} ({cfg.weights_source}), {cfg.image_head} head")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 def main(argv=None) -> int:

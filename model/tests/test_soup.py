@@ -85,7 +85,7 @@ def test_zoom_view_cached_path_equals_serving_path(soup_run, tiny_store):
     from glimpse_model.data import load_dataset
     from glimpse_model.evaluate import apply_data_args, load_run
     from glimpse_model.features import compute_grids, load_pixels
-    from glimpse_model.train import encode_grids
+    from glimpse_model.encode import encode_grids
 
     root, version = tiny_store
     model, cfg, _, _ = load_run(soup_run)
