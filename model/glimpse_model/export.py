@@ -19,7 +19,9 @@
 
 Writes (``--out``): image_encoder.onnx, text_encoder.onnx, vocab.json, preprocess.json,
 metrics.json, config.json, report.png, model_card.md, golden.json, golden/*.png and, last,
-checksums.json.  Model version = ``m-`` + first 16 hex of sha256(image_encoder.onnx ‖
+checksums.json. config.json is the run's config less every trace of the machine that trained it
+(``portable_config``: no run, cache, dataset or store folder, no weights file's folder; the dataset
+by kind, name and version): where the trainer kept its files is no part of the model or its version.  Model version = ``m-`` + first 16 hex of sha256(image_encoder.onnx ‖
 text_encoder.onnx ‖ vocab.json ‖ preprocess.json ‖ config.json) (raw bytes, that order).
 Upload goes to ``models/<version>/<file>`` with checksums.json written after all others.
 With a dataset named, metrics.json gets ``dev_served``: the dev split ranked as served (the ONNX
@@ -43,6 +45,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -86,6 +89,44 @@ TOKENIZER_EXTRA = [
     "日本語のテキスト and 中文", "emoji 🐶🐕‍🦺 dog", "ﬁnal ligature ½ ², ℃", "unbelievably-hyperextended antidisestablishmentarianism",
     "\u0301accent first", "x" * 300, "word " * 80, "tab\tnew\nline\rcarriage", "ALLCAPS WITH Numbers 123456789",
 ]
+
+
+# ---- what an export records of the machine that trained it: no folder, file or store address ----
+#: Config keys naming the trainer's folders and files: blank in an exported config.json.
+TRAINER_PATH_KEYS = ("out_dir", "cache_dir", "flickr8k_dir", "store_dir", "init_from")
+#: An absolute path, alone or after a "kind:" prefix ("file:/w/x.pt"); not a URL's "//".
+_ABS_PATH = re.compile(r"(?:^|(?<=:))(?:/(?!/)|~/)")
+
+
+def portable_source(source: str) -> str:
+    """A dataset source as an export records it: its kind, and for a published version the
+    dataset's key in the store, without the trainer's folders or store address
+    ("flickr8k-dir:/data/f8k" → "flickr8k-dir", "store:fs:/srv/store/glimpse/datasets/flickr8k" →
+    "store:datasets/flickr8k"); a soup's sources ("; "-joined) each. The version is
+    dataset_version_resolved."""
+    out = []
+    for part in source.split("; "):
+        kind, _, where = part.partition(":")
+        m = re.search(r"(?:^|/)(datasets/[^/]+)$", where)
+        out.append(f"{kind}:{m.group(1)}" if kind == "store" and m else kind)
+    return "; ".join(dict.fromkeys(out))
+
+
+def without_folders(value: str) -> str:
+    """A value naming a file of this machine, alone or after a "kind:" prefix, as the file's name
+    ("file:/w/mnv3.pt" → "file:mnv3.pt"); any other value as it is."""
+    m = _ABS_PATH.search(value)
+    return value if m is None else value[:m.start()] + Path(value[m.start():]).name
+
+
+def portable_config(conf: dict) -> dict:
+    """A run's config as its export's config.json records it: the trainer's folders and files
+    blank (TRAINER_PATH_KEYS), the dataset by kind, name and version (``portable_source``), and no
+    other value naming a folder of the machine that trained it (``without_folders``: e.g. a
+    backbone_weights file, its weights_source)."""
+    conf = {**conf, **{k: "" for k in TRAINER_PATH_KEYS},
+            "dataset_source": portable_source(conf.get("dataset_source") or "")}
+    return {k: without_folders(v) if isinstance(v, str) else v for k, v in conf.items()}
 
 
 def tokenizer_cases(ds, split: str, n: int = 300) -> list[str]:
@@ -210,9 +251,7 @@ def main(argv=None) -> int:
     # ---- contract files ------------------------------------------------------------
     shutil.copy(run_dir / "vocab.json", out / "vocab.json")
     shutil.copy(run_dir / "preprocess.json", out / "preprocess.json")
-    conf = cfg.to_dict()
-    for k in ("cache_dir", "out_dir", "flickr8k_dir", "store_dir"):  # the trainer's folders say nothing of the model
-        conf[k] = ""
+    conf = portable_config(cfg.to_dict())
     conf["selected_checkpoint"] = {"phase": best["phase"], "epoch": best["epoch"], "dev": best["dev"]}
     conf["export"] = {"opset": OPSET, "torch": torch.__version__,
                       "precision": {"image": args.image_precision, "text": args.text_precision},
@@ -368,6 +407,10 @@ def main(argv=None) -> int:
             metrics = json.loads((run_dir / f).read_text())
             break
     metrics = dict(metrics or {"split": "dev", **best["dev"]})
+    if "dataset" in metrics:  # evaluate.py's record of where it read the split: its kind only
+        metrics["dataset"] = portable_source(metrics["dataset"])
+    if "mode" in metrics:
+        metrics["mode"] = without_folders(metrics["mode"])
     metrics["dev"] = json.loads((run_dir / "dev_metrics.json").read_text()) if (run_dir / "dev_metrics.json").is_file() else best["dev"]
     if metrics["dev"]:
         metrics["dev"] = {**metrics["dev"], "dataset_version": metrics["dev"].get("dataset_version") or cfg.dataset_version_resolved}
@@ -390,9 +433,13 @@ def main(argv=None) -> int:
                             "bytes": {f: (out / f).stat().st_size for f in precision}}
     metrics["latency_cpu"] = lat
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    for f in ("report.png", "soup.json"):
-        if (run_dir / f).is_file():
-            shutil.copy(run_dir / f, out / f)
+    if (run_dir / "report.png").is_file():
+        shutil.copy(run_dir / "report.png", out / "report.png")
+    if (run_dir / "soup.json").is_file():
+        soup = json.loads((run_dir / "soup.json").read_text())
+        for ingredient in soup.get("ingredients", []):
+            ingredient["dataset_source"] = portable_source(ingredient.get("dataset_source") or "")
+        (out / "soup.json").write_text(json.dumps(soup, indent=1) + "\n")
     soup_note = json.loads((run_dir / "soup.json").read_text()).get("note", "") if (run_dir / "soup.json").is_file() else ""
     (out / "model_card.md").write_text(model_card(version, cfg, metrics, tok, spec, lat, soup_note))
 
@@ -482,7 +529,7 @@ def model_card(version: str, cfg: Config, m: dict, tok: Tokenizer, spec: dict, l
               f"* CPU latency (onnxruntime, {lat['threads']} threads, batch 1): text {lat['text_ms']} ms, "
               f"image {lat['image_ms']} ms" + (f" (load average {lat['loadavg_1m']} on {os.cpu_count()} cores)." if "loadavg_1m" in lat else "."), "",
               "## Training", "",
-              f"* Data: {cfg.dataset_source} (version `{cfg.dataset_version_resolved}`), train split only; "
+              f"* Data: {portable_source(cfg.dataset_source)} (version `{cfg.dataset_version_resolved}`), train split only; "
               "model selected on dev; test used only for the reported figures.",
               f"* Image backbone: `{cfg.backbone}` weights `{cfg.weights_source}` (frozen in phase 1; "
               + ("phase 2 of each soup ingredient: soup.json)" if cfg.soup_of else

@@ -141,6 +141,57 @@ def test_registry_layout(exported):
     assert json.loads((out / "metrics.json").read_text())["model_version"] == version
 
 
+def _strings(v):
+    if isinstance(v, dict):
+        for x in v.values():
+            yield from _strings(x)
+    elif isinstance(v, list):
+        for x in v:
+            yield from _strings(x)
+    elif isinstance(v, str):
+        yield v
+
+
+def test_an_export_records_no_path_of_the_machine_that_trained_it(exported, tiny_store, tmp_path_factory):
+    """config.json (hashed into the version), metrics.json and the model card name no folder of the
+    trainer: not its run, cache or store folders, nor any other absolute path; the dataset is
+    recorded by kind, name and version."""
+    cfg, out, root = exported
+    _, version = tiny_store
+    machine = {str(tmp_path_factory.getbasetemp()), cfg.out_dir, cfg.cache_dir, str(root), str(out)}
+    conf = json.loads((out / "config.json").read_text())
+    assert conf["dataset_source"] == "store:datasets/flickr8k" and conf["dataset_version_resolved"] == version
+    assert all(conf[k] == "" for k in export.TRAINER_PATH_KEYS)
+    docs = {"config.json": conf, "metrics.json": json.loads((out / "metrics.json").read_text()),
+            "model_card.md": (out / "model_card.md").read_text()}
+    for name, doc in docs.items():
+        for text in _strings(doc):
+            assert not any(d in text for d in machine), (name, text)
+            assert not export._ABS_PATH.search(text) or name == "model_card.md", (name, text)
+    assert "store:datasets/flickr8k" in docs["model_card.md"]
+
+
+def test_portable_values():
+    assert export.portable_source("flickr8k-dir:/work/shared/datasets/flickr8k") == "flickr8k-dir"
+    assert export.portable_source("store:fs:/srv/x/glimpse/datasets/flickr8k") == "store:datasets/flickr8k"
+    assert export.portable_source("store:minio:http://minio:9000/glimpse/datasets/flickr8k") == "store:datasets/flickr8k"
+    assert export.portable_source("store:fs:/a/datasets/f; flickr8k-dir:/b; store:fs:/c/datasets/f") == \
+        "store:datasets/f; flickr8k-dir"
+    assert export.portable_source("") == ""
+    assert export.without_folders("file:/home/me/weights/mnv3.pt") == "file:mnv3.pt"
+    assert export.without_folders("/home/me/weights/mnv3.pt") == "mnv3.pt"
+    for kept in ("pypi:efficientnet-lite0-57934424.pth", "random-init(seed0)", "auto", "runs/dev/events.jsonl",
+                 "minio:http://minio:9000/glimpse", "A dog runs: fast / slow"):
+        assert export.without_folders(kept) == kept
+    conf = export.portable_config({"out_dir": "/w/runs", "cache_dir": "/w/.cache", "flickr8k_dir": "/d/f8k",
+                                   "store_dir": "/d/store", "init_from": "/w/runs/a/best.pt",
+                                   "backbone_weights": "/w/mnv3.pt", "weights_source": "file:/w/mnv3.pt",
+                                   "dataset_source": "flickr8k-dir:/d/f8k", "dataset": "flickr8k", "epochs": 4})
+    assert conf == {"out_dir": "", "cache_dir": "", "flickr8k_dir": "", "store_dir": "", "init_from": "",
+                    "backbone_weights": "mnv3.pt", "weights_source": "file:mnv3.pt",
+                    "dataset_source": "flickr8k-dir", "dataset": "flickr8k", "epochs": 4}
+
+
 def test_onnx_evaluation_matches_pytorch(exported, tiny_store):
     from glimpse_model import evaluate
     cfg, out, root = exported
