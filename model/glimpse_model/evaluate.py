@@ -1,12 +1,12 @@
 """Evaluate a trained run with the standard retrieval protocol on any split.
 
     cd model
-    uv run python -m glimpse_model.evaluate --run-dir runs/f8k-v1 --split test \
+    uv run python -m glimpse_model.evaluate --run-dir runs/f8k-pre --split test \
         --flickr8k-dir ../../shared/datasets/flickr8k
 
     # the exported ONNX models instead of the PyTorch checkpoint (same numbers ± 1e-4):
-    uv run python -m glimpse_model.evaluate --run-dir runs/f8k-v1 --split test \
-        --flickr8k-dir ../../shared/datasets/flickr8k --onnx runs/f8k-v1/export
+    uv run python -m glimpse_model.evaluate --run-dir runs/f8k-pre --split test \
+        --flickr8k-dir ../../shared/datasets/flickr8k --onnx runs/f8k-pre/export
 
 t2i: each caption ranks all images of the split; i2t: each image ranks all captions and
 scores a hit when any of its own captions is within K.  Writes ``<run-dir>/metrics.json``

@@ -1,11 +1,11 @@
 """Export a trained run as two ONNX models + the serving contract files + golden vectors.
 
     cd model
-    uv run python -m glimpse_model.export --run-dir runs/f8k-v1 --out runs/f8k-v1/export \
+    uv run python -m glimpse_model.export --run-dir runs/f8k-pre --out runs/f8k-pre/export \
         --flickr8k-dir ../../shared/datasets/flickr8k            # golden images from the test split
 
     # int8 kernels (compress.py), gated on dev: at most 0.3 recall@10 points lost per direction
-    uv run python -m glimpse_model.export --run-dir runs/f8k-v1 --flickr8k-dir ../../shared/datasets/flickr8k \
+    uv run python -m glimpse_model.export --run-dir runs/f8k-pre --flickr8k-dir ../../shared/datasets/flickr8k \
         --image-precision int8-static --text-precision int8
 
     # an exported model again at other precisions, same weights (its trainer's checkpoint not needed):
@@ -13,7 +13,7 @@
         --flickr8k-dir ../../shared/datasets/flickr8k --image-precision int8-static --text-precision int8
 
     # also publish into the object store (folder store or MinIO via MINIO_* env), optionally promote:
-    uv run python -m glimpse_model.export --run-dir runs/f8k-v1 --out runs/f8k-v1/export \
+    uv run python -m glimpse_model.export --run-dir runs/f8k-pre --out runs/f8k-pre/export \
         --flickr8k-dir ../../shared/datasets/flickr8k --upload --store-dir ../.data/store --bucket glimpse \
         [--promote [--promotion-metric rsum] [--promotion-margin 0]]
 

@@ -2,10 +2,10 @@
 
 Runs fine-tuned from the same initialisation (here: the same seed, the same frozen ImageNet
 backbone and phase-1 recipe) stay in one basin of the loss, so the mean of their weights is a
-model of the same size and speed that ranks better than each of them (Wortsman et al. 2022).
+model of the same size and speed that can rank better than each of them (Wortsman et al. 2022).
 
     cd model
-    uv run python -m glimpse_model.soup --out runs/f8k-soup runs/f8k-v4 runs/f8k-v5 runs/g-b \
+    uv run python -m glimpse_model.soup --out runs/soup runs/f8k-pre runs/s-tm2 \
         --tta-zoom 0.75 --flickr8k-dir ../../shared/datasets/flickr8k
 
 The runs must share the vocabulary and the architecture (checked).  The new run folder holds
