@@ -11,8 +11,10 @@
  * The photos are the repository's demo images (200) and two variants of each (mirrored, cropped), so the
  * file needs nothing outside the repository.
  */
+import { spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { getJson, type ObjectStore } from "@glimpse/objectstore";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -52,13 +54,11 @@ type Workflow = { metadata: { name: string }; status: { phase?: string; nodes?: 
 /** The collection's ingest workflows (the Data service labels them with the collection's id). */
 const ingestWorkflows = async (): Promise<Workflow[]> => (await kubectlJsonAsync("get", "workflows.argoproj.io", "-n", NS, "-l", `glimpse.dev/collection=${ID}`)).items as Workflow[];
 
-const isComplete = (job: Job) => (job.status?.conditions ?? []).some((c) => c.type === "Complete" && c.status === "True");
-const isFailed = (job: Job) => (job.status?.conditions ?? []).some((c) => c.type === "Failed" && c.status === "True");
 const completionIndex = (pod: Pod) => pod.metadata.labels?.["batch.kubernetes.io/job-completion-index"] ?? pod.metadata.annotations?.["batch.kubernetes.io/job-completion-index"];
 const indexKey = (model: string, version: string) => `models/${model}/indexes/collections/${ID}/${version}/index.json`;
 
-async function collectionJob(model: string, version: string): Promise<Job | undefined> {
-  const jobs = (await kubectlJsonAsync("get", "jobs", "-n", NS, "-l", `${COLLECTION_LABEL}=${ID},${VERSION_LABEL}=${version}`)).items as Job[];
+async function collectionJob(model: string, version?: string): Promise<Job | undefined> {
+  const jobs = (await kubectlJsonAsync("get", "jobs", "-n", NS, "-l", `${COLLECTION_LABEL}=${ID}${version ? `,${VERSION_LABEL}=${version}` : ""}`)).items as Job[];
   return jobs.find((j) => j.metadata.labels?.[MODEL_LABEL] === model);
 }
 
@@ -107,6 +107,37 @@ const searchGallery = (n: number): LoadCall => ({
   answeredBy: (a) => `gallery: ${String(a["model_version"])} / ${String(a["dataset_version"])}`,
 });
 
+/**
+ * Follows a pod's log from its start and deletes the pod (gracefully: SIGTERM) as soon as a line matches;
+ * fails if the container ends first.
+ */
+async function deleteOnLogLine(pod: string, line: RegExp): Promise<void> {
+  const t0 = Date.now();
+  let tail = "";
+  for (;;) {
+    const follower = spawn("kubectl", ["logs", "-f", pod, "-n", NS], { stdio: ["ignore", "pipe", "pipe"] });
+    let lines = 0;
+    const seen = await new Promise<boolean>((resolve) => {
+      createInterface({ input: follower.stdout }).on("line", (l) => {
+        lines++;
+        tail = l;
+        if (line.test(l)) resolve(true);
+      });
+      follower.stderr.on("data", (d: Buffer) => (tail = d.toString()));
+      follower.on("close", () => resolve(false));
+    });
+    const matched = Date.now();
+    if (seen) await kubectlAsync("delete", "pod", pod, "-n", NS, "--wait=false");
+    follower.kill();
+    if (seen) return console.log(`collections: ${pod}: the line came ${matched - t0} ms after the pod was found; deleted ${Date.now() - matched} ms later`);
+    // kubectl refuses a container that has not started yet ("… is waiting to start"): follow again
+    if (lines > 0 || !/waiting to start|ContainerCreating|PodInitializing/.test(tail) || Date.now() - t0 > 5 * 60_000) {
+      throw new Error(`${pod}'s log ended before a line matched ${String(line)} (last: ${tail})`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 describe("collections: a watched bucket prefix, embedded by index Jobs, searched through the gateway", () => {
   let store: ObjectStore;
   let all: { name: string; bytes: Buffer }[] = [];
@@ -137,6 +168,20 @@ describe("collections: a watched bucket prefix, embedded by index Jobs, searched
       body: JSON.stringify({ display_name: "e2e photos", source: { bucket: { prefix: PREFIX } }, watch: true }),
     });
     expect(created.status, JSON.stringify(created.body)).toBe(200);
+    // The first version's index Job starts within seconds of the sync and runs for seconds: its last shard's
+    // pod (the most chunks: ten of 32 photos) is looked for from now on, beside the checks of the sync below,
+    // and deleted the moment its worker has started, so that it stops after the chunk under way. Not earlier:
+    // a pod deleted before its SIGTERM handler exists (node as PID 1 ignores the signal) finishes its work.
+    const deleted = (async () => {
+      const job = await waitFor(`the index Job of ${NAME}`, () => collectionJob(production), 10 * MIN, 100);
+      const victim = await waitFor("an embed pod of the last shard", async () => {
+        const pods = (await kubectlJsonAsync("get", "pods", "-n", NS, "-l", `job-name=${job.metadata.name}`)).items as Pod[];
+        return pods.find((p) => !p.metadata.deletionTimestamp && completionIndex(p) === String(job.spec.completions! - 1));
+      }, 5 * MIN, 100);
+      await deleteOnLogLine(victim.metadata.name, /"msg":\s*"shard started"/);
+      return { job, victim };
+    })();
+    deleted.catch(() => undefined); // awaited below, after the sync's checks
     const synced = await waitFor("the first sync", async () => {
       const c = await getCollection();
       return c.state === "STATE_READY" && c.version ? c : undefined;
@@ -156,23 +201,9 @@ describe("collections: a watched bucket prefix, embedded by index Jobs, searched
     for await (const o of store.list(`collections/${ID}/syncs/`)) left.push(o.key);
     expect(left).toEqual([]);
 
-    // polled often: the Job is made within a Ranking poll of the publish and runs for seconds
-    const job = await waitFor(`the index Job of ${NAME}@${first}`, () => collectionJob(production, first), 5 * MIN, 100);
+    const { job, victim } = await deleted;
+    expect(job.metadata.labels?.[VERSION_LABEL]).toBe(first);
     expect(job.spec.completions).toBe(2);
-    // The last shard's pod (the most chunks: ten of 32 photos), deleted as soon as its worker has started:
-    // it stops after the chunk under way. Not earlier: a pod deleted before its SIGTERM handler exists (node
-    // as PID 1 ignores the signal) simply finishes its work; with chunks of 128 the int8 encoders finished
-    // all three of a shard before the signal came.
-    const victim = await waitFor("a started embed pod of the last shard", async () => {
-      const j = (await kubectlJsonAsync("get", "job", job.metadata.name, "-n", NS)) as Job;
-      if (isComplete(j) || isFailed(j)) throw new Error(`the Job ended before one of its pods could be deleted`);
-      const pods = (await kubectlJsonAsync("get", "pods", "-n", NS, "-l", `job-name=${job.metadata.name}`)).items as Pod[];
-      const pod = pods.find((p) => p.status.phase === "Running" && !p.metadata.deletionTimestamp && completionIndex(p) === String(job.spec.completions! - 1));
-      if (!pod) return undefined;
-      const log = await kubectlAsync("logs", pod.metadata.name, "-n", NS).catch(() => "");
-      return /"msg":\s*"shard started"/.test(log) ? pod : undefined;
-    }, 10 * MIN, 100);
-    await kubectlAsync("delete", "pod", victim.metadata.name, "-n", NS, "--wait=false");
     const shard = completionIndex(victim);
 
     const served = await waitFor("search to serve the first version", async () => {
