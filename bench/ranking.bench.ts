@@ -51,6 +51,8 @@ const { values: args } = parseArgs({
     flickr8k: { type: "string", default: join(ROOT, "..", "shared", "datasets", "flickr8k") },
     "max-batch": { type: "string", default: "32" },
     threads: { type: "string", default: "0" },
+    /** Ranking's encoder worker threads (GLIMPSE_RANKING_ENCODER_WORKERS; 0 = the encoders on its main thread). */
+    "encoder-workers": { type: "string" },
     quick: { type: "boolean", default: false },
     "no-recall": { type: "boolean", default: false },
     "recall-only": { type: "boolean", default: false },
@@ -211,6 +213,9 @@ async function main(): Promise<void> {
       GLIMPSE_RANKING_SEED_DEMO: gallery === "demo" ? "true" : "false",
       GLIMPSE_RANKING_MAX_BATCH: args["max-batch"],
       GLIMPSE_RANKING_INTRA_OP_THREADS: args.threads,
+      // as `glimpse up` and the image run the services (lifecycle/memory.ts)
+      MALLOC_MMAP_THRESHOLD_: "131072",
+      ...(args["encoder-workers"] !== undefined ? { GLIMPSE_RANKING_ENCODER_WORKERS: args["encoder-workers"] } : {}),
       ...(version ? { GLIMPSE_RANKING_MODEL_VERSION: version } : {}),
     };
     const rankingUrl = `http://127.0.0.1:${rankingPort}`;
@@ -376,6 +381,7 @@ async function main(): Promise<void> {
       captions: Number(status.index!.captions),
       max_batch: Number(args["max-batch"]),
       intra_op_threads: Number(args.threads),
+      encoder_workers: args["encoder-workers"] === undefined ? undefined : Number(args["encoder-workers"]),
       load_average: loadavg(),
       ranking_rss_mib: rssMiB(children[0]!.pid),
       results,

@@ -85,6 +85,7 @@ export async function build(cfg: GlimpseConfig, opts: BuildOptions = {}): Promis
       executionProvider: cfg.rankingExecutionProvider,
       intraOpThreads: cfg.rankingIntraOpThreads,
       interOpThreads: cfg.rankingInterOpThreads,
+      encoderWorkers: cfg.rankingEncoderWorkers,
       maxBatch: cfg.rankingMaxBatch,
     },
   });

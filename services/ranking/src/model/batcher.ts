@@ -1,9 +1,9 @@
 /**
  * Micro-batching without a timer: the first request runs at once (no added latency at low
- * load); requests that arrive while a run is in progress wait for it and then go together
- * as one batch, up to `maxBatch`. onnxruntime-node runs a session synchronously on the main
- * thread, so every request that arrived during a run has been read off its socket by the
- * time the next flush (a setImmediate, after the event loop's I/O phase) gathers the queue.
+ * load); requests that arrive while `concurrency` runs are in progress wait for one to end and
+ * then go together as one batch, up to `maxBatch`. A flush is a setImmediate, after the event
+ * loop's I/O phase, so every request read off its socket meanwhile is gathered. `concurrency` is
+ * the number of encoder threads (encoder-pool.ts); 1 for encoders on the main thread.
  *
  * A gathered batch is one run, or — with a `group` function — several, one after another in the
  * order it gives (the text encoder's: by token length, model/grouping.ts): each group's requests
@@ -30,7 +30,7 @@ export type Grouping<I> = (items: I[]) => number[][];
 
 export class MicroBatcher<I, O> {
   private queue: Pending<I, O>[] = [];
-  private running = false;
+  private running = 0;
   private scheduled = false;
   readonly stats: BatchStats = { batches: 0, runs: 0, items: 0, sizes: new Map() };
 
@@ -38,8 +38,10 @@ export class MicroBatcher<I, O> {
     private readonly run: (items: I[]) => Promise<O[]>,
     private readonly maxBatch: number,
     private readonly group?: Grouping<I>,
+    private readonly concurrency = 1,
   ) {
     if (maxBatch < 1) throw new Error("maxBatch must be at least 1");
+    if (!(concurrency >= 1)) throw new Error("concurrency must be at least 1");
   }
 
   submit(item: I): Promise<O> {
@@ -58,7 +60,7 @@ export class MicroBatcher<I, O> {
   }
 
   private schedule(): void {
-    if (this.running || this.scheduled || this.queue.length === 0) return;
+    if (this.running >= this.concurrency || this.scheduled || this.queue.length === 0) return;
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
@@ -67,9 +69,11 @@ export class MicroBatcher<I, O> {
   }
 
   private async flush(): Promise<void> {
-    if (this.running || this.queue.length === 0) return;
-    this.running = true;
+    if (this.running >= this.concurrency || this.queue.length === 0) return;
+    this.running++;
     const batch = this.queue.splice(0, this.maxBatch);
+    // another run may start beside this one with what is left or comes next
+    this.schedule();
     this.stats.batches++;
     this.stats.items += batch.length;
     try {
@@ -79,7 +83,7 @@ export class MicroBatcher<I, O> {
       // the grouping itself failed: nothing ran
       batch.forEach((p) => p.reject(err));
     } finally {
-      this.running = false;
+      this.running--;
       this.schedule();
     }
   }

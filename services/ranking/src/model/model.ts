@@ -4,6 +4,7 @@
  */
 import type { Logger } from "@glimpse/logging";
 import { MicroBatcher } from "./batcher.js";
+import { EncoderPool, type EncoderRuns } from "./encoder-pool.js";
 import { Encoders, type EncoderOptions } from "./encoders.js";
 import { DEFAULT_RUN_OVERHEAD, groupByLength } from "./grouping.js";
 import { Preprocessor, type DecodedPixels } from "./preprocess.js";
@@ -34,6 +35,11 @@ export interface ModelOptions extends Partial<EncoderOptions> {
   textRunOverhead?: number;
   /** Most images per image-encoder run (default 1: batching images measured no faster per image on CPU). */
   maxImageBatch?: number;
+  /**
+   * Encoder threads (encoder-pool.ts): each holds both encoders and runs one batch at a time,
+   * beside the main thread. 0 = the encoders on the main thread (one run at a time).
+   */
+  encoderWorkers?: number;
   /** Query embeddings kept (by token ids). */
   cacheSize?: number;
   logger?: Logger;
@@ -56,13 +62,15 @@ export class LoadedModel {
     readonly version: string,
     readonly tokenizer: TextTokenizer,
     readonly preprocessor: Preprocessor,
-    readonly encoders: Encoders,
+    readonly encoders: EncoderRuns,
     readonly config: Record<string, unknown>,
     opts: ModelOptions,
     /** The model's query bank, when it ships one: gallery items get biases from it. */
     readonly queryBank?: QueryBank,
   ) {
     const maxBatch = opts.maxBatch ?? 32;
+    // as many runs of each encoder at once as there are threads to run them
+    const runs = Math.max(1, opts.encoderWorkers ?? 0);
     this.cacheSize = opts.cacheSize ?? 1024;
     this.textRunOverhead = Math.max(0, opts.textRunOverhead ?? DEFAULT_RUN_OVERHEAD);
     // one encoder run per group of similar lengths, shortest first
@@ -70,8 +78,9 @@ export class LoadedModel {
       (seqs) => this.runText(seqs),
       maxBatch,
       (seqs) => groupByLength(seqs.map((q) => q.length), { overhead: this.textRunOverhead }),
+      runs,
     );
-    this.imageBatcher = new MicroBatcher((px) => this.runImages(px), Math.max(1, Math.min(maxBatch, opts.maxImageBatch ?? 1)));
+    this.imageBatcher = new MicroBatcher((px) => this.runImages(px), Math.max(1, Math.min(maxBatch, opts.maxImageBatch ?? 1)), undefined, runs);
   }
 
   static async load(version: string, files: ModelFiles, opts: ModelOptions = {}): Promise<LoadedModel> {
@@ -79,10 +88,11 @@ export class LoadedModel {
     const preprocessor = Preprocessor.fromJson(Buffer.from(files["preprocess.json"]));
     const config = JSON.parse(Buffer.from(files["config.json"]).toString("utf8")) as Record<string, unknown>;
     const dim = typeof config["embed_dim"] === "number" ? config["embed_dim"] : undefined;
-    const encoders = await Encoders.load(files["image_encoder.onnx"], files["text_encoder.onnx"], opts, {
-      imageInput: preprocessor.inputName,
-      ...(dim === undefined ? {} : { dim }),
-    });
+    const expected = { imageInput: preprocessor.inputName, ...(dim === undefined ? {} : { dim }) };
+    const workers = opts.encoderWorkers ?? 0;
+    const encoders: EncoderRuns = workers > 0
+      ? await EncoderPool.load(files["image_encoder.onnx"], files["text_encoder.onnx"], workers, opts, expected)
+      : await Encoders.load(files["image_encoder.onnx"], files["text_encoder.onnx"], opts, expected);
     let queryBank: QueryBank | undefined;
     try {
       queryBank = parseQueryBank(files as unknown as Record<string, Uint8Array | undefined>, encoders.dim);
