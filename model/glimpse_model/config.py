@@ -62,10 +62,33 @@ def _schema_default(name: str, spec: dict[str, Any]) -> Any:
     return typ(value)
 
 
+#: Each backbone's native input side in pixels (square): the resolution its ImageNet weights were
+#: trained at (EfficientNet-Lite1/2: 240/260; the CI towers, which have no pretrained weights: 224).
+#: ``image_size`` 0 — the default — means this size.
+NATIVE_IMAGE_SIZE: dict[str, int] = {
+    "efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260,
+    "mobilenet_v3_small": 224, "tiny": 224,
+}
+
+
+def native_image_size(backbone: str) -> int:
+    """The input side a backbone was trained at (NATIVE_IMAGE_SIZE)."""
+    try:
+        return NATIVE_IMAGE_SIZE[backbone]
+    except KeyError:
+        raise ValueError(f"unknown backbone {backbone!r} ({' | '.join(NATIVE_IMAGE_SIZE)})") from None
+
+
 class _ConfigMethods:
     @property
     def run_dir(self) -> Path:
         return Path(self.out_dir) / self.run_name  # type: ignore[attr-defined]
+
+    @property
+    def input_size(self) -> int:
+        """The square input side the run trains and serves at: ``image_size``, or with 0 the
+        backbone's native size. A run records it as its ``image_size`` (train.py resolves it first)."""
+        return self.image_size or native_image_size(self.backbone)  # type: ignore[attr-defined]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[call-overload]

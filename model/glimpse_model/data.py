@@ -33,6 +33,8 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from .config import native_image_size
+
 # --------------------------------------------------------------------------------------
 # Caption cleaning (same rules as the data pipeline)
 # --------------------------------------------------------------------------------------
@@ -377,7 +379,9 @@ def pad_batch(seqs: list[list[int]], pad_id: int = 0) -> tuple[np.ndarray, np.nd
 # --------------------------------------------------------------------------------------
 # Image preprocessing
 # --------------------------------------------------------------------------------------
-def preprocess_spec(backbone: str, size: int = 224) -> dict:
+def preprocess_spec(backbone: str, size: int = 0) -> dict:
+    """What serving does to an upload before image_encoder.onnx (preprocess.json): squash to the
+    square input (``size``; 0: the backbone's native size, config.NATIVE_IMAGE_SIZE), normalise."""
     if backbone.startswith("efficientnet_lite"):  # TF's Lite builder: (x - 127) / 128
         mean, std = [127.0 / 255.0] * 3, [128.0 / 255.0] * 3
     elif backbone == "mobilenet_v3_small":  # torchvision's ImageNet statistics
@@ -386,6 +390,7 @@ def preprocess_spec(backbone: str, size: int = 224) -> dict:
         mean, std = [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]
     else:
         raise ValueError(f"no preprocessing for backbone {backbone!r}")
+    size = size or native_image_size(backbone)
     return {
         "schema": "glimpse.preprocess/v1",
         "width": size, "height": size,
@@ -402,12 +407,19 @@ def preprocess_spec(backbone: str, size: int = 224) -> dict:
     }
 
 
+def open_rgb(data: bytes) -> Image.Image:
+    """Encoded image → RGB at its own size."""
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+def squash(im: Image.Image, size: int) -> Image.Image:
+    """Resize "fill" to ``size``×``size`` (bilinear, aspect not kept), as serving does; an image of
+    that size already is left as it is."""
+    return im if im.size == (size, size) else im.resize((size, size), Image.BILINEAR)
+
+
 def decode_image(data: bytes, size: int = 224) -> Image.Image:
-    im = Image.open(io.BytesIO(data))
-    im = im.convert("RGB")
-    if im.size != (size, size):
-        im = im.resize((size, size), Image.BILINEAR)
-    return im
+    return squash(open_rgb(data), size)
 
 
 def image_to_array(im: Image.Image, spec: dict) -> np.ndarray:

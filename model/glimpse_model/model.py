@@ -1,7 +1,8 @@
 """Model: image backbone + image head, text encoder, shared 256-d L2-normalised space.
 
 * Towers: ``build_backbone`` / ``build_text_encoder`` pick them by the config's ``backbone`` and
-  ``text_encoder``. The shipped recipe's are pretrained.py's (``efficientnet_lite0``, ``minilm_l6``);
+  ``text_encoder``. The shipped recipe's are pretrained.py's (``efficientnet_lite0``, ``minilm_l6``; also
+  the larger ``efficientnet_lite1`` / ``efficientnet_lite2``);
   ci_towers.py holds the small ones CI trains (``mobilenet_v3_small``, ``tiny``, ``bilstm``).
 * ``ImageHead`` — pooling over the backbone's spatial grid (mean or multi-head attention)
   + projection.  In phase 1 it runs on cached grids, so the backbone is never re-run.
@@ -23,14 +24,14 @@ import torch.nn.functional as F
 # --------------------------------------------------------------------------------------
 def build_backbone(name: str, weights: str = "auto") -> tuple[nn.Module, str]:
     """Return (backbone exposing .features(x) → [N,C,h,w] and .blocks, weights_source)."""
-    if name.startswith("efficientnet_lite"):
-        from .pretrained import EfficientNetLite
+    from .pretrained import LITE_VARIANTS, EfficientNetLite
+    if name in LITE_VARIANTS:
         net = EfficientNetLite(name, weights)
         return net, net.weights_source
     from .ci_towers import CI_BACKBONES, build_ci_backbone
     if name in CI_BACKBONES:
         return build_ci_backbone(name, weights)
-    raise ValueError(f"unknown backbone {name!r} (efficientnet_lite0 | {' | '.join(CI_BACKBONES)})")
+    raise ValueError(f"unknown backbone {name!r} ({' | '.join(LITE_VARIANTS + CI_BACKBONES)})")
 
 
 # --------------------------------------------------------------------------------------

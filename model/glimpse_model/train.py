@@ -363,6 +363,10 @@ def train(cfg: Config) -> dict:
     """One training run as ``cfg`` describes it (see the module docstring); returns its dev metrics."""
     if cfg.phase2_mode not in ("images", "cached"):
         raise SystemExit(f"--phase2-mode must be images or cached, not {cfg.phase2_mode!r}")
+    try:
+        cfg.image_size = cfg.input_size  # 0: the backbone's native size; the run records the size it used
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     t_start = time.time()
     torch.set_num_threads(max(1, cfg.num_threads))
     device = pick_device(cfg.device)

@@ -9,8 +9,8 @@ from typing import get_type_hints
 
 import pytest
 
-from glimpse_model.config import (ARCHITECTURE_KEYS, MODEL_DIR, REPO_ROOT, RETIRED, SCHEMA, SCHEMA_PATH, Config,
-                                  _schema_default, parse_config)
+from glimpse_model.config import (ARCHITECTURE_KEYS, MODEL_DIR, NATIVE_IMAGE_SIZE, REPO_ROOT, RETIRED, SCHEMA,
+                                  SCHEMA_PATH, Config, _schema_default, native_image_size, parse_config)
 
 SHIPPED_CONFIG = REPO_ROOT / "demo" / "model" / "config.json"
 CONFIGS = sorted((MODEL_DIR / "configs").glob("*.json"))
@@ -34,6 +34,7 @@ def test_defaults_are_the_shipped_recipe():
     shipped = json.loads(SHIPPED_CONFIG.read_text())
     assert not shipped.get("soup_of"), "the shipped model is a soup: name the recipe the defaults follow"
     defaults = Config()
+    defaults.image_size = defaults.input_size  # 0: the backbone's native size, which a run records
     recipe = [f.name for f in fields(Config) if f.name not in NOT_RECIPE]
     # Keys newer than the shipped model are absent from its config.json (it was trained without them).
     compared = [k for k in recipe if k in shipped]
@@ -85,6 +86,31 @@ def test_a_schema_default_of_another_type_is_refused():
     assert type(_schema_default("lr", {"type": "number", "default": 1})) is float
 
 
+@pytest.mark.parametrize("backbone,native", [
+    ("efficientnet_lite0", 224), ("efficientnet_lite1", 240), ("efficientnet_lite2", 260),
+    ("mobilenet_v3_small", 224), ("tiny", 224),
+])
+def test_image_size_defaults_to_the_backbones_native_size(backbone, native, monkeypatch):
+    """image_size 0 (the default) is each backbone's native input; a size set explicitly stays; the
+    preprocessing a run writes (preprocess.json) and the size it records follow."""
+    from glimpse_model.data import preprocess_spec
+    assert Config().image_size == 0 and native_image_size(backbone) == native
+    cfg = Config.from_dict({"backbone": backbone})
+    assert cfg.input_size == native
+    assert preprocess_spec(backbone)["width"] == preprocess_spec(backbone)["height"] == native
+    assert preprocess_spec(backbone, cfg.input_size)["width"] == native
+    assert Config.from_dict({"backbone": backbone, "image_size": 200}).input_size == 200
+    assert preprocess_spec(backbone, 200)["width"] == 200
+    monkeypatch.delenv("GLIMPSE_TRAIN_CONFIG", raising=False)
+    cfg, _ = parse_config(["--backbone", backbone, "--text-encoder", "bilstm"])
+    assert cfg.input_size == native
+
+
+def test_an_unknown_backbone_has_no_native_size():
+    with pytest.raises(ValueError, match="unknown backbone 'efficientnet_lite3'"):
+        Config.from_dict({"backbone": "efficientnet_lite3"}).input_size
+
+
 def test_the_training_service_reads_an_identical_copy():
     assert SERVICE_SCHEMA.read_bytes() == SCHEMA_PATH.read_bytes(), (
         "run `cp model/glimpse_model/config.schema.json services/training/src/trainer-config.schema.json`")
@@ -105,7 +131,7 @@ def test_every_config_file_names_a_tower_that_exists():
         doc = json.loads(path.read_text())
         assert set(ARCHITECTURE_KEYS) <= set(doc), path.name
         cfg, _ = parse_config(["--config", str(path)])
-        assert cfg.backbone in ("efficientnet_lite0", "mobilenet_v3_small", "tiny"), path.name
+        assert cfg.backbone in NATIVE_IMAGE_SIZE, path.name
         assert cfg.text_encoder in ("minilm_l6", "bilstm"), path.name
 
 

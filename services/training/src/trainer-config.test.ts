@@ -73,6 +73,18 @@ describe("the trainer's config keys", () => {
     expect([...rule.matchAll(/'(\w*)'/g)].map((m) => m[1])).toEqual(["", ...PROMOTION_METRICS]);
   });
 
+  it("offer every image tower the trainer builds as an image_encoder, bar the test-only tiny one (config.py NATIVE_IMAGE_SIZE)", () => {
+    const table = /^NATIVE_IMAGE_SIZE[^=]*= \{([^}]*)\}/m.exec(readFileSync(CONFIG_PY, "utf8"))![1]!;
+    const towers = [...table.matchAll(/"(\w+)":/g)].map((m) => m[1]!).filter((t) => t !== "tiny");
+    expect(towers).toContain("efficientnet_lite2");
+    const rule = /string image_encoder = 6 \[[^\]]*?expression: "this in \[([^\]]*)\]/s.exec(readFileSync(PROTO, "utf8"))![1]!;
+    expect([...rule.matchAll(/'(\w*)'/g)].map((m) => m[1]).sort()).toEqual(["", ...towers].sort());
+    for (const imageEncoder of towers) {
+      expect(planTraining(create(training.TrainingConfigSchema, { imageEncoder })).trainerConfig["backbone"]).toBe(imageEncoder);
+    }
+    expect(() => planTraining(create(training.TrainingConfigSchema, { imageEncoder: "tiny" }))).toThrow();
+  });
+
   it("name the quality gate's metrics as the trainer does (promotion.py)", () => {
     const source = readFileSync(PROMOTION_PY, "utf8");
     expect(PROMOTION_METRICS[0]).toBe(DEFAULT_PROMOTION_METRIC);
