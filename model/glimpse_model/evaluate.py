@@ -26,7 +26,7 @@ import torch
 
 from .config import Config
 from .data import load_dataset, load_tokenizer
-from .features import load_pixels, view_grids
+from .features import Transform, load_pixels, view_grids
 from .encode import encode_grids, encode_images
 from .metrics import recall_metrics
 from .model import GlimpseModel, build_backbone
@@ -64,11 +64,15 @@ class Encode:
         self.isess, self.tsess, self.cache = isess, tsess, cache
 
     @torch.no_grad()
-    def images(self, name: str, ids: list[str]) -> torch.Tensor:
+    def images(self, name: str, ids: list[str], transform: Transform | None = None) -> torch.Tensor:
+        """``transform`` (image_encoder.onnx only): each image goes through it first, as an upload
+        of another size would (robustness.py)."""
         model, ds, spec = self.model, self.ds, self.spec
         if self.isess is not None:
-            return torch.cat([torch.from_numpy(self.isess.run(None, {"pixels": load_pixels(ds, ids[i:i + 32], spec).numpy()})[0])
-                              for i in range(0, len(ids), 32)])
+            return torch.cat([torch.from_numpy(self.isess.run(None, {"pixels": load_pixels(
+                ds, ids[i:i + 32], spec, transform=transform).numpy()})[0]) for i in range(0, len(ids), 32)])
+        if transform is not None:
+            raise ValueError("transformed images are measured through an export (image_encoder.onnx)")
         cpu = torch.device("cpu")
         if not self.cache:
             return encode_images(model, ds, ids, spec, cpu, batch=32)
@@ -112,25 +116,38 @@ def onnx_sessions(folder, threads: int = 2):
                  for f in ("image_encoder.onnx", "text_encoder.onnx"))
 
 
+class Served:
+    """A dataset's splits ranked the way the Ranking service ranks with an export folder: its ONNX
+    encoders, its tokenizer and preprocessing and, when it ships one, its query bank (nothing from
+    PyTorch or the run's config). A split's captions are embedded once, whatever its images go through."""
+
+    def __init__(self, folder, ds, threads: int = 2):
+        folder = Path(folder)
+        isess, tsess = onnx_sessions(folder, threads)
+        self.spec = json.loads((folder / "preprocess.json").read_text())
+        self.ds, self.bank = ds, read_bank(folder)
+        self.enc = Encode(None, None, ds, load_tokenizer(folder / "vocab.json"), self.spec, isess, tsess)
+        self._captions: dict[str, torch.Tensor] = {}
+
+    def metrics(self, split: str, transform: Transform | None = None) -> dict:
+        """Recall of ``split``, each of its images first through ``transform`` when given."""
+        ids, caps, owner = split_items(self.ds, split)
+        if split not in self._captions:
+            self._captions[split] = self.enc.captions(caps)
+        ie, te = self.enc.images(split, ids, transform), self._captions[split]
+        if self.bank is None:
+            m, ranking = recall_metrics(ie, te, owner), "cosine"
+        else:
+            beta, b_img, b_txt = self.bank
+            ib, cb = gallery_bias(b_img, b_txt, ie, te, beta)
+            m, ranking = recall_metrics(ie, te, owner, img_bias=ib, txt_bias=cb), f"cosine + query bank (beta {beta:g})"
+        return {"split": split, "dataset_version": self.ds.version, **m, "ranking": ranking}
+
+
 def served_metrics(folder, ds, split: str, threads: int = 2) -> dict:
-    """A split ranked the way the Ranking service ranks with an export folder: its ONNX encoders,
-    its tokenizer and preprocessing and, when it ships one, its query bank (nothing from PyTorch
-    or the run's config). Promotion compares models with this (promotion.py)."""
-    folder = Path(folder)
-    isess, tsess = onnx_sessions(folder, threads)
-    tok = load_tokenizer(folder / "vocab.json")
-    spec = json.loads((folder / "preprocess.json").read_text())
-    ids, caps, owner = split_items(ds, split)
-    enc = Encode(None, None, ds, tok, spec, isess, tsess)
-    ie, te = enc.images(split, ids), enc.captions(caps)
-    bank = read_bank(folder)
-    if bank is None:
-        m, ranking = recall_metrics(ie, te, owner), "cosine"
-    else:
-        beta, b_img, b_txt = bank
-        ib, cb = gallery_bias(b_img, b_txt, ie, te, beta)
-        m, ranking = recall_metrics(ie, te, owner, img_bias=ib, txt_bias=cb), f"cosine + query bank (beta {beta:g})"
-    return {"split": split, "dataset_version": ds.version, **m, "ranking": ranking}
+    """A split ranked as served with an export folder (``Served``). Promotion compares models with
+    this (promotion.py)."""
+    return Served(folder, ds, threads).metrics(split)
 
 
 def load_run(run_dir: Path, device="cpu"):

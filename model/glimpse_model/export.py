@@ -538,6 +538,11 @@ def model_card(version: str, cfg: Config, m: dict, tok: Tokenizer, spec: dict, l
               + f", head `{cfg.image_head}`"
               + (f"; the image embedding is the mean of the embeddings of {tta_text(cfg)} (inside "
                  "image_encoder.onnx)." if cfg.tta_hflip or cfg.tta_zoom else "."),
+              *([f"* Photos of other sizes: trained on upload round trips too (augment.py: downscaled to "
+                 f"{cfg.augment_min_width} px wide or more, aspect ±{cfg.augment_aspect:g}, JPEG with probability "
+                 f"{cfg.augment_jpeg_prob:g}, squashed back"
+                 + (f"; {cfg.augment_views} cached variants per train image)." if cfg.augment_views else ").")]
+                if cfg.augment_scale_aspect else []),
               *([f"* Weights: the uniform average (model soup, soup.py) of the runs {cfg.soup_of}; "
                  "soup.json lists them with their own data, dev metrics and settings"
                  + (f" ({soup_note})." if soup_note else ".")] if cfg.soup_of else []),

@@ -1,8 +1,10 @@
 """Frozen-backbone feature cache (phase 1): the backbone runs once per image.
 
 Grids ``[N, C, h, w]`` (float16) are cached under
-``<cache_dir>/features/<backbone>-<weights hash>-<dataset fingerprint>-<size>[-upto<k>]/<split>[_flip].pt``
-(``-upto<k>``: the input of block k, for phase 2 on cached activations).
+``<cache_dir>/features/<backbone>-<weights hash>-<dataset fingerprint>-<size>[-upto<k>]/<split><view>.pt``
+(``-upto<k>``: the input of block k, for phase 2 on cached activations; ``<size>``: the input side;
+``<view>``: none for the image, ``_flip`` its mirror, ``_zoom<z>`` its centre zoom, ``_aug<k>-<settings>-seed<s>``
+the k-th upload round trip of augment.py drawn with the run's seed): ``cache_path``.
 """
 from __future__ import annotations
 
@@ -10,13 +12,16 @@ import hashlib
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .data import decode_image, image_to_array
+from .augment import UploadAugment
+from .data import image_to_array, open_rgb, squash
 
 
 def backbone_fingerprint(backbone: torch.nn.Module, stop: int | None = None) -> str:
@@ -42,9 +47,19 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
-def load_pixels(ds, ids: list[str], spec: dict, flip: bool = False) -> torch.Tensor:
+#: An image's pixels before preprocessing: (image id, the decoded image at its own size) → an
+#: image of any size, squashed to the input afterwards (an upload round trip, robustness.py's uploads).
+Transform = Callable[[str, Image.Image], Image.Image]
+
+
+def load_pixels(ds, ids: list[str], spec: dict, flip: bool = False, transform: Transform | None = None) -> torch.Tensor:
+    """The images ``ids`` preprocessed as ``spec`` says (squashed to the input, normalised), each
+    first through ``transform`` when given, then mirrored with ``flip``."""
     def one(iid: str) -> np.ndarray:
-        im = decode_image(ds.read_image(iid), spec["width"])
+        im = open_rgb(ds.read_image(iid))
+        if transform is not None:
+            im = transform(iid, im)
+        im = squash(im, spec["width"])
         if flip:
             im = im.transpose(Image.FLIP_LEFT_RIGHT)
         return image_to_array(im, spec)
@@ -52,16 +67,31 @@ def load_pixels(ds, ids: list[str], spec: dict, flip: bool = False) -> torch.Ten
     return torch.from_numpy(np.stack(arrs))
 
 
+@dataclass(frozen=True)
+class AugmentView:
+    """The ``k``-th cached upload round trip (augment.py) of every image, drawn with ``seed``."""
+    augment: UploadAugment
+    k: int
+    seed: int
+
+    def name(self) -> str:
+        return f"_aug{self.k}-{self.augment.key()}-seed{self.seed}"
+
+    def transform(self, size: int) -> Transform:
+        return lambda iid, im: self.augment.variant(im, size, self.seed, iid, self.k)
+
+
 @torch.no_grad()
 def compute_grids(backbone, ds, ids: list[str], spec: dict, device, flip: bool = False,
-                  batch: int = 0, log=None, stop: int | None = None, zoom: float = 0.0) -> torch.Tensor:
+                  batch: int = 0, log=None, stop: int | None = None, zoom: float = 0.0,
+                  transform: Transform | None = None) -> torch.Tensor:
     from .model import zoom_view
     batch = batch or (256 if torch.device(device).type == "cuda" else 16)
     backbone = backbone.eval().to(device)
     out = []
     t0 = time.time()
     for i in range(0, len(ids), batch):
-        x = load_pixels(ds, ids[i:i + batch], spec, flip).to(device)
+        x = load_pixels(ds, ids[i:i + batch], spec, flip, transform).to(device)
         if zoom:
             x = zoom_view(x, zoom)
         out.append(backbone.features(x, 0, stop).to("cpu", torch.float16))
@@ -70,21 +100,30 @@ def compute_grids(backbone, ds, ids: list[str], spec: dict, device, flip: bool =
     return torch.cat(out)
 
 
-def cached_grids(cfg, backbone, ds, split: str, ids: list[str], spec: dict, device, flip=False,
-                 log=None, stop: int | None = None, zoom: float = 0.0) -> tuple[torch.Tensor, float]:
-    """Return (grids, seconds spent computing; 0 when read from the cache).  ``stop``: cache the
-    input of backbone block ``stop`` instead of the final grid (phase 2 on cached activations)."""
+def cache_path(cfg, backbone, ds, split: str, spec: dict, flip: bool = False, zoom: float = 0.0,
+               stop: int | None = None, augment: AugmentView | None = None) -> Path:
+    """Where a view's grids are cached: the folder names the backbone, its weights, the dataset and
+    the input size, the file the split and the view (module docstring)."""
     key = f"{cfg.backbone}-{backbone_fingerprint(backbone, stop)}-{ds.fingerprint()}-{spec['width']}"
     if stop is not None:
         key += f"-upto{stop}"
-    view = ("_flip" if flip else "") + (f"_zoom{zoom:g}" if zoom else "")
-    path = Path(cfg.cache_dir) / "features" / key / f"{split}{view}.pt"
+    view = ("_flip" if flip else "") + (f"_zoom{zoom:g}" if zoom else "") + (augment.name() if augment else "")
+    return Path(cfg.cache_dir) / "features" / key / f"{split}{view}.pt"
+
+
+def cached_grids(cfg, backbone, ds, split: str, ids: list[str], spec: dict, device, flip=False,
+                 log=None, stop: int | None = None, zoom: float = 0.0,
+                 augment: AugmentView | None = None) -> tuple[torch.Tensor, float]:
+    """Return (grids, seconds spent computing; 0 when read from the cache).  ``stop``: cache the
+    input of backbone block ``stop`` instead of the final grid (phase 2 on cached activations)."""
+    path = cache_path(cfg, backbone, ds, split, spec, flip, zoom, stop, augment)
     if path.is_file():
         d = torch.load(path, map_location="cpu")
         if d["ids"] == ids:
             return d["grids"], 0.0
     t0 = time.time()
-    grids = compute_grids(backbone, ds, ids, spec, device, flip, log=log, stop=stop, zoom=zoom)
+    grids = compute_grids(backbone, ds, ids, spec, device, flip, log=log, stop=stop, zoom=zoom,
+                          transform=augment.transform(spec["width"]) if augment else None)
     dt = time.time() - t0
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -94,12 +133,19 @@ def cached_grids(cfg, backbone, ds, split: str, ids: list[str], spec: dict, devi
 
 
 def view_grids(cfg, backbone, ds, split: str, ids: list[str], spec: dict, device, hflip: bool,
-               zoom: float = 0.0, log=None, stop: int | None = None) -> tuple[list[torch.Tensor], float]:
+               zoom: float = 0.0, log=None, stop: int | None = None,
+               augment: UploadAugment | None = None, augment_views: int = 0) -> tuple[list[torch.Tensor], float]:
     """Cached activations of each view of ``ids``: the image, then its mirror (``hflip``), then its
-    centre zoom (``zoom``), the order embed_pixels averages them in; and the seconds computed."""
+    centre zoom (``zoom``), the order embed_pixels averages them in, then ``augment_views`` upload
+    round trips (``augment``, drawn with cfg.seed: training's variants); and the seconds computed."""
+    views: list[tuple[bool, float, AugmentView | None]] = \
+        [(False, 0.0, None)] + ([(True, 0.0, None)] if hflip else []) + ([(False, zoom, None)] if zoom else [])
+    if augment is not None:
+        views += [(False, 0.0, AugmentView(augment, k, cfg.seed)) for k in range(augment_views)]
     out, secs = [], 0.0
-    for flip, z in [(False, 0.0)] + ([(True, 0.0)] if hflip else []) + ([(False, zoom)] if zoom else []):
-        g, dt = cached_grids(cfg, backbone, ds, split, ids, spec, device, flip, log=log, stop=stop, zoom=z)
+    for flip, z, aug in views:
+        g, dt = cached_grids(cfg, backbone, ds, split, ids, spec, device, flip, log=log, stop=stop, zoom=z,
+                             augment=aug)
         out.append(g)
         secs += dt
     return out, secs

@@ -37,16 +37,18 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
+from .augment import UploadAugment, training_augment
 from .checkpoints import RUN_STATE, RunFiles, open_run, restore, resume_point, rng_state
 from .config import Config, git_commit, parse_config, pick_device, seed_everything
-from .data import Tokenizer, WordPieceTokenizer, load_dataset, pad_batch, preprocess_spec
+from .data import Tokenizer, WordPieceTokenizer, load_dataset, open_rgb, pad_batch, preprocess_spec
 from .encode import cached_text, encode_cached_text, encode_grids, encode_images, encode_texts
 from .events import EventLog
 from .features import view_grids
@@ -90,10 +92,15 @@ def usable_ids(ds, split: str, limit: int = 0) -> list[str]:
 
 
 class Phase2Images(torch.utils.data.Dataset):
-    def __init__(self, blobs: list[bytes], spec: dict):
+    """Train images for phase 2 on images, augmented anew each time one is loaded: an upload round
+    trip first with ``augment`` (augment.py), then a random resized crop, a mirror, colour jitter."""
+
+    def __init__(self, blobs: list[bytes], spec: dict, augment: UploadAugment | None = None):
         import torchvision.transforms as T
         self.blobs = blobs
-        size = spec["width"]
+        self.size = size = spec["width"]
+        # the crop's random mirror already mirrors half the images
+        self.augment = replace(augment, mirror=False) if augment is not None else None
         self.tf = T.Compose([
             T.RandomResizedCrop(size, scale=(0.6, 1.0), ratio=(0.75, 1.333)),
             T.RandomHorizontalFlip(),
@@ -106,9 +113,11 @@ class Phase2Images(torch.utils.data.Dataset):
         return len(self.blobs)
 
     def __getitem__(self, i):
-        import io
-        from PIL import Image
-        return self.tf(Image.open(io.BytesIO(self.blobs[i])).convert("RGB"))
+        im = open_rgb(self.blobs[i])
+        if self.augment is not None:
+            # drawn from torch's generator, like the transforms after it (seeded; per worker in a DataLoader)
+            im = self.augment(im, self.size, random.Random(int(torch.randint(0, 1 << 62, ()))))
+        return self.tf(im)
 
 
 # ---- what travels between the training units ------------------------------------------------
@@ -136,19 +145,24 @@ class Progress:
 # ---- one epoch ---------------------------------------------------------------------------------
 def cached_batches(model: GlimpseModel, grids: list[torch.Tensor], owner: torch.Tensor, seed: int,
                    phase: int, epoch: int, batch_size: int, steps: int, device):
-    """Every training caption once (``owner``: its image), with its image's cached activations
-    (``grids``: the image, then its mirror; a random one of the two): (image-embedding thunk,
-    image of each caption, caption rows).  The order depends on seed, phase and epoch only."""
-    tr_grid, tr_flip = grids[0], (grids[1] if len(grids) > 1 else None)
+    """Every training caption once (``owner``: its image), with one of its image's cached views
+    (``grids``: the image, then its mirror, then its upload round trips; each caption draws one):
+    (image-embedding thunk, image of each caption, caption rows).  The order and the draws depend
+    on seed, phase and epoch only."""
     g = torch.Generator().manual_seed(seed * 1000 + (500 if phase == 2 else 0) + epoch)
     perm = torch.randperm(len(owner), generator=g)
-    flips = torch.rand(len(owner), generator=g) < 0.5
+    if len(grids) <= 2:  # the image (and its mirror): the draws of the runs made before round trips
+        view = ((torch.rand(len(owner), generator=g) < 0.5).long() if len(grids) == 2
+                else torch.zeros(len(owner), dtype=torch.long))
+    else:
+        view = torch.randint(0, len(grids), (len(owner),), generator=g)
     for s in range(steps):
         idx = perm[s * batch_size:(s + 1) * batch_size]
-        im = owner[idx]
-        grid = tr_grid[im]
-        if tr_flip is not None:
-            grid = torch.where(flips[idx].view(-1, 1, 1, 1), tr_flip[im], grid)
+        im, v = owner[idx], view[idx]
+        grid = grids[0][im]
+        for j in range(1, len(grids)):
+            if bool((v == j).any()):
+                grid[v == j] = grids[j][im[v == j]]
         yield (lambda grid=grid: model.encode_grid(grid.to(device, non_blocking=True))), im, idx
 
 
@@ -297,13 +311,16 @@ def feature_log(events: EventLog, phase: int, split: str):
 
 
 def load_grids(cfg: Config, backbone, ds, train_ids: list[str], n_train: int, dev_ids: list[str], spec: dict,
-               device, events: EventLog, phase: int, stop: int | None = None) -> tuple[dict, float]:
+               device, events: EventLog, phase: int, stop: int | None = None,
+               augment: UploadAugment | None = None) -> tuple[dict, float]:
     """Backbone activations, from the cache or computed once: the final grids (phase 1) or the
-    input of block ``stop``. {"train": [image, mirror (cache_hflip)], "dev": [image, then its
-    test-time views]}, and the seconds it took.  The cache holds every usable training image
-    (``train_ids``), so --max-train-images (the first ``n_train``) reuses it."""
+    input of block ``stop``. {"train": [image, mirror (cache_hflip), cfg.augment_views upload
+    round trips (``augment``)], "dev": [image, then its test-time views]}, and the seconds it took.
+    The cache holds every usable training image (``train_ids``), so --max-train-images (the first
+    ``n_train``) reuses it."""
     tr, s1 = view_grids(cfg, backbone, ds, "train", train_ids, spec, device, cfg.cache_hflip,
-                        log=feature_log(events, phase, "train"), stop=stop)
+                        log=feature_log(events, phase, "train"), stop=stop, augment=augment,
+                        augment_views=cfg.augment_views)
     dv, s2 = view_grids(cfg, backbone, ds, "dev", dev_ids, spec, device, cfg.tta_hflip, cfg.tta_zoom,
                         log=feature_log(events, phase, "dev"), stop=stop)
     return {"train": [g[:n_train] for g in tr], "dev": dv}, s1 + s2
@@ -365,6 +382,7 @@ def train(cfg: Config) -> dict:
         raise SystemExit(f"--phase2-mode must be images or cached, not {cfg.phase2_mode!r}")
     try:
         cfg.image_size = cfg.input_size  # 0: the backbone's native size; the run records the size it used
+        augment = training_augment(cfg)
     except ValueError as e:
         raise SystemExit(str(e)) from None
     t_start = time.time()
@@ -394,7 +412,7 @@ def train(cfg: Config) -> dict:
     backbone, cfg.weights_source = frozen_backbone(cfg)
 
     grids, feat_secs = load_grids(cfg, backbone, ds, all_train_ids, len(train_ids), dev_ids, spec, device,
-                                  events, phase=1)
+                                  events, phase=1, augment=augment)
     if not cfg.feature_grid:  # pooled-only ablation: collapse the grid to 1x1
         grids = {k: [v.float().mean((2, 3), keepdim=True).half() for v in vs] for k, vs in grids.items()}
     events.emit("features_ready", phase=1, seconds=round(feat_secs, 1),
@@ -454,13 +472,13 @@ def train(cfg: Config) -> dict:
             split_at = len(model.backbone.blocks) - cfg.phase2_unfreeze
             # the frozen bottom is the same before and after phase 1 (the cache key hashes only it)
             grids, secs = load_grids(cfg, backbone, ds, all_train_ids, len(train_ids), dev_ids, spec, device,
-                                     events, phase=2, stop=split_at)
+                                     events, phase=2, stop=split_at, augment=augment)
             feat_secs += secs
             model.grid_start = split_at
             steps2, B2 = steps1, B
         else:
             B2 = min(cfg.phase2_batch_size, len(train_ids))
-            img_ds = Phase2Images([ds.read_image(i) for i in train_ids], spec)
+            img_ds = Phase2Images([ds.read_image(i) for i in train_ids], spec, augment)
             # an "epoch" visits every training image once with one of its captions
             steps2 = max(1, len(train_ids) // B2)
             caps_of = [np.nonzero(train_caps.owner == i)[0] for i in range(len(train_ids))]

@@ -205,3 +205,32 @@ def test_onnx_evaluation_matches_pytorch(exported, tiny_store):
     for d in ("t2i", "i2t"):
         for k in ("r1", "r5", "r10"):
             assert abs(ma[d][k] - mb[d][k]) <= 1.0, (d, k, ma[d], mb[d])
+
+
+def test_robustness_measures_uploads_of_other_sizes_as_served(exported, tiny_store, tmp_path):
+    """robustness.py: the split as stored and as each upload (200 px wide at 3:2 → 200×133; a
+    3024×2268 JPEG), through the export as served; the stored copy's figures are served_metrics'."""
+    from glimpse_model import robustness
+    from glimpse_model.data import load_dataset
+    from glimpse_model.config import Config
+    from glimpse_model.evaluate import Served, served_metrics
+    _, out, root = exported
+    _, version = tiny_store
+    path = tmp_path / "robustness.json"
+    assert robustness.main(["--export", str(out), "--split", "test", "--store-dir", str(root),
+                            "--dataset-version", version, "--resize-width", "200", "--aspect", "3:2",
+                            "--phone", "--out", str(path)]) == 0
+    r = json.loads(path.read_text())
+    assert list(r["variants"]) == ["copy", "200x133", "phone"] and r["input"] == [64, 64]
+    assert r["variants"]["200x133"]["upload"] == {"width": 200, "height": 133, "jpeg_quality": None}
+    assert r["variants"]["phone"]["upload"] == {"width": 3024, "height": 2268, "jpeg_quality": 85}
+    assert set(r["i2t_r10"]) == set(r["variants"]) and r["variants"]["phone"]["n_images"] == 30
+    ds = load_dataset(Config.from_dict({"source": "store", "store_dir": str(root), "dataset_version": version}))
+    served = served_metrics(out, ds, "test")
+    assert r["variants"]["copy"]["i2t"] == served["i2t"] and r["variants"]["copy"]["t2i"] == served["t2i"]
+    # the uploads reach the encoder as other pixels
+    enc = Served(out, ds).enc
+    ids = ds.splits["test"][:4]
+    copy = enc.images("test", ids)
+    for upload in (robustness.PHONE, robustness.resized(200, 1.5)):
+        assert 1e-4 < (enc.images("test", ids, upload) - copy).abs().max() < 1
