@@ -11,11 +11,11 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
 import * as k8s from "@kubernetes/client-node";
 import { ConfigMapOwner, isConflict, isNotFound, jobStatus, parseJobTemplate, serviceAccountNamespace } from "@glimpse/kube/jobs";
 import type { Logger } from "@glimpse/logging";
 import { storeConfigOf, type ObjectStore } from "@glimpse/objectstore";
+import { serviceEntry } from "../entry.js";
 import { CHUNK_IMAGES } from "../index/shard.js";
 import { buildIndexJob, indexJobName, type IndexPair } from "./index-job.js";
 
@@ -58,10 +58,8 @@ export interface LocalBuilderOptions {
  * held by an index build. From sources (tests) through tsx, else the compiled CLI.
  */
 function workerCommand(): { args: string[]; cwd: string } {
-  const fromSource = import.meta.url.endsWith(".ts");
-  const cli = fileURLToPath(new URL(`../cli.${fromSource ? "ts" : "js"}`, import.meta.url));
-  const root = resolve(dirname(cli), "../../..");
-  return { args: fromSource ? ["--conditions=source", "--import", "tsx", cli] : [cli], cwd: root };
+  const cli = serviceEntry("../cli", import.meta.url);
+  return { args: [...cli.execArgv, cli.path], cwd: resolve(dirname(cli.path), "../../..") };
 }
 
 /** A worker's log line as a reason: its error or message when it is JSON, else the line. */

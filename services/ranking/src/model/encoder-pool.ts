@@ -9,7 +9,7 @@
  * handed back without a copy.
  */
 import { Worker } from "node:worker_threads";
-import type { Logger } from "@glimpse/logging";
+import { serviceEntry } from "../entry.js";
 import type { EncoderOptions, Encoders } from "./encoders.js";
 import type { TokenBatch } from "./tokenizer.js";
 import type { WorkerInit, WorkerReply, WorkerRequest } from "./encoder-worker.js";
@@ -52,8 +52,6 @@ class EncoderThread {
   }
 }
 
-const fromSource = import.meta.url.endsWith(".ts");
-
 export class EncoderPool implements EncoderRuns {
   private next = 0;
   private released = false;
@@ -70,8 +68,8 @@ export class EncoderPool implements EncoderRuns {
     const { logger, ...rest } = opts;
     // parallelism comes from the workers: one intra-op thread each unless asked otherwise
     const init: WorkerInit = { imageOnnx, textOnnx, opts: { executionProvider: "cpu", interOpThreads: 1, ...rest, intraOpThreads: rest.intraOpThreads || 1 }, expected };
-    const url = new URL(`./encoder-worker.${fromSource ? "ts" : "js"}`, import.meta.url);
-    const started = Array.from({ length: workers }, () => new Worker(url, { workerData: init, ...(fromSource ? { execArgv: ["--conditions=source", "--import", "tsx"] } : {}) }));
+    const entry = serviceEntry("./encoder-worker", import.meta.url);
+    const started = Array.from({ length: workers }, () => new Worker(entry.path, { workerData: init, ...(entry.execArgv.length ? { execArgv: entry.execArgv } : {}) }));
     const ready = await Promise.allSettled(started.map((w) => readyOf(w)));
     const failed = ready.find((r) => r.status === "rejected");
     if (failed) {
@@ -79,7 +77,7 @@ export class EncoderPool implements EncoderRuns {
       throw (failed as PromiseRejectedResult).reason as Error;
     }
     const first = (ready[0] as PromiseFulfilledResult<Extract<WorkerReply, { kind: "ready" }>>).value;
-    if (first.provider !== (rest.executionProvider ?? "cpu")) warnFallback(logger);
+    if (first.provider !== (rest.executionProvider ?? "cpu")) logger?.warn("CUDA execution provider unavailable; using the CPU");
     return new EncoderPool(started.map((w) => new EncoderThread(w)), first.dim, first.provider, first.io);
   }
 
@@ -117,8 +115,4 @@ function readyOf(w: Worker): Promise<Extract<WorkerReply, { kind: "ready" }>> {
     w.once("error", reject);
     w.once("exit", (code) => reject(new Error(`an encoder worker exited (code ${code}) while loading`)));
   });
-}
-
-function warnFallback(logger: Logger | undefined): void {
-  logger?.warn("CUDA execution provider unavailable; using the CPU");
 }
