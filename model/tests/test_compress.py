@@ -60,3 +60,35 @@ def test_quality_gate_refuses_a_drop_beyond_the_limit_in_either_direction():
     assert quality_gate(f32, {"t2i": {"r10": 68.58}, "i2t": {"r10": 74.5}}) == []      # −0.30: allowed
     refused = quality_gate(f32, {"t2i": {"r10": 68.90}, "i2t": {"r10": 73.4}})
     assert len(refused) == 1 and refused[0].startswith("i2t R@10 73.40 vs 73.80") and "−0.40" in refused[0]
+
+
+def test_static_int8_folds_the_same_padding_into_the_convs(tmp_path):
+    """EfficientNet-Lite's TF "same" padding as torch exports it (a Pad whose pads are computed
+    by constant nodes, then a Conv without pads): int8-static leaves no Pad running in float
+    between the int8 Convs, and computes what the float graph computes."""
+    import torch
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = torch.nn.Conv2d(3, 8, 1)
+            self.conv = torch.nn.Conv2d(8, 8, 3, stride=2, padding=0, groups=8)
+            self.pad = torch.nn.ZeroPad2d((0, 1, 0, 1))  # the Lite port's static "same" padding
+
+        def forward(self, x):
+            return self.conv(self.pad(torch.relu(self.stem(x))))
+
+    src, dst = tmp_path / "f.onnx", tmp_path / "q.onnx"
+    torch.manual_seed(0)
+    torch.onnx.export(Block().eval(), (torch.randn(1, 3, 16, 16),), str(src), input_names=["pixels"],
+                      output_names=["y"], dynamic_axes={"pixels": {0: "N"}}, opset_version=17, dynamo=False)
+    assert "Pad" in {n.op_type for n in onnx.load(str(src)).graph.node}
+    rng = np.random.default_rng(0)
+    feeds = [{"pixels": rng.random((1, 3, 16, 16), dtype=np.float32)} for _ in range(8)]
+    compress(src, dst, "int8-static", feeds)
+    ops = {n.op_type for n in onnx.load(str(dst)).graph.node}
+    assert "Pad" not in ops and "Conv" in ops and "QuantizeLinear" in ops, ops
+    x = feeds[0]["pixels"]
+    ref = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, {"pixels": x})[0]
+    got = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"]).run(None, {"pixels": x})[0]
+    assert ref.shape == got.shape and np.abs(ref - got).max() < 0.05 * np.abs(ref).max()
