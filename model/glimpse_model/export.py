@@ -226,8 +226,15 @@ def main(argv=None) -> int:
                     help="recall@10 points (dev, each direction) an int8-kernel precision may lose to float32")
     ap.add_argument("--calibration-images", type=int, default=150,
                     help="train-split images that calibrate int8-static activation ranges (seeded by the run's seed)")
+    ap.add_argument("--tta-hflip", choices=["true", "false"], default=None,
+                    help="the image encoder's test-time views, instead of the run's: average in the mirror image")
+    ap.add_argument("--tta-zoom", type=float, default=None,
+                    help="… and the centre crop covering this share of each side (0: none). Views cost one backbone "
+                         "pass each at serving and change no weight; config.json records the ones exported")
     add_data_args(ap)
     args = ap.parse_args(argv)
+    if args.from_export and (args.tta_hflip is not None or args.tta_zoom is not None):
+        ap.error("--tta-hflip / --tta-zoom re-export a run's weights (--run-dir): an export's views are in its ONNX graph")
     limit = margin_limit(args.promotion_metric)
     if not (math.isfinite(args.promotion_margin) and abs(args.promotion_margin) <= limit):
         ap.error(f"--promotion-margin must be between -{limit:g} and {limit:g} for {args.promotion_metric} "
@@ -245,6 +252,10 @@ def main(argv=None) -> int:
         model, cfg, tok, best = None, *load_export(run_dir)
     else:
         model, cfg, tok, best = load_run(run_dir)
+        if args.tta_hflip is not None:
+            cfg.tta_hflip = model.tta_hflip = args.tta_hflip == "true"
+        if args.tta_zoom is not None:
+            cfg.tta_zoom = model.tta_zoom = args.tta_zoom
     spec = json.loads((run_dir / "preprocess.json").read_text())
     size = spec["width"]
 
