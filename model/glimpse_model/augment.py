@@ -82,14 +82,12 @@ class UploadAugment:
 
 
 def training_augment(cfg) -> UploadAugment | None:
-    """The round trip a run trains with, checked against the phases that would use it: cached
-    training needs ``augment_views`` variants, and ``augment_views`` needs ``augment_scale_aspect``.
-    Raises ValueError naming the conflict."""
-    aug = UploadAugment.from_config(cfg, mirror=cfg.cache_hflip)
+    """The round trip a run trains with (None with ``augment_scale_aspect`` off, whatever
+    ``augment_views`` says: switching it off is one key), checked against the phases that would
+    use it: cached training needs ``augment_views`` variants. Raises ValueError naming the conflict."""
     if cfg.augment_views < 0:
         raise ValueError(f"augment_views must not be negative (got {cfg.augment_views})")
-    if cfg.augment_views and aug is None:
-        raise ValueError("augment_views caches round-trip variants: it needs augment_scale_aspect")
+    aug = UploadAugment.from_config(cfg, mirror=cfg.cache_hflip)
     images_phase = cfg.phase2_epochs > 0 and cfg.phase2_mode == "images"
     if aug is not None and not cfg.augment_views and not images_phase:
         raise ValueError("augment_scale_aspect on cached features needs augment_views >= 1 "

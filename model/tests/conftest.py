@@ -11,7 +11,7 @@ from helpers import make_tiny_dataset, write_published_version  # noqa: E402
 
 # tiny but real: every component of the production model, just narrower
 TINY = {
-    "backbone": "tiny", "backbone_weights": "none", "image_size": 64, "cache_hflip": True,
+    "backbone": "tiny", "backbone_weights": "none", "image_size": 64, "cache_hflip": True, "augment_scale_aspect": False,
     "word_dim": 32, "text_hidden": 48, "image_hidden": 128, "embed_dim": 256, "image_head": "attn", "tta_hflip": True,
     "epochs": 8, "batch_size": 32, "lr": 3e-3, "warmup_steps": 10, "vocab_min_count": 1,
     "max_len": 16, "dropout": 0.1, "num_threads": 2, "progress": "none", "seed": 7,

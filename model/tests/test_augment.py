@@ -60,12 +60,12 @@ def test_the_round_trip_settings_are_checked():
         UploadAugment(aspect=1.5)
     with pytest.raises(ValueError, match="augment_jpeg_prob"):
         UploadAugment(jpeg_prob=2)
-    assert UploadAugment.from_config(Config()) is None
-    assert training_augment(Config()) is None                                      # off by default
-    with pytest.raises(ValueError, match="needs augment_scale_aspect"):
-        training_augment(Config.from_dict({"augment_views": 2}))
+    off = Config.from_dict({"augment_scale_aspect": False, "augment_views": 0})
+    assert UploadAugment.from_config(off) is None and training_augment(off) is None
+    assert training_augment(Config()) == UploadAugment(mirror=True)                # the shipped recipe's
+    assert training_augment(Config.from_dict({"augment_scale_aspect": False})) is None  # one key switches it off
     with pytest.raises(ValueError, match="needs augment_views >= 1"):
-        training_augment(Config.from_dict({"augment_scale_aspect": True}))
+        training_augment(Config.from_dict({"augment_scale_aspect": True, "augment_views": 0}))
     phase2 = {"augment_scale_aspect": True, "phase2_epochs": 2, "phase2_mode": "images"}
     assert training_augment(Config.from_dict(phase2)) == UploadAugment(mirror=True)  # drawn per image
     aug = training_augment(Config.from_dict({"augment_scale_aspect": True, "augment_views": 2,
