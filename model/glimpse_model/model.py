@@ -1,8 +1,8 @@
 """Model: image backbone + image head, text encoder, shared 256-d L2-normalised space.
 
 * Towers: ``build_backbone`` / ``build_text_encoder`` pick them by the config's ``backbone`` and
-  ``text_encoder``. The shipped recipe's are pretrained.py's (``efficientnet_lite0``, ``minilm_l6``; also
-  the larger ``efficientnet_lite1`` / ``efficientnet_lite2``);
+  ``text_encoder``. The shipped recipe's are pretrained.py's (``efficientnet_lite1``, ``minilm_l6``; also
+  ``efficientnet_lite0`` / ``efficientnet_lite2``);
   ci_towers.py holds the small ones CI trains (``mobilenet_v3_small``, ``tiny``, ``bilstm``).
 * ``ImageHead`` — pooling over the backbone's spatial grid (mean or multi-head attention)
   + projection.  In phase 1 it runs on cached grids, so the backbone is never re-run.

@@ -171,9 +171,9 @@ def test_overrides_and_no_config_train_the_defaults(monkeypatch):
     GLIMPSE_TRAIN_CONFIG, --config-json) is a set of overrides and need not name the towers."""
     monkeypatch.delenv("GLIMPSE_TRAIN_CONFIG", raising=False)
     cfg, _ = parse_config([])
-    assert (cfg.backbone, cfg.text_encoder) == (Config().backbone, Config().text_encoder) == ("efficientnet_lite0", "minilm_l6")
+    assert (cfg.backbone, cfg.text_encoder) == (Config().backbone, Config().text_encoder) == ("efficientnet_lite1", "minilm_l6")
     monkeypatch.setenv("GLIMPSE_TRAIN_CONFIG", json.dumps({"epochs": 2, "seed": 1234, "phase2_epochs": 0}))
     cfg, _ = parse_config(["--config-json", '{"batch_size": 8}'])
-    assert (cfg.epochs, cfg.batch_size, cfg.backbone, cfg.text_encoder) == (2, 8, "efficientnet_lite0", "minilm_l6")
+    assert (cfg.epochs, cfg.batch_size, cfg.backbone, cfg.text_encoder) == (2, 8, "efficientnet_lite1", "minilm_l6")
     cfg, _ = parse_config(["--config", '{"backbone": "tiny"}', "--text-encoder", "bilstm"])
     assert (cfg.backbone, cfg.text_encoder) == ("tiny", "bilstm")

