@@ -58,7 +58,7 @@ describe("collections through the mesh's public API", () => {
     return dir;
   }
 
-  it("recalls the demo photos' captions as the demo gallery of the same photos does (R@10 within 0.2 points)", async () => {
+  it("recalls the demo photos' captions as the demo gallery of the same photos does (R@10 within 1.5 points)", async () => {
     await createFolder("demo-photos", photos, false);
     await served("demo-photos");
     const queries = photos.flatMap((f) => (captions[f.replace(/\.jpg$/, "")] ?? []).map((text) => ({ text, id: f.replace(/\.jpg$/, "") })));
@@ -81,7 +81,11 @@ describe("collections through the mesh's public API", () => {
     const r10 = (hits: number) => (100 * hits) / queries.length;
     console.log(`R@10 over ${queries.length} captions: collection ${r10(collectionHits).toFixed(2)}, demo gallery ${r10(galleryHits).toFixed(2)}`);
     expect(r10(collectionHits)).toBeGreaterThan(20); // a trained model, not chance (10 of 200 = 5 %)
-    expect(Math.abs(r10(collectionHits) - r10(galleryHits))).toBeLessThanOrEqual(0.2);
+    // a collection embeds its normalised copy of each photo (re-encoded), the gallery the pack's
+    // JPEG: the int8 two-view Lite1 encoder (#25) moves an embedding by 1e-3 to 6e-3 cosine under
+    // re-encoding (orientation.test.ts), enough to swap a few near-tied 10th places: 87.5 vs 88.5
+    // measured (the Lite0 three-view encoder before it: within 0.2)
+    expect(Math.abs(r10(collectionHits) - r10(galleryHits))).toBeLessThanOrEqual(1.5);
   });
 
   it("a watched folder: 20 photos added and 10 deleted reach search; only the 20 are embedded", async () => {
