@@ -245,18 +245,6 @@ def calibration_images(ds, spec: dict, split: str = "train", n: int = 150, seed:
              "method": "minmax", "first_ids": ids[:5]})
 
 
-def _ort_basic(src: Path, dst: Path) -> None:
-    """onnxruntime's provider-independent rewrites (constant folding, Pad fused into the Conv it
-    feeds), saved. EfficientNet-Lite's TF "same" padding exports as a Pad before each strided or
-    depthwise Conv; quantised as exported, each Pad stayed between a DequantizeLinear and a
-    QuantizeLinear and ran in float: 40 % of the int8 image tower's time (22 of 64 Convs)."""
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    so.optimized_model_filepath = str(dst)
-    ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
-
-
 def _static_int8(src: Path, dst: Path, feeds: list[dict]) -> None:
     import tempfile
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -269,9 +257,13 @@ def _static_int8(src: Path, dst: Path, feeds: list[dict]) -> None:
         def get_next(self):
             return next(self.it, None)
     with tempfile.TemporaryDirectory() as tmp:
-        basic, pre = Path(tmp) / "basic.onnx", Path(tmp) / "pre.onnx"
-        _ort_basic(src, basic)
-        quant_pre_process(str(basic), str(pre), skip_symbolic_shape=True)
+        pre = Path(tmp) / "pre.onnx"
+        # Not skip_symbolic_shape: with it skipped, quant_pre_process's ONNX shape step re-saves the
+        # model it loaded, dropping its own onnxruntime rewrites (onnxruntime 1.30). Among those, Pad
+        # fused into the Conv it feeds: EfficientNet-Lite's TF "same" padding exports as a Pad before
+        # 22 of its 64 Convs, and a Pad left in place runs in float between a DequantizeLinear and a
+        # QuantizeLinear: 40 % of the int8 image tower's time.
+        quant_pre_process(str(src), str(pre))
         quantize_static(str(pre), str(dst), Feeds(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     import onnx

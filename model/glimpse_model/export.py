@@ -56,7 +56,7 @@ import torch
 from PIL import Image
 
 from .compress import INT8_KERNELS, MAX_DROP, PRECISIONS, calibration_images, compress, fold_to_fp32, quality_gate
-from .config import Config
+from .config import Config, _coerce
 from .data import Tokenizer, image_to_array, load_dataset
 from .evaluate import Encode, add_data_args, apply_data_args, load_run, served_metrics
 from .events import EventLog
@@ -200,6 +200,11 @@ def load_export(folder: Path):
     return Config.from_record(conf), load_tokenizer(folder / "vocab.json"), sel
 
 
+def boolean(v: str) -> bool:
+    """A boolean flag's value, read as the trainer reads its flags (true/false, yes/no, 1/0, on/off)."""
+    return _coerce(v, bool)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = ap.add_mutually_exclusive_group(required=True)
@@ -226,7 +231,7 @@ def main(argv=None) -> int:
                     help="recall@10 points (dev, each direction) an int8-kernel precision may lose to float32")
     ap.add_argument("--calibration-images", type=int, default=150,
                     help="train-split images that calibrate int8-static activation ranges (seeded by the run's seed)")
-    ap.add_argument("--tta-hflip", choices=["true", "false"], default=None,
+    ap.add_argument("--tta-hflip", type=boolean, default=None,
                     help="the image encoder's test-time views, instead of the run's: average in the mirror image")
     ap.add_argument("--tta-zoom", type=float, default=None,
                     help="… and the centre crop covering this share of each side (0: none). Views cost one backbone "
@@ -253,7 +258,7 @@ def main(argv=None) -> int:
     else:
         model, cfg, tok, best = load_run(run_dir)
         if args.tta_hflip is not None:
-            cfg.tta_hflip = model.tta_hflip = args.tta_hflip == "true"
+            cfg.tta_hflip = model.tta_hflip = args.tta_hflip
         if args.tta_zoom is not None:
             cfg.tta_zoom = model.tta_zoom = args.tta_zoom
     spec = json.loads((run_dir / "preprocess.json").read_text())
