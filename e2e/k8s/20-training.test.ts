@@ -5,7 +5,7 @@
  * promotes; Ranking hot-swaps to it. Deleting the pod mid-run: the Job's next pod resumes from the
  * checkpoint and the run succeeds. StopTraining deletes the Job.
  */
-import { createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { training } from "@glimpse/api";
 import { describe, expect, it } from "vitest";
@@ -33,6 +33,30 @@ export const TINY_CONFIG = {
 };
 
 const auth = { authorization: `Bearer ${WRITE_KEY}` };
+
+/**
+ * What a failed wait on a run leaves to read in CI's log: the events the watch got (and its cuts), the
+ * run's pods with their state, the Training and gateway pods' restarts, and the Training pods' last lines.
+ */
+function diagnose(runId: string, events: { event: string; message: string }[], cuts: string[]): string {
+  const lines = [`events watched (${events.length}): ${events.slice(-8).map((e) => `${e.event}: ${e.message}`).join(" | ")}`, `watch cuts: ${cuts.join(" | ") || "none"}`];
+  const get = (what: string, f: () => string) => {
+    try {
+      lines.push(`${what}: ${f()}`);
+    } catch (err) {
+      lines.push(`${what}: ${(err as Error).message}`);
+    }
+  };
+  type Pod = { metadata: { name: string }; status: { phase: string; containerStatuses?: { restartCount: number; state: Record<string, { reason?: string; message?: string }> }[] } };
+  const pods = (selector: string) => (kubectlJson("get", "pods", "-n", NS, "-l", selector).items as Pod[])
+    .map((p) => `${p.metadata.name} ${p.status.phase} ${(p.status.containerStatuses ?? []).map((c) => `restarts ${c.restartCount} ${JSON.stringify(c.state)}`).join(", ")}`).join("; ");
+  get("the run's pods", () => pods(`${RUN_ID_LABEL}=${runId}`));
+  get("Training and gateway pods", () => pods("app.kubernetes.io/component in (training,gateway)"));
+  get("Training's last lines", () => kubectl("logs", "-n", NS, "-l", "app.kubernetes.io/component=training", "--tail=20"));
+  get("the run's last lines", () => kubectl("logs", "-n", NS, "-l", `${RUN_ID_LABEL}=${runId}`, "--tail=20"));
+  get("the namespace's last events", () => kubectl("get", "events", "-n", NS, "--sort-by=.lastTimestamp").split("\n").slice(-15).join("\n"));
+  return lines.join("\n");
+}
 const RUN_ID_LABEL = "glimpse.dev/run-id";
 
 function trainingClient() {
@@ -52,6 +76,8 @@ describe("training as a Kubernetes Job", () => {
   let jobName = "";
   const events: { event: string; message: string; epoch: number }[] = [];
   let watching: Promise<void> | undefined;
+  const watchCuts: string[] = [];
+  let watchFailed: Error | undefined;
 
   it("StartTraining creates the Job from the chart's template with the GPU request, node selector and tolerations", async () => {
     const res = await fetchJson(`${gatewayUrl()}/training/start`, { method: "POST", headers: auth, body: JSON.stringify(TINY_CONFIG) });
@@ -68,16 +94,31 @@ describe("training as a Kubernetes Job", () => {
     expect(pod.tolerations).toContainEqual({ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" });
     expect(job.metadata.labels[RUN_ID_LABEL]).toBe(runId);
 
-    // WatchTraining through the gateway: the events the trainer mirrors to MinIO, as they come
-    const stream = trainingClient().watchTraining({ runId }, { headers: auth });
+    // WatchTraining through the gateway: the events the trainer mirrors to MinIO, as they come. A watch
+    // cut UNAVAILABLE (a connection lost on the way) is watched again, as a client should: it starts with
+    // a snapshot of the run, so nothing of its state is lost. Each cut is printed; more than two fail.
     watching = (async () => {
-      for await (const m of stream) events.push({ event: m.event, message: m.message, epoch: m.run?.epoch ?? 0 });
+      for (let cuts = 0; ; cuts++) {
+        try {
+          for await (const m of trainingClient().watchTraining({ runId }, { headers: auth })) events.push({ event: m.event, message: m.message, epoch: m.run?.epoch ?? 0 });
+          return;
+        } catch (err) {
+          const e = ConnectError.from(err);
+          watchCuts.push(e.message);
+          console.log(`WatchTraining cut after ${events.length} messages: ${e.message}`);
+          if (e.code !== Code.Unavailable || cuts >= 2) throw e;
+        }
+      }
     })();
+    watching.catch((err: Error) => (watchFailed = err));
   });
 
   it("survives the loss of its pod: the Job's next pod resumes from the checkpoint", async () => {
     // after the first epoch's checkpoint is written (and mirrored), kill the pod
-    await waitFor("epoch 1 done", () => (events.some((e) => e.event === "epoch" && e.epoch >= 1) ? true : undefined), 480_000);
+    // (a watch that failed for good fails this at once, with its error)
+    const epoch1 = await waitFor("epoch 1 done", () => watchFailed ?? (events.some((e) => e.event === "epoch" && e.epoch >= 1) ? true : undefined), 480_000)
+      .catch((err: Error) => err);
+    if (epoch1 !== true) throw new Error(`${epoch1.message}\n${diagnose(runId, events, watchCuts)}`);
     const pods = kubectlJson("get", "pods", "-n", NS, "-l", `${RUN_ID_LABEL}=${runId}`).items as { metadata: { name: string } }[];
     expect(pods).toHaveLength(1);
     const first = pods[0]!.metadata.name;
@@ -89,7 +130,9 @@ describe("training as a Kubernetes Job", () => {
     const done = await waitFor("the run to finish", async () => {
       const s = await status(runId);
       return ["TRAINING_STATE_SUCCEEDED", "TRAINING_STATE_FAILED", "TRAINING_STATE_STOPPED"].includes(s.state) ? s : undefined;
-    }, 900_000, 3000);
+    }, 900_000, 3000).catch((err: Error) => {
+      throw new Error(`${err.message}\n${diagnose(runId, events, watchCuts)}`);
+    });
     expect(done.state, done.error).toBe("TRAINING_STATE_SUCCEEDED");
     expect(done.model_version).toMatch(/^m-[0-9a-f]{16}$/);
     // the second pod resumed: its trainer started from the stored checkpoint

@@ -24,10 +24,12 @@ export interface ClientOptions {
 export type SessionManager = ReturnType<NonNullable<Extract<NodeHttpClientOptions, { httpVersion: "2" }>["sessionProvider"]>>;
 
 /**
- * Every client HTTP/2 connection's keepalive: notice a dead peer (pod gone) within ~20 s instead of
- * hanging on it; an idle connection is closed after 5 minutes.
+ * Every client HTTP/2 connection's keepalive: notice a dead peer (pod gone) within ~30 s instead of
+ * hanging on it; an idle connection is closed after 5 minutes. A PING unanswered for 15 s (connect-node's
+ * own default; gRPC waits 20 s) ends the connection and every stream on it, a watch included: 5 s is
+ * short enough for a live but busy peer to miss (a 2-core node pulling a training Job's 2 GB image).
  */
-export const SESSION_OPTIONS: Http2SessionOptions = { pingIntervalMs: 15_000, pingTimeoutMs: 5_000, idleConnectionTimeoutMs: 5 * 60_000 };
+export const SESSION_OPTIONS: Http2SessionOptions = { pingIntervalMs: 15_000, pingTimeoutMs: 15_000, idleConnectionTimeoutMs: 5 * 60_000 };
 
 /** Copies the current request id onto outgoing calls so one id follows a request through the mesh. */
 export const propagateRequestId: Interceptor = (next) => async (req) => {
