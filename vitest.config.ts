@@ -12,5 +12,7 @@ export default defineConfig({
     hookTimeout: 120_000,
     pool: "forks",
     maxWorkers: 2,
+    // one temporary folder for the run, removed at its end (scripts/test-tmpdir.ts)
+    globalSetup: ["scripts/test-tmpdir.ts"],
   },
 });
