@@ -19,6 +19,8 @@ export default defineConfig({
     sequence: { sequencer: ByName },
     pool: "forks",
     maxWorkers: 1,
+    // one temporary folder for the run, removed at its end (scripts/test-tmpdir.ts)
+    globalSetup: ["scripts/test-tmpdir.ts"],
     testTimeout: 600_000,
     hookTimeout: 900_000,
     // a failed step leaves the cluster in a state later files would only re-report
