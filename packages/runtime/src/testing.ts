@@ -1,5 +1,5 @@
-import { createServer, type AddressInfo, type Server } from "node:net";
-import { mkdtempSync } from "node:fs";
+import { createServer, type Server } from "node:net";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig, type GlimpseConfig } from "./config.js";
@@ -17,15 +17,37 @@ export function testConfig(env: NodeJS.ProcessEnv = {}): GlimpseConfig {
   });
 }
 
-/** n distinct free loopback ports (listened on at once, then released) for servers a test starts. */
+/**
+ * n distinct free loopback ports for servers a test starts (as child processes, configured by port).
+ * Drawn below the kernel's ephemeral range: a port listen(0) hands out there is free only until the
+ * next outgoing connection of any test takes it as its local port, which happened between this
+ * check and a child's listen (EADDRINUSE in CI). Each is checked by listening on it.
+ */
 export async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: n }, () => new Promise<Server>((resolve) => {
-      const s = createServer();
-      s.listen(0, "127.0.0.1", () => resolve(s));
-    })),
-  );
-  const ports = servers.map((s) => (s.address() as AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  const [low, high] = PORT_RANGE;
+  const ports: number[] = [];
+  while (ports.length < n) {
+    const port = low + Math.floor(Math.random() * (high - low));
+    if (!ports.includes(port) && (await canListen(port))) ports.push(port);
+  }
   return ports;
+}
+
+/** Ports freePorts draws from: 20000 up to the ephemeral range's start (Linux: 32768). */
+const PORT_RANGE: readonly [number, number] = (() => {
+  try {
+    const start = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
+    if (start > 21_000) return [20_000, start];
+  } catch {
+    // not Linux: the common ephemeral ranges start at 32768 or 49152
+  }
+  return [20_000, 32_768];
+})();
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s: Server = createServer();
+    s.once("error", () => resolve(false));
+    s.listen(port, "127.0.0.1", () => s.close(() => resolve(true)));
+  });
 }
