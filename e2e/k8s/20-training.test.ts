@@ -34,6 +34,8 @@ export const TINY_CONFIG = {
 
 const auth = { authorization: `Bearer ${WRITE_KEY}` };
 
+const RUN_ID_LABEL = "glimpse.dev/run-id";
+
 /**
  * What a failed wait on a run leaves to read in CI's log: the events the watch got (and its cuts), the
  * run's pods with their state, the Training and gateway pods' restarts, and the Training pods' last lines.
@@ -57,7 +59,6 @@ function diagnose(runId: string, events: { event: string; message: string }[], c
   get("the namespace's last events", () => kubectl("get", "events", "-n", NS, "--sort-by=.lastTimestamp").split("\n").slice(-15).join("\n"));
   return lines.join("\n");
 }
-const RUN_ID_LABEL = "glimpse.dev/run-id";
 
 function trainingClient() {
   return createClient(training.TrainingService, createConnectTransport({ baseUrl: gatewayUrl(), httpVersion: "1.1" }));

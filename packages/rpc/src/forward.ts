@@ -31,9 +31,20 @@ export function nodeHeader(req: { headers: Record<string, string | string[] | un
  */
 export const RETRY_AFTER_SECONDS = 1;
 
-/** A backend's error as the gateway answers it: details decoded, UNAVAILABLE with Retry-After. */
-export function relay(err: unknown): ConnectError {
-  const e = reviveDetails(ConnectError.from(err));
+/**
+ * A backend's error as the gateway answers it: details decoded, UNAVAILABLE with Retry-After.
+ * With `hop` (the call to `service` that failed): CANCELED while the caller is still there was not
+ * the caller's doing but the connection to the service cut (a keepalive PING unanswered, the service's
+ * pod gone), which the caller should retry, so it is UNAVAILABLE. Found on a real cluster: WatchTraining
+ * ended mid-run with "http/2 stream closed with error code CANCEL", a code clients rightly do not retry.
+ */
+export function relay(err: unknown, hop?: { service: string; callerLeft?: boolean }): ConnectError {
+  let e = reviveDetails(ConnectError.from(err));
+  if (hop && e.code === Code.Canceled && !hop.callerLeft) {
+    const cut = new ConnectError(`the connection to ${hop.service} was cut: ${e.rawMessage}`, Code.Unavailable, e.metadata, undefined, e);
+    cut.details.push(...e.details);
+    e = cut;
+  }
   if (e.code === Code.Unavailable && !e.metadata.has("retry-after")) e.metadata.set("retry-after", String(RETRY_AFTER_SECONDS));
   return e;
 }

@@ -447,7 +447,8 @@ export async function handleRest(req: Req, res: Res, url: URL, ctx: RestContext)
     else sendJson(res, 200, toJson(method.output, out as never, { useProtoFieldName: true }), { [REQUEST_ID_HEADER]: requestId });
   } catch (err) {
     if (err instanceof HttpError) sendJson(res, err.status, { code: err.code, message: err.message }, { [REQUEST_ID_HEADER]: requestId });
-    else sendError(res, err, requestId);
+    // (the call to the backend carries no signal of the caller's: a CANCELED is the connection's)
+    else sendError(res, relay(err, { service: route.service }), requestId);
   }
   return true;
 }

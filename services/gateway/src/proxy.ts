@@ -1,5 +1,5 @@
 import type { DescMethod } from "@bufbuild/protobuf";
-import { Code, ConnectError, type HandlerContext, type CallOptions } from "@connectrpc/connect";
+import type { HandlerContext, CallOptions } from "@connectrpc/connect";
 import { forwardedHeaders, relay, type ServiceBinding } from "@glimpse/rpc";
 import type { Backend } from "./backends.js";
 
@@ -12,21 +12,6 @@ function callOptions(ctx: Pick<HandlerContext, "requestHeader" | "signal" | "tim
   const headers = forwardedHeaders((n) => ctx.requestHeader.get(n));
   const timeoutMs = ctx.timeoutMs() ?? (stream ? 0 : undefined);
   return { headers, signal: ctx.signal, ...(timeoutMs === undefined ? {} : { timeoutMs }) };
-}
-
-/**
- * The backend's error as the caller gets it. CANCELED from the hop below while the caller is still
- * here was not the caller's doing: the connection to the service was cut (its keepalive PING went
- * unanswered, the service reset the stream), which the caller should retry, so it is UNAVAILABLE.
- * Found on a real cluster: WatchTraining ended mid-run with "http/2 stream closed with error code
- * CANCEL", a code clients rightly do not retry.
- */
-function relayError(err: unknown, signal: AbortSignal, service: string): ConnectError {
-  const e = ConnectError.from(err);
-  if (e.code !== Code.Canceled || signal.aborted) return relay(e);
-  const cut = new ConnectError(`the connection to ${service} was cut: ${e.rawMessage}`, Code.Unavailable, e.metadata, undefined, e);
-  cut.details.push(...e.details);
-  return relay(cut);
 }
 
 /**
@@ -50,7 +35,7 @@ export function proxyBinding(backend: Backend, relayed?: { inc(labels: Record<"s
         try {
           return await (call(req, callOptions(ctx)) as Promise<unknown>);
         } catch (err) {
-          throw relayError(err, ctx.signal, backend.name);
+          throw relay(err, { service: backend.name, callerLeft: ctx.signal.aborted });
         }
       };
     } else if (method.methodKind === "server_streaming") {
@@ -58,7 +43,7 @@ export function proxyBinding(backend: Backend, relayed?: { inc(labels: Record<"s
         try {
           yield* call(req, callOptions(ctx, true)) as AsyncIterable<unknown>;
         } catch (err) {
-          throw relayError(err, ctx.signal, backend.name);
+          throw relay(err, { service: backend.name, callerLeft: ctx.signal.aborted });
         }
       };
     }

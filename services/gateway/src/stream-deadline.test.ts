@@ -7,14 +7,14 @@
  * cluster as "http/2 stream closed with error code CANCEL", which no client retries.
  */
 import * as http2 from "node:http2";
-import { create } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
+import { encodeEnvelope } from "@connectrpc/connect/protocol";
 import { training } from "@glimpse/api";
 import { bind, type RunningServer } from "@glimpse/rpc";
 import { serve } from "@glimpse/runtime";
 import { testConfig } from "@glimpse/runtime/testing";
-import { toBinary } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { build, type RunningGateway } from "./server.js";
 
@@ -81,10 +81,7 @@ describe("a watch whose connection to the service is cut", () => {
       if (headers[":path"] !== "/glimpse.training.v1.TrainingService/WatchTraining") return stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
       stream.respond({ ":status": 200, "content-type": "application/grpc+proto" });
       const msg = toBinary(training.WatchTrainingResponseSchema, create(training.WatchTrainingResponseSchema, { event: "epoch", message: "one" }));
-      const frame = Buffer.alloc(5 + msg.length);
-      frame.writeUInt32BE(msg.length, 1);
-      frame.set(msg, 5);
-      stream.write(frame, () => setTimeout(() => stream.session?.destroy(undefined, http2.constants.NGHTTP2_CANCEL), 50));
+      stream.write(encodeEnvelope(0, msg), () => setTimeout(() => stream.session?.destroy(undefined, http2.constants.NGHTTP2_CANCEL), 50));
     });
     await new Promise<void>((r) => backend.listen(0, "127.0.0.1", r));
     const port = (backend.address() as { port: number }).port;
