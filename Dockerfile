@@ -13,10 +13,11 @@ FROM ${BASE} AS deps
 # A CA bundle for npm behind a TLS-intercepting proxy; seen by RUN only, not kept in the image.
 ARG NODE_EXTRA_CA_CERTS
 WORKDIR /app
-COPY package.json package-lock.json .npmrc tsconfig.base.json tsconfig.build.json ./
+COPY package.json package-lock.json tsconfig.base.json tsconfig.build.json ./
 COPY packages packages
 COPY services services
 # onnxruntime-node's install script would download CUDA files; the CPU build ships in the package.
+# package.json's allowScripts denies it from npm 11.16; the base image's npm 10 reads this instead.
 ENV ONNXRUNTIME_NODE_INSTALL=skip
 # Compile with the locked dev dependencies (TypeScript), then keep only what production runs: the
 # production dependencies, and of each workspace its package.json, dist/ (less type declarations
