@@ -10,5 +10,6 @@ export * as health from "./gen/grpc/health/v1/health_pb.js";
 export * as rpcDetails from "./gen/google/rpc/error_details_pb.js";
 export * from "./errors.js";
 export * from "./limits.js";
+export * from "./pagination.js";
 export * from "./services.js";
 export * from "./validate.js";

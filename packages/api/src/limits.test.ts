@@ -6,6 +6,7 @@ import { createValidator } from "@bufbuild/protovalidate";
 import type { StringRules } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { count_max, file_glimpse_api_v1_rules, text_max_chars, url_max_chars } from "./gen/glimpse/api/v1/rules_pb.js";
 import { IDENTIFIER_RULES, LIMITS, PATTERNS, rulePattern } from "./limits.js";
+import { pageSizes } from "./pagination.js";
 import { requestMessages } from "./services.js";
 import { fieldRules, requestViolations } from "./validate.js";
 
@@ -129,7 +130,7 @@ describe("LIMITS and PATTERNS are the protos' rules", () => {
     expect(() => rulePattern(count_max)).toThrow(/expected one this\.matches/);
   });
 
-  it("every top_k and page_size bound is one of LIMITS", () => {
+  it("every top_k bound is one of LIMITS", () => {
     let counts = 0;
     for (const { message, field, name, rules } of fields) {
       if (rules.type.case !== "int32") continue;
@@ -144,10 +145,9 @@ describe("LIMITS and PATTERNS are the protos' rules", () => {
         for (const n of [-1, max + 1]) expect(at(n)).toEqual([{ field: name, description: `must be between 1 and ${max} (got ${n})`, reason: "OUT_OF_RANGE" }]);
       }
       if (name.startsWith("top_k")) expect([LIMITS.topKMax, LIMITS.demoTopKMax], `${message.typeName}.${name}`).toContain(max);
-      else if (name === "page_size") expect([LIMITS.pageSizeMax, LIMITS.samplesPageSizeMax, LIMITS.photosPageSizeMax], `${message.typeName}.${name}`).toContain(max);
     }
-    expect(counts).toBeGreaterThanOrEqual(10);
-    expect(LIMITS).toMatchObject({ queryMaxChars: 512, topKMax: 100, demoTopKMax: 50, imageMaxBytes: 10 * 1024 * 1024, batchMaxQueries: 64, candidatesMax: 1000, pageSizeMax: 100, samplesPageSizeMax: 200, photosPageSizeMax: 1000, urlMaxChars: 2048 });
+    expect(counts).toBeGreaterThanOrEqual(8);
+    expect(LIMITS).toMatchObject({ queryMaxChars: 512, topKMax: 100, demoTopKMax: 50, imageMaxBytes: 10 * 1024 * 1024, batchMaxQueries: 64, candidatesMax: 1000, urlMaxChars: 2048 });
   });
 });
 
@@ -155,11 +155,24 @@ describe("defaults (not rules) stated in the proto comments match the servers'",
   const rankingProto = proto("ranking/v1/ranking_service.proto");
   const all = ["ranking/v1/ranking_service.proto", "data/v1/data_service.proto", "training/v1/training_service.proto"].map(proto).join("\n");
 
-  it("top_k, demo top_k, caption top_k and page size", () => {
+  it("top_k, demo top_k and caption top_k", () => {
     expect(rankingProto).toContain(`// 1..${LIMITS.demoTopKMax} (0 means ${LIMITS.demoTopKDefault}).`);
     expect(rankingProto).toContain(`// Captions to return, 1..${LIMITS.topKMax} (0 means ${LIMITS.captionsTopKDefault}).`);
-    const pageComments = [...all.matchAll(/(\/\/ 1\.\.\d+; 0 means \d+\.)\n\s*int32 page_size/g)].map((m) => m[1]);
-    expect(pageComments.length).toBeGreaterThanOrEqual(5);
-    for (const c of pageComments) expect([`// 1..${LIMITS.pageSizeMax}; 0 means ${LIMITS.pageSizeDefault}.`, `// 1..${LIMITS.samplesPageSizeMax}; 0 means ${LIMITS.pageSizeDefault}.`, `// 1..${LIMITS.photosPageSizeMax}; 0 means ${LIMITS.photosPageSizeDefault}.`]).toContain(c);
+  });
+
+  it("every List request's page_size declares its sizes (AIP-158), and its comment states them", () => {
+    const lists = requestMessages().filter((m) => m.fields.some((f) => f.name === "page_size"));
+    expect(lists.map((m) => m.name).sort()).toEqual(["ListCollectionsRequest", "ListDatasetVersionsRequest", "ListModelVersionsRequest", "ListPhotosRequest", "ListPipelineRunsRequest", "ListSamplesRequest", "ListTrainingRunsRequest"]);
+    for (const m of lists) {
+      const { defaultSize, maxSize } = pageSizes(m);
+      expect(defaultSize, m.typeName).toBeGreaterThan(0);
+      expect(maxSize, m.typeName).toBeGreaterThanOrEqual(defaultSize);
+      const field = m.fields.find((f) => f.name === "page_size")!;
+      expect(all, m.typeName).toContain(`  // 0 means ${defaultSize}; above ${maxSize} reads as ${maxSize}.\n  int32 page_size = ${field.number} [`);
+      // A negative size is refused; 0, the max and anything above it are read (clamped: pagination.ts).
+      const at = (n: number) => requestViolations(m, create(m, { pageSize: n } as never)).filter((v) => v.field === "page_size");
+      for (const n of [0, maxSize, maxSize + 1, 2 ** 31 - 1]) expect(at(n), `${m.typeName} ${n}`).toEqual([]);
+      expect(at(-1)).toEqual([{ field: "page_size", description: "must be greater than or equal to 0 (got -1)", reason: "OUT_OF_RANGE" }]);
+    }
   });
 });

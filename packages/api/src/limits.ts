@@ -41,11 +41,6 @@ export const LIMITS = {
   imageMaxPixels: 40_000_000,
   batchMaxQueries: Number(rulesOf(ranking.BatchSearchImagesRequestSchema, "queries", "repeated").maxItems),
   candidatesMax: Number(rulesOf(ranking.RankCandidatesRequestSchema, "candidate_image_ids", "repeated").maxItems),
-  pageSizeDefault: 20,
-  pageSizeMax: countMax(ranking.ListModelVersionsRequestSchema, "page_size"),
-  samplesPageSizeMax: countMax(data.ListSamplesRequestSchema, "page_size"),
-  photosPageSizeDefault: 100,
-  photosPageSizeMax: countMax(data.ListPhotosRequestSchema, "page_size"),
   urlMaxChars: getExtension(rulesOf(data.PipelineParamsSchema, "images_url", "string"), url_max_chars),
 } as const;
 

@@ -42,10 +42,10 @@ describe("request rules (buf.validate) → google.rpc.BadRequest field violation
     expect(reasons(ranking.RankUploadedImageRequestSchema, {})).toEqual(["image:REQUIRED"]);
     expect(reasons(ranking.PromoteModelRequestSchema, { version: "v1" })).toEqual(["version:BAD_FORMAT"]);
     expect(reasons(ranking.BuildIndexRequestSchema, { kind: "ivf" })).toEqual(["kind:BAD_VALUE"]);
-    expect(reasons(data.ListSamplesRequestSchema, { dataset: "Bad_Name", split: 9 as ds.Split, pageSize: 201 })).toEqual(["dataset:BAD_FORMAT", "split:BAD_ENUM", "page_size:OUT_OF_RANGE"]);
+    expect(reasons(data.ListSamplesRequestSchema, { dataset: "Bad_Name", split: 9 as ds.Split, pageSize: -1 })).toEqual(["dataset:BAD_FORMAT", "split:BAD_ENUM", "page_size:OUT_OF_RANGE"]);
     expect(reasons(data.GetPipelineRunRequestSchema, {})).toEqual(["run_id:REQUIRED"]);
     expect(reasons(training.GetTrainingStatusRequestSchema, { runId: "../etc" })).toEqual(["run_id:BAD_FORMAT"]);
-    expect(reasons(training.ListTrainingRunsRequestSchema, { pageSize: 101 })).toEqual(["page_size:OUT_OF_RANGE"]);
+    expect(reasons(training.ListTrainingRunsRequestSchema, { pageSize: -5 })).toEqual(["page_size:OUT_OF_RANGE"]);
   });
 
   it("PipelineParams: every field, and the ratios reported on train_ratio as before", () => {

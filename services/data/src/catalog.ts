@@ -89,6 +89,11 @@ export class DatasetCatalog {
 
   /** Versions present in the store, newest first (by publication record, then id). */
   async versions(dataset: string): Promise<string[]> {
+    return (await this.versionsListed(dataset)).map((x) => x.version);
+  }
+
+  /** The same, each with the key that orders it (descending): its publication time, then its id. */
+  async versionsListed(dataset: string): Promise<{ version: string; key: string }[]> {
     const found: string[] = [];
     let pageToken: string | undefined;
     do {
@@ -97,8 +102,8 @@ export class DatasetCatalog {
       pageToken = page.nextPageToken;
     } while (pageToken);
     const records = await Promise.all(found.map((v) => this.record(dataset, v)));
-    const at = (i: number) => records[i]?.published_at ?? "";
-    return found.map((v, i) => ({ v, i })).sort((a, b) => at(b.i).localeCompare(at(a.i)) || a.v.localeCompare(b.v)).map((x) => x.v);
+    const listed = found.map((version, i) => ({ version, key: `${records[i]?.published_at ?? ""}\n${version}` }));
+    return listed.sort((a, b) => (a.key < b.key ? 1 : a.key > b.key ? -1 : 0));
   }
 
   async record(dataset: string, version: string): Promise<VersionRecord | undefined> {

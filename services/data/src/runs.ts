@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { create, fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { data, notFound } from "@glimpse/api";
+import { data, notFound, pageOfLive, type ListRequest, type Page } from "@glimpse/api";
 import type { Logger } from "@glimpse/logging";
 import { getJson, putJson, type ObjectStore } from "@glimpse/objectstore";
 import {
@@ -227,17 +227,13 @@ export class PipelineRuns {
     }
   }
 
-  /** Newest first; the page token is the last run id of the previous page. */
-  async list(pageSize: number, pageToken: string): Promise<{ runs: data.PipelineRun[]; next: string }> {
-    const keys: string[] = [];
-    for await (const info of this.opts.store.list(RUNS_PREFIX)) keys.push(info.key);
-    keys.sort().reverse(); // run ids start with their creation time
-    const start = pageToken ? keys.findIndex((k) => k === runKey(pageToken)) + 1 : 0;
-    if (pageToken && start === 0) throw new ConnectError("page_token is not from a previous response", Code.InvalidArgument);
-    const page = keys.slice(start, start + pageSize);
-    const runs = await Promise.all(page.map((k) => this.get(k.slice(RUNS_PREFIX.length, -".json".length))));
-    const next = start + pageSize < keys.length ? runs[runs.length - 1]!.runId : "";
-    return { runs, next };
+  /** Newest first (run ids start with their creation time). */
+  async list(req: ListRequest): Promise<Page<data.PipelineRun>> {
+    const ids: string[] = [];
+    for await (const info of this.opts.store.list(RUNS_PREFIX)) ids.push(info.key.slice(RUNS_PREFIX.length, -".json".length));
+    ids.sort().reverse();
+    const page = pageOfLive(ids, req, data.ListPipelineRunsRequestSchema, "ListPipelineRuns", (id) => id, "descending");
+    return { items: await Promise.all(page.items.map((id) => this.get(id))), nextPageToken: page.nextPageToken };
   }
 
   async *watch(runId: string, signal: AbortSignal): AsyncGenerator<data.WatchPipelineRunResponse> {

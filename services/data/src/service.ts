@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { LIMITS, Violations, data, dataset as ds, notFound, permissionDenied, type FieldViolation } from "@glimpse/api";
+import { Violations, data, pageOfFixed, pageOfLive, dataset as ds, notFound, permissionDenied, type FieldViolation } from "@glimpse/api";
 import { putJson, type ObjectStore } from "@glimpse/objectstore";
 import { DEFAULTS, manifestKey, moveLatest, PublishConflictError, resolveParams, SourceRefusedError, type PublishedVersion, type SourceAllowList } from "@glimpse/pipeline";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -44,22 +44,6 @@ async function checkSourcesAllowed(allow: SourceAllowList, p: data.PipelineParam
 }
 
 /** Offset-based page tokens, bound to the version and filter they came from. */
-function encodeToken(version: string, split: number, offset: number): string {
-  return Buffer.from(JSON.stringify({ v: version, s: split, o: offset })).toString("base64url");
-}
-
-function decodeToken(v: Violations, token: string, version: string, split: number): number {
-  if (!token) return 0;
-  try {
-    const t = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as { v: string; s: number; o: number };
-    if (t.v === version && t.s === split && Number.isInteger(t.o) && t.o >= 0) return t.o;
-  } catch {
-    // fall through
-  }
-  v.add("page_token", "is not from a previous response with the same version and split", "BAD_TOKEN");
-  return 0;
-}
-
 /** Records a published version; idempotent. The pipeline's sync step calls it. */
 async function registerVersion(store: ObjectStore, catalog: DatasetCatalog, dataset: string, version: string, publishedAt?: string): Promise<void> {
   const existing = await catalog.record(dataset, version);
@@ -71,17 +55,11 @@ async function registerVersion(store: ObjectStore, catalog: DatasetCatalog, data
 export function dataService(store: ObjectStore, catalog: DatasetCatalog, runs: PipelineRuns, allow: SourceAllowList): Partial<ServiceImpl<typeof data.DataService>> {
   return {
     async listDatasetVersions(req) {
-      const v = new Violations();
       const dataset = req.dataset || DEFAULTS.dataset;
-      const pageSize = req.pageSize || LIMITS.pageSizeDefault;
-      const offset = req.pageToken ? Number.parseInt(Buffer.from(req.pageToken, "base64url").toString("utf8"), 10) : 0;
-      if (!Number.isInteger(offset) || offset < 0) v.add("page_token", "is not from a previous response", "BAD_TOKEN");
-      v.throwIfAny();
-      const all = await catalog.versions(dataset);
-      const page = all.slice(offset, offset + pageSize);
-      const versions = await Promise.all(page.map((ver) => catalog.describe(dataset, ver)));
-      const next = offset + pageSize < all.length ? Buffer.from(String(offset + pageSize)).toString("base64url") : "";
-      return create(data.ListDatasetVersionsResponseSchema, { versions, nextPageToken: next });
+      const all = await catalog.versionsListed(dataset);
+      const page = pageOfLive(all, req, data.ListDatasetVersionsRequestSchema, `ListDatasetVersions/${dataset}`, (x) => x.key, "descending");
+      const versions = await Promise.all(page.items.map((x) => catalog.describe(dataset, x.version)));
+      return create(data.ListDatasetVersionsResponseSchema, { versions, nextPageToken: page.nextPageToken });
     },
 
     async getDatasetInfo(req) {
@@ -91,15 +69,13 @@ export function dataService(store: ObjectStore, catalog: DatasetCatalog, runs: P
     },
 
     async listSamples(req) {
-      const v = new Violations();
       const { dataset, version } = datasetAndVersion(req);
-      const pageSize = req.pageSize || LIMITS.pageSizeDefault;
       const resolved = await catalog.resolve(dataset, version);
       const loaded = await catalog.load(dataset, resolved);
       const ids = req.split === ds.Split.UNSPECIFIED ? loaded.ids : loaded.ids.filter((id) => loaded.splitOf.get(id) === req.split);
-      const offset = decodeToken(v, req.pageToken, resolved, req.split);
-      v.throwIfAny();
-      const samples = ids.slice(offset, offset + pageSize).map((id) => {
+      // Bound to the version it resolved, so a "latest" that moves between pages is noticed.
+      const page = pageOfFixed(ids, req, data.ListSamplesRequestSchema, `ListSamples/${dataset}/${resolved}/${req.split}`);
+      const samples = page.items.map((id) => {
         const ref = loaded.manifest.images[id]!;
         return create(ds.SampleSchema, {
           imageId: id,
@@ -115,7 +91,7 @@ export function dataService(store: ObjectStore, catalog: DatasetCatalog, runs: P
         samples,
         version: resolved,
         totalSize: BigInt(ids.length),
-        nextPageToken: offset + pageSize < ids.length ? encodeToken(resolved, req.split, offset + pageSize) : "",
+        nextPageToken: page.nextPageToken,
       });
     },
 
@@ -147,8 +123,8 @@ export function dataService(store: ObjectStore, catalog: DatasetCatalog, runs: P
     },
 
     async listPipelineRuns(req) {
-      const { runs: page, next } = await runs.list(req.pageSize || LIMITS.pageSizeDefault, req.pageToken);
-      return create(data.ListPipelineRunsResponseSchema, { runs: page, nextPageToken: next });
+      const page = await runs.list(req);
+      return create(data.ListPipelineRunsResponseSchema, { runs: page.items, nextPageToken: page.nextPageToken });
     },
 
     watchPipelineRun(req, ctx) {

@@ -107,7 +107,7 @@ const CALLS: Record<string, Call> = {
   // its field (so the binding reached the RPC); `Bad%5FId` is percent-decoded to `Bad_Id`.
   CreateCollection: { input: { display_name: "x" }, status: 400, code: "invalid_argument", field: "collection_id" },
   GetCollection: { path: "/v1/collections/Bad%5FId", status: 400, code: "invalid_argument", field: "name" },
-  ListCollections: { input: { page_size: "101" }, status: 400, code: "invalid_argument", field: "page_size" },
+  ListCollections: { input: { page_size: "-1" }, status: 400, code: "invalid_argument", field: "page_size" },
   DeleteCollection: { path: "/v1/collections/Bad_Id", status: 400, code: "invalid_argument", field: "name" },
   SyncCollection: { path: "/v1/collections/Bad_Id:sync", status: 400, code: "invalid_argument", field: "name" },
   CreatePhoto: { path: "/v1/collections/Bad_Id/photos", image: true, status: 400, code: "invalid_argument", field: "parent" },

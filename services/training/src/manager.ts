@@ -11,14 +11,14 @@
 import { clone, create } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { errorWithReason, invalidArgument, notFound, training } from "@glimpse/api";
+import { errorWithReason, notFound, pageOfLive, training, type ListRequest } from "@glimpse/api";
 import type { Logger } from "@glimpse/logging";
 import { Subscription } from "@glimpse/rpc";
 import { ObjectNotFoundError, type ObjectStore } from "@glimpse/objectstore";
 import { readLatest } from "@glimpse/layout/datasets";
 import { applyEvent, progressModel, type ProgressModel, type RunEvent } from "./events.js";
 import type { Executor, LaunchSpec, Outcome, RunSink } from "./executor.js";
-import { decodePageToken, encodePageToken, loadRuns, newRunId, saveRun, type StoredRun } from "./records.js";
+import { loadRuns, newRunId, saveRun, type StoredRun } from "./records.js";
 import { planTraining, type TrainingPlan } from "./trainer-config.js";
 
 const State = training.TrainingState;
@@ -109,18 +109,11 @@ export class TrainingManager {
     return clone(training.TrainingRunSchema, this.live(runId).stored.run);
   }
 
-  list(pageSize: number, pageToken: string): { runs: Run[]; nextPageToken: string } {
-    let after: string | undefined;
-    if (pageToken !== "") {
-      after = decodePageToken(pageToken);
-      if (after === undefined) throw invalidArgument([{ field: "page_token", description: "is not a token from ListTrainingRuns", reason: "BAD_PAGE_TOKEN" }]);
-    }
-    const ids = [...this.runs.keys()].sort((a, b) => compareIds(b, a)).filter((id) => after === undefined || compareIds(id, after) < 0);
-    const page = ids.slice(0, pageSize);
-    return {
-      runs: page.map((id) => clone(training.TrainingRunSchema, this.runs.get(id)!.stored.run)),
-      nextPageToken: ids.length > pageSize ? encodePageToken(page.at(-1)!) : "",
-    };
+  /** Newest first. */
+  list(req: ListRequest): { runs: Run[]; nextPageToken: string } {
+    const ids = [...this.runs.keys()].sort((a, b) => compareIds(b, a));
+    const page = pageOfLive(ids, req, training.ListTrainingRunsRequestSchema, "ListTrainingRuns", (id) => id, "descending");
+    return { runs: page.items.map((id) => clone(training.TrainingRunSchema, this.runs.get(id)!.stored.run)), nextPageToken: page.nextPageToken };
   }
 
   /** The active run's id, if any. */

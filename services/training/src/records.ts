@@ -71,20 +71,3 @@ export async function loadRuns(store: ObjectStore, onError: (key: string, err: u
 export async function saveRun(store: ObjectStore, s: StoredRun): Promise<void> {
   await updateJson<RunRecord>(store, runKey(s.run.runId), () => toRecord(s));
 }
-
-// ---- page tokens ------------------------------------------------------------------------
-
-/** Opaque to clients: the last run id of the previous page (runs are listed newest first). */
-export function encodePageToken(afterRunId: string): string {
-  return Buffer.from(JSON.stringify({ v: 1, after: afterRunId })).toString("base64url");
-}
-
-/** undefined for a token this service did not make. */
-export function decodePageToken(token: string): string | undefined {
-  try {
-    const value = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as { v?: unknown; after?: unknown };
-    return value.v === 1 && typeof value.after === "string" && value.after.length > 0 ? value.after : undefined;
-  } catch {
-    return undefined;
-  }
-}

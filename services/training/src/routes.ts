@@ -1,4 +1,4 @@
-import { LIMITS, training } from "@glimpse/api";
+import { training } from "@glimpse/api";
 import { bind, type ServiceBinding } from "@glimpse/rpc";
 import type { TrainingManager } from "./manager.js";
 
@@ -20,7 +20,7 @@ export function trainingBinding(manager: TrainingManager): ServiceBinding {
       yield* manager.watch(req.runId, ctx.signal);
     },
     listTrainingRuns(req) {
-      return manager.list(req.pageSize || LIMITS.pageSizeDefault, req.pageToken);
+      return manager.list(req);
     },
     async stopTraining(req) {
       return { run: await manager.stop(req.runId) };

@@ -227,7 +227,8 @@ describe("runs", () => {
     expect(all.runs.map((r) => r.runId)).toEqual([...ids].reverse());
     expect(all.nextPageToken).toBe("");
 
-    expect(violations(await failure(client.listTrainingRuns({ pageSize: 101 })))).toEqual({ page_size: "OUT_OF_RANGE" });
+    expect((await client.listTrainingRuns({ pageSize: 101 })).runs).toHaveLength(5); // above the max reads as the max
+    expect(violations(await failure(client.listTrainingRuns({ pageSize: -1 })))).toEqual({ page_size: "OUT_OF_RANGE" });
     expect(violations(await failure(client.listTrainingRuns({ pageToken: "bm9wZQ" })))).toEqual({ page_token: "BAD_PAGE_TOKEN" });
   });
 

@@ -3,7 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { Code } from "@connectrpc/connect";
-import { LIMITS, Violations, data, collection as pb, errorWithReason, invalidArgument, notFound } from "@glimpse/api";
+import { data, collection as pb, errorWithReason, invalidArgument, notFound, pageOfFixed, pageOfLive } from "@glimpse/api";
 import type { ObjectStore } from "@glimpse/objectstore";
 import { collectionName, parseCollectionName, parsePhotoName, photoName, thumbnailKey, thumbnailUrl, uploadsPrefix, type CollectionPhoto } from "@glimpse/layout";
 import { ingestPhoto, storeIngested } from "@glimpse/pipeline";
@@ -30,20 +30,6 @@ export function photoMessage(collection: string, p: CollectionPhoto): pb.Photo {
   });
 }
 
-/** Offset page tokens, bound to the listing they came from (a version, or "collections"). */
-function pageOffset(v: Violations, token: string, bound: string): number {
-  if (!token) return 0;
-  try {
-    const t = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as { b: string; o: number };
-    if (t.b === bound && Number.isInteger(t.o) && t.o >= 0) return t.o;
-  } catch {
-    // reported below
-  }
-  v.add("page_token", "is not from a previous response of this listing (a new sync published another version: start again)", "BAD_TOKEN");
-  return 0;
-}
-const pageToken = (bound: string, offset: number) => Buffer.from(JSON.stringify({ b: bound, o: offset })).toString("base64url");
-
 export function collectionService(store: ObjectStore, collections: CollectionManager): Partial<ServiceImpl<typeof data.DataService>> {
   async function findPhoto(name: string) {
     const { collection, photoId } = parsePhotoName(name)!;
@@ -63,15 +49,10 @@ export function collectionService(store: ObjectStore, collections: CollectionMan
     },
 
     async listCollections(req) {
-      const v = new Violations();
-      const ids = await collections.list();
-      const size = req.pageSize || LIMITS.pageSizeDefault;
-      const offset = pageOffset(v, req.pageToken, "collections");
-      v.throwIfAny();
-      const page = ids.slice(offset, offset + size);
+      const page = pageOfLive(await collections.list(), req, data.ListCollectionsRequestSchema, "ListCollections", (id) => id, "ascending");
       return create(data.ListCollectionsResponseSchema, {
-        collections: await Promise.all(page.map((id) => collections.describe(id))),
-        nextPageToken: offset + size < ids.length ? pageToken("collections", offset + size) : "",
+        collections: await Promise.all(page.items.map((id) => collections.describe(id))),
+        nextPageToken: page.nextPageToken,
       });
     },
 
@@ -116,17 +97,16 @@ export function collectionService(store: ObjectStore, collections: CollectionMan
     },
 
     async listPhotos(req) {
-      const v = new Violations();
       const id = idOf(req.parent);
       const { version, manifest } = await collections.manifest(id);
-      const size = req.pageSize || LIMITS.photosPageSizeDefault;
-      const bound = `${version}/${req.skipped ? "skipped" : "photos"}`;
-      const offset = pageOffset(v, req.pageToken, bound);
-      v.throwIfAny();
-      const all = req.skipped ? manifest.skipped : manifest.photos;
-      const next = offset + size < all.length ? pageToken(bound, offset + size) : "";
-      if (req.skipped) return create(data.ListPhotosResponseSchema, { skipped: manifest.skipped.slice(offset, offset + size).map((s) => create(pb.SkippedFileSchema, s)), nextPageToken: next, version });
-      return create(data.ListPhotosResponseSchema, { photos: manifest.photos.slice(offset, offset + size).map((p) => photoMessage(id, p)), nextPageToken: next, version });
+      // Bound to the version listed: a sync that publishes another one between pages is noticed.
+      const listing = `ListPhotos/${id}/${version}/${req.skipped ? "skipped" : "photos"}`;
+      if (req.skipped) {
+        const page = pageOfFixed(manifest.skipped, req, data.ListPhotosRequestSchema, listing);
+        return create(data.ListPhotosResponseSchema, { skipped: page.items.map((s) => create(pb.SkippedFileSchema, s)), nextPageToken: page.nextPageToken, version });
+      }
+      const page = pageOfFixed(manifest.photos, req, data.ListPhotosRequestSchema, listing);
+      return create(data.ListPhotosResponseSchema, { photos: page.items.map((p) => photoMessage(id, p)), nextPageToken: page.nextPageToken, version });
     },
 
     async deletePhoto(req) {

@@ -1,7 +1,7 @@
 /** The model RPCs: what serves (info, status) and the registry (list versions, promote). */
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { errorWithReason, LIMITS, notFound, Violations } from "@glimpse/api";
+import { errorWithReason, notFound, pageOfLive, ranking } from "@glimpse/api";
 import { listVersions, modelInfo, readChecksums, writeAlias } from "../registry.js";
 import { indexBuild, indexInfo, notFoundField, withSnapshot, type RankingImpl, type ServiceDeps } from "./shared.js";
 
@@ -43,19 +43,9 @@ export function modelRpcs({ manager, store }: ServiceDeps): ModelRpcs {
     },
 
     async listModelVersions(req) {
-      const v = new Violations();
-      const size = req.pageSize || LIMITS.pageSizeDefault;
-      let offset = 0;
-      if (req.pageToken !== "") {
-        const m = /^o(\d{1,6})$/.exec(Buffer.from(req.pageToken, "base64url").toString("utf8"));
-        if (!m) v.add("page_token", "not a token from a previous page", "BAD_FORMAT");
-        else offset = Number(m[1]);
-      }
-      v.throwIfAny();
       const all = await registryCall(() => listVersions(store));
-      const page = all.slice(offset, offset + size);
-      const next = offset + size < all.length ? Buffer.from(`o${offset + size}`).toString("base64url") : "";
-      return { models: page, nextPageToken: next };
+      const page = pageOfLive(all, req, ranking.ListModelVersionsRequestSchema, "ListModelVersions", listingKey, "descending");
+      return { models: page.items, nextPageToken: page.nextPageToken };
     },
 
     async promoteModel(req) {
@@ -68,4 +58,10 @@ export function modelRpcs({ manager, store }: ServiceDeps): ModelRpcs {
       return { model: info };
     },
   };
+}
+
+/** The order listVersions gives (newest first, then by version, descending) as one string key. */
+function listingKey(m: ranking.ModelInfo): string {
+  const at = m.createdAt ?? { seconds: 0n, nanos: 0 };
+  return `${at.seconds.toString().padStart(12, "0")}.${String(at.nanos).padStart(9, "0")}\n${m.version}`;
 }

@@ -2,16 +2,47 @@
 // @generated from file glimpse/api/v1/annotations.proto (package glimpse.api.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenEnum, GenExtension, GenFile } from "@bufbuild/protobuf/codegenv2";
-import { enumDesc, extDesc, fileDesc } from "@bufbuild/protobuf/codegenv2";
-import type { MethodOptions } from "@bufbuild/protobuf/wkt";
+import type { GenEnum, GenExtension, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, extDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { FieldOptions, MethodOptions } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_descriptor } from "@bufbuild/protobuf/wkt";
+import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file glimpse/api/v1/annotations.proto.
  */
 export const file_glimpse_api_v1_annotations: GenFile = /*@__PURE__*/
-  fileDesc("CiBnbGltcHNlL2FwaS92MS9hbm5vdGF0aW9ucy5wcm90bxIOZ2xpbXBzZS5hcGkudjEqQwoGQWNjZXNzEhYKEkFDQ0VTU19VTlNQRUNJRklFRBAAEg8KC0FDQ0VTU19SRUFEEAESEAoMQUNDRVNTX1dSSVRFEAI6UAoGYWNjZXNzEh4uZ29vZ2xlLnByb3RvYnVmLk1ldGhvZE9wdGlvbnMYgZADIAEoDjIWLmdsaW1wc2UuYXBpLnYxLkFjY2Vzc1IGYWNjZXNzYgZwcm90bzM", [file_google_protobuf_descriptor]);
+  fileDesc("CiBnbGltcHNlL2FwaS92MS9hbm5vdGF0aW9ucy5wcm90bxIOZ2xpbXBzZS5hcGkudjEiMgoIUGFnZVNpemUSFAoMZGVmYXVsdF9zaXplGAEgASgFEhAKCG1heF9zaXplGAIgASgFKkMKBkFjY2VzcxIWChJBQ0NFU1NfVU5TUEVDSUZJRUQQABIPCgtBQ0NFU1NfUkVBRBABEhAKDEFDQ0VTU19XUklURRACOlAKBmFjY2VzcxIeLmdvb2dsZS5wcm90b2J1Zi5NZXRob2RPcHRpb25zGIGQAyABKA4yFi5nbGltcHNlLmFwaS52MS5BY2Nlc3NSBmFjY2VzczpWCglwYWdlX3NpemUSHS5nb29nbGUucHJvdG9idWYuRmllbGRPcHRpb25zGIKQAyABKAsyGC5nbGltcHNlLmFwaS52MS5QYWdlU2l6ZVIIcGFnZVNpemViBnByb3RvMw", [file_google_protobuf_descriptor]);
+
+/**
+ * The sizes of a List method's pages (AIP-158), on its page_size field. 0 asks for default_size;
+ * a page_size above max_size is read as max_size (clamped, not refused); a negative one is refused
+ * by the field's buf.validate rule.
+ *
+ * @generated from message glimpse.api.v1.PageSize
+ */
+export type PageSize = Message<"glimpse.api.v1.PageSize"> & {
+  /**
+   * Entries in a page when the request's page_size is 0.
+   *
+   * @generated from field: int32 default_size = 1;
+   */
+  defaultSize: number;
+
+  /**
+   * The most entries a page holds.
+   *
+   * @generated from field: int32 max_size = 2;
+   */
+  maxSize: number;
+};
+
+/**
+ * Describes the message glimpse.api.v1.PageSize.
+ * Use `create(PageSizeSchema)` to create a new message.
+ */
+export const PageSizeSchema: GenMessage<PageSize> = /*@__PURE__*/
+  messageDesc(file_glimpse_api_v1_annotations, 0);
 
 /**
  * Who may call an RPC when API keys are configured.
@@ -52,4 +83,10 @@ export const AccessSchema: GenEnum<Access> = /*@__PURE__*/
  */
 export const access: GenExtension<MethodOptions, Access> = /*@__PURE__*/
   extDesc(file_glimpse_api_v1_annotations, 0);
+
+/**
+ * @generated from extension: glimpse.api.v1.PageSize page_size = 51202;
+ */
+export const page_size: GenExtension<FieldOptions, PageSize> = /*@__PURE__*/
+  extDesc(file_glimpse_api_v1_annotations, 1);
 

@@ -87,7 +87,7 @@ export const image_id: GenExtension<StringRules, boolean> = /*@__PURE__*/
   extDesc(file_glimpse_api_v1_rules, 7);
 
 /**
- * How many results or entries to return (top_k, page_size): 1..count_max, or 0 for the
+ * How many results or entries to return (top_k, epochs): 1..count_max, or 0 for the
  * field's default, which its comment states.
  *
  * @generated from extension: optional int32 count_max = 51218;
