@@ -153,7 +153,7 @@ describe("Ranking over real sockets, seeded from the demo pack", () => {
       ["no image", () => client.searchCaptions({}), Code.InvalidArgument, "image", "REQUIRED"],
       ["bad dataset version", () => client.searchImages({ query: "a dog", scope: { datasetVersion: "latest" } }), Code.InvalidArgument, "scope.dataset_version", "BAD_FORMAT"],
       ["unknown dataset version", () => client.searchImages({ query: "a dog", scope: { datasetVersion: "0123456789abcdef" } }), Code.NotFound, "scope.dataset_version", "NOT_FOUND"],
-      ["bad split", () => client.searchImages({ query: "a dog", scope: { split: 9 as ranking.Scope["split"] } }), Code.InvalidArgument, "scope.split", "OUT_OF_RANGE"],
+      ["bad split", () => client.searchImages({ query: "a dog", scope: { split: 9 as ranking.Scope["split"] } }), Code.InvalidArgument, "scope.split", "BAD_ENUM"],
       ["too many batch queries", () => client.batchSearchImages({ queries: Array.from({ length: 65 }, () => "a dog") }), Code.InvalidArgument, "queries", "TOO_MANY"],
       ["bad batch query", () => client.batchSearchImages({ queries: ["a dog", ""] }), Code.InvalidArgument, "queries[1]", "REQUIRED"],
       ["both candidate lists", () => client.rankCandidates({ query: { case: "text", value: "a dog" }, candidateImageIds: ["a"], candidateTexts: ["b"] }), Code.InvalidArgument, "candidate_texts", "EXCLUSIVE"],

@@ -183,7 +183,7 @@ function checkOverrides(overrides: JsonObject | undefined, field: string, v: Vio
     }
     const choices = STRING_CHOICES[key];
     if (choices && !choices.includes(value as string)) {
-      v.add(path, `must be one of ${choices.join(", ")} (got ${JSON.stringify(value)})`, "UNKNOWN_VALUE");
+      v.add(path, `must be one of ${choices.map((c) => JSON.stringify(c)).join(", ")} (got ${JSON.stringify(value)})`, "BAD_VALUE");
       continue;
     }
     if (type === "int" && (value as number) < 0) {
