@@ -1,4 +1,4 @@
-import { create, hasExtension, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, getOption, hasExtension, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import { createValidator } from "@bufbuild/protovalidate";
 import { createRegistry } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
@@ -7,6 +7,7 @@ import * as data from "./gen/glimpse/data/v1/data_service_pb.js";
 import * as ds from "./gen/glimpse/data/v1/dataset_pb.js";
 import * as ranking from "./gen/glimpse/ranking/v1/ranking_service_pb.js";
 import * as training from "./gen/glimpse/training/v1/training_service_pb.js";
+import { FieldBehavior, field_behavior } from "./gen/google/api/field_behavior_pb.js";
 import { IDENTIFIER_RULES } from "./limits.js";
 import { requestMessages } from "./services.js";
 import { fieldRules, requestViolations } from "./validate.js";
@@ -65,6 +66,22 @@ describe("request rules (buf.validate) → google.rpc.BadRequest field violation
       const fields = check(m, {} as never).map((v) => v.field);
       for (const f of fields) expect(["image", "query", "queries", "candidate_image_ids", "version", "run_id", "image_id", "name", "parent", "collection_id", "collection", "source", "kind", "path", "urls"], `${m.typeName}.${f}`).toContain(f);
     }
+  });
+
+  it("a field marked REQUIRED (google.api.field_behavior) is exactly one the rules refuse empty, as REQUIRED", () => {
+    // Which one of a pair a message-level rule asks for is not a field's own requirement.
+    const eitherOr = new Set(["glimpse.ranking.v1.RankCandidatesRequest.candidate_image_ids"]);
+    let marked = 0;
+    for (const m of requestMessages()) {
+      const empty = requestViolations(m, create(m));
+      const required = empty.filter((v) => v.reason === "REQUIRED" && m.fields.some((f) => f.name === v.field) && !eitherOr.has(`${m.typeName}.${v.field}`));
+      const annotated = m.fields.filter((f) => (getOption(f, field_behavior) ?? []).includes(FieldBehavior.REQUIRED)).map((f) => f.name);
+      marked += annotated.length;
+      expect(required.map((v) => v.field).sort(), m.typeName).toEqual([...annotated].sort());
+      // An empty value is reported REQUIRED, never as a bad format.
+      expect(empty.filter((v) => annotated.includes(v.field) && v.reason !== "REQUIRED"), m.typeName).toEqual([]);
+    }
+    expect(marked).toBeGreaterThanOrEqual(25);
   });
 
   it("Scope.split admits exactly glimpse.data.v1.Split's values", () => {
