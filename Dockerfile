@@ -16,9 +16,10 @@ WORKDIR /app
 COPY package.json package-lock.json tsconfig.base.json tsconfig.build.json ./
 COPY packages packages
 COPY services services
-# onnxruntime-node's install script would download CUDA files; the CPU build ships in the package.
-# package.json's allowScripts denies it from npm 11.16; the base image's npm 10 reads this instead.
-ENV ONNXRUNTIME_NODE_INSTALL=skip
+# onnxruntime-node's install script would download CUDA files (the CPU build ships in the package),
+# @scarf/scarf's (swagger-ui-dist's) would report the install: package.json's allowScripts denies
+# both from npm 11.16; the base image's npm 10 reads these instead.
+ENV ONNXRUNTIME_NODE_INSTALL=skip SCARF_ANALYTICS=false
 # Compile with the locked dev dependencies (TypeScript), then keep only what production runs: the
 # production dependencies, and of each workspace its package.json, dist/ (less type declarations
 # and maps) and bin/.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Fails when the committed generated code differs from what `buf generate` makes now, and
-# when the API breaks compatibility with the latest release tag (v*), once there is one.
+# Fails when the committed generated code (and the OpenAPI document) differs from what `npm run
+# generate` makes now, and when the API breaks compatibility with the latest release tag (v*),
+# once there is one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,8 @@ if ! diff -r "$tmp/packages/api/src/gen" packages/api/src/gen >/dev/null; then
   exit 1
 fi
 echo "generated code is up to date"
+# The OpenAPI document (gnostic's plugin from .tools/bin, then scripts/openapi.ts's additions).
+npx tsx --conditions=source scripts/openapi.ts --check
 
 release=$(git tag --list 'v*' --sort=-v:refname 2>/dev/null | head -n1 || true)
 if [ -n "$release" ]; then

@@ -20,6 +20,8 @@ TOOLS=(
   "minio|github.com/minio/minio|github.com/minio/minio|v0.0.0-20260212201848-7aac2a2c5b7c|"
   "grpcurl|github.com/fullstorydev/grpcurl|github.com/fullstorydev/grpcurl/cmd/grpcurl|v1.9.4|-X main.version=v1.9.4"
   "helm|helm.sh/helm/v3|helm.sh/helm/v3/cmd/helm|v3.22.0|-X helm.sh/helm/v3/internal/version.version=v3.22.0"
+  # buf's local plugin for the OpenAPI 3 document (buf.gen.yaml; checked fresh by scripts/check-proto.sh).
+  "protoc-gen-openapi|github.com/google/gnostic|github.com/google/gnostic/cmd/protoc-gen-openapi|v0.7.1|"
 )
 # Built only when named (scripts/cluster/up.sh): the dynamic PVC provisioner of the local test cluster.
 ON_REQUEST=(

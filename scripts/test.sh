@@ -12,7 +12,7 @@ echo "== node $(node --version)"
 # Cached images of earlier commits (the Kubernetes stage's, outside the checkout) go first: they grow by ~3 GB a
 # commit, and on a nearly full disk MinIO refuses every write the tests make.
 bash scripts/cluster/prune.sh
-bash scripts/install-tools.sh   # real MinIO, grpcurl and helm, built once into .tools/
+bash scripts/install-tools.sh   # real MinIO, grpcurl, helm and the OpenAPI plugin, built once into .tools/
 
 # uv runs the model's tests; Debian's Chromium the search-page test.
 command -v uv >/dev/null || python3 -m pip install --quiet uv

@@ -11,6 +11,7 @@ import { checkBackends, connectBackends, type Backend, type BackendTarget } from
 import type { Resolve } from "./endpoints.js";
 import { imageRoute } from "./images.js";
 import { pagesRoute } from "./pages/index.js";
+import { docsRoute } from "./pages/docs.js";
 import { passThrough } from "./pass.js";
 import { proxyBinding } from "./proxy.js";
 
@@ -73,6 +74,7 @@ export async function build(cfg: GlimpseConfig, opts: GatewayOptions = {}): Prom
   const restCtx = { backends: byName, maxBodyBytes: cfg.maxBodyBytes, timeoutMs: cfg.backendTimeoutMs };
   const pass = passThrough({ endpoints: new Map(backends.map((b) => [b.name, b.endpoints])), maxBodyBytes: cfg.maxBodyBytes, timeoutMs: cfg.backendTimeoutMs, tlsCa: caFromConfig(cfg), metrics, logger });
   const pages = pagesRoute({ demoDir: cfg.rankingDemoDir });
+  const docs = docsRoute();
 
   const handler: Handler = (req, res) => {
     const url = new URL(req.url ?? "/", "http://gateway");
@@ -121,8 +123,10 @@ export async function build(cfg: GlimpseConfig, opts: GatewayOptions = {}): Prom
     if (await pass(req, res, url)) return;
     if (await handleRest(req, res, url, restCtx)) return;
     for (const extra of [imageRoute, ...(opts.routes ?? [])]) if (await extra(req, res, url, byName)) return;
-    // The search page and the demo pack's images (services/gateway/src/pages).
+    // The search page and the demo pack's images, the OpenAPI document and its reference page
+    // (services/gateway/src/pages).
     if (await pages(req, res, url)) return;
+    if (await docs(req, res, url)) return;
     connect(req, res);
   };
 

@@ -1,11 +1,13 @@
 // The whole mesh in one process on free ports, for integration tests: the three services
 // (Training and Ranking reaching Data over gRPC, as in the embedded default) behind a gateway.
+import { existsSync } from "node:fs";
 import { build as buildData } from "@glimpse/data";
 import { build as buildRanking, type RankingServer } from "@glimpse/ranking";
 import type { RunningServer } from "@glimpse/rpc";
 import type { GlimpseConfig } from "@glimpse/runtime";
 import { freePorts } from "@glimpse/runtime/testing";
 import { build as buildTraining } from "@glimpse/training";
+import { chromium, type Browser } from "playwright-core";
 import { build, type RunningGateway } from "./server.js";
 
 export interface TestMesh {
@@ -53,4 +55,15 @@ export async function startTestMesh(cfg: GlimpseConfig, opts: TestMeshOptions = 
       await Promise.all([ranking, training, data].map((s) => s.close(100)));
     },
   };
+}
+
+/**
+ * Debian's Chromium (or GLIMPSE_CHROMIUM), headless, for the page tests. .ci/run installs it
+ * (apt-get install chromium); without it a page test fails, never skips.
+ */
+export async function launchChromium(): Promise<Browser> {
+  const executablePath = process.env["GLIMPSE_CHROMIUM"] ?? "/usr/bin/chromium";
+  if (!existsSync(executablePath)) throw new Error(`no Chromium at ${executablePath}: apt-get install chromium (or set GLIMPSE_CHROMIUM)`);
+  const args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+  return chromium.launch({ executablePath, args, headless: true });
 }

@@ -7,13 +7,13 @@
  * its photos finds that photo first; the page opens on the demo while only the demo serves, and
  * on the dataset gallery once one serves. The screenshot is kept in .artifacts/collections-page.png.
  */
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { startTestMesh, type TestMesh } from "@glimpse/gateway/testing";
+import { launchChromium, startTestMesh, type TestMesh } from "@glimpse/gateway/testing";
 import { TEST_WRITE_KEY, testConfig } from "@glimpse/runtime/testing";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_DEMO_DIR } from "../seed.js";
 import { publishDemoImages, until } from "../testing/harness.js";
@@ -37,9 +37,7 @@ interface Opt {
   disabled: boolean;
 }
 
-const CHROMIUM = process.env["GLIMPSE_CHROMIUM"] ?? "/usr/bin/chromium";
 const ARTIFACTS = resolve(DEFAULT_DEMO_DIR, "..", ".artifacts");
-const ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 const DEMO_IMAGES = join(DEFAULT_DEMO_DIR, "images");
 const picked = readdirSync(DEMO_IMAGES).filter((f) => f.endsWith(".jpg")).sort().slice(40, 52);
 
@@ -58,7 +56,6 @@ describe("search page with collections, in headless Chromium", () => {
   let version = "";
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: apt-get install chromium (or set GLIMPSE_CHROMIUM)`);
     root = mkdtempSync(join(tmpdir(), "glimpse-page-collections-"));
     mkdirSync(join(root, "allowed", "trip"), { recursive: true });
     for (const f of picked) copyFileSync(join(DEMO_IMAGES, f), join(root, "allowed", "trip", f));
@@ -77,7 +74,7 @@ describe("search page with collections, in headless Chromium", () => {
       const c = ((await (await fetch(`${base}/v1/collections/trip`)).json()) as { collection: { version?: string; serving_version?: string } }).collection;
       return c.version && c.serving_version === c.version ? c.version : undefined;
     }, 90_000);
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
+    browser = await launchChromium();
   });
 
   afterAll(async () => {

@@ -5,11 +5,11 @@
  * "more like this" on one; upload a photo, see captions. The screenshot is kept in
  * .artifacts/search-page.png. Collections: collections-page.test.ts.
  */
-import { existsSync, mkdirSync, readdirSync } from "node:fs";
+import { mkdirSync, readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { startTestMesh, type TestMesh } from "@glimpse/gateway/testing";
+import { launchChromium, startTestMesh, type TestMesh } from "@glimpse/gateway/testing";
 import { testConfig } from "@glimpse/runtime/testing";
-import { chromium, type Browser } from "playwright-core";
+import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_DEMO_DIR } from "../seed.js";
 
@@ -29,9 +29,7 @@ interface Hit {
 }
 const nonIncreasing = (xs: number[]) => xs.every((x, i) => i === 0 || x <= xs[i - 1]!);
 
-const CHROMIUM = process.env["GLIMPSE_CHROMIUM"] ?? "/usr/bin/chromium";
 const ARTIFACTS = resolve(DEFAULT_DEMO_DIR, "..", ".artifacts");
-const ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 
 // .ci/run installs Debian's Chromium (apt-get install chromium); without it this test fails, never skips.
 describe("search page in headless Chromium", () => {
@@ -43,8 +41,7 @@ describe("search page in headless Chromium", () => {
   beforeAll(async () => {
     mesh = await startTestMesh(cfg);
     base = mesh.base;
-    if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: apt-get install chromium (or set GLIMPSE_CHROMIUM)`);
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
+    browser = await launchChromium();
   });
 
   afterAll(async () => {
