@@ -44,6 +44,9 @@ if [ -f model/pyproject.toml ]; then
   (cd model && uv run --frozen pytest -q)
 fi
 
+echo "== Python client tests (pytest against the compiled mesh, which they start)"
+(cd clients/python && uv run --frozen pytest -q)
+
 echo "== Kubernetes end to end (e2e/k8s: the chart, Argo pipeline, training Jobs and Tilt on a real cluster)"
 # The node evicts pods when its disk has under 1 % free (../shared/kubernetes/NOTES.md): say what there is.
 df -h . | awk 'NR == 2 { print "disk: " $4 " free of " $2 }'
