@@ -15,6 +15,14 @@ if ! diff -r "$tmp/packages/api/src/gen" packages/api/src/gen >/dev/null; then
   exit 1
 fi
 echo "generated code is up to date"
+# The Go client's generated code (protoc-gen-go and protoc-gen-connect-go from .tools/bin).
+npx buf generate --template buf.gen.go.yaml -o "$tmp"
+if ! diff -r "$tmp/clients/go/gen" clients/go/gen >/dev/null; then
+  diff -r "$tmp/clients/go/gen" clients/go/gen | head -20
+  echo "clients/go/gen is stale: run 'npm run generate' and commit it" >&2
+  exit 1
+fi
+echo "Go client code is up to date"
 # The OpenAPI document (gnostic's plugin from .tools/bin, then scripts/openapi.ts's additions).
 npx tsx --conditions=source scripts/openapi.ts --check
 

@@ -22,6 +22,9 @@ TOOLS=(
   "helm|helm.sh/helm/v3|helm.sh/helm/v3/cmd/helm|v3.22.0|-X helm.sh/helm/v3/internal/version.version=v3.22.0"
   # buf's local plugin for the OpenAPI 3 document (buf.gen.yaml; checked fresh by scripts/check-proto.sh).
   "protoc-gen-openapi|github.com/google/gnostic|github.com/google/gnostic/cmd/protoc-gen-openapi|v0.7.1|"
+  # buf's local plugins for the Go client's generated code (buf.gen.go.yaml).
+  "protoc-gen-go|google.golang.org/protobuf|google.golang.org/protobuf/cmd/protoc-gen-go|v1.36.12|"
+  "protoc-gen-connect-go|connectrpc.com/connect|connectrpc.com/connect/cmd/protoc-gen-connect-go|v1.21.1|"
 )
 # Built only when named (scripts/cluster/up.sh): the dynamic PVC provisioner of the local test cluster.
 ON_REQUEST=(

@@ -47,6 +47,9 @@ fi
 echo "== Python client tests (pytest against the compiled mesh, which they start)"
 (cd clients/python && uv run --frozen pytest -q)
 
+echo "== Go client tests (go test against the compiled mesh, which they start)"
+(cd clients/go && go test ./...)
+
 echo "== Kubernetes end to end (e2e/k8s: the chart, Argo pipeline, training Jobs and Tilt on a real cluster)"
 # The node evicts pods when its disk has under 1 % free (../shared/kubernetes/NOTES.md): say what there is.
 df -h . | awk 'NR == 2 { print "disk: " $4 " free of " $2 }'
