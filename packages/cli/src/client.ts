@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { data, ranking, rpcDetails } from "@glimpse/api";
+import { data, ranking, rpcDetails, training } from "@glimpse/api";
 
 export const DEFAULT_URL = "http://127.0.0.1:8000";
 /** Unary calls' deadline; watch streams have none (a sync can take as long as it takes). */
@@ -40,9 +40,10 @@ export function clientSettings(flags: { gateway?: string | undefined; apiKey?: s
 export interface GlimpseClients {
   data: Client<typeof data.DataService>;
   ranking: Client<typeof ranking.RankingService>;
+  training: Client<typeof training.TrainingService>;
 }
 
-/** Connect clients of the Data and Ranking services through the gateway (or over `transport`, for tests). */
+/** Connect clients of the three services through the gateway (or over `transport`, for tests). */
 export function glimpseClients(settings: ClientSettings, transport?: Transport): GlimpseClients {
   const auth: Interceptor = (next) => (req) => {
     if (settings.apiKey) req.header.set("authorization", `Bearer ${settings.apiKey}`);
@@ -57,7 +58,7 @@ export function glimpseClients(settings: ClientSettings, transport?: Transport):
       defaultTimeoutMs: UNARY_TIMEOUT_MS,
       interceptors: [auth],
     });
-  return { data: createClient(data.DataService, t), ranking: createClient(ranking.RankingService, t) };
+  return { data: createClient(data.DataService, t), ranking: createClient(ranking.RankingService, t), training: createClient(training.TrainingService, t) };
 }
 
 /** Options for a server stream: no deadline (the transport's default is for unary calls). */

@@ -9,32 +9,14 @@
  */
 import { readFile } from "node:fs/promises";
 import { basename, resolve } from "node:path";
-import { parseArgs, type ParseArgsConfig } from "node:util";
 import { create, toJson, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
-import { timestampDate, timestampFromDate, type Duration, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type Transport } from "@connectrpc/connect";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { collection as pb, data, ranking } from "@glimpse/api";
-import { STREAM_CALL, clientSettings, describeError, glimpseClients, type ClientSettings, type GlimpseClients } from "./client.js";
+import { STREAM_CALL, describeError } from "./client.js";
+import { EXIT, UsageError, bytes, clock, commandOf, dateOnly, dateTime, dispatch, durationMs, fields, positionals, printJson, table, type Command, type Ctx, type Io, type Writer } from "./command.js";
 
-/** Where output goes: process.stdout/stderr, or a test's buffers. */
-export interface Writer {
-  write(chunk: string): unknown;
-  isTTY?: boolean | undefined;
-  columns?: number | undefined;
-}
-
-export interface Io {
-  stdout: Writer;
-  stderr: Writer;
-  /** Default process.env (GLIMPSE_URL, GLIMPSE_API_KEY, GLIMPSE_DATA_DIR). */
-  env?: NodeJS.ProcessEnv;
-  /** Where relative paths and .data/api-key are found; default process.cwd(). */
-  cwd?: string;
-  /** Instead of Connect over HTTP to the gateway (tests). */
-  transport?: Transport;
-}
-
-export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
+export { EXIT, clock, table, type Io, type Writer };
 
 export const USAGE = `usage: glimpse collections <command> [options]     (alias: glimpse col)
 
@@ -67,141 +49,16 @@ options of every command:
 
 exit codes: 0 ok, 1 failed, 2 usage`;
 
-class UsageError extends Error {}
-
-const COMMON = {
-  json: { type: "boolean" },
-  gateway: { type: "string" },
-  "api-key": { type: "string" },
-  help: { type: "boolean", short: "h" },
-} as const satisfies ParseArgsConfig["options"];
-
-interface Ctx {
-  io: Io;
-  json: boolean;
-  settings: ClientSettings;
-  clients: GlimpseClients;
-  cwd: string;
-  out(line?: string): void;
-  err(line?: string): void;
-}
-
-type Command = (argv: string[], io: Io) => Promise<number>;
-
 /** Runs `glimpse collections <argv…>`; resolves to the exit code. */
-export async function main(argv: string[], io: Io): Promise<number> {
-  const [name, ...rest] = argv;
-  if (name === undefined || name === "help" || name === "--help" || name === "-h") {
-    (name === undefined ? io.stderr : io.stdout).write(USAGE + "\n");
-    return name === undefined ? EXIT.usage : EXIT.ok;
-  }
-  const command = COMMANDS[name];
-  if (!command) {
-    io.stderr.write(`error: unknown command ${JSON.stringify(name)}\n\n${USAGE}\n`);
-    return EXIT.usage;
-  }
-  return command(rest, io);
+export function main(argv: string[], io: Io): Promise<number> {
+  return dispatch(USAGE, COMMANDS, argv, io);
 }
 
-/** Parses one command's flags, sets up the clients, runs it and turns errors into messages and exit codes. */
-function command<O extends NonNullable<ParseArgsConfig["options"]>>(
-  usage: string,
-  options: O,
-  run: (ctx: Ctx, values: ReturnType<typeof parseArgs<{ options: O & typeof COMMON; allowPositionals: true; strict: true }>>["values"], positionals: string[]) => Promise<number>,
-): Command {
-  return async (argv, io) => {
-    const env = io.env ?? process.env;
-    const cwd = io.cwd ?? process.cwd();
-    const err = (line = "") => void io.stderr.write(line + "\n");
-    let settings = clientSettings({}, env, cwd);
-    try {
-      let parsed;
-      try {
-        parsed = parseArgs({ args: argv, options: { ...options, ...COMMON } as O & typeof COMMON, allowPositionals: true, strict: true });
-      } catch (e) {
-        throw new UsageError((e as Error).message);
-      }
-      const common = parsed.values as { json?: boolean; gateway?: string; "api-key"?: string; help?: boolean };
-      if (common.help) {
-        io.stdout.write(`usage: glimpse collections ${usage}\n`);
-        return EXIT.ok;
-      }
-      settings = clientSettings({ gateway: common.gateway, apiKey: common["api-key"] }, env, cwd);
-      const ctx: Ctx = {
-        io,
-        json: common.json === true,
-        settings,
-        clients: glimpseClients(settings, io.transport),
-        cwd,
-        out: (line = "") => void io.stdout.write(line + "\n"),
-        err,
-      };
-      return await run(ctx, parsed.values, parsed.positionals);
-    } catch (e) {
-      if (e instanceof UsageError) {
-        err(`error: ${e.message}`);
-        err(`usage: glimpse collections ${usage}`);
-        return EXIT.usage;
-      }
-      for (const line of describeError(e, settings)) err(line);
-      return EXIT.failed;
-    }
-  };
-}
-
-function positionals(p: string[], min: number, max: number, what: string): string[] {
-  if (p.length < min) throw new UsageError(`missing ${what}`);
-  if (p.length > max) throw new UsageError(`unexpected argument ${JSON.stringify(p[max])}`);
-  return p;
-}
+const command = commandOf("glimpse collections");
 
 /** "holiday" or "collections/holiday" → "collections/holiday". */
 export const collectionName = (id: string): string => (id.startsWith("collections/") ? id : `collections/${id}`);
 const collectionId = (id: string): string => id.replace(/^collections\//, "");
-
-function printJson<D extends DescMessage>(ctx: Ctx, schema: D, message: MessageShape<D>): void {
-  ctx.out(JSON.stringify(toJson(schema, message, { useProtoFieldName: true }), null, 2));
-}
-
-// ---------------------------------------------------------------------------------------------
-// formatting
-
-/** Columns padded to their widest cell, two spaces apart; `right` columns aligned right. */
-export function table(headers: string[], rows: string[][], right: number[] = []): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => (right.includes(i) ? c.padStart(widths[i]!) : i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
-      .join("  ")
-      .trimEnd();
-  return [line(headers), ...rows.map(line)].join("\n");
-}
-
-/** Aligned "key  value" lines. */
-function fields(pairs: [string, string][]): string {
-  const w = Math.max(...pairs.map(([k]) => k.length));
-  return pairs.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join("\n");
-}
-
-const dateTime = (t: Timestamp | undefined): string => (t ? timestampDate(t).toISOString().replace(/\.\d{3}Z$/, "Z") : "");
-const dateOnly = (t: Timestamp | undefined): string => (t && (t.seconds !== 0n || t.nanos !== 0) ? timestampDate(t).toISOString().slice(0, 10) : "");
-const durationMs = (d: Duration): number => Number(d.seconds) * 1000 + d.nanos / 1e6;
-
-/** 44 s → "0:44", 3725 s → "1:02:05". */
-export function clock(ms: number): string {
-  const s = Math.max(0, Math.round(ms / 1000));
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const sec = String(s % 60).padStart(2, "0");
-  return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${sec}` : `${m}:${sec}`;
-}
-
-function bytes(n: bigint): string {
-  const v = Number(n);
-  if (v >= 1024 ** 2) return `${(v / 1024 ** 2).toFixed(1)} MiB`;
-  if (v >= 1024) return `${(v / 1024).toFixed(0)} KiB`;
-  return `${v} B`;
-}
 
 const STATE: Record<pb.Collection_State, string> = {
   [pb.Collection_State.UNSPECIFIED]: "unknown",

@@ -2,7 +2,7 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { errorWithReason, notFound, pageOfLive, ranking } from "@glimpse/api";
-import { listVersions, modelInfo, readChecksums, writeAlias } from "../registry.js";
+import { listVersions, modelInfo, readAliasDocument, readChecksums, writeAlias } from "../registry.js";
 import { indexBuild, indexInfo, notFoundField, withSnapshot, type RankingImpl, type ServiceDeps } from "./shared.js";
 
 type ModelRpcs = Pick<RankingImpl, "getModelInfo" | "getModelStatus" | "listModelVersions" | "promoteModel">;
@@ -28,8 +28,10 @@ export function modelRpcs({ manager, store }: ServiceDeps): ModelRpcs {
       });
     },
 
-    getModelStatus() {
+    async getModelStatus() {
       const st = manager.status();
+      // The alias's history, for a rollback; status still answers when the store does not.
+      const alias = await readAliasDocument(store).catch(() => undefined);
       return {
         state: st.state,
         servingVersion: st.servingVersion,
@@ -39,6 +41,7 @@ export function modelRpcs({ manager, store }: ServiceDeps): ModelRpcs {
         ...(st.loadedAt ? { loadedAt: timestampFromDate(st.loadedAt) } : {}),
         ...(st.gallery ? { index: indexInfo(st.gallery) } : {}),
         ...(st.pendingIndex ? { pendingIndex: indexBuild(st.pendingIndex) } : {}),
+        previousProductionVersions: alias?.previous ?? [],
       };
     },
 

@@ -1531,9 +1531,12 @@ type GetModelStatusResponse struct {
 	ProductionVersion string `protobuf:"bytes,7,opt,name=production_version,json=productionVersion,proto3" json:"production_version,omitempty"`
 	// The index Ranking waits for while it serves an earlier pair (a new dataset version or a newly
 	// promoted model whose index is being computed); unset when it serves what the registry names.
-	PendingIndex  *IndexBuild `protobuf:"bytes,8,opt,name=pending_index,json=pendingIndex,proto3" json:"pending_index,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PendingIndex *IndexBuild `protobuf:"bytes,8,opt,name=pending_index,json=pendingIndex,proto3" json:"pending_index,omitempty"`
+	// What the production alias named before, newest first (at most 5): a rollback promotes the
+	// first again (`glimpse models rollback`).
+	PreviousProductionVersions []string `protobuf:"bytes,9,rep,name=previous_production_versions,json=previousProductionVersions,proto3" json:"previous_production_versions,omitempty"`
+	unknownFields              protoimpl.UnknownFields
+	sizeCache                  protoimpl.SizeCache
 }
 
 func (x *GetModelStatusResponse) Reset() {
@@ -1618,6 +1621,13 @@ func (x *GetModelStatusResponse) GetProductionVersion() string {
 func (x *GetModelStatusResponse) GetPendingIndex() *IndexBuild {
 	if x != nil {
 		return x.PendingIndex
+	}
+	return nil
+}
+
+func (x *GetModelStatusResponse) GetPreviousProductionVersions() []string {
+	if x != nil {
+		return x.PreviousProductionVersions
 	}
 	return nil
 }
@@ -2990,7 +3000,7 @@ const file_glimpse_ranking_v1_ranking_service_proto_rawDesc = "" +
 	"\bcaptions\x18\x04 \x01(\x03R\bcaptions\x12\x12\n" +
 	"\x04kind\x18\x05 \x01(\tR\x04kind\x125\n" +
 	"\bbuilt_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\abuiltAt\"\x17\n" +
-	"\x15GetModelStatusRequest\"\xa1\x03\n" +
+	"\x15GetModelStatusRequest\"\xe3\x03\n" +
 	"\x16GetModelStatusResponse\x124\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x1e.glimpse.ranking.v1.ModelStateR\x05state\x12'\n" +
 	"\x0fserving_version\x18\x02 \x01(\tR\x0eservingVersion\x12'\n" +
@@ -3000,7 +3010,8 @@ const file_glimpse_ranking_v1_ranking_service_proto_rawDesc = "" +
 	"\tloaded_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bloadedAt\x123\n" +
 	"\x05index\x18\x06 \x01(\v2\x1d.glimpse.ranking.v1.IndexInfoR\x05index\x12-\n" +
 	"\x12production_version\x18\a \x01(\tR\x11productionVersion\x12C\n" +
-	"\rpending_index\x18\b \x01(\v2\x1e.glimpse.ranking.v1.IndexBuildR\fpendingIndex\"\xd2\x01\n" +
+	"\rpending_index\x18\b \x01(\v2\x1e.glimpse.ranking.v1.IndexBuildR\fpendingIndex\x12@\n" +
+	"\x1cprevious_production_versions\x18\t \x03(\tR\x1apreviousProductionVersions\"\xd2\x01\n" +
 	"\n" +
 	"IndexBuild\x12#\n" +
 	"\rmodel_version\x18\x01 \x01(\tR\fmodelVersion\x12\x18\n" +

@@ -265,7 +265,7 @@ class GetModelStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetModelStatusResponse(_message.Message):
-    __slots__ = ("state", "serving_version", "loading_version", "last_error", "loaded_at", "index", "production_version", "pending_index")
+    __slots__ = ("state", "serving_version", "loading_version", "last_error", "loaded_at", "index", "production_version", "pending_index", "previous_production_versions")
     STATE_FIELD_NUMBER: _ClassVar[int]
     SERVING_VERSION_FIELD_NUMBER: _ClassVar[int]
     LOADING_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -274,6 +274,7 @@ class GetModelStatusResponse(_message.Message):
     INDEX_FIELD_NUMBER: _ClassVar[int]
     PRODUCTION_VERSION_FIELD_NUMBER: _ClassVar[int]
     PENDING_INDEX_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_PRODUCTION_VERSIONS_FIELD_NUMBER: _ClassVar[int]
     state: ModelState
     serving_version: str
     loading_version: str
@@ -282,7 +283,8 @@ class GetModelStatusResponse(_message.Message):
     index: IndexInfo
     production_version: str
     pending_index: IndexBuild
-    def __init__(self, state: _Optional[_Union[ModelState, str]] = ..., serving_version: _Optional[str] = ..., loading_version: _Optional[str] = ..., last_error: _Optional[str] = ..., loaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., index: _Optional[_Union[IndexInfo, _Mapping]] = ..., production_version: _Optional[str] = ..., pending_index: _Optional[_Union[IndexBuild, _Mapping]] = ...) -> None: ...
+    previous_production_versions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, state: _Optional[_Union[ModelState, str]] = ..., serving_version: _Optional[str] = ..., loading_version: _Optional[str] = ..., last_error: _Optional[str] = ..., loaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., index: _Optional[_Union[IndexInfo, _Mapping]] = ..., production_version: _Optional[str] = ..., pending_index: _Optional[_Union[IndexBuild, _Mapping]] = ..., previous_production_versions: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class IndexBuild(_message.Message):
     __slots__ = ("model_version", "dataset", "dataset_version", "executor", "job", "detail", "failed")
