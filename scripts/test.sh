@@ -44,7 +44,7 @@ if [ -f model/pyproject.toml ]; then
   (cd model && uv run --frozen pytest -q)
 fi
 
-echo "== Python client tests (pytest against the compiled mesh, which they start)"
+echo "== Python client tests and the OpenAPI property test (pytest against the compiled mesh, which they start)"
 (cd clients/python && uv run --frozen pytest -q)
 
 echo "== Go client tests (go test against the compiled mesh, which they start)"

@@ -42,6 +42,9 @@ def mesh(tmp_path_factory: pytest.TempPathFactory):
         "GLIMPSE_GATEWAY_PORT": gw, "GLIMPSE_RANKING_PORT": r, "GLIMPSE_TRAINING_PORT": t, "GLIMPSE_DATA_PORT": d,
         "GLIMPSE_RANKING_METRICS_PORT": rm, "GLIMPSE_TRAINING_METRICS_PORT": tm, "GLIMPSE_DATA_METRICS_PORT": dm,
         "GLIMPSE_API_KEYS": f"{WRITE_KEY}:write,{READ_KEY}:read",
+        # Sources (pipeline archives, collection folders) only under the tests' own temporary
+        # folder: nothing is fetched from the network, whatever a generated request asks.
+        "GLIMPSE_SOURCE_ALLOWLIST": f"file://{tmp_path_factory.getbasetemp()}",
         "GLIMPSE_LOG_LEVEL": "warn",
     }
     proc = subprocess.Popen([node, str(CLI), "up"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
