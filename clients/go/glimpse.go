@@ -270,18 +270,28 @@ func (c *Client) PromoteModel(ctx context.Context, version string) (*rankingv1.M
 
 // ---- training -----------------------------------------------------------------------------
 
-// StartTraining starts a run (a write key).
+// StartTraining starts a run, the resource "trainingRuns/{run_id}" (a write key).
 func (c *Client) StartTraining(ctx context.Context, config *trainingv1.TrainingConfig) (*trainingv1.TrainingRun, error) {
-	res, err := c.Training.StartTraining(ctx, connect.NewRequest(&trainingv1.StartTrainingRequest{Config: config}))
+	req := &trainingv1.CreateTrainingRunRequest{TrainingRun: &trainingv1.TrainingRun{Config: config}}
+	res, err := c.Training.CreateTrainingRun(ctx, connect.NewRequest(req))
 	if err != nil {
 		return nil, err
 	}
-	return res.Msg.GetRun(), nil
+	return res.Msg.GetTrainingRun(), nil
 }
 
-// WatchTraining yields a run's events until it ends ("" = the latest run).
-func (c *Client) WatchTraining(ctx context.Context, runID string) iter.Seq2[*trainingv1.WatchTrainingResponse, error] {
-	return stream(c.Training.WatchTraining(ctx, connect.NewRequest(&trainingv1.WatchTrainingRequest{RunId: runID})))
+// WatchTraining yields a run's events until it ends (name "trainingRuns/…", as StartTraining returns it).
+func (c *Client) WatchTraining(ctx context.Context, name string) iter.Seq2[*trainingv1.WatchTrainingRunResponse, error] {
+	return stream(c.Training.WatchTrainingRun(ctx, connect.NewRequest(&trainingv1.WatchTrainingRunRequest{Name: name})))
+}
+
+// CancelTraining cancels a run; the last checkpoint is kept (a write key).
+func (c *Client) CancelTraining(ctx context.Context, name string) (*trainingv1.TrainingRun, error) {
+	res, err := c.Training.CancelTrainingRun(ctx, connect.NewRequest(&trainingv1.CancelTrainingRunRequest{Name: name}))
+	if err != nil {
+		return nil, err
+	}
+	return res.Msg.GetTrainingRun(), nil
 }
 
 // TrainingRuns lists the runs, newest first.

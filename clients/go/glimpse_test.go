@@ -24,6 +24,7 @@ import (
 	"golang.org/x/net/http2"
 
 	glimpse "glimpse.local/clients/go"
+	trainingv1 "glimpse.local/clients/go/gen/glimpse/training/v1"
 )
 
 const (
@@ -251,4 +252,25 @@ func TestModelsAndTheExample(t *testing.T) {
 	if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); len(lines) != 5 {
 		t.Fatalf("want 5 lines, got:\n%s", out)
 	}
+}
+
+func TestTrainingRunsByName(t *testing.T) {
+	c := glimpse.New(base, glimpse.WithAPIKey(writeKey))
+	_, err := c.StartTraining(t.Context(), &trainingv1.TrainingConfig{Epochs: 501})
+	var e *glimpse.Error
+	if !errors.As(err, &e) || len(e.Violations) != 1 || e.Violations[0].Field != "training_run.config.epochs" {
+		t.Fatalf("want a violation on training_run.config.epochs, got %v", err)
+	}
+	// The demo pack is not a published dataset: nothing to train on, said so.
+	if _, err := c.StartTraining(t.Context(), &trainingv1.TrainingConfig{Epochs: 1}); !isCode(err, connect.CodeFailedPrecondition) {
+		t.Fatalf("want FAILED_PRECONDITION, got %v", err)
+	}
+	if _, err := c.CancelTraining(t.Context(), "trainingRuns/tr-00000000000000000-000000"); !isCode(err, connect.CodeNotFound) {
+		t.Fatalf("want NOT_FOUND, got %v", err)
+	}
+}
+
+func isCode(err error, code connect.Code) bool {
+	var e *glimpse.Error
+	return errors.As(err, &e) && e.Code == code
 }

@@ -101,3 +101,20 @@ def test_the_readme_example_runs_as_written(mesh: str, monkeypatch: pytest.Monke
     exec(compile(example, "README.md", "exec"), {})
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 5 and all(len(line.split()) == 3 for line in lines)
+
+
+def test_training_runs_by_name(mesh: str) -> None:
+    with Glimpse(mesh, api_key=WRITE_KEY) as g:
+        with pytest.raises(GlimpseError) as err:
+            g.start_training(epochs=501)
+        assert [(v.field, v.reason) for v in err.value.violations] == [("training_run.config.epochs", "OUT_OF_RANGE")]
+        # The demo pack is not a published dataset: nothing to train on, said so.
+        with pytest.raises(GlimpseError) as err:
+            g.start_training(epochs=1)
+        assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION
+        with pytest.raises(GlimpseError) as err:
+            g.get_training_run("tr-00000000000000000-000000")
+        assert err.value.code == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(GlimpseError) as err:
+            g.cancel_training_run("trainingRuns/not a run")
+        assert [(v.field, v.reason) for v in err.value.violations] == [("name", "BAD_FORMAT")]

@@ -88,7 +88,8 @@ describe("glimpse search, caption, train, runs, models, datasets (a whole mesh, 
   it("train --watch follows a run to its end, with progress on stderr; runs lists it", { timeout: 300_000 }, async () => {
     const r = await glimpse(["train", "--epochs", "2", "--batch-size", "8", "--watch", "--json"]);
     expect(r.code, r.stderr).toBe(0);
-    const run = JSON.parse(r.stdout) as { run_id: string; state: string; model_version: string; dataset_version: string };
+    const run = JSON.parse(r.stdout) as { name: string; run_id: string; state: string; model_version: string; dataset_version: string };
+    expect(run.name).toBe(`trainingRuns/${run.run_id}`);
     expect(run.state).toBe("TRAINING_STATE_SUCCEEDED");
     expect(run.dataset_version).toBe(tinyVersion);
     expect(run.model_version).toMatch(/^m-[0-9a-f]{16}$/);

@@ -64,7 +64,7 @@ export function trainingLine(r: training.TrainingRun, width = 20): string {
     line += ` [${"#".repeat(full)}${"-".repeat(width - full)}] step ${r.step}/${total}`;
   }
   if (r.loss > 0) line += ` · loss ${r.loss.toFixed(3)}`;
-  if (r.etaSeconds > 0 && !finished(r.state)) line += ` · ETA ${clock(r.etaSeconds * 1000)}`;
+  if (r.eta && !finished(r.state)) line += ` · ETA ${clock(Number(r.eta.seconds) * 1000 + r.eta.nanos / 1e6)}`;
   return line;
 }
 
@@ -138,34 +138,34 @@ const trainCommand = command(
     } catch (e) {
       throw new UsageError(`the training config: ${(e as Error).message}`);
     }
-    const { run } = await ctx.clients.training.startTraining({ config });
+    const { trainingRun: run } = await ctx.clients.training.createTrainingRun({ trainingRun: { config } });
     if (!v.watch) {
       if (ctx.json) printJson(ctx, training.TrainingRunSchema, run!);
-      else ctx.out(`${describeRun(run!)}\n\nfollow it with: glimpse train --watch … or glimpse runs`);
+      else ctx.out(`${describeRun(run!)}\n\nfollow it with: glimpse runs`);
       return EXIT.ok;
     }
-    const final = await watchRun(ctx, run!.runId);
+    const final = await watchRun(ctx, run!.name);
     if (ctx.json) printJson(ctx, training.TrainingRunSchema, final);
     else ctx.out(describeRun(final));
     return final.state === training.TrainingState.SUCCEEDED ? EXIT.ok : EXIT.failed;
   },
 );
 
-/** Follows a run to its end, drawing its progress on stderr; the run as it ended. */
-async function watchRun(ctx: Ctx, runId: string): Promise<training.TrainingRun> {
+/** Follows a run ("trainingRuns/…") to its end, drawing its progress on stderr; the run as it ended. */
+async function watchRun(ctx: Ctx, name: string): Promise<training.TrainingRun> {
   const progress = trainingReporter(ctx.io.stderr);
   let last: training.TrainingRun | undefined;
   try {
-    for await (const msg of ctx.clients.training.watchTraining({ runId }, STREAM_CALL)) {
-      if (!msg.run) continue;
-      last = msg.run;
-      progress.update(msg.run);
-      if (finished(msg.run.state)) break;
+    for await (const msg of ctx.clients.training.watchTrainingRun({ name }, STREAM_CALL)) {
+      if (!msg.trainingRun) continue;
+      last = msg.trainingRun;
+      progress.update(last);
+      if (finished(last.state)) break;
     }
   } finally {
     progress.end();
   }
-  if (!last) throw new Error(`the watch of ${runId} ended without a message`);
+  if (!last) throw new Error(`the watch of ${name} ended without a message`);
   return last;
 }
 
@@ -182,7 +182,7 @@ const runsCommand = command("runs [--pipeline] [--page-size N]", { pipeline: { t
   }
   const res = await ctx.clients.training.listTrainingRuns({ pageSize });
   if (ctx.json) printJson(ctx, training.ListTrainingRunsResponseSchema, res);
-  else ctx.out(table(["run", "state", "epoch", "model", "created", "error"], res.runs.map((r) => [r.runId, trainingState(r.state), r.totalEpochs ? `${r.epoch}/${r.totalEpochs}` : "", r.modelVersion, dateTime(r.createdAt), r.error])));
+  else ctx.out(table(["run", "state", "epoch", "model", "created", "error"], res.runs.map((r) => [r.runId, trainingState(r.state), r.totalEpochs ? `${r.epoch}/${r.totalEpochs}` : "", r.modelVersion, dateTime(r.createTime), r.error])));
   return EXIT.ok;
 });
 

@@ -41,7 +41,7 @@ const EARLIER = [
 ];
 
 /** The resource paths (AIP-127 templates: path variables, custom verbs, DELETE, response_body). */
-const COLLECTIONS = [
+const RESOURCES = [
   "POST /v1/collections",
   "GET /v1/{name=collections/*}",
   "GET /v1/collections",
@@ -55,6 +55,9 @@ const COLLECTIONS = [
   "POST /v1/{name=collections/*}:search",
   "GET /v1/{parent=collections/*}/duplicates",
   "POST /v1/storage-events",
+  "POST /v1/trainingRuns",
+  "GET /v1/{name=trainingRuns/*}",
+  "POST /v1/{name=trainingRuns/*}:cancel",
 ];
 
 const DEMO_IMAGES = new URL("../../../demo/images/", import.meta.url).pathname;
@@ -127,6 +130,11 @@ const CALLS: Record<string, Call> = {
     status: 200,
   },
   ListCollectionDuplicates: { path: "/v1/collections/Bad_Id/duplicates", status: 400, code: "invalid_argument", field: "parent", pending: true },
+  // Training runs as resources: the body is the TrainingRun (its config read); a bad config names
+  // its path under training_run; names bound from the path.
+  CreateTrainingRun: { input: { config: { epochs: 501 } }, status: 400, code: "invalid_argument", field: "training_run.config.epochs" },
+  GetTrainingRun: { path: "/v1/trainingRuns/tr-00000000000000000-000000", status: 404, code: "not_found" },
+  CancelTrainingRun: { path: "/v1/trainingRuns/bad.id:cancel", status: 400, code: "invalid_argument", field: "name" },
 };
 
 const annotated: DescMethod[] = [ranking.RankingService, training.TrainingService, data.DataService].flatMap((s) => s.methods.filter((m) => hasOption(m, http)));
@@ -148,8 +156,8 @@ describe("REST paths from google.api.http", () => {
       const rule = getOption(m, http);
       return `${rule.pattern.case!.toUpperCase()} ${rule.pattern.value}`;
     });
-    expect(paths.sort()).toEqual([...EARLIER, ...COLLECTIONS].sort());
-    expect(REST_ROUTES.map((r) => `${r.method} ${r.path}`).sort()).toEqual([...EARLIER, ...COLLECTIONS].sort());
+    expect(paths.sort()).toEqual([...EARLIER, ...RESOURCES].sort());
+    expect(REST_ROUTES.map((r) => `${r.method} ${r.path}`).sort()).toEqual([...EARLIER, ...RESOURCES].sort());
     expect(Object.keys(CALLS).sort()).toEqual(annotated.map((m) => m.name).sort());
   });
 

@@ -138,8 +138,9 @@ export class TrainingManager {
 
   // ---- StartTraining -----------------------------------------------------------------------
 
-  async start(config: training.TrainingConfig | undefined): Promise<Run> {
-    const plan = planTraining(config);
+  /** `field`: the config's path in the request, for the violations ("config", "training_run.config"). */
+  async start(config: training.TrainingConfig | undefined, field = "config"): Promise<Run> {
+    const plan = planTraining(config, field);
     if (this.closed) throw new ConnectError("the Training service is shutting down", Code.Unavailable);
     if (this.active !== undefined || this.starting) {
       const id = this.active ?? "";

@@ -260,6 +260,48 @@ describe("runs", () => {
   });
 });
 
+describe("training runs as resources (Create/Get/Watch/CancelTrainingRun)", () => {
+  it("creates, gets, watches and cancels a run by its name, with *_time fields and eta", async () => {
+    const { client, executor, version } = await setup();
+    const { trainingRun: run } = await client.createTrainingRun({ trainingRun: { config: { epochs: 2, batchSize: 8 } } });
+    expect(run!.name).toBe(`trainingRuns/${run!.runId}`);
+    expect(run!.datasetVersion).toBe(version);
+    expect(run!.createTime).toEqual(run!.createdAt); // the deprecated field stays for one release
+    const got = (await client.getTrainingRun({ name: run!.name })).trainingRun!;
+    expect(got).toMatchObject({ name: run!.name, runId: run!.runId, state: State.RUNNING });
+    expect(got.startTime).toBeDefined();
+
+    const messages: training.WatchTrainingRunResponse[] = [];
+    const watching = (async () => {
+      for await (const m of client.watchTrainingRun({ name: run!.name })) messages.push(m);
+    })();
+    await waitFor(() => messages.length === 1);
+    executor.sink(run!.runId).event({ event: "step", phase: 1, epoch: 1, step: 10, loss: 1.9, lr: 0.001, throughput: 250, eta_s: 3.5 });
+    await waitFor(() => messages.length === 2);
+    expect(messages[1]!.trainingRun).toMatchObject({ name: run!.name, etaSeconds: 3.5, eta: { seconds: 3n, nanos: 500_000_000 } });
+
+    const cancelled = (await client.cancelTrainingRun({ name: run!.name })).trainingRun!;
+    expect(cancelled).toMatchObject({ name: run!.name, state: State.STOPPED });
+    expect(cancelled.endTime).toBeDefined();
+    await watching;
+    expect(messages.at(-1)!.trainingRun!.state).toBe(State.STOPPED);
+    // Cancelling an ended run returns it as it is.
+    expect((await client.cancelTrainingRun({ name: run!.name })).trainingRun!.state).toBe(State.STOPPED);
+  });
+
+  it("refuses a bad name or config with field violations on the request's own paths; NOT_FOUND for no such run", async () => {
+    const { client } = await setup();
+    expect(violations(await failure(client.getTrainingRun({ name: "tr-1" })))).toEqual({ name: "BAD_FORMAT" });
+    expect(violations(await failure(client.getTrainingRun({ name: "" })))).toEqual({ name: "REQUIRED" });
+    expect(violations(await failure(client.createTrainingRun({})))).toEqual({ training_run: "REQUIRED" });
+    expect(violations(await failure(client.createTrainingRun({ trainingRun: { config: { epochs: 501, overrides: { no_such_key: 1 } } } })))).toEqual({
+      "training_run.config.epochs": "OUT_OF_RANGE",
+      "training_run.config.overrides.no_such_key": "UNKNOWN_KEY",
+    });
+    expect((await failure(client.getTrainingRun({ name: "trainingRuns/tr-nope" }))).code).toBe(Code.NotFound);
+  });
+});
+
 describe("WatchTraining", () => {
   it("sends a snapshot, then one message per event, and ends with the run", async () => {
     const { client, executor, manager } = await setup();

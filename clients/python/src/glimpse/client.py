@@ -60,6 +60,11 @@ def _idempotent(method: descriptor.MethodDescriptor) -> bool:
     return method.GetOptions().idempotency_level in (opts.NO_SIDE_EFFECTS, opts.IDEMPOTENT)
 
 
+def _run_name(run: str) -> str:
+    """"tr-…" or "trainingRuns/tr-…" → "trainingRuns/tr-…"."""
+    return run if run.startswith("trainingRuns/") else f"trainingRuns/{run}"
+
+
 def _target(url: str) -> tuple[str, bool]:
     """host:port and whether the URL asks for TLS ("https://"); a bare host:port is plaintext."""
     if url.startswith("https://"):
@@ -188,18 +193,27 @@ class Glimpse:
     # ---- training ---------------------------------------------------------------------------
 
     def start_training(self, **config: Any) -> Any:
-        """Starts a run; config is TrainingConfig's fields (epochs=1, image_encoder=..., overrides={...})."""
-        return self._training("StartTraining", training_service_pb2.StartTrainingRequest(config=config or None)).run
+        """Starts a run (CreateTrainingRun); config is TrainingConfig's fields (epochs=1, image_encoder=...,
+        overrides={...}). The TrainingRun: its `name` ("trainingRuns/…") for the calls below."""
+        run = training_service_pb2.TrainingRun(config=config or None)
+        req = training_service_pb2.CreateTrainingRunRequest(training_run=run)
+        return self._training("CreateTrainingRun", req).training_run
 
-    def watch_training(self, run_id: str = "", timeout: float | None = None) -> Iterator[Any]:
-        """A run's events until it ends (WatchTrainingResponse: run, event)."""
-        return self.stream(self.training, "WatchTraining", training_service_pb2.WatchTrainingRequest(run_id=run_id), timeout)
+    def get_training_run(self, run: str) -> Any:
+        """A run by name or id."""
+        return self._training("GetTrainingRun", training_service_pb2.GetTrainingRunRequest(name=_run_name(run))).training_run
+
+    def watch_training(self, run: str, timeout: float | None = None) -> Iterator[Any]:
+        """A run's events until it ends (WatchTrainingRunResponse: training_run, event, message), by name or id."""
+        req = training_service_pb2.WatchTrainingRunRequest(name=_run_name(run))
+        return self.stream(self.training, "WatchTrainingRun", req, timeout)
 
     def list_training_runs(self) -> Iterator[Any]:
         return self._pages(lambda t: self._training("ListTrainingRuns", training_service_pb2.ListTrainingRunsRequest(page_token=t)), "runs")
 
-    def stop_training(self, run_id: str = "") -> Any:
-        return self._training("StopTraining", training_service_pb2.StopTrainingRequest(run_id=run_id)).run
+    def cancel_training_run(self, run: str) -> Any:
+        """Cancels a run (the last checkpoint is kept), by name or id."""
+        return self._training("CancelTrainingRun", training_service_pb2.CancelTrainingRunRequest(name=_run_name(run))).training_run
 
     # ---- pipeline runs ----------------------------------------------------------------------
 

@@ -127,6 +127,14 @@ var file_glimpse_api_v1_rules_proto_extTypes = []protoimpl.ExtensionInfo{
 	{
 		ExtendedType:  (*validate.StringRules)(nil),
 		ExtensionType: (*bool)(nil),
+		Field:         51223,
+		Name:          "glimpse.api.v1.training_run_name",
+		Tag:           "varint,51223,opt,name=training_run_name",
+		Filename:      "glimpse/api/v1/rules.proto",
+	},
+	{
+		ExtendedType:  (*validate.StringRules)(nil),
+		ExtensionType: (*bool)(nil),
 		Field:         51222,
 		Name:          "glimpse.api.v1.photo_id",
 		Tag:           "varint,51222,opt,name=photo_id",
@@ -186,10 +194,15 @@ var (
 	//
 	// optional bool photo_name = 51221;
 	E_PhotoName = &file_glimpse_api_v1_rules_proto_extTypes[11]
+	// A training run's resource name, e.g. "trainingRuns/tr-20260101120000000-a1b2c3". Empty passes
+	// (as collection_name).
+	//
+	// optional bool training_run_name = 51223;
+	E_TrainingRunName = &file_glimpse_api_v1_rules_proto_extTypes[12]
 	// A photo id within a collection: 16 hex digits. Empty passes.
 	//
 	// optional bool photo_id = 51222;
-	E_PhotoId = &file_glimpse_api_v1_rules_proto_extTypes[12]
+	E_PhotoId = &file_glimpse_api_v1_rules_proto_extTypes[13]
 )
 
 // Extension fields to validate.Int32Rules.
@@ -258,7 +271,11 @@ const file_glimpse_api_v1_rules_proto_rawDesc = "" +
 	"photo_name\x12\x19.buf.validate.StringRules\x18\x95\x90\x03 \x01(\bB\xb6\x01\xc2H\xb2\x01\n" +
 	"\xaf\x01\n" +
 	"\n" +
-	"BAD_FORMAT\x1a\xa0\x01this == '' || this.matches(r'^collections/[a-z][a-z0-9-]{0,62}/photos/[0-9a-f]{16}$') ? '' : 'must match ^collections/[a-z][a-z0-9-]{0,62}/photos/[0-9a-f]{16}$'R\tphotoName:\x9b\x01\n" +
+	"BAD_FORMAT\x1a\xa0\x01this == '' || this.matches(r'^collections/[a-z][a-z0-9-]{0,62}/photos/[0-9a-f]{16}$') ? '' : 'must match ^collections/[a-z][a-z0-9-]{0,62}/photos/[0-9a-f]{16}$'R\tphotoName:\xd7\x01\n" +
+	"\x11training_run_name\x12\x19.buf.validate.StringRules\x18\x97\x90\x03 \x01(\bB\x8d\x01\xc2H\x89\x01\n" +
+	"\x86\x01\n" +
+	"\n" +
+	"BAD_FORMAT\x1axthis == '' || this.matches(r'^trainingRuns/[A-Za-z0-9_-]{1,64}$') ? '' : 'must match ^trainingRuns/[A-Za-z0-9_-]{1,64}$'R\x0ftrainingRunName:\x9b\x01\n" +
 	"\bphoto_id\x12\x19.buf.validate.StringRules\x18\x96\x90\x03 \x01(\bBc\xc2H`\n" +
 	"^\n" +
 	"\n" +
@@ -283,11 +300,12 @@ var file_glimpse_api_v1_rules_proto_depIdxs = []int32{
 	0,  // 9: glimpse.api.v1.collection_id:extendee -> buf.validate.StringRules
 	0,  // 10: glimpse.api.v1.collection_name:extendee -> buf.validate.StringRules
 	0,  // 11: glimpse.api.v1.photo_name:extendee -> buf.validate.StringRules
-	0,  // 12: glimpse.api.v1.photo_id:extendee -> buf.validate.StringRules
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	0,  // [0:13] is the sub-list for extension extendee
+	0,  // 12: glimpse.api.v1.training_run_name:extendee -> buf.validate.StringRules
+	0,  // 13: glimpse.api.v1.photo_id:extendee -> buf.validate.StringRules
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	0,  // [0:14] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name
 }
 
@@ -303,7 +321,7 @@ func file_glimpse_api_v1_rules_proto_init() {
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_glimpse_api_v1_rules_proto_rawDesc), len(file_glimpse_api_v1_rules_proto_rawDesc)),
 			NumEnums:      0,
 			NumMessages:   0,
-			NumExtensions: 13,
+			NumExtensions: 14,
 			NumServices:   0,
 		},
 		GoTypes:           file_glimpse_api_v1_rules_proto_goTypes,

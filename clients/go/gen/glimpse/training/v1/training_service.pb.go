@@ -12,6 +12,7 @@ import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
@@ -537,11 +538,15 @@ func (x *Promotion) GetDatasetVersion() string {
 	return ""
 }
 
+// A training run: the job that trains, evaluates, exports and registers one model version.
 type TrainingRun struct {
-	state  protoimpl.MessageState `protogen:"open.v1"`
-	RunId  string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
-	Config *TrainingConfig        `protobuf:"bytes,2,opt,name=config,proto3" json:"config,omitempty"`
-	State  TrainingState          `protobuf:"varint,3,opt,name=state,proto3,enum=glimpse.training.v1.TrainingState" json:"state,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "trainingRuns/{run_id}".
+	Name  string `protobuf:"bytes,23,opt,name=name,proto3" json:"name,omitempty"`
+	RunId string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// What to train: the only field CreateTrainingRun reads.
+	Config *TrainingConfig `protobuf:"bytes,2,opt,name=config,proto3" json:"config,omitempty"`
+	State  TrainingState   `protobuf:"varint,3,opt,name=state,proto3,enum=glimpse.training.v1.TrainingState" json:"state,omitempty"`
 	// "features" (caching backbone features), "train", "finetune", "evaluate", "export".
 	Phase        string  `protobuf:"bytes,4,opt,name=phase,proto3" json:"phase,omitempty"`
 	Epoch        int32   `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
@@ -552,15 +557,23 @@ type TrainingRun struct {
 	LearningRate float64 `protobuf:"fixed64,10,opt,name=learning_rate,json=learningRate,proto3" json:"learning_rate,omitempty"`
 	// Training samples per second.
 	Throughput float64 `protobuf:"fixed64,11,opt,name=throughput,proto3" json:"throughput,omitempty"`
+	// Deprecated: eta.
+	//
+	// Deprecated: Marked as deprecated in glimpse/training/v1/training_service.proto.
 	EtaSeconds float64 `protobuf:"fixed64,12,opt,name=eta_seconds,json=etaSeconds,proto3" json:"eta_seconds,omitempty"`
 	// Best dev metrics so far.
 	DevMetrics *RetrievalMetrics `protobuf:"bytes,13,opt,name=dev_metrics,json=devMetrics,proto3" json:"dev_metrics,omitempty"`
 	// The model version registered when the run succeeded.
-	ModelVersion string                 `protobuf:"bytes,14,opt,name=model_version,json=modelVersion,proto3" json:"model_version,omitempty"`
-	Error        string                 `protobuf:"bytes,15,opt,name=error,proto3" json:"error,omitempty"`
-	CreatedAt    *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	StartedAt    *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
-	FinishedAt   *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	ModelVersion string `protobuf:"bytes,14,opt,name=model_version,json=modelVersion,proto3" json:"model_version,omitempty"`
+	Error        string `protobuf:"bytes,15,opt,name=error,proto3" json:"error,omitempty"`
+	// Deprecated: create_time, start_time, end_time.
+	//
+	// Deprecated: Marked as deprecated in glimpse/training/v1/training_service.proto.
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// Deprecated: Marked as deprecated in glimpse/training/v1/training_service.proto.
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	// Deprecated: Marked as deprecated in glimpse/training/v1/training_service.proto.
+	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
 	// "local" or "kubernetes".
 	Executor string `protobuf:"bytes,19,opt,name=executor,proto3" json:"executor,omitempty"`
 	// The Kubernetes Job name when executor is "kubernetes".
@@ -568,7 +581,12 @@ type TrainingRun struct {
 	// The resolved dataset version the run trains on.
 	DatasetVersion string `protobuf:"bytes,21,opt,name=dataset_version,json=datasetVersion,proto3" json:"dataset_version,omitempty"`
 	// Set once the export decided, when the run asked to promote; absent otherwise.
-	Promotion     *Promotion `protobuf:"bytes,22,opt,name=promotion,proto3" json:"promotion,omitempty"`
+	Promotion  *Promotion             `protobuf:"bytes,22,opt,name=promotion,proto3" json:"promotion,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,24,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	StartTime  *timestamppb.Timestamp `protobuf:"bytes,25,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	EndTime    *timestamppb.Timestamp `protobuf:"bytes,26,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// Time left, estimated from the throughput so far.
+	Eta           *durationpb.Duration `protobuf:"bytes,27,opt,name=eta,proto3" json:"eta,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -601,6 +619,13 @@ func (x *TrainingRun) ProtoReflect() protoreflect.Message {
 // Deprecated: Use TrainingRun.ProtoReflect.Descriptor instead.
 func (*TrainingRun) Descriptor() ([]byte, []int) {
 	return file_glimpse_training_v1_training_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *TrainingRun) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
 }
 
 func (x *TrainingRun) GetRunId() string {
@@ -680,6 +705,7 @@ func (x *TrainingRun) GetThroughput() float64 {
 	return 0
 }
 
+// Deprecated: Marked as deprecated in glimpse/training/v1/training_service.proto.
 func (x *TrainingRun) GetEtaSeconds() float64 {
 	if x != nil {
 		return x.EtaSeconds
@@ -708,6 +734,7 @@ func (x *TrainingRun) GetError() string {
 	return ""
 }
 
+// Deprecated: Marked as deprecated in glimpse/training/v1/training_service.proto.
 func (x *TrainingRun) GetCreatedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.CreatedAt
@@ -715,6 +742,7 @@ func (x *TrainingRun) GetCreatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// Deprecated: Marked as deprecated in glimpse/training/v1/training_service.proto.
 func (x *TrainingRun) GetStartedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.StartedAt
@@ -722,6 +750,7 @@ func (x *TrainingRun) GetStartedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// Deprecated: Marked as deprecated in glimpse/training/v1/training_service.proto.
 func (x *TrainingRun) GetFinishedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.FinishedAt
@@ -757,6 +786,416 @@ func (x *TrainingRun) GetPromotion() *Promotion {
 	return nil
 }
 
+func (x *TrainingRun) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *TrainingRun) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *TrainingRun) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *TrainingRun) GetEta() *durationpb.Duration {
+	if x != nil {
+		return x.Eta
+	}
+	return nil
+}
+
+type CreateTrainingRunRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The run to start: its config (the rest is the server's).
+	TrainingRun   *TrainingRun `protobuf:"bytes,1,opt,name=training_run,json=trainingRun,proto3" json:"training_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTrainingRunRequest) Reset() {
+	*x = CreateTrainingRunRequest{}
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTrainingRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTrainingRunRequest) ProtoMessage() {}
+
+func (x *CreateTrainingRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTrainingRunRequest.ProtoReflect.Descriptor instead.
+func (*CreateTrainingRunRequest) Descriptor() ([]byte, []int) {
+	return file_glimpse_training_v1_training_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *CreateTrainingRunRequest) GetTrainingRun() *TrainingRun {
+	if x != nil {
+		return x.TrainingRun
+	}
+	return nil
+}
+
+type GetTrainingRunRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "trainingRuns/{run_id}".
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTrainingRunRequest) Reset() {
+	*x = GetTrainingRunRequest{}
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTrainingRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTrainingRunRequest) ProtoMessage() {}
+
+func (x *GetTrainingRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTrainingRunRequest.ProtoReflect.Descriptor instead.
+func (*GetTrainingRunRequest) Descriptor() ([]byte, []int) {
+	return file_glimpse_training_v1_training_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *GetTrainingRunRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type CancelTrainingRunRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "trainingRuns/{run_id}".
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelTrainingRunRequest) Reset() {
+	*x = CancelTrainingRunRequest{}
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelTrainingRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelTrainingRunRequest) ProtoMessage() {}
+
+func (x *CancelTrainingRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelTrainingRunRequest.ProtoReflect.Descriptor instead.
+func (*CancelTrainingRunRequest) Descriptor() ([]byte, []int) {
+	return file_glimpse_training_v1_training_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *CancelTrainingRunRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type WatchTrainingRunRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "trainingRuns/{run_id}".
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchTrainingRunRequest) Reset() {
+	*x = WatchTrainingRunRequest{}
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchTrainingRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchTrainingRunRequest) ProtoMessage() {}
+
+func (x *WatchTrainingRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchTrainingRunRequest.ProtoReflect.Descriptor instead.
+func (*WatchTrainingRunRequest) Descriptor() ([]byte, []int) {
+	return file_glimpse_training_v1_training_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *WatchTrainingRunRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type CreateTrainingRunResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TrainingRun   *TrainingRun           `protobuf:"bytes,1,opt,name=training_run,json=trainingRun,proto3" json:"training_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTrainingRunResponse) Reset() {
+	*x = CreateTrainingRunResponse{}
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTrainingRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTrainingRunResponse) ProtoMessage() {}
+
+func (x *CreateTrainingRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTrainingRunResponse.ProtoReflect.Descriptor instead.
+func (*CreateTrainingRunResponse) Descriptor() ([]byte, []int) {
+	return file_glimpse_training_v1_training_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CreateTrainingRunResponse) GetTrainingRun() *TrainingRun {
+	if x != nil {
+		return x.TrainingRun
+	}
+	return nil
+}
+
+type GetTrainingRunResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TrainingRun   *TrainingRun           `protobuf:"bytes,1,opt,name=training_run,json=trainingRun,proto3" json:"training_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTrainingRunResponse) Reset() {
+	*x = GetTrainingRunResponse{}
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTrainingRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTrainingRunResponse) ProtoMessage() {}
+
+func (x *GetTrainingRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTrainingRunResponse.ProtoReflect.Descriptor instead.
+func (*GetTrainingRunResponse) Descriptor() ([]byte, []int) {
+	return file_glimpse_training_v1_training_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *GetTrainingRunResponse) GetTrainingRun() *TrainingRun {
+	if x != nil {
+		return x.TrainingRun
+	}
+	return nil
+}
+
+type CancelTrainingRunResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TrainingRun   *TrainingRun           `protobuf:"bytes,1,opt,name=training_run,json=trainingRun,proto3" json:"training_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelTrainingRunResponse) Reset() {
+	*x = CancelTrainingRunResponse{}
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelTrainingRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelTrainingRunResponse) ProtoMessage() {}
+
+func (x *CancelTrainingRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelTrainingRunResponse.ProtoReflect.Descriptor instead.
+func (*CancelTrainingRunResponse) Descriptor() ([]byte, []int) {
+	return file_glimpse_training_v1_training_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *CancelTrainingRunResponse) GetTrainingRun() *TrainingRun {
+	if x != nil {
+		return x.TrainingRun
+	}
+	return nil
+}
+
+type WatchTrainingRunResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The run as it is after this event.
+	TrainingRun *TrainingRun `protobuf:"bytes,1,opt,name=training_run,json=trainingRun,proto3" json:"training_run,omitempty"`
+	// The trainer's event kind: "progress", "epoch", "eval", "log", "state"; "snapshot" first.
+	Event         string                 `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`
+	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	Time          *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchTrainingRunResponse) Reset() {
+	*x = WatchTrainingRunResponse{}
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchTrainingRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchTrainingRunResponse) ProtoMessage() {}
+
+func (x *WatchTrainingRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchTrainingRunResponse.ProtoReflect.Descriptor instead.
+func (*WatchTrainingRunResponse) Descriptor() ([]byte, []int) {
+	return file_glimpse_training_v1_training_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *WatchTrainingRunResponse) GetTrainingRun() *TrainingRun {
+	if x != nil {
+		return x.TrainingRun
+	}
+	return nil
+}
+
+func (x *WatchTrainingRunResponse) GetEvent() string {
+	if x != nil {
+		return x.Event
+	}
+	return ""
+}
+
+func (x *WatchTrainingRunResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *WatchTrainingRunResponse) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
 type StartTrainingRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Config        *TrainingConfig        `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
@@ -766,7 +1205,7 @@ type StartTrainingRequest struct {
 
 func (x *StartTrainingRequest) Reset() {
 	*x = StartTrainingRequest{}
-	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[4]
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -778,7 +1217,7 @@ func (x *StartTrainingRequest) String() string {
 func (*StartTrainingRequest) ProtoMessage() {}
 
 func (x *StartTrainingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[4]
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -791,7 +1230,7 @@ func (x *StartTrainingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartTrainingRequest.ProtoReflect.Descriptor instead.
 func (*StartTrainingRequest) Descriptor() ([]byte, []int) {
-	return file_glimpse_training_v1_training_service_proto_rawDescGZIP(), []int{4}
+	return file_glimpse_training_v1_training_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StartTrainingRequest) GetConfig() *TrainingConfig {
@@ -810,7 +1249,7 @@ type StartTrainingResponse struct {
 
 func (x *StartTrainingResponse) Reset() {
 	*x = StartTrainingResponse{}
-	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[5]
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -822,7 +1261,7 @@ func (x *StartTrainingResponse) String() string {
 func (*StartTrainingResponse) ProtoMessage() {}
 
 func (x *StartTrainingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[5]
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -835,7 +1274,7 @@ func (x *StartTrainingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartTrainingResponse.ProtoReflect.Descriptor instead.
 func (*StartTrainingResponse) Descriptor() ([]byte, []int) {
-	return file_glimpse_training_v1_training_service_proto_rawDescGZIP(), []int{5}
+	return file_glimpse_training_v1_training_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StartTrainingResponse) GetRun() *TrainingRun {
@@ -855,7 +1294,7 @@ type GetTrainingStatusRequest struct {
 
 func (x *GetTrainingStatusRequest) Reset() {
 	*x = GetTrainingStatusRequest{}
-	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[6]
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -867,7 +1306,7 @@ func (x *GetTrainingStatusRequest) String() string {
 func (*GetTrainingStatusRequest) ProtoMessage() {}
 
 func (x *GetTrainingStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[6]
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -880,7 +1319,7 @@ func (x *GetTrainingStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTrainingStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetTrainingStatusRequest) Descriptor() ([]byte, []int) {
-	return file_glimpse_training_v1_training_service_proto_rawDescGZIP(), []int{6}
+	return file_glimpse_training_v1_training_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetTrainingStatusRequest) GetRunId() string {
@@ -899,7 +1338,7 @@ type GetTrainingStatusResponse struct {
 
 func (x *GetTrainingStatusResponse) Reset() {
 	*x = GetTrainingStatusResponse{}
-	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[7]
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -911,7 +1350,7 @@ func (x *GetTrainingStatusResponse) String() string {
 func (*GetTrainingStatusResponse) ProtoMessage() {}
 
 func (x *GetTrainingStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[7]
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -924,7 +1363,7 @@ func (x *GetTrainingStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTrainingStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetTrainingStatusResponse) Descriptor() ([]byte, []int) {
-	return file_glimpse_training_v1_training_service_proto_rawDescGZIP(), []int{7}
+	return file_glimpse_training_v1_training_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetTrainingStatusResponse) GetRun() *TrainingRun {
@@ -944,7 +1383,7 @@ type WatchTrainingRequest struct {
 
 func (x *WatchTrainingRequest) Reset() {
 	*x = WatchTrainingRequest{}
-	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[8]
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -956,7 +1395,7 @@ func (x *WatchTrainingRequest) String() string {
 func (*WatchTrainingRequest) ProtoMessage() {}
 
 func (x *WatchTrainingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[8]
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -969,7 +1408,7 @@ func (x *WatchTrainingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchTrainingRequest.ProtoReflect.Descriptor instead.
 func (*WatchTrainingRequest) Descriptor() ([]byte, []int) {
-	return file_glimpse_training_v1_training_service_proto_rawDescGZIP(), []int{8}
+	return file_glimpse_training_v1_training_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WatchTrainingRequest) GetRunId() string {
@@ -992,7 +1431,7 @@ type WatchTrainingResponse struct {
 
 func (x *WatchTrainingResponse) Reset() {
 	*x = WatchTrainingResponse{}
-	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[9]
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1004,7 +1443,7 @@ func (x *WatchTrainingResponse) String() string {
 func (*WatchTrainingResponse) ProtoMessage() {}
 
 func (x *WatchTrainingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[9]
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1017,7 +1456,7 @@ func (x *WatchTrainingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchTrainingResponse.ProtoReflect.Descriptor instead.
 func (*WatchTrainingResponse) Descriptor() ([]byte, []int) {
-	return file_glimpse_training_v1_training_service_proto_rawDescGZIP(), []int{9}
+	return file_glimpse_training_v1_training_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WatchTrainingResponse) GetRun() *TrainingRun {
@@ -1059,7 +1498,7 @@ type ListTrainingRunsRequest struct {
 
 func (x *ListTrainingRunsRequest) Reset() {
 	*x = ListTrainingRunsRequest{}
-	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[10]
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1071,7 +1510,7 @@ func (x *ListTrainingRunsRequest) String() string {
 func (*ListTrainingRunsRequest) ProtoMessage() {}
 
 func (x *ListTrainingRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[10]
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1084,7 +1523,7 @@ func (x *ListTrainingRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTrainingRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListTrainingRunsRequest) Descriptor() ([]byte, []int) {
-	return file_glimpse_training_v1_training_service_proto_rawDescGZIP(), []int{10}
+	return file_glimpse_training_v1_training_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListTrainingRunsRequest) GetPageSize() int32 {
@@ -1111,7 +1550,7 @@ type ListTrainingRunsResponse struct {
 
 func (x *ListTrainingRunsResponse) Reset() {
 	*x = ListTrainingRunsResponse{}
-	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[11]
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1123,7 +1562,7 @@ func (x *ListTrainingRunsResponse) String() string {
 func (*ListTrainingRunsResponse) ProtoMessage() {}
 
 func (x *ListTrainingRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[11]
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1136,7 +1575,7 @@ func (x *ListTrainingRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTrainingRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListTrainingRunsResponse) Descriptor() ([]byte, []int) {
-	return file_glimpse_training_v1_training_service_proto_rawDescGZIP(), []int{11}
+	return file_glimpse_training_v1_training_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListTrainingRunsResponse) GetRuns() []*TrainingRun {
@@ -1163,7 +1602,7 @@ type StopTrainingRequest struct {
 
 func (x *StopTrainingRequest) Reset() {
 	*x = StopTrainingRequest{}
-	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[12]
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1175,7 +1614,7 @@ func (x *StopTrainingRequest) String() string {
 func (*StopTrainingRequest) ProtoMessage() {}
 
 func (x *StopTrainingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[12]
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1188,7 +1627,7 @@ func (x *StopTrainingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopTrainingRequest.ProtoReflect.Descriptor instead.
 func (*StopTrainingRequest) Descriptor() ([]byte, []int) {
-	return file_glimpse_training_v1_training_service_proto_rawDescGZIP(), []int{12}
+	return file_glimpse_training_v1_training_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StopTrainingRequest) GetRunId() string {
@@ -1207,7 +1646,7 @@ type StopTrainingResponse struct {
 
 func (x *StopTrainingResponse) Reset() {
 	*x = StopTrainingResponse{}
-	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[13]
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1219,7 +1658,7 @@ func (x *StopTrainingResponse) String() string {
 func (*StopTrainingResponse) ProtoMessage() {}
 
 func (x *StopTrainingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[13]
+	mi := &file_glimpse_training_v1_training_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1232,7 +1671,7 @@ func (x *StopTrainingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopTrainingResponse.ProtoReflect.Descriptor instead.
 func (*StopTrainingResponse) Descriptor() ([]byte, []int) {
-	return file_glimpse_training_v1_training_service_proto_rawDescGZIP(), []int{13}
+	return file_glimpse_training_v1_training_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *StopTrainingResponse) GetRun() *TrainingRun {
@@ -1246,7 +1685,7 @@ var File_glimpse_training_v1_training_service_proto protoreflect.FileDescriptor
 
 const file_glimpse_training_v1_training_service_proto_rawDesc = "" +
 	"\n" +
-	"*glimpse/training/v1/training_service.proto\x12\x13glimpse.training.v1\x1a\x1bbuf/validate/validate.proto\x1a glimpse/api/v1/annotations.proto\x1a\x1aglimpse/api/v1/rules.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\r\n" +
+	"*glimpse/training/v1/training_service.proto\x12\x13glimpse.training.v1\x1a\x1bbuf/validate/validate.proto\x1a glimpse/api/v1/annotations.proto\x1a\x1aglimpse/api/v1/rules.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\r\n" +
 	"\x0eTrainingConfig\x12\"\n" +
 	"\x06epochs\x18\x01 \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x90\x81\x19\xf4\x03R\x06epochs\x12)\n" +
@@ -1289,11 +1728,12 @@ const file_glimpse_training_v1_training_service_proto_rawDesc = "" +
 	"\x12production_version\x18\x06 \x01(\tR\x11productionVersion\x12)\n" +
 	"\x10production_value\x18\a \x01(\x01R\x0fproductionValue\x125\n" +
 	"\x16production_reevaluated\x18\b \x01(\bR\x15productionReevaluated\x12'\n" +
-	"\x0fdataset_version\x18\t \x01(\tR\x0edatasetVersion\"\xed\x06\n" +
-	"\vTrainingRun\x12\x15\n" +
-	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12;\n" +
-	"\x06config\x18\x02 \x01(\v2#.glimpse.training.v1.TrainingConfigR\x06config\x128\n" +
-	"\x05state\x18\x03 \x01(\x0e2\".glimpse.training.v1.TrainingStateR\x05state\x12\x14\n" +
+	"\x0fdataset_version\x18\t \x01(\tR\x0edatasetVersion\"\x90\t\n" +
+	"\vTrainingRun\x12\x17\n" +
+	"\x04name\x18\x17 \x01(\tB\x03\xe0A\bR\x04name\x12\x1a\n" +
+	"\x06run_id\x18\x01 \x01(\tB\x03\xe0A\x03R\x05runId\x12;\n" +
+	"\x06config\x18\x02 \x01(\v2#.glimpse.training.v1.TrainingConfigR\x06config\x12=\n" +
+	"\x05state\x18\x03 \x01(\x0e2\".glimpse.training.v1.TrainingStateB\x03\xe0A\x03R\x05state\x12\x14\n" +
 	"\x05phase\x18\x04 \x01(\tR\x05phase\x12\x14\n" +
 	"\x05epoch\x18\x05 \x01(\x05R\x05epoch\x12!\n" +
 	"\ftotal_epochs\x18\x06 \x01(\x05R\vtotalEpochs\x12\x12\n" +
@@ -1305,23 +1745,48 @@ const file_glimpse_training_v1_training_service_proto_rawDesc = "" +
 	" \x01(\x01R\flearningRate\x12\x1e\n" +
 	"\n" +
 	"throughput\x18\v \x01(\x01R\n" +
-	"throughput\x12\x1f\n" +
-	"\veta_seconds\x18\f \x01(\x01R\n" +
+	"throughput\x12#\n" +
+	"\veta_seconds\x18\f \x01(\x01B\x02\x18\x01R\n" +
 	"etaSeconds\x12F\n" +
 	"\vdev_metrics\x18\r \x01(\v2%.glimpse.training.v1.RetrievalMetricsR\n" +
 	"devMetrics\x12#\n" +
 	"\rmodel_version\x18\x0e \x01(\tR\fmodelVersion\x12\x14\n" +
-	"\x05error\x18\x0f \x01(\tR\x05error\x129\n" +
+	"\x05error\x18\x0f \x01(\tR\x05error\x12=\n" +
 	"\n" +
-	"created_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"created_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampB\x02\x18\x01R\tcreatedAt\x12=\n" +
 	"\n" +
-	"started_at\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
-	"\vfinished_at\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"started_at\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampB\x02\x18\x01R\tstartedAt\x12?\n" +
+	"\vfinished_at\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampB\x02\x18\x01R\n" +
 	"finishedAt\x12\x1a\n" +
 	"\bexecutor\x18\x13 \x01(\tR\bexecutor\x12\x19\n" +
 	"\bjob_name\x18\x14 \x01(\tR\ajobName\x12'\n" +
 	"\x0fdataset_version\x18\x15 \x01(\tR\x0edatasetVersion\x12<\n" +
-	"\tpromotion\x18\x16 \x01(\v2\x1e.glimpse.training.v1.PromotionR\tpromotion\"S\n" +
+	"\tpromotion\x18\x16 \x01(\v2\x1e.glimpse.training.v1.PromotionR\tpromotion\x12@\n" +
+	"\vcreate_time\x18\x18 \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
+	"createTime\x12>\n" +
+	"\n" +
+	"start_time\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\tstartTime\x12:\n" +
+	"\bend_time\x18\x1a \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\aendTime\x120\n" +
+	"\x03eta\x18\x1b \x01(\v2\x19.google.protobuf.DurationB\x03\xe0A\x03R\x03eta\"j\n" +
+	"\x18CreateTrainingRunRequest\x12N\n" +
+	"\ftraining_run\x18\x01 \x01(\v2 .glimpse.training.v1.TrainingRunB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\vtrainingRun\"<\n" +
+	"\x15GetTrainingRunRequest\x12#\n" +
+	"\x04name\x18\x01 \x01(\tB\x0f\xe0A\x02\xbaH\t\xc8\x01\x01r\x04\xb8\x81\x19\x01R\x04name\"?\n" +
+	"\x18CancelTrainingRunRequest\x12#\n" +
+	"\x04name\x18\x01 \x01(\tB\x0f\xe0A\x02\xbaH\t\xc8\x01\x01r\x04\xb8\x81\x19\x01R\x04name\">\n" +
+	"\x17WatchTrainingRunRequest\x12#\n" +
+	"\x04name\x18\x01 \x01(\tB\x0f\xe0A\x02\xbaH\t\xc8\x01\x01r\x04\xb8\x81\x19\x01R\x04name\"`\n" +
+	"\x19CreateTrainingRunResponse\x12C\n" +
+	"\ftraining_run\x18\x01 \x01(\v2 .glimpse.training.v1.TrainingRunR\vtrainingRun\"]\n" +
+	"\x16GetTrainingRunResponse\x12C\n" +
+	"\ftraining_run\x18\x01 \x01(\v2 .glimpse.training.v1.TrainingRunR\vtrainingRun\"`\n" +
+	"\x19CancelTrainingRunResponse\x12C\n" +
+	"\ftraining_run\x18\x01 \x01(\v2 .glimpse.training.v1.TrainingRunR\vtrainingRun\"\xbf\x01\n" +
+	"\x18WatchTrainingRunResponse\x12C\n" +
+	"\ftraining_run\x18\x01 \x01(\v2 .glimpse.training.v1.TrainingRunR\vtrainingRun\x12\x14\n" +
+	"\x05event\x18\x02 \x01(\tR\x05event\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x12.\n" +
+	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"S\n" +
 	"\x14StartTrainingRequest\x12;\n" +
 	"\x06config\x18\x01 \x01(\v2#.glimpse.training.v1.TrainingConfigR\x06config\"K\n" +
 	"\x15StartTrainingResponse\x122\n" +
@@ -1358,13 +1823,19 @@ const file_glimpse_training_v1_training_service_proto_rawDesc = "" +
 	"\x16TRAINING_STATE_RUNNING\x10\x02\x12\x1c\n" +
 	"\x18TRAINING_STATE_SUCCEEDED\x10\x03\x12\x19\n" +
 	"\x15TRAINING_STATE_FAILED\x10\x04\x12\x1a\n" +
-	"\x16TRAINING_STATE_STOPPED\x10\x052\xc4\x05\n" +
-	"\x0fTrainingService\x12\x8b\x01\n" +
-	"\rStartTraining\x12).glimpse.training.v1.StartTrainingRequest\x1a*.glimpse.training.v1.StartTrainingResponse\"#\x88\x80\x19\x02\x82\xd3\xe4\x93\x02\x19:\x06config\"\x0f/training/start\x12\x93\x01\n" +
-	"\x11GetTrainingStatus\x12-.glimpse.training.v1.GetTrainingStatusRequest\x1a..glimpse.training.v1.GetTrainingStatusResponse\"\x1f\x88\x80\x19\x01\x82\xd3\xe4\x93\x02\x12\x12\x10/training/status\x90\x02\x01\x12q\n" +
-	"\rWatchTraining\x12).glimpse.training.v1.WatchTrainingRequest\x1a*.glimpse.training.v1.WatchTrainingResponse\"\a\x88\x80\x19\x01\x90\x02\x010\x01\x12\x91\x01\n" +
-	"\x10ListTrainingRuns\x12,.glimpse.training.v1.ListTrainingRunsRequest\x1a-.glimpse.training.v1.ListTrainingRunsResponse\" \x88\x80\x19\x01\x82\xd3\xe4\x93\x02\x13\x12\x11/training/history\x90\x02\x01\x12\x85\x01\n" +
-	"\fStopTraining\x12(.glimpse.training.v1.StopTrainingRequest\x1a).glimpse.training.v1.StopTrainingResponse\" \x88\x80\x19\x02\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/training/stop\x90\x02\x02B\xda\x01\n" +
+	"\x16TRAINING_STATE_STOPPED\x10\x052\xac\n" +
+	"\n" +
+	"\x0fTrainingService\x12\x9e\x01\n" +
+	"\x11CreateTrainingRun\x12-.glimpse.training.v1.CreateTrainingRunRequest\x1a..glimpse.training.v1.CreateTrainingRunResponse\"*\x88\x80\x19\x02\x82\xd3\xe4\x93\x02 :\ftraining_run\"\x10/v1/trainingRuns\x12\x93\x01\n" +
+	"\x0eGetTrainingRun\x12*.glimpse.training.v1.GetTrainingRunRequest\x1a+.glimpse.training.v1.GetTrainingRunResponse\"(\x88\x80\x19\x01\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/{name=trainingRuns/*}\x90\x02\x01\x12\xa6\x01\n" +
+	"\x11CancelTrainingRun\x12-.glimpse.training.v1.CancelTrainingRunRequest\x1a..glimpse.training.v1.CancelTrainingRunResponse\"2\x88\x80\x19\x02\x82\xd3\xe4\x93\x02%:\x01*\" /v1/{name=trainingRuns/*}:cancel\x90\x02\x02\x12z\n" +
+	"\x10WatchTrainingRun\x12,.glimpse.training.v1.WatchTrainingRunRequest\x1a-.glimpse.training.v1.WatchTrainingRunResponse\"\a\x88\x80\x19\x01\x90\x02\x010\x01\x12\x8e\x01\n" +
+	"\rStartTraining\x12).glimpse.training.v1.StartTrainingRequest\x1a*.glimpse.training.v1.StartTrainingResponse\"&\x88\x80\x19\x02\x82\xd3\xe4\x93\x02\x19:\x06config\"\x0f/training/start\x88\x02\x01\x12\x96\x01\n" +
+	"\x11GetTrainingStatus\x12-.glimpse.training.v1.GetTrainingStatusRequest\x1a..glimpse.training.v1.GetTrainingStatusResponse\"\"\x88\x80\x19\x01\x82\xd3\xe4\x93\x02\x12\x12\x10/training/status\x88\x02\x01\x90\x02\x01\x12t\n" +
+	"\rWatchTraining\x12).glimpse.training.v1.WatchTrainingRequest\x1a*.glimpse.training.v1.WatchTrainingResponse\"\n" +
+	"\x88\x80\x19\x01\x88\x02\x01\x90\x02\x010\x01\x12\x91\x01\n" +
+	"\x10ListTrainingRuns\x12,.glimpse.training.v1.ListTrainingRunsRequest\x1a-.glimpse.training.v1.ListTrainingRunsResponse\" \x88\x80\x19\x01\x82\xd3\xe4\x93\x02\x13\x12\x11/training/history\x90\x02\x01\x12\x88\x01\n" +
+	"\fStopTraining\x12(.glimpse.training.v1.StopTrainingRequest\x1a).glimpse.training.v1.StopTrainingResponse\"#\x88\x80\x19\x02\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/training/stop\x88\x02\x01\x90\x02\x02B\xda\x01\n" +
 	"\x17com.glimpse.training.v1B\x14TrainingServiceProtoP\x01Z;glimpse.local/clients/go/gen/glimpse/training/v1;trainingv1\xa2\x02\x03GTX\xaa\x02\x13Glimpse.Training.V1\xca\x02\x13Glimpse\\Training\\V1\xe2\x02\x1fGlimpse\\Training\\V1\\GPBMetadata\xea\x02\x15Glimpse::Training::V1b\x06proto3"
 
 var (
@@ -1380,7 +1851,7 @@ func file_glimpse_training_v1_training_service_proto_rawDescGZIP() []byte {
 }
 
 var file_glimpse_training_v1_training_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_glimpse_training_v1_training_service_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_glimpse_training_v1_training_service_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_glimpse_training_v1_training_service_proto_goTypes = []any{
 	(Loss)(0),                         // 0: glimpse.training.v1.Loss
 	(TrainingState)(0),                // 1: glimpse.training.v1.TrainingState
@@ -1388,51 +1859,78 @@ var file_glimpse_training_v1_training_service_proto_goTypes = []any{
 	(*RetrievalMetrics)(nil),          // 3: glimpse.training.v1.RetrievalMetrics
 	(*Promotion)(nil),                 // 4: glimpse.training.v1.Promotion
 	(*TrainingRun)(nil),               // 5: glimpse.training.v1.TrainingRun
-	(*StartTrainingRequest)(nil),      // 6: glimpse.training.v1.StartTrainingRequest
-	(*StartTrainingResponse)(nil),     // 7: glimpse.training.v1.StartTrainingResponse
-	(*GetTrainingStatusRequest)(nil),  // 8: glimpse.training.v1.GetTrainingStatusRequest
-	(*GetTrainingStatusResponse)(nil), // 9: glimpse.training.v1.GetTrainingStatusResponse
-	(*WatchTrainingRequest)(nil),      // 10: glimpse.training.v1.WatchTrainingRequest
-	(*WatchTrainingResponse)(nil),     // 11: glimpse.training.v1.WatchTrainingResponse
-	(*ListTrainingRunsRequest)(nil),   // 12: glimpse.training.v1.ListTrainingRunsRequest
-	(*ListTrainingRunsResponse)(nil),  // 13: glimpse.training.v1.ListTrainingRunsResponse
-	(*StopTrainingRequest)(nil),       // 14: glimpse.training.v1.StopTrainingRequest
-	(*StopTrainingResponse)(nil),      // 15: glimpse.training.v1.StopTrainingResponse
-	(*structpb.Struct)(nil),           // 16: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil),     // 17: google.protobuf.Timestamp
+	(*CreateTrainingRunRequest)(nil),  // 6: glimpse.training.v1.CreateTrainingRunRequest
+	(*GetTrainingRunRequest)(nil),     // 7: glimpse.training.v1.GetTrainingRunRequest
+	(*CancelTrainingRunRequest)(nil),  // 8: glimpse.training.v1.CancelTrainingRunRequest
+	(*WatchTrainingRunRequest)(nil),   // 9: glimpse.training.v1.WatchTrainingRunRequest
+	(*CreateTrainingRunResponse)(nil), // 10: glimpse.training.v1.CreateTrainingRunResponse
+	(*GetTrainingRunResponse)(nil),    // 11: glimpse.training.v1.GetTrainingRunResponse
+	(*CancelTrainingRunResponse)(nil), // 12: glimpse.training.v1.CancelTrainingRunResponse
+	(*WatchTrainingRunResponse)(nil),  // 13: glimpse.training.v1.WatchTrainingRunResponse
+	(*StartTrainingRequest)(nil),      // 14: glimpse.training.v1.StartTrainingRequest
+	(*StartTrainingResponse)(nil),     // 15: glimpse.training.v1.StartTrainingResponse
+	(*GetTrainingStatusRequest)(nil),  // 16: glimpse.training.v1.GetTrainingStatusRequest
+	(*GetTrainingStatusResponse)(nil), // 17: glimpse.training.v1.GetTrainingStatusResponse
+	(*WatchTrainingRequest)(nil),      // 18: glimpse.training.v1.WatchTrainingRequest
+	(*WatchTrainingResponse)(nil),     // 19: glimpse.training.v1.WatchTrainingResponse
+	(*ListTrainingRunsRequest)(nil),   // 20: glimpse.training.v1.ListTrainingRunsRequest
+	(*ListTrainingRunsResponse)(nil),  // 21: glimpse.training.v1.ListTrainingRunsResponse
+	(*StopTrainingRequest)(nil),       // 22: glimpse.training.v1.StopTrainingRequest
+	(*StopTrainingResponse)(nil),      // 23: glimpse.training.v1.StopTrainingResponse
+	(*structpb.Struct)(nil),           // 24: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil),     // 25: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),       // 26: google.protobuf.Duration
 }
 var file_glimpse_training_v1_training_service_proto_depIdxs = []int32{
 	0,  // 0: glimpse.training.v1.TrainingConfig.loss:type_name -> glimpse.training.v1.Loss
-	16, // 1: glimpse.training.v1.TrainingConfig.overrides:type_name -> google.protobuf.Struct
+	24, // 1: glimpse.training.v1.TrainingConfig.overrides:type_name -> google.protobuf.Struct
 	2,  // 2: glimpse.training.v1.TrainingRun.config:type_name -> glimpse.training.v1.TrainingConfig
 	1,  // 3: glimpse.training.v1.TrainingRun.state:type_name -> glimpse.training.v1.TrainingState
 	3,  // 4: glimpse.training.v1.TrainingRun.dev_metrics:type_name -> glimpse.training.v1.RetrievalMetrics
-	17, // 5: glimpse.training.v1.TrainingRun.created_at:type_name -> google.protobuf.Timestamp
-	17, // 6: glimpse.training.v1.TrainingRun.started_at:type_name -> google.protobuf.Timestamp
-	17, // 7: glimpse.training.v1.TrainingRun.finished_at:type_name -> google.protobuf.Timestamp
+	25, // 5: glimpse.training.v1.TrainingRun.created_at:type_name -> google.protobuf.Timestamp
+	25, // 6: glimpse.training.v1.TrainingRun.started_at:type_name -> google.protobuf.Timestamp
+	25, // 7: glimpse.training.v1.TrainingRun.finished_at:type_name -> google.protobuf.Timestamp
 	4,  // 8: glimpse.training.v1.TrainingRun.promotion:type_name -> glimpse.training.v1.Promotion
-	2,  // 9: glimpse.training.v1.StartTrainingRequest.config:type_name -> glimpse.training.v1.TrainingConfig
-	5,  // 10: glimpse.training.v1.StartTrainingResponse.run:type_name -> glimpse.training.v1.TrainingRun
-	5,  // 11: glimpse.training.v1.GetTrainingStatusResponse.run:type_name -> glimpse.training.v1.TrainingRun
-	5,  // 12: glimpse.training.v1.WatchTrainingResponse.run:type_name -> glimpse.training.v1.TrainingRun
-	17, // 13: glimpse.training.v1.WatchTrainingResponse.time:type_name -> google.protobuf.Timestamp
-	5,  // 14: glimpse.training.v1.ListTrainingRunsResponse.runs:type_name -> glimpse.training.v1.TrainingRun
-	5,  // 15: glimpse.training.v1.StopTrainingResponse.run:type_name -> glimpse.training.v1.TrainingRun
-	6,  // 16: glimpse.training.v1.TrainingService.StartTraining:input_type -> glimpse.training.v1.StartTrainingRequest
-	8,  // 17: glimpse.training.v1.TrainingService.GetTrainingStatus:input_type -> glimpse.training.v1.GetTrainingStatusRequest
-	10, // 18: glimpse.training.v1.TrainingService.WatchTraining:input_type -> glimpse.training.v1.WatchTrainingRequest
-	12, // 19: glimpse.training.v1.TrainingService.ListTrainingRuns:input_type -> glimpse.training.v1.ListTrainingRunsRequest
-	14, // 20: glimpse.training.v1.TrainingService.StopTraining:input_type -> glimpse.training.v1.StopTrainingRequest
-	7,  // 21: glimpse.training.v1.TrainingService.StartTraining:output_type -> glimpse.training.v1.StartTrainingResponse
-	9,  // 22: glimpse.training.v1.TrainingService.GetTrainingStatus:output_type -> glimpse.training.v1.GetTrainingStatusResponse
-	11, // 23: glimpse.training.v1.TrainingService.WatchTraining:output_type -> glimpse.training.v1.WatchTrainingResponse
-	13, // 24: glimpse.training.v1.TrainingService.ListTrainingRuns:output_type -> glimpse.training.v1.ListTrainingRunsResponse
-	15, // 25: glimpse.training.v1.TrainingService.StopTraining:output_type -> glimpse.training.v1.StopTrainingResponse
-	21, // [21:26] is the sub-list for method output_type
-	16, // [16:21] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	25, // 9: glimpse.training.v1.TrainingRun.create_time:type_name -> google.protobuf.Timestamp
+	25, // 10: glimpse.training.v1.TrainingRun.start_time:type_name -> google.protobuf.Timestamp
+	25, // 11: glimpse.training.v1.TrainingRun.end_time:type_name -> google.protobuf.Timestamp
+	26, // 12: glimpse.training.v1.TrainingRun.eta:type_name -> google.protobuf.Duration
+	5,  // 13: glimpse.training.v1.CreateTrainingRunRequest.training_run:type_name -> glimpse.training.v1.TrainingRun
+	5,  // 14: glimpse.training.v1.CreateTrainingRunResponse.training_run:type_name -> glimpse.training.v1.TrainingRun
+	5,  // 15: glimpse.training.v1.GetTrainingRunResponse.training_run:type_name -> glimpse.training.v1.TrainingRun
+	5,  // 16: glimpse.training.v1.CancelTrainingRunResponse.training_run:type_name -> glimpse.training.v1.TrainingRun
+	5,  // 17: glimpse.training.v1.WatchTrainingRunResponse.training_run:type_name -> glimpse.training.v1.TrainingRun
+	25, // 18: glimpse.training.v1.WatchTrainingRunResponse.time:type_name -> google.protobuf.Timestamp
+	2,  // 19: glimpse.training.v1.StartTrainingRequest.config:type_name -> glimpse.training.v1.TrainingConfig
+	5,  // 20: glimpse.training.v1.StartTrainingResponse.run:type_name -> glimpse.training.v1.TrainingRun
+	5,  // 21: glimpse.training.v1.GetTrainingStatusResponse.run:type_name -> glimpse.training.v1.TrainingRun
+	5,  // 22: glimpse.training.v1.WatchTrainingResponse.run:type_name -> glimpse.training.v1.TrainingRun
+	25, // 23: glimpse.training.v1.WatchTrainingResponse.time:type_name -> google.protobuf.Timestamp
+	5,  // 24: glimpse.training.v1.ListTrainingRunsResponse.runs:type_name -> glimpse.training.v1.TrainingRun
+	5,  // 25: glimpse.training.v1.StopTrainingResponse.run:type_name -> glimpse.training.v1.TrainingRun
+	6,  // 26: glimpse.training.v1.TrainingService.CreateTrainingRun:input_type -> glimpse.training.v1.CreateTrainingRunRequest
+	7,  // 27: glimpse.training.v1.TrainingService.GetTrainingRun:input_type -> glimpse.training.v1.GetTrainingRunRequest
+	8,  // 28: glimpse.training.v1.TrainingService.CancelTrainingRun:input_type -> glimpse.training.v1.CancelTrainingRunRequest
+	9,  // 29: glimpse.training.v1.TrainingService.WatchTrainingRun:input_type -> glimpse.training.v1.WatchTrainingRunRequest
+	14, // 30: glimpse.training.v1.TrainingService.StartTraining:input_type -> glimpse.training.v1.StartTrainingRequest
+	16, // 31: glimpse.training.v1.TrainingService.GetTrainingStatus:input_type -> glimpse.training.v1.GetTrainingStatusRequest
+	18, // 32: glimpse.training.v1.TrainingService.WatchTraining:input_type -> glimpse.training.v1.WatchTrainingRequest
+	20, // 33: glimpse.training.v1.TrainingService.ListTrainingRuns:input_type -> glimpse.training.v1.ListTrainingRunsRequest
+	22, // 34: glimpse.training.v1.TrainingService.StopTraining:input_type -> glimpse.training.v1.StopTrainingRequest
+	10, // 35: glimpse.training.v1.TrainingService.CreateTrainingRun:output_type -> glimpse.training.v1.CreateTrainingRunResponse
+	11, // 36: glimpse.training.v1.TrainingService.GetTrainingRun:output_type -> glimpse.training.v1.GetTrainingRunResponse
+	12, // 37: glimpse.training.v1.TrainingService.CancelTrainingRun:output_type -> glimpse.training.v1.CancelTrainingRunResponse
+	13, // 38: glimpse.training.v1.TrainingService.WatchTrainingRun:output_type -> glimpse.training.v1.WatchTrainingRunResponse
+	15, // 39: glimpse.training.v1.TrainingService.StartTraining:output_type -> glimpse.training.v1.StartTrainingResponse
+	17, // 40: glimpse.training.v1.TrainingService.GetTrainingStatus:output_type -> glimpse.training.v1.GetTrainingStatusResponse
+	19, // 41: glimpse.training.v1.TrainingService.WatchTraining:output_type -> glimpse.training.v1.WatchTrainingResponse
+	21, // 42: glimpse.training.v1.TrainingService.ListTrainingRuns:output_type -> glimpse.training.v1.ListTrainingRunsResponse
+	23, // 43: glimpse.training.v1.TrainingService.StopTraining:output_type -> glimpse.training.v1.StopTrainingResponse
+	35, // [35:44] is the sub-list for method output_type
+	26, // [26:35] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_glimpse_training_v1_training_service_proto_init() }
@@ -1446,7 +1944,7 @@ func file_glimpse_training_v1_training_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_glimpse_training_v1_training_service_proto_rawDesc), len(file_glimpse_training_v1_training_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   14,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

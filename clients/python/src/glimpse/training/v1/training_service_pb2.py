@@ -22,57 +22,90 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*glimpse/training/v1/training_service.proto\x12\x13glimpse.training.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\x04\n\x0eTrainingConfig\x12\x18\n\x06\x65pochs\x18\x01 \x01(\x05\x42\x00R\x06\x65pochs\x12\x1f\n\nbatch_size\x18\x02 \x01(\x05\x42\x00R\tbatchSize\x12%\n\rlearning_rate\x18\x03 \x01(\x01\x42\x00R\x0clearningRate\x12\x1a\n\x07\x64\x61taset\x18\x04 \x01(\tB\x00R\x07\x64\x61taset\x12)\n\x0f\x64\x61taset_version\x18\x05 \x01(\tB\x00R\x0e\x64\x61tasetVersion\x12%\n\rimage_encoder\x18\x06 \x01(\tB\x00R\x0cimageEncoder\x12/\n\x04loss\x18\x07 \x01(\x0e\x32\x19.glimpse.training.v1.LossB\x00R\x04loss\x12,\n\x12\x66ine_tune_backbone\x18\x08 \x01(\x08R\x10\x66ineTuneBackbone\x12\x14\n\x04seed\x18\t \x01(\x03\x42\x00R\x04seed\x12\x18\n\x06\x64\x65vice\x18\n \x01(\tB\x00R\x06\x64\x65vice\x12\x35\n\toverrides\x18\x0b \x01(\x0b\x32\x17.google.protobuf.StructR\toverrides\x12\x18\n\x07promote\x18\x0c \x01(\x08R\x07promote\x12+\n\x10promotion_metric\x18\r \x01(\tB\x00R\x0fpromotionMetric\x12)\n\x10promotion_margin\x18\x0e \x01(\x01R\x0fpromotionMargin:\x00\"\xec\x01\n\x10RetrievalMetrics\x12\x14\n\x05split\x18\x01 \x01(\tR\x05split\x12\x15\n\x06t2i_r1\x18\x02 \x01(\x01R\x05t2iR1\x12\x15\n\x06t2i_r5\x18\x03 \x01(\x01R\x05t2iR5\x12\x17\n\x07t2i_r10\x18\x04 \x01(\x01R\x06t2iR10\x12\x19\n\x08t2i_medr\x18\x05 \x01(\x01R\x07t2iMedr\x12\x15\n\x06i2t_r1\x18\x06 \x01(\x01R\x05i2tR1\x12\x15\n\x06i2t_r5\x18\x07 \x01(\x01R\x05i2tR5\x12\x17\n\x07i2t_r10\x18\x08 \x01(\x01R\x06i2tR10\x12\x19\n\x08i2t_medr\x18\t \x01(\x01R\x07i2tMedr\"\xd2\x02\n\tPromotion\x12\x1a\n\x08promoted\x18\x01 \x01(\x08R\x08promoted\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\x12\x16\n\x06metric\x18\x03 \x01(\tR\x06metric\x12\x16\n\x06margin\x18\x04 \x01(\x01R\x06margin\x12\'\n\x0f\x63\x61ndidate_value\x18\x05 \x01(\x01R\x0e\x63\x61ndidateValue\x12-\n\x12production_version\x18\x06 \x01(\tR\x11productionVersion\x12)\n\x10production_value\x18\x07 \x01(\x01R\x0fproductionValue\x12\x35\n\x16production_reevaluated\x18\x08 \x01(\x08R\x15productionReevaluated\x12\'\n\x0f\x64\x61taset_version\x18\t \x01(\tR\x0e\x64\x61tasetVersion\"\xed\x06\n\x0bTrainingRun\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\x12;\n\x06\x63onfig\x18\x02 \x01(\x0b\x32#.glimpse.training.v1.TrainingConfigR\x06\x63onfig\x12\x38\n\x05state\x18\x03 \x01(\x0e\x32\".glimpse.training.v1.TrainingStateR\x05state\x12\x14\n\x05phase\x18\x04 \x01(\tR\x05phase\x12\x14\n\x05\x65poch\x18\x05 \x01(\x05R\x05\x65poch\x12!\n\x0ctotal_epochs\x18\x06 \x01(\x05R\x0btotalEpochs\x12\x12\n\x04step\x18\x07 \x01(\x03R\x04step\x12\x1f\n\x0btotal_steps\x18\x08 \x01(\x03R\ntotalSteps\x12\x12\n\x04loss\x18\t \x01(\x01R\x04loss\x12#\n\rlearning_rate\x18\n \x01(\x01R\x0clearningRate\x12\x1e\n\nthroughput\x18\x0b \x01(\x01R\nthroughput\x12\x1f\n\x0b\x65ta_seconds\x18\x0c \x01(\x01R\netaSeconds\x12\x46\n\x0b\x64\x65v_metrics\x18\r \x01(\x0b\x32%.glimpse.training.v1.RetrievalMetricsR\ndevMetrics\x12#\n\rmodel_version\x18\x0e \x01(\tR\x0cmodelVersion\x12\x14\n\x05\x65rror\x18\x0f \x01(\tR\x05\x65rror\x12\x39\n\ncreated_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x39\n\nstarted_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n\x0b\x66inished_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nfinishedAt\x12\x1a\n\x08\x65xecutor\x18\x13 \x01(\tR\x08\x65xecutor\x12\x19\n\x08job_name\x18\x14 \x01(\tR\x07jobName\x12\'\n\x0f\x64\x61taset_version\x18\x15 \x01(\tR\x0e\x64\x61tasetVersion\x12<\n\tpromotion\x18\x16 \x01(\x0b\x32\x1e.glimpse.training.v1.PromotionR\tpromotion\"S\n\x14StartTrainingRequest\x12;\n\x06\x63onfig\x18\x01 \x01(\x0b\x32#.glimpse.training.v1.TrainingConfigR\x06\x63onfig\"K\n\x15StartTrainingResponse\x12\x32\n\x03run\x18\x01 \x01(\x0b\x32 .glimpse.training.v1.TrainingRunR\x03run\"3\n\x18GetTrainingStatusRequest\x12\x17\n\x06run_id\x18\x01 \x01(\tB\x00R\x05runId\"O\n\x19GetTrainingStatusResponse\x12\x32\n\x03run\x18\x01 \x01(\x0b\x32 .glimpse.training.v1.TrainingRunR\x03run\"/\n\x14WatchTrainingRequest\x12\x17\n\x06run_id\x18\x01 \x01(\tB\x00R\x05runId\"\xab\x01\n\x15WatchTrainingResponse\x12\x32\n\x03run\x18\x01 \x01(\x0b\x32 .glimpse.training.v1.TrainingRunR\x03run\x12\x14\n\x05\x65vent\x18\x02 \x01(\tR\x05\x65vent\x12\x18\n\x07message\x18\x03 \x01(\tR\x07message\x12.\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\"W\n\x17ListTrainingRunsRequest\x12\x1d\n\tpage_size\x18\x01 \x01(\x05\x42\x00R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\"x\n\x18ListTrainingRunsResponse\x12\x34\n\x04runs\x18\x01 \x03(\x0b\x32 .glimpse.training.v1.TrainingRunR\x04runs\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\".\n\x13StopTrainingRequest\x12\x17\n\x06run_id\x18\x01 \x01(\tB\x00R\x05runId\"J\n\x14StopTrainingResponse\x12\x32\n\x03run\x18\x01 \x01(\x0b\x32 .glimpse.training.v1.TrainingRunR\x03run*D\n\x04Loss\x12\x14\n\x10LOSS_UNSPECIFIED\x10\x00\x12\x10\n\x0cLOSS_INFONCE\x10\x01\x12\x14\n\x10LOSS_VSE_HARDEST\x10\x02*\xbc\x01\n\rTrainingState\x12\x1e\n\x1aTRAINING_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16TRAINING_STATE_PENDING\x10\x01\x12\x1a\n\x16TRAINING_STATE_RUNNING\x10\x02\x12\x1c\n\x18TRAINING_STATE_SUCCEEDED\x10\x03\x12\x19\n\x15TRAINING_STATE_FAILED\x10\x04\x12\x1a\n\x16TRAINING_STATE_STOPPED\x10\x05\x32\xc3\x04\n\x0fTrainingService\x12h\n\rStartTraining\x12).glimpse.training.v1.StartTrainingRequest\x1a*.glimpse.training.v1.StartTrainingResponse\"\x00\x12w\n\x11GetTrainingStatus\x12-.glimpse.training.v1.GetTrainingStatusRequest\x1a..glimpse.training.v1.GetTrainingStatusResponse\"\x03\x90\x02\x01\x12m\n\rWatchTraining\x12).glimpse.training.v1.WatchTrainingRequest\x1a*.glimpse.training.v1.WatchTrainingResponse\"\x03\x90\x02\x01\x30\x01\x12t\n\x10ListTrainingRuns\x12,.glimpse.training.v1.ListTrainingRunsRequest\x1a-.glimpse.training.v1.ListTrainingRunsResponse\"\x03\x90\x02\x01\x12h\n\x0cStopTraining\x12(.glimpse.training.v1.StopTrainingRequest\x1a).glimpse.training.v1.StopTrainingResponse\"\x03\x90\x02\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*glimpse/training/v1/training_service.proto\x12\x13glimpse.training.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\x04\n\x0eTrainingConfig\x12\x18\n\x06\x65pochs\x18\x01 \x01(\x05\x42\x00R\x06\x65pochs\x12\x1f\n\nbatch_size\x18\x02 \x01(\x05\x42\x00R\tbatchSize\x12%\n\rlearning_rate\x18\x03 \x01(\x01\x42\x00R\x0clearningRate\x12\x1a\n\x07\x64\x61taset\x18\x04 \x01(\tB\x00R\x07\x64\x61taset\x12)\n\x0f\x64\x61taset_version\x18\x05 \x01(\tB\x00R\x0e\x64\x61tasetVersion\x12%\n\rimage_encoder\x18\x06 \x01(\tB\x00R\x0cimageEncoder\x12/\n\x04loss\x18\x07 \x01(\x0e\x32\x19.glimpse.training.v1.LossB\x00R\x04loss\x12,\n\x12\x66ine_tune_backbone\x18\x08 \x01(\x08R\x10\x66ineTuneBackbone\x12\x14\n\x04seed\x18\t \x01(\x03\x42\x00R\x04seed\x12\x18\n\x06\x64\x65vice\x18\n \x01(\tB\x00R\x06\x64\x65vice\x12\x35\n\toverrides\x18\x0b \x01(\x0b\x32\x17.google.protobuf.StructR\toverrides\x12\x18\n\x07promote\x18\x0c \x01(\x08R\x07promote\x12+\n\x10promotion_metric\x18\r \x01(\tB\x00R\x0fpromotionMetric\x12)\n\x10promotion_margin\x18\x0e \x01(\x01R\x0fpromotionMargin:\x00\"\xec\x01\n\x10RetrievalMetrics\x12\x14\n\x05split\x18\x01 \x01(\tR\x05split\x12\x15\n\x06t2i_r1\x18\x02 \x01(\x01R\x05t2iR1\x12\x15\n\x06t2i_r5\x18\x03 \x01(\x01R\x05t2iR5\x12\x17\n\x07t2i_r10\x18\x04 \x01(\x01R\x06t2iR10\x12\x19\n\x08t2i_medr\x18\x05 \x01(\x01R\x07t2iMedr\x12\x15\n\x06i2t_r1\x18\x06 \x01(\x01R\x05i2tR1\x12\x15\n\x06i2t_r5\x18\x07 \x01(\x01R\x05i2tR5\x12\x17\n\x07i2t_r10\x18\x08 \x01(\x01R\x06i2tR10\x12\x19\n\x08i2t_medr\x18\t \x01(\x01R\x07i2tMedr\"\xd2\x02\n\tPromotion\x12\x1a\n\x08promoted\x18\x01 \x01(\x08R\x08promoted\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\x12\x16\n\x06metric\x18\x03 \x01(\tR\x06metric\x12\x16\n\x06margin\x18\x04 \x01(\x01R\x06margin\x12\'\n\x0f\x63\x61ndidate_value\x18\x05 \x01(\x01R\x0e\x63\x61ndidateValue\x12-\n\x12production_version\x18\x06 \x01(\tR\x11productionVersion\x12)\n\x10production_value\x18\x07 \x01(\x01R\x0fproductionValue\x12\x35\n\x16production_reevaluated\x18\x08 \x01(\x08R\x15productionReevaluated\x12\'\n\x0f\x64\x61taset_version\x18\t \x01(\tR\x0e\x64\x61tasetVersion\"\xfb\x08\n\x0bTrainingRun\x12\x14\n\x04name\x18\x17 \x01(\tB\x00R\x04name\x12\x17\n\x06run_id\x18\x01 \x01(\tB\x00R\x05runId\x12;\n\x06\x63onfig\x18\x02 \x01(\x0b\x32#.glimpse.training.v1.TrainingConfigR\x06\x63onfig\x12:\n\x05state\x18\x03 \x01(\x0e\x32\".glimpse.training.v1.TrainingStateB\x00R\x05state\x12\x14\n\x05phase\x18\x04 \x01(\tR\x05phase\x12\x14\n\x05\x65poch\x18\x05 \x01(\x05R\x05\x65poch\x12!\n\x0ctotal_epochs\x18\x06 \x01(\x05R\x0btotalEpochs\x12\x12\n\x04step\x18\x07 \x01(\x03R\x04step\x12\x1f\n\x0btotal_steps\x18\x08 \x01(\x03R\ntotalSteps\x12\x12\n\x04loss\x18\t \x01(\x01R\x04loss\x12#\n\rlearning_rate\x18\n \x01(\x01R\x0clearningRate\x12\x1e\n\nthroughput\x18\x0b \x01(\x01R\nthroughput\x12#\n\x0b\x65ta_seconds\x18\x0c \x01(\x01\x42\x02\x18\x01R\netaSeconds\x12\x46\n\x0b\x64\x65v_metrics\x18\r \x01(\x0b\x32%.glimpse.training.v1.RetrievalMetricsR\ndevMetrics\x12#\n\rmodel_version\x18\x0e \x01(\tR\x0cmodelVersion\x12\x14\n\x05\x65rror\x18\x0f \x01(\tR\x05\x65rror\x12=\n\ncreated_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x02\x18\x01R\tcreatedAt\x12=\n\nstarted_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x02\x18\x01R\tstartedAt\x12?\n\x0b\x66inished_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x02\x18\x01R\nfinishedAt\x12\x1a\n\x08\x65xecutor\x18\x13 \x01(\tR\x08\x65xecutor\x12\x19\n\x08job_name\x18\x14 \x01(\tR\x07jobName\x12\'\n\x0f\x64\x61taset_version\x18\x15 \x01(\tR\x0e\x64\x61tasetVersion\x12<\n\tpromotion\x18\x16 \x01(\x0b\x32\x1e.glimpse.training.v1.PromotionR\tpromotion\x12=\n\x0b\x63reate_time\x18\x18 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x00R\ncreateTime\x12;\n\nstart_time\x18\x19 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x00R\tstartTime\x12\x37\n\x08\x65nd_time\x18\x1a \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x00R\x07\x65ndTime\x12-\n\x03\x65ta\x18\x1b \x01(\x0b\x32\x19.google.protobuf.DurationB\x00R\x03\x65ta\"a\n\x18\x43reateTrainingRunRequest\x12\x45\n\x0ctraining_run\x18\x01 \x01(\x0b\x32 .glimpse.training.v1.TrainingRunB\x00R\x0btrainingRun\"-\n\x15GetTrainingRunRequest\x12\x14\n\x04name\x18\x01 \x01(\tB\x00R\x04name\"0\n\x18\x43\x61ncelTrainingRunRequest\x12\x14\n\x04name\x18\x01 \x01(\tB\x00R\x04name\"/\n\x17WatchTrainingRunRequest\x12\x14\n\x04name\x18\x01 \x01(\tB\x00R\x04name\"`\n\x19\x43reateTrainingRunResponse\x12\x43\n\x0ctraining_run\x18\x01 \x01(\x0b\x32 .glimpse.training.v1.TrainingRunR\x0btrainingRun\"]\n\x16GetTrainingRunResponse\x12\x43\n\x0ctraining_run\x18\x01 \x01(\x0b\x32 .glimpse.training.v1.TrainingRunR\x0btrainingRun\"`\n\x19\x43\x61ncelTrainingRunResponse\x12\x43\n\x0ctraining_run\x18\x01 \x01(\x0b\x32 .glimpse.training.v1.TrainingRunR\x0btrainingRun\"\xbf\x01\n\x18WatchTrainingRunResponse\x12\x43\n\x0ctraining_run\x18\x01 \x01(\x0b\x32 .glimpse.training.v1.TrainingRunR\x0btrainingRun\x12\x14\n\x05\x65vent\x18\x02 \x01(\tR\x05\x65vent\x12\x18\n\x07message\x18\x03 \x01(\tR\x07message\x12.\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\"S\n\x14StartTrainingRequest\x12;\n\x06\x63onfig\x18\x01 \x01(\x0b\x32#.glimpse.training.v1.TrainingConfigR\x06\x63onfig\"K\n\x15StartTrainingResponse\x12\x32\n\x03run\x18\x01 \x01(\x0b\x32 .glimpse.training.v1.TrainingRunR\x03run\"3\n\x18GetTrainingStatusRequest\x12\x17\n\x06run_id\x18\x01 \x01(\tB\x00R\x05runId\"O\n\x19GetTrainingStatusResponse\x12\x32\n\x03run\x18\x01 \x01(\x0b\x32 .glimpse.training.v1.TrainingRunR\x03run\"/\n\x14WatchTrainingRequest\x12\x17\n\x06run_id\x18\x01 \x01(\tB\x00R\x05runId\"\xab\x01\n\x15WatchTrainingResponse\x12\x32\n\x03run\x18\x01 \x01(\x0b\x32 .glimpse.training.v1.TrainingRunR\x03run\x12\x14\n\x05\x65vent\x18\x02 \x01(\tR\x05\x65vent\x12\x18\n\x07message\x18\x03 \x01(\tR\x07message\x12.\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\"W\n\x17ListTrainingRunsRequest\x12\x1d\n\tpage_size\x18\x01 \x01(\x05\x42\x00R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\"x\n\x18ListTrainingRunsResponse\x12\x34\n\x04runs\x18\x01 \x03(\x0b\x32 .glimpse.training.v1.TrainingRunR\x04runs\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\".\n\x13StopTrainingRequest\x12\x17\n\x06run_id\x18\x01 \x01(\tB\x00R\x05runId\"J\n\x14StopTrainingResponse\x12\x32\n\x03run\x18\x01 \x01(\x0b\x32 .glimpse.training.v1.TrainingRunR\x03run*D\n\x04Loss\x12\x14\n\x10LOSS_UNSPECIFIED\x10\x00\x12\x10\n\x0cLOSS_INFONCE\x10\x01\x12\x14\n\x10LOSS_VSE_HARDEST\x10\x02*\xbc\x01\n\rTrainingState\x12\x1e\n\x1aTRAINING_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16TRAINING_STATE_PENDING\x10\x01\x12\x1a\n\x16TRAINING_STATE_RUNNING\x10\x02\x12\x1c\n\x18TRAINING_STATE_SUCCEEDED\x10\x03\x12\x19\n\x15TRAINING_STATE_FAILED\x10\x04\x12\x1a\n\x16TRAINING_STATE_STOPPED\x10\x05\x32\xa6\x08\n\x0fTrainingService\x12t\n\x11\x43reateTrainingRun\x12-.glimpse.training.v1.CreateTrainingRunRequest\x1a..glimpse.training.v1.CreateTrainingRunResponse\"\x00\x12n\n\x0eGetTrainingRun\x12*.glimpse.training.v1.GetTrainingRunRequest\x1a+.glimpse.training.v1.GetTrainingRunResponse\"\x03\x90\x02\x01\x12w\n\x11\x43\x61ncelTrainingRun\x12-.glimpse.training.v1.CancelTrainingRunRequest\x1a..glimpse.training.v1.CancelTrainingRunResponse\"\x03\x90\x02\x02\x12v\n\x10WatchTrainingRun\x12,.glimpse.training.v1.WatchTrainingRunRequest\x1a-.glimpse.training.v1.WatchTrainingRunResponse\"\x03\x90\x02\x01\x30\x01\x12k\n\rStartTraining\x12).glimpse.training.v1.StartTrainingRequest\x1a*.glimpse.training.v1.StartTrainingResponse\"\x03\x88\x02\x01\x12z\n\x11GetTrainingStatus\x12-.glimpse.training.v1.GetTrainingStatusRequest\x1a..glimpse.training.v1.GetTrainingStatusResponse\"\x06\x88\x02\x01\x90\x02\x01\x12p\n\rWatchTraining\x12).glimpse.training.v1.WatchTrainingRequest\x1a*.glimpse.training.v1.WatchTrainingResponse\"\x06\x88\x02\x01\x90\x02\x01\x30\x01\x12t\n\x10ListTrainingRuns\x12,.glimpse.training.v1.ListTrainingRunsRequest\x1a-.glimpse.training.v1.ListTrainingRunsResponse\"\x03\x90\x02\x01\x12k\n\x0cStopTraining\x12(.glimpse.training.v1.StopTrainingRequest\x1a).glimpse.training.v1.StopTrainingResponse\"\x06\x88\x02\x01\x90\x02\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'glimpse.training.v1.training_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_TRAININGRUN'].fields_by_name['eta_seconds']._loaded_options = None
+  _globals['_TRAININGRUN'].fields_by_name['eta_seconds']._serialized_options = b'\030\001'
+  _globals['_TRAININGRUN'].fields_by_name['created_at']._loaded_options = None
+  _globals['_TRAININGRUN'].fields_by_name['created_at']._serialized_options = b'\030\001'
+  _globals['_TRAININGRUN'].fields_by_name['started_at']._loaded_options = None
+  _globals['_TRAININGRUN'].fields_by_name['started_at']._serialized_options = b'\030\001'
+  _globals['_TRAININGRUN'].fields_by_name['finished_at']._loaded_options = None
+  _globals['_TRAININGRUN'].fields_by_name['finished_at']._serialized_options = b'\030\001'
+  _globals['_TRAININGSERVICE'].methods_by_name['GetTrainingRun']._loaded_options = None
+  _globals['_TRAININGSERVICE'].methods_by_name['GetTrainingRun']._serialized_options = b'\220\002\001'
+  _globals['_TRAININGSERVICE'].methods_by_name['CancelTrainingRun']._loaded_options = None
+  _globals['_TRAININGSERVICE'].methods_by_name['CancelTrainingRun']._serialized_options = b'\220\002\002'
+  _globals['_TRAININGSERVICE'].methods_by_name['WatchTrainingRun']._loaded_options = None
+  _globals['_TRAININGSERVICE'].methods_by_name['WatchTrainingRun']._serialized_options = b'\220\002\001'
+  _globals['_TRAININGSERVICE'].methods_by_name['StartTraining']._loaded_options = None
+  _globals['_TRAININGSERVICE'].methods_by_name['StartTraining']._serialized_options = b'\210\002\001'
   _globals['_TRAININGSERVICE'].methods_by_name['GetTrainingStatus']._loaded_options = None
-  _globals['_TRAININGSERVICE'].methods_by_name['GetTrainingStatus']._serialized_options = b'\220\002\001'
+  _globals['_TRAININGSERVICE'].methods_by_name['GetTrainingStatus']._serialized_options = b'\210\002\001\220\002\001'
   _globals['_TRAININGSERVICE'].methods_by_name['WatchTraining']._loaded_options = None
-  _globals['_TRAININGSERVICE'].methods_by_name['WatchTraining']._serialized_options = b'\220\002\001'
+  _globals['_TRAININGSERVICE'].methods_by_name['WatchTraining']._serialized_options = b'\210\002\001\220\002\001'
   _globals['_TRAININGSERVICE'].methods_by_name['ListTrainingRuns']._loaded_options = None
   _globals['_TRAININGSERVICE'].methods_by_name['ListTrainingRuns']._serialized_options = b'\220\002\001'
   _globals['_TRAININGSERVICE'].methods_by_name['StopTraining']._loaded_options = None
-  _globals['_TRAININGSERVICE'].methods_by_name['StopTraining']._serialized_options = b'\220\002\002'
-  _globals['_LOSS']._serialized_start=2985
-  _globals['_LOSS']._serialized_end=3053
-  _globals['_TRAININGSTATE']._serialized_start=3056
-  _globals['_TRAININGSTATE']._serialized_end=3244
-  _globals['_TRAININGCONFIG']._serialized_start=131
-  _globals['_TRAININGCONFIG']._serialized_end=669
-  _globals['_RETRIEVALMETRICS']._serialized_start=672
-  _globals['_RETRIEVALMETRICS']._serialized_end=908
-  _globals['_PROMOTION']._serialized_start=911
-  _globals['_PROMOTION']._serialized_end=1249
-  _globals['_TRAININGRUN']._serialized_start=1252
-  _globals['_TRAININGRUN']._serialized_end=2129
-  _globals['_STARTTRAININGREQUEST']._serialized_start=2131
-  _globals['_STARTTRAININGREQUEST']._serialized_end=2214
-  _globals['_STARTTRAININGRESPONSE']._serialized_start=2216
-  _globals['_STARTTRAININGRESPONSE']._serialized_end=2291
-  _globals['_GETTRAININGSTATUSREQUEST']._serialized_start=2293
-  _globals['_GETTRAININGSTATUSREQUEST']._serialized_end=2344
-  _globals['_GETTRAININGSTATUSRESPONSE']._serialized_start=2346
-  _globals['_GETTRAININGSTATUSRESPONSE']._serialized_end=2425
-  _globals['_WATCHTRAININGREQUEST']._serialized_start=2427
-  _globals['_WATCHTRAININGREQUEST']._serialized_end=2474
-  _globals['_WATCHTRAININGRESPONSE']._serialized_start=2477
-  _globals['_WATCHTRAININGRESPONSE']._serialized_end=2648
-  _globals['_LISTTRAININGRUNSREQUEST']._serialized_start=2650
-  _globals['_LISTTRAININGRUNSREQUEST']._serialized_end=2737
-  _globals['_LISTTRAININGRUNSRESPONSE']._serialized_start=2739
-  _globals['_LISTTRAININGRUNSRESPONSE']._serialized_end=2859
-  _globals['_STOPTRAININGREQUEST']._serialized_start=2861
-  _globals['_STOPTRAININGREQUEST']._serialized_end=2907
-  _globals['_STOPTRAININGRESPONSE']._serialized_start=2909
-  _globals['_STOPTRAININGRESPONSE']._serialized_end=2983
-  _globals['_TRAININGSERVICE']._serialized_start=3247
-  _globals['_TRAININGSERVICE']._serialized_end=3826
+  _globals['_TRAININGSERVICE'].methods_by_name['StopTraining']._serialized_options = b'\210\002\001\220\002\002'
+  _globals['_LOSS']._serialized_start=4017
+  _globals['_LOSS']._serialized_end=4085
+  _globals['_TRAININGSTATE']._serialized_start=4088
+  _globals['_TRAININGSTATE']._serialized_end=4276
+  _globals['_TRAININGCONFIG']._serialized_start=163
+  _globals['_TRAININGCONFIG']._serialized_end=701
+  _globals['_RETRIEVALMETRICS']._serialized_start=704
+  _globals['_RETRIEVALMETRICS']._serialized_end=940
+  _globals['_PROMOTION']._serialized_start=943
+  _globals['_PROMOTION']._serialized_end=1281
+  _globals['_TRAININGRUN']._serialized_start=1284
+  _globals['_TRAININGRUN']._serialized_end=2431
+  _globals['_CREATETRAININGRUNREQUEST']._serialized_start=2433
+  _globals['_CREATETRAININGRUNREQUEST']._serialized_end=2530
+  _globals['_GETTRAININGRUNREQUEST']._serialized_start=2532
+  _globals['_GETTRAININGRUNREQUEST']._serialized_end=2577
+  _globals['_CANCELTRAININGRUNREQUEST']._serialized_start=2579
+  _globals['_CANCELTRAININGRUNREQUEST']._serialized_end=2627
+  _globals['_WATCHTRAININGRUNREQUEST']._serialized_start=2629
+  _globals['_WATCHTRAININGRUNREQUEST']._serialized_end=2676
+  _globals['_CREATETRAININGRUNRESPONSE']._serialized_start=2678
+  _globals['_CREATETRAININGRUNRESPONSE']._serialized_end=2774
+  _globals['_GETTRAININGRUNRESPONSE']._serialized_start=2776
+  _globals['_GETTRAININGRUNRESPONSE']._serialized_end=2869
+  _globals['_CANCELTRAININGRUNRESPONSE']._serialized_start=2871
+  _globals['_CANCELTRAININGRUNRESPONSE']._serialized_end=2967
+  _globals['_WATCHTRAININGRUNRESPONSE']._serialized_start=2970
+  _globals['_WATCHTRAININGRUNRESPONSE']._serialized_end=3161
+  _globals['_STARTTRAININGREQUEST']._serialized_start=3163
+  _globals['_STARTTRAININGREQUEST']._serialized_end=3246
+  _globals['_STARTTRAININGRESPONSE']._serialized_start=3248
+  _globals['_STARTTRAININGRESPONSE']._serialized_end=3323
+  _globals['_GETTRAININGSTATUSREQUEST']._serialized_start=3325
+  _globals['_GETTRAININGSTATUSREQUEST']._serialized_end=3376
+  _globals['_GETTRAININGSTATUSRESPONSE']._serialized_start=3378
+  _globals['_GETTRAININGSTATUSRESPONSE']._serialized_end=3457
+  _globals['_WATCHTRAININGREQUEST']._serialized_start=3459
+  _globals['_WATCHTRAININGREQUEST']._serialized_end=3506
+  _globals['_WATCHTRAININGRESPONSE']._serialized_start=3509
+  _globals['_WATCHTRAININGRESPONSE']._serialized_end=3680
+  _globals['_LISTTRAININGRUNSREQUEST']._serialized_start=3682
+  _globals['_LISTTRAININGRUNSREQUEST']._serialized_end=3769
+  _globals['_LISTTRAININGRUNSRESPONSE']._serialized_start=3771
+  _globals['_LISTTRAININGRUNSRESPONSE']._serialized_end=3891
+  _globals['_STOPTRAININGREQUEST']._serialized_start=3893
+  _globals['_STOPTRAININGREQUEST']._serialized_end=3939
+  _globals['_STOPTRAININGRESPONSE']._serialized_start=3941
+  _globals['_STOPTRAININGRESPONSE']._serialized_end=4015
+  _globals['_TRAININGSERVICE']._serialized_start=4279
+  _globals['_TRAININGSERVICE']._serialized_end=5341
 # @@protoc_insertion_point(module_scope)

@@ -1,5 +1,6 @@
 import datetime
 
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -112,7 +113,8 @@ class Promotion(_message.Message):
     def __init__(self, promoted: _Optional[bool] = ..., reason: _Optional[str] = ..., metric: _Optional[str] = ..., margin: _Optional[float] = ..., candidate_value: _Optional[float] = ..., production_version: _Optional[str] = ..., production_value: _Optional[float] = ..., production_reevaluated: _Optional[bool] = ..., dataset_version: _Optional[str] = ...) -> None: ...
 
 class TrainingRun(_message.Message):
-    __slots__ = ("run_id", "config", "state", "phase", "epoch", "total_epochs", "step", "total_steps", "loss", "learning_rate", "throughput", "eta_seconds", "dev_metrics", "model_version", "error", "created_at", "started_at", "finished_at", "executor", "job_name", "dataset_version", "promotion")
+    __slots__ = ("name", "run_id", "config", "state", "phase", "epoch", "total_epochs", "step", "total_steps", "loss", "learning_rate", "throughput", "eta_seconds", "dev_metrics", "model_version", "error", "created_at", "started_at", "finished_at", "executor", "job_name", "dataset_version", "promotion", "create_time", "start_time", "end_time", "eta")
+    NAME_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -135,6 +137,11 @@ class TrainingRun(_message.Message):
     JOB_NAME_FIELD_NUMBER: _ClassVar[int]
     DATASET_VERSION_FIELD_NUMBER: _ClassVar[int]
     PROMOTION_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    ETA_FIELD_NUMBER: _ClassVar[int]
+    name: str
     run_id: str
     config: TrainingConfig
     state: TrainingState
@@ -157,7 +164,65 @@ class TrainingRun(_message.Message):
     job_name: str
     dataset_version: str
     promotion: Promotion
-    def __init__(self, run_id: _Optional[str] = ..., config: _Optional[_Union[TrainingConfig, _Mapping]] = ..., state: _Optional[_Union[TrainingState, str]] = ..., phase: _Optional[str] = ..., epoch: _Optional[int] = ..., total_epochs: _Optional[int] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., loss: _Optional[float] = ..., learning_rate: _Optional[float] = ..., throughput: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., dev_metrics: _Optional[_Union[RetrievalMetrics, _Mapping]] = ..., model_version: _Optional[str] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., executor: _Optional[str] = ..., job_name: _Optional[str] = ..., dataset_version: _Optional[str] = ..., promotion: _Optional[_Union[Promotion, _Mapping]] = ...) -> None: ...
+    create_time: _timestamp_pb2.Timestamp
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    eta: _duration_pb2.Duration
+    def __init__(self, name: _Optional[str] = ..., run_id: _Optional[str] = ..., config: _Optional[_Union[TrainingConfig, _Mapping]] = ..., state: _Optional[_Union[TrainingState, str]] = ..., phase: _Optional[str] = ..., epoch: _Optional[int] = ..., total_epochs: _Optional[int] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., loss: _Optional[float] = ..., learning_rate: _Optional[float] = ..., throughput: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., dev_metrics: _Optional[_Union[RetrievalMetrics, _Mapping]] = ..., model_version: _Optional[str] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., executor: _Optional[str] = ..., job_name: _Optional[str] = ..., dataset_version: _Optional[str] = ..., promotion: _Optional[_Union[Promotion, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., eta: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class CreateTrainingRunRequest(_message.Message):
+    __slots__ = ("training_run",)
+    TRAINING_RUN_FIELD_NUMBER: _ClassVar[int]
+    training_run: TrainingRun
+    def __init__(self, training_run: _Optional[_Union[TrainingRun, _Mapping]] = ...) -> None: ...
+
+class GetTrainingRunRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class CancelTrainingRunRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class WatchTrainingRunRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class CreateTrainingRunResponse(_message.Message):
+    __slots__ = ("training_run",)
+    TRAINING_RUN_FIELD_NUMBER: _ClassVar[int]
+    training_run: TrainingRun
+    def __init__(self, training_run: _Optional[_Union[TrainingRun, _Mapping]] = ...) -> None: ...
+
+class GetTrainingRunResponse(_message.Message):
+    __slots__ = ("training_run",)
+    TRAINING_RUN_FIELD_NUMBER: _ClassVar[int]
+    training_run: TrainingRun
+    def __init__(self, training_run: _Optional[_Union[TrainingRun, _Mapping]] = ...) -> None: ...
+
+class CancelTrainingRunResponse(_message.Message):
+    __slots__ = ("training_run",)
+    TRAINING_RUN_FIELD_NUMBER: _ClassVar[int]
+    training_run: TrainingRun
+    def __init__(self, training_run: _Optional[_Union[TrainingRun, _Mapping]] = ...) -> None: ...
+
+class WatchTrainingRunResponse(_message.Message):
+    __slots__ = ("training_run", "event", "message", "time")
+    TRAINING_RUN_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    training_run: TrainingRun
+    event: str
+    message: str
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, training_run: _Optional[_Union[TrainingRun, _Mapping]] = ..., event: _Optional[str] = ..., message: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class StartTrainingRequest(_message.Message):
     __slots__ = ("config",)

@@ -34,6 +34,26 @@ class TrainingServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.CreateTrainingRun = channel.unary_unary(
+                '/glimpse.training.v1.TrainingService/CreateTrainingRun',
+                request_serializer=glimpse_dot_training_dot_v1_dot_training__service__pb2.CreateTrainingRunRequest.SerializeToString,
+                response_deserializer=glimpse_dot_training_dot_v1_dot_training__service__pb2.CreateTrainingRunResponse.FromString,
+                _registered_method=True)
+        self.GetTrainingRun = channel.unary_unary(
+                '/glimpse.training.v1.TrainingService/GetTrainingRun',
+                request_serializer=glimpse_dot_training_dot_v1_dot_training__service__pb2.GetTrainingRunRequest.SerializeToString,
+                response_deserializer=glimpse_dot_training_dot_v1_dot_training__service__pb2.GetTrainingRunResponse.FromString,
+                _registered_method=True)
+        self.CancelTrainingRun = channel.unary_unary(
+                '/glimpse.training.v1.TrainingService/CancelTrainingRun',
+                request_serializer=glimpse_dot_training_dot_v1_dot_training__service__pb2.CancelTrainingRunRequest.SerializeToString,
+                response_deserializer=glimpse_dot_training_dot_v1_dot_training__service__pb2.CancelTrainingRunResponse.FromString,
+                _registered_method=True)
+        self.WatchTrainingRun = channel.unary_stream(
+                '/glimpse.training.v1.TrainingService/WatchTrainingRun',
+                request_serializer=glimpse_dot_training_dot_v1_dot_training__service__pb2.WatchTrainingRunRequest.SerializeToString,
+                response_deserializer=glimpse_dot_training_dot_v1_dot_training__service__pb2.WatchTrainingRunResponse.FromString,
+                _registered_method=True)
         self.StartTraining = channel.unary_unary(
                 '/glimpse.training.v1.TrainingService/StartTraining',
                 request_serializer=glimpse_dot_training_dot_v1_dot_training__service__pb2.StartTrainingRequest.SerializeToString,
@@ -63,6 +83,30 @@ class TrainingServiceStub:
 
 class TrainingServiceServicer:
     """Missing associated documentation comment in .proto file."""
+
+    def CreateTrainingRun(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTrainingRun(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelTrainingRun(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchTrainingRun(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def StartTraining(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -97,6 +141,26 @@ class TrainingServiceServicer:
 
 def add_TrainingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'CreateTrainingRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTrainingRun,
+                    request_deserializer=glimpse_dot_training_dot_v1_dot_training__service__pb2.CreateTrainingRunRequest.FromString,
+                    response_serializer=glimpse_dot_training_dot_v1_dot_training__service__pb2.CreateTrainingRunResponse.SerializeToString,
+            ),
+            'GetTrainingRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTrainingRun,
+                    request_deserializer=glimpse_dot_training_dot_v1_dot_training__service__pb2.GetTrainingRunRequest.FromString,
+                    response_serializer=glimpse_dot_training_dot_v1_dot_training__service__pb2.GetTrainingRunResponse.SerializeToString,
+            ),
+            'CancelTrainingRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelTrainingRun,
+                    request_deserializer=glimpse_dot_training_dot_v1_dot_training__service__pb2.CancelTrainingRunRequest.FromString,
+                    response_serializer=glimpse_dot_training_dot_v1_dot_training__service__pb2.CancelTrainingRunResponse.SerializeToString,
+            ),
+            'WatchTrainingRun': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchTrainingRun,
+                    request_deserializer=glimpse_dot_training_dot_v1_dot_training__service__pb2.WatchTrainingRunRequest.FromString,
+                    response_serializer=glimpse_dot_training_dot_v1_dot_training__service__pb2.WatchTrainingRunResponse.SerializeToString,
+            ),
             'StartTraining': grpc.unary_unary_rpc_method_handler(
                     servicer.StartTraining,
                     request_deserializer=glimpse_dot_training_dot_v1_dot_training__service__pb2.StartTrainingRequest.FromString,
@@ -132,6 +196,114 @@ def add_TrainingServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class TrainingService:
     """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def CreateTrainingRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/glimpse.training.v1.TrainingService/CreateTrainingRun',
+            glimpse_dot_training_dot_v1_dot_training__service__pb2.CreateTrainingRunRequest.SerializeToString,
+            glimpse_dot_training_dot_v1_dot_training__service__pb2.CreateTrainingRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTrainingRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/glimpse.training.v1.TrainingService/GetTrainingRun',
+            glimpse_dot_training_dot_v1_dot_training__service__pb2.GetTrainingRunRequest.SerializeToString,
+            glimpse_dot_training_dot_v1_dot_training__service__pb2.GetTrainingRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelTrainingRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/glimpse.training.v1.TrainingService/CancelTrainingRun',
+            glimpse_dot_training_dot_v1_dot_training__service__pb2.CancelTrainingRunRequest.SerializeToString,
+            glimpse_dot_training_dot_v1_dot_training__service__pb2.CancelTrainingRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchTrainingRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/glimpse.training.v1.TrainingService/WatchTrainingRun',
+            glimpse_dot_training_dot_v1_dot_training__service__pb2.WatchTrainingRunRequest.SerializeToString,
+            glimpse_dot_training_dot_v1_dot_training__service__pb2.WatchTrainingRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def StartTraining(request,

@@ -33,6 +33,18 @@ const (
 // reflection-formatted method names, remove the leading slash and convert the remaining slash to a
 // period.
 const (
+	// TrainingServiceCreateTrainingRunProcedure is the fully-qualified name of the TrainingService's
+	// CreateTrainingRun RPC.
+	TrainingServiceCreateTrainingRunProcedure = "/glimpse.training.v1.TrainingService/CreateTrainingRun"
+	// TrainingServiceGetTrainingRunProcedure is the fully-qualified name of the TrainingService's
+	// GetTrainingRun RPC.
+	TrainingServiceGetTrainingRunProcedure = "/glimpse.training.v1.TrainingService/GetTrainingRun"
+	// TrainingServiceCancelTrainingRunProcedure is the fully-qualified name of the TrainingService's
+	// CancelTrainingRun RPC.
+	TrainingServiceCancelTrainingRunProcedure = "/glimpse.training.v1.TrainingService/CancelTrainingRun"
+	// TrainingServiceWatchTrainingRunProcedure is the fully-qualified name of the TrainingService's
+	// WatchTrainingRun RPC.
+	TrainingServiceWatchTrainingRunProcedure = "/glimpse.training.v1.TrainingService/WatchTrainingRun"
 	// TrainingServiceStartTrainingProcedure is the fully-qualified name of the TrainingService's
 	// StartTraining RPC.
 	TrainingServiceStartTrainingProcedure = "/glimpse.training.v1.TrainingService/StartTraining"
@@ -52,16 +64,37 @@ const (
 
 // TrainingServiceClient is a client for the glimpse.training.v1.TrainingService service.
 type TrainingServiceClient interface {
-	// Starts a training run (the earlier POST /training/start). At most one run is active at
-	// a time: starting another while one runs is FAILED_PRECONDITION.
+	// Starts a training run, the job resource "trainingRuns/{run_id}" (AIP-133): only its config is
+	// read. At most one run is active at a time: creating another while one runs is
+	// FAILED_PRECONDITION.
+	CreateTrainingRun(context.Context, *connect.Request[v1.CreateTrainingRunRequest]) (*connect.Response[v1.CreateTrainingRunResponse], error)
+	// One run by name (AIP-131).
+	GetTrainingRun(context.Context, *connect.Request[v1.GetTrainingRunRequest]) (*connect.Response[v1.GetTrainingRunResponse], error)
+	// Cancels a run (AIP-136); the last checkpoint is kept. A run that already ended is returned
+	// as it is.
+	CancelTrainingRun(context.Context, *connect.Request[v1.CancelTrainingRunRequest]) (*connect.Response[v1.CancelTrainingRunResponse], error)
+	// Streams a run: a snapshot first, then one message per event, ending with the run.
+	WatchTrainingRun(context.Context, *connect.Request[v1.WatchTrainingRunRequest]) (*connect.ServerStreamForClient[v1.WatchTrainingRunResponse], error)
+	// Deprecated: CreateTrainingRun. Kept, with the earlier POST /training/start, for one release
+	// (proto/MIGRATION.md).
+	//
+	// Deprecated: do not use.
 	StartTraining(context.Context, *connect.Request[v1.StartTrainingRequest]) (*connect.Response[v1.StartTrainingResponse], error)
-	// One run's status; an empty run_id means the most recent run (the earlier GET /training/status).
+	// Deprecated: GetTrainingRun (an empty run_id here means the most recent run). Kept, with the
+	// earlier GET /training/status, for one release.
+	//
+	// Deprecated: do not use.
 	GetTrainingStatus(context.Context, *connect.Request[v1.GetTrainingStatusRequest]) (*connect.Response[v1.GetTrainingStatusResponse], error)
-	// Streams a run's progress events: a snapshot first, then one per event, ending with the run.
+	// Deprecated: WatchTrainingRun. Kept for one release.
+	//
+	// Deprecated: do not use.
 	WatchTraining(context.Context, *connect.Request[v1.WatchTrainingRequest]) (*connect.ServerStreamForClient[v1.WatchTrainingResponse], error)
 	// Past and current runs, newest first (the earlier GET /training/history).
 	ListTrainingRuns(context.Context, *connect.Request[v1.ListTrainingRunsRequest]) (*connect.Response[v1.ListTrainingRunsResponse], error)
-	// Stops a run (the earlier POST /training/stop); the last checkpoint is kept.
+	// Deprecated: CancelTrainingRun (an empty run_id here means the active run). Kept, with the
+	// earlier POST /training/stop, for one release.
+	//
+	// Deprecated: do not use.
 	StopTraining(context.Context, *connect.Request[v1.StopTrainingRequest]) (*connect.Response[v1.StopTrainingResponse], error)
 }
 
@@ -76,6 +109,33 @@ func NewTrainingServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 	baseURL = strings.TrimRight(baseURL, "/")
 	trainingServiceMethods := v1.File_glimpse_training_v1_training_service_proto.Services().ByName("TrainingService").Methods()
 	return &trainingServiceClient{
+		createTrainingRun: connect.NewClient[v1.CreateTrainingRunRequest, v1.CreateTrainingRunResponse](
+			httpClient,
+			baseURL+TrainingServiceCreateTrainingRunProcedure,
+			connect.WithSchema(trainingServiceMethods.ByName("CreateTrainingRun")),
+			connect.WithClientOptions(opts...),
+		),
+		getTrainingRun: connect.NewClient[v1.GetTrainingRunRequest, v1.GetTrainingRunResponse](
+			httpClient,
+			baseURL+TrainingServiceGetTrainingRunProcedure,
+			connect.WithSchema(trainingServiceMethods.ByName("GetTrainingRun")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		cancelTrainingRun: connect.NewClient[v1.CancelTrainingRunRequest, v1.CancelTrainingRunResponse](
+			httpClient,
+			baseURL+TrainingServiceCancelTrainingRunProcedure,
+			connect.WithSchema(trainingServiceMethods.ByName("CancelTrainingRun")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
+		watchTrainingRun: connect.NewClient[v1.WatchTrainingRunRequest, v1.WatchTrainingRunResponse](
+			httpClient,
+			baseURL+TrainingServiceWatchTrainingRunProcedure,
+			connect.WithSchema(trainingServiceMethods.ByName("WatchTrainingRun")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 		startTraining: connect.NewClient[v1.StartTrainingRequest, v1.StartTrainingResponse](
 			httpClient,
 			baseURL+TrainingServiceStartTrainingProcedure,
@@ -115,6 +175,10 @@ func NewTrainingServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 
 // trainingServiceClient implements TrainingServiceClient.
 type trainingServiceClient struct {
+	createTrainingRun *connect.Client[v1.CreateTrainingRunRequest, v1.CreateTrainingRunResponse]
+	getTrainingRun    *connect.Client[v1.GetTrainingRunRequest, v1.GetTrainingRunResponse]
+	cancelTrainingRun *connect.Client[v1.CancelTrainingRunRequest, v1.CancelTrainingRunResponse]
+	watchTrainingRun  *connect.Client[v1.WatchTrainingRunRequest, v1.WatchTrainingRunResponse]
 	startTraining     *connect.Client[v1.StartTrainingRequest, v1.StartTrainingResponse]
 	getTrainingStatus *connect.Client[v1.GetTrainingStatusRequest, v1.GetTrainingStatusResponse]
 	watchTraining     *connect.Client[v1.WatchTrainingRequest, v1.WatchTrainingResponse]
@@ -122,17 +186,43 @@ type trainingServiceClient struct {
 	stopTraining      *connect.Client[v1.StopTrainingRequest, v1.StopTrainingResponse]
 }
 
+// CreateTrainingRun calls glimpse.training.v1.TrainingService.CreateTrainingRun.
+func (c *trainingServiceClient) CreateTrainingRun(ctx context.Context, req *connect.Request[v1.CreateTrainingRunRequest]) (*connect.Response[v1.CreateTrainingRunResponse], error) {
+	return c.createTrainingRun.CallUnary(ctx, req)
+}
+
+// GetTrainingRun calls glimpse.training.v1.TrainingService.GetTrainingRun.
+func (c *trainingServiceClient) GetTrainingRun(ctx context.Context, req *connect.Request[v1.GetTrainingRunRequest]) (*connect.Response[v1.GetTrainingRunResponse], error) {
+	return c.getTrainingRun.CallUnary(ctx, req)
+}
+
+// CancelTrainingRun calls glimpse.training.v1.TrainingService.CancelTrainingRun.
+func (c *trainingServiceClient) CancelTrainingRun(ctx context.Context, req *connect.Request[v1.CancelTrainingRunRequest]) (*connect.Response[v1.CancelTrainingRunResponse], error) {
+	return c.cancelTrainingRun.CallUnary(ctx, req)
+}
+
+// WatchTrainingRun calls glimpse.training.v1.TrainingService.WatchTrainingRun.
+func (c *trainingServiceClient) WatchTrainingRun(ctx context.Context, req *connect.Request[v1.WatchTrainingRunRequest]) (*connect.ServerStreamForClient[v1.WatchTrainingRunResponse], error) {
+	return c.watchTrainingRun.CallServerStream(ctx, req)
+}
+
 // StartTraining calls glimpse.training.v1.TrainingService.StartTraining.
+//
+// Deprecated: do not use.
 func (c *trainingServiceClient) StartTraining(ctx context.Context, req *connect.Request[v1.StartTrainingRequest]) (*connect.Response[v1.StartTrainingResponse], error) {
 	return c.startTraining.CallUnary(ctx, req)
 }
 
 // GetTrainingStatus calls glimpse.training.v1.TrainingService.GetTrainingStatus.
+//
+// Deprecated: do not use.
 func (c *trainingServiceClient) GetTrainingStatus(ctx context.Context, req *connect.Request[v1.GetTrainingStatusRequest]) (*connect.Response[v1.GetTrainingStatusResponse], error) {
 	return c.getTrainingStatus.CallUnary(ctx, req)
 }
 
 // WatchTraining calls glimpse.training.v1.TrainingService.WatchTraining.
+//
+// Deprecated: do not use.
 func (c *trainingServiceClient) WatchTraining(ctx context.Context, req *connect.Request[v1.WatchTrainingRequest]) (*connect.ServerStreamForClient[v1.WatchTrainingResponse], error) {
 	return c.watchTraining.CallServerStream(ctx, req)
 }
@@ -143,22 +233,45 @@ func (c *trainingServiceClient) ListTrainingRuns(ctx context.Context, req *conne
 }
 
 // StopTraining calls glimpse.training.v1.TrainingService.StopTraining.
+//
+// Deprecated: do not use.
 func (c *trainingServiceClient) StopTraining(ctx context.Context, req *connect.Request[v1.StopTrainingRequest]) (*connect.Response[v1.StopTrainingResponse], error) {
 	return c.stopTraining.CallUnary(ctx, req)
 }
 
 // TrainingServiceHandler is an implementation of the glimpse.training.v1.TrainingService service.
 type TrainingServiceHandler interface {
-	// Starts a training run (the earlier POST /training/start). At most one run is active at
-	// a time: starting another while one runs is FAILED_PRECONDITION.
+	// Starts a training run, the job resource "trainingRuns/{run_id}" (AIP-133): only its config is
+	// read. At most one run is active at a time: creating another while one runs is
+	// FAILED_PRECONDITION.
+	CreateTrainingRun(context.Context, *connect.Request[v1.CreateTrainingRunRequest]) (*connect.Response[v1.CreateTrainingRunResponse], error)
+	// One run by name (AIP-131).
+	GetTrainingRun(context.Context, *connect.Request[v1.GetTrainingRunRequest]) (*connect.Response[v1.GetTrainingRunResponse], error)
+	// Cancels a run (AIP-136); the last checkpoint is kept. A run that already ended is returned
+	// as it is.
+	CancelTrainingRun(context.Context, *connect.Request[v1.CancelTrainingRunRequest]) (*connect.Response[v1.CancelTrainingRunResponse], error)
+	// Streams a run: a snapshot first, then one message per event, ending with the run.
+	WatchTrainingRun(context.Context, *connect.Request[v1.WatchTrainingRunRequest], *connect.ServerStream[v1.WatchTrainingRunResponse]) error
+	// Deprecated: CreateTrainingRun. Kept, with the earlier POST /training/start, for one release
+	// (proto/MIGRATION.md).
+	//
+	// Deprecated: do not use.
 	StartTraining(context.Context, *connect.Request[v1.StartTrainingRequest]) (*connect.Response[v1.StartTrainingResponse], error)
-	// One run's status; an empty run_id means the most recent run (the earlier GET /training/status).
+	// Deprecated: GetTrainingRun (an empty run_id here means the most recent run). Kept, with the
+	// earlier GET /training/status, for one release.
+	//
+	// Deprecated: do not use.
 	GetTrainingStatus(context.Context, *connect.Request[v1.GetTrainingStatusRequest]) (*connect.Response[v1.GetTrainingStatusResponse], error)
-	// Streams a run's progress events: a snapshot first, then one per event, ending with the run.
+	// Deprecated: WatchTrainingRun. Kept for one release.
+	//
+	// Deprecated: do not use.
 	WatchTraining(context.Context, *connect.Request[v1.WatchTrainingRequest], *connect.ServerStream[v1.WatchTrainingResponse]) error
 	// Past and current runs, newest first (the earlier GET /training/history).
 	ListTrainingRuns(context.Context, *connect.Request[v1.ListTrainingRunsRequest]) (*connect.Response[v1.ListTrainingRunsResponse], error)
-	// Stops a run (the earlier POST /training/stop); the last checkpoint is kept.
+	// Deprecated: CancelTrainingRun (an empty run_id here means the active run). Kept, with the
+	// earlier POST /training/stop, for one release.
+	//
+	// Deprecated: do not use.
 	StopTraining(context.Context, *connect.Request[v1.StopTrainingRequest]) (*connect.Response[v1.StopTrainingResponse], error)
 }
 
@@ -169,6 +282,33 @@ type TrainingServiceHandler interface {
 // and JSON codecs. They also support gzip compression.
 func NewTrainingServiceHandler(svc TrainingServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
 	trainingServiceMethods := v1.File_glimpse_training_v1_training_service_proto.Services().ByName("TrainingService").Methods()
+	trainingServiceCreateTrainingRunHandler := connect.NewUnaryHandler(
+		TrainingServiceCreateTrainingRunProcedure,
+		svc.CreateTrainingRun,
+		connect.WithSchema(trainingServiceMethods.ByName("CreateTrainingRun")),
+		connect.WithHandlerOptions(opts...),
+	)
+	trainingServiceGetTrainingRunHandler := connect.NewUnaryHandler(
+		TrainingServiceGetTrainingRunProcedure,
+		svc.GetTrainingRun,
+		connect.WithSchema(trainingServiceMethods.ByName("GetTrainingRun")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	trainingServiceCancelTrainingRunHandler := connect.NewUnaryHandler(
+		TrainingServiceCancelTrainingRunProcedure,
+		svc.CancelTrainingRun,
+		connect.WithSchema(trainingServiceMethods.ByName("CancelTrainingRun")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
+	trainingServiceWatchTrainingRunHandler := connect.NewServerStreamHandler(
+		TrainingServiceWatchTrainingRunProcedure,
+		svc.WatchTrainingRun,
+		connect.WithSchema(trainingServiceMethods.ByName("WatchTrainingRun")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	trainingServiceStartTrainingHandler := connect.NewUnaryHandler(
 		TrainingServiceStartTrainingProcedure,
 		svc.StartTraining,
@@ -205,6 +345,14 @@ func NewTrainingServiceHandler(svc TrainingServiceHandler, opts ...connect.Handl
 	)
 	return "/glimpse.training.v1.TrainingService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
+		case TrainingServiceCreateTrainingRunProcedure:
+			trainingServiceCreateTrainingRunHandler.ServeHTTP(w, r)
+		case TrainingServiceGetTrainingRunProcedure:
+			trainingServiceGetTrainingRunHandler.ServeHTTP(w, r)
+		case TrainingServiceCancelTrainingRunProcedure:
+			trainingServiceCancelTrainingRunHandler.ServeHTTP(w, r)
+		case TrainingServiceWatchTrainingRunProcedure:
+			trainingServiceWatchTrainingRunHandler.ServeHTTP(w, r)
 		case TrainingServiceStartTrainingProcedure:
 			trainingServiceStartTrainingHandler.ServeHTTP(w, r)
 		case TrainingServiceGetTrainingStatusProcedure:
@@ -223,6 +371,22 @@ func NewTrainingServiceHandler(svc TrainingServiceHandler, opts ...connect.Handl
 
 // UnimplementedTrainingServiceHandler returns CodeUnimplemented from all methods.
 type UnimplementedTrainingServiceHandler struct{}
+
+func (UnimplementedTrainingServiceHandler) CreateTrainingRun(context.Context, *connect.Request[v1.CreateTrainingRunRequest]) (*connect.Response[v1.CreateTrainingRunResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("glimpse.training.v1.TrainingService.CreateTrainingRun is not implemented"))
+}
+
+func (UnimplementedTrainingServiceHandler) GetTrainingRun(context.Context, *connect.Request[v1.GetTrainingRunRequest]) (*connect.Response[v1.GetTrainingRunResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("glimpse.training.v1.TrainingService.GetTrainingRun is not implemented"))
+}
+
+func (UnimplementedTrainingServiceHandler) CancelTrainingRun(context.Context, *connect.Request[v1.CancelTrainingRunRequest]) (*connect.Response[v1.CancelTrainingRunResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("glimpse.training.v1.TrainingService.CancelTrainingRun is not implemented"))
+}
+
+func (UnimplementedTrainingServiceHandler) WatchTrainingRun(context.Context, *connect.Request[v1.WatchTrainingRunRequest], *connect.ServerStream[v1.WatchTrainingRunResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("glimpse.training.v1.TrainingService.WatchTrainingRun is not implemented"))
+}
 
 func (UnimplementedTrainingServiceHandler) StartTraining(context.Context, *connect.Request[v1.StartTrainingRequest]) (*connect.Response[v1.StartTrainingResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("glimpse.training.v1.TrainingService.StartTraining is not implemented"))

@@ -8,15 +8,16 @@ import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/vali
 import { file_glimpse_api_v1_annotations } from "../../api/v1/annotations_pb.js";
 import { file_glimpse_api_v1_rules } from "../../api/v1/rules_pb.js";
 import { file_google_api_annotations } from "../../../google/api/annotations_pb.js";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_api_field_behavior } from "../../../google/api/field_behavior_pb.js";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file glimpse/training/v1/training_service.proto.
  */
 export const file_glimpse_training_v1_training_service: GenFile = /*@__PURE__*/
-  fileDesc("CipnbGltcHNlL3RyYWluaW5nL3YxL3RyYWluaW5nX3NlcnZpY2UucHJvdG8SE2dsaW1wc2UudHJhaW5pbmcudjEijwwKDlRyYWluaW5nQ29uZmlnEhoKBmVwb2NocxgBIAEoBUIKukgHGgWQgRn0AxIeCgpiYXRjaF9zaXplGAIgASgFQgq6SAcaBZCBGYAgEi4KDWxlYXJuaW5nX3JhdGUYAyABKAFCF7pIFBISGQAAAAAAAPA/KQAAAAAAAAAAEhoKB2RhdGFzZXQYBCABKAlCCbpIBnIE4IAZARIiCg9kYXRhc2V0X3ZlcnNpb24YBSABKAlCCbpIBnIE6IAZARJuCg1pbWFnZV9lbmNvZGVyGAYgASgJQle6SFRyUlIAUhJlZmZpY2llbnRuZXRfbGl0ZTBSEmVmZmljaWVudG5ldF9saXRlMVISZWZmaWNpZW50bmV0X2xpdGUyUhJtb2JpbGVuZXRfdjNfc21hbGwSMQoEbG9zcxgHIAEoDjIZLmdsaW1wc2UudHJhaW5pbmcudjEuTG9zc0IIukgFggECEAESGgoSZmluZV90dW5lX2JhY2tib25lGAggASgIEhsKBHNlZWQYCSABKANCDbpICiIIGP////8PKAASKAoGZGV2aWNlGAogASgJQhi6SBVyE1IAUgRhdXRvUgNjcHVSBGN1ZGESKgoJb3ZlcnJpZGVzGAsgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIPCgdwcm9tb3RlGAwgASgIElkKEHByb21vdGlvbl9tZXRyaWMYDSABKAlCP7pIPHI6UgBSBHJzdW1SBnQyaV9yMVIGdDJpX3I1Ugd0MmlfcjEwUgZpMnRfcjFSBmkydF9yNVIHaTJ0X3IxMBIYChBwcm9tb3Rpb25fbWFyZ2luGA4gASgBOpgHukiUBxrPAwodcHJvbW90aW9uX21hcmdpbi5PVVRfT0ZfUkFOR0UarQN0aGlzLnByb21vdGlvbl9tYXJnaW4gPj0gLSh0aGlzLnByb21vdGlvbl9tZXRyaWMgaW4gWycnLCAncnN1bSddID8gNjAwLjAgOiAxMDAuMCkgJiYgdGhpcy5wcm9tb3Rpb25fbWFyZ2luIDw9ICh0aGlzLnByb21vdGlvbl9tZXRyaWMgaW4gWycnLCAncnN1bSddID8gNjAwLjAgOiAxMDAuMCkgPyAnJyA6ICdtdXN0IGJlIGJldHdlZW4gLSVzIGFuZCAlcyBmb3IgJXMgKGdvdCAlcyknLmZvcm1hdChbdGhpcy5wcm9tb3Rpb25fbWV0cmljIGluIFsnJywgJ3JzdW0nXSA/ICc2MDAnIDogJzEwMCcsIHRoaXMucHJvbW90aW9uX21ldHJpYyBpbiBbJycsICdyc3VtJ10gPyAnNjAwJyA6ICcxMDAnLCB0aGlzLnByb21vdGlvbl9tZXRyaWMgPT0gJycgPyAncnN1bScgOiB0aGlzLnByb21vdGlvbl9tZXRyaWMsIHN0cmluZyh0aGlzLnByb21vdGlvbl9tYXJnaW4pXSkakQIKGXByb21vdGlvbl9tYXJnaW4uQ09ORkxJQ1Qa8wEhdGhpcy5wcm9tb3RlICYmIHRoaXMucHJvbW90aW9uX21hcmdpbiAhPSAwLjAgJiYgdGhpcy5wcm9tb3Rpb25fbWFyZ2luID49IC0odGhpcy5wcm9tb3Rpb25fbWV0cmljIGluIFsnJywgJ3JzdW0nXSA/IDYwMC4wIDogMTAwLjApICYmIHRoaXMucHJvbW90aW9uX21hcmdpbiA8PSAodGhpcy5wcm9tb3Rpb25fbWV0cmljIGluIFsnJywgJ3JzdW0nXSA/IDYwMC4wIDogMTAwLjApID8gJ25lZWRzIHByb21vdGU6IHRydWUnIDogJycaqwEKGXByb21vdGlvbl9tZXRyaWMuQ09ORkxJQ1QajQEhdGhpcy5wcm9tb3RlICYmIHRoaXMucHJvbW90aW9uX21ldHJpYyBpbiBbJ3JzdW0nLCAndDJpX3IxJywgJ3QyaV9yNScsICd0MmlfcjEwJywgJ2kydF9yMScsICdpMnRfcjUnLCAnaTJ0X3IxMCddID8gJ25lZWRzIHByb21vdGU6IHRydWUnIDogJycipwEKEFJldHJpZXZhbE1ldHJpY3MSDQoFc3BsaXQYASABKAkSDgoGdDJpX3IxGAIgASgBEg4KBnQyaV9yNRgDIAEoARIPCgd0MmlfcjEwGAQgASgBEhAKCHQyaV9tZWRyGAUgASgBEg4KBmkydF9yMRgGIAEoARIOCgZpMnRfcjUYByABKAESDwoHaTJ0X3IxMBgIIAEoARIQCghpMnRfbWVkchgJIAEoASLVAQoJUHJvbW90aW9uEhAKCHByb21vdGVkGAEgASgIEg4KBnJlYXNvbhgCIAEoCRIOCgZtZXRyaWMYAyABKAkSDgoGbWFyZ2luGAQgASgBEhcKD2NhbmRpZGF0ZV92YWx1ZRgFIAEoARIaChJwcm9kdWN0aW9uX3ZlcnNpb24YBiABKAkSGAoQcHJvZHVjdGlvbl92YWx1ZRgHIAEoARIeChZwcm9kdWN0aW9uX3JlZXZhbHVhdGVkGAggASgIEhcKD2RhdGFzZXRfdmVyc2lvbhgJIAEoCSKNBQoLVHJhaW5pbmdSdW4SDgoGcnVuX2lkGAEgASgJEjMKBmNvbmZpZxgCIAEoCzIjLmdsaW1wc2UudHJhaW5pbmcudjEuVHJhaW5pbmdDb25maWcSMQoFc3RhdGUYAyABKA4yIi5nbGltcHNlLnRyYWluaW5nLnYxLlRyYWluaW5nU3RhdGUSDQoFcGhhc2UYBCABKAkSDQoFZXBvY2gYBSABKAUSFAoMdG90YWxfZXBvY2hzGAYgASgFEgwKBHN0ZXAYByABKAMSEwoLdG90YWxfc3RlcHMYCCABKAMSDAoEbG9zcxgJIAEoARIVCg1sZWFybmluZ19yYXRlGAogASgBEhIKCnRocm91Z2hwdXQYCyABKAESEwoLZXRhX3NlY29uZHMYDCABKAESOgoLZGV2X21ldHJpY3MYDSABKAsyJS5nbGltcHNlLnRyYWluaW5nLnYxLlJldHJpZXZhbE1ldHJpY3MSFQoNbW9kZWxfdmVyc2lvbhgOIAEoCRINCgVlcnJvchgPIAEoCRIuCgpjcmVhdGVkX2F0GBAgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydGVkX2F0GBEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgSIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIZXhlY3V0b3IYEyABKAkSEAoIam9iX25hbWUYFCABKAkSFwoPZGF0YXNldF92ZXJzaW9uGBUgASgJEjEKCXByb21vdGlvbhgWIAEoCzIeLmdsaW1wc2UudHJhaW5pbmcudjEuUHJvbW90aW9uIksKFFN0YXJ0VHJhaW5pbmdSZXF1ZXN0EjMKBmNvbmZpZxgBIAEoCzIjLmdsaW1wc2UudHJhaW5pbmcudjEuVHJhaW5pbmdDb25maWciRgoVU3RhcnRUcmFpbmluZ1Jlc3BvbnNlEi0KA3J1bhgBIAEoCzIgLmdsaW1wc2UudHJhaW5pbmcudjEuVHJhaW5pbmdSdW4iNQoYR2V0VHJhaW5pbmdTdGF0dXNSZXF1ZXN0EhkKBnJ1bl9pZBgBIAEoCUIJukgGcgT4gBkBIkoKGUdldFRyYWluaW5nU3RhdHVzUmVzcG9uc2USLQoDcnVuGAEgASgLMiAuZ2xpbXBzZS50cmFpbmluZy52MS5UcmFpbmluZ1J1biIxChRXYXRjaFRyYWluaW5nUmVxdWVzdBIZCgZydW5faWQYASABKAlCCbpIBnIE+IAZASKQAQoVV2F0Y2hUcmFpbmluZ1Jlc3BvbnNlEi0KA3J1bhgBIAEoCzIgLmdsaW1wc2UudHJhaW5pbmcudjEuVHJhaW5pbmdSdW4SDQoFZXZlbnQYAiABKAkSDwoHbWVzc2FnZRgDIAEoCRIoCgR0aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJRChdMaXN0VHJhaW5pbmdSdW5zUmVxdWVzdBIiCglwYWdlX3NpemUYASABKAVCD7pIBBoCKACSgBkECBQQZBISCgpwYWdlX3Rva2VuGAIgASgJImMKGExpc3RUcmFpbmluZ1J1bnNSZXNwb25zZRIuCgRydW5zGAEgAygLMiAuZ2xpbXBzZS50cmFpbmluZy52MS5UcmFpbmluZ1J1bhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiMAoTU3RvcFRyYWluaW5nUmVxdWVzdBIZCgZydW5faWQYASABKAlCCbpIBnIE+IAZASJFChRTdG9wVHJhaW5pbmdSZXNwb25zZRItCgNydW4YASABKAsyIC5nbGltcHNlLnRyYWluaW5nLnYxLlRyYWluaW5nUnVuKkQKBExvc3MSFAoQTE9TU19VTlNQRUNJRklFRBAAEhAKDExPU1NfSU5GT05DRRABEhQKEExPU1NfVlNFX0hBUkRFU1QQAiq8AQoNVHJhaW5pbmdTdGF0ZRIeChpUUkFJTklOR19TVEFURV9VTlNQRUNJRklFRBAAEhoKFlRSQUlOSU5HX1NUQVRFX1BFTkRJTkcQARIaChZUUkFJTklOR19TVEFURV9SVU5OSU5HEAISHAoYVFJBSU5JTkdfU1RBVEVfU1VDQ0VFREVEEAMSGQoVVFJBSU5JTkdfU1RBVEVfRkFJTEVEEAQSGgoWVFJBSU5JTkdfU1RBVEVfU1RPUFBFRBAFMsQFCg9UcmFpbmluZ1NlcnZpY2USiwEKDVN0YXJ0VHJhaW5pbmcSKS5nbGltcHNlLnRyYWluaW5nLnYxLlN0YXJ0VHJhaW5pbmdSZXF1ZXN0GiouZ2xpbXBzZS50cmFpbmluZy52MS5TdGFydFRyYWluaW5nUmVzcG9uc2UiI4iAGQKC0+STAhk6BmNvbmZpZyIPL3RyYWluaW5nL3N0YXJ0EpMBChFHZXRUcmFpbmluZ1N0YXR1cxItLmdsaW1wc2UudHJhaW5pbmcudjEuR2V0VHJhaW5pbmdTdGF0dXNSZXF1ZXN0Gi4uZ2xpbXBzZS50cmFpbmluZy52MS5HZXRUcmFpbmluZ1N0YXR1c1Jlc3BvbnNlIh+QAgGIgBkBgtPkkwISEhAvdHJhaW5pbmcvc3RhdHVzEnEKDVdhdGNoVHJhaW5pbmcSKS5nbGltcHNlLnRyYWluaW5nLnYxLldhdGNoVHJhaW5pbmdSZXF1ZXN0GiouZ2xpbXBzZS50cmFpbmluZy52MS5XYXRjaFRyYWluaW5nUmVzcG9uc2UiB5ACAYiAGQEwARKRAQoQTGlzdFRyYWluaW5nUnVucxIsLmdsaW1wc2UudHJhaW5pbmcudjEuTGlzdFRyYWluaW5nUnVuc1JlcXVlc3QaLS5nbGltcHNlLnRyYWluaW5nLnYxLkxpc3RUcmFpbmluZ1J1bnNSZXNwb25zZSIgkAIBiIAZAYLT5JMCExIRL3RyYWluaW5nL2hpc3RvcnkShQEKDFN0b3BUcmFpbmluZxIoLmdsaW1wc2UudHJhaW5pbmcudjEuU3RvcFRyYWluaW5nUmVxdWVzdBopLmdsaW1wc2UudHJhaW5pbmcudjEuU3RvcFRyYWluaW5nUmVzcG9uc2UiIJACAoiAGQKC0+STAhM6ASoiDi90cmFpbmluZy9zdG9wYgZwcm90bzM", [file_buf_validate_validate, file_glimpse_api_v1_annotations, file_glimpse_api_v1_rules, file_google_api_annotations, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CipnbGltcHNlL3RyYWluaW5nL3YxL3RyYWluaW5nX3NlcnZpY2UucHJvdG8SE2dsaW1wc2UudHJhaW5pbmcudjEijwwKDlRyYWluaW5nQ29uZmlnEhoKBmVwb2NocxgBIAEoBUIKukgHGgWQgRn0AxIeCgpiYXRjaF9zaXplGAIgASgFQgq6SAcaBZCBGYAgEi4KDWxlYXJuaW5nX3JhdGUYAyABKAFCF7pIFBISGQAAAAAAAPA/KQAAAAAAAAAAEhoKB2RhdGFzZXQYBCABKAlCCbpIBnIE4IAZARIiCg9kYXRhc2V0X3ZlcnNpb24YBSABKAlCCbpIBnIE6IAZARJuCg1pbWFnZV9lbmNvZGVyGAYgASgJQle6SFRyUlIAUhJlZmZpY2llbnRuZXRfbGl0ZTBSEmVmZmljaWVudG5ldF9saXRlMVISZWZmaWNpZW50bmV0X2xpdGUyUhJtb2JpbGVuZXRfdjNfc21hbGwSMQoEbG9zcxgHIAEoDjIZLmdsaW1wc2UudHJhaW5pbmcudjEuTG9zc0IIukgFggECEAESGgoSZmluZV90dW5lX2JhY2tib25lGAggASgIEhsKBHNlZWQYCSABKANCDbpICiIIGP////8PKAASKAoGZGV2aWNlGAogASgJQhi6SBVyE1IAUgRhdXRvUgNjcHVSBGN1ZGESKgoJb3ZlcnJpZGVzGAsgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIPCgdwcm9tb3RlGAwgASgIElkKEHByb21vdGlvbl9tZXRyaWMYDSABKAlCP7pIPHI6UgBSBHJzdW1SBnQyaV9yMVIGdDJpX3I1Ugd0MmlfcjEwUgZpMnRfcjFSBmkydF9yNVIHaTJ0X3IxMBIYChBwcm9tb3Rpb25fbWFyZ2luGA4gASgBOpgHukiUBxrPAwodcHJvbW90aW9uX21hcmdpbi5PVVRfT0ZfUkFOR0UarQN0aGlzLnByb21vdGlvbl9tYXJnaW4gPj0gLSh0aGlzLnByb21vdGlvbl9tZXRyaWMgaW4gWycnLCAncnN1bSddID8gNjAwLjAgOiAxMDAuMCkgJiYgdGhpcy5wcm9tb3Rpb25fbWFyZ2luIDw9ICh0aGlzLnByb21vdGlvbl9tZXRyaWMgaW4gWycnLCAncnN1bSddID8gNjAwLjAgOiAxMDAuMCkgPyAnJyA6ICdtdXN0IGJlIGJldHdlZW4gLSVzIGFuZCAlcyBmb3IgJXMgKGdvdCAlcyknLmZvcm1hdChbdGhpcy5wcm9tb3Rpb25fbWV0cmljIGluIFsnJywgJ3JzdW0nXSA/ICc2MDAnIDogJzEwMCcsIHRoaXMucHJvbW90aW9uX21ldHJpYyBpbiBbJycsICdyc3VtJ10gPyAnNjAwJyA6ICcxMDAnLCB0aGlzLnByb21vdGlvbl9tZXRyaWMgPT0gJycgPyAncnN1bScgOiB0aGlzLnByb21vdGlvbl9tZXRyaWMsIHN0cmluZyh0aGlzLnByb21vdGlvbl9tYXJnaW4pXSkakQIKGXByb21vdGlvbl9tYXJnaW4uQ09ORkxJQ1Qa8wEhdGhpcy5wcm9tb3RlICYmIHRoaXMucHJvbW90aW9uX21hcmdpbiAhPSAwLjAgJiYgdGhpcy5wcm9tb3Rpb25fbWFyZ2luID49IC0odGhpcy5wcm9tb3Rpb25fbWV0cmljIGluIFsnJywgJ3JzdW0nXSA/IDYwMC4wIDogMTAwLjApICYmIHRoaXMucHJvbW90aW9uX21hcmdpbiA8PSAodGhpcy5wcm9tb3Rpb25fbWV0cmljIGluIFsnJywgJ3JzdW0nXSA/IDYwMC4wIDogMTAwLjApID8gJ25lZWRzIHByb21vdGU6IHRydWUnIDogJycaqwEKGXByb21vdGlvbl9tZXRyaWMuQ09ORkxJQ1QajQEhdGhpcy5wcm9tb3RlICYmIHRoaXMucHJvbW90aW9uX21ldHJpYyBpbiBbJ3JzdW0nLCAndDJpX3IxJywgJ3QyaV9yNScsICd0MmlfcjEwJywgJ2kydF9yMScsICdpMnRfcjUnLCAnaTJ0X3IxMCddID8gJ25lZWRzIHByb21vdGU6IHRydWUnIDogJycipwEKEFJldHJpZXZhbE1ldHJpY3MSDQoFc3BsaXQYASABKAkSDgoGdDJpX3IxGAIgASgBEg4KBnQyaV9yNRgDIAEoARIPCgd0MmlfcjEwGAQgASgBEhAKCHQyaV9tZWRyGAUgASgBEg4KBmkydF9yMRgGIAEoARIOCgZpMnRfcjUYByABKAESDwoHaTJ0X3IxMBgIIAEoARIQCghpMnRfbWVkchgJIAEoASLVAQoJUHJvbW90aW9uEhAKCHByb21vdGVkGAEgASgIEg4KBnJlYXNvbhgCIAEoCRIOCgZtZXRyaWMYAyABKAkSDgoGbWFyZ2luGAQgASgBEhcKD2NhbmRpZGF0ZV92YWx1ZRgFIAEoARIaChJwcm9kdWN0aW9uX3ZlcnNpb24YBiABKAkSGAoQcHJvZHVjdGlvbl92YWx1ZRgHIAEoARIeChZwcm9kdWN0aW9uX3JlZXZhbHVhdGVkGAggASgIEhcKD2RhdGFzZXRfdmVyc2lvbhgJIAEoCSKFBwoLVHJhaW5pbmdSdW4SEQoEbmFtZRgXIAEoCUID4EEIEhMKBnJ1bl9pZBgBIAEoCUID4EEDEjMKBmNvbmZpZxgCIAEoCzIjLmdsaW1wc2UudHJhaW5pbmcudjEuVHJhaW5pbmdDb25maWcSNgoFc3RhdGUYAyABKA4yIi5nbGltcHNlLnRyYWluaW5nLnYxLlRyYWluaW5nU3RhdGVCA+BBAxINCgVwaGFzZRgEIAEoCRINCgVlcG9jaBgFIAEoBRIUCgx0b3RhbF9lcG9jaHMYBiABKAUSDAoEc3RlcBgHIAEoAxITCgt0b3RhbF9zdGVwcxgIIAEoAxIMCgRsb3NzGAkgASgBEhUKDWxlYXJuaW5nX3JhdGUYCiABKAESEgoKdGhyb3VnaHB1dBgLIAEoARIXCgtldGFfc2Vjb25kcxgMIAEoAUICGAESOgoLZGV2X21ldHJpY3MYDSABKAsyJS5nbGltcHNlLnRyYWluaW5nLnYxLlJldHJpZXZhbE1ldHJpY3MSFQoNbW9kZWxfdmVyc2lvbhgOIAEoCRINCgVlcnJvchgPIAEoCRIyCgpjcmVhdGVkX2F0GBAgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEICGAESMgoKc3RhcnRlZF9hdBgRIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCAhgBEjMKC2ZpbmlzaGVkX2F0GBIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEICGAESEAoIZXhlY3V0b3IYEyABKAkSEAoIam9iX25hbWUYFCABKAkSFwoPZGF0YXNldF92ZXJzaW9uGBUgASgJEjEKCXByb21vdGlvbhgWIAEoCzIeLmdsaW1wc2UudHJhaW5pbmcudjEuUHJvbW90aW9uEjQKC2NyZWF0ZV90aW1lGBggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDEjMKCnN0YXJ0X3RpbWUYGSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMSMQoIZW5kX3RpbWUYGiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMSKwoDZXRhGBsgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgPgQQMiXQoYQ3JlYXRlVHJhaW5pbmdSdW5SZXF1ZXN0EkEKDHRyYWluaW5nX3J1bhgBIAEoCzIgLmdsaW1wc2UudHJhaW5pbmcudjEuVHJhaW5pbmdSdW5CCeBBArpIA8gBASI2ChVHZXRUcmFpbmluZ1J1blJlcXVlc3QSHQoEbmFtZRgBIAEoCUIP4EECukgJyAEBcgS4gRkBIjkKGENhbmNlbFRyYWluaW5nUnVuUmVxdWVzdBIdCgRuYW1lGAEgASgJQg/gQQK6SAnIAQFyBLiBGQEiOAoXV2F0Y2hUcmFpbmluZ1J1blJlcXVlc3QSHQoEbmFtZRgBIAEoCUIP4EECukgJyAEBcgS4gRkBIlMKGUNyZWF0ZVRyYWluaW5nUnVuUmVzcG9uc2USNgoMdHJhaW5pbmdfcnVuGAEgASgLMiAuZ2xpbXBzZS50cmFpbmluZy52MS5UcmFpbmluZ1J1biJQChZHZXRUcmFpbmluZ1J1blJlc3BvbnNlEjYKDHRyYWluaW5nX3J1bhgBIAEoCzIgLmdsaW1wc2UudHJhaW5pbmcudjEuVHJhaW5pbmdSdW4iUwoZQ2FuY2VsVHJhaW5pbmdSdW5SZXNwb25zZRI2Cgx0cmFpbmluZ19ydW4YASABKAsyIC5nbGltcHNlLnRyYWluaW5nLnYxLlRyYWluaW5nUnVuIpwBChhXYXRjaFRyYWluaW5nUnVuUmVzcG9uc2USNgoMdHJhaW5pbmdfcnVuGAEgASgLMiAuZ2xpbXBzZS50cmFpbmluZy52MS5UcmFpbmluZ1J1bhINCgVldmVudBgCIAEoCRIPCgdtZXNzYWdlGAMgASgJEigKBHRpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIksKFFN0YXJ0VHJhaW5pbmdSZXF1ZXN0EjMKBmNvbmZpZxgBIAEoCzIjLmdsaW1wc2UudHJhaW5pbmcudjEuVHJhaW5pbmdDb25maWciRgoVU3RhcnRUcmFpbmluZ1Jlc3BvbnNlEi0KA3J1bhgBIAEoCzIgLmdsaW1wc2UudHJhaW5pbmcudjEuVHJhaW5pbmdSdW4iNQoYR2V0VHJhaW5pbmdTdGF0dXNSZXF1ZXN0EhkKBnJ1bl9pZBgBIAEoCUIJukgGcgT4gBkBIkoKGUdldFRyYWluaW5nU3RhdHVzUmVzcG9uc2USLQoDcnVuGAEgASgLMiAuZ2xpbXBzZS50cmFpbmluZy52MS5UcmFpbmluZ1J1biIxChRXYXRjaFRyYWluaW5nUmVxdWVzdBIZCgZydW5faWQYASABKAlCCbpIBnIE+IAZASKQAQoVV2F0Y2hUcmFpbmluZ1Jlc3BvbnNlEi0KA3J1bhgBIAEoCzIgLmdsaW1wc2UudHJhaW5pbmcudjEuVHJhaW5pbmdSdW4SDQoFZXZlbnQYAiABKAkSDwoHbWVzc2FnZRgDIAEoCRIoCgR0aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJRChdMaXN0VHJhaW5pbmdSdW5zUmVxdWVzdBIiCglwYWdlX3NpemUYASABKAVCD7pIBBoCKACSgBkECBQQZBISCgpwYWdlX3Rva2VuGAIgASgJImMKGExpc3RUcmFpbmluZ1J1bnNSZXNwb25zZRIuCgRydW5zGAEgAygLMiAuZ2xpbXBzZS50cmFpbmluZy52MS5UcmFpbmluZ1J1bhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiMAoTU3RvcFRyYWluaW5nUmVxdWVzdBIZCgZydW5faWQYASABKAlCCbpIBnIE+IAZASJFChRTdG9wVHJhaW5pbmdSZXNwb25zZRItCgNydW4YASABKAsyIC5nbGltcHNlLnRyYWluaW5nLnYxLlRyYWluaW5nUnVuKkQKBExvc3MSFAoQTE9TU19VTlNQRUNJRklFRBAAEhAKDExPU1NfSU5GT05DRRABEhQKEExPU1NfVlNFX0hBUkRFU1QQAiq8AQoNVHJhaW5pbmdTdGF0ZRIeChpUUkFJTklOR19TVEFURV9VTlNQRUNJRklFRBAAEhoKFlRSQUlOSU5HX1NUQVRFX1BFTkRJTkcQARIaChZUUkFJTklOR19TVEFURV9SVU5OSU5HEAISHAoYVFJBSU5JTkdfU1RBVEVfU1VDQ0VFREVEEAMSGQoVVFJBSU5JTkdfU1RBVEVfRkFJTEVEEAQSGgoWVFJBSU5JTkdfU1RBVEVfU1RPUFBFRBAFMqwKCg9UcmFpbmluZ1NlcnZpY2USngEKEUNyZWF0ZVRyYWluaW5nUnVuEi0uZ2xpbXBzZS50cmFpbmluZy52MS5DcmVhdGVUcmFpbmluZ1J1blJlcXVlc3QaLi5nbGltcHNlLnRyYWluaW5nLnYxLkNyZWF0ZVRyYWluaW5nUnVuUmVzcG9uc2UiKoiAGQKC0+STAiA6DHRyYWluaW5nX3J1biIQL3YxL3RyYWluaW5nUnVucxKTAQoOR2V0VHJhaW5pbmdSdW4SKi5nbGltcHNlLnRyYWluaW5nLnYxLkdldFRyYWluaW5nUnVuUmVxdWVzdBorLmdsaW1wc2UudHJhaW5pbmcudjEuR2V0VHJhaW5pbmdSdW5SZXNwb25zZSIokAIBiIAZAYLT5JMCGxIZL3YxL3tuYW1lPXRyYWluaW5nUnVucy8qfRKmAQoRQ2FuY2VsVHJhaW5pbmdSdW4SLS5nbGltcHNlLnRyYWluaW5nLnYxLkNhbmNlbFRyYWluaW5nUnVuUmVxdWVzdBouLmdsaW1wc2UudHJhaW5pbmcudjEuQ2FuY2VsVHJhaW5pbmdSdW5SZXNwb25zZSIykAICiIAZAoLT5JMCJToBKiIgL3YxL3tuYW1lPXRyYWluaW5nUnVucy8qfTpjYW5jZWwSegoQV2F0Y2hUcmFpbmluZ1J1bhIsLmdsaW1wc2UudHJhaW5pbmcudjEuV2F0Y2hUcmFpbmluZ1J1blJlcXVlc3QaLS5nbGltcHNlLnRyYWluaW5nLnYxLldhdGNoVHJhaW5pbmdSdW5SZXNwb25zZSIHkAIBiIAZATABEo4BCg1TdGFydFRyYWluaW5nEikuZ2xpbXBzZS50cmFpbmluZy52MS5TdGFydFRyYWluaW5nUmVxdWVzdBoqLmdsaW1wc2UudHJhaW5pbmcudjEuU3RhcnRUcmFpbmluZ1Jlc3BvbnNlIiaIAgGIgBkCgtPkkwIZOgZjb25maWciDy90cmFpbmluZy9zdGFydBKWAQoRR2V0VHJhaW5pbmdTdGF0dXMSLS5nbGltcHNlLnRyYWluaW5nLnYxLkdldFRyYWluaW5nU3RhdHVzUmVxdWVzdBouLmdsaW1wc2UudHJhaW5pbmcudjEuR2V0VHJhaW5pbmdTdGF0dXNSZXNwb25zZSIiiAIBkAIBiIAZAYLT5JMCEhIQL3RyYWluaW5nL3N0YXR1cxJ0Cg1XYXRjaFRyYWluaW5nEikuZ2xpbXBzZS50cmFpbmluZy52MS5XYXRjaFRyYWluaW5nUmVxdWVzdBoqLmdsaW1wc2UudHJhaW5pbmcudjEuV2F0Y2hUcmFpbmluZ1Jlc3BvbnNlIgqIAgGQAgGIgBkBMAESkQEKEExpc3RUcmFpbmluZ1J1bnMSLC5nbGltcHNlLnRyYWluaW5nLnYxLkxpc3RUcmFpbmluZ1J1bnNSZXF1ZXN0Gi0uZ2xpbXBzZS50cmFpbmluZy52MS5MaXN0VHJhaW5pbmdSdW5zUmVzcG9uc2UiIJACAYiAGQGC0+STAhMSES90cmFpbmluZy9oaXN0b3J5EogBCgxTdG9wVHJhaW5pbmcSKC5nbGltcHNlLnRyYWluaW5nLnYxLlN0b3BUcmFpbmluZ1JlcXVlc3QaKS5nbGltcHNlLnRyYWluaW5nLnYxLlN0b3BUcmFpbmluZ1Jlc3BvbnNlIiOIAgGQAgKIgBkCgtPkkwITOgEqIg4vdHJhaW5pbmcvc3RvcGIGcHJvdG8z", [file_buf_validate_validate, file_glimpse_api_v1_annotations, file_glimpse_api_v1_rules, file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Hyper-parameters of a run. Zero values take the trainer's defaults, which are the recipe of the
@@ -277,15 +278,26 @@ export const PromotionSchema: GenMessage<Promotion> = /*@__PURE__*/
   messageDesc(file_glimpse_training_v1_training_service, 2);
 
 /**
+ * A training run: the job that trains, evaluates, exports and registers one model version.
+ *
  * @generated from message glimpse.training.v1.TrainingRun
  */
 export type TrainingRun = Message<"glimpse.training.v1.TrainingRun"> & {
+  /**
+   * "trainingRuns/{run_id}".
+   *
+   * @generated from field: string name = 23;
+   */
+  name: string;
+
   /**
    * @generated from field: string run_id = 1;
    */
   runId: string;
 
   /**
+   * What to train: the only field CreateTrainingRun reads.
+   *
    * @generated from field: glimpse.training.v1.TrainingConfig config = 2;
    */
   config?: TrainingConfig | undefined;
@@ -340,7 +352,10 @@ export type TrainingRun = Message<"glimpse.training.v1.TrainingRun"> & {
   throughput: number;
 
   /**
-   * @generated from field: double eta_seconds = 12;
+   * Deprecated: eta.
+   *
+   * @generated from field: double eta_seconds = 12 [deprecated = true];
+   * @deprecated
    */
   etaSeconds: number;
 
@@ -364,17 +379,22 @@ export type TrainingRun = Message<"glimpse.training.v1.TrainingRun"> & {
   error: string;
 
   /**
-   * @generated from field: google.protobuf.Timestamp created_at = 16;
+   * Deprecated: create_time, start_time, end_time.
+   *
+   * @generated from field: google.protobuf.Timestamp created_at = 16 [deprecated = true];
+   * @deprecated
    */
   createdAt?: Timestamp | undefined;
 
   /**
-   * @generated from field: google.protobuf.Timestamp started_at = 17;
+   * @generated from field: google.protobuf.Timestamp started_at = 17 [deprecated = true];
+   * @deprecated
    */
   startedAt?: Timestamp | undefined;
 
   /**
-   * @generated from field: google.protobuf.Timestamp finished_at = 18;
+   * @generated from field: google.protobuf.Timestamp finished_at = 18 [deprecated = true];
+   * @deprecated
    */
   finishedAt?: Timestamp | undefined;
 
@@ -405,6 +425,28 @@ export type TrainingRun = Message<"glimpse.training.v1.TrainingRun"> & {
    * @generated from field: glimpse.training.v1.Promotion promotion = 22;
    */
   promotion?: Promotion | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp create_time = 24;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp start_time = 25;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp end_time = 26;
+   */
+  endTime?: Timestamp | undefined;
+
+  /**
+   * Time left, estimated from the throughput so far.
+   *
+   * @generated from field: google.protobuf.Duration eta = 27;
+   */
+  eta?: Duration | undefined;
 };
 
 /**
@@ -413,6 +455,169 @@ export type TrainingRun = Message<"glimpse.training.v1.TrainingRun"> & {
  */
 export const TrainingRunSchema: GenMessage<TrainingRun> = /*@__PURE__*/
   messageDesc(file_glimpse_training_v1_training_service, 3);
+
+/**
+ * @generated from message glimpse.training.v1.CreateTrainingRunRequest
+ */
+export type CreateTrainingRunRequest = Message<"glimpse.training.v1.CreateTrainingRunRequest"> & {
+  /**
+   * The run to start: its config (the rest is the server's).
+   *
+   * @generated from field: glimpse.training.v1.TrainingRun training_run = 1;
+   */
+  trainingRun?: TrainingRun | undefined;
+};
+
+/**
+ * Describes the message glimpse.training.v1.CreateTrainingRunRequest.
+ * Use `create(CreateTrainingRunRequestSchema)` to create a new message.
+ */
+export const CreateTrainingRunRequestSchema: GenMessage<CreateTrainingRunRequest> = /*@__PURE__*/
+  messageDesc(file_glimpse_training_v1_training_service, 4);
+
+/**
+ * @generated from message glimpse.training.v1.GetTrainingRunRequest
+ */
+export type GetTrainingRunRequest = Message<"glimpse.training.v1.GetTrainingRunRequest"> & {
+  /**
+   * "trainingRuns/{run_id}".
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message glimpse.training.v1.GetTrainingRunRequest.
+ * Use `create(GetTrainingRunRequestSchema)` to create a new message.
+ */
+export const GetTrainingRunRequestSchema: GenMessage<GetTrainingRunRequest> = /*@__PURE__*/
+  messageDesc(file_glimpse_training_v1_training_service, 5);
+
+/**
+ * @generated from message glimpse.training.v1.CancelTrainingRunRequest
+ */
+export type CancelTrainingRunRequest = Message<"glimpse.training.v1.CancelTrainingRunRequest"> & {
+  /**
+   * "trainingRuns/{run_id}".
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message glimpse.training.v1.CancelTrainingRunRequest.
+ * Use `create(CancelTrainingRunRequestSchema)` to create a new message.
+ */
+export const CancelTrainingRunRequestSchema: GenMessage<CancelTrainingRunRequest> = /*@__PURE__*/
+  messageDesc(file_glimpse_training_v1_training_service, 6);
+
+/**
+ * @generated from message glimpse.training.v1.WatchTrainingRunRequest
+ */
+export type WatchTrainingRunRequest = Message<"glimpse.training.v1.WatchTrainingRunRequest"> & {
+  /**
+   * "trainingRuns/{run_id}".
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message glimpse.training.v1.WatchTrainingRunRequest.
+ * Use `create(WatchTrainingRunRequestSchema)` to create a new message.
+ */
+export const WatchTrainingRunRequestSchema: GenMessage<WatchTrainingRunRequest> = /*@__PURE__*/
+  messageDesc(file_glimpse_training_v1_training_service, 7);
+
+/**
+ * @generated from message glimpse.training.v1.CreateTrainingRunResponse
+ */
+export type CreateTrainingRunResponse = Message<"glimpse.training.v1.CreateTrainingRunResponse"> & {
+  /**
+   * @generated from field: glimpse.training.v1.TrainingRun training_run = 1;
+   */
+  trainingRun?: TrainingRun | undefined;
+};
+
+/**
+ * Describes the message glimpse.training.v1.CreateTrainingRunResponse.
+ * Use `create(CreateTrainingRunResponseSchema)` to create a new message.
+ */
+export const CreateTrainingRunResponseSchema: GenMessage<CreateTrainingRunResponse> = /*@__PURE__*/
+  messageDesc(file_glimpse_training_v1_training_service, 8);
+
+/**
+ * @generated from message glimpse.training.v1.GetTrainingRunResponse
+ */
+export type GetTrainingRunResponse = Message<"glimpse.training.v1.GetTrainingRunResponse"> & {
+  /**
+   * @generated from field: glimpse.training.v1.TrainingRun training_run = 1;
+   */
+  trainingRun?: TrainingRun | undefined;
+};
+
+/**
+ * Describes the message glimpse.training.v1.GetTrainingRunResponse.
+ * Use `create(GetTrainingRunResponseSchema)` to create a new message.
+ */
+export const GetTrainingRunResponseSchema: GenMessage<GetTrainingRunResponse> = /*@__PURE__*/
+  messageDesc(file_glimpse_training_v1_training_service, 9);
+
+/**
+ * @generated from message glimpse.training.v1.CancelTrainingRunResponse
+ */
+export type CancelTrainingRunResponse = Message<"glimpse.training.v1.CancelTrainingRunResponse"> & {
+  /**
+   * @generated from field: glimpse.training.v1.TrainingRun training_run = 1;
+   */
+  trainingRun?: TrainingRun | undefined;
+};
+
+/**
+ * Describes the message glimpse.training.v1.CancelTrainingRunResponse.
+ * Use `create(CancelTrainingRunResponseSchema)` to create a new message.
+ */
+export const CancelTrainingRunResponseSchema: GenMessage<CancelTrainingRunResponse> = /*@__PURE__*/
+  messageDesc(file_glimpse_training_v1_training_service, 10);
+
+/**
+ * @generated from message glimpse.training.v1.WatchTrainingRunResponse
+ */
+export type WatchTrainingRunResponse = Message<"glimpse.training.v1.WatchTrainingRunResponse"> & {
+  /**
+   * The run as it is after this event.
+   *
+   * @generated from field: glimpse.training.v1.TrainingRun training_run = 1;
+   */
+  trainingRun?: TrainingRun | undefined;
+
+  /**
+   * The trainer's event kind: "progress", "epoch", "eval", "log", "state"; "snapshot" first.
+   *
+   * @generated from field: string event = 2;
+   */
+  event: string;
+
+  /**
+   * @generated from field: string message = 3;
+   */
+  message: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp time = 4;
+   */
+  time?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message glimpse.training.v1.WatchTrainingRunResponse.
+ * Use `create(WatchTrainingRunResponseSchema)` to create a new message.
+ */
+export const WatchTrainingRunResponseSchema: GenMessage<WatchTrainingRunResponse> = /*@__PURE__*/
+  messageDesc(file_glimpse_training_v1_training_service, 11);
 
 /**
  * @generated from message glimpse.training.v1.StartTrainingRequest
@@ -429,7 +634,7 @@ export type StartTrainingRequest = Message<"glimpse.training.v1.StartTrainingReq
  * Use `create(StartTrainingRequestSchema)` to create a new message.
  */
 export const StartTrainingRequestSchema: GenMessage<StartTrainingRequest> = /*@__PURE__*/
-  messageDesc(file_glimpse_training_v1_training_service, 4);
+  messageDesc(file_glimpse_training_v1_training_service, 12);
 
 /**
  * @generated from message glimpse.training.v1.StartTrainingResponse
@@ -446,7 +651,7 @@ export type StartTrainingResponse = Message<"glimpse.training.v1.StartTrainingRe
  * Use `create(StartTrainingResponseSchema)` to create a new message.
  */
 export const StartTrainingResponseSchema: GenMessage<StartTrainingResponse> = /*@__PURE__*/
-  messageDesc(file_glimpse_training_v1_training_service, 5);
+  messageDesc(file_glimpse_training_v1_training_service, 13);
 
 /**
  * @generated from message glimpse.training.v1.GetTrainingStatusRequest
@@ -465,7 +670,7 @@ export type GetTrainingStatusRequest = Message<"glimpse.training.v1.GetTrainingS
  * Use `create(GetTrainingStatusRequestSchema)` to create a new message.
  */
 export const GetTrainingStatusRequestSchema: GenMessage<GetTrainingStatusRequest> = /*@__PURE__*/
-  messageDesc(file_glimpse_training_v1_training_service, 6);
+  messageDesc(file_glimpse_training_v1_training_service, 14);
 
 /**
  * @generated from message glimpse.training.v1.GetTrainingStatusResponse
@@ -482,7 +687,7 @@ export type GetTrainingStatusResponse = Message<"glimpse.training.v1.GetTraining
  * Use `create(GetTrainingStatusResponseSchema)` to create a new message.
  */
 export const GetTrainingStatusResponseSchema: GenMessage<GetTrainingStatusResponse> = /*@__PURE__*/
-  messageDesc(file_glimpse_training_v1_training_service, 7);
+  messageDesc(file_glimpse_training_v1_training_service, 15);
 
 /**
  * @generated from message glimpse.training.v1.WatchTrainingRequest
@@ -501,7 +706,7 @@ export type WatchTrainingRequest = Message<"glimpse.training.v1.WatchTrainingReq
  * Use `create(WatchTrainingRequestSchema)` to create a new message.
  */
 export const WatchTrainingRequestSchema: GenMessage<WatchTrainingRequest> = /*@__PURE__*/
-  messageDesc(file_glimpse_training_v1_training_service, 8);
+  messageDesc(file_glimpse_training_v1_training_service, 16);
 
 /**
  * @generated from message glimpse.training.v1.WatchTrainingResponse
@@ -535,7 +740,7 @@ export type WatchTrainingResponse = Message<"glimpse.training.v1.WatchTrainingRe
  * Use `create(WatchTrainingResponseSchema)` to create a new message.
  */
 export const WatchTrainingResponseSchema: GenMessage<WatchTrainingResponse> = /*@__PURE__*/
-  messageDesc(file_glimpse_training_v1_training_service, 9);
+  messageDesc(file_glimpse_training_v1_training_service, 17);
 
 /**
  * @generated from message glimpse.training.v1.ListTrainingRunsRequest
@@ -559,7 +764,7 @@ export type ListTrainingRunsRequest = Message<"glimpse.training.v1.ListTrainingR
  * Use `create(ListTrainingRunsRequestSchema)` to create a new message.
  */
 export const ListTrainingRunsRequestSchema: GenMessage<ListTrainingRunsRequest> = /*@__PURE__*/
-  messageDesc(file_glimpse_training_v1_training_service, 10);
+  messageDesc(file_glimpse_training_v1_training_service, 18);
 
 /**
  * @generated from message glimpse.training.v1.ListTrainingRunsResponse
@@ -581,7 +786,7 @@ export type ListTrainingRunsResponse = Message<"glimpse.training.v1.ListTraining
  * Use `create(ListTrainingRunsResponseSchema)` to create a new message.
  */
 export const ListTrainingRunsResponseSchema: GenMessage<ListTrainingRunsResponse> = /*@__PURE__*/
-  messageDesc(file_glimpse_training_v1_training_service, 11);
+  messageDesc(file_glimpse_training_v1_training_service, 19);
 
 /**
  * @generated from message glimpse.training.v1.StopTrainingRequest
@@ -600,7 +805,7 @@ export type StopTrainingRequest = Message<"glimpse.training.v1.StopTrainingReque
  * Use `create(StopTrainingRequestSchema)` to create a new message.
  */
 export const StopTrainingRequestSchema: GenMessage<StopTrainingRequest> = /*@__PURE__*/
-  messageDesc(file_glimpse_training_v1_training_service, 12);
+  messageDesc(file_glimpse_training_v1_training_service, 20);
 
 /**
  * @generated from message glimpse.training.v1.StopTrainingResponse
@@ -617,7 +822,7 @@ export type StopTrainingResponse = Message<"glimpse.training.v1.StopTrainingResp
  * Use `create(StopTrainingResponseSchema)` to create a new message.
  */
 export const StopTrainingResponseSchema: GenMessage<StopTrainingResponse> = /*@__PURE__*/
-  messageDesc(file_glimpse_training_v1_training_service, 13);
+  messageDesc(file_glimpse_training_v1_training_service, 21);
 
 /**
  * @generated from enum glimpse.training.v1.Loss
@@ -698,10 +903,54 @@ export const TrainingStateSchema: GenEnum<TrainingState> = /*@__PURE__*/
  */
 export const TrainingService: GenService<{
   /**
-   * Starts a training run (the earlier POST /training/start). At most one run is active at
-   * a time: starting another while one runs is FAILED_PRECONDITION.
+   * Starts a training run, the job resource "trainingRuns/{run_id}" (AIP-133): only its config is
+   * read. At most one run is active at a time: creating another while one runs is
+   * FAILED_PRECONDITION.
+   *
+   * @generated from rpc glimpse.training.v1.TrainingService.CreateTrainingRun
+   */
+  createTrainingRun: {
+    methodKind: "unary";
+    input: typeof CreateTrainingRunRequestSchema;
+    output: typeof CreateTrainingRunResponseSchema;
+  },
+  /**
+   * One run by name (AIP-131).
+   *
+   * @generated from rpc glimpse.training.v1.TrainingService.GetTrainingRun
+   */
+  getTrainingRun: {
+    methodKind: "unary";
+    input: typeof GetTrainingRunRequestSchema;
+    output: typeof GetTrainingRunResponseSchema;
+  },
+  /**
+   * Cancels a run (AIP-136); the last checkpoint is kept. A run that already ended is returned
+   * as it is.
+   *
+   * @generated from rpc glimpse.training.v1.TrainingService.CancelTrainingRun
+   */
+  cancelTrainingRun: {
+    methodKind: "unary";
+    input: typeof CancelTrainingRunRequestSchema;
+    output: typeof CancelTrainingRunResponseSchema;
+  },
+  /**
+   * Streams a run: a snapshot first, then one message per event, ending with the run.
+   *
+   * @generated from rpc glimpse.training.v1.TrainingService.WatchTrainingRun
+   */
+  watchTrainingRun: {
+    methodKind: "server_streaming";
+    input: typeof WatchTrainingRunRequestSchema;
+    output: typeof WatchTrainingRunResponseSchema;
+  },
+  /**
+   * Deprecated: CreateTrainingRun. Kept, with the earlier POST /training/start, for one release
+   * (proto/MIGRATION.md).
    *
    * @generated from rpc glimpse.training.v1.TrainingService.StartTraining
+   * @deprecated
    */
   startTraining: {
     methodKind: "unary";
@@ -709,9 +958,11 @@ export const TrainingService: GenService<{
     output: typeof StartTrainingResponseSchema;
   },
   /**
-   * One run's status; an empty run_id means the most recent run (the earlier GET /training/status).
+   * Deprecated: GetTrainingRun (an empty run_id here means the most recent run). Kept, with the
+   * earlier GET /training/status, for one release.
    *
    * @generated from rpc glimpse.training.v1.TrainingService.GetTrainingStatus
+   * @deprecated
    */
   getTrainingStatus: {
     methodKind: "unary";
@@ -719,9 +970,10 @@ export const TrainingService: GenService<{
     output: typeof GetTrainingStatusResponseSchema;
   },
   /**
-   * Streams a run's progress events: a snapshot first, then one per event, ending with the run.
+   * Deprecated: WatchTrainingRun. Kept for one release.
    *
    * @generated from rpc glimpse.training.v1.TrainingService.WatchTraining
+   * @deprecated
    */
   watchTraining: {
     methodKind: "server_streaming";
@@ -739,9 +991,11 @@ export const TrainingService: GenService<{
     output: typeof ListTrainingRunsResponseSchema;
   },
   /**
-   * Stops a run (the earlier POST /training/stop); the last checkpoint is kept.
+   * Deprecated: CancelTrainingRun (an empty run_id here means the active run). Kept, with the
+   * earlier POST /training/stop, for one release.
    *
    * @generated from rpc glimpse.training.v1.TrainingService.StopTraining
+   * @deprecated
    */
   stopTraining: {
     methodKind: "unary";
