@@ -237,6 +237,16 @@ func (c *Client) SearchCaptionsOfFile(ctx context.Context, path string, topK int
 	return c.SearchCaptions(ctx, b, topK)
 }
 
+// RankCandidates ranks your own candidates — gallery image ids or texts — against a text query, best first.
+func (c *Client) RankCandidates(ctx context.Context, query string, imageIDs, texts []string) ([]*rankingv1.ScoredCandidate, error) {
+	req := &rankingv1.RankCandidatesRequest{Query: &rankingv1.RankCandidatesRequest_Text{Text: query}, CandidateImageIds: imageIDs, CandidateTexts: texts}
+	res, err := c.Ranking.RankCandidates(ctx, connect.NewRequest(req))
+	if err != nil {
+		return nil, err
+	}
+	return res.Msg.GetResults(), nil
+}
+
 // ---- models -------------------------------------------------------------------------------
 
 // ModelInfo describes the model serving now.
@@ -303,6 +313,42 @@ func (c *Client) TrainingRuns(ctx context.Context) iter.Seq2[*trainingv1.Trainin
 		}
 		return res.Msg.GetRuns(), res.Msg.GetNextPageToken(), nil
 	})
+}
+
+// ---- pipeline runs ------------------------------------------------------------------------
+
+// StartPipelineRun publishes a dataset version from archives (a write key).
+func (c *Client) StartPipelineRun(ctx context.Context, params *datav1.PipelineParams) (*datav1.PipelineRun, error) {
+	res, err := c.Data.StartPipelineRun(ctx, connect.NewRequest(&datav1.StartPipelineRunRequest{Params: params}))
+	if err != nil {
+		return nil, err
+	}
+	return res.Msg.GetRun(), nil
+}
+
+// WatchPipelineRun yields a pipeline run's progress until it ends.
+func (c *Client) WatchPipelineRun(ctx context.Context, runID string) iter.Seq2[*datav1.WatchPipelineRunResponse, error] {
+	return stream(c.Data.WatchPipelineRun(ctx, connect.NewRequest(&datav1.WatchPipelineRunRequest{RunId: runID})))
+}
+
+// PipelineRuns lists the pipeline runs, newest first.
+func (c *Client) PipelineRuns(ctx context.Context) iter.Seq2[*datav1.PipelineRun, error] {
+	return pages(ctx, func(ctx context.Context, token string) ([]*datav1.PipelineRun, string, error) {
+		res, err := c.Data.ListPipelineRuns(ctx, connect.NewRequest(&datav1.ListPipelineRunsRequest{PageToken: token}))
+		if err != nil {
+			return nil, "", err
+		}
+		return res.Msg.GetRuns(), res.Msg.GetNextPageToken(), nil
+	})
+}
+
+// CancelPipelineRun cancels a pending or running pipeline run (a write key).
+func (c *Client) CancelPipelineRun(ctx context.Context, runID string) (*datav1.PipelineRun, error) {
+	res, err := c.Data.CancelPipelineRun(ctx, connect.NewRequest(&datav1.CancelPipelineRunRequest{RunId: runID}))
+	if err != nil {
+		return nil, err
+	}
+	return res.Msg.GetRun(), nil
 }
 
 // ---- collections --------------------------------------------------------------------------

@@ -274,3 +274,23 @@ func isCode(err error, code connect.Code) bool {
 	var e *glimpse.Error
 	return errors.As(err, &e) && e.Code == code
 }
+
+func TestRankCandidatesAndPipelineRuns(t *testing.T) {
+	c := glimpse.New(base)
+	ranked, err := c.RankCandidates(t.Context(), "a dog runs on the grass", nil, []string{"a red car parked in the street", "a brown dog running across a lawn"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ranked) != 2 || ranked[0].GetCandidate() != "a brown dog running across a lawn" || ranked[0].GetIndex() != 1 {
+		t.Fatalf("ranked: %v", ranked)
+	}
+	for run, err := range c.PipelineRuns(t.Context()) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Fatalf("a fresh mesh has no pipeline runs, got %v", run)
+	}
+	if _, err := c.CancelPipelineRun(t.Context(), "pr-nope"); !isCode(err, connect.CodeUnauthenticated) {
+		t.Fatalf("cancel without a key: want UNAUTHENTICATED, got %v", err)
+	}
+}
