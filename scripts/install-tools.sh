@@ -31,7 +31,7 @@ ON_REQUEST=(
   "local-path-provisioner|github.com/rancher/local-path-provisioner|github.com/rancher/local-path-provisioner|v0.0.30|"
 )
 
-command -v go >/dev/null || { echo "install-tools: 'go' not found on PATH (need Go >= 1.24)" >&2; exit 1; }
+command -v go >/dev/null || { echo "install-tools: 'go' not found on PATH (need Go >= 1.26)" >&2; exit 1; }
 
 want=("$@")
 selected() {
