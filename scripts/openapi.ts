@@ -13,11 +13,12 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { getExtension, hasExtension, type DescField, type DescMessage, type DescMethod } from "@bufbuild/protobuf";
+import { getExtension, getOption, hasExtension, type DescField, type DescMessage, type DescMethod } from "@bufbuild/protobuf";
 import type { StringRules } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { parse } from "yaml";
 import { IDENTIFIER_RULES, SERVICES, fieldRules, pageSizes, rulePattern } from "@glimpse/api";
 import { count_max, text_max_chars, url_max_chars } from "@glimpse/api/gen/glimpse/api/v1/rules_pb.js";
+import { http } from "@glimpse/api/gen/google/api/annotations_pb.js";
 
 const ROOT = resolve(fileURLToPath(new URL("..", import.meta.url)));
 const OUT = join(ROOT, "packages/api/src/openapi.json");
@@ -131,10 +132,15 @@ export function openapiDocument(): string {
     delete doc.components.schemas["google.protobuf.Any"];
     const methods = new Map<string, DescMethod>(Object.values(SERVICES).flatMap((s) => s.methods.map((m) => [`${s.name}_${m.name}`, m] as const)));
     for (const m of methods.values()) constrainSchema(doc, m.input);
-    for (const path of Object.values(doc.paths as Record<string, Record<string, Operation>>)) {
-      for (const op of Object.values(path)) {
+    for (const [path, ops] of Object.entries(doc.paths as Record<string, Record<string, Operation>>)) {
+      for (const op of Object.values(ops)) {
         const method = methods.get(op.operationId);
         if (!method) throw new Error(`${op.operationId}: no such RPC`);
+        // An additional binding (an earlier path kept beside the AIP one) is the same RPC again:
+        // operationIds must be unique, so it is <Service>_<Method>_<n>, n its place among them.
+        const rule = getOption(method, http);
+        const n = [rule, ...rule.additionalBindings].findIndex((b) => shape(b.pattern.value as string) === shape(path));
+        if (n > 0) op.operationId = `${op.operationId}_${n}`;
         (op.responses["default"] as { content: Record<string, { schema: unknown }> }).content["application/json"]!.schema = { $ref: "#/components/schemas/connect.Error" };
         for (const p of op.parameters ?? []) {
           const field = fieldAt(method.input, p.name);
@@ -155,6 +161,9 @@ export function openapiDocument(): string {
     rmSync(tmp, { recursive: true, force: true });
   }
 }
+
+/** "/v1/{name=collections/*}/photos" and "/v1/collections/{collection}/photos" alike: "/v1/collections/*\/photos". */
+const shape = (path: string) => path.replace(/\{[^}=]+=([^}]+)\}/g, "$1").replace(/\{[^}]+\}/g, "*");
 
 /** The request field a query parameter names ("scope.split" for a nested one). */
 function fieldAt(message: DescMessage, dotted: string): DescField | undefined {

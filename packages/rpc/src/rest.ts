@@ -129,28 +129,31 @@ export function restRoutes(services: Readonly<Record<ServiceName, DescService>> 
   for (const [service, desc] of Object.entries(services) as [ServiceName, DescService][]) {
     for (const m of desc.methods) {
       if (!hasOption(m, http)) continue;
-      const rule = getOption(m, http);
+      const top = getOption(m, http);
       const where = `${desc.typeName}/${m.name}: google.api.http`;
-      const method = METHODS[rule.pattern.case ?? ""];
-      if (!method) throw new Error(`${where} ${rule.pattern.case ?? "(no method)"} is not served; use get, post, put, patch or delete`);
-      const path = rule.pattern.value as string;
-      if (rule.additionalBindings.length > 0) throw new Error(`${where} additional_bindings are not served`);
-      if (m.methodKind !== "unary") throw new Error(`${where} on a streaming method`);
-      if ((method === "GET" || method === "DELETE") !== (rule.body === "")) throw new Error(`${where}: a GET or DELETE takes no body, a POST, PUT or PATCH one`);
-      if (rule.body !== "" && rule.body !== "*" && !fieldNamed(m.input, rule.body)) throw new Error(`${where} body names no field: ${rule.body}`);
-      if (rule.responseBody && !isScalar(fieldNamed(m.output, rule.responseBody), ScalarType.BYTES)) throw new Error(`${where} response_body names no bytes field: ${rule.responseBody}`);
-      if (!path.startsWith("/")) throw new Error(`${where} path must start with "/": ${path}`);
-      if (isTemplate(path)) {
-        let vars: string[];
-        try {
-          vars = compileTemplate(path).vars;
-        } catch (err) {
-          throw new Error(`${where} ${(err as Error).message}`);
+      if (top.additionalBindings.some((b) => b.additionalBindings.length > 0)) throw new Error(`${where} additional_bindings may not nest`);
+      // The main rule and its additional bindings (an AIP path and an earlier one, say): one route each.
+      for (const rule of [top, ...top.additionalBindings]) {
+        const method = METHODS[rule.pattern.case ?? ""];
+        if (!method) throw new Error(`${where} ${rule.pattern.case ?? "(no method)"} is not served; use get, post, put, patch or delete`);
+        const path = rule.pattern.value as string;
+        if (m.methodKind !== "unary") throw new Error(`${where} on a streaming method`);
+        if ((method === "GET" || method === "DELETE") !== (rule.body === "")) throw new Error(`${where}: a GET or DELETE takes no body, a POST, PUT or PATCH one`);
+        if (rule.body !== "" && rule.body !== "*" && !fieldNamed(m.input, rule.body)) throw new Error(`${where} body names no field: ${rule.body}`);
+        if (rule.responseBody && !isScalar(fieldNamed(m.output, rule.responseBody), ScalarType.BYTES)) throw new Error(`${where} response_body names no bytes field: ${rule.responseBody}`);
+        if (!path.startsWith("/")) throw new Error(`${where} path must start with "/": ${path}`);
+        if (isTemplate(path)) {
+          let vars: string[];
+          try {
+            vars = compileTemplate(path).vars;
+          } catch (err) {
+            throw new Error(`${where} ${(err as Error).message}`);
+          }
+          // Bound as text: a dotted path or a non-string field would need the query's conversions.
+          for (const v of vars) if (!isScalar(fieldNamed(m.input, v), ScalarType.STRING)) throw new Error(`${where} path variable {${v}} names no string field of ${m.input.name}`);
         }
-        // Bound as text: a dotted path or a non-string field would need the query's conversions.
-        for (const v of vars) if (!isScalar(fieldNamed(m.input, v), ScalarType.STRING)) throw new Error(`${where} path variable {${v}} names no string field of ${m.input.name}`);
+        routes.push({ method, path, service, rpc: m as RestRoute["rpc"], body: rule.body, ...(rule.responseBody ? { responseBody: rule.responseBody } : {}), ...ADAPTERS.get(m) });
       }
-      routes.push({ method, path, service, rpc: m as RestRoute["rpc"], body: rule.body, ...(rule.responseBody ? { responseBody: rule.responseBody } : {}), ...ADAPTERS.get(m) });
     }
   }
   return routes;

@@ -56,6 +56,7 @@ const RESOURCES = [
   "GET /v1/{parent=collections/*}/duplicates",
   "POST /v1/storage-events",
   "POST /v1/trainingRuns",
+  "GET /v1/trainingRuns",
   "GET /v1/{name=trainingRuns/*}",
   "POST /v1/{name=trainingRuns/*}:cancel",
 ];
@@ -152,13 +153,19 @@ describe("REST paths from google.api.http", () => {
   });
 
   it("annotates every earlier path, and the route table is built from the annotations", () => {
-    const paths = annotated.map((m) => {
+    const paths = annotated.flatMap((m) => {
       const rule = getOption(m, http);
-      return `${rule.pattern.case!.toUpperCase()} ${rule.pattern.value}`;
+      return [rule, ...rule.additionalBindings].map((b) => `${b.pattern.case!.toUpperCase()} ${b.pattern.value}`);
     });
     expect(paths.sort()).toEqual([...EARLIER, ...RESOURCES].sort());
     expect(REST_ROUTES.map((r) => `${r.method} ${r.path}`).sort()).toEqual([...EARLIER, ...RESOURCES].sort());
     expect(Object.keys(CALLS).sort()).toEqual(annotated.map((m) => m.name).sort());
+  });
+
+  it("an additional binding serves the same RPC: GET /training/history is ListTrainingRuns at /v1/trainingRuns", async () => {
+    const [earlier, aip] = await Promise.all([fetch(`${mesh.base}/training/history?page_size=5`), fetch(`${mesh.base}/v1/trainingRuns?page_size=5`)]);
+    expect([earlier.status, aip.status]).toEqual([200, 200]);
+    expect(await earlier.json()).toEqual(await aip.json());
   });
 
   for (const method of annotated) {

@@ -1823,7 +1823,7 @@ const file_glimpse_training_v1_training_service_proto_rawDesc = "" +
 	"\x16TRAINING_STATE_RUNNING\x10\x02\x12\x1c\n" +
 	"\x18TRAINING_STATE_SUCCEEDED\x10\x03\x12\x19\n" +
 	"\x15TRAINING_STATE_FAILED\x10\x04\x12\x1a\n" +
-	"\x16TRAINING_STATE_STOPPED\x10\x052\xac\n" +
+	"\x16TRAINING_STATE_STOPPED\x10\x052\xc0\n" +
 	"\n" +
 	"\x0fTrainingService\x12\x9e\x01\n" +
 	"\x11CreateTrainingRun\x12-.glimpse.training.v1.CreateTrainingRunRequest\x1a..glimpse.training.v1.CreateTrainingRunResponse\"*\x88\x80\x19\x02\x82\xd3\xe4\x93\x02 :\ftraining_run\"\x10/v1/trainingRuns\x12\x93\x01\n" +
@@ -1833,8 +1833,8 @@ const file_glimpse_training_v1_training_service_proto_rawDesc = "" +
 	"\rStartTraining\x12).glimpse.training.v1.StartTrainingRequest\x1a*.glimpse.training.v1.StartTrainingResponse\"&\x88\x80\x19\x02\x82\xd3\xe4\x93\x02\x19:\x06config\"\x0f/training/start\x88\x02\x01\x12\x96\x01\n" +
 	"\x11GetTrainingStatus\x12-.glimpse.training.v1.GetTrainingStatusRequest\x1a..glimpse.training.v1.GetTrainingStatusResponse\"\"\x88\x80\x19\x01\x82\xd3\xe4\x93\x02\x12\x12\x10/training/status\x88\x02\x01\x90\x02\x01\x12t\n" +
 	"\rWatchTraining\x12).glimpse.training.v1.WatchTrainingRequest\x1a*.glimpse.training.v1.WatchTrainingResponse\"\n" +
-	"\x88\x80\x19\x01\x88\x02\x01\x90\x02\x010\x01\x12\x91\x01\n" +
-	"\x10ListTrainingRuns\x12,.glimpse.training.v1.ListTrainingRunsRequest\x1a-.glimpse.training.v1.ListTrainingRunsResponse\" \x88\x80\x19\x01\x82\xd3\xe4\x93\x02\x13\x12\x11/training/history\x90\x02\x01\x12\x88\x01\n" +
+	"\x88\x80\x19\x01\x88\x02\x01\x90\x02\x010\x01\x12\xa5\x01\n" +
+	"\x10ListTrainingRuns\x12,.glimpse.training.v1.ListTrainingRunsRequest\x1a-.glimpse.training.v1.ListTrainingRunsResponse\"4\x88\x80\x19\x01\x82\xd3\xe4\x93\x02'Z\x13\x12\x11/training/history\x12\x10/v1/trainingRuns\x90\x02\x01\x12\x88\x01\n" +
 	"\fStopTraining\x12(.glimpse.training.v1.StopTrainingRequest\x1a).glimpse.training.v1.StopTrainingResponse\"#\x88\x80\x19\x02\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/training/stop\x88\x02\x01\x90\x02\x02B\xda\x01\n" +
 	"\x17com.glimpse.training.v1B\x14TrainingServiceProtoP\x01Z;glimpse.local/clients/go/gen/glimpse/training/v1;trainingv1\xa2\x02\x03GTX\xaa\x02\x13Glimpse.Training.V1\xca\x02\x13Glimpse\\Training\\V1\xe2\x02\x1fGlimpse\\Training\\V1\\GPBMetadata\xea\x02\x15Glimpse::Training::V1b\x06proto3"
 

@@ -89,7 +89,7 @@ type TrainingServiceClient interface {
 	//
 	// Deprecated: do not use.
 	WatchTraining(context.Context, *connect.Request[v1.WatchTrainingRequest]) (*connect.ServerStreamForClient[v1.WatchTrainingResponse], error)
-	// Past and current runs, newest first (the earlier GET /training/history).
+	// Past and current runs, newest first (AIP-132; also at the earlier GET /training/history).
 	ListTrainingRuns(context.Context, *connect.Request[v1.ListTrainingRunsRequest]) (*connect.Response[v1.ListTrainingRunsResponse], error)
 	// Deprecated: CancelTrainingRun (an empty run_id here means the active run). Kept, with the
 	// earlier POST /training/stop, for one release.
@@ -266,7 +266,7 @@ type TrainingServiceHandler interface {
 	//
 	// Deprecated: do not use.
 	WatchTraining(context.Context, *connect.Request[v1.WatchTrainingRequest], *connect.ServerStream[v1.WatchTrainingResponse]) error
-	// Past and current runs, newest first (the earlier GET /training/history).
+	// Past and current runs, newest first (AIP-132; also at the earlier GET /training/history).
 	ListTrainingRuns(context.Context, *connect.Request[v1.ListTrainingRunsRequest]) (*connect.Response[v1.ListTrainingRunsResponse], error)
 	// Deprecated: CancelTrainingRun (an empty run_id here means the active run). Kept, with the
 	// earlier POST /training/stop, for one release.
