@@ -7,22 +7,19 @@ cd "$(dirname "$0")/.."
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-# buf.gen.yaml itself (its plugin options and excluded paths), written under $tmp.
-npx buf generate --template buf.gen.yaml -o "$tmp"
-if ! diff -r "$tmp/packages/api/src/gen" packages/api/src/gen >/dev/null; then
-  diff -r "$tmp/packages/api/src/gen" packages/api/src/gen | head -20
-  echo "generated code is stale: run 'npm run generate' and commit packages/api/src/gen" >&2
-  exit 1
-fi
-echo "generated code is up to date"
-# The Go client's generated code (protoc-gen-go and protoc-gen-connect-go from .tools/bin).
-npx buf generate --template buf.gen.go.yaml -o "$tmp"
-if ! diff -r "$tmp/clients/go/gen" clients/go/gen >/dev/null; then
-  diff -r "$tmp/clients/go/gen" clients/go/gen | head -20
-  echo "clients/go/gen is stale: run 'npm run generate' and commit it" >&2
-  exit 1
-fi
-echo "Go client code is up to date"
+# One buf template's output, made under $tmp with the template itself (its plugins, options and
+# paths), against the committed folder.
+fresh() { # $1 = template, $2 = the folder it writes
+  npx buf generate --template "$1" -o "$tmp"
+  if ! diff -r "$tmp/$2" "$2" >/dev/null; then
+    diff -r "$tmp/$2" "$2" | head -20
+    echo "$2 is stale: run 'npm run generate' and commit it" >&2
+    exit 1
+  fi
+  echo "$2 is up to date"
+}
+fresh buf.gen.yaml packages/api/src/gen
+fresh buf.gen.go.yaml clients/go/gen   # protoc-gen-go and protoc-gen-connect-go from .tools/bin
 # The OpenAPI document (gnostic's plugin from .tools/bin, then scripts/openapi.ts's additions).
 npx tsx --conditions=source scripts/openapi.ts --check
 

@@ -13,10 +13,12 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { getExtension, getOption, hasExtension, type DescField, type DescMessage, type DescMethod } from "@bufbuild/protobuf";
+import { getExtension, getOption, hasExtension, hasOption, type DescField, type DescMessage, type DescMethod } from "@bufbuild/protobuf";
 import type { StringRules } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { parse } from "yaml";
-import { IDENTIFIER_RULES, SERVICES, fieldRules, pageSizes, rulePattern } from "@glimpse/api";
+import { IDENTIFIER_RULES, SERVICES, fieldRules, rulePattern } from "@glimpse/api";
+import { page_size as pageSizeOption } from "@glimpse/api/gen/glimpse/api/v1/annotations_pb.js";
+import { compileTemplate } from "@glimpse/rpc";
 import { count_max, text_max_chars, url_max_chars } from "@glimpse/api/gen/glimpse/api/v1/rules_pb.js";
 import { http } from "@glimpse/api/gen/google/api/annotations_pb.js";
 
@@ -30,9 +32,9 @@ type Operation = { operationId: string; parameters?: { name: string; in: string;
 function constraints(field: DescField, required: boolean): Schema {
   const rules = fieldRules(field);
   const out: Schema = {};
-  if (field.name === "page_size" && field.parent.name.startsWith("List")) {
-    out["minimum"] = 0; // above max_size is clamped, not refused: no maximum
-    return out;
+  if (hasOption(field, pageSizeOption)) {
+    // Above max_size is clamped, not refused: no maximum.
+    return { minimum: 0, default: getOption(field, pageSizeOption).defaultSize };
   }
   if (!rules) return out;
   const t = rules.type;
@@ -139,7 +141,8 @@ export function openapiDocument(): string {
         // An additional binding (an earlier path kept beside the AIP one) is the same RPC again:
         // operationIds must be unique, so it is <Service>_<Method>_<n>, n its place among them.
         const rule = getOption(method, http);
-        const n = [rule, ...rule.additionalBindings].findIndex((b) => shape(b.pattern.value as string) === shape(path));
+        const shape = compileTemplate(path).shape;
+        const n = [rule, ...rule.additionalBindings].findIndex((b) => compileTemplate(b.pattern.value as string).shape === shape);
         if (n > 0) op.operationId = `${op.operationId}_${n}`;
         (op.responses["default"] as { content: Record<string, { schema: unknown }> }).content["application/json"]!.schema = { $ref: "#/components/schemas/connect.Error" };
         for (const p of op.parameters ?? []) {
@@ -149,21 +152,11 @@ export function openapiDocument(): string {
         }
       }
     }
-    // Page sizes: say the default and the clamp where gnostic copied only the comment.
-    for (const s of Object.values(SERVICES)) for (const m of s.methods) {
-      if (!m.input.fields.some((f) => f.name === "page_size")) continue;
-      const { defaultSize, maxSize } = pageSizes(m.input);
-      const prop = doc.components.schemas[m.input.typeName]?.properties?.["page_size"];
-      if (prop) Object.assign(prop, { default: defaultSize, description: `0 means ${defaultSize}; above ${maxSize} reads as ${maxSize}.` });
-    }
     return `${JSON.stringify(doc, null, 2)}\n`;
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
 }
-
-/** "/v1/{name=collections/*}/photos" and "/v1/collections/{collection}/photos" alike: "/v1/collections/*\/photos". */
-const shape = (path: string) => path.replace(/\{[^}=]+=([^}]+)\}/g, "$1").replace(/\{[^}]+\}/g, "*");
 
 /** The request field a query parameter names ("scope.split" for a nested one). */
 function fieldAt(message: DescMessage, dotted: string): DescField | undefined {

@@ -118,3 +118,18 @@ def test_training_runs_by_name(mesh: str) -> None:
         with pytest.raises(GlimpseError) as err:
             g.cancel_training_run("trainingRuns/not a run")
         assert [(v.field, v.reason) for v in err.value.violations] == [("name", "BAD_FORMAT")]
+
+
+def test_unary_calls_have_a_deadline_by_default() -> None:
+    # A server that accepts the connection and never answers: the service config's deadline ends the call.
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    try:
+        with Glimpse(f"127.0.0.1:{silent.getsockname()[1]}", timeout=0.5) as g, pytest.raises(GlimpseError) as err:
+            g.search_images("a dog")
+        assert err.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    finally:
+        silent.close()

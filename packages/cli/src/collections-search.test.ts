@@ -11,7 +11,8 @@ import { pathToFileURL } from "node:url";
 import { startTestMesh, type TestMesh } from "@glimpse/gateway/testing";
 import { TEST_WRITE_KEY, testConfig } from "@glimpse/runtime/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { main, type Io } from "./collections.js";
+import { main } from "./collections.js";
+import type { Io } from "./command.js";
 
 const DEMO = resolve(import.meta.dirname, "../../../demo/images");
 const demoPhotos = readdirSync(DEMO).filter((f) => f.endsWith(".jpg")).sort();

@@ -17,7 +17,8 @@ import { bind, type RunningServer } from "@glimpse/rpc";
 import { serve } from "@glimpse/runtime";
 import { TEST_READ_KEY, TEST_WRITE_KEY, freePorts, testConfig } from "@glimpse/runtime/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { main, progressLine, progressReporter, syncSummary, type Io } from "./collections.js";
+import { main, progressLine, progressReporter, syncSummary } from "./collections.js";
+import type { Io } from "./command.js";
 
 const DEMO = resolve(import.meta.dirname, "../../../demo/images");
 const demoPhotos = readdirSync(DEMO).filter((f) => f.endsWith(".jpg")).sort();

@@ -14,9 +14,8 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { collection as pb, data, ranking } from "@glimpse/api";
 import { STREAM_CALL, describeError } from "./client.js";
-import { EXIT, UsageError, bytes, clock, commandOf, dateOnly, dateTime, dispatch, durationMs, fields, positionals, printJson, table, type Command, type Ctx, type Io, type Writer } from "./command.js";
+import { EXIT, UsageError, bytes, clock, commandOf, dateOnly, dateTime, dispatch, durationMs, fields, positionals, printJson, progressOut, table, type Command, type Ctx, type Io, type Writer } from "./command.js";
 
-export { EXIT, clock, table, type Io, type Writer };
 
 export const USAGE = `usage: glimpse collections <command> [options]     (alias: glimpse col)
 
@@ -130,33 +129,17 @@ export function progressLine(s: pb.SyncProgress, width = 20): string {
  * change and each further ~10 %.
  */
 export function progressReporter(out: Writer): { update(c: pb.Collection): void; end(): void } {
-  const tty = out.isTTY === true;
-  let drawn = false;
-  let stage: pb.SyncProgress_Stage | undefined;
-  let tenth = -1;
+  const progress = progressOut(out);
   return {
     update(c) {
       const s = c.sync;
       if (!s) return;
-      const line = progressLine(s);
-      if (tty) {
-        out.write(`\r\x1b[2K${line.slice(0, Math.max(20, (out.columns ?? 120) - 1))}`);
-        drawn = true;
-        return;
-      }
       // listing and publishing have no count worth a line of their own: one line when they start
       const total = s.stage === pb.SyncProgress_Stage.INGEST ? Number(s.total) : 0;
-      const t = total > 0 ? Math.floor((Number(s.done) / total) * 10) : 0;
-      if (s.stage !== stage || t > tenth) {
-        out.write(line + "\n");
-        stage = s.stage;
-        tenth = t;
-      }
+      const tenth = total > 0 ? Math.floor((Number(s.done) / total) * 10) : 0;
+      progress.show(progressLine(s), `${s.stage}/${tenth}`);
     },
-    end() {
-      if (drawn) out.write("\r\x1b[2K");
-      drawn = false;
-    },
+    end: progress.end,
   };
 }
 

@@ -165,3 +165,28 @@ export function bytes(n: bigint): string {
   if (v >= 1024) return `${(v / 1024).toFixed(0)} KiB`;
   return `${v} B`;
 }
+
+/**
+ * A progress line on stderr: on a terminal one line redrawn in place; otherwise the line is
+ * written whenever its key (the part a reader of a log wants to see change) changes.
+ */
+export function progressOut(out: Writer): { show(line: string, key: string): void; end(): void } {
+  const tty = out.isTTY === true;
+  let drawn = false;
+  let lastKey: string | undefined;
+  return {
+    show(line, key) {
+      if (tty) {
+        out.write(`\r\x1b[2K${line.slice(0, Math.max(20, (out.columns ?? 120) - 1))}`);
+        drawn = true;
+      } else if (key !== lastKey) {
+        out.write(line + "\n");
+        lastKey = key;
+      }
+    },
+    end() {
+      if (drawn) out.write("\r\x1b[2K");
+      drawn = false;
+    },
+  };
+}

@@ -8,7 +8,7 @@ import { resolve } from "node:path";
 import { fromJson, type DescEnum, type JsonValue } from "@bufbuild/protobuf";
 import { data, dataset as ds, ranking, training } from "@glimpse/api";
 import { STREAM_CALL } from "./client.js";
-import { EXIT, UsageError, clock, commandOf, dateTime, fields, positionals, printJson, table, type Command, type Ctx, type Writer } from "./command.js";
+import { EXIT, UsageError, clock, commandOf, dateTime, durationMs, fields, positionals, printJson, table, progressOut, type Command, type Ctx } from "./command.js";
 
 const command = commandOf("glimpse");
 
@@ -64,25 +64,8 @@ export function trainingLine(r: training.TrainingRun, width = 20): string {
     line += ` [${"#".repeat(full)}${"-".repeat(width - full)}] step ${r.step}/${total}`;
   }
   if (r.loss > 0) line += ` · loss ${r.loss.toFixed(3)}`;
-  if (r.eta && !finished(r.state)) line += ` · ETA ${clock(Number(r.eta.seconds) * 1000 + r.eta.nanos / 1e6)}`;
+  if (r.eta && !finished(r.state)) line += ` · ETA ${clock(durationMs(r.eta))}`;
   return line;
-}
-
-/** On a terminal one line redrawn in place; otherwise a line per event that changes it. */
-function trainingReporter(out: Writer): { update(r: training.TrainingRun): void; end(): void } {
-  const tty = out.isTTY === true;
-  let last = "";
-  return {
-    update(r) {
-      const line = trainingLine(r);
-      if (tty) out.write(`\r\x1b[2K${line.slice(0, Math.max(20, (out.columns ?? 120) - 1))}`);
-      else if (line.replace(/ · ETA .*$/, "") !== last.replace(/ · ETA .*$/, "")) out.write(line + "\n");
-      last = line;
-    },
-    end() {
-      if (tty && last) out.write("\r\x1b[2K");
-    },
-  };
 }
 
 function describeRun(r: training.TrainingRun): string {
@@ -153,13 +136,14 @@ const trainCommand = command(
 
 /** Follows a run ("trainingRuns/…") to its end, drawing its progress on stderr; the run as it ended. */
 async function watchRun(ctx: Ctx, name: string): Promise<training.TrainingRun> {
-  const progress = trainingReporter(ctx.io.stderr);
+  const progress = progressOut(ctx.io.stderr);
   let last: training.TrainingRun | undefined;
   try {
     for await (const msg of ctx.clients.training.watchTrainingRun({ name }, STREAM_CALL)) {
       if (!msg.trainingRun) continue;
       last = msg.trainingRun;
-      progress.update(last);
+      const line = trainingLine(last);
+      progress.show(line, line.replace(/ · ETA .*$/, "")); // a log gets a line when more than the ETA moved
       if (finished(last.state)) break;
     }
   } finally {

@@ -6,7 +6,7 @@
  */
 import { LIMITS, ranking } from "@glimpse/api";
 import { OPENAPI } from "@glimpse/api/openapi";
-import { restRoutes } from "@glimpse/rpc";
+import { compileTemplate, restRoutes } from "@glimpse/rpc";
 import { testConfig } from "@glimpse/runtime/testing";
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -22,7 +22,7 @@ interface Doc {
 const doc = OPENAPI as unknown as Doc;
 
 /** "/v1/{name=collections/*}/photos" and "/v1/collections/{collection}/photos" alike: "/v1/collections/*\/photos". */
-const shape = (path: string) => path.replace(/\{[^}=]+=([^}]+)\}/g, "$1").replace(/\{[^}]+\}/g, "*");
+const shape = (path: string) => compileTemplate(path).shape;
 
 
 describe("the OpenAPI document (generated from the protos)", () => {

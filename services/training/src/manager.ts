@@ -9,6 +9,7 @@
  * restarted") when that is impossible (a local process).
  */
 import { clone, create } from "@bufbuild/protobuf";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { errorWithReason, notFound, pageOfLive, training, type ListRequest } from "@glimpse/api";
@@ -26,6 +27,23 @@ type Run = training.TrainingRun;
 type WatchMessage = training.WatchTrainingResponse;
 
 const RESTARTED_ERROR = "service restarted";
+
+/**
+ * A copy of a run for a caller, as the resource it is (every copy a reply or an event carries is
+ * made here): its name and the *_time fields and eta beside the deprecated ones they replace.
+ */
+function snapshot(stored: Run): Run {
+  const run = clone(training.TrainingRunSchema, stored);
+  run.name = `${RUN_PREFIX}${run.runId}`;
+  if (run.createdAt) run.createTime = run.createdAt;
+  if (run.startedAt) run.startTime = run.startedAt;
+  if (run.finishedAt) run.endTime = run.finishedAt;
+  if (run.etaSeconds > 0) run.eta = durationFromMs(Math.round(run.etaSeconds * 1000));
+  return run;
+}
+
+/** A run's resource name is "trainingRuns/{run_id}". */
+export const RUN_PREFIX = "trainingRuns/";
 
 function isTerminal(state: training.TrainingState): boolean {
   return state === State.SUCCEEDED || state === State.FAILED || state === State.STOPPED;
@@ -106,14 +124,14 @@ export class TrainingManager {
 
   /** A copy of a run; an empty id = the most recent. */
   get(runId: string): Run {
-    return clone(training.TrainingRunSchema, this.live(runId).stored.run);
+    return snapshot(this.live(runId).stored.run);
   }
 
   /** Newest first. */
   list(req: ListRequest): { runs: Run[]; nextPageToken: string } {
     const ids = [...this.runs.keys()].sort((a, b) => compareIds(b, a));
     const page = pageOfLive(ids, req, training.ListTrainingRunsRequestSchema, "ListTrainingRuns", (id) => id, "descending");
-    return { runs: page.items.map((id) => clone(training.TrainingRunSchema, this.runs.get(id)!.stored.run)), nextPageToken: page.nextPageToken };
+    return { runs: page.items.map((id) => snapshot(this.runs.get(id)!.stored.run)), nextPageToken: page.nextPageToken };
   }
 
   /** The active run's id, if any. */
@@ -183,7 +201,7 @@ export class TrainingManager {
         await this.flush(live, true);
       }
       this.opts.logger.info({ run_id: runId, dataset_version: version, executor: run.executor }, "training run started");
-      return clone(training.TrainingRunSchema, run);
+      return snapshot(run);
     } finally {
       this.starting = false;
     }
@@ -219,7 +237,7 @@ export class TrainingManager {
   async stop(runId: string): Promise<Run> {
     const live = runId === "" && this.active !== undefined ? this.runs.get(this.active)! : this.live(runId);
     const run = live.stored.run;
-    if (isTerminal(run.state)) return clone(training.TrainingRunSchema, run);
+    if (isTerminal(run.state)) return snapshot(run);
     live.stopRequested = true;
     if (live.launching) await live.launching.catch(() => undefined);
     this.emit(live, { kind: "log", message: "stopping", time: timestampNow() });
@@ -231,7 +249,7 @@ export class TrainingManager {
     const waited = await Promise.race([live.ended.then(() => true), sleep(this.opts.stopWaitMs ?? 30_000).then(() => false)]);
     if (!waited) throw new ConnectError(`run ${run.runId} did not stop in time; its state is ${stateName(run.state)}`, Code.DeadlineExceeded);
     await live.writing;
-    return clone(training.TrainingRunSchema, run);
+    return snapshot(run);
   }
 
   // ---- WatchTraining -----------------------------------------------------------------------
@@ -244,7 +262,7 @@ export class TrainingManager {
     try {
       const run = live.stored.run;
       yield create(training.WatchTrainingResponseSchema, {
-        run: clone(training.TrainingRunSchema, run),
+        run: snapshot(run),
         event: "state",
         message: `snapshot: ${stateName(run.state)}`,
         time: timestampNow(),
@@ -337,7 +355,7 @@ export class TrainingManager {
   private emit(live: Live, ev: RunEvent): void {
     if (live.watchers.size === 0) return;
     const m = create(training.WatchTrainingResponseSchema, {
-      run: clone(training.TrainingRunSchema, live.stored.run),
+      run: snapshot(live.stored.run),
       event: ev.kind,
       message: ev.message,
       time: ev.time,

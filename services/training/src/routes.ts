@@ -1,20 +1,7 @@
 import { create } from "@bufbuild/protobuf";
-import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { invalidArgument, training } from "@glimpse/api";
 import { bind, type ServiceBinding } from "@glimpse/rpc";
-import type { TrainingManager } from "./manager.js";
-
-const RUN_PREFIX = "trainingRuns/";
-
-/** The run as a resource: its name, *_time fields and eta beside the deprecated ones they replace. */
-export function asResource(run: training.TrainingRun): training.TrainingRun {
-  run.name = `${RUN_PREFIX}${run.runId}`;
-  if (run.createdAt) run.createTime = run.createdAt;
-  if (run.startedAt) run.startTime = run.startedAt;
-  if (run.finishedAt) run.endTime = run.finishedAt;
-  if (run.etaSeconds > 0) run.eta = durationFromMs(Math.round(run.etaSeconds * 1000));
-  return run;
-}
+import { RUN_PREFIX, type TrainingManager } from "./manager.js";
 
 /** "trainingRuns/tr-…" → "tr-…" (the rules checked the shape; never empty here). */
 const runIdOf = (name: string) => name.slice(RUN_PREFIX.length);
@@ -30,37 +17,33 @@ export function trainingBinding(manager: TrainingManager): ServiceBinding {
   const binding = bind(training.TrainingService, {
     async createTrainingRun(req) {
       if (!req.trainingRun) throw invalidArgument([{ field: "training_run", description: "is required", reason: "REQUIRED" }]);
-      return { trainingRun: asResource(await manager.start(req.trainingRun.config, "training_run.config")) };
+      return { trainingRun: await manager.start(req.trainingRun.config, "training_run.config") };
     },
     getTrainingRun(req) {
-      return { trainingRun: asResource(manager.get(runIdOf(req.name))) };
+      return { trainingRun: manager.get(runIdOf(req.name)) };
     },
     async cancelTrainingRun(req) {
-      return { trainingRun: asResource(await manager.stop(runIdOf(req.name))) };
+      return { trainingRun: await manager.stop(runIdOf(req.name)) };
     },
     async *watchTrainingRun(req, ctx) {
       for await (const m of manager.watch(runIdOf(req.name), ctx.signal)) {
-        yield create(training.WatchTrainingRunResponseSchema, { ...(m.run ? { trainingRun: asResource(m.run) } : {}), event: m.event, message: m.message, ...(m.time ? { time: m.time } : {}) });
+        yield create(training.WatchTrainingRunResponseSchema, { ...(m.run ? { trainingRun: m.run } : {}), event: m.event, message: m.message, ...(m.time ? { time: m.time } : {}) });
       }
     },
     listTrainingRuns(req) {
-      const page = manager.list(req);
-      return { runs: page.runs.map(asResource), nextPageToken: page.nextPageToken };
+      return manager.list(req);
     },
     async startTraining(req) {
-      return { run: asResource(await manager.start(req.config)) };
+      return { run: await manager.start(req.config) };
     },
     getTrainingStatus(req) {
-      return { run: asResource(manager.get(req.runId)) };
+      return { run: manager.get(req.runId) };
     },
     async *watchTraining(req, ctx) {
-      for await (const m of manager.watch(req.runId, ctx.signal)) {
-        if (m.run) asResource(m.run);
-        yield m;
-      }
+      yield* manager.watch(req.runId, ctx.signal);
     },
     async stopTraining(req) {
-      return { run: asResource(await manager.stop(req.runId)) };
+      return { run: await manager.stop(req.runId) };
     },
   });
   // The config's rules and its overrides are checked together by planTraining; Create's other

@@ -10,7 +10,7 @@ import { dirname, join } from "node:path";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { OPENAPI } from "@glimpse/api/openapi";
-import { writeHead } from "@glimpse/rpc";
+import { sendBytes } from "./index.js";
 
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
@@ -35,10 +35,6 @@ const DOCS_PAGE = `<!doctype html>
 const INIT_JS = `window.ui = SwaggerUIBundle({ url: "/openapi.json", dom_id: "#swagger-ui", deepLinking: true });\n`;
 
 const SWAGGER_DIR = dirname(createRequire(import.meta.url).resolve("swagger-ui-dist/package.json"));
-const SWAGGER_FILES: Record<string, string> = {
-  "swagger-ui.css": "text/css; charset=utf-8",
-  "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
-};
 
 interface Asset {
   body: Buffer;
@@ -51,41 +47,32 @@ const asset = (body: string | Buffer, type: string): Asset => {
   return { body: bytes, type, etag: `"${createHash("sha256").update(bytes).digest("hex").slice(0, 16)}"` };
 };
 
+const JS = "text/javascript; charset=utf-8";
+
+/** What the route serves, by path; each made on its first request (nothing added to start-up). */
+const ASSETS: Record<string, () => Promise<Asset>> = {
+  "/openapi.json": async () => asset(`${JSON.stringify(OPENAPI)}\n`, "application/json"),
+  "/docs": async () => asset(DOCS_PAGE, "text/html; charset=utf-8"),
+  "/docs/init.js": async () => asset(INIT_JS, JS),
+  "/docs/swagger-ui.css": async () => asset(await readFile(join(SWAGGER_DIR, "swagger-ui.css")), "text/css; charset=utf-8"),
+  "/docs/swagger-ui-bundle.js": async () => asset(await readFile(join(SWAGGER_DIR, "swagger-ui-bundle.js")), JS),
+};
+
 /** A gateway route: true when it answered the request. */
 export function docsRoute(): (req: Req, res: Res, url: URL) => Promise<boolean> {
-  const fixed = new Map<string, Asset>([
-    ["/openapi.json", asset(`${JSON.stringify(OPENAPI)}\n`, "application/json")],
-    ["/docs", asset(DOCS_PAGE, "text/html; charset=utf-8")],
-    ["/docs/init.js", asset(INIT_JS, "text/javascript; charset=utf-8")],
-  ]);
-  const files = new Map<string, Promise<Asset>>();
+  const made = new Map<string, Promise<Asset>>();
   return async (req, res, url) => {
     const p = url.pathname === "/docs/" ? "/docs" : url.pathname;
-    let found = fixed.get(p);
-    const file = p.startsWith("/docs/") ? p.slice("/docs/".length) : "";
-    if (!found && Object.hasOwn(SWAGGER_FILES, file)) {
-      let loading = files.get(file);
-      if (!loading) files.set(file, (loading = readFile(join(SWAGGER_DIR, file)).then((b) => asset(b, SWAGGER_FILES[file]!))));
-      found = await loading;
+    if (!Object.hasOwn(ASSETS, p) || (req.method !== "GET" && req.method !== "HEAD")) return false;
+    let making = made.get(p);
+    if (!making) {
+      made.set(p, (making = ASSETS[p]!()));
+      making.catch(() => made.delete(p)); // a failed read is tried again next time
     }
-    if (!found) return false;
-    if (req.method !== "GET" && req.method !== "HEAD") return false;
-    const headers: Record<string, string> = {
-      "content-type": found.type,
-      "cache-control": "no-cache",
-      etag: found.etag,
-      "x-content-type-options": "nosniff",
-    };
+    const found = await making;
+    const headers: Record<string, string> = { "content-type": found.type, "cache-control": "no-cache" };
     if (p === "/docs") headers["content-security-policy"] = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'";
     if (p === "/openapi.json") headers["access-control-allow-origin"] = "*"; // other tools (editors, generators) read it too
-    if (req.headers["if-none-match"] === found.etag) {
-      writeHead(res, 304, { etag: found.etag });
-      res.end();
-      return true;
-    }
-    writeHead(res, 200, { ...headers, "content-length": String(found.body.length) });
-    if (req.method === "HEAD") res.end();
-    else res.end(found.body);
-    return true;
+    return sendBytes(req, res, found.body, found.etag, headers);
   };
 }

@@ -23,7 +23,21 @@ export interface PagesOptions {
   demoDir?: string | undefined;
 }
 
-const PAGE_ETAG = `"${createHash("sha256").update(SEARCH_PAGE).digest("hex").slice(0, 16)}"`;
+const SEARCH_PAGE_BYTES = Buffer.from(SEARCH_PAGE);
+const PAGE_ETAG = `"${createHash("sha256").update(SEARCH_PAGE_BYTES).digest("hex").slice(0, 16)}"`;
+
+/** A GET or HEAD answered with bytes under an ETag: 304 when the client has them, else 200 (HEAD: no body). */
+export function sendBytes(req: Req, res: Res, body: Buffer, etag: string, headers: Record<string, string>): true {
+  if (req.headers["if-none-match"] === etag) {
+    writeHead(res, 304, { etag });
+    res.end();
+    return true;
+  }
+  writeHead(res, 200, { ...headers, etag, "content-length": String(body.length), "x-content-type-options": "nosniff" });
+  if (req.method === "HEAD") res.end();
+  else res.end(body);
+  return true;
+}
 
 /** A gateway route (see GatewayOptions.routes): true when it answered the request. */
 export function pagesRoute(opts: PagesOptions = {}): (req: Req, res: Res, url: URL) => Promise<boolean> {
@@ -32,21 +46,11 @@ export function pagesRoute(opts: PagesOptions = {}): (req: Req, res: Res, url: U
     const p = url.pathname;
     if (p === "/" || p === "/search" || p === "/search/") {
       if (req.method !== "GET" && req.method !== "HEAD") return false;
-      if (req.headers["if-none-match"] === PAGE_ETAG) {
-        writeHead(res, 304, { etag: PAGE_ETAG });
-        res.end();
-        return true;
-      }
-      writeHead(res, 200, {
+      return sendBytes(req, res, SEARCH_PAGE_BYTES, PAGE_ETAG, {
         "content-type": "text/html; charset=utf-8",
         "cache-control": "no-cache",
-        etag: PAGE_ETAG,
         "content-security-policy": "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'",
-        "x-content-type-options": "nosniff",
       });
-      if (req.method === "HEAD") res.end();
-      else res.end(SEARCH_PAGE);
-      return true;
     }
     if (p.startsWith("/demo/images/")) {
       if (req.method !== "GET" && req.method !== "HEAD") return false;
@@ -59,15 +63,7 @@ export function pagesRoute(opts: PagesOptions = {}): (req: Req, res: Res, url: U
         return notFound(res);
       }
       const etag = `"${createHash("sha256").update(bytes).digest("hex").slice(0, 32)}"`;
-      if (req.headers["if-none-match"] === etag) {
-        writeHead(res, 304, { etag });
-        res.end();
-        return true;
-      }
-      writeHead(res, 200, { "content-type": "image/jpeg", "content-length": String(bytes.length), "cache-control": "public, max-age=86400", etag, "x-content-type-options": "nosniff" });
-      if (req.method === "HEAD") res.end();
-      else res.end(bytes);
-      return true;
+      return sendBytes(req, res, bytes, etag, { "content-type": "image/jpeg", "cache-control": "public, max-age=86400" });
     }
     return false;
   };
