@@ -120,7 +120,7 @@ func TestSearchImages(t *testing.T) {
 		t.Fatalf("want 5 hits, got %d", len(hits))
 	}
 	for i, h := range hits {
-		if h.GetRank() != int32(i+1) || h.GetImageId() == "" || (i > 0 && h.GetScore() > hits[i-1].GetScore()) {
+		if h.GetRank() != int32(i+1) || h.GetImageId() == "" || (i > 0 && h.GetRankScore() > hits[i-1].GetRankScore()) {
 			t.Fatalf("hit %d out of order: %v", i, hits)
 		}
 	}

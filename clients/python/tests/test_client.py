@@ -22,7 +22,7 @@ def test_search_images_returns_ranked_gallery_hits(mesh: str) -> None:
     assert len(hits) == 5
     assert [h.rank for h in hits] == [1, 2, 3, 4, 5]
     assert all(h.image_id for h in hits)
-    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert [h.rank_score for h in hits] == sorted((h.rank_score for h in hits), reverse=True)  # the score the order follows
 
 
 def test_search_captions_for_an_upload_a_path_and_an_id(mesh: str) -> None:

@@ -62,7 +62,7 @@ describe("glimpse search, caption, train, runs, models, datasets (a whole mesh, 
   it("search prints ranked images; --json is the response", async () => {
     const table = await glimpse(["search", "a", "dog", "in", "the", "snow", "--top-k", "3"]);
     expect(table.code, table.stderr).toBe(0);
-    expect(table.stdout.split("\n")[0]).toMatch(/^rank\s+image\s+score$/);
+    expect(table.stdout.split("\n")[0]).toMatch(/^rank\s+image\s+score\s+cosine$/);
     const res = (await json(["search", "a dog in the snow", "--top-k", "3"])) as { results: { rank: number; image_id: string }[] };
     expect(res.results.map((h) => h.rank)).toEqual([1, 2, 3]);
     expect(table.stdout).toContain(res.results[0]!.image_id);

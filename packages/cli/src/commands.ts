@@ -27,7 +27,8 @@ const searchCommand = command('search "<text>" [--top-k N]', { "top-k": { type: 
   const query = positionals(p, 1, Infinity, "the text to search for").join(" ");
   const res = await ctx.clients.ranking.searchImages({ query, topK: count(v["top-k"], "--top-k") });
   if (ctx.json) printJson(ctx, ranking.SearchImagesResponseSchema, res);
-  else ctx.out(table(["rank", "image", "score"], res.results.map((h) => [String(h.rank), h.imageId, score(h.score)]), [0, 2]));
+  // The order follows rank_score (cosine plus the query-bank bias); the cosine beside it.
+  else ctx.out(table(["rank", "image", "score", "cosine"], res.results.map((h) => [String(h.rank), h.imageId, score(h.rankScore), score(h.score)]), [0, 2, 3]));
   return EXIT.ok;
 });
 
@@ -43,7 +44,7 @@ const captionCommand = command("caption (<photo file> | <gallery image id>) [--t
   }
   const res = await ctx.clients.ranking.searchCaptions({ image, topK });
   if (ctx.json) printJson(ctx, ranking.SearchCaptionsResponseSchema, res);
-  else ctx.out(table(["rank", "score", "caption", "of image"], res.results.map((h) => [String(h.rank), score(h.score), h.text, h.imageId]), [0, 1]));
+  else ctx.out(table(["rank", "score", "cosine", "caption", "of image"], res.results.map((h) => [String(h.rank), score(h.rankScore), score(h.score), h.text, h.imageId]), [0, 1, 2]));
   return EXIT.ok;
 });
 

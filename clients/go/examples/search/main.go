@@ -23,6 +23,6 @@ func main() {
 		os.Exit(1)
 	}
 	for _, h := range hits {
-		fmt.Printf("%d %s %.3f\n", h.GetRank(), h.GetImageId(), h.GetScore())
+		fmt.Printf("%d %s %.3f\n", h.GetRank(), h.GetImageId(), h.GetRankScore()) // the score the order follows
 	}
 }

@@ -6,7 +6,7 @@ google.rpc.BadRequest field violations.
     from glimpse import Glimpse
     with Glimpse("localhost:8000", api_key="...") as g:
         for hit in g.search_images("two kids on a beach at sunset", top_k=5):
-            print(hit.rank, hit.image_id, round(hit.score, 3))
+            print(hit.rank, hit.image_id, round(hit.rank_score, 3))
 """
 from __future__ import annotations
 
@@ -155,7 +155,8 @@ class Glimpse:
     # ---- search -----------------------------------------------------------------------------
 
     def search_images(self, query: str, top_k: int = 0, **scope: Any) -> list[Any]:
-        """Gallery images for a text, best first (ImageHit: image_id, score, rank)."""
+        """Gallery images for a text, best first (ImageHit: image_id, rank, rank_score — the score the
+        order follows — and score, the cosine)."""
         req = ranking_service_pb2.SearchImagesRequest(query=query, top_k=top_k, scope=scope or None)
         return list(self._ranking("SearchImages", req).results)
 
