@@ -317,18 +317,29 @@ func (c *Client) TrainingRuns(ctx context.Context) iter.Seq2[*trainingv1.Trainin
 
 // ---- pipeline runs ------------------------------------------------------------------------
 
-// StartPipelineRun publishes a dataset version from archives (a write key).
+// StartPipelineRun publishes a dataset version from archives, the resource "pipelineRuns/{run_id}"
+// (a write key).
 func (c *Client) StartPipelineRun(ctx context.Context, params *datav1.PipelineParams) (*datav1.PipelineRun, error) {
-	res, err := c.Data.StartPipelineRun(ctx, connect.NewRequest(&datav1.StartPipelineRunRequest{Params: params}))
+	req := &datav1.CreatePipelineRunRequest{PipelineRun: &datav1.PipelineRun{Params: params}}
+	res, err := c.Data.CreatePipelineRun(ctx, connect.NewRequest(req))
 	if err != nil {
 		return nil, err
 	}
-	return res.Msg.GetRun(), nil
+	return res.Msg.GetPipelineRun(), nil
 }
 
-// WatchPipelineRun yields a pipeline run's progress until it ends.
-func (c *Client) WatchPipelineRun(ctx context.Context, runID string) iter.Seq2[*datav1.WatchPipelineRunResponse, error] {
-	return stream(c.Data.WatchPipelineRun(ctx, connect.NewRequest(&datav1.WatchPipelineRunRequest{RunId: runID})))
+// PipelineRun gets a run by name ("pipelineRuns/…", as StartPipelineRun returns it).
+func (c *Client) PipelineRun(ctx context.Context, name string) (*datav1.PipelineRun, error) {
+	res, err := c.Data.GetPipelineRun(ctx, connect.NewRequest(&datav1.GetPipelineRunRequest{Name: name}))
+	if err != nil {
+		return nil, err
+	}
+	return res.Msg.GetPipelineRun(), nil
+}
+
+// WatchPipelineRun yields a pipeline run's progress until it ends (by name).
+func (c *Client) WatchPipelineRun(ctx context.Context, name string) iter.Seq2[*datav1.WatchPipelineRunResponse, error] {
+	return stream(c.Data.WatchPipelineRun(ctx, connect.NewRequest(&datav1.WatchPipelineRunRequest{Name: name})))
 }
 
 // PipelineRuns lists the pipeline runs, newest first.
@@ -342,13 +353,13 @@ func (c *Client) PipelineRuns(ctx context.Context) iter.Seq2[*datav1.PipelineRun
 	})
 }
 
-// CancelPipelineRun cancels a pending or running pipeline run (a write key).
-func (c *Client) CancelPipelineRun(ctx context.Context, runID string) (*datav1.PipelineRun, error) {
-	res, err := c.Data.CancelPipelineRun(ctx, connect.NewRequest(&datav1.CancelPipelineRunRequest{RunId: runID}))
+// CancelPipelineRun cancels a pending or running pipeline run by name (a write key).
+func (c *Client) CancelPipelineRun(ctx context.Context, name string) (*datav1.PipelineRun, error) {
+	res, err := c.Data.CancelPipelineRun(ctx, connect.NewRequest(&datav1.CancelPipelineRunRequest{Name: name}))
 	if err != nil {
 		return nil, err
 	}
-	return res.Msg.GetRun(), nil
+	return res.Msg.GetPipelineRun(), nil
 }
 
 // ---- collections --------------------------------------------------------------------------

@@ -290,7 +290,10 @@ func TestRankCandidatesAndPipelineRuns(t *testing.T) {
 		}
 		t.Fatalf("a fresh mesh has no pipeline runs, got %v", run)
 	}
-	if _, err := c.CancelPipelineRun(t.Context(), "pr-nope"); !isCode(err, connect.CodeUnauthenticated) {
+	if _, err := c.PipelineRun(t.Context(), "pipelineRuns/pr-nope"); !isCode(err, connect.CodeNotFound) {
+		t.Fatalf("an unknown run: want NOT_FOUND, got %v", err)
+	}
+	if _, err := c.CancelPipelineRun(t.Context(), "pipelineRuns/pr-nope"); !isCode(err, connect.CodeUnauthenticated) {
 		t.Fatalf("cancel without a key: want UNAUTHENTICATED, got %v", err)
 	}
 }

@@ -133,3 +133,22 @@ def test_unary_calls_have_a_deadline_by_default() -> None:
         assert err.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
     finally:
         silent.close()
+
+
+def test_pipeline_runs_by_name(mesh: str) -> None:
+    with Glimpse(mesh, api_key=WRITE_KEY) as g:
+        with pytest.raises(GlimpseError) as err:
+            g.start_pipeline_run(sample_ratio=2)
+        assert [(v.field, v.reason) for v in err.value.violations] == [("pipeline_run.params.sample_ratio", "OUT_OF_RANGE")]
+        # A source outside the allow-list is refused before anything is downloaded, naming its field.
+        with pytest.raises(GlimpseError) as err:
+            g.start_pipeline_run(images_url="file:///etc/passwd")
+        assert err.value.code == grpc.StatusCode.PERMISSION_DENIED
+        assert "pipeline_run.params.images_url" in [v.field for v in err.value.violations]
+        with pytest.raises(GlimpseError) as err:
+            g.get_pipeline_run("pr-nope")
+        assert err.value.code == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(GlimpseError) as err:
+            g.cancel_pipeline_run("pipelineRuns/not a run")
+        assert [(v.field, v.reason) for v in err.value.violations] == [("name", "BAD_FORMAT")]
+        assert list(g.list_pipeline_runs()) == []

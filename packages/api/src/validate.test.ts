@@ -44,7 +44,9 @@ describe("request rules (buf.validate) → google.rpc.BadRequest field violation
     expect(reasons(ranking.PromoteModelRequestSchema, { version: "v1" })).toEqual(["version:BAD_FORMAT"]);
     expect(reasons(ranking.BuildIndexRequestSchema, { kind: "ivf" })).toEqual(["kind:BAD_VALUE"]);
     expect(reasons(data.ListSamplesRequestSchema, { dataset: "Bad_Name", split: 9 as ds.Split, pageSize: -1 })).toEqual(["dataset:BAD_FORMAT", "split:BAD_ENUM", "page_size:OUT_OF_RANGE"]);
-    expect(reasons(data.GetPipelineRunRequestSchema, {})).toEqual(["run_id:REQUIRED"]);
+    expect(reasons(data.GetPipelineRunRequestSchema, {})).toEqual(["name:REQUIRED"]);
+    expect(reasons(data.GetPipelineRunRequestSchema, { runId: "pr-1" })).toEqual([]);
+    expect(reasons(data.GetPipelineRunRequestSchema, { name: "pipelineRuns/pr-1", runId: "pr-2" })).toEqual(["run_id:CONFLICT"]);
     expect(reasons(training.GetTrainingStatusRequestSchema, { runId: "../etc" })).toEqual(["run_id:BAD_FORMAT"]);
     expect(reasons(training.ListTrainingRunsRequestSchema, { pageSize: -5 })).toEqual(["page_size:OUT_OF_RANGE"]);
   });
@@ -64,7 +66,7 @@ describe("request rules (buf.validate) → google.rpc.BadRequest field violation
     for (const m of requestMessages()) {
       // A message whose empty form the RPC refuses (a required field) says so by a violation naming it.
       const fields = check(m, {} as never).map((v) => v.field);
-      for (const f of fields) expect(["image", "query", "queries", "candidate_image_ids", "version", "run_id", "image_id", "name", "parent", "collection_id", "collection", "source", "kind", "path", "urls", "training_run"], `${m.typeName}.${f}`).toContain(f);
+      for (const f of fields) expect(["image", "query", "queries", "candidate_image_ids", "version", "run_id", "image_id", "name", "parent", "collection_id", "collection", "source", "kind", "path", "urls", "training_run", "pipeline_run"], `${m.typeName}.${f}`).toContain(f);
     }
   });
 

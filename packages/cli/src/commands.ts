@@ -162,7 +162,7 @@ const runsCommand = command("runs [--pipeline] [--page-size N]", { pipeline: { t
   if (v.pipeline) {
     const res = await ctx.clients.data.listPipelineRuns({ pageSize });
     if (ctx.json) printJson(ctx, data.ListPipelineRunsResponseSchema, res);
-    else ctx.out(table(["run", "state", "dataset version", "created", "error"], res.runs.map((r) => [r.runId, stateName(data.RunStateSchema, r.state), r.datasetVersion, dateTime(r.createdAt), r.error])));
+    else ctx.out(table(["run", "state", "dataset version", "created", "error"], res.runs.map((r) => [r.runId, stateName(data.RunStateSchema, r.state), r.datasetVersion, dateTime(r.createTime), r.error])));
     return EXIT.ok;
   }
   const res = await ctx.clients.training.listTrainingRuns({ pageSize });
@@ -179,7 +179,7 @@ const modelsList = command("models [list]", {}, async (ctx, _v, p) => {
   if (ctx.json) printJson(ctx, ranking.ListModelVersionsResponseSchema, res);
   else {
     const metric = (m: ranking.ModelInfo, k: string) => (m.metrics[k] === undefined ? "" : m.metrics[k].toFixed(1));
-    ctx.out(table(["version", "", "backbone", "test t2i R@10", "test i2t R@10", "created"], res.models.map((m) => [m.version, m.production ? "production" : "", m.backbone, metric(m, "test.t2i_r10"), metric(m, "test.i2t_r10"), dateTime(m.createdAt)]), [3, 4]));
+    ctx.out(table(["version", "", "backbone", "test t2i R@10", "test i2t R@10", "created"], res.models.map((m) => [m.version, m.production ? "production" : "", m.backbone, metric(m, "test.t2i_r10"), metric(m, "test.i2t_r10"), dateTime(m.createTime)]), [3, 4]));
   }
   return EXIT.ok;
 });
@@ -222,7 +222,7 @@ const datasetsCommand = command("datasets [<dataset>]", {}, async (ctx, _v, p) =
   if (ctx.json) printJson(ctx, data.ListDatasetVersionsResponseSchema, res);
   else {
     const split = (d: ds.DatasetVersion, s: ds.Split) => String(d.splits.find((x) => x.split === s)?.images ?? "");
-    ctx.out(table(["dataset", "version", "", "images", "train", "dev", "test", "published"], res.versions.map((d) => [d.dataset, d.version, d.latest ? "latest" : "", String(d.imageCount), split(d, ds.Split.TRAIN), split(d, ds.Split.DEV), split(d, ds.Split.TEST), dateTime(d.publishedAt)]), [3, 4, 5, 6]));
+    ctx.out(table(["dataset", "version", "", "images", "train", "dev", "test", "published"], res.versions.map((d) => [d.dataset, d.version, d.latest ? "latest" : "", String(d.imageCount), split(d, ds.Split.TRAIN), split(d, ds.Split.DEV), split(d, ds.Split.TEST), dateTime(d.publishTime)]), [3, 4, 5, 6]));
   }
   return EXIT.ok;
 });

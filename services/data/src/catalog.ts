@@ -141,7 +141,7 @@ export class DatasetCatalog {
       latest: latest?.version === version,
       manifestKey: v.manifestKey,
       params: Object.fromEntries(Object.entries(m.params).map(([k, val]) => [k, String(val)])),
-      ...(published ? { publishedAt: timestampFromDate(new Date(published)) } : {}),
+      ...(published ? { publishTime: timestampFromDate(new Date(published)), publishedAt: timestampFromDate(new Date(published)) } : {}),
     });
   }
 

@@ -72,6 +72,9 @@ describe("Data service over real sockets, through the gateway", () => {
     expect(err.message).toContain("params.images_url");
     expect(err.message).toContain("params.sample_ratio");
     expect(err.message).toContain("params.train_ratio");
+    // The resource method names them under the run it was given.
+    const created = (await client.createPipelineRun({ pipelineRun: { params: { sampleRatio: 2 } } }, auth).catch((e: unknown) => ConnectError.from(e))) as ConnectError;
+    expect([created.code, created.message]).toEqual([Code.InvalidArgument, expect.stringContaining("pipeline_run.params.sample_ratio")]);
     expect((await client.listPipelineRuns({})).runs).toEqual([]);
   });
 
@@ -99,7 +102,8 @@ describe("Data service over real sockets, through the gateway", () => {
     expect(Number(info.imageCount)).toBe(fx.expected.images);
     const count = (s: ds.Split) => Number(info.splits.find((x) => x.split === s)?.images);
     expect([count(ds.Split.TRAIN), count(ds.Split.DEV), count(ds.Split.TEST)]).toEqual([fx.expected.train, fx.expected.dev, fx.expected.test]);
-    expect(info.publishedAt).toBeDefined(); // recorded by the sync step
+    expect(info.publishTime).toBeDefined(); // recorded by the sync step
+    expect(info.publishedAt).toEqual(info.publishTime);
     expect((await client.getPipelineRun({ runId: run.run_id })).run?.state).toBe(data.RunState.SUCCEEDED);
   });
 
@@ -138,11 +142,21 @@ describe("Data service over real sockets, through the gateway", () => {
     expect((await fetch(`${base}/data/samples?page_size=-1`)).status).toBe(400);
   });
 
-  it("reports a second identical run as skipped: nothing new to publish", async () => {
-    const { run } = await client.startPipelineRun({ params: { imagesUrl: `file://${fx.imagesZip}`, captionsUrl: `file://${fx.captionsZip}` } }, auth);
+  it("reports a second identical run as skipped: nothing new to publish (the run as a resource: name, *_time)", async () => {
+    const { pipelineRun: run } = await client.createPipelineRun({ pipelineRun: { params: { imagesUrl: `file://${fx.imagesZip}`, captionsUrl: `file://${fx.captionsZip}` } } }, auth);
+    expect(run?.name).toBe(`pipelineRuns/${run?.runId}`);
     let last: data.PipelineRun | undefined;
-    for await (const msg of client.watchPipelineRun({ runId: run!.runId })) last = msg.run;
+    for await (const msg of client.watchPipelineRun({ name: run!.name })) {
+      expect(msg.run).toEqual(msg.pipelineRun); // the deprecated field, filled for one release
+      last = msg.pipelineRun;
+    }
     expect(last?.state, last?.error).toBe(data.RunState.SKIPPED);
+    const got = (await client.getPipelineRun({ name: run!.name })).pipelineRun!;
+    const ms = (t: { seconds: bigint; nanos: number } | undefined) => Number(t!.seconds) * 1e3 + t!.nanos / 1e6;
+    expect([got.createTime, got.endTime]).toEqual([got.createdAt, got.finishedAt]);
+    expect(ms(got.createTime)).toBeLessThanOrEqual(ms(got.startTime));
+    expect(ms(got.startTime)).toBeLessThanOrEqual(ms(got.endTime));
+    for (const step of got.steps.filter((x) => x.state !== data.RunState.PENDING)) expect([step.startTime, step.endTime]).toEqual([step.startedAt, step.finishedAt]);
     expect((await client.listDatasetVersions({})).versions).toHaveLength(1);
     expect((await client.listPipelineRuns({ pageSize: 1 })).nextPageToken).not.toBe("");
   });
@@ -160,21 +174,25 @@ describe("Data service over real sockets, through the gateway", () => {
     try {
       const before = (await client.getDatasetInfo({})).version;
       const url = `${stalled.url}/Flickr8k_Dataset.zip`;
-      const { run } = await client.startPipelineRun({ params: { imagesUrl: url, captionsUrl: `file://${fx.captionsZip}` } }, auth);
+      const { pipelineRun: run } = await client.createPipelineRun({ pipelineRun: { params: { imagesUrl: url, captionsUrl: `file://${fx.captionsZip}` } } }, auth);
       await downloading;
-      const cancelled = await client.cancelPipelineRun({ runId: run!.runId }, auth);
-      expect(cancelled.run?.state).toBe(data.RunState.CANCELLED);
-      expect((await client.getPipelineRun({ runId: run!.runId })).run?.state).toBe(data.RunState.CANCELLED);
-      // cancelling a finished run changes nothing
+      const cancelled = await client.cancelPipelineRun({ name: run!.name }, auth);
+      expect(cancelled.pipelineRun?.state).toBe(data.RunState.CANCELLED);
+      expect((await client.getPipelineRun({ name: run!.name })).pipelineRun?.state).toBe(data.RunState.CANCELLED);
+      // cancelling a finished run changes nothing; the deprecated run_id names the same run
       expect((await client.cancelPipelineRun({ runId: run!.runId }, auth)).run?.state).toBe(data.RunState.CANCELLED);
+      // a name and a run_id that disagree are refused
+      const both = await client.getPipelineRun({ name: run!.name, runId: "pr-other" }).catch((e: unknown) => ConnectError.from(e));
+      expect(both).toMatchObject({ code: Code.InvalidArgument, message: expect.stringContaining("run_id: names another run than name") });
       expect((await client.listDatasetVersions({})).versions).toHaveLength(1);
       expect((await client.getDatasetInfo({})).version).toEqual(before);
     } finally {
       await stalled.close();
     }
-    const bad = await client.cancelPipelineRun({ runId: "../x" }, auth).catch((e: unknown) => ConnectError.from(e));
-    expect(bad).toMatchObject({ code: Code.InvalidArgument });
-    expect((bad as ConnectError).message).toContain("run_id");
+    const bad = await client.cancelPipelineRun({ name: "pipelineRuns/../x" }, auth).catch((e: unknown) => ConnectError.from(e));
+    expect(bad).toMatchObject({ code: Code.InvalidArgument, message: expect.stringContaining("name: must match") });
+    const badId = await client.cancelPipelineRun({ runId: "../x" }, auth).catch((e: unknown) => ConnectError.from(e));
+    expect(badId).toMatchObject({ code: Code.InvalidArgument, message: expect.stringContaining("run_id") });
   });
 
   it("refuses sources outside the allow-list before any download: PERMISSION_DENIED naming each field", async () => {

@@ -117,7 +117,7 @@ export class PipelineRuns {
     this.live.set(runId, live);
     await this.save(run);
     void this.execute(live);
-    return run;
+    return snapshot(run);
   }
 
   private async execute(live: Live): Promise<void> {
@@ -208,8 +208,9 @@ export class PipelineRuns {
 
   /** Tells watchers; persists state changes at once and progress at most every 2 s. */
   private changed(live: Live, step: data.PipelineStep, message: string, important: boolean): void {
-    const snapshot = create(data.WatchPipelineRunResponseSchema, { run: clone(live.run), step, message });
-    for (const l of live.listeners) l(snapshot);
+    const run = snapshot(live.run);
+    const change = create(data.WatchPipelineRunResponseSchema, { pipelineRun: run, run, step, message });
+    for (const l of live.listeners) l(change);
     const now = Date.now();
     if (important || now - live.lastSave > 2_000) {
       live.lastSave = now;
@@ -219,9 +220,9 @@ export class PipelineRuns {
 
   async get(runId: string): Promise<data.PipelineRun> {
     const live = this.live.get(runId);
-    if (live) return clone(live.run);
+    if (live) return snapshot(live.run);
     try {
-      return await this.read(runKey(runId));
+      return snapshot(await this.read(runKey(runId)));
     } catch {
       throw notFound("pipeline run", runId);
     }
@@ -243,7 +244,7 @@ export class PipelineRuns {
     live?.listeners.add(sub.push);
     try {
       const first = await this.get(runId);
-      yield create(data.WatchPipelineRunResponseSchema, { run: first, message: "snapshot" });
+      yield create(data.WatchPipelineRunResponseSchema, { pipelineRun: first, run: first, message: "snapshot" });
       if (!live || FINISHED.has(first.state)) return;
       for await (const next of sub) {
         yield next;
@@ -260,7 +261,7 @@ export class PipelineRuns {
     if (!FINISHED.has(live.run.state)) live.abort.abort();
     // Wait briefly for the steps to stop, so the answer shows the final state.
     for (let i = 0; i < 100 && !FINISHED.has(live.run.state); i++) await new Promise((r) => setTimeout(r, 50));
-    return clone(live.run);
+    return snapshot(live.run);
   }
 
   private async save(run: data.PipelineRun): Promise<void> {
@@ -272,6 +273,22 @@ export class PipelineRuns {
   }
 }
 
-function clone(run: data.PipelineRun): data.PipelineRun {
-  return create(data.PipelineRunSchema, { ...run, steps: run.steps.map((s) => create(data.StepStatusSchema, { ...s })) });
+/** A run's resource name is "pipelineRuns/{run_id}". */
+export const PIPELINE_RUN_PREFIX = "pipelineRuns/";
+
+/**
+ * The copy of a run every answer carries: the resource's name and its *_time fields, filled from
+ * what is stored (the deprecated *_at fields, kept filled for one release).
+ */
+function snapshot(run: data.PipelineRun): data.PipelineRun {
+  const steps = run.steps.map((s) => create(data.StepStatusSchema, { ...s, ...(s.startedAt ? { startTime: s.startedAt } : {}), ...(s.finishedAt ? { endTime: s.finishedAt } : {}) }));
+  const started = steps.map((s) => s.startTime).filter((t) => t !== undefined).sort((a, b) => Number(a.seconds - b.seconds) || a.nanos - b.nanos)[0];
+  return create(data.PipelineRunSchema, {
+    ...run,
+    name: `${PIPELINE_RUN_PREFIX}${run.runId}`,
+    steps,
+    ...(run.createdAt ? { createTime: run.createdAt } : {}),
+    ...(started ? { startTime: started } : {}),
+    ...(run.finishedAt ? { endTime: run.finishedAt } : {}),
+  });
 }

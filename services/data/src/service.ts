@@ -1,11 +1,11 @@
 import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { Violations, data, pageOfFixed, pageOfLive, dataset as ds, notFound, permissionDenied, type FieldViolation } from "@glimpse/api";
+import { Violations, data, invalidArgument, pageOfFixed, pageOfLive, dataset as ds, notFound, permissionDenied, type FieldViolation } from "@glimpse/api";
 import { putJson, type ObjectStore } from "@glimpse/objectstore";
 import { DEFAULTS, manifestKey, moveLatest, PublishConflictError, resolveParams, SourceRefusedError, type PublishedVersion, type SourceAllowList } from "@glimpse/pipeline";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { DatasetCatalog, recordKey, type VersionRecord } from "./catalog.js";
-import { pipelineInput, type PipelineRuns } from "./runs.js";
+import { PIPELINE_RUN_PREFIX, pipelineInput, type PipelineRuns } from "./runs.js";
 
 /** The request's dataset and version: the proto's rules checked their shape; empty names the default dataset. */
 function datasetAndVersion(req: { dataset: string; version: string }): { dataset: string; version: string } {
@@ -16,8 +16,8 @@ function datasetAndVersion(req: { dataset: string; version: string }): { dataset
  * An Argo run downloads in the workflow's pods, which see neither this service's files nor
  * the Data pod's: file:// archives are refused up front instead of failing in the cluster.
  */
-function checkReachableFromWorkflow(v: Violations, p: data.PipelineParams | undefined): void {
-  for (const [field, url] of [["params.images_url", p?.imagesUrl], ["params.captions_url", p?.captionsUrl]] as const) {
+function checkReachableFromWorkflow(v: Violations, p: data.PipelineParams | undefined, at: string): void {
+  for (const [field, url] of [[`${at}.images_url`, p?.imagesUrl], [`${at}.captions_url`, p?.captionsUrl]] as const) {
     if (url?.startsWith("file://")) {
       v.add(field, "file:// URLs are not readable by the Argo workflow's pods (GLIMPSE_PIPELINE_EXECUTOR=argo): serve the archive over http(s)", "UNREACHABLE");
     }
@@ -29,10 +29,10 @@ function checkReachableFromWorkflow(v: Violations, p: data.PipelineParams | unde
  * naming each refused field (an empty URL is the default source, checked like any other).
  * The params have passed the proto's rules: they resolve as the run will resolve them.
  */
-async function checkSourcesAllowed(allow: SourceAllowList, p: data.PipelineParams | undefined): Promise<void> {
+async function checkSourcesAllowed(allow: SourceAllowList, p: data.PipelineParams | undefined, at: string): Promise<void> {
   const refused: FieldViolation[] = [];
   const { imagesUrl, captionsUrl } = resolveParams(pipelineInput(p ?? create(data.PipelineParamsSchema)));
-  for (const [field, url] of [["params.images_url", imagesUrl], ["params.captions_url", captionsUrl]] as const) {
+  for (const [field, url] of [[`${at}.images_url`, imagesUrl], [`${at}.captions_url`, captionsUrl]] as const) {
     try {
       await allow.check(url);
     } catch (err) {
@@ -43,7 +43,6 @@ async function checkSourcesAllowed(allow: SourceAllowList, p: data.PipelineParam
   if (refused.length > 0) throw permissionDenied(refused);
 }
 
-/** Offset-based page tokens, bound to the version and filter they came from. */
 /** Records a published version; idempotent. The pipeline's sync step calls it. */
 async function registerVersion(store: ObjectStore, catalog: DatasetCatalog, dataset: string, version: string, publishedAt?: string): Promise<void> {
   const existing = await catalog.record(dataset, version);
@@ -52,7 +51,19 @@ async function registerVersion(store: ObjectStore, catalog: DatasetCatalog, data
   await putJson(store, recordKey(dataset, version), record);
 }
 
+/** The run a request names: by name, or by the deprecated run_id (the rules require one, and agreeing). */
+const runIdOf = (req: { name: string; runId: string }): string => (req.name ? req.name.slice(PIPELINE_RUN_PREFIX.length) : req.runId);
+
 export function dataService(store: ObjectStore, catalog: DatasetCatalog, runs: PipelineRuns, allow: SourceAllowList): Partial<ServiceImpl<typeof data.DataService>> {
+  /** Starts a run of these params; `at` is where the request carries them (violations name it). */
+  async function startRun(params: data.PipelineParams | undefined, at: string): Promise<data.PipelineRun> {
+    const v = new Violations();
+    if (runs.executor === "argo") checkReachableFromWorkflow(v, params, at);
+    v.throwIfAny();
+    await checkSourcesAllowed(allow, params, at);
+    return runs.start(params ?? create(data.PipelineParamsSchema));
+  }
+
   return {
     async listDatasetVersions(req) {
       const dataset = req.dataset || DEFAULTS.dataset;
@@ -110,16 +121,18 @@ export function dataService(store: ObjectStore, catalog: DatasetCatalog, runs: P
       });
     },
 
+    async createPipelineRun(req) {
+      if (!req.pipelineRun) throw invalidArgument([{ field: "pipeline_run", description: "is required", reason: "REQUIRED" }]);
+      return create(data.CreatePipelineRunResponseSchema, { pipelineRun: await startRun(req.pipelineRun.params, "pipeline_run.params") });
+    },
+
     async startPipelineRun(req) {
-      const v = new Violations();
-      if (runs.executor === "argo") checkReachableFromWorkflow(v, req.params);
-      v.throwIfAny();
-      await checkSourcesAllowed(allow, req.params);
-      return create(data.StartPipelineRunResponseSchema, { run: await runs.start(req.params ?? create(data.PipelineParamsSchema)) });
+      return create(data.StartPipelineRunResponseSchema, { run: await startRun(req.params, "params") });
     },
 
     async getPipelineRun(req) {
-      return create(data.GetPipelineRunResponseSchema, { run: await runs.get(req.runId) });
+      const run = await runs.get(runIdOf(req));
+      return create(data.GetPipelineRunResponseSchema, { pipelineRun: run, run });
     },
 
     async listPipelineRuns(req) {
@@ -128,11 +141,12 @@ export function dataService(store: ObjectStore, catalog: DatasetCatalog, runs: P
     },
 
     watchPipelineRun(req, ctx) {
-      return runs.watch(req.runId, ctx.signal);
+      return runs.watch(runIdOf(req), ctx.signal);
     },
 
     async cancelPipelineRun(req) {
-      return create(data.CancelPipelineRunResponseSchema, { run: await runs.cancel(req.runId) });
+      const run = await runs.cancel(runIdOf(req));
+      return create(data.CancelPipelineRunResponseSchema, { pipelineRun: run, run });
     },
 
     async registerDatasetVersion(req) {

@@ -59,6 +59,10 @@ const RESOURCES = [
   "GET /v1/trainingRuns",
   "GET /v1/{name=trainingRuns/*}",
   "POST /v1/{name=trainingRuns/*}:cancel",
+  "POST /v1/pipelineRuns",
+  "GET /v1/pipelineRuns",
+  "GET /v1/{name=pipelineRuns/*}",
+  "POST /v1/{name=pipelineRuns/*}:cancel",
 ];
 
 const DEMO_IMAGES = new URL("../../../demo/images/", import.meta.url).pathname;
@@ -100,9 +104,12 @@ const CALLS: Record<string, Call> = {
   ListSamples: { input: { split: "test", page_size: "2" }, status: 404, code: "not_found" },
   // body: "params": the JSON body is the PipelineParams (a bad one, so nothing is downloaded).
   StartPipelineRun: { input: { sample_ratio: 2 }, status: 400, code: "invalid_argument", field: "params.sample_ratio" },
+  // Pipeline runs as resources: the body is the PipelineRun (its params read); the earlier paths
+  // (/data/runs, /data/run?run_id=, /data/cancel) are additional bindings, checked below.
+  CreatePipelineRun: { input: { params: { sample_ratio: 2 } }, status: 400, code: "invalid_argument", field: "pipeline_run.params.sample_ratio" },
   ListPipelineRuns: { status: 200 },
-  GetPipelineRun: { input: { run_id: "pr-nope" }, status: 404, code: "not_found" },
-  CancelPipelineRun: { input: { run_id: "pr-nope" }, status: 404, code: "not_found" },
+  GetPipelineRun: { path: "/v1/pipelineRuns/pr-nope", status: 404, code: "not_found" },
+  CancelPipelineRun: { path: "/v1/pipelineRuns/bad.id:cancel", status: 400, code: "invalid_argument", field: "name" },
   // The sync hook posts its whole record: fields the request lacks are dropped.
   RegisterDatasetVersion: { input: { dataset: "flickr8k", version: "0123456789abcdef", published_at: "2026-01-01T00:00:00Z" }, status: 404, code: "not_found" },
   ListDemoQueries: { status: 200 },
@@ -166,6 +173,21 @@ describe("REST paths from google.api.http", () => {
     const [earlier, aip] = await Promise.all([fetch(`${mesh.base}/training/history?page_size=5`), fetch(`${mesh.base}/v1/trainingRuns?page_size=5`)]);
     expect([earlier.status, aip.status]).toEqual([200, 200]);
     expect(await earlier.json()).toEqual(await aip.json());
+  });
+
+  it("the earlier pipeline-run paths are the resource methods: /data/runs, /data/run?run_id=, /data/cancel", async () => {
+    const get = async (path: string) => {
+      const res = await fetch(`${mesh.base}${path}`, { headers: auth });
+      return [res.status, await res.json()];
+    };
+    expect(await get("/data/runs?page_size=5")).toEqual(await get("/v1/pipelineRuns?page_size=5"));
+    expect(await get("/data/run?run_id=pr-nope")).toEqual(await get("/v1/pipelineRuns/pr-nope"));
+    const cancel = await fetch(`${mesh.base}/data/cancel`, { method: "POST", headers: { ...auth, "content-type": "application/json" }, body: JSON.stringify({ run_id: "pr-nope" }) });
+    expect([cancel.status, ((await cancel.json()) as { code: string }).code]).toEqual([404, "not_found"]);
+    // Neither a name nor the earlier run_id: the name is required.
+    const none = await fetch(`${mesh.base}/data/run`, { headers: auth });
+    const detail = ((await none.json()) as { details: { type: string; value: string }[] }).details.find((d) => d.type === "google.rpc.BadRequest")!;
+    expect([none.status, fromBinary(rpcDetails.BadRequestSchema, Buffer.from(detail.value, "base64")).fieldViolations.map((v) => `${v.field}:${v.reason}`)]).toEqual([400, ["name:REQUIRED"]]);
   });
 
   for (const method of annotated) {

@@ -172,6 +172,7 @@ export async function modelInfo(store: ObjectStore, version: string, production 
       backbone: str(config["backbone"]),
       embeddingDim: typeof config["embed_dim"] === "number" ? config["embed_dim"] : 0,
       datasetVersion: str(config["dataset_version_resolved"]) || str(config["dataset_version"]),
+      createTime: timestampFromDate(stat.lastModified),
       createdAt: timestampFromDate(stat.lastModified),
       metrics: flattenMetrics(metrics),
       gitCommit: str(config["git_commit"]),
@@ -189,6 +190,6 @@ export async function listVersions(store: ObjectStore): Promise<ranking.ModelInf
   for await (const v of modelVersionFolders(store)) versions.push(v);
   const alias = await readAlias(store).catch(() => undefined);
   const infos = (await Promise.all(versions.map((v) => modelInfo(store, v, v === alias)))).filter((i): i is ranking.ModelInfo => i !== undefined);
-  const ts = (i: ranking.ModelInfo) => Number(i.createdAt?.seconds ?? 0n) * 1e3 + (i.createdAt?.nanos ?? 0) / 1e6;
+  const ts = (i: ranking.ModelInfo) => Number(i.createTime?.seconds ?? 0n) * 1e3 + (i.createTime?.nanos ?? 0) / 1e6;
   return infos.sort((a, b) => ts(b) - ts(a) || (a.version < b.version ? 1 : -1));
 }

@@ -60,9 +60,17 @@ def _idempotent(method: descriptor.MethodDescriptor) -> bool:
     return method.GetOptions().idempotency_level in (opts.NO_SIDE_EFFECTS, opts.IDEMPOTENT)
 
 
+def _resource_name(collection: str, run: str) -> str:
+    """"tr-…" or "trainingRuns/tr-…" → "trainingRuns/tr-…" (collection "trainingRuns")."""
+    return run if run.startswith(f"{collection}/") else f"{collection}/{run}"
+
+
 def _run_name(run: str) -> str:
-    """"tr-…" or "trainingRuns/tr-…" → "trainingRuns/tr-…"."""
-    return run if run.startswith("trainingRuns/") else f"trainingRuns/{run}"
+    return _resource_name("trainingRuns", run)
+
+
+def _pipeline_run_name(run: str) -> str:
+    return _resource_name("pipelineRuns", run)
 
 
 def _target(url: str) -> tuple[str, bool]:
@@ -219,17 +227,26 @@ class Glimpse:
     # ---- pipeline runs ----------------------------------------------------------------------
 
     def start_pipeline_run(self, **params: Any) -> Any:
-        """Starts a dataset pipeline run; params is PipelineParams' fields (images_url=..., captions_url=...)."""
-        return self._data("StartPipelineRun", data_service_pb2.StartPipelineRunRequest(params=params or None)).run
+        """Starts a dataset pipeline run (CreatePipelineRun); params is PipelineParams' fields
+        (images_url=..., captions_url=...). The PipelineRun: its `name` ("pipelineRuns/…") for the calls below."""
+        run = data_service_pb2.PipelineRun(params=params or None)
+        return self._data("CreatePipelineRun", data_service_pb2.CreatePipelineRunRequest(pipeline_run=run)).pipeline_run
 
-    def watch_pipeline_run(self, run_id: str, timeout: float | None = None) -> Iterator[Any]:
-        return self.stream(self.data, "WatchPipelineRun", data_service_pb2.WatchPipelineRunRequest(run_id=run_id), timeout)
+    def get_pipeline_run(self, run: str) -> Any:
+        """A run by name or id."""
+        return self._data("GetPipelineRun", data_service_pb2.GetPipelineRunRequest(name=_pipeline_run_name(run))).pipeline_run
+
+    def watch_pipeline_run(self, run: str, timeout: float | None = None) -> Iterator[Any]:
+        """A run's step-by-step progress until it ends (WatchPipelineRunResponse: pipeline_run, step, message)."""
+        req = data_service_pb2.WatchPipelineRunRequest(name=_pipeline_run_name(run))
+        return self.stream(self.data, "WatchPipelineRun", req, timeout)
 
     def list_pipeline_runs(self) -> Iterator[Any]:
         return self._pages(lambda t: self._data("ListPipelineRuns", data_service_pb2.ListPipelineRunsRequest(page_token=t)), "runs")
 
-    def cancel_pipeline_run(self, run_id: str) -> Any:
-        return self._data("CancelPipelineRun", data_service_pb2.CancelPipelineRunRequest(run_id=run_id)).run
+    def cancel_pipeline_run(self, run: str) -> Any:
+        """Cancels a run by name or id; the published version stays as it was."""
+        return self._data("CancelPipelineRun", data_service_pb2.CancelPipelineRunRequest(name=_pipeline_run_name(run))).pipeline_run
 
     # ---- collections (your own photos) ------------------------------------------------------
 

@@ -38,7 +38,7 @@ export function modelRpcs({ manager, store }: ServiceDeps): ModelRpcs {
         loadingVersion: st.loadingVersion,
         lastError: st.lastError,
         productionVersion: st.productionVersion,
-        ...(st.loadedAt ? { loadedAt: timestampFromDate(st.loadedAt) } : {}),
+        ...(st.loadedAt ? { loadTime: timestampFromDate(st.loadedAt), loadedAt: timestampFromDate(st.loadedAt) } : {}),
         ...(st.gallery ? { index: indexInfo(st.gallery) } : {}),
         ...(st.pendingIndex ? { pendingIndex: indexBuild(st.pendingIndex) } : {}),
         previousProductionVersions: alias?.previous ?? [],
@@ -65,6 +65,6 @@ export function modelRpcs({ manager, store }: ServiceDeps): ModelRpcs {
 
 /** The order listVersions gives (newest first, then by version, descending) as one string key. */
 function listingKey(m: ranking.ModelInfo): string {
-  const at = m.createdAt ?? { seconds: 0n, nanos: 0 };
+  const at = m.createTime ?? { seconds: 0n, nanos: 0 };
   return `${at.seconds.toString().padStart(12, "0")}.${String(at.nanos).padStart(9, "0")}\n${m.version}`;
 }

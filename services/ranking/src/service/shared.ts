@@ -96,6 +96,7 @@ export function indexInfo(g: GalleryIndex): MessageInitShape<typeof ranking.Inde
     images: BigInt(g.images),
     captions: BigInt(g.captions),
     kind: g.kind,
+    buildTime: timestampFromDate(g.data.builtAt),
     builtAt: timestampFromDate(g.data.builtAt),
   };
 }
@@ -113,6 +114,7 @@ export function indexInfoOf(doc: IndexDocument): MessageInitShape<typeof ranking
     images: BigInt(doc.images.count),
     captions: BigInt(doc.captions.count),
     kind: doc.hnsw ? "hnsw" : "exact",
+    buildTime: timestampFromDate(new Date(doc.built_at)),
     builtAt: timestampFromDate(new Date(doc.built_at)),
   };
 }

@@ -135,6 +135,14 @@ var file_glimpse_api_v1_rules_proto_extTypes = []protoimpl.ExtensionInfo{
 	{
 		ExtendedType:  (*validate.StringRules)(nil),
 		ExtensionType: (*bool)(nil),
+		Field:         51224,
+		Name:          "glimpse.api.v1.pipeline_run_name",
+		Tag:           "varint,51224,opt,name=pipeline_run_name",
+		Filename:      "glimpse/api/v1/rules.proto",
+	},
+	{
+		ExtendedType:  (*validate.StringRules)(nil),
+		ExtensionType: (*bool)(nil),
 		Field:         51222,
 		Name:          "glimpse.api.v1.photo_id",
 		Tag:           "varint,51222,opt,name=photo_id",
@@ -199,10 +207,15 @@ var (
 	//
 	// optional bool training_run_name = 51223;
 	E_TrainingRunName = &file_glimpse_api_v1_rules_proto_extTypes[12]
+	// A pipeline run's resource name, e.g. "pipelineRuns/pr-20260101120000-a1b2c3". Empty passes
+	// (as collection_name).
+	//
+	// optional bool pipeline_run_name = 51224;
+	E_PipelineRunName = &file_glimpse_api_v1_rules_proto_extTypes[13]
 	// A photo id within a collection: 16 hex digits. Empty passes.
 	//
 	// optional bool photo_id = 51222;
-	E_PhotoId = &file_glimpse_api_v1_rules_proto_extTypes[13]
+	E_PhotoId = &file_glimpse_api_v1_rules_proto_extTypes[14]
 )
 
 // Extension fields to validate.Int32Rules.
@@ -275,7 +288,11 @@ const file_glimpse_api_v1_rules_proto_rawDesc = "" +
 	"\x11training_run_name\x12\x19.buf.validate.StringRules\x18\x97\x90\x03 \x01(\bB\x8d\x01\xc2H\x89\x01\n" +
 	"\x86\x01\n" +
 	"\n" +
-	"BAD_FORMAT\x1axthis == '' || this.matches(r'^trainingRuns/[A-Za-z0-9_-]{1,64}$') ? '' : 'must match ^trainingRuns/[A-Za-z0-9_-]{1,64}$'R\x0ftrainingRunName:\x9b\x01\n" +
+	"BAD_FORMAT\x1axthis == '' || this.matches(r'^trainingRuns/[A-Za-z0-9_-]{1,64}$') ? '' : 'must match ^trainingRuns/[A-Za-z0-9_-]{1,64}$'R\x0ftrainingRunName:\xd7\x01\n" +
+	"\x11pipeline_run_name\x12\x19.buf.validate.StringRules\x18\x98\x90\x03 \x01(\bB\x8d\x01\xc2H\x89\x01\n" +
+	"\x86\x01\n" +
+	"\n" +
+	"BAD_FORMAT\x1axthis == '' || this.matches(r'^pipelineRuns/[A-Za-z0-9_-]{1,64}$') ? '' : 'must match ^pipelineRuns/[A-Za-z0-9_-]{1,64}$'R\x0fpipelineRunName:\x9b\x01\n" +
 	"\bphoto_id\x12\x19.buf.validate.StringRules\x18\x96\x90\x03 \x01(\bBc\xc2H`\n" +
 	"^\n" +
 	"\n" +
@@ -301,11 +318,12 @@ var file_glimpse_api_v1_rules_proto_depIdxs = []int32{
 	0,  // 10: glimpse.api.v1.collection_name:extendee -> buf.validate.StringRules
 	0,  // 11: glimpse.api.v1.photo_name:extendee -> buf.validate.StringRules
 	0,  // 12: glimpse.api.v1.training_run_name:extendee -> buf.validate.StringRules
-	0,  // 13: glimpse.api.v1.photo_id:extendee -> buf.validate.StringRules
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	0,  // [0:14] is the sub-list for extension extendee
+	0,  // 13: glimpse.api.v1.pipeline_run_name:extendee -> buf.validate.StringRules
+	0,  // 14: glimpse.api.v1.photo_id:extendee -> buf.validate.StringRules
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	0,  // [0:15] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name
 }
 
@@ -321,7 +339,7 @@ func file_glimpse_api_v1_rules_proto_init() {
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_glimpse_api_v1_rules_proto_rawDesc), len(file_glimpse_api_v1_rules_proto_rawDesc)),
 			NumEnums:      0,
 			NumMessages:   0,
-			NumExtensions: 14,
+			NumExtensions: 15,
 			NumServices:   0,
 		},
 		GoTypes:           file_glimpse_api_v1_rules_proto_goTypes,

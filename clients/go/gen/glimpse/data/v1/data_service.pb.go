@@ -899,17 +899,23 @@ func (x *PipelineParams) GetSeed() int64 {
 }
 
 type StepStatus struct {
-	state      protoimpl.MessageState `protogen:"open.v1"`
-	Step       PipelineStep           `protobuf:"varint,1,opt,name=step,proto3,enum=glimpse.data.v1.PipelineStep" json:"step,omitempty"`
-	State      RunState               `protobuf:"varint,2,opt,name=state,proto3,enum=glimpse.data.v1.RunState" json:"state,omitempty"`
-	StartedAt  *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Step  PipelineStep           `protobuf:"varint,1,opt,name=step,proto3,enum=glimpse.data.v1.PipelineStep" json:"step,omitempty"`
+	State RunState               `protobuf:"varint,2,opt,name=state,proto3,enum=glimpse.data.v1.RunState" json:"state,omitempty"`
+	// Deprecated: start_time, end_time.
+	//
+	// Deprecated: Marked as deprecated in glimpse/data/v1/data_service.proto.
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	// Deprecated: Marked as deprecated in glimpse/data/v1/data_service.proto.
 	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
 	// Units of work done and expected (bytes for download, images for process, ...).
 	Done  int64 `protobuf:"varint,5,opt,name=done,proto3" json:"done,omitempty"`
 	Total int64 `protobuf:"varint,6,opt,name=total,proto3" json:"total,omitempty"`
 	// What done/total count: "bytes", "images", "objects", ...
-	Unit          string `protobuf:"bytes,7,opt,name=unit,proto3" json:"unit,omitempty"`
-	Message       string `protobuf:"bytes,8,opt,name=message,proto3" json:"message,omitempty"`
+	Unit          string                 `protobuf:"bytes,7,opt,name=unit,proto3" json:"unit,omitempty"`
+	Message       string                 `protobuf:"bytes,8,opt,name=message,proto3" json:"message,omitempty"`
+	StartTime     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	EndTime       *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -958,6 +964,7 @@ func (x *StepStatus) GetState() RunState {
 	return RunState_RUN_STATE_UNSPECIFIED
 }
 
+// Deprecated: Marked as deprecated in glimpse/data/v1/data_service.proto.
 func (x *StepStatus) GetStartedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.StartedAt
@@ -965,6 +972,7 @@ func (x *StepStatus) GetStartedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// Deprecated: Marked as deprecated in glimpse/data/v1/data_service.proto.
 func (x *StepStatus) GetFinishedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.FinishedAt
@@ -1000,22 +1008,48 @@ func (x *StepStatus) GetMessage() string {
 	return ""
 }
 
+func (x *StepStatus) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *StepStatus) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+// A pipeline run: the job that downloads, processes, validates and publishes one dataset version.
 type PipelineRun struct {
-	state  protoimpl.MessageState `protogen:"open.v1"`
-	RunId  string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
-	Params *PipelineParams        `protobuf:"bytes,2,opt,name=params,proto3" json:"params,omitempty"`
-	State  RunState               `protobuf:"varint,3,opt,name=state,proto3,enum=glimpse.data.v1.RunState" json:"state,omitempty"`
-	Steps  []*StepStatus          `protobuf:"bytes,4,rep,name=steps,proto3" json:"steps,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "pipelineRuns/{run_id}".
+	Name  string `protobuf:"bytes,11,opt,name=name,proto3" json:"name,omitempty"`
+	RunId string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// What to build: the only field CreatePipelineRun reads.
+	Params *PipelineParams `protobuf:"bytes,2,opt,name=params,proto3" json:"params,omitempty"`
+	State  RunState        `protobuf:"varint,3,opt,name=state,proto3,enum=glimpse.data.v1.RunState" json:"state,omitempty"`
+	Steps  []*StepStatus   `protobuf:"bytes,4,rep,name=steps,proto3" json:"steps,omitempty"`
 	// The published version, once the run succeeded.
 	DatasetVersion string `protobuf:"bytes,5,opt,name=dataset_version,json=datasetVersion,proto3" json:"dataset_version,omitempty"`
 	// Why the run failed.
-	Error      string                 `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
-	CreatedAt  *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	Error string `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	// Deprecated: create_time, end_time.
+	//
+	// Deprecated: Marked as deprecated in glimpse/data/v1/data_service.proto.
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// Deprecated: Marked as deprecated in glimpse/data/v1/data_service.proto.
 	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
 	// "local" (in-process/child process) or "argo".
 	Executor string `protobuf:"bytes,9,opt,name=executor,proto3" json:"executor,omitempty"`
 	// The Argo Workflow's name when executor is "argo".
-	WorkflowName  string `protobuf:"bytes,10,opt,name=workflow_name,json=workflowName,proto3" json:"workflow_name,omitempty"`
+	WorkflowName string                 `protobuf:"bytes,10,opt,name=workflow_name,json=workflowName,proto3" json:"workflow_name,omitempty"`
+	CreateTime   *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// When its first step started.
+	StartTime     *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	EndTime       *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1048,6 +1082,13 @@ func (x *PipelineRun) ProtoReflect() protoreflect.Message {
 // Deprecated: Use PipelineRun.ProtoReflect.Descriptor instead.
 func (*PipelineRun) Descriptor() ([]byte, []int) {
 	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *PipelineRun) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
 }
 
 func (x *PipelineRun) GetRunId() string {
@@ -1092,6 +1133,7 @@ func (x *PipelineRun) GetError() string {
 	return ""
 }
 
+// Deprecated: Marked as deprecated in glimpse/data/v1/data_service.proto.
 func (x *PipelineRun) GetCreatedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.CreatedAt
@@ -1099,6 +1141,7 @@ func (x *PipelineRun) GetCreatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// Deprecated: Marked as deprecated in glimpse/data/v1/data_service.proto.
 func (x *PipelineRun) GetFinishedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.FinishedAt
@@ -1120,6 +1163,117 @@ func (x *PipelineRun) GetWorkflowName() string {
 	return ""
 }
 
+func (x *PipelineRun) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *PipelineRun) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *PipelineRun) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+type CreatePipelineRunRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The run to start: its params (the rest is the server's). An empty params runs the full
+	// Flickr8K pipeline from the public archive URLs.
+	PipelineRun   *PipelineRun `protobuf:"bytes,1,opt,name=pipeline_run,json=pipelineRun,proto3" json:"pipeline_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreatePipelineRunRequest) Reset() {
+	*x = CreatePipelineRunRequest{}
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreatePipelineRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreatePipelineRunRequest) ProtoMessage() {}
+
+func (x *CreatePipelineRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreatePipelineRunRequest.ProtoReflect.Descriptor instead.
+func (*CreatePipelineRunRequest) Descriptor() ([]byte, []int) {
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *CreatePipelineRunRequest) GetPipelineRun() *PipelineRun {
+	if x != nil {
+		return x.PipelineRun
+	}
+	return nil
+}
+
+type CreatePipelineRunResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PipelineRun   *PipelineRun           `protobuf:"bytes,1,opt,name=pipeline_run,json=pipelineRun,proto3" json:"pipeline_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreatePipelineRunResponse) Reset() {
+	*x = CreatePipelineRunResponse{}
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreatePipelineRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreatePipelineRunResponse) ProtoMessage() {}
+
+func (x *CreatePipelineRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreatePipelineRunResponse.ProtoReflect.Descriptor instead.
+func (*CreatePipelineRunResponse) Descriptor() ([]byte, []int) {
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *CreatePipelineRunResponse) GetPipelineRun() *PipelineRun {
+	if x != nil {
+		return x.PipelineRun
+	}
+	return nil
+}
+
 type StartPipelineRunRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Params        *PipelineParams        `protobuf:"bytes,1,opt,name=params,proto3" json:"params,omitempty"`
@@ -1129,7 +1283,7 @@ type StartPipelineRunRequest struct {
 
 func (x *StartPipelineRunRequest) Reset() {
 	*x = StartPipelineRunRequest{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[11]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1141,7 +1295,7 @@ func (x *StartPipelineRunRequest) String() string {
 func (*StartPipelineRunRequest) ProtoMessage() {}
 
 func (x *StartPipelineRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[11]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1154,7 +1308,7 @@ func (x *StartPipelineRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartPipelineRunRequest.ProtoReflect.Descriptor instead.
 func (*StartPipelineRunRequest) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{11}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StartPipelineRunRequest) GetParams() *PipelineParams {
@@ -1173,7 +1327,7 @@ type StartPipelineRunResponse struct {
 
 func (x *StartPipelineRunResponse) Reset() {
 	*x = StartPipelineRunResponse{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[12]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1185,7 +1339,7 @@ func (x *StartPipelineRunResponse) String() string {
 func (*StartPipelineRunResponse) ProtoMessage() {}
 
 func (x *StartPipelineRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[12]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1198,7 +1352,7 @@ func (x *StartPipelineRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartPipelineRunResponse.ProtoReflect.Descriptor instead.
 func (*StartPipelineRunResponse) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{12}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StartPipelineRunResponse) GetRun() *PipelineRun {
@@ -1209,15 +1363,20 @@ func (x *StartPipelineRunResponse) GetRun() *PipelineRun {
 }
 
 type GetPipelineRunRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "pipelineRuns/{run_id}".
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Deprecated: name.
+	//
+	// Deprecated: Marked as deprecated in glimpse/data/v1/data_service.proto.
+	RunId         string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetPipelineRunRequest) Reset() {
 	*x = GetPipelineRunRequest{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[13]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1229,7 +1388,7 @@ func (x *GetPipelineRunRequest) String() string {
 func (*GetPipelineRunRequest) ProtoMessage() {}
 
 func (x *GetPipelineRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[13]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1242,9 +1401,17 @@ func (x *GetPipelineRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPipelineRunRequest.ProtoReflect.Descriptor instead.
 func (*GetPipelineRunRequest) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{13}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{15}
 }
 
+func (x *GetPipelineRunRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// Deprecated: Marked as deprecated in glimpse/data/v1/data_service.proto.
 func (x *GetPipelineRunRequest) GetRunId() string {
 	if x != nil {
 		return x.RunId
@@ -1253,15 +1420,19 @@ func (x *GetPipelineRunRequest) GetRunId() string {
 }
 
 type GetPipelineRunResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Run           *PipelineRun           `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	PipelineRun *PipelineRun           `protobuf:"bytes,2,opt,name=pipeline_run,json=pipelineRun,proto3" json:"pipeline_run,omitempty"`
+	// Deprecated: pipeline_run (the same run, filled for one release).
+	//
+	// Deprecated: Marked as deprecated in glimpse/data/v1/data_service.proto.
+	Run           *PipelineRun `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetPipelineRunResponse) Reset() {
 	*x = GetPipelineRunResponse{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[14]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1273,7 +1444,7 @@ func (x *GetPipelineRunResponse) String() string {
 func (*GetPipelineRunResponse) ProtoMessage() {}
 
 func (x *GetPipelineRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[14]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1286,9 +1457,17 @@ func (x *GetPipelineRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPipelineRunResponse.ProtoReflect.Descriptor instead.
 func (*GetPipelineRunResponse) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{14}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{16}
 }
 
+func (x *GetPipelineRunResponse) GetPipelineRun() *PipelineRun {
+	if x != nil {
+		return x.PipelineRun
+	}
+	return nil
+}
+
+// Deprecated: Marked as deprecated in glimpse/data/v1/data_service.proto.
 func (x *GetPipelineRunResponse) GetRun() *PipelineRun {
 	if x != nil {
 		return x.Run
@@ -1307,7 +1486,7 @@ type ListPipelineRunsRequest struct {
 
 func (x *ListPipelineRunsRequest) Reset() {
 	*x = ListPipelineRunsRequest{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[15]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1319,7 +1498,7 @@ func (x *ListPipelineRunsRequest) String() string {
 func (*ListPipelineRunsRequest) ProtoMessage() {}
 
 func (x *ListPipelineRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[15]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1332,7 +1511,7 @@ func (x *ListPipelineRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelineRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListPipelineRunsRequest) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{15}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListPipelineRunsRequest) GetPageSize() int32 {
@@ -1359,7 +1538,7 @@ type ListPipelineRunsResponse struct {
 
 func (x *ListPipelineRunsResponse) Reset() {
 	*x = ListPipelineRunsResponse{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[16]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1371,7 +1550,7 @@ func (x *ListPipelineRunsResponse) String() string {
 func (*ListPipelineRunsResponse) ProtoMessage() {}
 
 func (x *ListPipelineRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[16]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1384,7 +1563,7 @@ func (x *ListPipelineRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelineRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListPipelineRunsResponse) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{16}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListPipelineRunsResponse) GetRuns() []*PipelineRun {
@@ -1402,15 +1581,20 @@ func (x *ListPipelineRunsResponse) GetNextPageToken() string {
 }
 
 type WatchPipelineRunRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "pipelineRuns/{run_id}".
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Deprecated: name.
+	//
+	// Deprecated: Marked as deprecated in glimpse/data/v1/data_service.proto.
+	RunId         string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WatchPipelineRunRequest) Reset() {
 	*x = WatchPipelineRunRequest{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[17]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1422,7 +1606,7 @@ func (x *WatchPipelineRunRequest) String() string {
 func (*WatchPipelineRunRequest) ProtoMessage() {}
 
 func (x *WatchPipelineRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[17]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1435,9 +1619,17 @@ func (x *WatchPipelineRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchPipelineRunRequest.ProtoReflect.Descriptor instead.
 func (*WatchPipelineRunRequest) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{17}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{19}
 }
 
+func (x *WatchPipelineRunRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// Deprecated: Marked as deprecated in glimpse/data/v1/data_service.proto.
 func (x *WatchPipelineRunRequest) GetRunId() string {
 	if x != nil {
 		return x.RunId
@@ -1448,6 +1640,10 @@ func (x *WatchPipelineRunRequest) GetRunId() string {
 type WatchPipelineRunResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The run after the change.
+	PipelineRun *PipelineRun `protobuf:"bytes,4,opt,name=pipeline_run,json=pipelineRun,proto3" json:"pipeline_run,omitempty"`
+	// Deprecated: pipeline_run (the same run, filled for one release).
+	//
+	// Deprecated: Marked as deprecated in glimpse/data/v1/data_service.proto.
 	Run *PipelineRun `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
 	// The step that changed, if any.
 	Step          PipelineStep `protobuf:"varint,2,opt,name=step,proto3,enum=glimpse.data.v1.PipelineStep" json:"step,omitempty"`
@@ -1458,7 +1654,7 @@ type WatchPipelineRunResponse struct {
 
 func (x *WatchPipelineRunResponse) Reset() {
 	*x = WatchPipelineRunResponse{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[18]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1470,7 +1666,7 @@ func (x *WatchPipelineRunResponse) String() string {
 func (*WatchPipelineRunResponse) ProtoMessage() {}
 
 func (x *WatchPipelineRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[18]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1483,9 +1679,17 @@ func (x *WatchPipelineRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchPipelineRunResponse.ProtoReflect.Descriptor instead.
 func (*WatchPipelineRunResponse) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{18}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{20}
 }
 
+func (x *WatchPipelineRunResponse) GetPipelineRun() *PipelineRun {
+	if x != nil {
+		return x.PipelineRun
+	}
+	return nil
+}
+
+// Deprecated: Marked as deprecated in glimpse/data/v1/data_service.proto.
 func (x *WatchPipelineRunResponse) GetRun() *PipelineRun {
 	if x != nil {
 		return x.Run
@@ -1508,15 +1712,20 @@ func (x *WatchPipelineRunResponse) GetMessage() string {
 }
 
 type CancelPipelineRunRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "pipelineRuns/{run_id}".
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Deprecated: name.
+	//
+	// Deprecated: Marked as deprecated in glimpse/data/v1/data_service.proto.
+	RunId         string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CancelPipelineRunRequest) Reset() {
 	*x = CancelPipelineRunRequest{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[19]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1528,7 +1737,7 @@ func (x *CancelPipelineRunRequest) String() string {
 func (*CancelPipelineRunRequest) ProtoMessage() {}
 
 func (x *CancelPipelineRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[19]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1541,9 +1750,17 @@ func (x *CancelPipelineRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelPipelineRunRequest.ProtoReflect.Descriptor instead.
 func (*CancelPipelineRunRequest) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{19}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{21}
 }
 
+func (x *CancelPipelineRunRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// Deprecated: Marked as deprecated in glimpse/data/v1/data_service.proto.
 func (x *CancelPipelineRunRequest) GetRunId() string {
 	if x != nil {
 		return x.RunId
@@ -1552,15 +1769,19 @@ func (x *CancelPipelineRunRequest) GetRunId() string {
 }
 
 type CancelPipelineRunResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Run           *PipelineRun           `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	PipelineRun *PipelineRun           `protobuf:"bytes,2,opt,name=pipeline_run,json=pipelineRun,proto3" json:"pipeline_run,omitempty"`
+	// Deprecated: pipeline_run (the same run, filled for one release).
+	//
+	// Deprecated: Marked as deprecated in glimpse/data/v1/data_service.proto.
+	Run           *PipelineRun `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CancelPipelineRunResponse) Reset() {
 	*x = CancelPipelineRunResponse{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[20]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1572,7 +1793,7 @@ func (x *CancelPipelineRunResponse) String() string {
 func (*CancelPipelineRunResponse) ProtoMessage() {}
 
 func (x *CancelPipelineRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[20]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1585,9 +1806,17 @@ func (x *CancelPipelineRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelPipelineRunResponse.ProtoReflect.Descriptor instead.
 func (*CancelPipelineRunResponse) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{20}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{22}
 }
 
+func (x *CancelPipelineRunResponse) GetPipelineRun() *PipelineRun {
+	if x != nil {
+		return x.PipelineRun
+	}
+	return nil
+}
+
+// Deprecated: Marked as deprecated in glimpse/data/v1/data_service.proto.
 func (x *CancelPipelineRunResponse) GetRun() *PipelineRun {
 	if x != nil {
 		return x.Run
@@ -1609,7 +1838,7 @@ type RegisterDatasetVersionRequest struct {
 
 func (x *RegisterDatasetVersionRequest) Reset() {
 	*x = RegisterDatasetVersionRequest{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[21]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1621,7 +1850,7 @@ func (x *RegisterDatasetVersionRequest) String() string {
 func (*RegisterDatasetVersionRequest) ProtoMessage() {}
 
 func (x *RegisterDatasetVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[21]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1634,7 +1863,7 @@ func (x *RegisterDatasetVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterDatasetVersionRequest.ProtoReflect.Descriptor instead.
 func (*RegisterDatasetVersionRequest) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{21}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RegisterDatasetVersionRequest) GetDataset() string {
@@ -1667,7 +1896,7 @@ type RegisterDatasetVersionResponse struct {
 
 func (x *RegisterDatasetVersionResponse) Reset() {
 	*x = RegisterDatasetVersionResponse{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[22]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1679,7 +1908,7 @@ func (x *RegisterDatasetVersionResponse) String() string {
 func (*RegisterDatasetVersionResponse) ProtoMessage() {}
 
 func (x *RegisterDatasetVersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[22]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1692,7 +1921,7 @@ func (x *RegisterDatasetVersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterDatasetVersionResponse.ProtoReflect.Descriptor instead.
 func (*RegisterDatasetVersionResponse) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{22}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RegisterDatasetVersionResponse) GetVersion() *DatasetVersion {
@@ -1713,7 +1942,7 @@ type CreateCollectionRequest struct {
 
 func (x *CreateCollectionRequest) Reset() {
 	*x = CreateCollectionRequest{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[23]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1725,7 +1954,7 @@ func (x *CreateCollectionRequest) String() string {
 func (*CreateCollectionRequest) ProtoMessage() {}
 
 func (x *CreateCollectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[23]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1738,7 +1967,7 @@ func (x *CreateCollectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateCollectionRequest.ProtoReflect.Descriptor instead.
 func (*CreateCollectionRequest) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{23}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CreateCollectionRequest) GetCollectionId() string {
@@ -1764,7 +1993,7 @@ type CreateCollectionResponse struct {
 
 func (x *CreateCollectionResponse) Reset() {
 	*x = CreateCollectionResponse{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[24]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1776,7 +2005,7 @@ func (x *CreateCollectionResponse) String() string {
 func (*CreateCollectionResponse) ProtoMessage() {}
 
 func (x *CreateCollectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[24]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1789,7 +2018,7 @@ func (x *CreateCollectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateCollectionResponse.ProtoReflect.Descriptor instead.
 func (*CreateCollectionResponse) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{24}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CreateCollectionResponse) GetCollection() *Collection {
@@ -1808,7 +2037,7 @@ type GetCollectionRequest struct {
 
 func (x *GetCollectionRequest) Reset() {
 	*x = GetCollectionRequest{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[25]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1820,7 +2049,7 @@ func (x *GetCollectionRequest) String() string {
 func (*GetCollectionRequest) ProtoMessage() {}
 
 func (x *GetCollectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[25]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1833,7 +2062,7 @@ func (x *GetCollectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCollectionRequest.ProtoReflect.Descriptor instead.
 func (*GetCollectionRequest) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{25}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetCollectionRequest) GetName() string {
@@ -1852,7 +2081,7 @@ type GetCollectionResponse struct {
 
 func (x *GetCollectionResponse) Reset() {
 	*x = GetCollectionResponse{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[26]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1864,7 +2093,7 @@ func (x *GetCollectionResponse) String() string {
 func (*GetCollectionResponse) ProtoMessage() {}
 
 func (x *GetCollectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[26]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1877,7 +2106,7 @@ func (x *GetCollectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCollectionResponse.ProtoReflect.Descriptor instead.
 func (*GetCollectionResponse) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{26}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetCollectionResponse) GetCollection() *Collection {
@@ -1899,7 +2128,7 @@ type ListCollectionsRequest struct {
 
 func (x *ListCollectionsRequest) Reset() {
 	*x = ListCollectionsRequest{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[27]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1911,7 +2140,7 @@ func (x *ListCollectionsRequest) String() string {
 func (*ListCollectionsRequest) ProtoMessage() {}
 
 func (x *ListCollectionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[27]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1924,7 +2153,7 @@ func (x *ListCollectionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCollectionsRequest.ProtoReflect.Descriptor instead.
 func (*ListCollectionsRequest) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{27}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListCollectionsRequest) GetPageSize() int32 {
@@ -1951,7 +2180,7 @@ type ListCollectionsResponse struct {
 
 func (x *ListCollectionsResponse) Reset() {
 	*x = ListCollectionsResponse{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[28]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1963,7 +2192,7 @@ func (x *ListCollectionsResponse) String() string {
 func (*ListCollectionsResponse) ProtoMessage() {}
 
 func (x *ListCollectionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[28]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1976,7 +2205,7 @@ func (x *ListCollectionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCollectionsResponse.ProtoReflect.Descriptor instead.
 func (*ListCollectionsResponse) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{28}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListCollectionsResponse) GetCollections() []*Collection {
@@ -2002,7 +2231,7 @@ type DeleteCollectionRequest struct {
 
 func (x *DeleteCollectionRequest) Reset() {
 	*x = DeleteCollectionRequest{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[29]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2014,7 +2243,7 @@ func (x *DeleteCollectionRequest) String() string {
 func (*DeleteCollectionRequest) ProtoMessage() {}
 
 func (x *DeleteCollectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[29]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2027,7 +2256,7 @@ func (x *DeleteCollectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCollectionRequest.ProtoReflect.Descriptor instead.
 func (*DeleteCollectionRequest) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{29}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DeleteCollectionRequest) GetName() string {
@@ -2045,7 +2274,7 @@ type DeleteCollectionResponse struct {
 
 func (x *DeleteCollectionResponse) Reset() {
 	*x = DeleteCollectionResponse{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[30]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2057,7 +2286,7 @@ func (x *DeleteCollectionResponse) String() string {
 func (*DeleteCollectionResponse) ProtoMessage() {}
 
 func (x *DeleteCollectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[30]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2070,7 +2299,7 @@ func (x *DeleteCollectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCollectionResponse.ProtoReflect.Descriptor instead.
 func (*DeleteCollectionResponse) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{30}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{32}
 }
 
 type SyncCollectionRequest struct {
@@ -2082,7 +2311,7 @@ type SyncCollectionRequest struct {
 
 func (x *SyncCollectionRequest) Reset() {
 	*x = SyncCollectionRequest{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[31]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2094,7 +2323,7 @@ func (x *SyncCollectionRequest) String() string {
 func (*SyncCollectionRequest) ProtoMessage() {}
 
 func (x *SyncCollectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[31]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2107,7 +2336,7 @@ func (x *SyncCollectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncCollectionRequest.ProtoReflect.Descriptor instead.
 func (*SyncCollectionRequest) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{31}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SyncCollectionRequest) GetName() string {
@@ -2126,7 +2355,7 @@ type SyncCollectionResponse struct {
 
 func (x *SyncCollectionResponse) Reset() {
 	*x = SyncCollectionResponse{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[32]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2138,7 +2367,7 @@ func (x *SyncCollectionResponse) String() string {
 func (*SyncCollectionResponse) ProtoMessage() {}
 
 func (x *SyncCollectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[32]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2151,7 +2380,7 @@ func (x *SyncCollectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncCollectionResponse.ProtoReflect.Descriptor instead.
 func (*SyncCollectionResponse) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{32}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SyncCollectionResponse) GetCollection() *Collection {
@@ -2172,7 +2401,7 @@ type WatchCollectionRequest struct {
 
 func (x *WatchCollectionRequest) Reset() {
 	*x = WatchCollectionRequest{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[33]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2184,7 +2413,7 @@ func (x *WatchCollectionRequest) String() string {
 func (*WatchCollectionRequest) ProtoMessage() {}
 
 func (x *WatchCollectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[33]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2197,7 +2426,7 @@ func (x *WatchCollectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchCollectionRequest.ProtoReflect.Descriptor instead.
 func (*WatchCollectionRequest) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{33}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *WatchCollectionRequest) GetName() string {
@@ -2223,7 +2452,7 @@ type WatchCollectionResponse struct {
 
 func (x *WatchCollectionResponse) Reset() {
 	*x = WatchCollectionResponse{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[34]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2235,7 +2464,7 @@ func (x *WatchCollectionResponse) String() string {
 func (*WatchCollectionResponse) ProtoMessage() {}
 
 func (x *WatchCollectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[34]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2248,7 +2477,7 @@ func (x *WatchCollectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchCollectionResponse.ProtoReflect.Descriptor instead.
 func (*WatchCollectionResponse) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{34}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *WatchCollectionResponse) GetCollection() *Collection {
@@ -2271,7 +2500,7 @@ type CreatePhotoRequest struct {
 
 func (x *CreatePhotoRequest) Reset() {
 	*x = CreatePhotoRequest{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[35]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2283,7 +2512,7 @@ func (x *CreatePhotoRequest) String() string {
 func (*CreatePhotoRequest) ProtoMessage() {}
 
 func (x *CreatePhotoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[35]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2296,7 +2525,7 @@ func (x *CreatePhotoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePhotoRequest.ProtoReflect.Descriptor instead.
 func (*CreatePhotoRequest) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{35}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CreatePhotoRequest) GetParent() string {
@@ -2329,7 +2558,7 @@ type CreatePhotoResponse struct {
 
 func (x *CreatePhotoResponse) Reset() {
 	*x = CreatePhotoResponse{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[36]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2341,7 +2570,7 @@ func (x *CreatePhotoResponse) String() string {
 func (*CreatePhotoResponse) ProtoMessage() {}
 
 func (x *CreatePhotoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[36]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2354,7 +2583,7 @@ func (x *CreatePhotoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePhotoResponse.ProtoReflect.Descriptor instead.
 func (*CreatePhotoResponse) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{36}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CreatePhotoResponse) GetPhoto() *Photo {
@@ -2373,7 +2602,7 @@ type GetPhotoRequest struct {
 
 func (x *GetPhotoRequest) Reset() {
 	*x = GetPhotoRequest{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[37]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2385,7 +2614,7 @@ func (x *GetPhotoRequest) String() string {
 func (*GetPhotoRequest) ProtoMessage() {}
 
 func (x *GetPhotoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[37]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2398,7 +2627,7 @@ func (x *GetPhotoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPhotoRequest.ProtoReflect.Descriptor instead.
 func (*GetPhotoRequest) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{37}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetPhotoRequest) GetName() string {
@@ -2417,7 +2646,7 @@ type GetPhotoResponse struct {
 
 func (x *GetPhotoResponse) Reset() {
 	*x = GetPhotoResponse{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[38]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2429,7 +2658,7 @@ func (x *GetPhotoResponse) String() string {
 func (*GetPhotoResponse) ProtoMessage() {}
 
 func (x *GetPhotoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[38]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2442,7 +2671,7 @@ func (x *GetPhotoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPhotoResponse.ProtoReflect.Descriptor instead.
 func (*GetPhotoResponse) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{38}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetPhotoResponse) GetPhoto() *Photo {
@@ -2467,7 +2696,7 @@ type ListPhotosRequest struct {
 
 func (x *ListPhotosRequest) Reset() {
 	*x = ListPhotosRequest{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[39]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2479,7 +2708,7 @@ func (x *ListPhotosRequest) String() string {
 func (*ListPhotosRequest) ProtoMessage() {}
 
 func (x *ListPhotosRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[39]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2492,7 +2721,7 @@ func (x *ListPhotosRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPhotosRequest.ProtoReflect.Descriptor instead.
 func (*ListPhotosRequest) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{39}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListPhotosRequest) GetParent() string {
@@ -2536,7 +2765,7 @@ type ListPhotosResponse struct {
 
 func (x *ListPhotosResponse) Reset() {
 	*x = ListPhotosResponse{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[40]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2548,7 +2777,7 @@ func (x *ListPhotosResponse) String() string {
 func (*ListPhotosResponse) ProtoMessage() {}
 
 func (x *ListPhotosResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[40]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2561,7 +2790,7 @@ func (x *ListPhotosResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPhotosResponse.ProtoReflect.Descriptor instead.
 func (*ListPhotosResponse) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{40}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListPhotosResponse) GetPhotos() []*Photo {
@@ -2601,7 +2830,7 @@ type DeletePhotoRequest struct {
 
 func (x *DeletePhotoRequest) Reset() {
 	*x = DeletePhotoRequest{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[41]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2613,7 +2842,7 @@ func (x *DeletePhotoRequest) String() string {
 func (*DeletePhotoRequest) ProtoMessage() {}
 
 func (x *DeletePhotoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[41]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2626,7 +2855,7 @@ func (x *DeletePhotoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePhotoRequest.ProtoReflect.Descriptor instead.
 func (*DeletePhotoRequest) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{41}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *DeletePhotoRequest) GetName() string {
@@ -2644,7 +2873,7 @@ type DeletePhotoResponse struct {
 
 func (x *DeletePhotoResponse) Reset() {
 	*x = DeletePhotoResponse{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[42]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2656,7 +2885,7 @@ func (x *DeletePhotoResponse) String() string {
 func (*DeletePhotoResponse) ProtoMessage() {}
 
 func (x *DeletePhotoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[42]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2669,7 +2898,7 @@ func (x *DeletePhotoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePhotoResponse.ProtoReflect.Descriptor instead.
 func (*DeletePhotoResponse) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{42}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{44}
 }
 
 type GetPhotoThumbnailRequest struct {
@@ -2681,7 +2910,7 @@ type GetPhotoThumbnailRequest struct {
 
 func (x *GetPhotoThumbnailRequest) Reset() {
 	*x = GetPhotoThumbnailRequest{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[43]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2693,7 +2922,7 @@ func (x *GetPhotoThumbnailRequest) String() string {
 func (*GetPhotoThumbnailRequest) ProtoMessage() {}
 
 func (x *GetPhotoThumbnailRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[43]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2706,7 +2935,7 @@ func (x *GetPhotoThumbnailRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPhotoThumbnailRequest.ProtoReflect.Descriptor instead.
 func (*GetPhotoThumbnailRequest) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{43}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetPhotoThumbnailRequest) GetName() string {
@@ -2728,7 +2957,7 @@ type GetPhotoThumbnailResponse struct {
 
 func (x *GetPhotoThumbnailResponse) Reset() {
 	*x = GetPhotoThumbnailResponse{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[44]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2740,7 +2969,7 @@ func (x *GetPhotoThumbnailResponse) String() string {
 func (*GetPhotoThumbnailResponse) ProtoMessage() {}
 
 func (x *GetPhotoThumbnailResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[44]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2753,7 +2982,7 @@ func (x *GetPhotoThumbnailResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPhotoThumbnailResponse.ProtoReflect.Descriptor instead.
 func (*GetPhotoThumbnailResponse) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{44}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetPhotoThumbnailResponse) GetData() []byte {
@@ -2794,7 +3023,7 @@ type ReceiveStorageEventsRequest struct {
 
 func (x *ReceiveStorageEventsRequest) Reset() {
 	*x = ReceiveStorageEventsRequest{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[45]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2806,7 +3035,7 @@ func (x *ReceiveStorageEventsRequest) String() string {
 func (*ReceiveStorageEventsRequest) ProtoMessage() {}
 
 func (x *ReceiveStorageEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[45]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2819,7 +3048,7 @@ func (x *ReceiveStorageEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiveStorageEventsRequest.ProtoReflect.Descriptor instead.
 func (*ReceiveStorageEventsRequest) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{45}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ReceiveStorageEventsRequest) GetEventName() string {
@@ -2858,7 +3087,7 @@ type StorageEventRecord struct {
 
 func (x *StorageEventRecord) Reset() {
 	*x = StorageEventRecord{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[46]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2870,7 +3099,7 @@ func (x *StorageEventRecord) String() string {
 func (*StorageEventRecord) ProtoMessage() {}
 
 func (x *StorageEventRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[46]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2883,7 +3112,7 @@ func (x *StorageEventRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StorageEventRecord.ProtoReflect.Descriptor instead.
 func (*StorageEventRecord) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{46}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *StorageEventRecord) GetEventName() string {
@@ -2918,7 +3147,7 @@ type StorageEventEntity struct {
 
 func (x *StorageEventEntity) Reset() {
 	*x = StorageEventEntity{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[47]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2930,7 +3159,7 @@ func (x *StorageEventEntity) String() string {
 func (*StorageEventEntity) ProtoMessage() {}
 
 func (x *StorageEventEntity) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[47]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2943,7 +3172,7 @@ func (x *StorageEventEntity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StorageEventEntity.ProtoReflect.Descriptor instead.
 func (*StorageEventEntity) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{47}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *StorageEventEntity) GetBucket() *StorageEventBucket {
@@ -2969,7 +3198,7 @@ type StorageEventBucket struct {
 
 func (x *StorageEventBucket) Reset() {
 	*x = StorageEventBucket{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[48]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2981,7 +3210,7 @@ func (x *StorageEventBucket) String() string {
 func (*StorageEventBucket) ProtoMessage() {}
 
 func (x *StorageEventBucket) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[48]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2994,7 +3223,7 @@ func (x *StorageEventBucket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StorageEventBucket.ProtoReflect.Descriptor instead.
 func (*StorageEventBucket) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{48}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *StorageEventBucket) GetName() string {
@@ -3020,7 +3249,7 @@ type StorageEventObject struct {
 
 func (x *StorageEventObject) Reset() {
 	*x = StorageEventObject{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[49]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3032,7 +3261,7 @@ func (x *StorageEventObject) String() string {
 func (*StorageEventObject) ProtoMessage() {}
 
 func (x *StorageEventObject) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[49]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3045,7 +3274,7 @@ func (x *StorageEventObject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StorageEventObject.ProtoReflect.Descriptor instead.
 func (*StorageEventObject) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{49}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *StorageEventObject) GetKey() string {
@@ -3094,7 +3323,7 @@ type ReceiveStorageEventsResponse struct {
 
 func (x *ReceiveStorageEventsResponse) Reset() {
 	*x = ReceiveStorageEventsResponse{}
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[50]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3106,7 +3335,7 @@ func (x *ReceiveStorageEventsResponse) String() string {
 func (*ReceiveStorageEventsResponse) ProtoMessage() {}
 
 func (x *ReceiveStorageEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[50]
+	mi := &file_glimpse_data_v1_data_service_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3119,7 +3348,7 @@ func (x *ReceiveStorageEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiveStorageEventsResponse.ProtoReflect.Descriptor instead.
 func (*ReceiveStorageEventsResponse) Descriptor() ([]byte, []int) {
-	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{50}
+	return file_glimpse_data_v1_data_service_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ReceiveStorageEventsResponse) GetApplied() int32 {
@@ -3213,58 +3442,84 @@ const file_glimpse_data_v1_data_service_proto_rawDesc = "" +
 	"test_ratio\x18\v \x01(\x01R\ttestRatio\x12\x1b\n" +
 	"\x04seed\x18\f \x01(\x03B\a\xbaH\x04\"\x02(\x00R\x04seed:\x9c\x04\xbaH\x98\x04\x1a\xa1\x01\n" +
 	"\x18train_ratio.OUT_OF_RANGE\x1a\x84\x01[this.train_ratio, this.dev_ratio, this.test_ratio].exists(r, r.isNan() || r < 0.0 || r > 1.0) ? 'each ratio must be in [0, 1]' : ''\x1a\xf1\x02\n" +
-	"\x13train_ratio.BAD_SUM\x1a\xd9\x02[this.train_ratio, this.dev_ratio, this.test_ratio].all(r, r >= 0.0 && r <= 1.0) && [this.train_ratio, this.dev_ratio, this.test_ratio].exists(r, r != 0.0) && (this.train_ratio + this.dev_ratio + this.test_ratio > 1.000001 || this.train_ratio + this.dev_ratio + this.test_ratio < 0.999999) ? 'train_ratio + dev_ratio + test_ratio must be 1' : ''\"\xc0\x02\n" +
+	"\x13train_ratio.BAD_SUM\x1a\xd9\x02[this.train_ratio, this.dev_ratio, this.test_ratio].all(r, r >= 0.0 && r <= 1.0) && [this.train_ratio, this.dev_ratio, this.test_ratio].exists(r, r != 0.0) && (this.train_ratio + this.dev_ratio + this.test_ratio > 1.000001 || this.train_ratio + this.dev_ratio + this.test_ratio < 0.999999) ? 'train_ratio + dev_ratio + test_ratio must be 1' : ''\"\xe2\x03\n" +
 	"\n" +
-	"StepStatus\x121\n" +
-	"\x04step\x18\x01 \x01(\x0e2\x1d.glimpse.data.v1.PipelineStepR\x04step\x12/\n" +
-	"\x05state\x18\x02 \x01(\x0e2\x19.glimpse.data.v1.RunStateR\x05state\x129\n" +
+	"StepStatus\x126\n" +
+	"\x04step\x18\x01 \x01(\x0e2\x1d.glimpse.data.v1.PipelineStepB\x03\xe0A\x03R\x04step\x124\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x19.glimpse.data.v1.RunStateB\x03\xe0A\x03R\x05state\x12=\n" +
 	"\n" +
-	"started_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
-	"\vfinished_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"finishedAt\x12\x12\n" +
-	"\x04done\x18\x05 \x01(\x03R\x04done\x12\x14\n" +
-	"\x05total\x18\x06 \x01(\x03R\x05total\x12\x12\n" +
-	"\x04unit\x18\a \x01(\tR\x04unit\x12\x18\n" +
-	"\amessage\x18\b \x01(\tR\amessage\"\xb9\x03\n" +
-	"\vPipelineRun\x12\x15\n" +
-	"\x06run_id\x18\x01 \x01(\tR\x05runId\x127\n" +
-	"\x06params\x18\x02 \x01(\v2\x1f.glimpse.data.v1.PipelineParamsR\x06params\x12/\n" +
-	"\x05state\x18\x03 \x01(\x0e2\x19.glimpse.data.v1.RunStateR\x05state\x121\n" +
-	"\x05steps\x18\x04 \x03(\v2\x1b.glimpse.data.v1.StepStatusR\x05steps\x12'\n" +
-	"\x0fdataset_version\x18\x05 \x01(\tR\x0edatasetVersion\x12\x14\n" +
-	"\x05error\x18\x06 \x01(\tR\x05error\x129\n" +
+	"started_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampB\x02\x18\x01R\tstartedAt\x12?\n" +
+	"\vfinished_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\x02\x18\x01R\n" +
+	"finishedAt\x12\x17\n" +
+	"\x04done\x18\x05 \x01(\x03B\x03\xe0A\x03R\x04done\x12\x19\n" +
+	"\x05total\x18\x06 \x01(\x03B\x03\xe0A\x03R\x05total\x12\x17\n" +
+	"\x04unit\x18\a \x01(\tB\x03\xe0A\x03R\x04unit\x12\x1d\n" +
+	"\amessage\x18\b \x01(\tB\x03\xe0A\x03R\amessage\x12>\n" +
 	"\n" +
-	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12;\n" +
-	"\vfinished_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"finishedAt\x12\x1a\n" +
-	"\bexecutor\x18\t \x01(\tR\bexecutor\x12#\n" +
+	"start_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\tstartTime\x12:\n" +
+	"\bend_time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\aendTime\"\xbb\x05\n" +
+	"\vPipelineRun\x12\x17\n" +
+	"\x04name\x18\v \x01(\tB\x03\xe0A\bR\x04name\x12\x1a\n" +
+	"\x06run_id\x18\x01 \x01(\tB\x03\xe0A\x03R\x05runId\x127\n" +
+	"\x06params\x18\x02 \x01(\v2\x1f.glimpse.data.v1.PipelineParamsR\x06params\x124\n" +
+	"\x05state\x18\x03 \x01(\x0e2\x19.glimpse.data.v1.RunStateB\x03\xe0A\x03R\x05state\x126\n" +
+	"\x05steps\x18\x04 \x03(\v2\x1b.glimpse.data.v1.StepStatusB\x03\xe0A\x03R\x05steps\x12,\n" +
+	"\x0fdataset_version\x18\x05 \x01(\tB\x03\xe0A\x03R\x0edatasetVersion\x12\x19\n" +
+	"\x05error\x18\x06 \x01(\tB\x03\xe0A\x03R\x05error\x12=\n" +
+	"\n" +
+	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampB\x02\x18\x01R\tcreatedAt\x12?\n" +
+	"\vfinished_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampB\x02\x18\x01R\n" +
+	"finishedAt\x12\x1f\n" +
+	"\bexecutor\x18\t \x01(\tB\x03\xe0A\x03R\bexecutor\x12(\n" +
 	"\rworkflow_name\x18\n" +
-	" \x01(\tR\fworkflowName\"R\n" +
+	" \x01(\tB\x03\xe0A\x03R\fworkflowName\x12@\n" +
+	"\vcreate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
+	"createTime\x12>\n" +
+	"\n" +
+	"start_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\tstartTime\x12:\n" +
+	"\bend_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\aendTime\"f\n" +
+	"\x18CreatePipelineRunRequest\x12J\n" +
+	"\fpipeline_run\x18\x01 \x01(\v2\x1c.glimpse.data.v1.PipelineRunB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\vpipelineRun\"\\\n" +
+	"\x19CreatePipelineRunResponse\x12?\n" +
+	"\fpipeline_run\x18\x01 \x01(\v2\x1c.glimpse.data.v1.PipelineRunR\vpipelineRun\"R\n" +
 	"\x17StartPipelineRunRequest\x127\n" +
 	"\x06params\x18\x01 \x01(\v2\x1f.glimpse.data.v1.PipelineParamsR\x06params\"J\n" +
 	"\x18StartPipelineRunResponse\x12.\n" +
-	"\x03run\x18\x01 \x01(\v2\x1c.glimpse.data.v1.PipelineRunR\x03run\"?\n" +
-	"\x15GetPipelineRunRequest\x12&\n" +
-	"\x06run_id\x18\x01 \x01(\tB\x0f\xe0A\x02\xbaH\t\xc8\x01\x01r\x04\xf8\x80\x19\x01R\x05runId\"H\n" +
-	"\x16GetPipelineRunResponse\x12.\n" +
-	"\x03run\x18\x01 \x01(\v2\x1c.glimpse.data.v1.PipelineRunR\x03run\"f\n" +
+	"\x03run\x18\x01 \x01(\v2\x1c.glimpse.data.v1.PipelineRunR\x03run\"\xbd\x02\n" +
+	"\x15GetPipelineRunRequest\x12 \n" +
+	"\x04name\x18\x02 \x01(\tB\f\xe0A\x02\xbaH\x06r\x04\xc0\x81\x19\x01R\x04name\x12\"\n" +
+	"\x06run_id\x18\x01 \x01(\tB\v\xbaH\x06r\x04\xf8\x80\x19\x01\x18\x01R\x05runId:\xdd\x01\xbaH\xd9\x01\x1aJ\n" +
+	"\rname.REQUIRED\x1a9this.name == '' && this.run_id == '' ? 'is required' : ''\x1a\x8a\x01\n" +
+	"\x0frun_id.CONFLICT\x1awthis.name != '' && this.run_id != '' && this.name != 'pipelineRuns/' + this.run_id ? 'names another run than name' : ''\"\x8d\x01\n" +
+	"\x16GetPipelineRunResponse\x12?\n" +
+	"\fpipeline_run\x18\x02 \x01(\v2\x1c.glimpse.data.v1.PipelineRunR\vpipelineRun\x122\n" +
+	"\x03run\x18\x01 \x01(\v2\x1c.glimpse.data.v1.PipelineRunB\x02\x18\x01R\x03run\"f\n" +
 	"\x17ListPipelineRunsRequest\x12,\n" +
 	"\tpage_size\x18\x01 \x01(\x05B\x0f\xbaH\x04\x1a\x02(\x00\x92\x80\x19\x04\b\x14\x10dR\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"t\n" +
 	"\x18ListPipelineRunsResponse\x120\n" +
 	"\x04runs\x18\x01 \x03(\v2\x1c.glimpse.data.v1.PipelineRunR\x04runs\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"A\n" +
-	"\x17WatchPipelineRunRequest\x12&\n" +
-	"\x06run_id\x18\x01 \x01(\tB\x0f\xe0A\x02\xbaH\t\xc8\x01\x01r\x04\xf8\x80\x19\x01R\x05runId\"\x97\x01\n" +
-	"\x18WatchPipelineRunResponse\x12.\n" +
-	"\x03run\x18\x01 \x01(\v2\x1c.glimpse.data.v1.PipelineRunR\x03run\x121\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xbf\x02\n" +
+	"\x17WatchPipelineRunRequest\x12 \n" +
+	"\x04name\x18\x02 \x01(\tB\f\xe0A\x02\xbaH\x06r\x04\xc0\x81\x19\x01R\x04name\x12\"\n" +
+	"\x06run_id\x18\x01 \x01(\tB\v\xbaH\x06r\x04\xf8\x80\x19\x01\x18\x01R\x05runId:\xdd\x01\xbaH\xd9\x01\x1aJ\n" +
+	"\rname.REQUIRED\x1a9this.name == '' && this.run_id == '' ? 'is required' : ''\x1a\x8a\x01\n" +
+	"\x0frun_id.CONFLICT\x1awthis.name != '' && this.run_id != '' && this.name != 'pipelineRuns/' + this.run_id ? 'names another run than name' : ''\"\xdc\x01\n" +
+	"\x18WatchPipelineRunResponse\x12?\n" +
+	"\fpipeline_run\x18\x04 \x01(\v2\x1c.glimpse.data.v1.PipelineRunR\vpipelineRun\x122\n" +
+	"\x03run\x18\x01 \x01(\v2\x1c.glimpse.data.v1.PipelineRunB\x02\x18\x01R\x03run\x121\n" +
 	"\x04step\x18\x02 \x01(\x0e2\x1d.glimpse.data.v1.PipelineStepR\x04step\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"B\n" +
-	"\x18CancelPipelineRunRequest\x12&\n" +
-	"\x06run_id\x18\x01 \x01(\tB\x0f\xe0A\x02\xbaH\t\xc8\x01\x01r\x04\xf8\x80\x19\x01R\x05runId\"K\n" +
-	"\x19CancelPipelineRunResponse\x12.\n" +
-	"\x03run\x18\x01 \x01(\v2\x1c.glimpse.data.v1.PipelineRunR\x03run\"\x90\x01\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\xc0\x02\n" +
+	"\x18CancelPipelineRunRequest\x12 \n" +
+	"\x04name\x18\x02 \x01(\tB\f\xe0A\x02\xbaH\x06r\x04\xc0\x81\x19\x01R\x04name\x12\"\n" +
+	"\x06run_id\x18\x01 \x01(\tB\v\xbaH\x06r\x04\xf8\x80\x19\x01\x18\x01R\x05runId:\xdd\x01\xbaH\xd9\x01\x1aJ\n" +
+	"\rname.REQUIRED\x1a9this.name == '' && this.run_id == '' ? 'is required' : ''\x1a\x8a\x01\n" +
+	"\x0frun_id.CONFLICT\x1awthis.name != '' && this.run_id != '' && this.name != 'pipelineRuns/' + this.run_id ? 'names another run than name' : ''\"\x90\x01\n" +
+	"\x19CancelPipelineRunResponse\x12?\n" +
+	"\fpipeline_run\x18\x02 \x01(\v2\x1c.glimpse.data.v1.PipelineRunR\vpipelineRun\x122\n" +
+	"\x03run\x18\x01 \x01(\v2\x1c.glimpse.data.v1.PipelineRunB\x02\x18\x01R\x03run\"\x90\x01\n" +
 	"\x1dRegisterDatasetVersionRequest\x12#\n" +
 	"\adataset\x18\x01 \x01(\tB\t\xbaH\x06r\x04\xe0\x80\x19\x01R\adataset\x12)\n" +
 	"\aversion\x18\x02 \x01(\tB\x0f\xe0A\x02\xbaH\t\xc8\x01\x01r\x04\xe8\x80\x19\x01R\aversion\x12\x1f\n" +
@@ -3390,19 +3645,20 @@ const file_glimpse_data_v1_data_service_proto_rawDesc = "" +
 	"\x13PIPELINE_STEP_SPLIT\x10\x04\x12\x1a\n" +
 	"\x16PIPELINE_STEP_VALIDATE\x10\x05\x12\x18\n" +
 	"\x14PIPELINE_STEP_UPLOAD\x10\x06\x12\x16\n" +
-	"\x12PIPELINE_STEP_SYNC\x10\a2\xce\x17\n" +
+	"\x12PIPELINE_STEP_SYNC\x10\a2\xc3\x19\n" +
 	"\vDataService\x12\x8f\x01\n" +
 	"\x13ListDatasetVersions\x12+.glimpse.data.v1.ListDatasetVersionsRequest\x1a,.glimpse.data.v1.ListDatasetVersionsResponse\"\x1d\x88\x80\x19\x01\x82\xd3\xe4\x93\x02\x10\x12\x0e/data/versions\x90\x02\x01\x12|\n" +
 	"\x0eGetDatasetInfo\x12&.glimpse.data.v1.GetDatasetInfoRequest\x1a'.glimpse.data.v1.GetDatasetInfoResponse\"\x19\x88\x80\x19\x01\x82\xd3\xe4\x93\x02\f\x12\n" +
 	"/data/info\x90\x02\x01\x12v\n" +
 	"\vListSamples\x12#.glimpse.data.v1.ListSamplesRequest\x1a$.glimpse.data.v1.ListSamplesResponse\"\x1c\x88\x80\x19\x01\x82\xd3\xe4\x93\x02\x0f\x12\r/data/samples\x90\x02\x01\x12X\n" +
-	"\bGetImage\x12 .glimpse.data.v1.GetImageRequest\x1a!.glimpse.data.v1.GetImageResponse\"\a\x88\x80\x19\x01\x90\x02\x01\x12\x8b\x01\n" +
-	"\x10StartPipelineRun\x12(.glimpse.data.v1.StartPipelineRunRequest\x1a).glimpse.data.v1.StartPipelineRunResponse\"\"\x88\x80\x19\x02\x82\xd3\xe4\x93\x02\x18:\x06params\"\x0e/data/download\x12{\n" +
-	"\x0eGetPipelineRun\x12&.glimpse.data.v1.GetPipelineRunRequest\x1a'.glimpse.data.v1.GetPipelineRunResponse\"\x18\x88\x80\x19\x01\x82\xd3\xe4\x93\x02\v\x12\t/data/run\x90\x02\x01\x12\x82\x01\n" +
-	"\x10ListPipelineRuns\x12(.glimpse.data.v1.ListPipelineRunsRequest\x1a).glimpse.data.v1.ListPipelineRunsResponse\"\x19\x88\x80\x19\x01\x82\xd3\xe4\x93\x02\f\x12\n" +
-	"/data/runs\x90\x02\x01\x12r\n" +
-	"\x10WatchPipelineRun\x12(.glimpse.data.v1.WatchPipelineRunRequest\x1a).glimpse.data.v1.WatchPipelineRunResponse\"\a\x88\x80\x19\x01\x90\x02\x010\x01\x12\x8a\x01\n" +
-	"\x11CancelPipelineRun\x12).glimpse.data.v1.CancelPipelineRunRequest\x1a*.glimpse.data.v1.CancelPipelineRunResponse\"\x1e\x88\x80\x19\x02\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/data/cancel\x90\x02\x02\x12\x9b\x01\n" +
+	"\bGetImage\x12 .glimpse.data.v1.GetImageRequest\x1a!.glimpse.data.v1.GetImageResponse\"\a\x88\x80\x19\x01\x90\x02\x01\x12\x96\x01\n" +
+	"\x11CreatePipelineRun\x12).glimpse.data.v1.CreatePipelineRunRequest\x1a*.glimpse.data.v1.CreatePipelineRunResponse\"*\x88\x80\x19\x02\x82\xd3\xe4\x93\x02 :\fpipeline_run\"\x10/v1/pipelineRuns\x12\x98\x01\n" +
+	"\x0eGetPipelineRun\x12&.glimpse.data.v1.GetPipelineRunRequest\x1a'.glimpse.data.v1.GetPipelineRunResponse\"5\x88\x80\x19\x01\x82\xd3\xe4\x93\x02(Z\v\x12\t/data/run\x12\x19/v1/{name=pipelineRuns/*}\x90\x02\x01\x12\x96\x01\n" +
+	"\x10ListPipelineRuns\x12(.glimpse.data.v1.ListPipelineRunsRequest\x1a).glimpse.data.v1.ListPipelineRunsResponse\"-\x88\x80\x19\x01\x82\xd3\xe4\x93\x02 Z\f\x12\n" +
+	"/data/runs\x12\x10/v1/pipelineRuns\x90\x02\x01\x12r\n" +
+	"\x10WatchPipelineRun\x12(.glimpse.data.v1.WatchPipelineRunRequest\x1a).glimpse.data.v1.WatchPipelineRunResponse\"\a\x88\x80\x19\x01\x90\x02\x010\x01\x12\xb1\x01\n" +
+	"\x11CancelPipelineRun\x12).glimpse.data.v1.CancelPipelineRunRequest\x1a*.glimpse.data.v1.CancelPipelineRunResponse\"E\x88\x80\x19\x02\x82\xd3\xe4\x93\x028:\x01*Z\x11:\x01*\"\f/data/cancel\" /v1/{name=pipelineRuns/*}:cancel\x90\x02\x02\x12\x8e\x01\n" +
+	"\x10StartPipelineRun\x12(.glimpse.data.v1.StartPipelineRunRequest\x1a).glimpse.data.v1.StartPipelineRunResponse\"%\x88\x80\x19\x02\x82\xd3\xe4\x93\x02\x18:\x06params\"\x0e/data/download\x88\x02\x01\x12\x9b\x01\n" +
 	"\x16RegisterDatasetVersion\x12..glimpse.data.v1.RegisterDatasetVersionRequest\x1a/.glimpse.data.v1.RegisterDatasetVersionResponse\" \x88\x80\x19\x02\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/data/register\x90\x02\x02\x12\x90\x01\n" +
 	"\x10CreateCollection\x12(.glimpse.data.v1.CreateCollectionRequest\x1a).glimpse.data.v1.CreateCollectionResponse\"'\x88\x80\x19\x02\x82\xd3\xe4\x93\x02\x1d:\n" +
 	"collection\"\x0f/v1/collections\x12\x87\x01\n" +
@@ -3433,7 +3689,7 @@ func file_glimpse_data_v1_data_service_proto_rawDescGZIP() []byte {
 }
 
 var file_glimpse_data_v1_data_service_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_glimpse_data_v1_data_service_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
+var file_glimpse_data_v1_data_service_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_glimpse_data_v1_data_service_proto_goTypes = []any{
 	(DatasetSize)(0),                       // 0: glimpse.data.v1.DatasetSize
 	(SplitMode)(0),                         // 1: glimpse.data.v1.SplitMode
@@ -3450,141 +3706,155 @@ var file_glimpse_data_v1_data_service_proto_goTypes = []any{
 	(*PipelineParams)(nil),                 // 12: glimpse.data.v1.PipelineParams
 	(*StepStatus)(nil),                     // 13: glimpse.data.v1.StepStatus
 	(*PipelineRun)(nil),                    // 14: glimpse.data.v1.PipelineRun
-	(*StartPipelineRunRequest)(nil),        // 15: glimpse.data.v1.StartPipelineRunRequest
-	(*StartPipelineRunResponse)(nil),       // 16: glimpse.data.v1.StartPipelineRunResponse
-	(*GetPipelineRunRequest)(nil),          // 17: glimpse.data.v1.GetPipelineRunRequest
-	(*GetPipelineRunResponse)(nil),         // 18: glimpse.data.v1.GetPipelineRunResponse
-	(*ListPipelineRunsRequest)(nil),        // 19: glimpse.data.v1.ListPipelineRunsRequest
-	(*ListPipelineRunsResponse)(nil),       // 20: glimpse.data.v1.ListPipelineRunsResponse
-	(*WatchPipelineRunRequest)(nil),        // 21: glimpse.data.v1.WatchPipelineRunRequest
-	(*WatchPipelineRunResponse)(nil),       // 22: glimpse.data.v1.WatchPipelineRunResponse
-	(*CancelPipelineRunRequest)(nil),       // 23: glimpse.data.v1.CancelPipelineRunRequest
-	(*CancelPipelineRunResponse)(nil),      // 24: glimpse.data.v1.CancelPipelineRunResponse
-	(*RegisterDatasetVersionRequest)(nil),  // 25: glimpse.data.v1.RegisterDatasetVersionRequest
-	(*RegisterDatasetVersionResponse)(nil), // 26: glimpse.data.v1.RegisterDatasetVersionResponse
-	(*CreateCollectionRequest)(nil),        // 27: glimpse.data.v1.CreateCollectionRequest
-	(*CreateCollectionResponse)(nil),       // 28: glimpse.data.v1.CreateCollectionResponse
-	(*GetCollectionRequest)(nil),           // 29: glimpse.data.v1.GetCollectionRequest
-	(*GetCollectionResponse)(nil),          // 30: glimpse.data.v1.GetCollectionResponse
-	(*ListCollectionsRequest)(nil),         // 31: glimpse.data.v1.ListCollectionsRequest
-	(*ListCollectionsResponse)(nil),        // 32: glimpse.data.v1.ListCollectionsResponse
-	(*DeleteCollectionRequest)(nil),        // 33: glimpse.data.v1.DeleteCollectionRequest
-	(*DeleteCollectionResponse)(nil),       // 34: glimpse.data.v1.DeleteCollectionResponse
-	(*SyncCollectionRequest)(nil),          // 35: glimpse.data.v1.SyncCollectionRequest
-	(*SyncCollectionResponse)(nil),         // 36: glimpse.data.v1.SyncCollectionResponse
-	(*WatchCollectionRequest)(nil),         // 37: glimpse.data.v1.WatchCollectionRequest
-	(*WatchCollectionResponse)(nil),        // 38: glimpse.data.v1.WatchCollectionResponse
-	(*CreatePhotoRequest)(nil),             // 39: glimpse.data.v1.CreatePhotoRequest
-	(*CreatePhotoResponse)(nil),            // 40: glimpse.data.v1.CreatePhotoResponse
-	(*GetPhotoRequest)(nil),                // 41: glimpse.data.v1.GetPhotoRequest
-	(*GetPhotoResponse)(nil),               // 42: glimpse.data.v1.GetPhotoResponse
-	(*ListPhotosRequest)(nil),              // 43: glimpse.data.v1.ListPhotosRequest
-	(*ListPhotosResponse)(nil),             // 44: glimpse.data.v1.ListPhotosResponse
-	(*DeletePhotoRequest)(nil),             // 45: glimpse.data.v1.DeletePhotoRequest
-	(*DeletePhotoResponse)(nil),            // 46: glimpse.data.v1.DeletePhotoResponse
-	(*GetPhotoThumbnailRequest)(nil),       // 47: glimpse.data.v1.GetPhotoThumbnailRequest
-	(*GetPhotoThumbnailResponse)(nil),      // 48: glimpse.data.v1.GetPhotoThumbnailResponse
-	(*ReceiveStorageEventsRequest)(nil),    // 49: glimpse.data.v1.ReceiveStorageEventsRequest
-	(*StorageEventRecord)(nil),             // 50: glimpse.data.v1.StorageEventRecord
-	(*StorageEventEntity)(nil),             // 51: glimpse.data.v1.StorageEventEntity
-	(*StorageEventBucket)(nil),             // 52: glimpse.data.v1.StorageEventBucket
-	(*StorageEventObject)(nil),             // 53: glimpse.data.v1.StorageEventObject
-	(*ReceiveStorageEventsResponse)(nil),   // 54: glimpse.data.v1.ReceiveStorageEventsResponse
-	(*DatasetVersion)(nil),                 // 55: glimpse.data.v1.DatasetVersion
-	(Split)(0),                             // 56: glimpse.data.v1.Split
-	(*Sample)(nil),                         // 57: glimpse.data.v1.Sample
-	(*timestamppb.Timestamp)(nil),          // 58: google.protobuf.Timestamp
-	(*Collection)(nil),                     // 59: glimpse.data.v1.Collection
-	(*Photo)(nil),                          // 60: glimpse.data.v1.Photo
-	(*SkippedFile)(nil),                    // 61: glimpse.data.v1.SkippedFile
+	(*CreatePipelineRunRequest)(nil),       // 15: glimpse.data.v1.CreatePipelineRunRequest
+	(*CreatePipelineRunResponse)(nil),      // 16: glimpse.data.v1.CreatePipelineRunResponse
+	(*StartPipelineRunRequest)(nil),        // 17: glimpse.data.v1.StartPipelineRunRequest
+	(*StartPipelineRunResponse)(nil),       // 18: glimpse.data.v1.StartPipelineRunResponse
+	(*GetPipelineRunRequest)(nil),          // 19: glimpse.data.v1.GetPipelineRunRequest
+	(*GetPipelineRunResponse)(nil),         // 20: glimpse.data.v1.GetPipelineRunResponse
+	(*ListPipelineRunsRequest)(nil),        // 21: glimpse.data.v1.ListPipelineRunsRequest
+	(*ListPipelineRunsResponse)(nil),       // 22: glimpse.data.v1.ListPipelineRunsResponse
+	(*WatchPipelineRunRequest)(nil),        // 23: glimpse.data.v1.WatchPipelineRunRequest
+	(*WatchPipelineRunResponse)(nil),       // 24: glimpse.data.v1.WatchPipelineRunResponse
+	(*CancelPipelineRunRequest)(nil),       // 25: glimpse.data.v1.CancelPipelineRunRequest
+	(*CancelPipelineRunResponse)(nil),      // 26: glimpse.data.v1.CancelPipelineRunResponse
+	(*RegisterDatasetVersionRequest)(nil),  // 27: glimpse.data.v1.RegisterDatasetVersionRequest
+	(*RegisterDatasetVersionResponse)(nil), // 28: glimpse.data.v1.RegisterDatasetVersionResponse
+	(*CreateCollectionRequest)(nil),        // 29: glimpse.data.v1.CreateCollectionRequest
+	(*CreateCollectionResponse)(nil),       // 30: glimpse.data.v1.CreateCollectionResponse
+	(*GetCollectionRequest)(nil),           // 31: glimpse.data.v1.GetCollectionRequest
+	(*GetCollectionResponse)(nil),          // 32: glimpse.data.v1.GetCollectionResponse
+	(*ListCollectionsRequest)(nil),         // 33: glimpse.data.v1.ListCollectionsRequest
+	(*ListCollectionsResponse)(nil),        // 34: glimpse.data.v1.ListCollectionsResponse
+	(*DeleteCollectionRequest)(nil),        // 35: glimpse.data.v1.DeleteCollectionRequest
+	(*DeleteCollectionResponse)(nil),       // 36: glimpse.data.v1.DeleteCollectionResponse
+	(*SyncCollectionRequest)(nil),          // 37: glimpse.data.v1.SyncCollectionRequest
+	(*SyncCollectionResponse)(nil),         // 38: glimpse.data.v1.SyncCollectionResponse
+	(*WatchCollectionRequest)(nil),         // 39: glimpse.data.v1.WatchCollectionRequest
+	(*WatchCollectionResponse)(nil),        // 40: glimpse.data.v1.WatchCollectionResponse
+	(*CreatePhotoRequest)(nil),             // 41: glimpse.data.v1.CreatePhotoRequest
+	(*CreatePhotoResponse)(nil),            // 42: glimpse.data.v1.CreatePhotoResponse
+	(*GetPhotoRequest)(nil),                // 43: glimpse.data.v1.GetPhotoRequest
+	(*GetPhotoResponse)(nil),               // 44: glimpse.data.v1.GetPhotoResponse
+	(*ListPhotosRequest)(nil),              // 45: glimpse.data.v1.ListPhotosRequest
+	(*ListPhotosResponse)(nil),             // 46: glimpse.data.v1.ListPhotosResponse
+	(*DeletePhotoRequest)(nil),             // 47: glimpse.data.v1.DeletePhotoRequest
+	(*DeletePhotoResponse)(nil),            // 48: glimpse.data.v1.DeletePhotoResponse
+	(*GetPhotoThumbnailRequest)(nil),       // 49: glimpse.data.v1.GetPhotoThumbnailRequest
+	(*GetPhotoThumbnailResponse)(nil),      // 50: glimpse.data.v1.GetPhotoThumbnailResponse
+	(*ReceiveStorageEventsRequest)(nil),    // 51: glimpse.data.v1.ReceiveStorageEventsRequest
+	(*StorageEventRecord)(nil),             // 52: glimpse.data.v1.StorageEventRecord
+	(*StorageEventEntity)(nil),             // 53: glimpse.data.v1.StorageEventEntity
+	(*StorageEventBucket)(nil),             // 54: glimpse.data.v1.StorageEventBucket
+	(*StorageEventObject)(nil),             // 55: glimpse.data.v1.StorageEventObject
+	(*ReceiveStorageEventsResponse)(nil),   // 56: glimpse.data.v1.ReceiveStorageEventsResponse
+	(*DatasetVersion)(nil),                 // 57: glimpse.data.v1.DatasetVersion
+	(Split)(0),                             // 58: glimpse.data.v1.Split
+	(*Sample)(nil),                         // 59: glimpse.data.v1.Sample
+	(*timestamppb.Timestamp)(nil),          // 60: google.protobuf.Timestamp
+	(*Collection)(nil),                     // 61: glimpse.data.v1.Collection
+	(*Photo)(nil),                          // 62: glimpse.data.v1.Photo
+	(*SkippedFile)(nil),                    // 63: glimpse.data.v1.SkippedFile
 }
 var file_glimpse_data_v1_data_service_proto_depIdxs = []int32{
-	55, // 0: glimpse.data.v1.ListDatasetVersionsResponse.versions:type_name -> glimpse.data.v1.DatasetVersion
-	55, // 1: glimpse.data.v1.GetDatasetInfoResponse.version:type_name -> glimpse.data.v1.DatasetVersion
-	56, // 2: glimpse.data.v1.ListSamplesRequest.split:type_name -> glimpse.data.v1.Split
-	57, // 3: glimpse.data.v1.ListSamplesResponse.samples:type_name -> glimpse.data.v1.Sample
+	57, // 0: glimpse.data.v1.ListDatasetVersionsResponse.versions:type_name -> glimpse.data.v1.DatasetVersion
+	57, // 1: glimpse.data.v1.GetDatasetInfoResponse.version:type_name -> glimpse.data.v1.DatasetVersion
+	58, // 2: glimpse.data.v1.ListSamplesRequest.split:type_name -> glimpse.data.v1.Split
+	59, // 3: glimpse.data.v1.ListSamplesResponse.samples:type_name -> glimpse.data.v1.Sample
 	0,  // 4: glimpse.data.v1.PipelineParams.dataset_size:type_name -> glimpse.data.v1.DatasetSize
 	1,  // 5: glimpse.data.v1.PipelineParams.split_mode:type_name -> glimpse.data.v1.SplitMode
 	3,  // 6: glimpse.data.v1.StepStatus.step:type_name -> glimpse.data.v1.PipelineStep
 	2,  // 7: glimpse.data.v1.StepStatus.state:type_name -> glimpse.data.v1.RunState
-	58, // 8: glimpse.data.v1.StepStatus.started_at:type_name -> google.protobuf.Timestamp
-	58, // 9: glimpse.data.v1.StepStatus.finished_at:type_name -> google.protobuf.Timestamp
-	12, // 10: glimpse.data.v1.PipelineRun.params:type_name -> glimpse.data.v1.PipelineParams
-	2,  // 11: glimpse.data.v1.PipelineRun.state:type_name -> glimpse.data.v1.RunState
-	13, // 12: glimpse.data.v1.PipelineRun.steps:type_name -> glimpse.data.v1.StepStatus
-	58, // 13: glimpse.data.v1.PipelineRun.created_at:type_name -> google.protobuf.Timestamp
-	58, // 14: glimpse.data.v1.PipelineRun.finished_at:type_name -> google.protobuf.Timestamp
-	12, // 15: glimpse.data.v1.StartPipelineRunRequest.params:type_name -> glimpse.data.v1.PipelineParams
-	14, // 16: glimpse.data.v1.StartPipelineRunResponse.run:type_name -> glimpse.data.v1.PipelineRun
-	14, // 17: glimpse.data.v1.GetPipelineRunResponse.run:type_name -> glimpse.data.v1.PipelineRun
-	14, // 18: glimpse.data.v1.ListPipelineRunsResponse.runs:type_name -> glimpse.data.v1.PipelineRun
-	14, // 19: glimpse.data.v1.WatchPipelineRunResponse.run:type_name -> glimpse.data.v1.PipelineRun
-	3,  // 20: glimpse.data.v1.WatchPipelineRunResponse.step:type_name -> glimpse.data.v1.PipelineStep
-	14, // 21: glimpse.data.v1.CancelPipelineRunResponse.run:type_name -> glimpse.data.v1.PipelineRun
-	55, // 22: glimpse.data.v1.RegisterDatasetVersionResponse.version:type_name -> glimpse.data.v1.DatasetVersion
-	59, // 23: glimpse.data.v1.CreateCollectionRequest.collection:type_name -> glimpse.data.v1.Collection
-	59, // 24: glimpse.data.v1.CreateCollectionResponse.collection:type_name -> glimpse.data.v1.Collection
-	59, // 25: glimpse.data.v1.GetCollectionResponse.collection:type_name -> glimpse.data.v1.Collection
-	59, // 26: glimpse.data.v1.ListCollectionsResponse.collections:type_name -> glimpse.data.v1.Collection
-	59, // 27: glimpse.data.v1.SyncCollectionResponse.collection:type_name -> glimpse.data.v1.Collection
-	59, // 28: glimpse.data.v1.WatchCollectionResponse.collection:type_name -> glimpse.data.v1.Collection
-	60, // 29: glimpse.data.v1.CreatePhotoResponse.photo:type_name -> glimpse.data.v1.Photo
-	60, // 30: glimpse.data.v1.GetPhotoResponse.photo:type_name -> glimpse.data.v1.Photo
-	60, // 31: glimpse.data.v1.ListPhotosResponse.photos:type_name -> glimpse.data.v1.Photo
-	61, // 32: glimpse.data.v1.ListPhotosResponse.skipped:type_name -> glimpse.data.v1.SkippedFile
-	50, // 33: glimpse.data.v1.ReceiveStorageEventsRequest.records:type_name -> glimpse.data.v1.StorageEventRecord
-	51, // 34: glimpse.data.v1.StorageEventRecord.s3:type_name -> glimpse.data.v1.StorageEventEntity
-	52, // 35: glimpse.data.v1.StorageEventEntity.bucket:type_name -> glimpse.data.v1.StorageEventBucket
-	53, // 36: glimpse.data.v1.StorageEventEntity.object:type_name -> glimpse.data.v1.StorageEventObject
-	4,  // 37: glimpse.data.v1.DataService.ListDatasetVersions:input_type -> glimpse.data.v1.ListDatasetVersionsRequest
-	6,  // 38: glimpse.data.v1.DataService.GetDatasetInfo:input_type -> glimpse.data.v1.GetDatasetInfoRequest
-	8,  // 39: glimpse.data.v1.DataService.ListSamples:input_type -> glimpse.data.v1.ListSamplesRequest
-	10, // 40: glimpse.data.v1.DataService.GetImage:input_type -> glimpse.data.v1.GetImageRequest
-	15, // 41: glimpse.data.v1.DataService.StartPipelineRun:input_type -> glimpse.data.v1.StartPipelineRunRequest
-	17, // 42: glimpse.data.v1.DataService.GetPipelineRun:input_type -> glimpse.data.v1.GetPipelineRunRequest
-	19, // 43: glimpse.data.v1.DataService.ListPipelineRuns:input_type -> glimpse.data.v1.ListPipelineRunsRequest
-	21, // 44: glimpse.data.v1.DataService.WatchPipelineRun:input_type -> glimpse.data.v1.WatchPipelineRunRequest
-	23, // 45: glimpse.data.v1.DataService.CancelPipelineRun:input_type -> glimpse.data.v1.CancelPipelineRunRequest
-	25, // 46: glimpse.data.v1.DataService.RegisterDatasetVersion:input_type -> glimpse.data.v1.RegisterDatasetVersionRequest
-	27, // 47: glimpse.data.v1.DataService.CreateCollection:input_type -> glimpse.data.v1.CreateCollectionRequest
-	29, // 48: glimpse.data.v1.DataService.GetCollection:input_type -> glimpse.data.v1.GetCollectionRequest
-	31, // 49: glimpse.data.v1.DataService.ListCollections:input_type -> glimpse.data.v1.ListCollectionsRequest
-	33, // 50: glimpse.data.v1.DataService.DeleteCollection:input_type -> glimpse.data.v1.DeleteCollectionRequest
-	35, // 51: glimpse.data.v1.DataService.SyncCollection:input_type -> glimpse.data.v1.SyncCollectionRequest
-	37, // 52: glimpse.data.v1.DataService.WatchCollection:input_type -> glimpse.data.v1.WatchCollectionRequest
-	39, // 53: glimpse.data.v1.DataService.CreatePhoto:input_type -> glimpse.data.v1.CreatePhotoRequest
-	41, // 54: glimpse.data.v1.DataService.GetPhoto:input_type -> glimpse.data.v1.GetPhotoRequest
-	43, // 55: glimpse.data.v1.DataService.ListPhotos:input_type -> glimpse.data.v1.ListPhotosRequest
-	45, // 56: glimpse.data.v1.DataService.DeletePhoto:input_type -> glimpse.data.v1.DeletePhotoRequest
-	47, // 57: glimpse.data.v1.DataService.GetPhotoThumbnail:input_type -> glimpse.data.v1.GetPhotoThumbnailRequest
-	49, // 58: glimpse.data.v1.DataService.ReceiveStorageEvents:input_type -> glimpse.data.v1.ReceiveStorageEventsRequest
-	5,  // 59: glimpse.data.v1.DataService.ListDatasetVersions:output_type -> glimpse.data.v1.ListDatasetVersionsResponse
-	7,  // 60: glimpse.data.v1.DataService.GetDatasetInfo:output_type -> glimpse.data.v1.GetDatasetInfoResponse
-	9,  // 61: glimpse.data.v1.DataService.ListSamples:output_type -> glimpse.data.v1.ListSamplesResponse
-	11, // 62: glimpse.data.v1.DataService.GetImage:output_type -> glimpse.data.v1.GetImageResponse
-	16, // 63: glimpse.data.v1.DataService.StartPipelineRun:output_type -> glimpse.data.v1.StartPipelineRunResponse
-	18, // 64: glimpse.data.v1.DataService.GetPipelineRun:output_type -> glimpse.data.v1.GetPipelineRunResponse
-	20, // 65: glimpse.data.v1.DataService.ListPipelineRuns:output_type -> glimpse.data.v1.ListPipelineRunsResponse
-	22, // 66: glimpse.data.v1.DataService.WatchPipelineRun:output_type -> glimpse.data.v1.WatchPipelineRunResponse
-	24, // 67: glimpse.data.v1.DataService.CancelPipelineRun:output_type -> glimpse.data.v1.CancelPipelineRunResponse
-	26, // 68: glimpse.data.v1.DataService.RegisterDatasetVersion:output_type -> glimpse.data.v1.RegisterDatasetVersionResponse
-	28, // 69: glimpse.data.v1.DataService.CreateCollection:output_type -> glimpse.data.v1.CreateCollectionResponse
-	30, // 70: glimpse.data.v1.DataService.GetCollection:output_type -> glimpse.data.v1.GetCollectionResponse
-	32, // 71: glimpse.data.v1.DataService.ListCollections:output_type -> glimpse.data.v1.ListCollectionsResponse
-	34, // 72: glimpse.data.v1.DataService.DeleteCollection:output_type -> glimpse.data.v1.DeleteCollectionResponse
-	36, // 73: glimpse.data.v1.DataService.SyncCollection:output_type -> glimpse.data.v1.SyncCollectionResponse
-	38, // 74: glimpse.data.v1.DataService.WatchCollection:output_type -> glimpse.data.v1.WatchCollectionResponse
-	40, // 75: glimpse.data.v1.DataService.CreatePhoto:output_type -> glimpse.data.v1.CreatePhotoResponse
-	42, // 76: glimpse.data.v1.DataService.GetPhoto:output_type -> glimpse.data.v1.GetPhotoResponse
-	44, // 77: glimpse.data.v1.DataService.ListPhotos:output_type -> glimpse.data.v1.ListPhotosResponse
-	46, // 78: glimpse.data.v1.DataService.DeletePhoto:output_type -> glimpse.data.v1.DeletePhotoResponse
-	48, // 79: glimpse.data.v1.DataService.GetPhotoThumbnail:output_type -> glimpse.data.v1.GetPhotoThumbnailResponse
-	54, // 80: glimpse.data.v1.DataService.ReceiveStorageEvents:output_type -> glimpse.data.v1.ReceiveStorageEventsResponse
-	59, // [59:81] is the sub-list for method output_type
-	37, // [37:59] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	60, // 8: glimpse.data.v1.StepStatus.started_at:type_name -> google.protobuf.Timestamp
+	60, // 9: glimpse.data.v1.StepStatus.finished_at:type_name -> google.protobuf.Timestamp
+	60, // 10: glimpse.data.v1.StepStatus.start_time:type_name -> google.protobuf.Timestamp
+	60, // 11: glimpse.data.v1.StepStatus.end_time:type_name -> google.protobuf.Timestamp
+	12, // 12: glimpse.data.v1.PipelineRun.params:type_name -> glimpse.data.v1.PipelineParams
+	2,  // 13: glimpse.data.v1.PipelineRun.state:type_name -> glimpse.data.v1.RunState
+	13, // 14: glimpse.data.v1.PipelineRun.steps:type_name -> glimpse.data.v1.StepStatus
+	60, // 15: glimpse.data.v1.PipelineRun.created_at:type_name -> google.protobuf.Timestamp
+	60, // 16: glimpse.data.v1.PipelineRun.finished_at:type_name -> google.protobuf.Timestamp
+	60, // 17: glimpse.data.v1.PipelineRun.create_time:type_name -> google.protobuf.Timestamp
+	60, // 18: glimpse.data.v1.PipelineRun.start_time:type_name -> google.protobuf.Timestamp
+	60, // 19: glimpse.data.v1.PipelineRun.end_time:type_name -> google.protobuf.Timestamp
+	14, // 20: glimpse.data.v1.CreatePipelineRunRequest.pipeline_run:type_name -> glimpse.data.v1.PipelineRun
+	14, // 21: glimpse.data.v1.CreatePipelineRunResponse.pipeline_run:type_name -> glimpse.data.v1.PipelineRun
+	12, // 22: glimpse.data.v1.StartPipelineRunRequest.params:type_name -> glimpse.data.v1.PipelineParams
+	14, // 23: glimpse.data.v1.StartPipelineRunResponse.run:type_name -> glimpse.data.v1.PipelineRun
+	14, // 24: glimpse.data.v1.GetPipelineRunResponse.pipeline_run:type_name -> glimpse.data.v1.PipelineRun
+	14, // 25: glimpse.data.v1.GetPipelineRunResponse.run:type_name -> glimpse.data.v1.PipelineRun
+	14, // 26: glimpse.data.v1.ListPipelineRunsResponse.runs:type_name -> glimpse.data.v1.PipelineRun
+	14, // 27: glimpse.data.v1.WatchPipelineRunResponse.pipeline_run:type_name -> glimpse.data.v1.PipelineRun
+	14, // 28: glimpse.data.v1.WatchPipelineRunResponse.run:type_name -> glimpse.data.v1.PipelineRun
+	3,  // 29: glimpse.data.v1.WatchPipelineRunResponse.step:type_name -> glimpse.data.v1.PipelineStep
+	14, // 30: glimpse.data.v1.CancelPipelineRunResponse.pipeline_run:type_name -> glimpse.data.v1.PipelineRun
+	14, // 31: glimpse.data.v1.CancelPipelineRunResponse.run:type_name -> glimpse.data.v1.PipelineRun
+	57, // 32: glimpse.data.v1.RegisterDatasetVersionResponse.version:type_name -> glimpse.data.v1.DatasetVersion
+	61, // 33: glimpse.data.v1.CreateCollectionRequest.collection:type_name -> glimpse.data.v1.Collection
+	61, // 34: glimpse.data.v1.CreateCollectionResponse.collection:type_name -> glimpse.data.v1.Collection
+	61, // 35: glimpse.data.v1.GetCollectionResponse.collection:type_name -> glimpse.data.v1.Collection
+	61, // 36: glimpse.data.v1.ListCollectionsResponse.collections:type_name -> glimpse.data.v1.Collection
+	61, // 37: glimpse.data.v1.SyncCollectionResponse.collection:type_name -> glimpse.data.v1.Collection
+	61, // 38: glimpse.data.v1.WatchCollectionResponse.collection:type_name -> glimpse.data.v1.Collection
+	62, // 39: glimpse.data.v1.CreatePhotoResponse.photo:type_name -> glimpse.data.v1.Photo
+	62, // 40: glimpse.data.v1.GetPhotoResponse.photo:type_name -> glimpse.data.v1.Photo
+	62, // 41: glimpse.data.v1.ListPhotosResponse.photos:type_name -> glimpse.data.v1.Photo
+	63, // 42: glimpse.data.v1.ListPhotosResponse.skipped:type_name -> glimpse.data.v1.SkippedFile
+	52, // 43: glimpse.data.v1.ReceiveStorageEventsRequest.records:type_name -> glimpse.data.v1.StorageEventRecord
+	53, // 44: glimpse.data.v1.StorageEventRecord.s3:type_name -> glimpse.data.v1.StorageEventEntity
+	54, // 45: glimpse.data.v1.StorageEventEntity.bucket:type_name -> glimpse.data.v1.StorageEventBucket
+	55, // 46: glimpse.data.v1.StorageEventEntity.object:type_name -> glimpse.data.v1.StorageEventObject
+	4,  // 47: glimpse.data.v1.DataService.ListDatasetVersions:input_type -> glimpse.data.v1.ListDatasetVersionsRequest
+	6,  // 48: glimpse.data.v1.DataService.GetDatasetInfo:input_type -> glimpse.data.v1.GetDatasetInfoRequest
+	8,  // 49: glimpse.data.v1.DataService.ListSamples:input_type -> glimpse.data.v1.ListSamplesRequest
+	10, // 50: glimpse.data.v1.DataService.GetImage:input_type -> glimpse.data.v1.GetImageRequest
+	15, // 51: glimpse.data.v1.DataService.CreatePipelineRun:input_type -> glimpse.data.v1.CreatePipelineRunRequest
+	19, // 52: glimpse.data.v1.DataService.GetPipelineRun:input_type -> glimpse.data.v1.GetPipelineRunRequest
+	21, // 53: glimpse.data.v1.DataService.ListPipelineRuns:input_type -> glimpse.data.v1.ListPipelineRunsRequest
+	23, // 54: glimpse.data.v1.DataService.WatchPipelineRun:input_type -> glimpse.data.v1.WatchPipelineRunRequest
+	25, // 55: glimpse.data.v1.DataService.CancelPipelineRun:input_type -> glimpse.data.v1.CancelPipelineRunRequest
+	17, // 56: glimpse.data.v1.DataService.StartPipelineRun:input_type -> glimpse.data.v1.StartPipelineRunRequest
+	27, // 57: glimpse.data.v1.DataService.RegisterDatasetVersion:input_type -> glimpse.data.v1.RegisterDatasetVersionRequest
+	29, // 58: glimpse.data.v1.DataService.CreateCollection:input_type -> glimpse.data.v1.CreateCollectionRequest
+	31, // 59: glimpse.data.v1.DataService.GetCollection:input_type -> glimpse.data.v1.GetCollectionRequest
+	33, // 60: glimpse.data.v1.DataService.ListCollections:input_type -> glimpse.data.v1.ListCollectionsRequest
+	35, // 61: glimpse.data.v1.DataService.DeleteCollection:input_type -> glimpse.data.v1.DeleteCollectionRequest
+	37, // 62: glimpse.data.v1.DataService.SyncCollection:input_type -> glimpse.data.v1.SyncCollectionRequest
+	39, // 63: glimpse.data.v1.DataService.WatchCollection:input_type -> glimpse.data.v1.WatchCollectionRequest
+	41, // 64: glimpse.data.v1.DataService.CreatePhoto:input_type -> glimpse.data.v1.CreatePhotoRequest
+	43, // 65: glimpse.data.v1.DataService.GetPhoto:input_type -> glimpse.data.v1.GetPhotoRequest
+	45, // 66: glimpse.data.v1.DataService.ListPhotos:input_type -> glimpse.data.v1.ListPhotosRequest
+	47, // 67: glimpse.data.v1.DataService.DeletePhoto:input_type -> glimpse.data.v1.DeletePhotoRequest
+	49, // 68: glimpse.data.v1.DataService.GetPhotoThumbnail:input_type -> glimpse.data.v1.GetPhotoThumbnailRequest
+	51, // 69: glimpse.data.v1.DataService.ReceiveStorageEvents:input_type -> glimpse.data.v1.ReceiveStorageEventsRequest
+	5,  // 70: glimpse.data.v1.DataService.ListDatasetVersions:output_type -> glimpse.data.v1.ListDatasetVersionsResponse
+	7,  // 71: glimpse.data.v1.DataService.GetDatasetInfo:output_type -> glimpse.data.v1.GetDatasetInfoResponse
+	9,  // 72: glimpse.data.v1.DataService.ListSamples:output_type -> glimpse.data.v1.ListSamplesResponse
+	11, // 73: glimpse.data.v1.DataService.GetImage:output_type -> glimpse.data.v1.GetImageResponse
+	16, // 74: glimpse.data.v1.DataService.CreatePipelineRun:output_type -> glimpse.data.v1.CreatePipelineRunResponse
+	20, // 75: glimpse.data.v1.DataService.GetPipelineRun:output_type -> glimpse.data.v1.GetPipelineRunResponse
+	22, // 76: glimpse.data.v1.DataService.ListPipelineRuns:output_type -> glimpse.data.v1.ListPipelineRunsResponse
+	24, // 77: glimpse.data.v1.DataService.WatchPipelineRun:output_type -> glimpse.data.v1.WatchPipelineRunResponse
+	26, // 78: glimpse.data.v1.DataService.CancelPipelineRun:output_type -> glimpse.data.v1.CancelPipelineRunResponse
+	18, // 79: glimpse.data.v1.DataService.StartPipelineRun:output_type -> glimpse.data.v1.StartPipelineRunResponse
+	28, // 80: glimpse.data.v1.DataService.RegisterDatasetVersion:output_type -> glimpse.data.v1.RegisterDatasetVersionResponse
+	30, // 81: glimpse.data.v1.DataService.CreateCollection:output_type -> glimpse.data.v1.CreateCollectionResponse
+	32, // 82: glimpse.data.v1.DataService.GetCollection:output_type -> glimpse.data.v1.GetCollectionResponse
+	34, // 83: glimpse.data.v1.DataService.ListCollections:output_type -> glimpse.data.v1.ListCollectionsResponse
+	36, // 84: glimpse.data.v1.DataService.DeleteCollection:output_type -> glimpse.data.v1.DeleteCollectionResponse
+	38, // 85: glimpse.data.v1.DataService.SyncCollection:output_type -> glimpse.data.v1.SyncCollectionResponse
+	40, // 86: glimpse.data.v1.DataService.WatchCollection:output_type -> glimpse.data.v1.WatchCollectionResponse
+	42, // 87: glimpse.data.v1.DataService.CreatePhoto:output_type -> glimpse.data.v1.CreatePhotoResponse
+	44, // 88: glimpse.data.v1.DataService.GetPhoto:output_type -> glimpse.data.v1.GetPhotoResponse
+	46, // 89: glimpse.data.v1.DataService.ListPhotos:output_type -> glimpse.data.v1.ListPhotosResponse
+	48, // 90: glimpse.data.v1.DataService.DeletePhoto:output_type -> glimpse.data.v1.DeletePhotoResponse
+	50, // 91: glimpse.data.v1.DataService.GetPhotoThumbnail:output_type -> glimpse.data.v1.GetPhotoThumbnailResponse
+	56, // 92: glimpse.data.v1.DataService.ReceiveStorageEvents:output_type -> glimpse.data.v1.ReceiveStorageEventsResponse
+	70, // [70:93] is the sub-list for method output_type
+	47, // [47:70] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_glimpse_data_v1_data_service_proto_init() }
@@ -3600,7 +3870,7 @@ func file_glimpse_data_v1_data_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_glimpse_data_v1_data_service_proto_rawDesc), len(file_glimpse_data_v1_data_service_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   51,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -7,6 +7,7 @@
 package datav1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -144,7 +145,10 @@ type DatasetVersion struct {
 	// Dataset name, e.g. "flickr8k".
 	Dataset string `protobuf:"bytes,1,opt,name=dataset,proto3" json:"dataset,omitempty"`
 	// The version id: the first 16 hex digits of the sha256 of the version's manifest.
-	Version      string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	Version string `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	// Deprecated: publish_time.
+	//
+	// Deprecated: Marked as deprecated in glimpse/data/v1/dataset.proto.
 	PublishedAt  *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=published_at,json=publishedAt,proto3" json:"published_at,omitempty"`
 	ImageCount   int64                  `protobuf:"varint,4,opt,name=image_count,json=imageCount,proto3" json:"image_count,omitempty"`
 	CaptionCount int64                  `protobuf:"varint,5,opt,name=caption_count,json=captionCount,proto3" json:"caption_count,omitempty"`
@@ -156,7 +160,9 @@ type DatasetVersion struct {
 	// Object-store key of the manifest.
 	ManifestKey string `protobuf:"bytes,9,opt,name=manifest_key,json=manifestKey,proto3" json:"manifest_key,omitempty"`
 	// The pipeline parameters that produced it (dataset_size, sample_ratio, split_mode, ...).
-	Params        map[string]string `protobuf:"bytes,10,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Params map[string]string `protobuf:"bytes,10,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// When the version was published.
+	PublishTime   *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=publish_time,json=publishTime,proto3" json:"publish_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -205,6 +211,7 @@ func (x *DatasetVersion) GetVersion() string {
 	return ""
 }
 
+// Deprecated: Marked as deprecated in glimpse/data/v1/dataset.proto.
 func (x *DatasetVersion) GetPublishedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.PublishedAt
@@ -257,6 +264,13 @@ func (x *DatasetVersion) GetManifestKey() string {
 func (x *DatasetVersion) GetParams() map[string]string {
 	if x != nil {
 		return x.Params
+	}
+	return nil
+}
+
+func (x *DatasetVersion) GetPublishTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PublishTime
 	}
 	return nil
 }
@@ -360,16 +374,16 @@ var File_glimpse_data_v1_dataset_proto protoreflect.FileDescriptor
 
 const file_glimpse_data_v1_dataset_proto_rawDesc = "" +
 	"\n" +
-	"\x1dglimpse/data/v1/dataset.proto\x12\x0fglimpse.data.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"n\n" +
+	"\x1dglimpse/data/v1/dataset.proto\x12\x0fglimpse.data.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"n\n" +
 	"\n" +
 	"SplitCount\x12,\n" +
 	"\x05split\x18\x01 \x01(\x0e2\x16.glimpse.data.v1.SplitR\x05split\x12\x16\n" +
 	"\x06images\x18\x02 \x01(\x03R\x06images\x12\x1a\n" +
-	"\bcaptions\x18\x03 \x01(\x03R\bcaptions\"\xda\x03\n" +
+	"\bcaptions\x18\x03 \x01(\x03R\bcaptions\"\xa2\x04\n" +
 	"\x0eDatasetVersion\x12\x18\n" +
 	"\adataset\x18\x01 \x01(\tR\adataset\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\tR\aversion\x12=\n" +
-	"\fpublished_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vpublishedAt\x12\x1f\n" +
+	"\aversion\x18\x02 \x01(\tR\aversion\x12A\n" +
+	"\fpublished_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampB\x02\x18\x01R\vpublishedAt\x12\x1f\n" +
 	"\vimage_count\x18\x04 \x01(\x03R\n" +
 	"imageCount\x12#\n" +
 	"\rcaption_count\x18\x05 \x01(\x03R\fcaptionCount\x123\n" +
@@ -379,7 +393,8 @@ const file_glimpse_data_v1_dataset_proto_rawDesc = "" +
 	"\x06latest\x18\b \x01(\bR\x06latest\x12!\n" +
 	"\fmanifest_key\x18\t \x01(\tR\vmanifestKey\x12C\n" +
 	"\x06params\x18\n" +
-	" \x03(\v2+.glimpse.data.v1.DatasetVersion.ParamsEntryR\x06params\x1a9\n" +
+	" \x03(\v2+.glimpse.data.v1.DatasetVersion.ParamsEntryR\x06params\x12B\n" +
+	"\fpublish_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\vpublishTime\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd2\x01\n" +
@@ -427,12 +442,13 @@ var file_glimpse_data_v1_dataset_proto_depIdxs = []int32{
 	5, // 1: glimpse.data.v1.DatasetVersion.published_at:type_name -> google.protobuf.Timestamp
 	1, // 2: glimpse.data.v1.DatasetVersion.splits:type_name -> glimpse.data.v1.SplitCount
 	4, // 3: glimpse.data.v1.DatasetVersion.params:type_name -> glimpse.data.v1.DatasetVersion.ParamsEntry
-	0, // 4: glimpse.data.v1.Sample.split:type_name -> glimpse.data.v1.Split
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	5, // 4: glimpse.data.v1.DatasetVersion.publish_time:type_name -> google.protobuf.Timestamp
+	0, // 5: glimpse.data.v1.Sample.split:type_name -> glimpse.data.v1.Split
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_glimpse_data_v1_dataset_proto_init() }

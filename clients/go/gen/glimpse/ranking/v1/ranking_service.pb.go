@@ -1201,8 +1201,11 @@ type ModelInfo struct {
 	Backbone     string `protobuf:"bytes,2,opt,name=backbone,proto3" json:"backbone,omitempty"`
 	EmbeddingDim int32  `protobuf:"varint,3,opt,name=embedding_dim,json=embeddingDim,proto3" json:"embedding_dim,omitempty"`
 	// The dataset version it was trained on.
-	DatasetVersion string                 `protobuf:"bytes,4,opt,name=dataset_version,json=datasetVersion,proto3" json:"dataset_version,omitempty"`
-	CreatedAt      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	DatasetVersion string `protobuf:"bytes,4,opt,name=dataset_version,json=datasetVersion,proto3" json:"dataset_version,omitempty"`
+	// Deprecated: create_time.
+	//
+	// Deprecated: Marked as deprecated in glimpse/ranking/v1/ranking_service.proto.
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// Evaluation metrics by name, e.g. "test.t2i_r10".
 	Metrics       map[string]float64 `protobuf:"bytes,6,rep,name=metrics,proto3" json:"metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	GitCommit     string             `protobuf:"bytes,7,opt,name=git_commit,json=gitCommit,proto3" json:"git_commit,omitempty"`
@@ -1210,7 +1213,9 @@ type ModelInfo struct {
 	// The full training configuration (JSON).
 	ConfigJson string `protobuf:"bytes,9,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
 	// True for the version the production alias names.
-	Production    bool `protobuf:"varint,10,opt,name=production,proto3" json:"production,omitempty"`
+	Production bool `protobuf:"varint,10,opt,name=production,proto3" json:"production,omitempty"`
+	// When the model was registered.
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1273,6 +1278,7 @@ func (x *ModelInfo) GetDatasetVersion() string {
 	return ""
 }
 
+// Deprecated: Marked as deprecated in glimpse/ranking/v1/ranking_service.proto.
 func (x *ModelInfo) GetCreatedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.CreatedAt
@@ -1313,6 +1319,13 @@ func (x *ModelInfo) GetProduction() bool {
 		return x.Production
 	}
 	return false
+}
+
+func (x *ModelInfo) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
 }
 
 type GetModelInfoRequest struct {
@@ -1402,8 +1415,13 @@ type IndexInfo struct {
 	Images         int64                  `protobuf:"varint,3,opt,name=images,proto3" json:"images,omitempty"`
 	Captions       int64                  `protobuf:"varint,4,opt,name=captions,proto3" json:"captions,omitempty"`
 	// "exact" or "hnsw".
-	Kind          string                 `protobuf:"bytes,5,opt,name=kind,proto3" json:"kind,omitempty"`
-	BuiltAt       *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=built_at,json=builtAt,proto3" json:"built_at,omitempty"`
+	Kind string `protobuf:"bytes,5,opt,name=kind,proto3" json:"kind,omitempty"`
+	// Deprecated: build_time.
+	//
+	// Deprecated: Marked as deprecated in glimpse/ranking/v1/ranking_service.proto.
+	BuiltAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=built_at,json=builtAt,proto3" json:"built_at,omitempty"`
+	// When the index was computed.
+	BuildTime     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=build_time,json=buildTime,proto3" json:"build_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1473,9 +1491,17 @@ func (x *IndexInfo) GetKind() string {
 	return ""
 }
 
+// Deprecated: Marked as deprecated in glimpse/ranking/v1/ranking_service.proto.
 func (x *IndexInfo) GetBuiltAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.BuiltAt
+	}
+	return nil
+}
+
+func (x *IndexInfo) GetBuildTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.BuildTime
 	}
 	return nil
 }
@@ -1524,9 +1550,12 @@ type GetModelStatusResponse struct {
 	// A version being loaded in the background, if any.
 	LoadingVersion string `protobuf:"bytes,3,opt,name=loading_version,json=loadingVersion,proto3" json:"loading_version,omitempty"`
 	// Why the last load was refused (the old version keeps serving).
-	LastError string                 `protobuf:"bytes,4,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
-	LoadedAt  *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=loaded_at,json=loadedAt,proto3" json:"loaded_at,omitempty"`
-	Index     *IndexInfo             `protobuf:"bytes,6,opt,name=index,proto3" json:"index,omitempty"`
+	LastError string `protobuf:"bytes,4,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// Deprecated: load_time.
+	//
+	// Deprecated: Marked as deprecated in glimpse/ranking/v1/ranking_service.proto.
+	LoadedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=loaded_at,json=loadedAt,proto3" json:"loaded_at,omitempty"`
+	Index    *IndexInfo             `protobuf:"bytes,6,opt,name=index,proto3" json:"index,omitempty"`
 	// What the production alias names now.
 	ProductionVersion string `protobuf:"bytes,7,opt,name=production_version,json=productionVersion,proto3" json:"production_version,omitempty"`
 	// The index Ranking waits for while it serves an earlier pair (a new dataset version or a newly
@@ -1535,8 +1564,10 @@ type GetModelStatusResponse struct {
 	// What the production alias named before, newest first (at most 5): a rollback promotes the
 	// first again (`glimpse models rollback`).
 	PreviousProductionVersions []string `protobuf:"bytes,9,rep,name=previous_production_versions,json=previousProductionVersions,proto3" json:"previous_production_versions,omitempty"`
-	unknownFields              protoimpl.UnknownFields
-	sizeCache                  protoimpl.SizeCache
+	// When the serving version was loaded.
+	LoadTime      *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=load_time,json=loadTime,proto3" json:"load_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetModelStatusResponse) Reset() {
@@ -1597,6 +1628,7 @@ func (x *GetModelStatusResponse) GetLastError() string {
 	return ""
 }
 
+// Deprecated: Marked as deprecated in glimpse/ranking/v1/ranking_service.proto.
 func (x *GetModelStatusResponse) GetLoadedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.LoadedAt
@@ -1628,6 +1660,13 @@ func (x *GetModelStatusResponse) GetPendingIndex() *IndexBuild {
 func (x *GetModelStatusResponse) GetPreviousProductionVersions() []string {
 	if x != nil {
 		return x.PreviousProductionVersions
+	}
+	return nil
+}
+
+func (x *GetModelStatusResponse) GetLoadTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LoadTime
 	}
 	return nil
 }
@@ -2969,14 +3008,14 @@ const file_glimpse_ranking_v1_ranking_service_proto_rawDesc = "" +
 	"\rmodel_version\x18\x03 \x01(\tR\fmodelVersion\x12'\n" +
 	"\x0fdataset_version\x18\x04 \x01(\tR\x0edatasetVersion\x12\x14\n" +
 	"\x05width\x18\x05 \x01(\x05R\x05width\x12\x16\n" +
-	"\x06height\x18\x06 \x01(\x05R\x06height\"\xd4\x03\n" +
+	"\x06height\x18\x06 \x01(\x05R\x06height\"\x9a\x04\n" +
 	"\tModelInfo\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1a\n" +
 	"\bbackbone\x18\x02 \x01(\tR\bbackbone\x12#\n" +
 	"\rembedding_dim\x18\x03 \x01(\x05R\fembeddingDim\x12'\n" +
-	"\x0fdataset_version\x18\x04 \x01(\tR\x0edatasetVersion\x129\n" +
+	"\x0fdataset_version\x18\x04 \x01(\tR\x0edatasetVersion\x12=\n" +
 	"\n" +
-	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12D\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\x02\x18\x01R\tcreatedAt\x12D\n" +
 	"\ametrics\x18\x06 \x03(\v2*.glimpse.ranking.v1.ModelInfo.MetricsEntryR\ametrics\x12\x1d\n" +
 	"\n" +
 	"git_commit\x18\a \x01(\tR\tgitCommit\x12&\n" +
@@ -2986,32 +3025,38 @@ const file_glimpse_ranking_v1_ranking_service_proto_rawDesc = "" +
 	"\n" +
 	"production\x18\n" +
 	" \x01(\bR\n" +
-	"production\x1a:\n" +
+	"production\x12@\n" +
+	"\vcreate_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
+	"createTime\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x15\n" +
 	"\x13GetModelInfoRequest\"K\n" +
 	"\x14GetModelInfoResponse\x123\n" +
-	"\x05model\x18\x01 \x01(\v2\x1d.glimpse.ranking.v1.ModelInfoR\x05model\"\xd8\x01\n" +
+	"\x05model\x18\x01 \x01(\v2\x1d.glimpse.ranking.v1.ModelInfoR\x05model\"\x9c\x02\n" +
 	"\tIndexInfo\x12#\n" +
 	"\rmodel_version\x18\x01 \x01(\tR\fmodelVersion\x12'\n" +
 	"\x0fdataset_version\x18\x02 \x01(\tR\x0edatasetVersion\x12\x16\n" +
 	"\x06images\x18\x03 \x01(\x03R\x06images\x12\x1a\n" +
 	"\bcaptions\x18\x04 \x01(\x03R\bcaptions\x12\x12\n" +
-	"\x04kind\x18\x05 \x01(\tR\x04kind\x125\n" +
-	"\bbuilt_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\abuiltAt\"\x17\n" +
-	"\x15GetModelStatusRequest\"\xe3\x03\n" +
+	"\x04kind\x18\x05 \x01(\tR\x04kind\x129\n" +
+	"\bbuilt_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampB\x02\x18\x01R\abuiltAt\x12>\n" +
+	"\n" +
+	"build_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\tbuildTime\"\x17\n" +
+	"\x15GetModelStatusRequest\"\xa5\x04\n" +
 	"\x16GetModelStatusResponse\x124\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x1e.glimpse.ranking.v1.ModelStateR\x05state\x12'\n" +
 	"\x0fserving_version\x18\x02 \x01(\tR\x0eservingVersion\x12'\n" +
 	"\x0floading_version\x18\x03 \x01(\tR\x0eloadingVersion\x12\x1d\n" +
 	"\n" +
-	"last_error\x18\x04 \x01(\tR\tlastError\x127\n" +
-	"\tloaded_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bloadedAt\x123\n" +
+	"last_error\x18\x04 \x01(\tR\tlastError\x12;\n" +
+	"\tloaded_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\x02\x18\x01R\bloadedAt\x123\n" +
 	"\x05index\x18\x06 \x01(\v2\x1d.glimpse.ranking.v1.IndexInfoR\x05index\x12-\n" +
 	"\x12production_version\x18\a \x01(\tR\x11productionVersion\x12C\n" +
 	"\rpending_index\x18\b \x01(\v2\x1e.glimpse.ranking.v1.IndexBuildR\fpendingIndex\x12@\n" +
-	"\x1cprevious_production_versions\x18\t \x03(\tR\x1apreviousProductionVersions\"\xd2\x01\n" +
+	"\x1cprevious_production_versions\x18\t \x03(\tR\x1apreviousProductionVersions\x12<\n" +
+	"\tload_time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\bloadTime\"\xd2\x01\n" +
 	"\n" +
 	"IndexBuild\x12#\n" +
 	"\rmodel_version\x18\x01 \x01(\tR\fmodelVersion\x12\x18\n" +
@@ -3206,58 +3251,61 @@ var file_glimpse_ranking_v1_ranking_service_proto_depIdxs = []int32{
 	2,  // 13: glimpse.ranking.v1.RankUploadedImageResponse.similar_images:type_name -> glimpse.ranking.v1.ImageHit
 	43, // 14: glimpse.ranking.v1.ModelInfo.created_at:type_name -> google.protobuf.Timestamp
 	41, // 15: glimpse.ranking.v1.ModelInfo.metrics:type_name -> glimpse.ranking.v1.ModelInfo.MetricsEntry
-	16, // 16: glimpse.ranking.v1.GetModelInfoResponse.model:type_name -> glimpse.ranking.v1.ModelInfo
-	43, // 17: glimpse.ranking.v1.IndexInfo.built_at:type_name -> google.protobuf.Timestamp
-	0,  // 18: glimpse.ranking.v1.GetModelStatusResponse.state:type_name -> glimpse.ranking.v1.ModelState
-	43, // 19: glimpse.ranking.v1.GetModelStatusResponse.loaded_at:type_name -> google.protobuf.Timestamp
-	19, // 20: glimpse.ranking.v1.GetModelStatusResponse.index:type_name -> glimpse.ranking.v1.IndexInfo
-	22, // 21: glimpse.ranking.v1.GetModelStatusResponse.pending_index:type_name -> glimpse.ranking.v1.IndexBuild
-	16, // 22: glimpse.ranking.v1.ListModelVersionsResponse.models:type_name -> glimpse.ranking.v1.ModelInfo
-	16, // 23: glimpse.ranking.v1.PromoteModelResponse.model:type_name -> glimpse.ranking.v1.ModelInfo
-	19, // 24: glimpse.ranking.v1.BuildIndexResponse.index:type_name -> glimpse.ranking.v1.IndexInfo
-	2,  // 25: glimpse.ranking.v1.DemoSearchResponse.results:type_name -> glimpse.ranking.v1.ImageHit
-	34, // 26: glimpse.ranking.v1.SearchCollectionRequest.filter:type_name -> glimpse.ranking.v1.PhotoFilter
-	43, // 27: glimpse.ranking.v1.PhotoFilter.taken_after:type_name -> google.protobuf.Timestamp
-	43, // 28: glimpse.ranking.v1.PhotoFilter.taken_before:type_name -> google.protobuf.Timestamp
-	43, // 29: glimpse.ranking.v1.PhotoHit.taken_time:type_name -> google.protobuf.Timestamp
-	35, // 30: glimpse.ranking.v1.SearchCollectionResponse.results:type_name -> glimpse.ranking.v1.PhotoHit
-	44, // 31: glimpse.ranking.v1.ListCollectionDuplicatesResponse.groups:type_name -> glimpse.data.v1.DuplicateGroup
-	22, // 32: glimpse.ranking.v1.GetCollectionIndexResponse.pending:type_name -> glimpse.ranking.v1.IndexBuild
-	4,  // 33: glimpse.ranking.v1.RankingService.SearchImages:input_type -> glimpse.ranking.v1.SearchImagesRequest
-	6,  // 34: glimpse.ranking.v1.RankingService.SearchCaptions:input_type -> glimpse.ranking.v1.SearchCaptionsRequest
-	8,  // 35: glimpse.ranking.v1.RankingService.BatchSearchImages:input_type -> glimpse.ranking.v1.BatchSearchImagesRequest
-	11, // 36: glimpse.ranking.v1.RankingService.RankCandidates:input_type -> glimpse.ranking.v1.RankCandidatesRequest
-	14, // 37: glimpse.ranking.v1.RankingService.RankUploadedImage:input_type -> glimpse.ranking.v1.RankUploadedImageRequest
-	17, // 38: glimpse.ranking.v1.RankingService.GetModelInfo:input_type -> glimpse.ranking.v1.GetModelInfoRequest
-	20, // 39: glimpse.ranking.v1.RankingService.GetModelStatus:input_type -> glimpse.ranking.v1.GetModelStatusRequest
-	23, // 40: glimpse.ranking.v1.RankingService.ListModelVersions:input_type -> glimpse.ranking.v1.ListModelVersionsRequest
-	25, // 41: glimpse.ranking.v1.RankingService.PromoteModel:input_type -> glimpse.ranking.v1.PromoteModelRequest
-	27, // 42: glimpse.ranking.v1.RankingService.BuildIndex:input_type -> glimpse.ranking.v1.BuildIndexRequest
-	29, // 43: glimpse.ranking.v1.RankingService.ListDemoQueries:input_type -> glimpse.ranking.v1.ListDemoQueriesRequest
-	31, // 44: glimpse.ranking.v1.RankingService.DemoSearch:input_type -> glimpse.ranking.v1.DemoSearchRequest
-	33, // 45: glimpse.ranking.v1.RankingService.SearchCollection:input_type -> glimpse.ranking.v1.SearchCollectionRequest
-	37, // 46: glimpse.ranking.v1.RankingService.ListCollectionDuplicates:input_type -> glimpse.ranking.v1.ListCollectionDuplicatesRequest
-	39, // 47: glimpse.ranking.v1.RankingService.GetCollectionIndex:input_type -> glimpse.ranking.v1.GetCollectionIndexRequest
-	5,  // 48: glimpse.ranking.v1.RankingService.SearchImages:output_type -> glimpse.ranking.v1.SearchImagesResponse
-	7,  // 49: glimpse.ranking.v1.RankingService.SearchCaptions:output_type -> glimpse.ranking.v1.SearchCaptionsResponse
-	10, // 50: glimpse.ranking.v1.RankingService.BatchSearchImages:output_type -> glimpse.ranking.v1.BatchSearchImagesResponse
-	13, // 51: glimpse.ranking.v1.RankingService.RankCandidates:output_type -> glimpse.ranking.v1.RankCandidatesResponse
-	15, // 52: glimpse.ranking.v1.RankingService.RankUploadedImage:output_type -> glimpse.ranking.v1.RankUploadedImageResponse
-	18, // 53: glimpse.ranking.v1.RankingService.GetModelInfo:output_type -> glimpse.ranking.v1.GetModelInfoResponse
-	21, // 54: glimpse.ranking.v1.RankingService.GetModelStatus:output_type -> glimpse.ranking.v1.GetModelStatusResponse
-	24, // 55: glimpse.ranking.v1.RankingService.ListModelVersions:output_type -> glimpse.ranking.v1.ListModelVersionsResponse
-	26, // 56: glimpse.ranking.v1.RankingService.PromoteModel:output_type -> glimpse.ranking.v1.PromoteModelResponse
-	28, // 57: glimpse.ranking.v1.RankingService.BuildIndex:output_type -> glimpse.ranking.v1.BuildIndexResponse
-	30, // 58: glimpse.ranking.v1.RankingService.ListDemoQueries:output_type -> glimpse.ranking.v1.ListDemoQueriesResponse
-	32, // 59: glimpse.ranking.v1.RankingService.DemoSearch:output_type -> glimpse.ranking.v1.DemoSearchResponse
-	36, // 60: glimpse.ranking.v1.RankingService.SearchCollection:output_type -> glimpse.ranking.v1.SearchCollectionResponse
-	38, // 61: glimpse.ranking.v1.RankingService.ListCollectionDuplicates:output_type -> glimpse.ranking.v1.ListCollectionDuplicatesResponse
-	40, // 62: glimpse.ranking.v1.RankingService.GetCollectionIndex:output_type -> glimpse.ranking.v1.GetCollectionIndexResponse
-	48, // [48:63] is the sub-list for method output_type
-	33, // [33:48] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	43, // 16: glimpse.ranking.v1.ModelInfo.create_time:type_name -> google.protobuf.Timestamp
+	16, // 17: glimpse.ranking.v1.GetModelInfoResponse.model:type_name -> glimpse.ranking.v1.ModelInfo
+	43, // 18: glimpse.ranking.v1.IndexInfo.built_at:type_name -> google.protobuf.Timestamp
+	43, // 19: glimpse.ranking.v1.IndexInfo.build_time:type_name -> google.protobuf.Timestamp
+	0,  // 20: glimpse.ranking.v1.GetModelStatusResponse.state:type_name -> glimpse.ranking.v1.ModelState
+	43, // 21: glimpse.ranking.v1.GetModelStatusResponse.loaded_at:type_name -> google.protobuf.Timestamp
+	19, // 22: glimpse.ranking.v1.GetModelStatusResponse.index:type_name -> glimpse.ranking.v1.IndexInfo
+	22, // 23: glimpse.ranking.v1.GetModelStatusResponse.pending_index:type_name -> glimpse.ranking.v1.IndexBuild
+	43, // 24: glimpse.ranking.v1.GetModelStatusResponse.load_time:type_name -> google.protobuf.Timestamp
+	16, // 25: glimpse.ranking.v1.ListModelVersionsResponse.models:type_name -> glimpse.ranking.v1.ModelInfo
+	16, // 26: glimpse.ranking.v1.PromoteModelResponse.model:type_name -> glimpse.ranking.v1.ModelInfo
+	19, // 27: glimpse.ranking.v1.BuildIndexResponse.index:type_name -> glimpse.ranking.v1.IndexInfo
+	2,  // 28: glimpse.ranking.v1.DemoSearchResponse.results:type_name -> glimpse.ranking.v1.ImageHit
+	34, // 29: glimpse.ranking.v1.SearchCollectionRequest.filter:type_name -> glimpse.ranking.v1.PhotoFilter
+	43, // 30: glimpse.ranking.v1.PhotoFilter.taken_after:type_name -> google.protobuf.Timestamp
+	43, // 31: glimpse.ranking.v1.PhotoFilter.taken_before:type_name -> google.protobuf.Timestamp
+	43, // 32: glimpse.ranking.v1.PhotoHit.taken_time:type_name -> google.protobuf.Timestamp
+	35, // 33: glimpse.ranking.v1.SearchCollectionResponse.results:type_name -> glimpse.ranking.v1.PhotoHit
+	44, // 34: glimpse.ranking.v1.ListCollectionDuplicatesResponse.groups:type_name -> glimpse.data.v1.DuplicateGroup
+	22, // 35: glimpse.ranking.v1.GetCollectionIndexResponse.pending:type_name -> glimpse.ranking.v1.IndexBuild
+	4,  // 36: glimpse.ranking.v1.RankingService.SearchImages:input_type -> glimpse.ranking.v1.SearchImagesRequest
+	6,  // 37: glimpse.ranking.v1.RankingService.SearchCaptions:input_type -> glimpse.ranking.v1.SearchCaptionsRequest
+	8,  // 38: glimpse.ranking.v1.RankingService.BatchSearchImages:input_type -> glimpse.ranking.v1.BatchSearchImagesRequest
+	11, // 39: glimpse.ranking.v1.RankingService.RankCandidates:input_type -> glimpse.ranking.v1.RankCandidatesRequest
+	14, // 40: glimpse.ranking.v1.RankingService.RankUploadedImage:input_type -> glimpse.ranking.v1.RankUploadedImageRequest
+	17, // 41: glimpse.ranking.v1.RankingService.GetModelInfo:input_type -> glimpse.ranking.v1.GetModelInfoRequest
+	20, // 42: glimpse.ranking.v1.RankingService.GetModelStatus:input_type -> glimpse.ranking.v1.GetModelStatusRequest
+	23, // 43: glimpse.ranking.v1.RankingService.ListModelVersions:input_type -> glimpse.ranking.v1.ListModelVersionsRequest
+	25, // 44: glimpse.ranking.v1.RankingService.PromoteModel:input_type -> glimpse.ranking.v1.PromoteModelRequest
+	27, // 45: glimpse.ranking.v1.RankingService.BuildIndex:input_type -> glimpse.ranking.v1.BuildIndexRequest
+	29, // 46: glimpse.ranking.v1.RankingService.ListDemoQueries:input_type -> glimpse.ranking.v1.ListDemoQueriesRequest
+	31, // 47: glimpse.ranking.v1.RankingService.DemoSearch:input_type -> glimpse.ranking.v1.DemoSearchRequest
+	33, // 48: glimpse.ranking.v1.RankingService.SearchCollection:input_type -> glimpse.ranking.v1.SearchCollectionRequest
+	37, // 49: glimpse.ranking.v1.RankingService.ListCollectionDuplicates:input_type -> glimpse.ranking.v1.ListCollectionDuplicatesRequest
+	39, // 50: glimpse.ranking.v1.RankingService.GetCollectionIndex:input_type -> glimpse.ranking.v1.GetCollectionIndexRequest
+	5,  // 51: glimpse.ranking.v1.RankingService.SearchImages:output_type -> glimpse.ranking.v1.SearchImagesResponse
+	7,  // 52: glimpse.ranking.v1.RankingService.SearchCaptions:output_type -> glimpse.ranking.v1.SearchCaptionsResponse
+	10, // 53: glimpse.ranking.v1.RankingService.BatchSearchImages:output_type -> glimpse.ranking.v1.BatchSearchImagesResponse
+	13, // 54: glimpse.ranking.v1.RankingService.RankCandidates:output_type -> glimpse.ranking.v1.RankCandidatesResponse
+	15, // 55: glimpse.ranking.v1.RankingService.RankUploadedImage:output_type -> glimpse.ranking.v1.RankUploadedImageResponse
+	18, // 56: glimpse.ranking.v1.RankingService.GetModelInfo:output_type -> glimpse.ranking.v1.GetModelInfoResponse
+	21, // 57: glimpse.ranking.v1.RankingService.GetModelStatus:output_type -> glimpse.ranking.v1.GetModelStatusResponse
+	24, // 58: glimpse.ranking.v1.RankingService.ListModelVersions:output_type -> glimpse.ranking.v1.ListModelVersionsResponse
+	26, // 59: glimpse.ranking.v1.RankingService.PromoteModel:output_type -> glimpse.ranking.v1.PromoteModelResponse
+	28, // 60: glimpse.ranking.v1.RankingService.BuildIndex:output_type -> glimpse.ranking.v1.BuildIndexResponse
+	30, // 61: glimpse.ranking.v1.RankingService.ListDemoQueries:output_type -> glimpse.ranking.v1.ListDemoQueriesResponse
+	32, // 62: glimpse.ranking.v1.RankingService.DemoSearch:output_type -> glimpse.ranking.v1.DemoSearchResponse
+	36, // 63: glimpse.ranking.v1.RankingService.SearchCollection:output_type -> glimpse.ranking.v1.SearchCollectionResponse
+	38, // 64: glimpse.ranking.v1.RankingService.ListCollectionDuplicates:output_type -> glimpse.ranking.v1.ListCollectionDuplicatesResponse
+	40, // 65: glimpse.ranking.v1.RankingService.GetCollectionIndex:output_type -> glimpse.ranking.v1.GetCollectionIndexResponse
+	51, // [51:66] is the sub-list for method output_type
+	36, // [36:51] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_glimpse_ranking_v1_ranking_service_proto_init() }

@@ -1728,40 +1728,40 @@ const file_glimpse_training_v1_training_service_proto_rawDesc = "" +
 	"\x12production_version\x18\x06 \x01(\tR\x11productionVersion\x12)\n" +
 	"\x10production_value\x18\a \x01(\x01R\x0fproductionValue\x125\n" +
 	"\x16production_reevaluated\x18\b \x01(\bR\x15productionReevaluated\x12'\n" +
-	"\x0fdataset_version\x18\t \x01(\tR\x0edatasetVersion\"\x90\t\n" +
+	"\x0fdataset_version\x18\t \x01(\tR\x0edatasetVersion\"\xdb\t\n" +
 	"\vTrainingRun\x12\x17\n" +
 	"\x04name\x18\x17 \x01(\tB\x03\xe0A\bR\x04name\x12\x1a\n" +
 	"\x06run_id\x18\x01 \x01(\tB\x03\xe0A\x03R\x05runId\x12;\n" +
 	"\x06config\x18\x02 \x01(\v2#.glimpse.training.v1.TrainingConfigR\x06config\x12=\n" +
-	"\x05state\x18\x03 \x01(\x0e2\".glimpse.training.v1.TrainingStateB\x03\xe0A\x03R\x05state\x12\x14\n" +
-	"\x05phase\x18\x04 \x01(\tR\x05phase\x12\x14\n" +
-	"\x05epoch\x18\x05 \x01(\x05R\x05epoch\x12!\n" +
-	"\ftotal_epochs\x18\x06 \x01(\x05R\vtotalEpochs\x12\x12\n" +
-	"\x04step\x18\a \x01(\x03R\x04step\x12\x1f\n" +
-	"\vtotal_steps\x18\b \x01(\x03R\n" +
-	"totalSteps\x12\x12\n" +
-	"\x04loss\x18\t \x01(\x01R\x04loss\x12#\n" +
+	"\x05state\x18\x03 \x01(\x0e2\".glimpse.training.v1.TrainingStateB\x03\xe0A\x03R\x05state\x12\x19\n" +
+	"\x05phase\x18\x04 \x01(\tB\x03\xe0A\x03R\x05phase\x12\x19\n" +
+	"\x05epoch\x18\x05 \x01(\x05B\x03\xe0A\x03R\x05epoch\x12&\n" +
+	"\ftotal_epochs\x18\x06 \x01(\x05B\x03\xe0A\x03R\vtotalEpochs\x12\x17\n" +
+	"\x04step\x18\a \x01(\x03B\x03\xe0A\x03R\x04step\x12$\n" +
+	"\vtotal_steps\x18\b \x01(\x03B\x03\xe0A\x03R\n" +
+	"totalSteps\x12\x17\n" +
+	"\x04loss\x18\t \x01(\x01B\x03\xe0A\x03R\x04loss\x12(\n" +
 	"\rlearning_rate\x18\n" +
-	" \x01(\x01R\flearningRate\x12\x1e\n" +
+	" \x01(\x01B\x03\xe0A\x03R\flearningRate\x12#\n" +
 	"\n" +
-	"throughput\x18\v \x01(\x01R\n" +
+	"throughput\x18\v \x01(\x01B\x03\xe0A\x03R\n" +
 	"throughput\x12#\n" +
 	"\veta_seconds\x18\f \x01(\x01B\x02\x18\x01R\n" +
-	"etaSeconds\x12F\n" +
-	"\vdev_metrics\x18\r \x01(\v2%.glimpse.training.v1.RetrievalMetricsR\n" +
-	"devMetrics\x12#\n" +
-	"\rmodel_version\x18\x0e \x01(\tR\fmodelVersion\x12\x14\n" +
-	"\x05error\x18\x0f \x01(\tR\x05error\x12=\n" +
+	"etaSeconds\x12K\n" +
+	"\vdev_metrics\x18\r \x01(\v2%.glimpse.training.v1.RetrievalMetricsB\x03\xe0A\x03R\n" +
+	"devMetrics\x12(\n" +
+	"\rmodel_version\x18\x0e \x01(\tB\x03\xe0A\x03R\fmodelVersion\x12\x19\n" +
+	"\x05error\x18\x0f \x01(\tB\x03\xe0A\x03R\x05error\x12=\n" +
 	"\n" +
 	"created_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampB\x02\x18\x01R\tcreatedAt\x12=\n" +
 	"\n" +
 	"started_at\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampB\x02\x18\x01R\tstartedAt\x12?\n" +
 	"\vfinished_at\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampB\x02\x18\x01R\n" +
-	"finishedAt\x12\x1a\n" +
-	"\bexecutor\x18\x13 \x01(\tR\bexecutor\x12\x19\n" +
-	"\bjob_name\x18\x14 \x01(\tR\ajobName\x12'\n" +
-	"\x0fdataset_version\x18\x15 \x01(\tR\x0edatasetVersion\x12<\n" +
-	"\tpromotion\x18\x16 \x01(\v2\x1e.glimpse.training.v1.PromotionR\tpromotion\x12@\n" +
+	"finishedAt\x12\x1f\n" +
+	"\bexecutor\x18\x13 \x01(\tB\x03\xe0A\x03R\bexecutor\x12\x1e\n" +
+	"\bjob_name\x18\x14 \x01(\tB\x03\xe0A\x03R\ajobName\x12,\n" +
+	"\x0fdataset_version\x18\x15 \x01(\tB\x03\xe0A\x03R\x0edatasetVersion\x12A\n" +
+	"\tpromotion\x18\x16 \x01(\v2\x1e.glimpse.training.v1.PromotionB\x03\xe0A\x03R\tpromotion\x12@\n" +
 	"\vcreate_time\x18\x18 \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
 	"createTime\x12>\n" +
 	"\n" +

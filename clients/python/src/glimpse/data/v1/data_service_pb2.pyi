@@ -179,7 +179,7 @@ class PipelineParams(_message.Message):
     def __init__(self, dataset: _Optional[str] = ..., images_url: _Optional[str] = ..., captions_url: _Optional[str] = ..., images_sha256: _Optional[str] = ..., captions_sha256: _Optional[str] = ..., dataset_size: _Optional[_Union[DatasetSize, str]] = ..., sample_ratio: _Optional[float] = ..., split_mode: _Optional[_Union[SplitMode, str]] = ..., train_ratio: _Optional[float] = ..., dev_ratio: _Optional[float] = ..., test_ratio: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class StepStatus(_message.Message):
-    __slots__ = ("step", "state", "started_at", "finished_at", "done", "total", "unit", "message")
+    __slots__ = ("step", "state", "started_at", "finished_at", "done", "total", "unit", "message", "start_time", "end_time")
     STEP_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -188,6 +188,8 @@ class StepStatus(_message.Message):
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     UNIT_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
     step: PipelineStep
     state: RunState
     started_at: _timestamp_pb2.Timestamp
@@ -196,10 +198,13 @@ class StepStatus(_message.Message):
     total: int
     unit: str
     message: str
-    def __init__(self, step: _Optional[_Union[PipelineStep, str]] = ..., state: _Optional[_Union[RunState, str]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., unit: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    def __init__(self, step: _Optional[_Union[PipelineStep, str]] = ..., state: _Optional[_Union[RunState, str]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., unit: _Optional[str] = ..., message: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class PipelineRun(_message.Message):
-    __slots__ = ("run_id", "params", "state", "steps", "dataset_version", "error", "created_at", "finished_at", "executor", "workflow_name")
+    __slots__ = ("name", "run_id", "params", "state", "steps", "dataset_version", "error", "created_at", "finished_at", "executor", "workflow_name", "create_time", "start_time", "end_time")
+    NAME_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -210,6 +215,10 @@ class PipelineRun(_message.Message):
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
     EXECUTOR_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    name: str
     run_id: str
     params: PipelineParams
     state: RunState
@@ -220,7 +229,22 @@ class PipelineRun(_message.Message):
     finished_at: _timestamp_pb2.Timestamp
     executor: str
     workflow_name: str
-    def __init__(self, run_id: _Optional[str] = ..., params: _Optional[_Union[PipelineParams, _Mapping]] = ..., state: _Optional[_Union[RunState, str]] = ..., steps: _Optional[_Iterable[_Union[StepStatus, _Mapping]]] = ..., dataset_version: _Optional[str] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., executor: _Optional[str] = ..., workflow_name: _Optional[str] = ...) -> None: ...
+    create_time: _timestamp_pb2.Timestamp
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., run_id: _Optional[str] = ..., params: _Optional[_Union[PipelineParams, _Mapping]] = ..., state: _Optional[_Union[RunState, str]] = ..., steps: _Optional[_Iterable[_Union[StepStatus, _Mapping]]] = ..., dataset_version: _Optional[str] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., executor: _Optional[str] = ..., workflow_name: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreatePipelineRunRequest(_message.Message):
+    __slots__ = ("pipeline_run",)
+    PIPELINE_RUN_FIELD_NUMBER: _ClassVar[int]
+    pipeline_run: PipelineRun
+    def __init__(self, pipeline_run: _Optional[_Union[PipelineRun, _Mapping]] = ...) -> None: ...
+
+class CreatePipelineRunResponse(_message.Message):
+    __slots__ = ("pipeline_run",)
+    PIPELINE_RUN_FIELD_NUMBER: _ClassVar[int]
+    pipeline_run: PipelineRun
+    def __init__(self, pipeline_run: _Optional[_Union[PipelineRun, _Mapping]] = ...) -> None: ...
 
 class StartPipelineRunRequest(_message.Message):
     __slots__ = ("params",)
@@ -235,16 +259,20 @@ class StartPipelineRunResponse(_message.Message):
     def __init__(self, run: _Optional[_Union[PipelineRun, _Mapping]] = ...) -> None: ...
 
 class GetPipelineRunRequest(_message.Message):
-    __slots__ = ("run_id",)
+    __slots__ = ("name", "run_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
     run_id: str
-    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
 
 class GetPipelineRunResponse(_message.Message):
-    __slots__ = ("run",)
+    __slots__ = ("pipeline_run", "run")
+    PIPELINE_RUN_FIELD_NUMBER: _ClassVar[int]
     RUN_FIELD_NUMBER: _ClassVar[int]
+    pipeline_run: PipelineRun
     run: PipelineRun
-    def __init__(self, run: _Optional[_Union[PipelineRun, _Mapping]] = ...) -> None: ...
+    def __init__(self, pipeline_run: _Optional[_Union[PipelineRun, _Mapping]] = ..., run: _Optional[_Union[PipelineRun, _Mapping]] = ...) -> None: ...
 
 class ListPipelineRunsRequest(_message.Message):
     __slots__ = ("page_size", "page_token")
@@ -263,32 +291,40 @@ class ListPipelineRunsResponse(_message.Message):
     def __init__(self, runs: _Optional[_Iterable[_Union[PipelineRun, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class WatchPipelineRunRequest(_message.Message):
-    __slots__ = ("run_id",)
+    __slots__ = ("name", "run_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
     run_id: str
-    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
 
 class WatchPipelineRunResponse(_message.Message):
-    __slots__ = ("run", "step", "message")
+    __slots__ = ("pipeline_run", "run", "step", "message")
+    PIPELINE_RUN_FIELD_NUMBER: _ClassVar[int]
     RUN_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    pipeline_run: PipelineRun
     run: PipelineRun
     step: PipelineStep
     message: str
-    def __init__(self, run: _Optional[_Union[PipelineRun, _Mapping]] = ..., step: _Optional[_Union[PipelineStep, str]] = ..., message: _Optional[str] = ...) -> None: ...
+    def __init__(self, pipeline_run: _Optional[_Union[PipelineRun, _Mapping]] = ..., run: _Optional[_Union[PipelineRun, _Mapping]] = ..., step: _Optional[_Union[PipelineStep, str]] = ..., message: _Optional[str] = ...) -> None: ...
 
 class CancelPipelineRunRequest(_message.Message):
-    __slots__ = ("run_id",)
+    __slots__ = ("name", "run_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
     run_id: str
-    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
 
 class CancelPipelineRunResponse(_message.Message):
-    __slots__ = ("run",)
+    __slots__ = ("pipeline_run", "run")
+    PIPELINE_RUN_FIELD_NUMBER: _ClassVar[int]
     RUN_FIELD_NUMBER: _ClassVar[int]
+    pipeline_run: PipelineRun
     run: PipelineRun
-    def __init__(self, run: _Optional[_Union[PipelineRun, _Mapping]] = ...) -> None: ...
+    def __init__(self, pipeline_run: _Optional[_Union[PipelineRun, _Mapping]] = ..., run: _Optional[_Union[PipelineRun, _Mapping]] = ...) -> None: ...
 
 class RegisterDatasetVersionRequest(_message.Message):
     __slots__ = ("dataset", "version", "mark_latest")

@@ -54,10 +54,10 @@ class DataServiceStub:
                 request_serializer=glimpse_dot_data_dot_v1_dot_data__service__pb2.GetImageRequest.SerializeToString,
                 response_deserializer=glimpse_dot_data_dot_v1_dot_data__service__pb2.GetImageResponse.FromString,
                 _registered_method=True)
-        self.StartPipelineRun = channel.unary_unary(
-                '/glimpse.data.v1.DataService/StartPipelineRun',
-                request_serializer=glimpse_dot_data_dot_v1_dot_data__service__pb2.StartPipelineRunRequest.SerializeToString,
-                response_deserializer=glimpse_dot_data_dot_v1_dot_data__service__pb2.StartPipelineRunResponse.FromString,
+        self.CreatePipelineRun = channel.unary_unary(
+                '/glimpse.data.v1.DataService/CreatePipelineRun',
+                request_serializer=glimpse_dot_data_dot_v1_dot_data__service__pb2.CreatePipelineRunRequest.SerializeToString,
+                response_deserializer=glimpse_dot_data_dot_v1_dot_data__service__pb2.CreatePipelineRunResponse.FromString,
                 _registered_method=True)
         self.GetPipelineRun = channel.unary_unary(
                 '/glimpse.data.v1.DataService/GetPipelineRun',
@@ -78,6 +78,11 @@ class DataServiceStub:
                 '/glimpse.data.v1.DataService/CancelPipelineRun',
                 request_serializer=glimpse_dot_data_dot_v1_dot_data__service__pb2.CancelPipelineRunRequest.SerializeToString,
                 response_deserializer=glimpse_dot_data_dot_v1_dot_data__service__pb2.CancelPipelineRunResponse.FromString,
+                _registered_method=True)
+        self.StartPipelineRun = channel.unary_unary(
+                '/glimpse.data.v1.DataService/StartPipelineRun',
+                request_serializer=glimpse_dot_data_dot_v1_dot_data__service__pb2.StartPipelineRunRequest.SerializeToString,
+                response_deserializer=glimpse_dot_data_dot_v1_dot_data__service__pb2.StartPipelineRunResponse.FromString,
                 _registered_method=True)
         self.RegisterDatasetVersion = channel.unary_unary(
                 '/glimpse.data.v1.DataService/RegisterDatasetVersion',
@@ -173,7 +178,7 @@ class DataServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def StartPipelineRun(self, request, context):
+    def CreatePipelineRun(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -198,6 +203,12 @@ class DataServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelPipelineRun(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartPipelineRun(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -304,10 +315,10 @@ def add_DataServiceServicer_to_server(servicer, server):
                     request_deserializer=glimpse_dot_data_dot_v1_dot_data__service__pb2.GetImageRequest.FromString,
                     response_serializer=glimpse_dot_data_dot_v1_dot_data__service__pb2.GetImageResponse.SerializeToString,
             ),
-            'StartPipelineRun': grpc.unary_unary_rpc_method_handler(
-                    servicer.StartPipelineRun,
-                    request_deserializer=glimpse_dot_data_dot_v1_dot_data__service__pb2.StartPipelineRunRequest.FromString,
-                    response_serializer=glimpse_dot_data_dot_v1_dot_data__service__pb2.StartPipelineRunResponse.SerializeToString,
+            'CreatePipelineRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePipelineRun,
+                    request_deserializer=glimpse_dot_data_dot_v1_dot_data__service__pb2.CreatePipelineRunRequest.FromString,
+                    response_serializer=glimpse_dot_data_dot_v1_dot_data__service__pb2.CreatePipelineRunResponse.SerializeToString,
             ),
             'GetPipelineRun': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPipelineRun,
@@ -328,6 +339,11 @@ def add_DataServiceServicer_to_server(servicer, server):
                     servicer.CancelPipelineRun,
                     request_deserializer=glimpse_dot_data_dot_v1_dot_data__service__pb2.CancelPipelineRunRequest.FromString,
                     response_serializer=glimpse_dot_data_dot_v1_dot_data__service__pb2.CancelPipelineRunResponse.SerializeToString,
+            ),
+            'StartPipelineRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartPipelineRun,
+                    request_deserializer=glimpse_dot_data_dot_v1_dot_data__service__pb2.StartPipelineRunRequest.FromString,
+                    response_serializer=glimpse_dot_data_dot_v1_dot_data__service__pb2.StartPipelineRunResponse.SerializeToString,
             ),
             'RegisterDatasetVersion': grpc.unary_unary_rpc_method_handler(
                     servicer.RegisterDatasetVersion,
@@ -514,7 +530,7 @@ class DataService:
             _registered_method=True)
 
     @staticmethod
-    def StartPipelineRun(request,
+    def CreatePipelineRun(request,
             target,
             options=(),
             channel_credentials=None,
@@ -527,9 +543,9 @@ class DataService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/glimpse.data.v1.DataService/StartPipelineRun',
-            glimpse_dot_data_dot_v1_dot_data__service__pb2.StartPipelineRunRequest.SerializeToString,
-            glimpse_dot_data_dot_v1_dot_data__service__pb2.StartPipelineRunResponse.FromString,
+            '/glimpse.data.v1.DataService/CreatePipelineRun',
+            glimpse_dot_data_dot_v1_dot_data__service__pb2.CreatePipelineRunRequest.SerializeToString,
+            glimpse_dot_data_dot_v1_dot_data__service__pb2.CreatePipelineRunResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -638,6 +654,33 @@ class DataService:
             '/glimpse.data.v1.DataService/CancelPipelineRun',
             glimpse_dot_data_dot_v1_dot_data__service__pb2.CancelPipelineRunRequest.SerializeToString,
             glimpse_dot_data_dot_v1_dot_data__service__pb2.CancelPipelineRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartPipelineRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/glimpse.data.v1.DataService/StartPipelineRun',
+            glimpse_dot_data_dot_v1_dot_data__service__pb2.StartPipelineRunRequest.SerializeToString,
+            glimpse_dot_data_dot_v1_dot_data__service__pb2.StartPipelineRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dglimpse/data/v1/dataset.proto\x12\x0fglimpse.data.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"n\n\nSplitCount\x12,\n\x05split\x18\x01 \x01(\x0e\x32\x16.glimpse.data.v1.SplitR\x05split\x12\x16\n\x06images\x18\x02 \x01(\x03R\x06images\x12\x1a\n\x08\x63\x61ptions\x18\x03 \x01(\x03R\x08\x63\x61ptions\"\xda\x03\n\x0e\x44\x61tasetVersion\x12\x18\n\x07\x64\x61taset\x18\x01 \x01(\tR\x07\x64\x61taset\x12\x18\n\x07version\x18\x02 \x01(\tR\x07version\x12=\n\x0cpublished_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0bpublishedAt\x12\x1f\n\x0bimage_count\x18\x04 \x01(\x03R\nimageCount\x12#\n\rcaption_count\x18\x05 \x01(\x03R\x0c\x63\x61ptionCount\x12\x33\n\x06splits\x18\x06 \x03(\x0b\x32\x1b.glimpse.data.v1.SplitCountR\x06splits\x12\x1f\n\x0btotal_bytes\x18\x07 \x01(\x03R\ntotalBytes\x12\x16\n\x06latest\x18\x08 \x01(\x08R\x06latest\x12!\n\x0cmanifest_key\x18\t \x01(\tR\x0bmanifestKey\x12\x43\n\x06params\x18\n \x03(\x0b\x32+.glimpse.data.v1.DatasetVersion.ParamsEntryR\x06params\x1a\x39\n\x0bParamsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xd2\x01\n\x06Sample\x12\x19\n\x08image_id\x18\x01 \x01(\tR\x07imageId\x12,\n\x05split\x18\x02 \x01(\x0e\x32\x16.glimpse.data.v1.SplitR\x05split\x12\x1a\n\x08\x63\x61ptions\x18\x03 \x03(\tR\x08\x63\x61ptions\x12\x14\n\x05width\x18\x04 \x01(\x05R\x05width\x12\x16\n\x06height\x18\x05 \x01(\x05R\x06height\x12\x1d\n\nsize_bytes\x18\x06 \x01(\x03R\tsizeBytes\x12\x16\n\x06sha256\x18\x07 \x01(\tR\x06sha256*N\n\x05Split\x12\x15\n\x11SPLIT_UNSPECIFIED\x10\x00\x12\x0f\n\x0bSPLIT_TRAIN\x10\x01\x12\r\n\tSPLIT_DEV\x10\x02\x12\x0e\n\nSPLIT_TEST\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dglimpse/data/v1/dataset.proto\x12\x0fglimpse.data.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"n\n\nSplitCount\x12,\n\x05split\x18\x01 \x01(\x0e\x32\x16.glimpse.data.v1.SplitR\x05split\x12\x16\n\x06images\x18\x02 \x01(\x03R\x06images\x12\x1a\n\x08\x63\x61ptions\x18\x03 \x01(\x03R\x08\x63\x61ptions\"\x9f\x04\n\x0e\x44\x61tasetVersion\x12\x18\n\x07\x64\x61taset\x18\x01 \x01(\tR\x07\x64\x61taset\x12\x18\n\x07version\x18\x02 \x01(\tR\x07version\x12\x41\n\x0cpublished_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x02\x18\x01R\x0bpublishedAt\x12\x1f\n\x0bimage_count\x18\x04 \x01(\x03R\nimageCount\x12#\n\rcaption_count\x18\x05 \x01(\x03R\x0c\x63\x61ptionCount\x12\x33\n\x06splits\x18\x06 \x03(\x0b\x32\x1b.glimpse.data.v1.SplitCountR\x06splits\x12\x1f\n\x0btotal_bytes\x18\x07 \x01(\x03R\ntotalBytes\x12\x16\n\x06latest\x18\x08 \x01(\x08R\x06latest\x12!\n\x0cmanifest_key\x18\t \x01(\tR\x0bmanifestKey\x12\x43\n\x06params\x18\n \x03(\x0b\x32+.glimpse.data.v1.DatasetVersion.ParamsEntryR\x06params\x12?\n\x0cpublish_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x00R\x0bpublishTime\x1a\x39\n\x0bParamsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"\xd2\x01\n\x06Sample\x12\x19\n\x08image_id\x18\x01 \x01(\tR\x07imageId\x12,\n\x05split\x18\x02 \x01(\x0e\x32\x16.glimpse.data.v1.SplitR\x05split\x12\x1a\n\x08\x63\x61ptions\x18\x03 \x03(\tR\x08\x63\x61ptions\x12\x14\n\x05width\x18\x04 \x01(\x05R\x05width\x12\x16\n\x06height\x18\x05 \x01(\x05R\x06height\x12\x1d\n\nsize_bytes\x18\x06 \x01(\x03R\tsizeBytes\x12\x16\n\x06sha256\x18\x07 \x01(\tR\x06sha256*N\n\x05Split\x12\x15\n\x11SPLIT_UNSPECIFIED\x10\x00\x12\x0f\n\x0bSPLIT_TRAIN\x10\x01\x12\r\n\tSPLIT_DEV\x10\x02\x12\x0e\n\nSPLIT_TEST\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,14 +34,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DATASETVERSION_PARAMSENTRY']._loaded_options = None
   _globals['_DATASETVERSION_PARAMSENTRY']._serialized_options = b'8\001'
-  _globals['_SPLIT']._serialized_start=885
-  _globals['_SPLIT']._serialized_end=963
+  _globals['_DATASETVERSION'].fields_by_name['published_at']._loaded_options = None
+  _globals['_DATASETVERSION'].fields_by_name['published_at']._serialized_options = b'\030\001'
+  _globals['_SPLIT']._serialized_start=954
+  _globals['_SPLIT']._serialized_end=1032
   _globals['_SPLITCOUNT']._serialized_start=83
   _globals['_SPLITCOUNT']._serialized_end=193
   _globals['_DATASETVERSION']._serialized_start=196
-  _globals['_DATASETVERSION']._serialized_end=670
-  _globals['_DATASETVERSION_PARAMSENTRY']._serialized_start=613
-  _globals['_DATASETVERSION_PARAMSENTRY']._serialized_end=670
-  _globals['_SAMPLE']._serialized_start=673
-  _globals['_SAMPLE']._serialized_end=883
+  _globals['_DATASETVERSION']._serialized_end=739
+  _globals['_DATASETVERSION_PARAMSENTRY']._serialized_start=682
+  _globals['_DATASETVERSION_PARAMSENTRY']._serialized_end=739
+  _globals['_SAMPLE']._serialized_start=742
+  _globals['_SAMPLE']._serialized_end=952
 # @@protoc_insertion_point(module_scope)

@@ -32,7 +32,7 @@ class SplitCount(_message.Message):
     def __init__(self, split: _Optional[_Union[Split, str]] = ..., images: _Optional[int] = ..., captions: _Optional[int] = ...) -> None: ...
 
 class DatasetVersion(_message.Message):
-    __slots__ = ("dataset", "version", "published_at", "image_count", "caption_count", "splits", "total_bytes", "latest", "manifest_key", "params")
+    __slots__ = ("dataset", "version", "published_at", "image_count", "caption_count", "splits", "total_bytes", "latest", "manifest_key", "params", "publish_time")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +50,7 @@ class DatasetVersion(_message.Message):
     LATEST_FIELD_NUMBER: _ClassVar[int]
     MANIFEST_KEY_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
+    PUBLISH_TIME_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     version: str
     published_at: _timestamp_pb2.Timestamp
@@ -60,7 +61,8 @@ class DatasetVersion(_message.Message):
     latest: bool
     manifest_key: str
     params: _containers.ScalarMap[str, str]
-    def __init__(self, dataset: _Optional[str] = ..., version: _Optional[str] = ..., published_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., image_count: _Optional[int] = ..., caption_count: _Optional[int] = ..., splits: _Optional[_Iterable[_Union[SplitCount, _Mapping]]] = ..., total_bytes: _Optional[int] = ..., latest: _Optional[bool] = ..., manifest_key: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    publish_time: _timestamp_pb2.Timestamp
+    def __init__(self, dataset: _Optional[str] = ..., version: _Optional[str] = ..., published_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., image_count: _Optional[int] = ..., caption_count: _Optional[int] = ..., splits: _Optional[_Iterable[_Union[SplitCount, _Mapping]]] = ..., total_bytes: _Optional[int] = ..., latest: _Optional[bool] = ..., manifest_key: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., publish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Sample(_message.Message):
     __slots__ = ("image_id", "split", "captions", "width", "height", "size_bytes", "sha256")

@@ -204,7 +204,7 @@ class RankUploadedImageResponse(_message.Message):
     def __init__(self, captions: _Optional[_Iterable[_Union[CaptionHit, _Mapping]]] = ..., similar_images: _Optional[_Iterable[_Union[ImageHit, _Mapping]]] = ..., model_version: _Optional[str] = ..., dataset_version: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("version", "backbone", "embedding_dim", "dataset_version", "created_at", "metrics", "git_commit", "training_run_id", "config_json", "production")
+    __slots__ = ("version", "backbone", "embedding_dim", "dataset_version", "created_at", "metrics", "git_commit", "training_run_id", "config_json", "production", "create_time")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -222,6 +222,7 @@ class ModelInfo(_message.Message):
     TRAINING_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
     PRODUCTION_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     version: str
     backbone: str
     embedding_dim: int
@@ -232,7 +233,8 @@ class ModelInfo(_message.Message):
     training_run_id: str
     config_json: str
     production: bool
-    def __init__(self, version: _Optional[str] = ..., backbone: _Optional[str] = ..., embedding_dim: _Optional[int] = ..., dataset_version: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., git_commit: _Optional[str] = ..., training_run_id: _Optional[str] = ..., config_json: _Optional[str] = ..., production: _Optional[bool] = ...) -> None: ...
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, version: _Optional[str] = ..., backbone: _Optional[str] = ..., embedding_dim: _Optional[int] = ..., dataset_version: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., git_commit: _Optional[str] = ..., training_run_id: _Optional[str] = ..., config_json: _Optional[str] = ..., production: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetModelInfoRequest(_message.Message):
     __slots__ = ()
@@ -245,27 +247,29 @@ class GetModelInfoResponse(_message.Message):
     def __init__(self, model: _Optional[_Union[ModelInfo, _Mapping]] = ...) -> None: ...
 
 class IndexInfo(_message.Message):
-    __slots__ = ("model_version", "dataset_version", "images", "captions", "kind", "built_at")
+    __slots__ = ("model_version", "dataset_version", "images", "captions", "kind", "built_at", "build_time")
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     DATASET_VERSION_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     CAPTIONS_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     BUILT_AT_FIELD_NUMBER: _ClassVar[int]
+    BUILD_TIME_FIELD_NUMBER: _ClassVar[int]
     model_version: str
     dataset_version: str
     images: int
     captions: int
     kind: str
     built_at: _timestamp_pb2.Timestamp
-    def __init__(self, model_version: _Optional[str] = ..., dataset_version: _Optional[str] = ..., images: _Optional[int] = ..., captions: _Optional[int] = ..., kind: _Optional[str] = ..., built_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    build_time: _timestamp_pb2.Timestamp
+    def __init__(self, model_version: _Optional[str] = ..., dataset_version: _Optional[str] = ..., images: _Optional[int] = ..., captions: _Optional[int] = ..., kind: _Optional[str] = ..., built_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., build_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetModelStatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class GetModelStatusResponse(_message.Message):
-    __slots__ = ("state", "serving_version", "loading_version", "last_error", "loaded_at", "index", "production_version", "pending_index", "previous_production_versions")
+    __slots__ = ("state", "serving_version", "loading_version", "last_error", "loaded_at", "index", "production_version", "pending_index", "previous_production_versions", "load_time")
     STATE_FIELD_NUMBER: _ClassVar[int]
     SERVING_VERSION_FIELD_NUMBER: _ClassVar[int]
     LOADING_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -275,6 +279,7 @@ class GetModelStatusResponse(_message.Message):
     PRODUCTION_VERSION_FIELD_NUMBER: _ClassVar[int]
     PENDING_INDEX_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_PRODUCTION_VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    LOAD_TIME_FIELD_NUMBER: _ClassVar[int]
     state: ModelState
     serving_version: str
     loading_version: str
@@ -284,7 +289,8 @@ class GetModelStatusResponse(_message.Message):
     production_version: str
     pending_index: IndexBuild
     previous_production_versions: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, state: _Optional[_Union[ModelState, str]] = ..., serving_version: _Optional[str] = ..., loading_version: _Optional[str] = ..., last_error: _Optional[str] = ..., loaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., index: _Optional[_Union[IndexInfo, _Mapping]] = ..., production_version: _Optional[str] = ..., pending_index: _Optional[_Union[IndexBuild, _Mapping]] = ..., previous_production_versions: _Optional[_Iterable[str]] = ...) -> None: ...
+    load_time: _timestamp_pb2.Timestamp
+    def __init__(self, state: _Optional[_Union[ModelState, str]] = ..., serving_version: _Optional[str] = ..., loading_version: _Optional[str] = ..., last_error: _Optional[str] = ..., loaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., index: _Optional[_Union[IndexInfo, _Mapping]] = ..., production_version: _Optional[str] = ..., pending_index: _Optional[_Union[IndexBuild, _Mapping]] = ..., previous_production_versions: _Optional[_Iterable[str]] = ..., load_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class IndexBuild(_message.Message):
     __slots__ = ("model_version", "dataset", "dataset_version", "executor", "job", "detail", "failed")

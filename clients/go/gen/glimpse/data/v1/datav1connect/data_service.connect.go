@@ -43,9 +43,9 @@ const (
 	DataServiceListSamplesProcedure = "/glimpse.data.v1.DataService/ListSamples"
 	// DataServiceGetImageProcedure is the fully-qualified name of the DataService's GetImage RPC.
 	DataServiceGetImageProcedure = "/glimpse.data.v1.DataService/GetImage"
-	// DataServiceStartPipelineRunProcedure is the fully-qualified name of the DataService's
-	// StartPipelineRun RPC.
-	DataServiceStartPipelineRunProcedure = "/glimpse.data.v1.DataService/StartPipelineRun"
+	// DataServiceCreatePipelineRunProcedure is the fully-qualified name of the DataService's
+	// CreatePipelineRun RPC.
+	DataServiceCreatePipelineRunProcedure = "/glimpse.data.v1.DataService/CreatePipelineRun"
 	// DataServiceGetPipelineRunProcedure is the fully-qualified name of the DataService's
 	// GetPipelineRun RPC.
 	DataServiceGetPipelineRunProcedure = "/glimpse.data.v1.DataService/GetPipelineRun"
@@ -58,6 +58,9 @@ const (
 	// DataServiceCancelPipelineRunProcedure is the fully-qualified name of the DataService's
 	// CancelPipelineRun RPC.
 	DataServiceCancelPipelineRunProcedure = "/glimpse.data.v1.DataService/CancelPipelineRun"
+	// DataServiceStartPipelineRunProcedure is the fully-qualified name of the DataService's
+	// StartPipelineRun RPC.
+	DataServiceStartPipelineRunProcedure = "/glimpse.data.v1.DataService/StartPipelineRun"
 	// DataServiceRegisterDatasetVersionProcedure is the fully-qualified name of the DataService's
 	// RegisterDatasetVersion RPC.
 	DataServiceRegisterDatasetVersionProcedure = "/glimpse.data.v1.DataService/RegisterDatasetVersion"
@@ -105,19 +108,26 @@ type DataServiceClient interface {
 	ListSamples(context.Context, *connect.Request[v1.ListSamplesRequest]) (*connect.Response[v1.ListSamplesResponse], error)
 	// The bytes of one image of a dataset version.
 	GetImage(context.Context, *connect.Request[v1.GetImageRequest]) (*connect.Response[v1.GetImageResponse], error)
-	// Starts a pipeline run (download → extract → process → split → validate → upload → sync);
-	// the earlier POST /data/download. Runs in-process on the embedded default and as an Argo
-	// Workflow on Kubernetes.
-	StartPipelineRun(context.Context, *connect.Request[v1.StartPipelineRunRequest]) (*connect.Response[v1.StartPipelineRunResponse], error)
-	// The current state of one pipeline run.
+	// Starts a pipeline run (download → extract → process → split → validate → upload → sync), the
+	// job resource "pipelineRuns/{run_id}" (AIP-133): only its params are read. Runs in-process on
+	// the embedded default and as an Argo Workflow on Kubernetes. One run per dataset at a time:
+	// another while one runs is FAILED_PRECONDITION.
+	CreatePipelineRun(context.Context, *connect.Request[v1.CreatePipelineRunRequest]) (*connect.Response[v1.CreatePipelineRunResponse], error)
+	// One run by name (AIP-131); the earlier GET /data/run?run_id= answers too.
 	GetPipelineRun(context.Context, *connect.Request[v1.GetPipelineRunRequest]) (*connect.Response[v1.GetPipelineRunResponse], error)
-	// Pipeline runs, newest first.
+	// Pipeline runs, newest first; the earlier GET /data/runs answers too.
 	ListPipelineRuns(context.Context, *connect.Request[v1.ListPipelineRunsRequest]) (*connect.Response[v1.ListPipelineRunsResponse], error)
 	// Streams a run's step-by-step progress: the current snapshot first, then one message per
 	// change, ending when the run ends.
 	WatchPipelineRun(context.Context, *connect.Request[v1.WatchPipelineRunRequest]) (*connect.ServerStreamForClient[v1.WatchPipelineRunResponse], error)
-	// Cancels a pending or running pipeline run; the published version stays as it was.
+	// Cancels a pending or running pipeline run (AIP-136); the published version stays as it was.
+	// A run that already ended is returned as it is. The earlier POST /data/cancel answers too.
 	CancelPipelineRun(context.Context, *connect.Request[v1.CancelPipelineRunRequest]) (*connect.Response[v1.CancelPipelineRunResponse], error)
+	// Deprecated: CreatePipelineRun. Kept, with the earlier POST /data/download (body: the params),
+	// for one release (proto/MIGRATION.md).
+	//
+	// Deprecated: do not use.
+	StartPipelineRun(context.Context, *connect.Request[v1.StartPipelineRunRequest]) (*connect.Response[v1.StartPipelineRunResponse], error)
 	// Records a newly published dataset version (the pipeline's sync step) so Ranking and
 	// Training find it through this service.
 	RegisterDatasetVersion(context.Context, *connect.Request[v1.RegisterDatasetVersionRequest]) (*connect.Response[v1.RegisterDatasetVersionResponse], error)
@@ -196,10 +206,10 @@ func NewDataServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
-		startPipelineRun: connect.NewClient[v1.StartPipelineRunRequest, v1.StartPipelineRunResponse](
+		createPipelineRun: connect.NewClient[v1.CreatePipelineRunRequest, v1.CreatePipelineRunResponse](
 			httpClient,
-			baseURL+DataServiceStartPipelineRunProcedure,
-			connect.WithSchema(dataServiceMethods.ByName("StartPipelineRun")),
+			baseURL+DataServiceCreatePipelineRunProcedure,
+			connect.WithSchema(dataServiceMethods.ByName("CreatePipelineRun")),
 			connect.WithClientOptions(opts...),
 		),
 		getPipelineRun: connect.NewClient[v1.GetPipelineRunRequest, v1.GetPipelineRunResponse](
@@ -228,6 +238,12 @@ func NewDataServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			baseURL+DataServiceCancelPipelineRunProcedure,
 			connect.WithSchema(dataServiceMethods.ByName("CancelPipelineRun")),
 			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
+		startPipelineRun: connect.NewClient[v1.StartPipelineRunRequest, v1.StartPipelineRunResponse](
+			httpClient,
+			baseURL+DataServiceStartPipelineRunProcedure,
+			connect.WithSchema(dataServiceMethods.ByName("StartPipelineRun")),
 			connect.WithClientOptions(opts...),
 		),
 		registerDatasetVersion: connect.NewClient[v1.RegisterDatasetVersionRequest, v1.RegisterDatasetVersionResponse](
@@ -328,11 +344,12 @@ type dataServiceClient struct {
 	getDatasetInfo         *connect.Client[v1.GetDatasetInfoRequest, v1.GetDatasetInfoResponse]
 	listSamples            *connect.Client[v1.ListSamplesRequest, v1.ListSamplesResponse]
 	getImage               *connect.Client[v1.GetImageRequest, v1.GetImageResponse]
-	startPipelineRun       *connect.Client[v1.StartPipelineRunRequest, v1.StartPipelineRunResponse]
+	createPipelineRun      *connect.Client[v1.CreatePipelineRunRequest, v1.CreatePipelineRunResponse]
 	getPipelineRun         *connect.Client[v1.GetPipelineRunRequest, v1.GetPipelineRunResponse]
 	listPipelineRuns       *connect.Client[v1.ListPipelineRunsRequest, v1.ListPipelineRunsResponse]
 	watchPipelineRun       *connect.Client[v1.WatchPipelineRunRequest, v1.WatchPipelineRunResponse]
 	cancelPipelineRun      *connect.Client[v1.CancelPipelineRunRequest, v1.CancelPipelineRunResponse]
+	startPipelineRun       *connect.Client[v1.StartPipelineRunRequest, v1.StartPipelineRunResponse]
 	registerDatasetVersion *connect.Client[v1.RegisterDatasetVersionRequest, v1.RegisterDatasetVersionResponse]
 	createCollection       *connect.Client[v1.CreateCollectionRequest, v1.CreateCollectionResponse]
 	getCollection          *connect.Client[v1.GetCollectionRequest, v1.GetCollectionResponse]
@@ -368,9 +385,9 @@ func (c *dataServiceClient) GetImage(ctx context.Context, req *connect.Request[v
 	return c.getImage.CallUnary(ctx, req)
 }
 
-// StartPipelineRun calls glimpse.data.v1.DataService.StartPipelineRun.
-func (c *dataServiceClient) StartPipelineRun(ctx context.Context, req *connect.Request[v1.StartPipelineRunRequest]) (*connect.Response[v1.StartPipelineRunResponse], error) {
-	return c.startPipelineRun.CallUnary(ctx, req)
+// CreatePipelineRun calls glimpse.data.v1.DataService.CreatePipelineRun.
+func (c *dataServiceClient) CreatePipelineRun(ctx context.Context, req *connect.Request[v1.CreatePipelineRunRequest]) (*connect.Response[v1.CreatePipelineRunResponse], error) {
+	return c.createPipelineRun.CallUnary(ctx, req)
 }
 
 // GetPipelineRun calls glimpse.data.v1.DataService.GetPipelineRun.
@@ -391,6 +408,13 @@ func (c *dataServiceClient) WatchPipelineRun(ctx context.Context, req *connect.R
 // CancelPipelineRun calls glimpse.data.v1.DataService.CancelPipelineRun.
 func (c *dataServiceClient) CancelPipelineRun(ctx context.Context, req *connect.Request[v1.CancelPipelineRunRequest]) (*connect.Response[v1.CancelPipelineRunResponse], error) {
 	return c.cancelPipelineRun.CallUnary(ctx, req)
+}
+
+// StartPipelineRun calls glimpse.data.v1.DataService.StartPipelineRun.
+//
+// Deprecated: do not use.
+func (c *dataServiceClient) StartPipelineRun(ctx context.Context, req *connect.Request[v1.StartPipelineRunRequest]) (*connect.Response[v1.StartPipelineRunResponse], error) {
+	return c.startPipelineRun.CallUnary(ctx, req)
 }
 
 // RegisterDatasetVersion calls glimpse.data.v1.DataService.RegisterDatasetVersion.
@@ -468,19 +492,26 @@ type DataServiceHandler interface {
 	ListSamples(context.Context, *connect.Request[v1.ListSamplesRequest]) (*connect.Response[v1.ListSamplesResponse], error)
 	// The bytes of one image of a dataset version.
 	GetImage(context.Context, *connect.Request[v1.GetImageRequest]) (*connect.Response[v1.GetImageResponse], error)
-	// Starts a pipeline run (download → extract → process → split → validate → upload → sync);
-	// the earlier POST /data/download. Runs in-process on the embedded default and as an Argo
-	// Workflow on Kubernetes.
-	StartPipelineRun(context.Context, *connect.Request[v1.StartPipelineRunRequest]) (*connect.Response[v1.StartPipelineRunResponse], error)
-	// The current state of one pipeline run.
+	// Starts a pipeline run (download → extract → process → split → validate → upload → sync), the
+	// job resource "pipelineRuns/{run_id}" (AIP-133): only its params are read. Runs in-process on
+	// the embedded default and as an Argo Workflow on Kubernetes. One run per dataset at a time:
+	// another while one runs is FAILED_PRECONDITION.
+	CreatePipelineRun(context.Context, *connect.Request[v1.CreatePipelineRunRequest]) (*connect.Response[v1.CreatePipelineRunResponse], error)
+	// One run by name (AIP-131); the earlier GET /data/run?run_id= answers too.
 	GetPipelineRun(context.Context, *connect.Request[v1.GetPipelineRunRequest]) (*connect.Response[v1.GetPipelineRunResponse], error)
-	// Pipeline runs, newest first.
+	// Pipeline runs, newest first; the earlier GET /data/runs answers too.
 	ListPipelineRuns(context.Context, *connect.Request[v1.ListPipelineRunsRequest]) (*connect.Response[v1.ListPipelineRunsResponse], error)
 	// Streams a run's step-by-step progress: the current snapshot first, then one message per
 	// change, ending when the run ends.
 	WatchPipelineRun(context.Context, *connect.Request[v1.WatchPipelineRunRequest], *connect.ServerStream[v1.WatchPipelineRunResponse]) error
-	// Cancels a pending or running pipeline run; the published version stays as it was.
+	// Cancels a pending or running pipeline run (AIP-136); the published version stays as it was.
+	// A run that already ended is returned as it is. The earlier POST /data/cancel answers too.
 	CancelPipelineRun(context.Context, *connect.Request[v1.CancelPipelineRunRequest]) (*connect.Response[v1.CancelPipelineRunResponse], error)
+	// Deprecated: CreatePipelineRun. Kept, with the earlier POST /data/download (body: the params),
+	// for one release (proto/MIGRATION.md).
+	//
+	// Deprecated: do not use.
+	StartPipelineRun(context.Context, *connect.Request[v1.StartPipelineRunRequest]) (*connect.Response[v1.StartPipelineRunResponse], error)
 	// Records a newly published dataset version (the pipeline's sync step) so Ranking and
 	// Training find it through this service.
 	RegisterDatasetVersion(context.Context, *connect.Request[v1.RegisterDatasetVersionRequest]) (*connect.Response[v1.RegisterDatasetVersionResponse], error)
@@ -555,10 +586,10 @@ func NewDataServiceHandler(svc DataServiceHandler, opts ...connect.HandlerOption
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
-	dataServiceStartPipelineRunHandler := connect.NewUnaryHandler(
-		DataServiceStartPipelineRunProcedure,
-		svc.StartPipelineRun,
-		connect.WithSchema(dataServiceMethods.ByName("StartPipelineRun")),
+	dataServiceCreatePipelineRunHandler := connect.NewUnaryHandler(
+		DataServiceCreatePipelineRunProcedure,
+		svc.CreatePipelineRun,
+		connect.WithSchema(dataServiceMethods.ByName("CreatePipelineRun")),
 		connect.WithHandlerOptions(opts...),
 	)
 	dataServiceGetPipelineRunHandler := connect.NewUnaryHandler(
@@ -587,6 +618,12 @@ func NewDataServiceHandler(svc DataServiceHandler, opts ...connect.HandlerOption
 		svc.CancelPipelineRun,
 		connect.WithSchema(dataServiceMethods.ByName("CancelPipelineRun")),
 		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
+	dataServiceStartPipelineRunHandler := connect.NewUnaryHandler(
+		DataServiceStartPipelineRunProcedure,
+		svc.StartPipelineRun,
+		connect.WithSchema(dataServiceMethods.ByName("StartPipelineRun")),
 		connect.WithHandlerOptions(opts...),
 	)
 	dataServiceRegisterDatasetVersionHandler := connect.NewUnaryHandler(
@@ -688,8 +725,8 @@ func NewDataServiceHandler(svc DataServiceHandler, opts ...connect.HandlerOption
 			dataServiceListSamplesHandler.ServeHTTP(w, r)
 		case DataServiceGetImageProcedure:
 			dataServiceGetImageHandler.ServeHTTP(w, r)
-		case DataServiceStartPipelineRunProcedure:
-			dataServiceStartPipelineRunHandler.ServeHTTP(w, r)
+		case DataServiceCreatePipelineRunProcedure:
+			dataServiceCreatePipelineRunHandler.ServeHTTP(w, r)
 		case DataServiceGetPipelineRunProcedure:
 			dataServiceGetPipelineRunHandler.ServeHTTP(w, r)
 		case DataServiceListPipelineRunsProcedure:
@@ -698,6 +735,8 @@ func NewDataServiceHandler(svc DataServiceHandler, opts ...connect.HandlerOption
 			dataServiceWatchPipelineRunHandler.ServeHTTP(w, r)
 		case DataServiceCancelPipelineRunProcedure:
 			dataServiceCancelPipelineRunHandler.ServeHTTP(w, r)
+		case DataServiceStartPipelineRunProcedure:
+			dataServiceStartPipelineRunHandler.ServeHTTP(w, r)
 		case DataServiceRegisterDatasetVersionProcedure:
 			dataServiceRegisterDatasetVersionHandler.ServeHTTP(w, r)
 		case DataServiceCreateCollectionProcedure:
@@ -749,8 +788,8 @@ func (UnimplementedDataServiceHandler) GetImage(context.Context, *connect.Reques
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("glimpse.data.v1.DataService.GetImage is not implemented"))
 }
 
-func (UnimplementedDataServiceHandler) StartPipelineRun(context.Context, *connect.Request[v1.StartPipelineRunRequest]) (*connect.Response[v1.StartPipelineRunResponse], error) {
-	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("glimpse.data.v1.DataService.StartPipelineRun is not implemented"))
+func (UnimplementedDataServiceHandler) CreatePipelineRun(context.Context, *connect.Request[v1.CreatePipelineRunRequest]) (*connect.Response[v1.CreatePipelineRunResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("glimpse.data.v1.DataService.CreatePipelineRun is not implemented"))
 }
 
 func (UnimplementedDataServiceHandler) GetPipelineRun(context.Context, *connect.Request[v1.GetPipelineRunRequest]) (*connect.Response[v1.GetPipelineRunResponse], error) {
@@ -767,6 +806,10 @@ func (UnimplementedDataServiceHandler) WatchPipelineRun(context.Context, *connec
 
 func (UnimplementedDataServiceHandler) CancelPipelineRun(context.Context, *connect.Request[v1.CancelPipelineRunRequest]) (*connect.Response[v1.CancelPipelineRunResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("glimpse.data.v1.DataService.CancelPipelineRun is not implemented"))
+}
+
+func (UnimplementedDataServiceHandler) StartPipelineRun(context.Context, *connect.Request[v1.StartPipelineRunRequest]) (*connect.Response[v1.StartPipelineRunResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("glimpse.data.v1.DataService.StartPipelineRun is not implemented"))
 }
 
 func (UnimplementedDataServiceHandler) RegisterDatasetVersion(context.Context, *connect.Request[v1.RegisterDatasetVersionRequest]) (*connect.Response[v1.RegisterDatasetVersionResponse], error) {

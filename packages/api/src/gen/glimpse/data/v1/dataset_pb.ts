@@ -4,6 +4,7 @@
 
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import { file_google_api_field_behavior } from "../../../google/api/field_behavior_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file glimpse/data/v1/dataset.proto.
  */
 export const file_glimpse_data_v1_dataset: GenFile = /*@__PURE__*/
-  fileDesc("Ch1nbGltcHNlL2RhdGEvdjEvZGF0YXNldC5wcm90bxIPZ2xpbXBzZS5kYXRhLnYxIlUKClNwbGl0Q291bnQSJQoFc3BsaXQYASABKA4yFi5nbGltcHNlLmRhdGEudjEuU3BsaXQSDgoGaW1hZ2VzGAIgASgDEhAKCGNhcHRpb25zGAMgASgDIuQCCg5EYXRhc2V0VmVyc2lvbhIPCgdkYXRhc2V0GAEgASgJEg8KB3ZlcnNpb24YAiABKAkSMAoMcHVibGlzaGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtpbWFnZV9jb3VudBgEIAEoAxIVCg1jYXB0aW9uX2NvdW50GAUgASgDEisKBnNwbGl0cxgGIAMoCzIbLmdsaW1wc2UuZGF0YS52MS5TcGxpdENvdW50EhMKC3RvdGFsX2J5dGVzGAcgASgDEg4KBmxhdGVzdBgIIAEoCBIUCgxtYW5pZmVzdF9rZXkYCSABKAkSOwoGcGFyYW1zGAogAygLMisuZ2xpbXBzZS5kYXRhLnYxLkRhdGFzZXRWZXJzaW9uLlBhcmFtc0VudHJ5Gi0KC1BhcmFtc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEilgEKBlNhbXBsZRIQCghpbWFnZV9pZBgBIAEoCRIlCgVzcGxpdBgCIAEoDjIWLmdsaW1wc2UuZGF0YS52MS5TcGxpdBIQCghjYXB0aW9ucxgDIAMoCRINCgV3aWR0aBgEIAEoBRIOCgZoZWlnaHQYBSABKAUSEgoKc2l6ZV9ieXRlcxgGIAEoAxIOCgZzaGEyNTYYByABKAkqTgoFU3BsaXQSFQoRU1BMSVRfVU5TUEVDSUZJRUQQABIPCgtTUExJVF9UUkFJThABEg0KCVNQTElUX0RFVhACEg4KClNQTElUX1RFU1QQA2IGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("Ch1nbGltcHNlL2RhdGEvdjEvZGF0YXNldC5wcm90bxIPZ2xpbXBzZS5kYXRhLnYxIlUKClNwbGl0Q291bnQSJQoFc3BsaXQYASABKA4yFi5nbGltcHNlLmRhdGEudjEuU3BsaXQSDgoGaW1hZ2VzGAIgASgDEhAKCGNhcHRpb25zGAMgASgDIp8DCg5EYXRhc2V0VmVyc2lvbhIPCgdkYXRhc2V0GAEgASgJEg8KB3ZlcnNpb24YAiABKAkSNAoMcHVibGlzaGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEICGAESEwoLaW1hZ2VfY291bnQYBCABKAMSFQoNY2FwdGlvbl9jb3VudBgFIAEoAxIrCgZzcGxpdHMYBiADKAsyGy5nbGltcHNlLmRhdGEudjEuU3BsaXRDb3VudBITCgt0b3RhbF9ieXRlcxgHIAEoAxIOCgZsYXRlc3QYCCABKAgSFAoMbWFuaWZlc3Rfa2V5GAkgASgJEjsKBnBhcmFtcxgKIAMoCzIrLmdsaW1wc2UuZGF0YS52MS5EYXRhc2V0VmVyc2lvbi5QYXJhbXNFbnRyeRI1CgxwdWJsaXNoX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMaLQoLUGFyYW1zRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKWAQoGU2FtcGxlEhAKCGltYWdlX2lkGAEgASgJEiUKBXNwbGl0GAIgASgOMhYuZ2xpbXBzZS5kYXRhLnYxLlNwbGl0EhAKCGNhcHRpb25zGAMgAygJEg0KBXdpZHRoGAQgASgFEg4KBmhlaWdodBgFIAEoBRISCgpzaXplX2J5dGVzGAYgASgDEg4KBnNoYTI1NhgHIAEoCSpOCgVTcGxpdBIVChFTUExJVF9VTlNQRUNJRklFRBAAEg8KC1NQTElUX1RSQUlOEAESDQoJU1BMSVRfREVWEAISDgoKU1BMSVRfVEVTVBADYgZwcm90bzM", [file_google_api_field_behavior, file_google_protobuf_timestamp]);
 
 /**
  * Images and captions in one split of a dataset version.
@@ -64,7 +65,10 @@ export type DatasetVersion = Message<"glimpse.data.v1.DatasetVersion"> & {
   version: string;
 
   /**
-   * @generated from field: google.protobuf.Timestamp published_at = 3;
+   * Deprecated: publish_time.
+   *
+   * @generated from field: google.protobuf.Timestamp published_at = 3 [deprecated = true];
+   * @deprecated
    */
   publishedAt?: Timestamp | undefined;
 
@@ -110,6 +114,13 @@ export type DatasetVersion = Message<"glimpse.data.v1.DatasetVersion"> & {
    * @generated from field: map<string, string> params = 10;
    */
   params: { [key: string]: string };
+
+  /**
+   * When the version was published.
+   *
+   * @generated from field: google.protobuf.Timestamp publish_time = 11;
+   */
+  publishTime?: Timestamp | undefined;
 };
 
 /**
