@@ -66,7 +66,7 @@ describe("request rules (buf.validate) → google.rpc.BadRequest field violation
     for (const m of requestMessages()) {
       // A message whose empty form the RPC refuses (a required field) says so by a violation naming it.
       const fields = check(m, {} as never).map((v) => v.field);
-      for (const f of fields) expect(["image", "query", "queries", "candidate_image_ids", "version", "run_id", "image_id", "name", "parent", "collection_id", "collection", "source", "kind", "path", "urls", "training_run", "pipeline_run"], `${m.typeName}.${f}`).toContain(f);
+      for (const f of fields) expect(["image", "query", "queries", "candidate_image_ids", "version", "run_id", "image_id", "name", "parent", "collection_id", "collection", "source", "kind", "path", "urls", "training_run", "pipeline_run", "index_build"], `${m.typeName}.${f}`).toContain(f);
     }
   });
 

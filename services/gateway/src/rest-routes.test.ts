@@ -63,6 +63,9 @@ const RESOURCES = [
   "GET /v1/pipelineRuns",
   "GET /v1/{name=pipelineRuns/*}",
   "POST /v1/{name=pipelineRuns/*}:cancel",
+  "POST /v1/indexBuilds",
+  "GET /v1/{name=indexBuilds/*}",
+  "POST /v1/{name=indexBuilds/*}:cancel",
 ];
 
 const DEMO_IMAGES = new URL("../../../demo/images/", import.meta.url).pathname;
@@ -110,6 +113,10 @@ const CALLS: Record<string, Call> = {
   ListPipelineRuns: { status: 200 },
   GetPipelineRun: { path: "/v1/pipelineRuns/pr-nope", status: 404, code: "not_found" },
   CancelPipelineRun: { path: "/v1/pipelineRuns/bad.id:cancel", status: 400, code: "invalid_argument", field: "name" },
+  // Index builds as resources: the body is the IndexBuild; its name is the pair's.
+  CreateIndexBuild: { input: { kind: "ivf" }, status: 400, code: "invalid_argument", field: "index_build.kind" },
+  GetIndexBuild: { path: "/v1/indexBuilds/m-0123456789abcdef-0123456789abcdef", status: 404, code: "not_found" },
+  CancelIndexBuild: { path: "/v1/indexBuilds/latest:cancel", status: 400, code: "invalid_argument", field: "name" },
   // The sync hook posts its whole record: fields the request lacks are dropped.
   RegisterDatasetVersion: { input: { dataset: "flickr8k", version: "0123456789abcdef", published_at: "2026-01-01T00:00:00Z" }, status: 404, code: "not_found" },
   ListDemoQueries: { status: 200 },

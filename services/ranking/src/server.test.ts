@@ -1,12 +1,14 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fromBinary } from "@bufbuild/protobuf";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { health, LIMITS, ranking, rpcDetails } from "@glimpse/api";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { TEST_READ_KEY, TEST_WRITE_KEY, testConfig } from "@glimpse/runtime/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readIndexDocument } from "./index/store.js";
 import { readAlias, writeAlias } from "./registry.js";
 import { DEFAULT_DEMO_DIR, DEMO_DATASET, seedDemo } from "./seed.js";
 import { build, type RankingServer } from "./server.js";
@@ -243,6 +245,44 @@ describe("Ranking over real sockets, seeded from the demo pack", () => {
     const again = [];
     for await (const m of client.buildIndex({}, { headers: { authorization: `Bearer ${TEST_WRITE_KEY}` } })) again.push(m.stage);
     expect(again).toEqual(["done"]);
+  });
+
+  it("builds an index as a job resource: created, watched to the end, got by name, reused, cancelled", async () => {
+    const write = { headers: { authorization: `Bearer ${TEST_WRITE_KEY}` } };
+    const State = ranking.IndexBuildState;
+    expect((await failure(client.createIndexBuild({ indexBuild: {} }))).code).toBe(Code.Unauthenticated);
+    const started = (await client.createIndexBuild({ indexBuild: { force: true } }, write)).indexBuild!;
+    expect(started.name).toMatch(new RegExp(`^indexBuilds/${server.manager.status().servingVersion}-[0-9a-f]{16}$`));
+    expect([started.state, started.executor]).toEqual([State.RUNNING, "local"]);
+    // It goes on without a watcher; a watch sees its stages, then the end.
+    const stages: string[] = [];
+    let last: ranking.IndexBuild | undefined;
+    for await (const m of client.watchIndexBuild({ name: started.name })) {
+      stages.push(m.indexBuild!.stage);
+      last = m.indexBuild;
+    }
+    expect(stages).toContain("captions");
+    expect(last?.state, last?.detail).toBe(State.SUCCEEDED);
+    expect(last?.index?.images).toBe(BigInt(demoImages.length));
+    expect(last?.endTime).toBeDefined();
+    expect((await client.getIndexBuild({ name: started.name })).indexBuild).toEqual(last);
+    // Without force the stored index is reused: the same name, at once SUCCEEDED.
+    const again = (await client.createIndexBuild({ indexBuild: {} }, write)).indexBuild!;
+    expect(again.name).toBe(started.name);
+    const ends = [];
+    for await (const m of client.watchIndexBuild({ name: again.name })) ends.push(m.indexBuild!.state);
+    expect(ends.at(-1)).toBe(State.SUCCEEDED);
+    // Cancelled while it computes: CANCELLED, the stored index as it was; cancelling again changes nothing.
+    const doomed = (await client.createIndexBuild({ indexBuild: { force: true } }, write)).indexBuild!;
+    const cancelled = (await client.cancelIndexBuild({ name: doomed.name }, write)).indexBuild!;
+    expect(cancelled.state, cancelled.detail).toBe(State.CANCELLED);
+    expect((await client.cancelIndexBuild({ name: doomed.name }, write)).indexBuild?.state).toBe(State.CANCELLED);
+    const stored = (await readIndexDocument(server.store, last!.modelVersion, last!.dataset, last!.datasetVersion))!;
+    expect([BigInt(stored.images.count), timestampDate(last!.index!.buildTime!).toISOString()]).toEqual([last!.index!.images, stored.built_at]);
+    // What is not there: NOT_FOUND naming it; a bad name: INVALID_ARGUMENT.
+    expect((await failure(client.getIndexBuild({ name: "indexBuilds/m-0123456789abcdef-0123456789abcdef" }))).code).toBe(Code.NotFound);
+    expect((await failure(client.createIndexBuild({ indexBuild: { modelVersion: "m-0123456789abcdef" } }, write))).code).toBe(Code.NotFound);
+    expect((await failure(client.getIndexBuild({ name: "indexBuilds/latest" }))).code).toBe(Code.InvalidArgument);
   });
 
   it("seeding is idempotent and never overwrites an existing production alias", async () => {

@@ -103,7 +103,8 @@ export function indexInfo(g: GalleryIndex): MessageInitShape<typeof ranking.Inde
 
 /** An index build waited for (GetModelStatus.pending_index, GetCollectionIndex.pending). */
 export function indexBuild(p: PendingIndex): MessageInitShape<typeof ranking.IndexBuildSchema> {
-  return { modelVersion: p.model, dataset: p.dataset, datasetVersion: p.datasetVersion, executor: p.executor, job: p.job, detail: p.detail, failed: p.failed };
+  const state = p.failed ? ranking.IndexBuildState.FAILED : ranking.IndexBuildState.RUNNING;
+  return { modelVersion: p.model, dataset: p.dataset, datasetVersion: p.datasetVersion, executor: p.executor, job: p.job, detail: p.detail, failed: p.failed, state };
 }
 
 /** The same, from a stored index's document (without loading the index). */

@@ -143,6 +143,14 @@ var file_glimpse_api_v1_rules_proto_extTypes = []protoimpl.ExtensionInfo{
 	{
 		ExtendedType:  (*validate.StringRules)(nil),
 		ExtensionType: (*bool)(nil),
+		Field:         51225,
+		Name:          "glimpse.api.v1.index_build_name",
+		Tag:           "varint,51225,opt,name=index_build_name",
+		Filename:      "glimpse/api/v1/rules.proto",
+	},
+	{
+		ExtendedType:  (*validate.StringRules)(nil),
+		ExtensionType: (*bool)(nil),
 		Field:         51222,
 		Name:          "glimpse.api.v1.photo_id",
 		Tag:           "varint,51222,opt,name=photo_id",
@@ -212,10 +220,15 @@ var (
 	//
 	// optional bool pipeline_run_name = 51224;
 	E_PipelineRunName = &file_glimpse_api_v1_rules_proto_extTypes[13]
+	// An index build's resource name: "indexBuilds/{model_version}-{dataset_version}", e.g.
+	// "indexBuilds/m-0123456789abcdef-fedcba9876543210". Empty passes (as collection_name).
+	//
+	// optional bool index_build_name = 51225;
+	E_IndexBuildName = &file_glimpse_api_v1_rules_proto_extTypes[14]
 	// A photo id within a collection: 16 hex digits. Empty passes.
 	//
 	// optional bool photo_id = 51222;
-	E_PhotoId = &file_glimpse_api_v1_rules_proto_extTypes[14]
+	E_PhotoId = &file_glimpse_api_v1_rules_proto_extTypes[15]
 )
 
 // Extension fields to validate.Int32Rules.
@@ -292,7 +305,11 @@ const file_glimpse_api_v1_rules_proto_rawDesc = "" +
 	"\x11pipeline_run_name\x12\x19.buf.validate.StringRules\x18\x98\x90\x03 \x01(\bB\x8d\x01\xc2H\x89\x01\n" +
 	"\x86\x01\n" +
 	"\n" +
-	"BAD_FORMAT\x1axthis == '' || this.matches(r'^pipelineRuns/[A-Za-z0-9_-]{1,64}$') ? '' : 'must match ^pipelineRuns/[A-Za-z0-9_-]{1,64}$'R\x0fpipelineRunName:\x9b\x01\n" +
+	"BAD_FORMAT\x1axthis == '' || this.matches(r'^pipelineRuns/[A-Za-z0-9_-]{1,64}$') ? '' : 'must match ^pipelineRuns/[A-Za-z0-9_-]{1,64}$'R\x0fpipelineRunName:\xe4\x01\n" +
+	"\x10index_build_name\x12\x19.buf.validate.StringRules\x18\x99\x90\x03 \x01(\bB\x9c\x01\xc2H\x98\x01\n" +
+	"\x95\x01\n" +
+	"\n" +
+	"BAD_FORMAT\x1a\x86\x01this == '' || this.matches(r'^indexBuilds/m-[0-9a-f]{16}-[0-9a-f]{16}$') ? '' : 'must match ^indexBuilds/m-[0-9a-f]{16}-[0-9a-f]{16}$'R\x0eindexBuildName:\x9b\x01\n" +
 	"\bphoto_id\x12\x19.buf.validate.StringRules\x18\x96\x90\x03 \x01(\bBc\xc2H`\n" +
 	"^\n" +
 	"\n" +
@@ -319,11 +336,12 @@ var file_glimpse_api_v1_rules_proto_depIdxs = []int32{
 	0,  // 11: glimpse.api.v1.photo_name:extendee -> buf.validate.StringRules
 	0,  // 12: glimpse.api.v1.training_run_name:extendee -> buf.validate.StringRules
 	0,  // 13: glimpse.api.v1.pipeline_run_name:extendee -> buf.validate.StringRules
-	0,  // 14: glimpse.api.v1.photo_id:extendee -> buf.validate.StringRules
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	0,  // [0:15] is the sub-list for extension extendee
+	0,  // 14: glimpse.api.v1.index_build_name:extendee -> buf.validate.StringRules
+	0,  // 15: glimpse.api.v1.photo_id:extendee -> buf.validate.StringRules
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	0,  // [0:16] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name
 }
 
@@ -339,7 +357,7 @@ func file_glimpse_api_v1_rules_proto_init() {
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_glimpse_api_v1_rules_proto_rawDesc), len(file_glimpse_api_v1_rules_proto_rawDesc)),
 			NumEnums:      0,
 			NumMessages:   0,
-			NumExtensions: 15,
+			NumExtensions: 16,
 			NumServices:   0,
 		},
 		GoTypes:           file_glimpse_api_v1_rules_proto_goTypes,

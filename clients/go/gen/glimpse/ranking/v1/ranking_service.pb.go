@@ -84,6 +84,62 @@ func (ModelState) EnumDescriptor() ([]byte, []int) {
 	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{0}
 }
 
+type IndexBuildState int32
+
+const (
+	IndexBuildState_INDEX_BUILD_STATE_UNSPECIFIED IndexBuildState = 0
+	IndexBuildState_INDEX_BUILD_STATE_RUNNING     IndexBuildState = 1
+	// The index is stored (computed now, or found stored).
+	IndexBuildState_INDEX_BUILD_STATE_SUCCEEDED IndexBuildState = 2
+	IndexBuildState_INDEX_BUILD_STATE_FAILED    IndexBuildState = 3
+	IndexBuildState_INDEX_BUILD_STATE_CANCELLED IndexBuildState = 4
+)
+
+// Enum value maps for IndexBuildState.
+var (
+	IndexBuildState_name = map[int32]string{
+		0: "INDEX_BUILD_STATE_UNSPECIFIED",
+		1: "INDEX_BUILD_STATE_RUNNING",
+		2: "INDEX_BUILD_STATE_SUCCEEDED",
+		3: "INDEX_BUILD_STATE_FAILED",
+		4: "INDEX_BUILD_STATE_CANCELLED",
+	}
+	IndexBuildState_value = map[string]int32{
+		"INDEX_BUILD_STATE_UNSPECIFIED": 0,
+		"INDEX_BUILD_STATE_RUNNING":     1,
+		"INDEX_BUILD_STATE_SUCCEEDED":   2,
+		"INDEX_BUILD_STATE_FAILED":      3,
+		"INDEX_BUILD_STATE_CANCELLED":   4,
+	}
+)
+
+func (x IndexBuildState) Enum() *IndexBuildState {
+	p := new(IndexBuildState)
+	*p = x
+	return p
+}
+
+func (x IndexBuildState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (IndexBuildState) Descriptor() protoreflect.EnumDescriptor {
+	return file_glimpse_ranking_v1_ranking_service_proto_enumTypes[1].Descriptor()
+}
+
+func (IndexBuildState) Type() protoreflect.EnumType {
+	return &file_glimpse_ranking_v1_ranking_service_proto_enumTypes[1]
+}
+
+func (x IndexBuildState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use IndexBuildState.Descriptor instead.
+func (IndexBuildState) EnumDescriptor() ([]byte, []int) {
+	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{1}
+}
+
 // Which gallery to search.
 type Scope struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1671,12 +1727,21 @@ func (x *GetModelStatusResponse) GetLoadTime() *timestamppb.Timestamp {
 	return nil
 }
 
-// The computation of one (model version, dataset version) index, which every replica then loads.
+// The computation of one (model version, dataset version) index, which every replica then loads:
+// the job resource CreateIndexBuild starts, and what GetModelStatus.pending_index shows.
 type IndexBuild struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	ModelVersion   string                 `protobuf:"bytes,1,opt,name=model_version,json=modelVersion,proto3" json:"model_version,omitempty"`
-	Dataset        string                 `protobuf:"bytes,2,opt,name=dataset,proto3" json:"dataset,omitempty"`
-	DatasetVersion string                 `protobuf:"bytes,3,opt,name=dataset_version,json=datasetVersion,proto3" json:"dataset_version,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "indexBuilds/{model_version}-{dataset_version}".
+	Name string `protobuf:"bytes,8,opt,name=name,proto3" json:"name,omitempty"`
+	// Empty on create = the production model.
+	ModelVersion string `protobuf:"bytes,1,opt,name=model_version,json=modelVersion,proto3" json:"model_version,omitempty"`
+	Dataset      string `protobuf:"bytes,2,opt,name=dataset,proto3" json:"dataset,omitempty"`
+	// Empty on create = the dataset's latest version.
+	DatasetVersion string `protobuf:"bytes,3,opt,name=dataset_version,json=datasetVersion,proto3" json:"dataset_version,omitempty"`
+	// "auto" (default: exact below 100,000 images, HNSW from there), "exact" or "hnsw".
+	Kind string `protobuf:"bytes,9,opt,name=kind,proto3" json:"kind,omitempty"`
+	// Compute it again even if the index is stored.
+	Force bool `protobuf:"varint,10,opt,name=force,proto3" json:"force,omitempty"`
 	// "local" (the Ranking process) or "kubernetes" (an Indexed Job).
 	Executor string `protobuf:"bytes,4,opt,name=executor,proto3" json:"executor,omitempty"`
 	// The index Job's name (kubernetes).
@@ -1684,7 +1749,17 @@ type IndexBuild struct {
 	// Where it stands, e.g. "1/2 shards done", or why it failed.
 	Detail string `protobuf:"bytes,6,opt,name=detail,proto3" json:"detail,omitempty"`
 	// True once the computation failed; the earlier pair keeps serving and it is retried later.
-	Failed        bool `protobuf:"varint,7,opt,name=failed,proto3" json:"failed,omitempty"`
+	Failed bool            `protobuf:"varint,7,opt,name=failed,proto3" json:"failed,omitempty"`
+	State  IndexBuildState `protobuf:"varint,11,opt,name=state,proto3,enum=glimpse.ranking.v1.IndexBuildState" json:"state,omitempty"`
+	// "images", "captions", "upload" (local); "job" while an index Job computes its shards.
+	Stage string `protobuf:"bytes,12,opt,name=stage,proto3" json:"stage,omitempty"`
+	// The stage's units done and expected (images, captions; an index Job's shards).
+	Done  int64 `protobuf:"varint,13,opt,name=done,proto3" json:"done,omitempty"`
+	Total int64 `protobuf:"varint,14,opt,name=total,proto3" json:"total,omitempty"`
+	// The stored index, once SUCCEEDED.
+	Index         *IndexInfo             `protobuf:"bytes,15,opt,name=index,proto3" json:"index,omitempty"`
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	EndTime       *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1719,6 +1794,13 @@ func (*IndexBuild) Descriptor() ([]byte, []int) {
 	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{21}
 }
 
+func (x *IndexBuild) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 func (x *IndexBuild) GetModelVersion() string {
 	if x != nil {
 		return x.ModelVersion
@@ -1738,6 +1820,20 @@ func (x *IndexBuild) GetDatasetVersion() string {
 		return x.DatasetVersion
 	}
 	return ""
+}
+
+func (x *IndexBuild) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *IndexBuild) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
 }
 
 func (x *IndexBuild) GetExecutor() string {
@@ -1768,6 +1864,412 @@ func (x *IndexBuild) GetFailed() bool {
 	return false
 }
 
+func (x *IndexBuild) GetState() IndexBuildState {
+	if x != nil {
+		return x.State
+	}
+	return IndexBuildState_INDEX_BUILD_STATE_UNSPECIFIED
+}
+
+func (x *IndexBuild) GetStage() string {
+	if x != nil {
+		return x.Stage
+	}
+	return ""
+}
+
+func (x *IndexBuild) GetDone() int64 {
+	if x != nil {
+		return x.Done
+	}
+	return 0
+}
+
+func (x *IndexBuild) GetTotal() int64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *IndexBuild) GetIndex() *IndexInfo {
+	if x != nil {
+		return x.Index
+	}
+	return nil
+}
+
+func (x *IndexBuild) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *IndexBuild) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+type CreateIndexBuildRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The build to start: its model_version, dataset_version, kind and force.
+	IndexBuild    *IndexBuild `protobuf:"bytes,1,opt,name=index_build,json=indexBuild,proto3" json:"index_build,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateIndexBuildRequest) Reset() {
+	*x = CreateIndexBuildRequest{}
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateIndexBuildRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateIndexBuildRequest) ProtoMessage() {}
+
+func (x *CreateIndexBuildRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateIndexBuildRequest.ProtoReflect.Descriptor instead.
+func (*CreateIndexBuildRequest) Descriptor() ([]byte, []int) {
+	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *CreateIndexBuildRequest) GetIndexBuild() *IndexBuild {
+	if x != nil {
+		return x.IndexBuild
+	}
+	return nil
+}
+
+type CreateIndexBuildResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	IndexBuild    *IndexBuild            `protobuf:"bytes,1,opt,name=index_build,json=indexBuild,proto3" json:"index_build,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateIndexBuildResponse) Reset() {
+	*x = CreateIndexBuildResponse{}
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateIndexBuildResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateIndexBuildResponse) ProtoMessage() {}
+
+func (x *CreateIndexBuildResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateIndexBuildResponse.ProtoReflect.Descriptor instead.
+func (*CreateIndexBuildResponse) Descriptor() ([]byte, []int) {
+	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *CreateIndexBuildResponse) GetIndexBuild() *IndexBuild {
+	if x != nil {
+		return x.IndexBuild
+	}
+	return nil
+}
+
+type GetIndexBuildRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "indexBuilds/{model_version}-{dataset_version}".
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetIndexBuildRequest) Reset() {
+	*x = GetIndexBuildRequest{}
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetIndexBuildRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetIndexBuildRequest) ProtoMessage() {}
+
+func (x *GetIndexBuildRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetIndexBuildRequest.ProtoReflect.Descriptor instead.
+func (*GetIndexBuildRequest) Descriptor() ([]byte, []int) {
+	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *GetIndexBuildRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type GetIndexBuildResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	IndexBuild    *IndexBuild            `protobuf:"bytes,1,opt,name=index_build,json=indexBuild,proto3" json:"index_build,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetIndexBuildResponse) Reset() {
+	*x = GetIndexBuildResponse{}
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetIndexBuildResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetIndexBuildResponse) ProtoMessage() {}
+
+func (x *GetIndexBuildResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetIndexBuildResponse.ProtoReflect.Descriptor instead.
+func (*GetIndexBuildResponse) Descriptor() ([]byte, []int) {
+	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *GetIndexBuildResponse) GetIndexBuild() *IndexBuild {
+	if x != nil {
+		return x.IndexBuild
+	}
+	return nil
+}
+
+type WatchIndexBuildRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "indexBuilds/{model_version}-{dataset_version}".
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchIndexBuildRequest) Reset() {
+	*x = WatchIndexBuildRequest{}
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchIndexBuildRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchIndexBuildRequest) ProtoMessage() {}
+
+func (x *WatchIndexBuildRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchIndexBuildRequest.ProtoReflect.Descriptor instead.
+func (*WatchIndexBuildRequest) Descriptor() ([]byte, []int) {
+	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *WatchIndexBuildRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type WatchIndexBuildResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The build after the change.
+	IndexBuild    *IndexBuild `protobuf:"bytes,1,opt,name=index_build,json=indexBuild,proto3" json:"index_build,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchIndexBuildResponse) Reset() {
+	*x = WatchIndexBuildResponse{}
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchIndexBuildResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchIndexBuildResponse) ProtoMessage() {}
+
+func (x *WatchIndexBuildResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchIndexBuildResponse.ProtoReflect.Descriptor instead.
+func (*WatchIndexBuildResponse) Descriptor() ([]byte, []int) {
+	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *WatchIndexBuildResponse) GetIndexBuild() *IndexBuild {
+	if x != nil {
+		return x.IndexBuild
+	}
+	return nil
+}
+
+type CancelIndexBuildRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "indexBuilds/{model_version}-{dataset_version}".
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelIndexBuildRequest) Reset() {
+	*x = CancelIndexBuildRequest{}
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelIndexBuildRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelIndexBuildRequest) ProtoMessage() {}
+
+func (x *CancelIndexBuildRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelIndexBuildRequest.ProtoReflect.Descriptor instead.
+func (*CancelIndexBuildRequest) Descriptor() ([]byte, []int) {
+	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *CancelIndexBuildRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type CancelIndexBuildResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	IndexBuild    *IndexBuild            `protobuf:"bytes,1,opt,name=index_build,json=indexBuild,proto3" json:"index_build,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelIndexBuildResponse) Reset() {
+	*x = CancelIndexBuildResponse{}
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelIndexBuildResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelIndexBuildResponse) ProtoMessage() {}
+
+func (x *CancelIndexBuildResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelIndexBuildResponse.ProtoReflect.Descriptor instead.
+func (*CancelIndexBuildResponse) Descriptor() ([]byte, []int) {
+	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *CancelIndexBuildResponse) GetIndexBuild() *IndexBuild {
+	if x != nil {
+		return x.IndexBuild
+	}
+	return nil
+}
+
 type ListModelVersionsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// 0 means 20; above 100 reads as 100.
@@ -1779,7 +2281,7 @@ type ListModelVersionsRequest struct {
 
 func (x *ListModelVersionsRequest) Reset() {
 	*x = ListModelVersionsRequest{}
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[22]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1791,7 +2293,7 @@ func (x *ListModelVersionsRequest) String() string {
 func (*ListModelVersionsRequest) ProtoMessage() {}
 
 func (x *ListModelVersionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[22]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1804,7 +2306,7 @@ func (x *ListModelVersionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelVersionsRequest.ProtoReflect.Descriptor instead.
 func (*ListModelVersionsRequest) Descriptor() ([]byte, []int) {
-	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{22}
+	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListModelVersionsRequest) GetPageSize() int32 {
@@ -1831,7 +2333,7 @@ type ListModelVersionsResponse struct {
 
 func (x *ListModelVersionsResponse) Reset() {
 	*x = ListModelVersionsResponse{}
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[23]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1843,7 +2345,7 @@ func (x *ListModelVersionsResponse) String() string {
 func (*ListModelVersionsResponse) ProtoMessage() {}
 
 func (x *ListModelVersionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[23]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1856,7 +2358,7 @@ func (x *ListModelVersionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelVersionsResponse.ProtoReflect.Descriptor instead.
 func (*ListModelVersionsResponse) Descriptor() ([]byte, []int) {
-	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{23}
+	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListModelVersionsResponse) GetModels() []*ModelInfo {
@@ -1883,7 +2385,7 @@ type PromoteModelRequest struct {
 
 func (x *PromoteModelRequest) Reset() {
 	*x = PromoteModelRequest{}
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[24]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1895,7 +2397,7 @@ func (x *PromoteModelRequest) String() string {
 func (*PromoteModelRequest) ProtoMessage() {}
 
 func (x *PromoteModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[24]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1908,7 +2410,7 @@ func (x *PromoteModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteModelRequest.ProtoReflect.Descriptor instead.
 func (*PromoteModelRequest) Descriptor() ([]byte, []int) {
-	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{24}
+	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PromoteModelRequest) GetVersion() string {
@@ -1927,7 +2429,7 @@ type PromoteModelResponse struct {
 
 func (x *PromoteModelResponse) Reset() {
 	*x = PromoteModelResponse{}
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[25]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1939,7 +2441,7 @@ func (x *PromoteModelResponse) String() string {
 func (*PromoteModelResponse) ProtoMessage() {}
 
 func (x *PromoteModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[25]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1952,7 +2454,7 @@ func (x *PromoteModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteModelResponse.ProtoReflect.Descriptor instead.
 func (*PromoteModelResponse) Descriptor() ([]byte, []int) {
-	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{25}
+	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *PromoteModelResponse) GetModel() *ModelInfo {
@@ -1978,7 +2480,7 @@ type BuildIndexRequest struct {
 
 func (x *BuildIndexRequest) Reset() {
 	*x = BuildIndexRequest{}
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[26]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1990,7 +2492,7 @@ func (x *BuildIndexRequest) String() string {
 func (*BuildIndexRequest) ProtoMessage() {}
 
 func (x *BuildIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[26]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2003,7 +2505,7 @@ func (x *BuildIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BuildIndexRequest.ProtoReflect.Descriptor instead.
 func (*BuildIndexRequest) Descriptor() ([]byte, []int) {
-	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{26}
+	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *BuildIndexRequest) GetModelVersion() string {
@@ -2049,7 +2551,7 @@ type BuildIndexResponse struct {
 
 func (x *BuildIndexResponse) Reset() {
 	*x = BuildIndexResponse{}
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[27]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2061,7 +2563,7 @@ func (x *BuildIndexResponse) String() string {
 func (*BuildIndexResponse) ProtoMessage() {}
 
 func (x *BuildIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[27]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2074,7 +2576,7 @@ func (x *BuildIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BuildIndexResponse.ProtoReflect.Descriptor instead.
 func (*BuildIndexResponse) Descriptor() ([]byte, []int) {
-	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{27}
+	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *BuildIndexResponse) GetStage() string {
@@ -2113,7 +2615,7 @@ type ListDemoQueriesRequest struct {
 
 func (x *ListDemoQueriesRequest) Reset() {
 	*x = ListDemoQueriesRequest{}
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[28]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2125,7 +2627,7 @@ func (x *ListDemoQueriesRequest) String() string {
 func (*ListDemoQueriesRequest) ProtoMessage() {}
 
 func (x *ListDemoQueriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[28]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2138,7 +2640,7 @@ func (x *ListDemoQueriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDemoQueriesRequest.ProtoReflect.Descriptor instead.
 func (*ListDemoQueriesRequest) Descriptor() ([]byte, []int) {
-	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{28}
+	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{36}
 }
 
 type ListDemoQueriesResponse struct {
@@ -2150,7 +2652,7 @@ type ListDemoQueriesResponse struct {
 
 func (x *ListDemoQueriesResponse) Reset() {
 	*x = ListDemoQueriesResponse{}
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[29]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2162,7 +2664,7 @@ func (x *ListDemoQueriesResponse) String() string {
 func (*ListDemoQueriesResponse) ProtoMessage() {}
 
 func (x *ListDemoQueriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[29]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2175,7 +2677,7 @@ func (x *ListDemoQueriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDemoQueriesResponse.ProtoReflect.Descriptor instead.
 func (*ListDemoQueriesResponse) Descriptor() ([]byte, []int) {
-	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{29}
+	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListDemoQueriesResponse) GetQueries() []string {
@@ -2196,7 +2698,7 @@ type DemoSearchRequest struct {
 
 func (x *DemoSearchRequest) Reset() {
 	*x = DemoSearchRequest{}
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[30]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2208,7 +2710,7 @@ func (x *DemoSearchRequest) String() string {
 func (*DemoSearchRequest) ProtoMessage() {}
 
 func (x *DemoSearchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[30]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2221,7 +2723,7 @@ func (x *DemoSearchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DemoSearchRequest.ProtoReflect.Descriptor instead.
 func (*DemoSearchRequest) Descriptor() ([]byte, []int) {
-	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{30}
+	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *DemoSearchRequest) GetQuery() string {
@@ -2250,7 +2752,7 @@ type DemoSearchResponse struct {
 
 func (x *DemoSearchResponse) Reset() {
 	*x = DemoSearchResponse{}
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[31]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2262,7 +2764,7 @@ func (x *DemoSearchResponse) String() string {
 func (*DemoSearchResponse) ProtoMessage() {}
 
 func (x *DemoSearchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[31]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2275,7 +2777,7 @@ func (x *DemoSearchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DemoSearchResponse.ProtoReflect.Descriptor instead.
 func (*DemoSearchResponse) Descriptor() ([]byte, []int) {
-	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{31}
+	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *DemoSearchResponse) GetResults() []*ImageHit {
@@ -2328,7 +2830,7 @@ type SearchCollectionRequest struct {
 
 func (x *SearchCollectionRequest) Reset() {
 	*x = SearchCollectionRequest{}
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[32]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2340,7 +2842,7 @@ func (x *SearchCollectionRequest) String() string {
 func (*SearchCollectionRequest) ProtoMessage() {}
 
 func (x *SearchCollectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[32]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2353,7 +2855,7 @@ func (x *SearchCollectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchCollectionRequest.ProtoReflect.Descriptor instead.
 func (*SearchCollectionRequest) Descriptor() ([]byte, []int) {
-	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{32}
+	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SearchCollectionRequest) GetName() string {
@@ -2459,7 +2961,7 @@ type PhotoFilter struct {
 
 func (x *PhotoFilter) Reset() {
 	*x = PhotoFilter{}
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[33]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2471,7 +2973,7 @@ func (x *PhotoFilter) String() string {
 func (*PhotoFilter) ProtoMessage() {}
 
 func (x *PhotoFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[33]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2484,7 +2986,7 @@ func (x *PhotoFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PhotoFilter.ProtoReflect.Descriptor instead.
 func (*PhotoFilter) Descriptor() ([]byte, []int) {
-	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{33}
+	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *PhotoFilter) GetTakenAfter() *timestamppb.Timestamp {
@@ -2537,7 +3039,7 @@ type PhotoHit struct {
 
 func (x *PhotoHit) Reset() {
 	*x = PhotoHit{}
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[34]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2549,7 +3051,7 @@ func (x *PhotoHit) String() string {
 func (*PhotoHit) ProtoMessage() {}
 
 func (x *PhotoHit) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[34]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2562,7 +3064,7 @@ func (x *PhotoHit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PhotoHit.ProtoReflect.Descriptor instead.
 func (*PhotoHit) Descriptor() ([]byte, []int) {
-	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{34}
+	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *PhotoHit) GetPhotoId() string {
@@ -2640,7 +3142,7 @@ type SearchCollectionResponse struct {
 
 func (x *SearchCollectionResponse) Reset() {
 	*x = SearchCollectionResponse{}
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[35]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2652,7 +3154,7 @@ func (x *SearchCollectionResponse) String() string {
 func (*SearchCollectionResponse) ProtoMessage() {}
 
 func (x *SearchCollectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[35]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2665,7 +3167,7 @@ func (x *SearchCollectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchCollectionResponse.ProtoReflect.Descriptor instead.
 func (*SearchCollectionResponse) Descriptor() ([]byte, []int) {
-	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{35}
+	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SearchCollectionResponse) GetResults() []*PhotoHit {
@@ -2698,7 +3200,7 @@ type ListCollectionDuplicatesRequest struct {
 
 func (x *ListCollectionDuplicatesRequest) Reset() {
 	*x = ListCollectionDuplicatesRequest{}
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[36]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2710,7 +3212,7 @@ func (x *ListCollectionDuplicatesRequest) String() string {
 func (*ListCollectionDuplicatesRequest) ProtoMessage() {}
 
 func (x *ListCollectionDuplicatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[36]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2723,7 +3225,7 @@ func (x *ListCollectionDuplicatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCollectionDuplicatesRequest.ProtoReflect.Descriptor instead.
 func (*ListCollectionDuplicatesRequest) Descriptor() ([]byte, []int) {
-	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{36}
+	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListCollectionDuplicatesRequest) GetParent() string {
@@ -2746,7 +3248,7 @@ type ListCollectionDuplicatesResponse struct {
 
 func (x *ListCollectionDuplicatesResponse) Reset() {
 	*x = ListCollectionDuplicatesResponse{}
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[37]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2758,7 +3260,7 @@ func (x *ListCollectionDuplicatesResponse) String() string {
 func (*ListCollectionDuplicatesResponse) ProtoMessage() {}
 
 func (x *ListCollectionDuplicatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[37]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2771,7 +3273,7 @@ func (x *ListCollectionDuplicatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCollectionDuplicatesResponse.ProtoReflect.Descriptor instead.
 func (*ListCollectionDuplicatesResponse) Descriptor() ([]byte, []int) {
-	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{37}
+	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListCollectionDuplicatesResponse) GetGroups() []*v1.DuplicateGroup {
@@ -2811,7 +3313,7 @@ type GetCollectionIndexRequest struct {
 
 func (x *GetCollectionIndexRequest) Reset() {
 	*x = GetCollectionIndexRequest{}
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[38]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2823,7 +3325,7 @@ func (x *GetCollectionIndexRequest) String() string {
 func (*GetCollectionIndexRequest) ProtoMessage() {}
 
 func (x *GetCollectionIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[38]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2836,7 +3338,7 @@ func (x *GetCollectionIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCollectionIndexRequest.ProtoReflect.Descriptor instead.
 func (*GetCollectionIndexRequest) Descriptor() ([]byte, []int) {
-	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{38}
+	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetCollectionIndexRequest) GetName() string {
@@ -2861,7 +3363,7 @@ type GetCollectionIndexResponse struct {
 
 func (x *GetCollectionIndexResponse) Reset() {
 	*x = GetCollectionIndexResponse{}
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[39]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2873,7 +3375,7 @@ func (x *GetCollectionIndexResponse) String() string {
 func (*GetCollectionIndexResponse) ProtoMessage() {}
 
 func (x *GetCollectionIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[39]
+	mi := &file_glimpse_ranking_v1_ranking_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2886,7 +3388,7 @@ func (x *GetCollectionIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCollectionIndexResponse.ProtoReflect.Descriptor instead.
 func (*GetCollectionIndexResponse) Descriptor() ([]byte, []int) {
-	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{39}
+	return file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GetCollectionIndexResponse) GetServingVersion() string {
@@ -3056,16 +3558,49 @@ const file_glimpse_ranking_v1_ranking_service_proto_rawDesc = "" +
 	"\rpending_index\x18\b \x01(\v2\x1e.glimpse.ranking.v1.IndexBuildR\fpendingIndex\x12@\n" +
 	"\x1cprevious_production_versions\x18\t \x03(\tR\x1apreviousProductionVersions\x12<\n" +
 	"\tload_time\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\bloadTime\"\xd2\x01\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\bloadTime\"\xac\x05\n" +
 	"\n" +
-	"IndexBuild\x12#\n" +
-	"\rmodel_version\x18\x01 \x01(\tR\fmodelVersion\x12\x18\n" +
-	"\adataset\x18\x02 \x01(\tR\adataset\x12'\n" +
-	"\x0fdataset_version\x18\x03 \x01(\tR\x0edatasetVersion\x12\x1a\n" +
-	"\bexecutor\x18\x04 \x01(\tR\bexecutor\x12\x10\n" +
-	"\x03job\x18\x05 \x01(\tR\x03job\x12\x16\n" +
-	"\x06detail\x18\x06 \x01(\tR\x06detail\x12\x16\n" +
-	"\x06failed\x18\a \x01(\bR\x06failed\"g\n" +
+	"IndexBuild\x12\x17\n" +
+	"\x04name\x18\b \x01(\tB\x03\xe0A\bR\x04name\x12.\n" +
+	"\rmodel_version\x18\x01 \x01(\tB\t\xbaH\x06r\x04\xf0\x80\x19\x01R\fmodelVersion\x12\x1d\n" +
+	"\adataset\x18\x02 \x01(\tB\x03\xe0A\x03R\adataset\x122\n" +
+	"\x0fdataset_version\x18\x03 \x01(\tB\t\xbaH\x06r\x04\xe8\x80\x19\x01R\x0edatasetVersion\x12.\n" +
+	"\x04kind\x18\t \x01(\tB\x1a\xbaH\x17r\x15R\x00R\x04autoR\x05exactR\x04hnswR\x04kind\x12\x19\n" +
+	"\x05force\x18\n" +
+	" \x01(\bB\x03\xe0A\x04R\x05force\x12\x1f\n" +
+	"\bexecutor\x18\x04 \x01(\tB\x03\xe0A\x03R\bexecutor\x12\x15\n" +
+	"\x03job\x18\x05 \x01(\tB\x03\xe0A\x03R\x03job\x12\x1b\n" +
+	"\x06detail\x18\x06 \x01(\tB\x03\xe0A\x03R\x06detail\x12\x1b\n" +
+	"\x06failed\x18\a \x01(\bB\x03\xe0A\x03R\x06failed\x12>\n" +
+	"\x05state\x18\v \x01(\x0e2#.glimpse.ranking.v1.IndexBuildStateB\x03\xe0A\x03R\x05state\x12\x19\n" +
+	"\x05stage\x18\f \x01(\tB\x03\xe0A\x03R\x05stage\x12\x17\n" +
+	"\x04done\x18\r \x01(\x03B\x03\xe0A\x03R\x04done\x12\x19\n" +
+	"\x05total\x18\x0e \x01(\x03B\x03\xe0A\x03R\x05total\x128\n" +
+	"\x05index\x18\x0f \x01(\v2\x1d.glimpse.ranking.v1.IndexInfoB\x03\xe0A\x03R\x05index\x12@\n" +
+	"\vcreate_time\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
+	"createTime\x12:\n" +
+	"\bend_time\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\aendTime\"e\n" +
+	"\x17CreateIndexBuildRequest\x12J\n" +
+	"\vindex_build\x18\x01 \x01(\v2\x1e.glimpse.ranking.v1.IndexBuildB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\n" +
+	"indexBuild\"[\n" +
+	"\x18CreateIndexBuildResponse\x12?\n" +
+	"\vindex_build\x18\x01 \x01(\v2\x1e.glimpse.ranking.v1.IndexBuildR\n" +
+	"indexBuild\";\n" +
+	"\x14GetIndexBuildRequest\x12#\n" +
+	"\x04name\x18\x01 \x01(\tB\x0f\xe0A\x02\xbaH\t\xc8\x01\x01r\x04ȁ\x19\x01R\x04name\"X\n" +
+	"\x15GetIndexBuildResponse\x12?\n" +
+	"\vindex_build\x18\x01 \x01(\v2\x1e.glimpse.ranking.v1.IndexBuildR\n" +
+	"indexBuild\"=\n" +
+	"\x16WatchIndexBuildRequest\x12#\n" +
+	"\x04name\x18\x01 \x01(\tB\x0f\xe0A\x02\xbaH\t\xc8\x01\x01r\x04ȁ\x19\x01R\x04name\"Z\n" +
+	"\x17WatchIndexBuildResponse\x12?\n" +
+	"\vindex_build\x18\x01 \x01(\v2\x1e.glimpse.ranking.v1.IndexBuildR\n" +
+	"indexBuild\">\n" +
+	"\x17CancelIndexBuildRequest\x12#\n" +
+	"\x04name\x18\x01 \x01(\tB\x0f\xe0A\x02\xbaH\t\xc8\x01\x01r\x04ȁ\x19\x01R\x04name\"[\n" +
+	"\x18CancelIndexBuildResponse\x12?\n" +
+	"\vindex_build\x18\x01 \x01(\v2\x1e.glimpse.ranking.v1.IndexBuildR\n" +
+	"indexBuild\"g\n" +
 	"\x18ListModelVersionsRequest\x12,\n" +
 	"\tpage_size\x18\x01 \x01(\x05B\x0f\xbaH\x04\x1a\x02(\x00\x92\x80\x19\x04\b\x14\x10dR\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -3152,7 +3687,13 @@ const file_glimpse_ranking_v1_ranking_service_proto_rawDesc = "" +
 	"\x14MODEL_STATE_NO_MODEL\x10\x01\x12\x17\n" +
 	"\x13MODEL_STATE_LOADING\x10\x02\x12\x17\n" +
 	"\x13MODEL_STATE_SERVING\x10\x03\x12\x16\n" +
-	"\x12MODEL_STATE_FAILED\x10\x042\xeb\x10\n" +
+	"\x12MODEL_STATE_FAILED\x10\x04*\xb3\x01\n" +
+	"\x0fIndexBuildState\x12!\n" +
+	"\x1dINDEX_BUILD_STATE_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19INDEX_BUILD_STATE_RUNNING\x10\x01\x12\x1f\n" +
+	"\x1bINDEX_BUILD_STATE_SUCCEEDED\x10\x02\x12\x1c\n" +
+	"\x18INDEX_BUILD_STATE_FAILED\x10\x03\x12\x1f\n" +
+	"\x1bINDEX_BUILD_STATE_CANCELLED\x10\x042\xb2\x15\n" +
 	"\x0eRankingService\x12\x8d\x01\n" +
 	"\fSearchImages\x12'.glimpse.ranking.v1.SearchImagesRequest\x1a(.glimpse.ranking.v1.SearchImagesResponse\"*\x88\x80\x19\x01\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/inference/text-to-image\x90\x02\x01\x12\x90\x01\n" +
 	"\x0eSearchCaptions\x12).glimpse.ranking.v1.SearchCaptionsRequest\x1a*.glimpse.ranking.v1.SearchCaptionsResponse\"'\x88\x80\x19\x01\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/inference/image-to-text\x12\x9c\x01\n" +
@@ -3162,9 +3703,13 @@ const file_glimpse_ranking_v1_ranking_service_proto_rawDesc = "" +
 	"\fGetModelInfo\x12'.glimpse.ranking.v1.GetModelInfoRequest\x1a(.glimpse.ranking.v1.GetModelInfoResponse\"\x1a\x88\x80\x19\x01\x82\xd3\xe4\x93\x02\r\x12\v/model/info\x90\x02\x01\x12\x85\x01\n" +
 	"\x0eGetModelStatus\x12).glimpse.ranking.v1.GetModelStatusRequest\x1a*.glimpse.ranking.v1.GetModelStatusResponse\"\x1c\x88\x80\x19\x01\x82\xd3\xe4\x93\x02\x0f\x12\r/model/status\x90\x02\x01\x12\x90\x01\n" +
 	"\x11ListModelVersions\x12,.glimpse.ranking.v1.ListModelVersionsRequest\x1a-.glimpse.ranking.v1.ListModelVersionsResponse\"\x1e\x88\x80\x19\x01\x82\xd3\xe4\x93\x02\x11\x12\x0f/model/versions\x90\x02\x01\x12\x83\x01\n" +
-	"\fPromoteModel\x12'.glimpse.ranking.v1.PromoteModelRequest\x1a(.glimpse.ranking.v1.PromoteModelResponse\" \x88\x80\x19\x02\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/model/promote\x90\x02\x02\x12c\n" +
+	"\fPromoteModel\x12'.glimpse.ranking.v1.PromoteModelRequest\x1a(.glimpse.ranking.v1.PromoteModelResponse\" \x88\x80\x19\x02\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/model/promote\x90\x02\x02\x12\x97\x01\n" +
+	"\x10CreateIndexBuild\x12+.glimpse.ranking.v1.CreateIndexBuildRequest\x1a,.glimpse.ranking.v1.CreateIndexBuildResponse\"(\x88\x80\x19\x02\x82\xd3\xe4\x93\x02\x1e:\vindex_build\"\x0f/v1/indexBuilds\x12\x8d\x01\n" +
+	"\rGetIndexBuild\x12(.glimpse.ranking.v1.GetIndexBuildRequest\x1a).glimpse.ranking.v1.GetIndexBuildResponse\"'\x88\x80\x19\x01\x82\xd3\xe4\x93\x02\x1a\x12\x18/v1/{name=indexBuilds/*}\x90\x02\x01\x12u\n" +
+	"\x0fWatchIndexBuild\x12*.glimpse.ranking.v1.WatchIndexBuildRequest\x1a+.glimpse.ranking.v1.WatchIndexBuildResponse\"\a\x88\x80\x19\x01\x90\x02\x010\x01\x12\xa0\x01\n" +
+	"\x10CancelIndexBuild\x12+.glimpse.ranking.v1.CancelIndexBuildRequest\x1a,.glimpse.ranking.v1.CancelIndexBuildResponse\"1\x88\x80\x19\x02\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/{name=indexBuilds/*}:cancel\x90\x02\x02\x12f\n" +
 	"\n" +
-	"BuildIndex\x12%.glimpse.ranking.v1.BuildIndexRequest\x1a&.glimpse.ranking.v1.BuildIndexResponse\"\x04\x88\x80\x19\x020\x01\x12\x88\x01\n" +
+	"BuildIndex\x12%.glimpse.ranking.v1.BuildIndexRequest\x1a&.glimpse.ranking.v1.BuildIndexResponse\"\a\x88\x80\x19\x02\x88\x02\x010\x01\x12\x88\x01\n" +
 	"\x0fListDemoQueries\x12*.glimpse.ranking.v1.ListDemoQueriesRequest\x1a+.glimpse.ranking.v1.ListDemoQueriesResponse\"\x1c\x88\x80\x19\x01\x82\xd3\xe4\x93\x02\x0f\x12\r/demo/queries\x90\x02\x01\x12x\n" +
 	"\n" +
 	"DemoSearch\x12%.glimpse.ranking.v1.DemoSearchRequest\x1a&.glimpse.ranking.v1.DemoSearchResponse\"\x1b\x88\x80\x19\x01\x82\xd3\xe4\x93\x02\x0e\x12\f/demo/search\x90\x02\x01\x12\xa0\x01\n" +
@@ -3185,127 +3730,153 @@ func file_glimpse_ranking_v1_ranking_service_proto_rawDescGZIP() []byte {
 	return file_glimpse_ranking_v1_ranking_service_proto_rawDescData
 }
 
-var file_glimpse_ranking_v1_ranking_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_glimpse_ranking_v1_ranking_service_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_glimpse_ranking_v1_ranking_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_glimpse_ranking_v1_ranking_service_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_glimpse_ranking_v1_ranking_service_proto_goTypes = []any{
 	(ModelState)(0),                          // 0: glimpse.ranking.v1.ModelState
-	(*Scope)(nil),                            // 1: glimpse.ranking.v1.Scope
-	(*ImageHit)(nil),                         // 2: glimpse.ranking.v1.ImageHit
-	(*CaptionHit)(nil),                       // 3: glimpse.ranking.v1.CaptionHit
-	(*SearchImagesRequest)(nil),              // 4: glimpse.ranking.v1.SearchImagesRequest
-	(*SearchImagesResponse)(nil),             // 5: glimpse.ranking.v1.SearchImagesResponse
-	(*SearchCaptionsRequest)(nil),            // 6: glimpse.ranking.v1.SearchCaptionsRequest
-	(*SearchCaptionsResponse)(nil),           // 7: glimpse.ranking.v1.SearchCaptionsResponse
-	(*BatchSearchImagesRequest)(nil),         // 8: glimpse.ranking.v1.BatchSearchImagesRequest
-	(*QueryResult)(nil),                      // 9: glimpse.ranking.v1.QueryResult
-	(*BatchSearchImagesResponse)(nil),        // 10: glimpse.ranking.v1.BatchSearchImagesResponse
-	(*RankCandidatesRequest)(nil),            // 11: glimpse.ranking.v1.RankCandidatesRequest
-	(*ScoredCandidate)(nil),                  // 12: glimpse.ranking.v1.ScoredCandidate
-	(*RankCandidatesResponse)(nil),           // 13: glimpse.ranking.v1.RankCandidatesResponse
-	(*RankUploadedImageRequest)(nil),         // 14: glimpse.ranking.v1.RankUploadedImageRequest
-	(*RankUploadedImageResponse)(nil),        // 15: glimpse.ranking.v1.RankUploadedImageResponse
-	(*ModelInfo)(nil),                        // 16: glimpse.ranking.v1.ModelInfo
-	(*GetModelInfoRequest)(nil),              // 17: glimpse.ranking.v1.GetModelInfoRequest
-	(*GetModelInfoResponse)(nil),             // 18: glimpse.ranking.v1.GetModelInfoResponse
-	(*IndexInfo)(nil),                        // 19: glimpse.ranking.v1.IndexInfo
-	(*GetModelStatusRequest)(nil),            // 20: glimpse.ranking.v1.GetModelStatusRequest
-	(*GetModelStatusResponse)(nil),           // 21: glimpse.ranking.v1.GetModelStatusResponse
-	(*IndexBuild)(nil),                       // 22: glimpse.ranking.v1.IndexBuild
-	(*ListModelVersionsRequest)(nil),         // 23: glimpse.ranking.v1.ListModelVersionsRequest
-	(*ListModelVersionsResponse)(nil),        // 24: glimpse.ranking.v1.ListModelVersionsResponse
-	(*PromoteModelRequest)(nil),              // 25: glimpse.ranking.v1.PromoteModelRequest
-	(*PromoteModelResponse)(nil),             // 26: glimpse.ranking.v1.PromoteModelResponse
-	(*BuildIndexRequest)(nil),                // 27: glimpse.ranking.v1.BuildIndexRequest
-	(*BuildIndexResponse)(nil),               // 28: glimpse.ranking.v1.BuildIndexResponse
-	(*ListDemoQueriesRequest)(nil),           // 29: glimpse.ranking.v1.ListDemoQueriesRequest
-	(*ListDemoQueriesResponse)(nil),          // 30: glimpse.ranking.v1.ListDemoQueriesResponse
-	(*DemoSearchRequest)(nil),                // 31: glimpse.ranking.v1.DemoSearchRequest
-	(*DemoSearchResponse)(nil),               // 32: glimpse.ranking.v1.DemoSearchResponse
-	(*SearchCollectionRequest)(nil),          // 33: glimpse.ranking.v1.SearchCollectionRequest
-	(*PhotoFilter)(nil),                      // 34: glimpse.ranking.v1.PhotoFilter
-	(*PhotoHit)(nil),                         // 35: glimpse.ranking.v1.PhotoHit
-	(*SearchCollectionResponse)(nil),         // 36: glimpse.ranking.v1.SearchCollectionResponse
-	(*ListCollectionDuplicatesRequest)(nil),  // 37: glimpse.ranking.v1.ListCollectionDuplicatesRequest
-	(*ListCollectionDuplicatesResponse)(nil), // 38: glimpse.ranking.v1.ListCollectionDuplicatesResponse
-	(*GetCollectionIndexRequest)(nil),        // 39: glimpse.ranking.v1.GetCollectionIndexRequest
-	(*GetCollectionIndexResponse)(nil),       // 40: glimpse.ranking.v1.GetCollectionIndexResponse
-	nil,                                      // 41: glimpse.ranking.v1.ModelInfo.MetricsEntry
-	(v1.Split)(0),                            // 42: glimpse.data.v1.Split
-	(*timestamppb.Timestamp)(nil),            // 43: google.protobuf.Timestamp
-	(*v1.DuplicateGroup)(nil),                // 44: glimpse.data.v1.DuplicateGroup
+	(IndexBuildState)(0),                     // 1: glimpse.ranking.v1.IndexBuildState
+	(*Scope)(nil),                            // 2: glimpse.ranking.v1.Scope
+	(*ImageHit)(nil),                         // 3: glimpse.ranking.v1.ImageHit
+	(*CaptionHit)(nil),                       // 4: glimpse.ranking.v1.CaptionHit
+	(*SearchImagesRequest)(nil),              // 5: glimpse.ranking.v1.SearchImagesRequest
+	(*SearchImagesResponse)(nil),             // 6: glimpse.ranking.v1.SearchImagesResponse
+	(*SearchCaptionsRequest)(nil),            // 7: glimpse.ranking.v1.SearchCaptionsRequest
+	(*SearchCaptionsResponse)(nil),           // 8: glimpse.ranking.v1.SearchCaptionsResponse
+	(*BatchSearchImagesRequest)(nil),         // 9: glimpse.ranking.v1.BatchSearchImagesRequest
+	(*QueryResult)(nil),                      // 10: glimpse.ranking.v1.QueryResult
+	(*BatchSearchImagesResponse)(nil),        // 11: glimpse.ranking.v1.BatchSearchImagesResponse
+	(*RankCandidatesRequest)(nil),            // 12: glimpse.ranking.v1.RankCandidatesRequest
+	(*ScoredCandidate)(nil),                  // 13: glimpse.ranking.v1.ScoredCandidate
+	(*RankCandidatesResponse)(nil),           // 14: glimpse.ranking.v1.RankCandidatesResponse
+	(*RankUploadedImageRequest)(nil),         // 15: glimpse.ranking.v1.RankUploadedImageRequest
+	(*RankUploadedImageResponse)(nil),        // 16: glimpse.ranking.v1.RankUploadedImageResponse
+	(*ModelInfo)(nil),                        // 17: glimpse.ranking.v1.ModelInfo
+	(*GetModelInfoRequest)(nil),              // 18: glimpse.ranking.v1.GetModelInfoRequest
+	(*GetModelInfoResponse)(nil),             // 19: glimpse.ranking.v1.GetModelInfoResponse
+	(*IndexInfo)(nil),                        // 20: glimpse.ranking.v1.IndexInfo
+	(*GetModelStatusRequest)(nil),            // 21: glimpse.ranking.v1.GetModelStatusRequest
+	(*GetModelStatusResponse)(nil),           // 22: glimpse.ranking.v1.GetModelStatusResponse
+	(*IndexBuild)(nil),                       // 23: glimpse.ranking.v1.IndexBuild
+	(*CreateIndexBuildRequest)(nil),          // 24: glimpse.ranking.v1.CreateIndexBuildRequest
+	(*CreateIndexBuildResponse)(nil),         // 25: glimpse.ranking.v1.CreateIndexBuildResponse
+	(*GetIndexBuildRequest)(nil),             // 26: glimpse.ranking.v1.GetIndexBuildRequest
+	(*GetIndexBuildResponse)(nil),            // 27: glimpse.ranking.v1.GetIndexBuildResponse
+	(*WatchIndexBuildRequest)(nil),           // 28: glimpse.ranking.v1.WatchIndexBuildRequest
+	(*WatchIndexBuildResponse)(nil),          // 29: glimpse.ranking.v1.WatchIndexBuildResponse
+	(*CancelIndexBuildRequest)(nil),          // 30: glimpse.ranking.v1.CancelIndexBuildRequest
+	(*CancelIndexBuildResponse)(nil),         // 31: glimpse.ranking.v1.CancelIndexBuildResponse
+	(*ListModelVersionsRequest)(nil),         // 32: glimpse.ranking.v1.ListModelVersionsRequest
+	(*ListModelVersionsResponse)(nil),        // 33: glimpse.ranking.v1.ListModelVersionsResponse
+	(*PromoteModelRequest)(nil),              // 34: glimpse.ranking.v1.PromoteModelRequest
+	(*PromoteModelResponse)(nil),             // 35: glimpse.ranking.v1.PromoteModelResponse
+	(*BuildIndexRequest)(nil),                // 36: glimpse.ranking.v1.BuildIndexRequest
+	(*BuildIndexResponse)(nil),               // 37: glimpse.ranking.v1.BuildIndexResponse
+	(*ListDemoQueriesRequest)(nil),           // 38: glimpse.ranking.v1.ListDemoQueriesRequest
+	(*ListDemoQueriesResponse)(nil),          // 39: glimpse.ranking.v1.ListDemoQueriesResponse
+	(*DemoSearchRequest)(nil),                // 40: glimpse.ranking.v1.DemoSearchRequest
+	(*DemoSearchResponse)(nil),               // 41: glimpse.ranking.v1.DemoSearchResponse
+	(*SearchCollectionRequest)(nil),          // 42: glimpse.ranking.v1.SearchCollectionRequest
+	(*PhotoFilter)(nil),                      // 43: glimpse.ranking.v1.PhotoFilter
+	(*PhotoHit)(nil),                         // 44: glimpse.ranking.v1.PhotoHit
+	(*SearchCollectionResponse)(nil),         // 45: glimpse.ranking.v1.SearchCollectionResponse
+	(*ListCollectionDuplicatesRequest)(nil),  // 46: glimpse.ranking.v1.ListCollectionDuplicatesRequest
+	(*ListCollectionDuplicatesResponse)(nil), // 47: glimpse.ranking.v1.ListCollectionDuplicatesResponse
+	(*GetCollectionIndexRequest)(nil),        // 48: glimpse.ranking.v1.GetCollectionIndexRequest
+	(*GetCollectionIndexResponse)(nil),       // 49: glimpse.ranking.v1.GetCollectionIndexResponse
+	nil,                                      // 50: glimpse.ranking.v1.ModelInfo.MetricsEntry
+	(v1.Split)(0),                            // 51: glimpse.data.v1.Split
+	(*timestamppb.Timestamp)(nil),            // 52: google.protobuf.Timestamp
+	(*v1.DuplicateGroup)(nil),                // 53: glimpse.data.v1.DuplicateGroup
 }
 var file_glimpse_ranking_v1_ranking_service_proto_depIdxs = []int32{
-	42, // 0: glimpse.ranking.v1.Scope.split:type_name -> glimpse.data.v1.Split
-	42, // 1: glimpse.ranking.v1.ImageHit.split:type_name -> glimpse.data.v1.Split
-	1,  // 2: glimpse.ranking.v1.SearchImagesRequest.scope:type_name -> glimpse.ranking.v1.Scope
-	2,  // 3: glimpse.ranking.v1.SearchImagesResponse.results:type_name -> glimpse.ranking.v1.ImageHit
-	1,  // 4: glimpse.ranking.v1.SearchCaptionsRequest.scope:type_name -> glimpse.ranking.v1.Scope
-	3,  // 5: glimpse.ranking.v1.SearchCaptionsResponse.results:type_name -> glimpse.ranking.v1.CaptionHit
-	1,  // 6: glimpse.ranking.v1.BatchSearchImagesRequest.scope:type_name -> glimpse.ranking.v1.Scope
-	2,  // 7: glimpse.ranking.v1.QueryResult.results:type_name -> glimpse.ranking.v1.ImageHit
-	9,  // 8: glimpse.ranking.v1.BatchSearchImagesResponse.results:type_name -> glimpse.ranking.v1.QueryResult
-	1,  // 9: glimpse.ranking.v1.RankCandidatesRequest.scope:type_name -> glimpse.ranking.v1.Scope
-	12, // 10: glimpse.ranking.v1.RankCandidatesResponse.results:type_name -> glimpse.ranking.v1.ScoredCandidate
-	1,  // 11: glimpse.ranking.v1.RankUploadedImageRequest.scope:type_name -> glimpse.ranking.v1.Scope
-	3,  // 12: glimpse.ranking.v1.RankUploadedImageResponse.captions:type_name -> glimpse.ranking.v1.CaptionHit
-	2,  // 13: glimpse.ranking.v1.RankUploadedImageResponse.similar_images:type_name -> glimpse.ranking.v1.ImageHit
-	43, // 14: glimpse.ranking.v1.ModelInfo.created_at:type_name -> google.protobuf.Timestamp
-	41, // 15: glimpse.ranking.v1.ModelInfo.metrics:type_name -> glimpse.ranking.v1.ModelInfo.MetricsEntry
-	43, // 16: glimpse.ranking.v1.ModelInfo.create_time:type_name -> google.protobuf.Timestamp
-	16, // 17: glimpse.ranking.v1.GetModelInfoResponse.model:type_name -> glimpse.ranking.v1.ModelInfo
-	43, // 18: glimpse.ranking.v1.IndexInfo.built_at:type_name -> google.protobuf.Timestamp
-	43, // 19: glimpse.ranking.v1.IndexInfo.build_time:type_name -> google.protobuf.Timestamp
+	51, // 0: glimpse.ranking.v1.Scope.split:type_name -> glimpse.data.v1.Split
+	51, // 1: glimpse.ranking.v1.ImageHit.split:type_name -> glimpse.data.v1.Split
+	2,  // 2: glimpse.ranking.v1.SearchImagesRequest.scope:type_name -> glimpse.ranking.v1.Scope
+	3,  // 3: glimpse.ranking.v1.SearchImagesResponse.results:type_name -> glimpse.ranking.v1.ImageHit
+	2,  // 4: glimpse.ranking.v1.SearchCaptionsRequest.scope:type_name -> glimpse.ranking.v1.Scope
+	4,  // 5: glimpse.ranking.v1.SearchCaptionsResponse.results:type_name -> glimpse.ranking.v1.CaptionHit
+	2,  // 6: glimpse.ranking.v1.BatchSearchImagesRequest.scope:type_name -> glimpse.ranking.v1.Scope
+	3,  // 7: glimpse.ranking.v1.QueryResult.results:type_name -> glimpse.ranking.v1.ImageHit
+	10, // 8: glimpse.ranking.v1.BatchSearchImagesResponse.results:type_name -> glimpse.ranking.v1.QueryResult
+	2,  // 9: glimpse.ranking.v1.RankCandidatesRequest.scope:type_name -> glimpse.ranking.v1.Scope
+	13, // 10: glimpse.ranking.v1.RankCandidatesResponse.results:type_name -> glimpse.ranking.v1.ScoredCandidate
+	2,  // 11: glimpse.ranking.v1.RankUploadedImageRequest.scope:type_name -> glimpse.ranking.v1.Scope
+	4,  // 12: glimpse.ranking.v1.RankUploadedImageResponse.captions:type_name -> glimpse.ranking.v1.CaptionHit
+	3,  // 13: glimpse.ranking.v1.RankUploadedImageResponse.similar_images:type_name -> glimpse.ranking.v1.ImageHit
+	52, // 14: glimpse.ranking.v1.ModelInfo.created_at:type_name -> google.protobuf.Timestamp
+	50, // 15: glimpse.ranking.v1.ModelInfo.metrics:type_name -> glimpse.ranking.v1.ModelInfo.MetricsEntry
+	52, // 16: glimpse.ranking.v1.ModelInfo.create_time:type_name -> google.protobuf.Timestamp
+	17, // 17: glimpse.ranking.v1.GetModelInfoResponse.model:type_name -> glimpse.ranking.v1.ModelInfo
+	52, // 18: glimpse.ranking.v1.IndexInfo.built_at:type_name -> google.protobuf.Timestamp
+	52, // 19: glimpse.ranking.v1.IndexInfo.build_time:type_name -> google.protobuf.Timestamp
 	0,  // 20: glimpse.ranking.v1.GetModelStatusResponse.state:type_name -> glimpse.ranking.v1.ModelState
-	43, // 21: glimpse.ranking.v1.GetModelStatusResponse.loaded_at:type_name -> google.protobuf.Timestamp
-	19, // 22: glimpse.ranking.v1.GetModelStatusResponse.index:type_name -> glimpse.ranking.v1.IndexInfo
-	22, // 23: glimpse.ranking.v1.GetModelStatusResponse.pending_index:type_name -> glimpse.ranking.v1.IndexBuild
-	43, // 24: glimpse.ranking.v1.GetModelStatusResponse.load_time:type_name -> google.protobuf.Timestamp
-	16, // 25: glimpse.ranking.v1.ListModelVersionsResponse.models:type_name -> glimpse.ranking.v1.ModelInfo
-	16, // 26: glimpse.ranking.v1.PromoteModelResponse.model:type_name -> glimpse.ranking.v1.ModelInfo
-	19, // 27: glimpse.ranking.v1.BuildIndexResponse.index:type_name -> glimpse.ranking.v1.IndexInfo
-	2,  // 28: glimpse.ranking.v1.DemoSearchResponse.results:type_name -> glimpse.ranking.v1.ImageHit
-	34, // 29: glimpse.ranking.v1.SearchCollectionRequest.filter:type_name -> glimpse.ranking.v1.PhotoFilter
-	43, // 30: glimpse.ranking.v1.PhotoFilter.taken_after:type_name -> google.protobuf.Timestamp
-	43, // 31: glimpse.ranking.v1.PhotoFilter.taken_before:type_name -> google.protobuf.Timestamp
-	43, // 32: glimpse.ranking.v1.PhotoHit.taken_time:type_name -> google.protobuf.Timestamp
-	35, // 33: glimpse.ranking.v1.SearchCollectionResponse.results:type_name -> glimpse.ranking.v1.PhotoHit
-	44, // 34: glimpse.ranking.v1.ListCollectionDuplicatesResponse.groups:type_name -> glimpse.data.v1.DuplicateGroup
-	22, // 35: glimpse.ranking.v1.GetCollectionIndexResponse.pending:type_name -> glimpse.ranking.v1.IndexBuild
-	4,  // 36: glimpse.ranking.v1.RankingService.SearchImages:input_type -> glimpse.ranking.v1.SearchImagesRequest
-	6,  // 37: glimpse.ranking.v1.RankingService.SearchCaptions:input_type -> glimpse.ranking.v1.SearchCaptionsRequest
-	8,  // 38: glimpse.ranking.v1.RankingService.BatchSearchImages:input_type -> glimpse.ranking.v1.BatchSearchImagesRequest
-	11, // 39: glimpse.ranking.v1.RankingService.RankCandidates:input_type -> glimpse.ranking.v1.RankCandidatesRequest
-	14, // 40: glimpse.ranking.v1.RankingService.RankUploadedImage:input_type -> glimpse.ranking.v1.RankUploadedImageRequest
-	17, // 41: glimpse.ranking.v1.RankingService.GetModelInfo:input_type -> glimpse.ranking.v1.GetModelInfoRequest
-	20, // 42: glimpse.ranking.v1.RankingService.GetModelStatus:input_type -> glimpse.ranking.v1.GetModelStatusRequest
-	23, // 43: glimpse.ranking.v1.RankingService.ListModelVersions:input_type -> glimpse.ranking.v1.ListModelVersionsRequest
-	25, // 44: glimpse.ranking.v1.RankingService.PromoteModel:input_type -> glimpse.ranking.v1.PromoteModelRequest
-	27, // 45: glimpse.ranking.v1.RankingService.BuildIndex:input_type -> glimpse.ranking.v1.BuildIndexRequest
-	29, // 46: glimpse.ranking.v1.RankingService.ListDemoQueries:input_type -> glimpse.ranking.v1.ListDemoQueriesRequest
-	31, // 47: glimpse.ranking.v1.RankingService.DemoSearch:input_type -> glimpse.ranking.v1.DemoSearchRequest
-	33, // 48: glimpse.ranking.v1.RankingService.SearchCollection:input_type -> glimpse.ranking.v1.SearchCollectionRequest
-	37, // 49: glimpse.ranking.v1.RankingService.ListCollectionDuplicates:input_type -> glimpse.ranking.v1.ListCollectionDuplicatesRequest
-	39, // 50: glimpse.ranking.v1.RankingService.GetCollectionIndex:input_type -> glimpse.ranking.v1.GetCollectionIndexRequest
-	5,  // 51: glimpse.ranking.v1.RankingService.SearchImages:output_type -> glimpse.ranking.v1.SearchImagesResponse
-	7,  // 52: glimpse.ranking.v1.RankingService.SearchCaptions:output_type -> glimpse.ranking.v1.SearchCaptionsResponse
-	10, // 53: glimpse.ranking.v1.RankingService.BatchSearchImages:output_type -> glimpse.ranking.v1.BatchSearchImagesResponse
-	13, // 54: glimpse.ranking.v1.RankingService.RankCandidates:output_type -> glimpse.ranking.v1.RankCandidatesResponse
-	15, // 55: glimpse.ranking.v1.RankingService.RankUploadedImage:output_type -> glimpse.ranking.v1.RankUploadedImageResponse
-	18, // 56: glimpse.ranking.v1.RankingService.GetModelInfo:output_type -> glimpse.ranking.v1.GetModelInfoResponse
-	21, // 57: glimpse.ranking.v1.RankingService.GetModelStatus:output_type -> glimpse.ranking.v1.GetModelStatusResponse
-	24, // 58: glimpse.ranking.v1.RankingService.ListModelVersions:output_type -> glimpse.ranking.v1.ListModelVersionsResponse
-	26, // 59: glimpse.ranking.v1.RankingService.PromoteModel:output_type -> glimpse.ranking.v1.PromoteModelResponse
-	28, // 60: glimpse.ranking.v1.RankingService.BuildIndex:output_type -> glimpse.ranking.v1.BuildIndexResponse
-	30, // 61: glimpse.ranking.v1.RankingService.ListDemoQueries:output_type -> glimpse.ranking.v1.ListDemoQueriesResponse
-	32, // 62: glimpse.ranking.v1.RankingService.DemoSearch:output_type -> glimpse.ranking.v1.DemoSearchResponse
-	36, // 63: glimpse.ranking.v1.RankingService.SearchCollection:output_type -> glimpse.ranking.v1.SearchCollectionResponse
-	38, // 64: glimpse.ranking.v1.RankingService.ListCollectionDuplicates:output_type -> glimpse.ranking.v1.ListCollectionDuplicatesResponse
-	40, // 65: glimpse.ranking.v1.RankingService.GetCollectionIndex:output_type -> glimpse.ranking.v1.GetCollectionIndexResponse
-	51, // [51:66] is the sub-list for method output_type
-	36, // [36:51] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	52, // 21: glimpse.ranking.v1.GetModelStatusResponse.loaded_at:type_name -> google.protobuf.Timestamp
+	20, // 22: glimpse.ranking.v1.GetModelStatusResponse.index:type_name -> glimpse.ranking.v1.IndexInfo
+	23, // 23: glimpse.ranking.v1.GetModelStatusResponse.pending_index:type_name -> glimpse.ranking.v1.IndexBuild
+	52, // 24: glimpse.ranking.v1.GetModelStatusResponse.load_time:type_name -> google.protobuf.Timestamp
+	1,  // 25: glimpse.ranking.v1.IndexBuild.state:type_name -> glimpse.ranking.v1.IndexBuildState
+	20, // 26: glimpse.ranking.v1.IndexBuild.index:type_name -> glimpse.ranking.v1.IndexInfo
+	52, // 27: glimpse.ranking.v1.IndexBuild.create_time:type_name -> google.protobuf.Timestamp
+	52, // 28: glimpse.ranking.v1.IndexBuild.end_time:type_name -> google.protobuf.Timestamp
+	23, // 29: glimpse.ranking.v1.CreateIndexBuildRequest.index_build:type_name -> glimpse.ranking.v1.IndexBuild
+	23, // 30: glimpse.ranking.v1.CreateIndexBuildResponse.index_build:type_name -> glimpse.ranking.v1.IndexBuild
+	23, // 31: glimpse.ranking.v1.GetIndexBuildResponse.index_build:type_name -> glimpse.ranking.v1.IndexBuild
+	23, // 32: glimpse.ranking.v1.WatchIndexBuildResponse.index_build:type_name -> glimpse.ranking.v1.IndexBuild
+	23, // 33: glimpse.ranking.v1.CancelIndexBuildResponse.index_build:type_name -> glimpse.ranking.v1.IndexBuild
+	17, // 34: glimpse.ranking.v1.ListModelVersionsResponse.models:type_name -> glimpse.ranking.v1.ModelInfo
+	17, // 35: glimpse.ranking.v1.PromoteModelResponse.model:type_name -> glimpse.ranking.v1.ModelInfo
+	20, // 36: glimpse.ranking.v1.BuildIndexResponse.index:type_name -> glimpse.ranking.v1.IndexInfo
+	3,  // 37: glimpse.ranking.v1.DemoSearchResponse.results:type_name -> glimpse.ranking.v1.ImageHit
+	43, // 38: glimpse.ranking.v1.SearchCollectionRequest.filter:type_name -> glimpse.ranking.v1.PhotoFilter
+	52, // 39: glimpse.ranking.v1.PhotoFilter.taken_after:type_name -> google.protobuf.Timestamp
+	52, // 40: glimpse.ranking.v1.PhotoFilter.taken_before:type_name -> google.protobuf.Timestamp
+	52, // 41: glimpse.ranking.v1.PhotoHit.taken_time:type_name -> google.protobuf.Timestamp
+	44, // 42: glimpse.ranking.v1.SearchCollectionResponse.results:type_name -> glimpse.ranking.v1.PhotoHit
+	53, // 43: glimpse.ranking.v1.ListCollectionDuplicatesResponse.groups:type_name -> glimpse.data.v1.DuplicateGroup
+	23, // 44: glimpse.ranking.v1.GetCollectionIndexResponse.pending:type_name -> glimpse.ranking.v1.IndexBuild
+	5,  // 45: glimpse.ranking.v1.RankingService.SearchImages:input_type -> glimpse.ranking.v1.SearchImagesRequest
+	7,  // 46: glimpse.ranking.v1.RankingService.SearchCaptions:input_type -> glimpse.ranking.v1.SearchCaptionsRequest
+	9,  // 47: glimpse.ranking.v1.RankingService.BatchSearchImages:input_type -> glimpse.ranking.v1.BatchSearchImagesRequest
+	12, // 48: glimpse.ranking.v1.RankingService.RankCandidates:input_type -> glimpse.ranking.v1.RankCandidatesRequest
+	15, // 49: glimpse.ranking.v1.RankingService.RankUploadedImage:input_type -> glimpse.ranking.v1.RankUploadedImageRequest
+	18, // 50: glimpse.ranking.v1.RankingService.GetModelInfo:input_type -> glimpse.ranking.v1.GetModelInfoRequest
+	21, // 51: glimpse.ranking.v1.RankingService.GetModelStatus:input_type -> glimpse.ranking.v1.GetModelStatusRequest
+	32, // 52: glimpse.ranking.v1.RankingService.ListModelVersions:input_type -> glimpse.ranking.v1.ListModelVersionsRequest
+	34, // 53: glimpse.ranking.v1.RankingService.PromoteModel:input_type -> glimpse.ranking.v1.PromoteModelRequest
+	24, // 54: glimpse.ranking.v1.RankingService.CreateIndexBuild:input_type -> glimpse.ranking.v1.CreateIndexBuildRequest
+	26, // 55: glimpse.ranking.v1.RankingService.GetIndexBuild:input_type -> glimpse.ranking.v1.GetIndexBuildRequest
+	28, // 56: glimpse.ranking.v1.RankingService.WatchIndexBuild:input_type -> glimpse.ranking.v1.WatchIndexBuildRequest
+	30, // 57: glimpse.ranking.v1.RankingService.CancelIndexBuild:input_type -> glimpse.ranking.v1.CancelIndexBuildRequest
+	36, // 58: glimpse.ranking.v1.RankingService.BuildIndex:input_type -> glimpse.ranking.v1.BuildIndexRequest
+	38, // 59: glimpse.ranking.v1.RankingService.ListDemoQueries:input_type -> glimpse.ranking.v1.ListDemoQueriesRequest
+	40, // 60: glimpse.ranking.v1.RankingService.DemoSearch:input_type -> glimpse.ranking.v1.DemoSearchRequest
+	42, // 61: glimpse.ranking.v1.RankingService.SearchCollection:input_type -> glimpse.ranking.v1.SearchCollectionRequest
+	46, // 62: glimpse.ranking.v1.RankingService.ListCollectionDuplicates:input_type -> glimpse.ranking.v1.ListCollectionDuplicatesRequest
+	48, // 63: glimpse.ranking.v1.RankingService.GetCollectionIndex:input_type -> glimpse.ranking.v1.GetCollectionIndexRequest
+	6,  // 64: glimpse.ranking.v1.RankingService.SearchImages:output_type -> glimpse.ranking.v1.SearchImagesResponse
+	8,  // 65: glimpse.ranking.v1.RankingService.SearchCaptions:output_type -> glimpse.ranking.v1.SearchCaptionsResponse
+	11, // 66: glimpse.ranking.v1.RankingService.BatchSearchImages:output_type -> glimpse.ranking.v1.BatchSearchImagesResponse
+	14, // 67: glimpse.ranking.v1.RankingService.RankCandidates:output_type -> glimpse.ranking.v1.RankCandidatesResponse
+	16, // 68: glimpse.ranking.v1.RankingService.RankUploadedImage:output_type -> glimpse.ranking.v1.RankUploadedImageResponse
+	19, // 69: glimpse.ranking.v1.RankingService.GetModelInfo:output_type -> glimpse.ranking.v1.GetModelInfoResponse
+	22, // 70: glimpse.ranking.v1.RankingService.GetModelStatus:output_type -> glimpse.ranking.v1.GetModelStatusResponse
+	33, // 71: glimpse.ranking.v1.RankingService.ListModelVersions:output_type -> glimpse.ranking.v1.ListModelVersionsResponse
+	35, // 72: glimpse.ranking.v1.RankingService.PromoteModel:output_type -> glimpse.ranking.v1.PromoteModelResponse
+	25, // 73: glimpse.ranking.v1.RankingService.CreateIndexBuild:output_type -> glimpse.ranking.v1.CreateIndexBuildResponse
+	27, // 74: glimpse.ranking.v1.RankingService.GetIndexBuild:output_type -> glimpse.ranking.v1.GetIndexBuildResponse
+	29, // 75: glimpse.ranking.v1.RankingService.WatchIndexBuild:output_type -> glimpse.ranking.v1.WatchIndexBuildResponse
+	31, // 76: glimpse.ranking.v1.RankingService.CancelIndexBuild:output_type -> glimpse.ranking.v1.CancelIndexBuildResponse
+	37, // 77: glimpse.ranking.v1.RankingService.BuildIndex:output_type -> glimpse.ranking.v1.BuildIndexResponse
+	39, // 78: glimpse.ranking.v1.RankingService.ListDemoQueries:output_type -> glimpse.ranking.v1.ListDemoQueriesResponse
+	41, // 79: glimpse.ranking.v1.RankingService.DemoSearch:output_type -> glimpse.ranking.v1.DemoSearchResponse
+	45, // 80: glimpse.ranking.v1.RankingService.SearchCollection:output_type -> glimpse.ranking.v1.SearchCollectionResponse
+	47, // 81: glimpse.ranking.v1.RankingService.ListCollectionDuplicates:output_type -> glimpse.ranking.v1.ListCollectionDuplicatesResponse
+	49, // 82: glimpse.ranking.v1.RankingService.GetCollectionIndex:output_type -> glimpse.ranking.v1.GetCollectionIndexResponse
+	64, // [64:83] is the sub-list for method output_type
+	45, // [45:64] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_glimpse_ranking_v1_ranking_service_proto_init() }
@@ -3322,7 +3893,7 @@ func file_glimpse_ranking_v1_ranking_service_proto_init() {
 		(*RankCandidatesRequest_ImageId)(nil),
 		(*RankCandidatesRequest_ImageBytes)(nil),
 	}
-	file_glimpse_ranking_v1_ranking_service_proto_msgTypes[32].OneofWrappers = []any{
+	file_glimpse_ranking_v1_ranking_service_proto_msgTypes[40].OneofWrappers = []any{
 		(*SearchCollectionRequest_Text)(nil),
 		(*SearchCollectionRequest_Image)(nil),
 		(*SearchCollectionRequest_PhotoId)(nil),
@@ -3332,8 +3903,8 @@ func file_glimpse_ranking_v1_ranking_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_glimpse_ranking_v1_ranking_service_proto_rawDesc), len(file_glimpse_ranking_v1_ranking_service_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   41,
+			NumEnums:      2,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

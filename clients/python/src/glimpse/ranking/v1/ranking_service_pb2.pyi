@@ -19,11 +19,24 @@ class ModelState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODEL_STATE_LOADING: _ClassVar[ModelState]
     MODEL_STATE_SERVING: _ClassVar[ModelState]
     MODEL_STATE_FAILED: _ClassVar[ModelState]
+
+class IndexBuildState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    INDEX_BUILD_STATE_UNSPECIFIED: _ClassVar[IndexBuildState]
+    INDEX_BUILD_STATE_RUNNING: _ClassVar[IndexBuildState]
+    INDEX_BUILD_STATE_SUCCEEDED: _ClassVar[IndexBuildState]
+    INDEX_BUILD_STATE_FAILED: _ClassVar[IndexBuildState]
+    INDEX_BUILD_STATE_CANCELLED: _ClassVar[IndexBuildState]
 MODEL_STATE_UNSPECIFIED: ModelState
 MODEL_STATE_NO_MODEL: ModelState
 MODEL_STATE_LOADING: ModelState
 MODEL_STATE_SERVING: ModelState
 MODEL_STATE_FAILED: ModelState
+INDEX_BUILD_STATE_UNSPECIFIED: IndexBuildState
+INDEX_BUILD_STATE_RUNNING: IndexBuildState
+INDEX_BUILD_STATE_SUCCEEDED: IndexBuildState
+INDEX_BUILD_STATE_FAILED: IndexBuildState
+INDEX_BUILD_STATE_CANCELLED: IndexBuildState
 
 class Scope(_message.Message):
     __slots__ = ("dataset_version", "split")
@@ -293,22 +306,90 @@ class GetModelStatusResponse(_message.Message):
     def __init__(self, state: _Optional[_Union[ModelState, str]] = ..., serving_version: _Optional[str] = ..., loading_version: _Optional[str] = ..., last_error: _Optional[str] = ..., loaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., index: _Optional[_Union[IndexInfo, _Mapping]] = ..., production_version: _Optional[str] = ..., pending_index: _Optional[_Union[IndexBuild, _Mapping]] = ..., previous_production_versions: _Optional[_Iterable[str]] = ..., load_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class IndexBuild(_message.Message):
-    __slots__ = ("model_version", "dataset", "dataset_version", "executor", "job", "detail", "failed")
+    __slots__ = ("name", "model_version", "dataset", "dataset_version", "kind", "force", "executor", "job", "detail", "failed", "state", "stage", "done", "total", "index", "create_time", "end_time")
+    NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     DATASET_VERSION_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
     EXECUTOR_FIELD_NUMBER: _ClassVar[int]
     JOB_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
     FAILED_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    name: str
     model_version: str
     dataset: str
     dataset_version: str
+    kind: str
+    force: bool
     executor: str
     job: str
     detail: str
     failed: bool
-    def __init__(self, model_version: _Optional[str] = ..., dataset: _Optional[str] = ..., dataset_version: _Optional[str] = ..., executor: _Optional[str] = ..., job: _Optional[str] = ..., detail: _Optional[str] = ..., failed: _Optional[bool] = ...) -> None: ...
+    state: IndexBuildState
+    stage: str
+    done: int
+    total: int
+    index: IndexInfo
+    create_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., model_version: _Optional[str] = ..., dataset: _Optional[str] = ..., dataset_version: _Optional[str] = ..., kind: _Optional[str] = ..., force: _Optional[bool] = ..., executor: _Optional[str] = ..., job: _Optional[str] = ..., detail: _Optional[str] = ..., failed: _Optional[bool] = ..., state: _Optional[_Union[IndexBuildState, str]] = ..., stage: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., index: _Optional[_Union[IndexInfo, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateIndexBuildRequest(_message.Message):
+    __slots__ = ("index_build",)
+    INDEX_BUILD_FIELD_NUMBER: _ClassVar[int]
+    index_build: IndexBuild
+    def __init__(self, index_build: _Optional[_Union[IndexBuild, _Mapping]] = ...) -> None: ...
+
+class CreateIndexBuildResponse(_message.Message):
+    __slots__ = ("index_build",)
+    INDEX_BUILD_FIELD_NUMBER: _ClassVar[int]
+    index_build: IndexBuild
+    def __init__(self, index_build: _Optional[_Union[IndexBuild, _Mapping]] = ...) -> None: ...
+
+class GetIndexBuildRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetIndexBuildResponse(_message.Message):
+    __slots__ = ("index_build",)
+    INDEX_BUILD_FIELD_NUMBER: _ClassVar[int]
+    index_build: IndexBuild
+    def __init__(self, index_build: _Optional[_Union[IndexBuild, _Mapping]] = ...) -> None: ...
+
+class WatchIndexBuildRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class WatchIndexBuildResponse(_message.Message):
+    __slots__ = ("index_build",)
+    INDEX_BUILD_FIELD_NUMBER: _ClassVar[int]
+    index_build: IndexBuild
+    def __init__(self, index_build: _Optional[_Union[IndexBuild, _Mapping]] = ...) -> None: ...
+
+class CancelIndexBuildRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class CancelIndexBuildResponse(_message.Message):
+    __slots__ = ("index_build",)
+    INDEX_BUILD_FIELD_NUMBER: _ClassVar[int]
+    index_build: IndexBuild
+    def __init__(self, index_build: _Optional[_Union[IndexBuild, _Mapping]] = ...) -> None: ...
 
 class ListModelVersionsRequest(_message.Message):
     __slots__ = ("page_size", "page_token")

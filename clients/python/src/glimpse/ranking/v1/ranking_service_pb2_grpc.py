@@ -79,6 +79,26 @@ class RankingServiceStub:
                 request_serializer=glimpse_dot_ranking_dot_v1_dot_ranking__service__pb2.PromoteModelRequest.SerializeToString,
                 response_deserializer=glimpse_dot_ranking_dot_v1_dot_ranking__service__pb2.PromoteModelResponse.FromString,
                 _registered_method=True)
+        self.CreateIndexBuild = channel.unary_unary(
+                '/glimpse.ranking.v1.RankingService/CreateIndexBuild',
+                request_serializer=glimpse_dot_ranking_dot_v1_dot_ranking__service__pb2.CreateIndexBuildRequest.SerializeToString,
+                response_deserializer=glimpse_dot_ranking_dot_v1_dot_ranking__service__pb2.CreateIndexBuildResponse.FromString,
+                _registered_method=True)
+        self.GetIndexBuild = channel.unary_unary(
+                '/glimpse.ranking.v1.RankingService/GetIndexBuild',
+                request_serializer=glimpse_dot_ranking_dot_v1_dot_ranking__service__pb2.GetIndexBuildRequest.SerializeToString,
+                response_deserializer=glimpse_dot_ranking_dot_v1_dot_ranking__service__pb2.GetIndexBuildResponse.FromString,
+                _registered_method=True)
+        self.WatchIndexBuild = channel.unary_stream(
+                '/glimpse.ranking.v1.RankingService/WatchIndexBuild',
+                request_serializer=glimpse_dot_ranking_dot_v1_dot_ranking__service__pb2.WatchIndexBuildRequest.SerializeToString,
+                response_deserializer=glimpse_dot_ranking_dot_v1_dot_ranking__service__pb2.WatchIndexBuildResponse.FromString,
+                _registered_method=True)
+        self.CancelIndexBuild = channel.unary_unary(
+                '/glimpse.ranking.v1.RankingService/CancelIndexBuild',
+                request_serializer=glimpse_dot_ranking_dot_v1_dot_ranking__service__pb2.CancelIndexBuildRequest.SerializeToString,
+                response_deserializer=glimpse_dot_ranking_dot_v1_dot_ranking__service__pb2.CancelIndexBuildResponse.FromString,
+                _registered_method=True)
         self.BuildIndex = channel.unary_stream(
                 '/glimpse.ranking.v1.RankingService/BuildIndex',
                 request_serializer=glimpse_dot_ranking_dot_v1_dot_ranking__service__pb2.BuildIndexRequest.SerializeToString,
@@ -168,6 +188,30 @@ class RankingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateIndexBuild(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetIndexBuild(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchIndexBuild(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelIndexBuild(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def BuildIndex(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -251,6 +295,26 @@ def add_RankingServiceServicer_to_server(servicer, server):
                     servicer.PromoteModel,
                     request_deserializer=glimpse_dot_ranking_dot_v1_dot_ranking__service__pb2.PromoteModelRequest.FromString,
                     response_serializer=glimpse_dot_ranking_dot_v1_dot_ranking__service__pb2.PromoteModelResponse.SerializeToString,
+            ),
+            'CreateIndexBuild': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateIndexBuild,
+                    request_deserializer=glimpse_dot_ranking_dot_v1_dot_ranking__service__pb2.CreateIndexBuildRequest.FromString,
+                    response_serializer=glimpse_dot_ranking_dot_v1_dot_ranking__service__pb2.CreateIndexBuildResponse.SerializeToString,
+            ),
+            'GetIndexBuild': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetIndexBuild,
+                    request_deserializer=glimpse_dot_ranking_dot_v1_dot_ranking__service__pb2.GetIndexBuildRequest.FromString,
+                    response_serializer=glimpse_dot_ranking_dot_v1_dot_ranking__service__pb2.GetIndexBuildResponse.SerializeToString,
+            ),
+            'WatchIndexBuild': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchIndexBuild,
+                    request_deserializer=glimpse_dot_ranking_dot_v1_dot_ranking__service__pb2.WatchIndexBuildRequest.FromString,
+                    response_serializer=glimpse_dot_ranking_dot_v1_dot_ranking__service__pb2.WatchIndexBuildResponse.SerializeToString,
+            ),
+            'CancelIndexBuild': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelIndexBuild,
+                    request_deserializer=glimpse_dot_ranking_dot_v1_dot_ranking__service__pb2.CancelIndexBuildRequest.FromString,
+                    response_serializer=glimpse_dot_ranking_dot_v1_dot_ranking__service__pb2.CancelIndexBuildResponse.SerializeToString,
             ),
             'BuildIndex': grpc.unary_stream_rpc_method_handler(
                     servicer.BuildIndex,
@@ -526,6 +590,114 @@ class RankingService:
             '/glimpse.ranking.v1.RankingService/PromoteModel',
             glimpse_dot_ranking_dot_v1_dot_ranking__service__pb2.PromoteModelRequest.SerializeToString,
             glimpse_dot_ranking_dot_v1_dot_ranking__service__pb2.PromoteModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateIndexBuild(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/glimpse.ranking.v1.RankingService/CreateIndexBuild',
+            glimpse_dot_ranking_dot_v1_dot_ranking__service__pb2.CreateIndexBuildRequest.SerializeToString,
+            glimpse_dot_ranking_dot_v1_dot_ranking__service__pb2.CreateIndexBuildResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetIndexBuild(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/glimpse.ranking.v1.RankingService/GetIndexBuild',
+            glimpse_dot_ranking_dot_v1_dot_ranking__service__pb2.GetIndexBuildRequest.SerializeToString,
+            glimpse_dot_ranking_dot_v1_dot_ranking__service__pb2.GetIndexBuildResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchIndexBuild(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/glimpse.ranking.v1.RankingService/WatchIndexBuild',
+            glimpse_dot_ranking_dot_v1_dot_ranking__service__pb2.WatchIndexBuildRequest.SerializeToString,
+            glimpse_dot_ranking_dot_v1_dot_ranking__service__pb2.WatchIndexBuildResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelIndexBuild(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/glimpse.ranking.v1.RankingService/CancelIndexBuild',
+            glimpse_dot_ranking_dot_v1_dot_ranking__service__pb2.CancelIndexBuildRequest.SerializeToString,
+            glimpse_dot_ranking_dot_v1_dot_ranking__service__pb2.CancelIndexBuildResponse.FromString,
             options,
             channel_credentials,
             insecure,

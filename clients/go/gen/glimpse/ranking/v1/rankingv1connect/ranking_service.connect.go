@@ -60,6 +60,18 @@ const (
 	// RankingServicePromoteModelProcedure is the fully-qualified name of the RankingService's
 	// PromoteModel RPC.
 	RankingServicePromoteModelProcedure = "/glimpse.ranking.v1.RankingService/PromoteModel"
+	// RankingServiceCreateIndexBuildProcedure is the fully-qualified name of the RankingService's
+	// CreateIndexBuild RPC.
+	RankingServiceCreateIndexBuildProcedure = "/glimpse.ranking.v1.RankingService/CreateIndexBuild"
+	// RankingServiceGetIndexBuildProcedure is the fully-qualified name of the RankingService's
+	// GetIndexBuild RPC.
+	RankingServiceGetIndexBuildProcedure = "/glimpse.ranking.v1.RankingService/GetIndexBuild"
+	// RankingServiceWatchIndexBuildProcedure is the fully-qualified name of the RankingService's
+	// WatchIndexBuild RPC.
+	RankingServiceWatchIndexBuildProcedure = "/glimpse.ranking.v1.RankingService/WatchIndexBuild"
+	// RankingServiceCancelIndexBuildProcedure is the fully-qualified name of the RankingService's
+	// CancelIndexBuild RPC.
+	RankingServiceCancelIndexBuildProcedure = "/glimpse.ranking.v1.RankingService/CancelIndexBuild"
 	// RankingServiceBuildIndexProcedure is the fully-qualified name of the RankingService's BuildIndex
 	// RPC.
 	RankingServiceBuildIndexProcedure = "/glimpse.ranking.v1.RankingService/BuildIndex"
@@ -105,8 +117,24 @@ type RankingServiceClient interface {
 	// an earlier one included (a rollback); unlike a training run's promote, no quality gate: the
 	// caller decides.
 	PromoteModel(context.Context, *connect.Request[v1.PromoteModelRequest]) (*connect.Response[v1.PromoteModelResponse], error)
-	// Builds (or reuses) the gallery index for a (model version, dataset version) pair,
-	// streaming progress.
+	// Builds (or reuses) the gallery index of a (model version, dataset version) pair: the job
+	// resource "indexBuilds/{model_version}-{dataset_version}" (AIP-133), which goes on whether or
+	// not anyone watches it. Only the build's model_version, dataset_version, kind and force are
+	// read. Creating a build of a pair that is being built answers that build.
+	CreateIndexBuild(context.Context, *connect.Request[v1.CreateIndexBuildRequest]) (*connect.Response[v1.CreateIndexBuildResponse], error)
+	// One build by name (AIP-131): one this replica runs or ran, or else the stored index of the
+	// pair (a SUCCEEDED build), or with index Jobs the pair's Job.
+	GetIndexBuild(context.Context, *connect.Request[v1.GetIndexBuildRequest]) (*connect.Response[v1.GetIndexBuildResponse], error)
+	// Streams a build: a snapshot first, then one message per change, ending when it ends.
+	WatchIndexBuild(context.Context, *connect.Request[v1.WatchIndexBuildRequest]) (*connect.ServerStreamForClient[v1.WatchIndexBuildResponse], error)
+	// Cancels a build running in this Ranking (AIP-136); the stored index, if any, stays as it was.
+	// A build that ended is returned as it is. An index Job (GLIMPSE_INDEX_EXECUTOR=kubernetes) is
+	// shared by every replica and is not cancelled: FAILED_PRECONDITION.
+	CancelIndexBuild(context.Context, *connect.Request[v1.CancelIndexBuildRequest]) (*connect.Response[v1.CancelIndexBuildResponse], error)
+	// Deprecated: CreateIndexBuild and WatchIndexBuild (a build here lives only as long as this
+	// stream). Kept for one release (proto/MIGRATION.md).
+	//
+	// Deprecated: do not use.
 	BuildIndex(context.Context, *connect.Request[v1.BuildIndexRequest]) (*connect.ServerStreamForClient[v1.BuildIndexResponse], error)
 	// Example queries for the demo (the earlier GET /demo/queries).
 	ListDemoQueries(context.Context, *connect.Request[v1.ListDemoQueriesRequest]) (*connect.Response[v1.ListDemoQueriesResponse], error)
@@ -195,6 +223,33 @@ func NewRankingServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithIdempotency(connect.IdempotencyIdempotent),
 			connect.WithClientOptions(opts...),
 		),
+		createIndexBuild: connect.NewClient[v1.CreateIndexBuildRequest, v1.CreateIndexBuildResponse](
+			httpClient,
+			baseURL+RankingServiceCreateIndexBuildProcedure,
+			connect.WithSchema(rankingServiceMethods.ByName("CreateIndexBuild")),
+			connect.WithClientOptions(opts...),
+		),
+		getIndexBuild: connect.NewClient[v1.GetIndexBuildRequest, v1.GetIndexBuildResponse](
+			httpClient,
+			baseURL+RankingServiceGetIndexBuildProcedure,
+			connect.WithSchema(rankingServiceMethods.ByName("GetIndexBuild")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		watchIndexBuild: connect.NewClient[v1.WatchIndexBuildRequest, v1.WatchIndexBuildResponse](
+			httpClient,
+			baseURL+RankingServiceWatchIndexBuildProcedure,
+			connect.WithSchema(rankingServiceMethods.ByName("WatchIndexBuild")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		cancelIndexBuild: connect.NewClient[v1.CancelIndexBuildRequest, v1.CancelIndexBuildResponse](
+			httpClient,
+			baseURL+RankingServiceCancelIndexBuildProcedure,
+			connect.WithSchema(rankingServiceMethods.ByName("CancelIndexBuild")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
 		buildIndex: connect.NewClient[v1.BuildIndexRequest, v1.BuildIndexResponse](
 			httpClient,
 			baseURL+RankingServiceBuildIndexProcedure,
@@ -250,6 +305,10 @@ type rankingServiceClient struct {
 	getModelStatus           *connect.Client[v1.GetModelStatusRequest, v1.GetModelStatusResponse]
 	listModelVersions        *connect.Client[v1.ListModelVersionsRequest, v1.ListModelVersionsResponse]
 	promoteModel             *connect.Client[v1.PromoteModelRequest, v1.PromoteModelResponse]
+	createIndexBuild         *connect.Client[v1.CreateIndexBuildRequest, v1.CreateIndexBuildResponse]
+	getIndexBuild            *connect.Client[v1.GetIndexBuildRequest, v1.GetIndexBuildResponse]
+	watchIndexBuild          *connect.Client[v1.WatchIndexBuildRequest, v1.WatchIndexBuildResponse]
+	cancelIndexBuild         *connect.Client[v1.CancelIndexBuildRequest, v1.CancelIndexBuildResponse]
 	buildIndex               *connect.Client[v1.BuildIndexRequest, v1.BuildIndexResponse]
 	listDemoQueries          *connect.Client[v1.ListDemoQueriesRequest, v1.ListDemoQueriesResponse]
 	demoSearch               *connect.Client[v1.DemoSearchRequest, v1.DemoSearchResponse]
@@ -303,7 +362,29 @@ func (c *rankingServiceClient) PromoteModel(ctx context.Context, req *connect.Re
 	return c.promoteModel.CallUnary(ctx, req)
 }
 
+// CreateIndexBuild calls glimpse.ranking.v1.RankingService.CreateIndexBuild.
+func (c *rankingServiceClient) CreateIndexBuild(ctx context.Context, req *connect.Request[v1.CreateIndexBuildRequest]) (*connect.Response[v1.CreateIndexBuildResponse], error) {
+	return c.createIndexBuild.CallUnary(ctx, req)
+}
+
+// GetIndexBuild calls glimpse.ranking.v1.RankingService.GetIndexBuild.
+func (c *rankingServiceClient) GetIndexBuild(ctx context.Context, req *connect.Request[v1.GetIndexBuildRequest]) (*connect.Response[v1.GetIndexBuildResponse], error) {
+	return c.getIndexBuild.CallUnary(ctx, req)
+}
+
+// WatchIndexBuild calls glimpse.ranking.v1.RankingService.WatchIndexBuild.
+func (c *rankingServiceClient) WatchIndexBuild(ctx context.Context, req *connect.Request[v1.WatchIndexBuildRequest]) (*connect.ServerStreamForClient[v1.WatchIndexBuildResponse], error) {
+	return c.watchIndexBuild.CallServerStream(ctx, req)
+}
+
+// CancelIndexBuild calls glimpse.ranking.v1.RankingService.CancelIndexBuild.
+func (c *rankingServiceClient) CancelIndexBuild(ctx context.Context, req *connect.Request[v1.CancelIndexBuildRequest]) (*connect.Response[v1.CancelIndexBuildResponse], error) {
+	return c.cancelIndexBuild.CallUnary(ctx, req)
+}
+
 // BuildIndex calls glimpse.ranking.v1.RankingService.BuildIndex.
+//
+// Deprecated: do not use.
 func (c *rankingServiceClient) BuildIndex(ctx context.Context, req *connect.Request[v1.BuildIndexRequest]) (*connect.ServerStreamForClient[v1.BuildIndexResponse], error) {
 	return c.buildIndex.CallServerStream(ctx, req)
 }
@@ -358,8 +439,24 @@ type RankingServiceHandler interface {
 	// an earlier one included (a rollback); unlike a training run's promote, no quality gate: the
 	// caller decides.
 	PromoteModel(context.Context, *connect.Request[v1.PromoteModelRequest]) (*connect.Response[v1.PromoteModelResponse], error)
-	// Builds (or reuses) the gallery index for a (model version, dataset version) pair,
-	// streaming progress.
+	// Builds (or reuses) the gallery index of a (model version, dataset version) pair: the job
+	// resource "indexBuilds/{model_version}-{dataset_version}" (AIP-133), which goes on whether or
+	// not anyone watches it. Only the build's model_version, dataset_version, kind and force are
+	// read. Creating a build of a pair that is being built answers that build.
+	CreateIndexBuild(context.Context, *connect.Request[v1.CreateIndexBuildRequest]) (*connect.Response[v1.CreateIndexBuildResponse], error)
+	// One build by name (AIP-131): one this replica runs or ran, or else the stored index of the
+	// pair (a SUCCEEDED build), or with index Jobs the pair's Job.
+	GetIndexBuild(context.Context, *connect.Request[v1.GetIndexBuildRequest]) (*connect.Response[v1.GetIndexBuildResponse], error)
+	// Streams a build: a snapshot first, then one message per change, ending when it ends.
+	WatchIndexBuild(context.Context, *connect.Request[v1.WatchIndexBuildRequest], *connect.ServerStream[v1.WatchIndexBuildResponse]) error
+	// Cancels a build running in this Ranking (AIP-136); the stored index, if any, stays as it was.
+	// A build that ended is returned as it is. An index Job (GLIMPSE_INDEX_EXECUTOR=kubernetes) is
+	// shared by every replica and is not cancelled: FAILED_PRECONDITION.
+	CancelIndexBuild(context.Context, *connect.Request[v1.CancelIndexBuildRequest]) (*connect.Response[v1.CancelIndexBuildResponse], error)
+	// Deprecated: CreateIndexBuild and WatchIndexBuild (a build here lives only as long as this
+	// stream). Kept for one release (proto/MIGRATION.md).
+	//
+	// Deprecated: do not use.
 	BuildIndex(context.Context, *connect.Request[v1.BuildIndexRequest], *connect.ServerStream[v1.BuildIndexResponse]) error
 	// Example queries for the demo (the earlier GET /demo/queries).
 	ListDemoQueries(context.Context, *connect.Request[v1.ListDemoQueriesRequest]) (*connect.Response[v1.ListDemoQueriesResponse], error)
@@ -444,6 +541,33 @@ func NewRankingServiceHandler(svc RankingServiceHandler, opts ...connect.Handler
 		connect.WithIdempotency(connect.IdempotencyIdempotent),
 		connect.WithHandlerOptions(opts...),
 	)
+	rankingServiceCreateIndexBuildHandler := connect.NewUnaryHandler(
+		RankingServiceCreateIndexBuildProcedure,
+		svc.CreateIndexBuild,
+		connect.WithSchema(rankingServiceMethods.ByName("CreateIndexBuild")),
+		connect.WithHandlerOptions(opts...),
+	)
+	rankingServiceGetIndexBuildHandler := connect.NewUnaryHandler(
+		RankingServiceGetIndexBuildProcedure,
+		svc.GetIndexBuild,
+		connect.WithSchema(rankingServiceMethods.ByName("GetIndexBuild")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	rankingServiceWatchIndexBuildHandler := connect.NewServerStreamHandler(
+		RankingServiceWatchIndexBuildProcedure,
+		svc.WatchIndexBuild,
+		connect.WithSchema(rankingServiceMethods.ByName("WatchIndexBuild")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	rankingServiceCancelIndexBuildHandler := connect.NewUnaryHandler(
+		RankingServiceCancelIndexBuildProcedure,
+		svc.CancelIndexBuild,
+		connect.WithSchema(rankingServiceMethods.ByName("CancelIndexBuild")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
 	rankingServiceBuildIndexHandler := connect.NewServerStreamHandler(
 		RankingServiceBuildIndexProcedure,
 		svc.BuildIndex,
@@ -505,6 +629,14 @@ func NewRankingServiceHandler(svc RankingServiceHandler, opts ...connect.Handler
 			rankingServiceListModelVersionsHandler.ServeHTTP(w, r)
 		case RankingServicePromoteModelProcedure:
 			rankingServicePromoteModelHandler.ServeHTTP(w, r)
+		case RankingServiceCreateIndexBuildProcedure:
+			rankingServiceCreateIndexBuildHandler.ServeHTTP(w, r)
+		case RankingServiceGetIndexBuildProcedure:
+			rankingServiceGetIndexBuildHandler.ServeHTTP(w, r)
+		case RankingServiceWatchIndexBuildProcedure:
+			rankingServiceWatchIndexBuildHandler.ServeHTTP(w, r)
+		case RankingServiceCancelIndexBuildProcedure:
+			rankingServiceCancelIndexBuildHandler.ServeHTTP(w, r)
 		case RankingServiceBuildIndexProcedure:
 			rankingServiceBuildIndexHandler.ServeHTTP(w, r)
 		case RankingServiceListDemoQueriesProcedure:
@@ -560,6 +692,22 @@ func (UnimplementedRankingServiceHandler) ListModelVersions(context.Context, *co
 
 func (UnimplementedRankingServiceHandler) PromoteModel(context.Context, *connect.Request[v1.PromoteModelRequest]) (*connect.Response[v1.PromoteModelResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("glimpse.ranking.v1.RankingService.PromoteModel is not implemented"))
+}
+
+func (UnimplementedRankingServiceHandler) CreateIndexBuild(context.Context, *connect.Request[v1.CreateIndexBuildRequest]) (*connect.Response[v1.CreateIndexBuildResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("glimpse.ranking.v1.RankingService.CreateIndexBuild is not implemented"))
+}
+
+func (UnimplementedRankingServiceHandler) GetIndexBuild(context.Context, *connect.Request[v1.GetIndexBuildRequest]) (*connect.Response[v1.GetIndexBuildResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("glimpse.ranking.v1.RankingService.GetIndexBuild is not implemented"))
+}
+
+func (UnimplementedRankingServiceHandler) WatchIndexBuild(context.Context, *connect.Request[v1.WatchIndexBuildRequest], *connect.ServerStream[v1.WatchIndexBuildResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("glimpse.ranking.v1.RankingService.WatchIndexBuild is not implemented"))
+}
+
+func (UnimplementedRankingServiceHandler) CancelIndexBuild(context.Context, *connect.Request[v1.CancelIndexBuildRequest]) (*connect.Response[v1.CancelIndexBuildResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("glimpse.ranking.v1.RankingService.CancelIndexBuild is not implemented"))
 }
 
 func (UnimplementedRankingServiceHandler) BuildIndex(context.Context, *connect.Request[v1.BuildIndexRequest], *connect.ServerStream[v1.BuildIndexResponse]) error {

@@ -21,7 +21,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file glimpse/ranking/v1/ranking_service.proto.
  */
 export const file_glimpse_ranking_v1_ranking_service: GenFile = /*@__PURE__*/
-  fileDesc("CihnbGltcHNlL3JhbmtpbmcvdjEvcmFua2luZ19zZXJ2aWNlLnByb3RvEhJnbGltcHNlLnJhbmtpbmcudjEiXAoFU2NvcGUSIgoPZGF0YXNldF92ZXJzaW9uGAEgASgJQgm6SAZyBOiAGQESLwoFc3BsaXQYAiABKA4yFi5nbGltcHNlLmRhdGEudjEuU3BsaXRCCLpIBYIBAhABIpkBCghJbWFnZUhpdBIQCghpbWFnZV9pZBgBIAEoCRINCgVzY29yZRgCIAEoAhIMCgRyYW5rGAMgASgFEiUKBXNwbGl0GAQgASgOMhYuZ2xpbXBzZS5kYXRhLnYxLlNwbGl0EhAKCGNhcHRpb25zGAUgAygJEhEKCWltYWdlX3VybBgGIAEoCRISCgpyYW5rX3Njb3JlGAcgASgCInEKCkNhcHRpb25IaXQSEgoKY2FwdGlvbl9pZBgBIAEoCRIQCghpbWFnZV9pZBgCIAEoCRIMCgR0ZXh0GAMgASgJEg0KBXNjb3JlGAQgASgCEgwKBHJhbmsYBSABKAUSEgoKcmFua19zY29yZRgGIAEoAiJ3ChNTZWFyY2hJbWFnZXNSZXF1ZXN0EhwKBXF1ZXJ5GAEgASgJQg3gQQK6SAdyBdCAGYAEEhgKBXRvcF9rGAIgASgFQgm6SAYaBJCBGWQSKAoFc2NvcGUYAyABKAsyGS5nbGltcHNlLnJhbmtpbmcudjEuU2NvcGUidQoUU2VhcmNoSW1hZ2VzUmVzcG9uc2USLQoHcmVzdWx0cxgBIAMoCzIcLmdsaW1wc2UucmFua2luZy52MS5JbWFnZUhpdBIVCg1tb2RlbF92ZXJzaW9uGAIgASgJEhcKD2RhdGFzZXRfdmVyc2lvbhgDIAEoCSKvAQoVU2VhcmNoQ2FwdGlvbnNSZXF1ZXN0Eh0KCGltYWdlX2lkGAEgASgJQgm6SAZyBIiBGQFIABIjCgtpbWFnZV9ieXRlcxgCIAEoDEIMukgJegcQARiAgIAFSAASGAoFdG9wX2sYAyABKAVCCbpIBhoEkIEZZBIoCgVzY29wZRgEIAEoCzIZLmdsaW1wc2UucmFua2luZy52MS5TY29wZUIOCgVpbWFnZRIFukgCCAEieQoWU2VhcmNoQ2FwdGlvbnNSZXNwb25zZRIvCgdyZXN1bHRzGAEgAygLMh4uZ2xpbXBzZS5yYW5raW5nLnYxLkNhcHRpb25IaXQSFQoNbW9kZWxfdmVyc2lvbhgCIAEoCRIXCg9kYXRhc2V0X3ZlcnNpb24YAyABKAkihwEKGEJhdGNoU2VhcmNoSW1hZ2VzUmVxdWVzdBInCgdxdWVyaWVzGAEgAygJQhbgQQK6SBCSAQ0IARBAIgdyBdCAGYAEEhgKBXRvcF9rGAIgASgFQgm6SAYaBJCBGWQSKAoFc2NvcGUYAyABKAsyGS5nbGltcHNlLnJhbmtpbmcudjEuU2NvcGUiSwoLUXVlcnlSZXN1bHQSDQoFcXVlcnkYASABKAkSLQoHcmVzdWx0cxgCIAMoCzIcLmdsaW1wc2UucmFua2luZy52MS5JbWFnZUhpdCJ9ChlCYXRjaFNlYXJjaEltYWdlc1Jlc3BvbnNlEjAKB3Jlc3VsdHMYASADKAsyHy5nbGltcHNlLnJhbmtpbmcudjEuUXVlcnlSZXN1bHQSFQoNbW9kZWxfdmVyc2lvbhgCIAEoCRIXCg9kYXRhc2V0X3ZlcnNpb24YAyABKAki4AQKFVJhbmtDYW5kaWRhdGVzUmVxdWVzdBIaCgR0ZXh0GAEgASgJQgq6SAdyBdCAGYAESAASHQoIaW1hZ2VfaWQYAiABKAlCCbpIBnIEiIEZAUgAEiMKC2ltYWdlX2J5dGVzGAMgASgMQgy6SAl6BxABGICAgAVIABIuChNjYW5kaWRhdGVfaW1hZ2VfaWRzGAQgAygJQhG6SA6SAQsQ6AciBnIEiIEZARIrCg9jYW5kaWRhdGVfdGV4dHMYBSADKAlCErpID5IBDBDoByIHcgXQgBmABBIoCgVzY29wZRgGIAEoCzIZLmdsaW1wc2UucmFua2luZy52MS5TY29wZTrPArpIywIaoQEKGWNhbmRpZGF0ZV90ZXh0cy5FWENMVVNJVkUagwFzaXplKHRoaXMuY2FuZGlkYXRlX2ltYWdlX2lkcykgPiAwICYmIHNpemUodGhpcy5jYW5kaWRhdGVfdGV4dHMpID4gMCA/ICdnaXZlIGNhbmRpZGF0ZV9pbWFnZV9pZHMgb3IgY2FuZGlkYXRlX3RleHRzLCBub3QgYm90aCcgOiAnJxqkAQocY2FuZGlkYXRlX2ltYWdlX2lkcy5SRVFVSVJFRBqDAXNpemUodGhpcy5jYW5kaWRhdGVfaW1hZ2VfaWRzKSA9PSAwICYmIHNpemUodGhpcy5jYW5kaWRhdGVfdGV4dHMpID09IDAgPyAnZ2l2ZSAxLi4xMDAwIGNhbmRpZGF0ZV9pbWFnZV9pZHMgb3IgY2FuZGlkYXRlX3RleHRzJyA6ICcnQg4KBXF1ZXJ5EgW6SAIIASJQCg9TY29yZWRDYW5kaWRhdGUSDQoFaW5kZXgYASABKAUSEQoJY2FuZGlkYXRlGAIgASgJEg0KBXNjb3JlGAMgASgCEgwKBHJhbmsYBCABKAUifgoWUmFua0NhbmRpZGF0ZXNSZXNwb25zZRI0CgdyZXN1bHRzGAEgAygLMiMuZ2xpbXBzZS5yYW5raW5nLnYxLlNjb3JlZENhbmRpZGF0ZRIVCg1tb2RlbF92ZXJzaW9uGAIgASgJEhcKD2RhdGFzZXRfdmVyc2lvbhgDIAEoCSKpAQoYUmFua1VwbG9hZGVkSW1hZ2VSZXF1ZXN0Eh8KBWltYWdlGAEgASgMQhDgQQK6SArIAQF6BRiAgIAFEiEKDnRvcF9rX2NhcHRpb25zGAIgASgFQgm6SAYaBJCBGWQSHwoMdG9wX2tfaW1hZ2VzGAMgASgFQgm6SAYaBBhkKAASKAoFc2NvcGUYBCABKAsyGS5nbGltcHNlLnJhbmtpbmcudjEuU2NvcGUi0gEKGVJhbmtVcGxvYWRlZEltYWdlUmVzcG9uc2USMAoIY2FwdGlvbnMYASADKAsyHi5nbGltcHNlLnJhbmtpbmcudjEuQ2FwdGlvbkhpdBI0Cg5zaW1pbGFyX2ltYWdlcxgCIAMoCzIcLmdsaW1wc2UucmFua2luZy52MS5JbWFnZUhpdBIVCg1tb2RlbF92ZXJzaW9uGAMgASgJEhcKD2RhdGFzZXRfdmVyc2lvbhgEIAEoCRINCgV3aWR0aBgFIAEoBRIOCgZoZWlnaHQYBiABKAUiiwMKCU1vZGVsSW5mbxIPCgd2ZXJzaW9uGAEgASgJEhAKCGJhY2tib25lGAIgASgJEhUKDWVtYmVkZGluZ19kaW0YAyABKAUSFwoPZGF0YXNldF92ZXJzaW9uGAQgASgJEjIKCmNyZWF0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgIYARI7CgdtZXRyaWNzGAYgAygLMiouZ2xpbXBzZS5yYW5raW5nLnYxLk1vZGVsSW5mby5NZXRyaWNzRW50cnkSEgoKZ2l0X2NvbW1pdBgHIAEoCRIXCg90cmFpbmluZ19ydW5faWQYCCABKAkSEwoLY29uZmlnX2pzb24YCSABKAkSEgoKcHJvZHVjdGlvbhgKIAEoCBI0CgtjcmVhdGVfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAxouCgxNZXRyaWNzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgBOgI4ASIVChNHZXRNb2RlbEluZm9SZXF1ZXN0IkQKFEdldE1vZGVsSW5mb1Jlc3BvbnNlEiwKBW1vZGVsGAEgASgLMh0uZ2xpbXBzZS5yYW5raW5nLnYxLk1vZGVsSW5mbyLSAQoJSW5kZXhJbmZvEhUKDW1vZGVsX3ZlcnNpb24YASABKAkSFwoPZGF0YXNldF92ZXJzaW9uGAIgASgJEg4KBmltYWdlcxgDIAEoAxIQCghjYXB0aW9ucxgEIAEoAxIMCgRraW5kGAUgASgJEjAKCGJ1aWx0X2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEICGAESMwoKYnVpbGRfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAyIXChVHZXRNb2RlbFN0YXR1c1JlcXVlc3QimwMKFkdldE1vZGVsU3RhdHVzUmVzcG9uc2USLQoFc3RhdGUYASABKA4yHi5nbGltcHNlLnJhbmtpbmcudjEuTW9kZWxTdGF0ZRIXCg9zZXJ2aW5nX3ZlcnNpb24YAiABKAkSFwoPbG9hZGluZ192ZXJzaW9uGAMgASgJEhIKCmxhc3RfZXJyb3IYBCABKAkSMQoJbG9hZGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEICGAESLAoFaW5kZXgYBiABKAsyHS5nbGltcHNlLnJhbmtpbmcudjEuSW5kZXhJbmZvEhoKEnByb2R1Y3Rpb25fdmVyc2lvbhgHIAEoCRI1Cg1wZW5kaW5nX2luZGV4GAggASgLMh4uZ2xpbXBzZS5yYW5raW5nLnYxLkluZGV4QnVpbGQSJAoccHJldmlvdXNfcHJvZHVjdGlvbl92ZXJzaW9ucxgJIAMoCRIyCglsb2FkX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMijAEKCkluZGV4QnVpbGQSFQoNbW9kZWxfdmVyc2lvbhgBIAEoCRIPCgdkYXRhc2V0GAIgASgJEhcKD2RhdGFzZXRfdmVyc2lvbhgDIAEoCRIQCghleGVjdXRvchgEIAEoCRILCgNqb2IYBSABKAkSDgoGZGV0YWlsGAYgASgJEg4KBmZhaWxlZBgHIAEoCCJSChhMaXN0TW9kZWxWZXJzaW9uc1JlcXVlc3QSIgoJcGFnZV9zaXplGAEgASgFQg+6SAQaAigAkoAZBAgUEGQSEgoKcGFnZV90b2tlbhgCIAEoCSJjChlMaXN0TW9kZWxWZXJzaW9uc1Jlc3BvbnNlEi0KBm1vZGVscxgBIAMoCzIdLmdsaW1wc2UucmFua2luZy52MS5Nb2RlbEluZm8SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjcKE1Byb21vdGVNb2RlbFJlcXVlc3QSIAoHdmVyc2lvbhgBIAEoCUIP4EECukgJyAEBcgTwgBkBIkQKFFByb21vdGVNb2RlbFJlc3BvbnNlEiwKBW1vZGVsGAEgASgLMh0uZ2xpbXBzZS5yYW5raW5nLnYxLk1vZGVsSW5mbyKSAQoRQnVpbGRJbmRleFJlcXVlc3QSIAoNbW9kZWxfdmVyc2lvbhgBIAEoCUIJukgGcgTwgBkBEiIKD2RhdGFzZXRfdmVyc2lvbhgCIAEoCUIJukgGcgTogBkBEigKBGtpbmQYAyABKAlCGrpIF3IVUgBSBGF1dG9SBWV4YWN0UgRobnN3Eg0KBWZvcmNlGAQgASgIIm4KEkJ1aWxkSW5kZXhSZXNwb25zZRINCgVzdGFnZRgBIAEoCRIMCgRkb25lGAIgASgDEg0KBXRvdGFsGAMgASgDEiwKBWluZGV4GAQgASgLMh0uZ2xpbXBzZS5yYW5raW5nLnYxLkluZGV4SW5mbyIYChZMaXN0RGVtb1F1ZXJpZXNSZXF1ZXN0IioKF0xpc3REZW1vUXVlcmllc1Jlc3BvbnNlEg8KB3F1ZXJpZXMYASADKAkiSwoRRGVtb1NlYXJjaFJlcXVlc3QSHAoFcXVlcnkYASABKAlCDeBBArpIB3IF0IAZgAQSGAoFdG9wX2sYAiABKAVCCbpIBhoEkIEZMiKCAQoSRGVtb1NlYXJjaFJlc3BvbnNlEi0KB3Jlc3VsdHMYASADKAsyHC5nbGltcHNlLnJhbmtpbmcudjEuSW1hZ2VIaXQSFQoNbW9kZWxfdmVyc2lvbhgCIAEoCRIXCg9kYXRhc2V0X3ZlcnNpb24YAyABKAkSDQoFcXVlcnkYBCABKAkikwIKF1NlYXJjaENvbGxlY3Rpb25SZXF1ZXN0Eh0KBG5hbWUYASABKAlCD+BBArpICcgBAXIEoIEZARIaCgR0ZXh0GAIgASgJQgq6SAdyBdCAGYAESAASHQoFaW1hZ2UYAyABKAxCDLpICXoHEAEYgICABUgAEh8KCHBob3RvX2lkGAQgASgJQgu6SAhyBrCBGQEQAUgAEhgKBXRvcF9rGAUgASgFQgm6SAYaBJCBGWQSLwoGZmlsdGVyGAYgASgLMh8uZ2xpbXBzZS5yYW5raW5nLnYxLlBob3RvRmlsdGVyEiIKCW1pbl9zY29yZRgHIAEoAkIPukgMCgodAAAAQC0AAADAQg4KBXF1ZXJ5EgW6SAIIASKvAQoLUGhvdG9GaWx0ZXISLwoLdGFrZW5fYWZ0ZXIYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDHRha2VuX2JlZm9yZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHQoLcGF0aF9wcmVmaXgYAyABKAlCCLpIBXIDGIAIEh4KDGNhbWVyYV9tb2RlbBgEIAEoCUIIukgFcgMYyAEiwwEKCFBob3RvSGl0EhAKCHBob3RvX2lkGAEgASgJEgwKBHBhdGgYAiABKAkSDQoFc2NvcmUYAyABKAISDAoEcmFuaxgEIAEoBRIVCg10aHVtYm5haWxfdXJsGAUgASgJEg0KBXdpZHRoGAYgASgFEg4KBmhlaWdodBgHIAEoBRIuCgp0YWtlbl90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxjYW1lcmFfbW9kZWwYCSABKAkifAoYU2VhcmNoQ29sbGVjdGlvblJlc3BvbnNlEi0KB3Jlc3VsdHMYASADKAsyHC5nbGltcHNlLnJhbmtpbmcudjEuUGhvdG9IaXQSFQoNbW9kZWxfdmVyc2lvbhgCIAEoCRIaChJjb2xsZWN0aW9uX3ZlcnNpb24YAyABKAkiQgofTGlzdENvbGxlY3Rpb25EdXBsaWNhdGVzUmVxdWVzdBIfCgZwYXJlbnQYASABKAlCD+BBArpICcgBAXIEoIEZASKeAQogTGlzdENvbGxlY3Rpb25EdXBsaWNhdGVzUmVzcG9uc2USLwoGZ3JvdXBzGAEgAygLMh8uZ2xpbXBzZS5kYXRhLnYxLkR1cGxpY2F0ZUdyb3VwEhYKDm5lYXJfdGhyZXNob2xkGAIgASgCEhoKEmNvbGxlY3Rpb25fdmVyc2lvbhgDIAEoCRIVCg1tb2RlbF92ZXJzaW9uGAQgASgJIjoKGUdldENvbGxlY3Rpb25JbmRleFJlcXVlc3QSHQoEbmFtZRgBIAEoCUIP4EECukgJyAEBcgSggRkBIpYBChpHZXRDb2xsZWN0aW9uSW5kZXhSZXNwb25zZRIXCg9zZXJ2aW5nX3ZlcnNpb24YASABKAkSFQoNbW9kZWxfdmVyc2lvbhgCIAEoCRIXCg9uZWFyX2R1cGxpY2F0ZXMYAyABKAMSLwoHcGVuZGluZxgEIAEoCzIeLmdsaW1wc2UucmFua2luZy52MS5JbmRleEJ1aWxkKo0BCgpNb2RlbFN0YXRlEhsKF01PREVMX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUTU9ERUxfU1RBVEVfTk9fTU9ERUwQARIXChNNT0RFTF9TVEFURV9MT0FESU5HEAISFwoTTU9ERUxfU1RBVEVfU0VSVklORxADEhYKEk1PREVMX1NUQVRFX0ZBSUxFRBAEMusQCg5SYW5raW5nU2VydmljZRKNAQoMU2VhcmNoSW1hZ2VzEicuZ2xpbXBzZS5yYW5raW5nLnYxLlNlYXJjaEltYWdlc1JlcXVlc3QaKC5nbGltcHNlLnJhbmtpbmcudjEuU2VhcmNoSW1hZ2VzUmVzcG9uc2UiKpACAYiAGQGC0+STAh06ASoiGC9pbmZlcmVuY2UvdGV4dC10by1pbWFnZRKQAQoOU2VhcmNoQ2FwdGlvbnMSKS5nbGltcHNlLnJhbmtpbmcudjEuU2VhcmNoQ2FwdGlvbnNSZXF1ZXN0GiouZ2xpbXBzZS5yYW5raW5nLnYxLlNlYXJjaENhcHRpb25zUmVzcG9uc2UiJ4iAGQGC0+STAh06ASoiGC9pbmZlcmVuY2UvaW1hZ2UtdG8tdGV4dBKcAQoRQmF0Y2hTZWFyY2hJbWFnZXMSLC5nbGltcHNlLnJhbmtpbmcudjEuQmF0Y2hTZWFyY2hJbWFnZXNSZXF1ZXN0Gi0uZ2xpbXBzZS5yYW5raW5nLnYxLkJhdGNoU2VhcmNoSW1hZ2VzUmVzcG9uc2UiKpACAYiAGQGC0+STAh06ASoiGC9pbmZlcmVuY2UvYmF0Y2gtcmFua2luZxKSAQoOUmFua0NhbmRpZGF0ZXMSKS5nbGltcHNlLnJhbmtpbmcudjEuUmFua0NhbmRpZGF0ZXNSZXF1ZXN0GiouZ2xpbXBzZS5yYW5raW5nLnYxLlJhbmtDYW5kaWRhdGVzUmVzcG9uc2UiKYiAGQGC0+STAh86ASoiGi9pbmZlcmVuY2UvcmFuay1jYW5kaWRhdGVzEpgBChFSYW5rVXBsb2FkZWRJbWFnZRIsLmdsaW1wc2UucmFua2luZy52MS5SYW5rVXBsb2FkZWRJbWFnZVJlcXVlc3QaLS5nbGltcHNlLnJhbmtpbmcudjEuUmFua1VwbG9hZGVkSW1hZ2VSZXNwb25zZSImiIAZAYLT5JMCHDoBKiIXL2luZmVyZW5jZS91cGxvYWQtaW1hZ2USfQoMR2V0TW9kZWxJbmZvEicuZ2xpbXBzZS5yYW5raW5nLnYxLkdldE1vZGVsSW5mb1JlcXVlc3QaKC5nbGltcHNlLnJhbmtpbmcudjEuR2V0TW9kZWxJbmZvUmVzcG9uc2UiGpACAYiAGQGC0+STAg0SCy9tb2RlbC9pbmZvEoUBCg5HZXRNb2RlbFN0YXR1cxIpLmdsaW1wc2UucmFua2luZy52MS5HZXRNb2RlbFN0YXR1c1JlcXVlc3QaKi5nbGltcHNlLnJhbmtpbmcudjEuR2V0TW9kZWxTdGF0dXNSZXNwb25zZSIckAIBiIAZAYLT5JMCDxINL21vZGVsL3N0YXR1cxKQAQoRTGlzdE1vZGVsVmVyc2lvbnMSLC5nbGltcHNlLnJhbmtpbmcudjEuTGlzdE1vZGVsVmVyc2lvbnNSZXF1ZXN0Gi0uZ2xpbXBzZS5yYW5raW5nLnYxLkxpc3RNb2RlbFZlcnNpb25zUmVzcG9uc2UiHpACAYiAGQGC0+STAhESDy9tb2RlbC92ZXJzaW9ucxKDAQoMUHJvbW90ZU1vZGVsEicuZ2xpbXBzZS5yYW5raW5nLnYxLlByb21vdGVNb2RlbFJlcXVlc3QaKC5nbGltcHNlLnJhbmtpbmcudjEuUHJvbW90ZU1vZGVsUmVzcG9uc2UiIJACAoiAGQKC0+STAhM6ASoiDi9tb2RlbC9wcm9tb3RlEmMKCkJ1aWxkSW5kZXgSJS5nbGltcHNlLnJhbmtpbmcudjEuQnVpbGRJbmRleFJlcXVlc3QaJi5nbGltcHNlLnJhbmtpbmcudjEuQnVpbGRJbmRleFJlc3BvbnNlIgSIgBkCMAESiAEKD0xpc3REZW1vUXVlcmllcxIqLmdsaW1wc2UucmFua2luZy52MS5MaXN0RGVtb1F1ZXJpZXNSZXF1ZXN0GisuZ2xpbXBzZS5yYW5raW5nLnYxLkxpc3REZW1vUXVlcmllc1Jlc3BvbnNlIhyQAgGIgBkBgtPkkwIPEg0vZGVtby9xdWVyaWVzEngKCkRlbW9TZWFyY2gSJS5nbGltcHNlLnJhbmtpbmcudjEuRGVtb1NlYXJjaFJlcXVlc3QaJi5nbGltcHNlLnJhbmtpbmcudjEuRGVtb1NlYXJjaFJlc3BvbnNlIhuQAgGIgBkBgtPkkwIOEgwvZGVtby9zZWFyY2gSoAEKEFNlYXJjaENvbGxlY3Rpb24SKy5nbGltcHNlLnJhbmtpbmcudjEuU2VhcmNoQ29sbGVjdGlvblJlcXVlc3QaLC5nbGltcHNlLnJhbmtpbmcudjEuU2VhcmNoQ29sbGVjdGlvblJlc3BvbnNlIjGQAgGIgBkBgtPkkwIkOgEqIh8vdjEve25hbWU9Y29sbGVjdGlvbnMvKn06c2VhcmNoErsBChhMaXN0Q29sbGVjdGlvbkR1cGxpY2F0ZXMSMy5nbGltcHNlLnJhbmtpbmcudjEuTGlzdENvbGxlY3Rpb25EdXBsaWNhdGVzUmVxdWVzdBo0LmdsaW1wc2UucmFua2luZy52MS5MaXN0Q29sbGVjdGlvbkR1cGxpY2F0ZXNSZXNwb25zZSI0kAIBiIAZAYLT5JMCJxIlL3YxL3twYXJlbnQ9Y29sbGVjdGlvbnMvKn0vZHVwbGljYXRlcxJ8ChJHZXRDb2xsZWN0aW9uSW5kZXgSLS5nbGltcHNlLnJhbmtpbmcudjEuR2V0Q29sbGVjdGlvbkluZGV4UmVxdWVzdBouLmdsaW1wc2UucmFua2luZy52MS5HZXRDb2xsZWN0aW9uSW5kZXhSZXNwb25zZSIHkAIBiIAZAWIGcHJvdG8z", [file_buf_validate_validate, file_glimpse_api_v1_annotations, file_glimpse_api_v1_rules, file_glimpse_data_v1_collection, file_glimpse_data_v1_dataset, file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp]);
+  fileDesc("CihnbGltcHNlL3JhbmtpbmcvdjEvcmFua2luZ19zZXJ2aWNlLnByb3RvEhJnbGltcHNlLnJhbmtpbmcudjEiXAoFU2NvcGUSIgoPZGF0YXNldF92ZXJzaW9uGAEgASgJQgm6SAZyBOiAGQESLwoFc3BsaXQYAiABKA4yFi5nbGltcHNlLmRhdGEudjEuU3BsaXRCCLpIBYIBAhABIpkBCghJbWFnZUhpdBIQCghpbWFnZV9pZBgBIAEoCRINCgVzY29yZRgCIAEoAhIMCgRyYW5rGAMgASgFEiUKBXNwbGl0GAQgASgOMhYuZ2xpbXBzZS5kYXRhLnYxLlNwbGl0EhAKCGNhcHRpb25zGAUgAygJEhEKCWltYWdlX3VybBgGIAEoCRISCgpyYW5rX3Njb3JlGAcgASgCInEKCkNhcHRpb25IaXQSEgoKY2FwdGlvbl9pZBgBIAEoCRIQCghpbWFnZV9pZBgCIAEoCRIMCgR0ZXh0GAMgASgJEg0KBXNjb3JlGAQgASgCEgwKBHJhbmsYBSABKAUSEgoKcmFua19zY29yZRgGIAEoAiJ3ChNTZWFyY2hJbWFnZXNSZXF1ZXN0EhwKBXF1ZXJ5GAEgASgJQg3gQQK6SAdyBdCAGYAEEhgKBXRvcF9rGAIgASgFQgm6SAYaBJCBGWQSKAoFc2NvcGUYAyABKAsyGS5nbGltcHNlLnJhbmtpbmcudjEuU2NvcGUidQoUU2VhcmNoSW1hZ2VzUmVzcG9uc2USLQoHcmVzdWx0cxgBIAMoCzIcLmdsaW1wc2UucmFua2luZy52MS5JbWFnZUhpdBIVCg1tb2RlbF92ZXJzaW9uGAIgASgJEhcKD2RhdGFzZXRfdmVyc2lvbhgDIAEoCSKvAQoVU2VhcmNoQ2FwdGlvbnNSZXF1ZXN0Eh0KCGltYWdlX2lkGAEgASgJQgm6SAZyBIiBGQFIABIjCgtpbWFnZV9ieXRlcxgCIAEoDEIMukgJegcQARiAgIAFSAASGAoFdG9wX2sYAyABKAVCCbpIBhoEkIEZZBIoCgVzY29wZRgEIAEoCzIZLmdsaW1wc2UucmFua2luZy52MS5TY29wZUIOCgVpbWFnZRIFukgCCAEieQoWU2VhcmNoQ2FwdGlvbnNSZXNwb25zZRIvCgdyZXN1bHRzGAEgAygLMh4uZ2xpbXBzZS5yYW5raW5nLnYxLkNhcHRpb25IaXQSFQoNbW9kZWxfdmVyc2lvbhgCIAEoCRIXCg9kYXRhc2V0X3ZlcnNpb24YAyABKAkihwEKGEJhdGNoU2VhcmNoSW1hZ2VzUmVxdWVzdBInCgdxdWVyaWVzGAEgAygJQhbgQQK6SBCSAQ0IARBAIgdyBdCAGYAEEhgKBXRvcF9rGAIgASgFQgm6SAYaBJCBGWQSKAoFc2NvcGUYAyABKAsyGS5nbGltcHNlLnJhbmtpbmcudjEuU2NvcGUiSwoLUXVlcnlSZXN1bHQSDQoFcXVlcnkYASABKAkSLQoHcmVzdWx0cxgCIAMoCzIcLmdsaW1wc2UucmFua2luZy52MS5JbWFnZUhpdCJ9ChlCYXRjaFNlYXJjaEltYWdlc1Jlc3BvbnNlEjAKB3Jlc3VsdHMYASADKAsyHy5nbGltcHNlLnJhbmtpbmcudjEuUXVlcnlSZXN1bHQSFQoNbW9kZWxfdmVyc2lvbhgCIAEoCRIXCg9kYXRhc2V0X3ZlcnNpb24YAyABKAki4AQKFVJhbmtDYW5kaWRhdGVzUmVxdWVzdBIaCgR0ZXh0GAEgASgJQgq6SAdyBdCAGYAESAASHQoIaW1hZ2VfaWQYAiABKAlCCbpIBnIEiIEZAUgAEiMKC2ltYWdlX2J5dGVzGAMgASgMQgy6SAl6BxABGICAgAVIABIuChNjYW5kaWRhdGVfaW1hZ2VfaWRzGAQgAygJQhG6SA6SAQsQ6AciBnIEiIEZARIrCg9jYW5kaWRhdGVfdGV4dHMYBSADKAlCErpID5IBDBDoByIHcgXQgBmABBIoCgVzY29wZRgGIAEoCzIZLmdsaW1wc2UucmFua2luZy52MS5TY29wZTrPArpIywIaoQEKGWNhbmRpZGF0ZV90ZXh0cy5FWENMVVNJVkUagwFzaXplKHRoaXMuY2FuZGlkYXRlX2ltYWdlX2lkcykgPiAwICYmIHNpemUodGhpcy5jYW5kaWRhdGVfdGV4dHMpID4gMCA/ICdnaXZlIGNhbmRpZGF0ZV9pbWFnZV9pZHMgb3IgY2FuZGlkYXRlX3RleHRzLCBub3QgYm90aCcgOiAnJxqkAQocY2FuZGlkYXRlX2ltYWdlX2lkcy5SRVFVSVJFRBqDAXNpemUodGhpcy5jYW5kaWRhdGVfaW1hZ2VfaWRzKSA9PSAwICYmIHNpemUodGhpcy5jYW5kaWRhdGVfdGV4dHMpID09IDAgPyAnZ2l2ZSAxLi4xMDAwIGNhbmRpZGF0ZV9pbWFnZV9pZHMgb3IgY2FuZGlkYXRlX3RleHRzJyA6ICcnQg4KBXF1ZXJ5EgW6SAIIASJQCg9TY29yZWRDYW5kaWRhdGUSDQoFaW5kZXgYASABKAUSEQoJY2FuZGlkYXRlGAIgASgJEg0KBXNjb3JlGAMgASgCEgwKBHJhbmsYBCABKAUifgoWUmFua0NhbmRpZGF0ZXNSZXNwb25zZRI0CgdyZXN1bHRzGAEgAygLMiMuZ2xpbXBzZS5yYW5raW5nLnYxLlNjb3JlZENhbmRpZGF0ZRIVCg1tb2RlbF92ZXJzaW9uGAIgASgJEhcKD2RhdGFzZXRfdmVyc2lvbhgDIAEoCSKpAQoYUmFua1VwbG9hZGVkSW1hZ2VSZXF1ZXN0Eh8KBWltYWdlGAEgASgMQhDgQQK6SArIAQF6BRiAgIAFEiEKDnRvcF9rX2NhcHRpb25zGAIgASgFQgm6SAYaBJCBGWQSHwoMdG9wX2tfaW1hZ2VzGAMgASgFQgm6SAYaBBhkKAASKAoFc2NvcGUYBCABKAsyGS5nbGltcHNlLnJhbmtpbmcudjEuU2NvcGUi0gEKGVJhbmtVcGxvYWRlZEltYWdlUmVzcG9uc2USMAoIY2FwdGlvbnMYASADKAsyHi5nbGltcHNlLnJhbmtpbmcudjEuQ2FwdGlvbkhpdBI0Cg5zaW1pbGFyX2ltYWdlcxgCIAMoCzIcLmdsaW1wc2UucmFua2luZy52MS5JbWFnZUhpdBIVCg1tb2RlbF92ZXJzaW9uGAMgASgJEhcKD2RhdGFzZXRfdmVyc2lvbhgEIAEoCRINCgV3aWR0aBgFIAEoBRIOCgZoZWlnaHQYBiABKAUiiwMKCU1vZGVsSW5mbxIPCgd2ZXJzaW9uGAEgASgJEhAKCGJhY2tib25lGAIgASgJEhUKDWVtYmVkZGluZ19kaW0YAyABKAUSFwoPZGF0YXNldF92ZXJzaW9uGAQgASgJEjIKCmNyZWF0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgIYARI7CgdtZXRyaWNzGAYgAygLMiouZ2xpbXBzZS5yYW5raW5nLnYxLk1vZGVsSW5mby5NZXRyaWNzRW50cnkSEgoKZ2l0X2NvbW1pdBgHIAEoCRIXCg90cmFpbmluZ19ydW5faWQYCCABKAkSEwoLY29uZmlnX2pzb24YCSABKAkSEgoKcHJvZHVjdGlvbhgKIAEoCBI0CgtjcmVhdGVfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAxouCgxNZXRyaWNzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgBOgI4ASIVChNHZXRNb2RlbEluZm9SZXF1ZXN0IkQKFEdldE1vZGVsSW5mb1Jlc3BvbnNlEiwKBW1vZGVsGAEgASgLMh0uZ2xpbXBzZS5yYW5raW5nLnYxLk1vZGVsSW5mbyLSAQoJSW5kZXhJbmZvEhUKDW1vZGVsX3ZlcnNpb24YASABKAkSFwoPZGF0YXNldF92ZXJzaW9uGAIgASgJEg4KBmltYWdlcxgDIAEoAxIQCghjYXB0aW9ucxgEIAEoAxIMCgRraW5kGAUgASgJEjAKCGJ1aWx0X2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEICGAESMwoKYnVpbGRfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAyIXChVHZXRNb2RlbFN0YXR1c1JlcXVlc3QimwMKFkdldE1vZGVsU3RhdHVzUmVzcG9uc2USLQoFc3RhdGUYASABKA4yHi5nbGltcHNlLnJhbmtpbmcudjEuTW9kZWxTdGF0ZRIXCg9zZXJ2aW5nX3ZlcnNpb24YAiABKAkSFwoPbG9hZGluZ192ZXJzaW9uGAMgASgJEhIKCmxhc3RfZXJyb3IYBCABKAkSMQoJbG9hZGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEICGAESLAoFaW5kZXgYBiABKAsyHS5nbGltcHNlLnJhbmtpbmcudjEuSW5kZXhJbmZvEhoKEnByb2R1Y3Rpb25fdmVyc2lvbhgHIAEoCRI1Cg1wZW5kaW5nX2luZGV4GAggASgLMh4uZ2xpbXBzZS5yYW5raW5nLnYxLkluZGV4QnVpbGQSJAoccHJldmlvdXNfcHJvZHVjdGlvbl92ZXJzaW9ucxgJIAMoCRIyCglsb2FkX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMinAQKCkluZGV4QnVpbGQSEQoEbmFtZRgIIAEoCUID4EEIEiAKDW1vZGVsX3ZlcnNpb24YASABKAlCCbpIBnIE8IAZARIUCgdkYXRhc2V0GAIgASgJQgPgQQMSIgoPZGF0YXNldF92ZXJzaW9uGAMgASgJQgm6SAZyBOiAGQESKAoEa2luZBgJIAEoCUIaukgXchVSAFIEYXV0b1IFZXhhY3RSBGhuc3cSEgoFZm9yY2UYCiABKAhCA+BBBBIVCghleGVjdXRvchgEIAEoCUID4EEDEhAKA2pvYhgFIAEoCUID4EEDEhMKBmRldGFpbBgGIAEoCUID4EEDEhMKBmZhaWxlZBgHIAEoCEID4EEDEjcKBXN0YXRlGAsgASgOMiMuZ2xpbXBzZS5yYW5raW5nLnYxLkluZGV4QnVpbGRTdGF0ZUID4EEDEhIKBXN0YWdlGAwgASgJQgPgQQMSEQoEZG9uZRgNIAEoA0ID4EEDEhIKBXRvdGFsGA4gASgDQgPgQQMSMQoFaW5kZXgYDyABKAsyHS5nbGltcHNlLnJhbmtpbmcudjEuSW5kZXhJbmZvQgPgQQMSNAoLY3JlYXRlX3RpbWUYECABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMSMQoIZW5kX3RpbWUYESABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMiWQoXQ3JlYXRlSW5kZXhCdWlsZFJlcXVlc3QSPgoLaW5kZXhfYnVpbGQYASABKAsyHi5nbGltcHNlLnJhbmtpbmcudjEuSW5kZXhCdWlsZEIJ4EECukgDyAEBIk8KGENyZWF0ZUluZGV4QnVpbGRSZXNwb25zZRIzCgtpbmRleF9idWlsZBgBIAEoCzIeLmdsaW1wc2UucmFua2luZy52MS5JbmRleEJ1aWxkIjUKFEdldEluZGV4QnVpbGRSZXF1ZXN0Eh0KBG5hbWUYASABKAlCD+BBArpICcgBAXIEyIEZASJMChVHZXRJbmRleEJ1aWxkUmVzcG9uc2USMwoLaW5kZXhfYnVpbGQYASABKAsyHi5nbGltcHNlLnJhbmtpbmcudjEuSW5kZXhCdWlsZCI3ChZXYXRjaEluZGV4QnVpbGRSZXF1ZXN0Eh0KBG5hbWUYASABKAlCD+BBArpICcgBAXIEyIEZASJOChdXYXRjaEluZGV4QnVpbGRSZXNwb25zZRIzCgtpbmRleF9idWlsZBgBIAEoCzIeLmdsaW1wc2UucmFua2luZy52MS5JbmRleEJ1aWxkIjgKF0NhbmNlbEluZGV4QnVpbGRSZXF1ZXN0Eh0KBG5hbWUYASABKAlCD+BBArpICcgBAXIEyIEZASJPChhDYW5jZWxJbmRleEJ1aWxkUmVzcG9uc2USMwoLaW5kZXhfYnVpbGQYASABKAsyHi5nbGltcHNlLnJhbmtpbmcudjEuSW5kZXhCdWlsZCJSChhMaXN0TW9kZWxWZXJzaW9uc1JlcXVlc3QSIgoJcGFnZV9zaXplGAEgASgFQg+6SAQaAigAkoAZBAgUEGQSEgoKcGFnZV90b2tlbhgCIAEoCSJjChlMaXN0TW9kZWxWZXJzaW9uc1Jlc3BvbnNlEi0KBm1vZGVscxgBIAMoCzIdLmdsaW1wc2UucmFua2luZy52MS5Nb2RlbEluZm8SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjcKE1Byb21vdGVNb2RlbFJlcXVlc3QSIAoHdmVyc2lvbhgBIAEoCUIP4EECukgJyAEBcgTwgBkBIkQKFFByb21vdGVNb2RlbFJlc3BvbnNlEiwKBW1vZGVsGAEgASgLMh0uZ2xpbXBzZS5yYW5raW5nLnYxLk1vZGVsSW5mbyKSAQoRQnVpbGRJbmRleFJlcXVlc3QSIAoNbW9kZWxfdmVyc2lvbhgBIAEoCUIJukgGcgTwgBkBEiIKD2RhdGFzZXRfdmVyc2lvbhgCIAEoCUIJukgGcgTogBkBEigKBGtpbmQYAyABKAlCGrpIF3IVUgBSBGF1dG9SBWV4YWN0UgRobnN3Eg0KBWZvcmNlGAQgASgIIm4KEkJ1aWxkSW5kZXhSZXNwb25zZRINCgVzdGFnZRgBIAEoCRIMCgRkb25lGAIgASgDEg0KBXRvdGFsGAMgASgDEiwKBWluZGV4GAQgASgLMh0uZ2xpbXBzZS5yYW5raW5nLnYxLkluZGV4SW5mbyIYChZMaXN0RGVtb1F1ZXJpZXNSZXF1ZXN0IioKF0xpc3REZW1vUXVlcmllc1Jlc3BvbnNlEg8KB3F1ZXJpZXMYASADKAkiSwoRRGVtb1NlYXJjaFJlcXVlc3QSHAoFcXVlcnkYASABKAlCDeBBArpIB3IF0IAZgAQSGAoFdG9wX2sYAiABKAVCCbpIBhoEkIEZMiKCAQoSRGVtb1NlYXJjaFJlc3BvbnNlEi0KB3Jlc3VsdHMYASADKAsyHC5nbGltcHNlLnJhbmtpbmcudjEuSW1hZ2VIaXQSFQoNbW9kZWxfdmVyc2lvbhgCIAEoCRIXCg9kYXRhc2V0X3ZlcnNpb24YAyABKAkSDQoFcXVlcnkYBCABKAkikwIKF1NlYXJjaENvbGxlY3Rpb25SZXF1ZXN0Eh0KBG5hbWUYASABKAlCD+BBArpICcgBAXIEoIEZARIaCgR0ZXh0GAIgASgJQgq6SAdyBdCAGYAESAASHQoFaW1hZ2UYAyABKAxCDLpICXoHEAEYgICABUgAEh8KCHBob3RvX2lkGAQgASgJQgu6SAhyBrCBGQEQAUgAEhgKBXRvcF9rGAUgASgFQgm6SAYaBJCBGWQSLwoGZmlsdGVyGAYgASgLMh8uZ2xpbXBzZS5yYW5raW5nLnYxLlBob3RvRmlsdGVyEiIKCW1pbl9zY29yZRgHIAEoAkIPukgMCgodAAAAQC0AAADAQg4KBXF1ZXJ5EgW6SAIIASKvAQoLUGhvdG9GaWx0ZXISLwoLdGFrZW5fYWZ0ZXIYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDHRha2VuX2JlZm9yZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHQoLcGF0aF9wcmVmaXgYAyABKAlCCLpIBXIDGIAIEh4KDGNhbWVyYV9tb2RlbBgEIAEoCUIIukgFcgMYyAEiwwEKCFBob3RvSGl0EhAKCHBob3RvX2lkGAEgASgJEgwKBHBhdGgYAiABKAkSDQoFc2NvcmUYAyABKAISDAoEcmFuaxgEIAEoBRIVCg10aHVtYm5haWxfdXJsGAUgASgJEg0KBXdpZHRoGAYgASgFEg4KBmhlaWdodBgHIAEoBRIuCgp0YWtlbl90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxjYW1lcmFfbW9kZWwYCSABKAkifAoYU2VhcmNoQ29sbGVjdGlvblJlc3BvbnNlEi0KB3Jlc3VsdHMYASADKAsyHC5nbGltcHNlLnJhbmtpbmcudjEuUGhvdG9IaXQSFQoNbW9kZWxfdmVyc2lvbhgCIAEoCRIaChJjb2xsZWN0aW9uX3ZlcnNpb24YAyABKAkiQgofTGlzdENvbGxlY3Rpb25EdXBsaWNhdGVzUmVxdWVzdBIfCgZwYXJlbnQYASABKAlCD+BBArpICcgBAXIEoIEZASKeAQogTGlzdENvbGxlY3Rpb25EdXBsaWNhdGVzUmVzcG9uc2USLwoGZ3JvdXBzGAEgAygLMh8uZ2xpbXBzZS5kYXRhLnYxLkR1cGxpY2F0ZUdyb3VwEhYKDm5lYXJfdGhyZXNob2xkGAIgASgCEhoKEmNvbGxlY3Rpb25fdmVyc2lvbhgDIAEoCRIVCg1tb2RlbF92ZXJzaW9uGAQgASgJIjoKGUdldENvbGxlY3Rpb25JbmRleFJlcXVlc3QSHQoEbmFtZRgBIAEoCUIP4EECukgJyAEBcgSggRkBIpYBChpHZXRDb2xsZWN0aW9uSW5kZXhSZXNwb25zZRIXCg9zZXJ2aW5nX3ZlcnNpb24YASABKAkSFQoNbW9kZWxfdmVyc2lvbhgCIAEoCRIXCg9uZWFyX2R1cGxpY2F0ZXMYAyABKAMSLwoHcGVuZGluZxgEIAEoCzIeLmdsaW1wc2UucmFua2luZy52MS5JbmRleEJ1aWxkKo0BCgpNb2RlbFN0YXRlEhsKF01PREVMX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUTU9ERUxfU1RBVEVfTk9fTU9ERUwQARIXChNNT0RFTF9TVEFURV9MT0FESU5HEAISFwoTTU9ERUxfU1RBVEVfU0VSVklORxADEhYKEk1PREVMX1NUQVRFX0ZBSUxFRBAEKrMBCg9JbmRleEJ1aWxkU3RhdGUSIQodSU5ERVhfQlVJTERfU1RBVEVfVU5TUEVDSUZJRUQQABIdChlJTkRFWF9CVUlMRF9TVEFURV9SVU5OSU5HEAESHwobSU5ERVhfQlVJTERfU1RBVEVfU1VDQ0VFREVEEAISHAoYSU5ERVhfQlVJTERfU1RBVEVfRkFJTEVEEAMSHwobSU5ERVhfQlVJTERfU1RBVEVfQ0FOQ0VMTEVEEAQyshUKDlJhbmtpbmdTZXJ2aWNlEo0BCgxTZWFyY2hJbWFnZXMSJy5nbGltcHNlLnJhbmtpbmcudjEuU2VhcmNoSW1hZ2VzUmVxdWVzdBooLmdsaW1wc2UucmFua2luZy52MS5TZWFyY2hJbWFnZXNSZXNwb25zZSIqkAIBiIAZAYLT5JMCHToBKiIYL2luZmVyZW5jZS90ZXh0LXRvLWltYWdlEpABCg5TZWFyY2hDYXB0aW9ucxIpLmdsaW1wc2UucmFua2luZy52MS5TZWFyY2hDYXB0aW9uc1JlcXVlc3QaKi5nbGltcHNlLnJhbmtpbmcudjEuU2VhcmNoQ2FwdGlvbnNSZXNwb25zZSIniIAZAYLT5JMCHToBKiIYL2luZmVyZW5jZS9pbWFnZS10by10ZXh0EpwBChFCYXRjaFNlYXJjaEltYWdlcxIsLmdsaW1wc2UucmFua2luZy52MS5CYXRjaFNlYXJjaEltYWdlc1JlcXVlc3QaLS5nbGltcHNlLnJhbmtpbmcudjEuQmF0Y2hTZWFyY2hJbWFnZXNSZXNwb25zZSIqkAIBiIAZAYLT5JMCHToBKiIYL2luZmVyZW5jZS9iYXRjaC1yYW5raW5nEpIBCg5SYW5rQ2FuZGlkYXRlcxIpLmdsaW1wc2UucmFua2luZy52MS5SYW5rQ2FuZGlkYXRlc1JlcXVlc3QaKi5nbGltcHNlLnJhbmtpbmcudjEuUmFua0NhbmRpZGF0ZXNSZXNwb25zZSIpiIAZAYLT5JMCHzoBKiIaL2luZmVyZW5jZS9yYW5rLWNhbmRpZGF0ZXMSmAEKEVJhbmtVcGxvYWRlZEltYWdlEiwuZ2xpbXBzZS5yYW5raW5nLnYxLlJhbmtVcGxvYWRlZEltYWdlUmVxdWVzdBotLmdsaW1wc2UucmFua2luZy52MS5SYW5rVXBsb2FkZWRJbWFnZVJlc3BvbnNlIiaIgBkBgtPkkwIcOgEqIhcvaW5mZXJlbmNlL3VwbG9hZC1pbWFnZRJ9CgxHZXRNb2RlbEluZm8SJy5nbGltcHNlLnJhbmtpbmcudjEuR2V0TW9kZWxJbmZvUmVxdWVzdBooLmdsaW1wc2UucmFua2luZy52MS5HZXRNb2RlbEluZm9SZXNwb25zZSIakAIBiIAZAYLT5JMCDRILL21vZGVsL2luZm8ShQEKDkdldE1vZGVsU3RhdHVzEikuZ2xpbXBzZS5yYW5raW5nLnYxLkdldE1vZGVsU3RhdHVzUmVxdWVzdBoqLmdsaW1wc2UucmFua2luZy52MS5HZXRNb2RlbFN0YXR1c1Jlc3BvbnNlIhyQAgGIgBkBgtPkkwIPEg0vbW9kZWwvc3RhdHVzEpABChFMaXN0TW9kZWxWZXJzaW9ucxIsLmdsaW1wc2UucmFua2luZy52MS5MaXN0TW9kZWxWZXJzaW9uc1JlcXVlc3QaLS5nbGltcHNlLnJhbmtpbmcudjEuTGlzdE1vZGVsVmVyc2lvbnNSZXNwb25zZSIekAIBiIAZAYLT5JMCERIPL21vZGVsL3ZlcnNpb25zEoMBCgxQcm9tb3RlTW9kZWwSJy5nbGltcHNlLnJhbmtpbmcudjEuUHJvbW90ZU1vZGVsUmVxdWVzdBooLmdsaW1wc2UucmFua2luZy52MS5Qcm9tb3RlTW9kZWxSZXNwb25zZSIgkAICiIAZAoLT5JMCEzoBKiIOL21vZGVsL3Byb21vdGUSlwEKEENyZWF0ZUluZGV4QnVpbGQSKy5nbGltcHNlLnJhbmtpbmcudjEuQ3JlYXRlSW5kZXhCdWlsZFJlcXVlc3QaLC5nbGltcHNlLnJhbmtpbmcudjEuQ3JlYXRlSW5kZXhCdWlsZFJlc3BvbnNlIiiIgBkCgtPkkwIeOgtpbmRleF9idWlsZCIPL3YxL2luZGV4QnVpbGRzEo0BCg1HZXRJbmRleEJ1aWxkEiguZ2xpbXBzZS5yYW5raW5nLnYxLkdldEluZGV4QnVpbGRSZXF1ZXN0GikuZ2xpbXBzZS5yYW5raW5nLnYxLkdldEluZGV4QnVpbGRSZXNwb25zZSInkAIBiIAZAYLT5JMCGhIYL3YxL3tuYW1lPWluZGV4QnVpbGRzLyp9EnUKD1dhdGNoSW5kZXhCdWlsZBIqLmdsaW1wc2UucmFua2luZy52MS5XYXRjaEluZGV4QnVpbGRSZXF1ZXN0GisuZ2xpbXBzZS5yYW5raW5nLnYxLldhdGNoSW5kZXhCdWlsZFJlc3BvbnNlIgeQAgGIgBkBMAESoAEKEENhbmNlbEluZGV4QnVpbGQSKy5nbGltcHNlLnJhbmtpbmcudjEuQ2FuY2VsSW5kZXhCdWlsZFJlcXVlc3QaLC5nbGltcHNlLnJhbmtpbmcudjEuQ2FuY2VsSW5kZXhCdWlsZFJlc3BvbnNlIjGQAgKIgBkCgtPkkwIkOgEqIh8vdjEve25hbWU9aW5kZXhCdWlsZHMvKn06Y2FuY2VsEmYKCkJ1aWxkSW5kZXgSJS5nbGltcHNlLnJhbmtpbmcudjEuQnVpbGRJbmRleFJlcXVlc3QaJi5nbGltcHNlLnJhbmtpbmcudjEuQnVpbGRJbmRleFJlc3BvbnNlIgeIAgGIgBkCMAESiAEKD0xpc3REZW1vUXVlcmllcxIqLmdsaW1wc2UucmFua2luZy52MS5MaXN0RGVtb1F1ZXJpZXNSZXF1ZXN0GisuZ2xpbXBzZS5yYW5raW5nLnYxLkxpc3REZW1vUXVlcmllc1Jlc3BvbnNlIhyQAgGIgBkBgtPkkwIPEg0vZGVtby9xdWVyaWVzEngKCkRlbW9TZWFyY2gSJS5nbGltcHNlLnJhbmtpbmcudjEuRGVtb1NlYXJjaFJlcXVlc3QaJi5nbGltcHNlLnJhbmtpbmcudjEuRGVtb1NlYXJjaFJlc3BvbnNlIhuQAgGIgBkBgtPkkwIOEgwvZGVtby9zZWFyY2gSoAEKEFNlYXJjaENvbGxlY3Rpb24SKy5nbGltcHNlLnJhbmtpbmcudjEuU2VhcmNoQ29sbGVjdGlvblJlcXVlc3QaLC5nbGltcHNlLnJhbmtpbmcudjEuU2VhcmNoQ29sbGVjdGlvblJlc3BvbnNlIjGQAgGIgBkBgtPkkwIkOgEqIh8vdjEve25hbWU9Y29sbGVjdGlvbnMvKn06c2VhcmNoErsBChhMaXN0Q29sbGVjdGlvbkR1cGxpY2F0ZXMSMy5nbGltcHNlLnJhbmtpbmcudjEuTGlzdENvbGxlY3Rpb25EdXBsaWNhdGVzUmVxdWVzdBo0LmdsaW1wc2UucmFua2luZy52MS5MaXN0Q29sbGVjdGlvbkR1cGxpY2F0ZXNSZXNwb25zZSI0kAIBiIAZAYLT5JMCJxIlL3YxL3twYXJlbnQ9Y29sbGVjdGlvbnMvKn0vZHVwbGljYXRlcxJ8ChJHZXRDb2xsZWN0aW9uSW5kZXgSLS5nbGltcHNlLnJhbmtpbmcudjEuR2V0Q29sbGVjdGlvbkluZGV4UmVxdWVzdBouLmdsaW1wc2UucmFua2luZy52MS5HZXRDb2xsZWN0aW9uSW5kZXhSZXNwb25zZSIHkAIBiIAZAWIGcHJvdG8z", [file_buf_validate_validate, file_glimpse_api_v1_annotations, file_glimpse_api_v1_rules, file_glimpse_data_v1_collection, file_glimpse_data_v1_dataset, file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp]);
 
 /**
  * Which gallery to search.
@@ -830,12 +830,22 @@ export const GetModelStatusResponseSchema: GenMessage<GetModelStatusResponse> = 
   messageDesc(file_glimpse_ranking_v1_ranking_service, 20);
 
 /**
- * The computation of one (model version, dataset version) index, which every replica then loads.
+ * The computation of one (model version, dataset version) index, which every replica then loads:
+ * the job resource CreateIndexBuild starts, and what GetModelStatus.pending_index shows.
  *
  * @generated from message glimpse.ranking.v1.IndexBuild
  */
 export type IndexBuild = Message<"glimpse.ranking.v1.IndexBuild"> & {
   /**
+   * "indexBuilds/{model_version}-{dataset_version}".
+   *
+   * @generated from field: string name = 8;
+   */
+  name: string;
+
+  /**
+   * Empty on create = the production model.
+   *
    * @generated from field: string model_version = 1;
    */
   modelVersion: string;
@@ -846,9 +856,25 @@ export type IndexBuild = Message<"glimpse.ranking.v1.IndexBuild"> & {
   dataset: string;
 
   /**
+   * Empty on create = the dataset's latest version.
+   *
    * @generated from field: string dataset_version = 3;
    */
   datasetVersion: string;
+
+  /**
+   * "auto" (default: exact below 100,000 images, HNSW from there), "exact" or "hnsw".
+   *
+   * @generated from field: string kind = 9;
+   */
+  kind: string;
+
+  /**
+   * Compute it again even if the index is stored.
+   *
+   * @generated from field: bool force = 10;
+   */
+  force: boolean;
 
   /**
    * "local" (the Ranking process) or "kubernetes" (an Indexed Job).
@@ -877,6 +903,47 @@ export type IndexBuild = Message<"glimpse.ranking.v1.IndexBuild"> & {
    * @generated from field: bool failed = 7;
    */
   failed: boolean;
+
+  /**
+   * @generated from field: glimpse.ranking.v1.IndexBuildState state = 11;
+   */
+  state: IndexBuildState;
+
+  /**
+   * "images", "captions", "upload" (local); "job" while an index Job computes its shards.
+   *
+   * @generated from field: string stage = 12;
+   */
+  stage: string;
+
+  /**
+   * The stage's units done and expected (images, captions; an index Job's shards).
+   *
+   * @generated from field: int64 done = 13;
+   */
+  done: bigint;
+
+  /**
+   * @generated from field: int64 total = 14;
+   */
+  total: bigint;
+
+  /**
+   * The stored index, once SUCCEEDED.
+   *
+   * @generated from field: glimpse.ranking.v1.IndexInfo index = 15;
+   */
+  index?: IndexInfo | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp create_time = 16;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp end_time = 17;
+   */
+  endTime?: Timestamp | undefined;
 };
 
 /**
@@ -885,6 +952,152 @@ export type IndexBuild = Message<"glimpse.ranking.v1.IndexBuild"> & {
  */
 export const IndexBuildSchema: GenMessage<IndexBuild> = /*@__PURE__*/
   messageDesc(file_glimpse_ranking_v1_ranking_service, 21);
+
+/**
+ * @generated from message glimpse.ranking.v1.CreateIndexBuildRequest
+ */
+export type CreateIndexBuildRequest = Message<"glimpse.ranking.v1.CreateIndexBuildRequest"> & {
+  /**
+   * The build to start: its model_version, dataset_version, kind and force.
+   *
+   * @generated from field: glimpse.ranking.v1.IndexBuild index_build = 1;
+   */
+  indexBuild?: IndexBuild | undefined;
+};
+
+/**
+ * Describes the message glimpse.ranking.v1.CreateIndexBuildRequest.
+ * Use `create(CreateIndexBuildRequestSchema)` to create a new message.
+ */
+export const CreateIndexBuildRequestSchema: GenMessage<CreateIndexBuildRequest> = /*@__PURE__*/
+  messageDesc(file_glimpse_ranking_v1_ranking_service, 22);
+
+/**
+ * @generated from message glimpse.ranking.v1.CreateIndexBuildResponse
+ */
+export type CreateIndexBuildResponse = Message<"glimpse.ranking.v1.CreateIndexBuildResponse"> & {
+  /**
+   * @generated from field: glimpse.ranking.v1.IndexBuild index_build = 1;
+   */
+  indexBuild?: IndexBuild | undefined;
+};
+
+/**
+ * Describes the message glimpse.ranking.v1.CreateIndexBuildResponse.
+ * Use `create(CreateIndexBuildResponseSchema)` to create a new message.
+ */
+export const CreateIndexBuildResponseSchema: GenMessage<CreateIndexBuildResponse> = /*@__PURE__*/
+  messageDesc(file_glimpse_ranking_v1_ranking_service, 23);
+
+/**
+ * @generated from message glimpse.ranking.v1.GetIndexBuildRequest
+ */
+export type GetIndexBuildRequest = Message<"glimpse.ranking.v1.GetIndexBuildRequest"> & {
+  /**
+   * "indexBuilds/{model_version}-{dataset_version}".
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message glimpse.ranking.v1.GetIndexBuildRequest.
+ * Use `create(GetIndexBuildRequestSchema)` to create a new message.
+ */
+export const GetIndexBuildRequestSchema: GenMessage<GetIndexBuildRequest> = /*@__PURE__*/
+  messageDesc(file_glimpse_ranking_v1_ranking_service, 24);
+
+/**
+ * @generated from message glimpse.ranking.v1.GetIndexBuildResponse
+ */
+export type GetIndexBuildResponse = Message<"glimpse.ranking.v1.GetIndexBuildResponse"> & {
+  /**
+   * @generated from field: glimpse.ranking.v1.IndexBuild index_build = 1;
+   */
+  indexBuild?: IndexBuild | undefined;
+};
+
+/**
+ * Describes the message glimpse.ranking.v1.GetIndexBuildResponse.
+ * Use `create(GetIndexBuildResponseSchema)` to create a new message.
+ */
+export const GetIndexBuildResponseSchema: GenMessage<GetIndexBuildResponse> = /*@__PURE__*/
+  messageDesc(file_glimpse_ranking_v1_ranking_service, 25);
+
+/**
+ * @generated from message glimpse.ranking.v1.WatchIndexBuildRequest
+ */
+export type WatchIndexBuildRequest = Message<"glimpse.ranking.v1.WatchIndexBuildRequest"> & {
+  /**
+   * "indexBuilds/{model_version}-{dataset_version}".
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message glimpse.ranking.v1.WatchIndexBuildRequest.
+ * Use `create(WatchIndexBuildRequestSchema)` to create a new message.
+ */
+export const WatchIndexBuildRequestSchema: GenMessage<WatchIndexBuildRequest> = /*@__PURE__*/
+  messageDesc(file_glimpse_ranking_v1_ranking_service, 26);
+
+/**
+ * @generated from message glimpse.ranking.v1.WatchIndexBuildResponse
+ */
+export type WatchIndexBuildResponse = Message<"glimpse.ranking.v1.WatchIndexBuildResponse"> & {
+  /**
+   * The build after the change.
+   *
+   * @generated from field: glimpse.ranking.v1.IndexBuild index_build = 1;
+   */
+  indexBuild?: IndexBuild | undefined;
+};
+
+/**
+ * Describes the message glimpse.ranking.v1.WatchIndexBuildResponse.
+ * Use `create(WatchIndexBuildResponseSchema)` to create a new message.
+ */
+export const WatchIndexBuildResponseSchema: GenMessage<WatchIndexBuildResponse> = /*@__PURE__*/
+  messageDesc(file_glimpse_ranking_v1_ranking_service, 27);
+
+/**
+ * @generated from message glimpse.ranking.v1.CancelIndexBuildRequest
+ */
+export type CancelIndexBuildRequest = Message<"glimpse.ranking.v1.CancelIndexBuildRequest"> & {
+  /**
+   * "indexBuilds/{model_version}-{dataset_version}".
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message glimpse.ranking.v1.CancelIndexBuildRequest.
+ * Use `create(CancelIndexBuildRequestSchema)` to create a new message.
+ */
+export const CancelIndexBuildRequestSchema: GenMessage<CancelIndexBuildRequest> = /*@__PURE__*/
+  messageDesc(file_glimpse_ranking_v1_ranking_service, 28);
+
+/**
+ * @generated from message glimpse.ranking.v1.CancelIndexBuildResponse
+ */
+export type CancelIndexBuildResponse = Message<"glimpse.ranking.v1.CancelIndexBuildResponse"> & {
+  /**
+   * @generated from field: glimpse.ranking.v1.IndexBuild index_build = 1;
+   */
+  indexBuild?: IndexBuild | undefined;
+};
+
+/**
+ * Describes the message glimpse.ranking.v1.CancelIndexBuildResponse.
+ * Use `create(CancelIndexBuildResponseSchema)` to create a new message.
+ */
+export const CancelIndexBuildResponseSchema: GenMessage<CancelIndexBuildResponse> = /*@__PURE__*/
+  messageDesc(file_glimpse_ranking_v1_ranking_service, 29);
 
 /**
  * @generated from message glimpse.ranking.v1.ListModelVersionsRequest
@@ -908,7 +1121,7 @@ export type ListModelVersionsRequest = Message<"glimpse.ranking.v1.ListModelVers
  * Use `create(ListModelVersionsRequestSchema)` to create a new message.
  */
 export const ListModelVersionsRequestSchema: GenMessage<ListModelVersionsRequest> = /*@__PURE__*/
-  messageDesc(file_glimpse_ranking_v1_ranking_service, 22);
+  messageDesc(file_glimpse_ranking_v1_ranking_service, 30);
 
 /**
  * @generated from message glimpse.ranking.v1.ListModelVersionsResponse
@@ -930,7 +1143,7 @@ export type ListModelVersionsResponse = Message<"glimpse.ranking.v1.ListModelVer
  * Use `create(ListModelVersionsResponseSchema)` to create a new message.
  */
 export const ListModelVersionsResponseSchema: GenMessage<ListModelVersionsResponse> = /*@__PURE__*/
-  messageDesc(file_glimpse_ranking_v1_ranking_service, 23);
+  messageDesc(file_glimpse_ranking_v1_ranking_service, 31);
 
 /**
  * @generated from message glimpse.ranking.v1.PromoteModelRequest
@@ -949,7 +1162,7 @@ export type PromoteModelRequest = Message<"glimpse.ranking.v1.PromoteModelReques
  * Use `create(PromoteModelRequestSchema)` to create a new message.
  */
 export const PromoteModelRequestSchema: GenMessage<PromoteModelRequest> = /*@__PURE__*/
-  messageDesc(file_glimpse_ranking_v1_ranking_service, 24);
+  messageDesc(file_glimpse_ranking_v1_ranking_service, 32);
 
 /**
  * @generated from message glimpse.ranking.v1.PromoteModelResponse
@@ -966,7 +1179,7 @@ export type PromoteModelResponse = Message<"glimpse.ranking.v1.PromoteModelRespo
  * Use `create(PromoteModelResponseSchema)` to create a new message.
  */
 export const PromoteModelResponseSchema: GenMessage<PromoteModelResponse> = /*@__PURE__*/
-  messageDesc(file_glimpse_ranking_v1_ranking_service, 25);
+  messageDesc(file_glimpse_ranking_v1_ranking_service, 33);
 
 /**
  * @generated from message glimpse.ranking.v1.BuildIndexRequest
@@ -1006,7 +1219,7 @@ export type BuildIndexRequest = Message<"glimpse.ranking.v1.BuildIndexRequest"> 
  * Use `create(BuildIndexRequestSchema)` to create a new message.
  */
 export const BuildIndexRequestSchema: GenMessage<BuildIndexRequest> = /*@__PURE__*/
-  messageDesc(file_glimpse_ranking_v1_ranking_service, 26);
+  messageDesc(file_glimpse_ranking_v1_ranking_service, 34);
 
 /**
  * @generated from message glimpse.ranking.v1.BuildIndexResponse
@@ -1043,7 +1256,7 @@ export type BuildIndexResponse = Message<"glimpse.ranking.v1.BuildIndexResponse"
  * Use `create(BuildIndexResponseSchema)` to create a new message.
  */
 export const BuildIndexResponseSchema: GenMessage<BuildIndexResponse> = /*@__PURE__*/
-  messageDesc(file_glimpse_ranking_v1_ranking_service, 27);
+  messageDesc(file_glimpse_ranking_v1_ranking_service, 35);
 
 /**
  * @generated from message glimpse.ranking.v1.ListDemoQueriesRequest
@@ -1056,7 +1269,7 @@ export type ListDemoQueriesRequest = Message<"glimpse.ranking.v1.ListDemoQueries
  * Use `create(ListDemoQueriesRequestSchema)` to create a new message.
  */
 export const ListDemoQueriesRequestSchema: GenMessage<ListDemoQueriesRequest> = /*@__PURE__*/
-  messageDesc(file_glimpse_ranking_v1_ranking_service, 28);
+  messageDesc(file_glimpse_ranking_v1_ranking_service, 36);
 
 /**
  * @generated from message glimpse.ranking.v1.ListDemoQueriesResponse
@@ -1073,7 +1286,7 @@ export type ListDemoQueriesResponse = Message<"glimpse.ranking.v1.ListDemoQuerie
  * Use `create(ListDemoQueriesResponseSchema)` to create a new message.
  */
 export const ListDemoQueriesResponseSchema: GenMessage<ListDemoQueriesResponse> = /*@__PURE__*/
-  messageDesc(file_glimpse_ranking_v1_ranking_service, 29);
+  messageDesc(file_glimpse_ranking_v1_ranking_service, 37);
 
 /**
  * @generated from message glimpse.ranking.v1.DemoSearchRequest
@@ -1097,7 +1310,7 @@ export type DemoSearchRequest = Message<"glimpse.ranking.v1.DemoSearchRequest"> 
  * Use `create(DemoSearchRequestSchema)` to create a new message.
  */
 export const DemoSearchRequestSchema: GenMessage<DemoSearchRequest> = /*@__PURE__*/
-  messageDesc(file_glimpse_ranking_v1_ranking_service, 30);
+  messageDesc(file_glimpse_ranking_v1_ranking_service, 38);
 
 /**
  * @generated from message glimpse.ranking.v1.DemoSearchResponse
@@ -1129,7 +1342,7 @@ export type DemoSearchResponse = Message<"glimpse.ranking.v1.DemoSearchResponse"
  * Use `create(DemoSearchResponseSchema)` to create a new message.
  */
 export const DemoSearchResponseSchema: GenMessage<DemoSearchResponse> = /*@__PURE__*/
-  messageDesc(file_glimpse_ranking_v1_ranking_service, 31);
+  messageDesc(file_glimpse_ranking_v1_ranking_service, 39);
 
 /**
  * @generated from message glimpse.ranking.v1.SearchCollectionRequest
@@ -1196,7 +1409,7 @@ export type SearchCollectionRequest = Message<"glimpse.ranking.v1.SearchCollecti
  * Use `create(SearchCollectionRequestSchema)` to create a new message.
  */
 export const SearchCollectionRequestSchema: GenMessage<SearchCollectionRequest> = /*@__PURE__*/
-  messageDesc(file_glimpse_ranking_v1_ranking_service, 32);
+  messageDesc(file_glimpse_ranking_v1_ranking_service, 40);
 
 /**
  * Filters of a collection search; every one set must hold.
@@ -1236,7 +1449,7 @@ export type PhotoFilter = Message<"glimpse.ranking.v1.PhotoFilter"> & {
  * Use `create(PhotoFilterSchema)` to create a new message.
  */
 export const PhotoFilterSchema: GenMessage<PhotoFilter> = /*@__PURE__*/
-  messageDesc(file_glimpse_ranking_v1_ranking_service, 33);
+  messageDesc(file_glimpse_ranking_v1_ranking_service, 41);
 
 /**
  * @generated from message glimpse.ranking.v1.PhotoHit
@@ -1302,7 +1515,7 @@ export type PhotoHit = Message<"glimpse.ranking.v1.PhotoHit"> & {
  * Use `create(PhotoHitSchema)` to create a new message.
  */
 export const PhotoHitSchema: GenMessage<PhotoHit> = /*@__PURE__*/
-  messageDesc(file_glimpse_ranking_v1_ranking_service, 34);
+  messageDesc(file_glimpse_ranking_v1_ranking_service, 42);
 
 /**
  * @generated from message glimpse.ranking.v1.SearchCollectionResponse
@@ -1331,7 +1544,7 @@ export type SearchCollectionResponse = Message<"glimpse.ranking.v1.SearchCollect
  * Use `create(SearchCollectionResponseSchema)` to create a new message.
  */
 export const SearchCollectionResponseSchema: GenMessage<SearchCollectionResponse> = /*@__PURE__*/
-  messageDesc(file_glimpse_ranking_v1_ranking_service, 35);
+  messageDesc(file_glimpse_ranking_v1_ranking_service, 43);
 
 /**
  * @generated from message glimpse.ranking.v1.ListCollectionDuplicatesRequest
@@ -1348,7 +1561,7 @@ export type ListCollectionDuplicatesRequest = Message<"glimpse.ranking.v1.ListCo
  * Use `create(ListCollectionDuplicatesRequestSchema)` to create a new message.
  */
 export const ListCollectionDuplicatesRequestSchema: GenMessage<ListCollectionDuplicatesRequest> = /*@__PURE__*/
-  messageDesc(file_glimpse_ranking_v1_ranking_service, 36);
+  messageDesc(file_glimpse_ranking_v1_ranking_service, 44);
 
 /**
  * @generated from message glimpse.ranking.v1.ListCollectionDuplicatesResponse
@@ -1382,7 +1595,7 @@ export type ListCollectionDuplicatesResponse = Message<"glimpse.ranking.v1.ListC
  * Use `create(ListCollectionDuplicatesResponseSchema)` to create a new message.
  */
 export const ListCollectionDuplicatesResponseSchema: GenMessage<ListCollectionDuplicatesResponse> = /*@__PURE__*/
-  messageDesc(file_glimpse_ranking_v1_ranking_service, 37);
+  messageDesc(file_glimpse_ranking_v1_ranking_service, 45);
 
 /**
  * @generated from message glimpse.ranking.v1.GetCollectionIndexRequest
@@ -1399,7 +1612,7 @@ export type GetCollectionIndexRequest = Message<"glimpse.ranking.v1.GetCollectio
  * Use `create(GetCollectionIndexRequestSchema)` to create a new message.
  */
 export const GetCollectionIndexRequestSchema: GenMessage<GetCollectionIndexRequest> = /*@__PURE__*/
-  messageDesc(file_glimpse_ranking_v1_ranking_service, 38);
+  messageDesc(file_glimpse_ranking_v1_ranking_service, 46);
 
 /**
  * @generated from message glimpse.ranking.v1.GetCollectionIndexResponse
@@ -1437,7 +1650,7 @@ export type GetCollectionIndexResponse = Message<"glimpse.ranking.v1.GetCollecti
  * Use `create(GetCollectionIndexResponseSchema)` to create a new message.
  */
 export const GetCollectionIndexResponseSchema: GenMessage<GetCollectionIndexResponse> = /*@__PURE__*/
-  messageDesc(file_glimpse_ranking_v1_ranking_service, 39);
+  messageDesc(file_glimpse_ranking_v1_ranking_service, 47);
 
 /**
  * @generated from enum glimpse.ranking.v1.ModelState
@@ -1480,6 +1693,44 @@ export enum ModelState {
  */
 export const ModelStateSchema: GenEnum<ModelState> = /*@__PURE__*/
   enumDesc(file_glimpse_ranking_v1_ranking_service, 0);
+
+/**
+ * @generated from enum glimpse.ranking.v1.IndexBuildState
+ */
+export enum IndexBuildState {
+  /**
+   * @generated from enum value: INDEX_BUILD_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: INDEX_BUILD_STATE_RUNNING = 1;
+   */
+  RUNNING = 1,
+
+  /**
+   * The index is stored (computed now, or found stored).
+   *
+   * @generated from enum value: INDEX_BUILD_STATE_SUCCEEDED = 2;
+   */
+  SUCCEEDED = 2,
+
+  /**
+   * @generated from enum value: INDEX_BUILD_STATE_FAILED = 3;
+   */
+  FAILED = 3,
+
+  /**
+   * @generated from enum value: INDEX_BUILD_STATE_CANCELLED = 4;
+   */
+  CANCELLED = 4,
+}
+
+/**
+ * Describes the enum glimpse.ranking.v1.IndexBuildState.
+ */
+export const IndexBuildStateSchema: GenEnum<IndexBuildState> = /*@__PURE__*/
+  enumDesc(file_glimpse_ranking_v1_ranking_service, 1);
 
 /**
  * Image–text ranking with the serving model over a dataset version's gallery index.
@@ -1591,10 +1842,57 @@ export const RankingService: GenService<{
     output: typeof PromoteModelResponseSchema;
   },
   /**
-   * Builds (or reuses) the gallery index for a (model version, dataset version) pair,
-   * streaming progress.
+   * Builds (or reuses) the gallery index of a (model version, dataset version) pair: the job
+   * resource "indexBuilds/{model_version}-{dataset_version}" (AIP-133), which goes on whether or
+   * not anyone watches it. Only the build's model_version, dataset_version, kind and force are
+   * read. Creating a build of a pair that is being built answers that build.
+   *
+   * @generated from rpc glimpse.ranking.v1.RankingService.CreateIndexBuild
+   */
+  createIndexBuild: {
+    methodKind: "unary";
+    input: typeof CreateIndexBuildRequestSchema;
+    output: typeof CreateIndexBuildResponseSchema;
+  },
+  /**
+   * One build by name (AIP-131): one this replica runs or ran, or else the stored index of the
+   * pair (a SUCCEEDED build), or with index Jobs the pair's Job.
+   *
+   * @generated from rpc glimpse.ranking.v1.RankingService.GetIndexBuild
+   */
+  getIndexBuild: {
+    methodKind: "unary";
+    input: typeof GetIndexBuildRequestSchema;
+    output: typeof GetIndexBuildResponseSchema;
+  },
+  /**
+   * Streams a build: a snapshot first, then one message per change, ending when it ends.
+   *
+   * @generated from rpc glimpse.ranking.v1.RankingService.WatchIndexBuild
+   */
+  watchIndexBuild: {
+    methodKind: "server_streaming";
+    input: typeof WatchIndexBuildRequestSchema;
+    output: typeof WatchIndexBuildResponseSchema;
+  },
+  /**
+   * Cancels a build running in this Ranking (AIP-136); the stored index, if any, stays as it was.
+   * A build that ended is returned as it is. An index Job (GLIMPSE_INDEX_EXECUTOR=kubernetes) is
+   * shared by every replica and is not cancelled: FAILED_PRECONDITION.
+   *
+   * @generated from rpc glimpse.ranking.v1.RankingService.CancelIndexBuild
+   */
+  cancelIndexBuild: {
+    methodKind: "unary";
+    input: typeof CancelIndexBuildRequestSchema;
+    output: typeof CancelIndexBuildResponseSchema;
+  },
+  /**
+   * Deprecated: CreateIndexBuild and WatchIndexBuild (a build here lives only as long as this
+   * stream). Kept for one release (proto/MIGRATION.md).
    *
    * @generated from rpc glimpse.ranking.v1.RankingService.BuildIndex
+   * @deprecated
    */
   buildIndex: {
     methodKind: "server_streaming";
