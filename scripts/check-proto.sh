@@ -23,6 +23,21 @@ fresh buf.gen.go.yaml clients/go/gen   # protoc-gen-go and protoc-gen-connect-go
 # The OpenAPI document (gnostic's plugin from .tools/bin, then scripts/openapi.ts's additions).
 npx tsx --conditions=source scripts/openapi.ts --check
 
+# The clients carry the API's release (proto/VERSION, tagged v<version> by scripts/release.sh).
+version=$(tr -d '[:space:]' < proto/VERSION)
+python_version=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' clients/python/src/glimpse/_version.py)
+go_version=$(sed -n 's/^const Version = "\(.*\)"$/\1/p' clients/go/version.go)
+if [ "$python_version" != "$version" ] || [ "$go_version" != "$version" ]; then
+  echo "proto/VERSION is $version, the Python client says '$python_version' and the Go client '$go_version': make them agree" >&2
+  exit 1
+fi
+# A released version's protos are frozen: a change after v<version> needs the next version.
+if git rev-parse -q --verify "refs/tags/v$version" >/dev/null && ! git diff --quiet "v$version" -- proto/glimpse; then
+  echo "proto/ changed since the release v$version: set the next version in proto/VERSION (and the clients: scripts/release.sh --set)" >&2
+  exit 1
+fi
+echo "clients at the API's version $version"
+
 release=$(git tag --list 'v*' --sort=-v:refname 2>/dev/null | head -n1 || true)
 if [ -n "$release" ]; then
   npx buf breaking --against ".git#tag=$release"

@@ -122,8 +122,12 @@ func asError(err error) error {
 
 type layer struct{ o options }
 
+// userAgent names this client's release to the servers (their logs, the gateway's pass-through).
+var userAgent = "glimpse-go/" + Version
+
 func (l *layer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		req.Header().Set("User-Agent", userAgent)
 		if l.o.apiKey != "" {
 			req.Header().Set("Authorization", "Bearer "+l.o.apiKey)
 		}
@@ -153,6 +157,7 @@ func (l *layer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 func (l *layer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
 	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
 		conn := next(ctx, spec)
+		conn.RequestHeader().Set("User-Agent", userAgent)
 		if l.o.apiKey != "" {
 			conn.RequestHeader().Set("Authorization", "Bearer "+l.o.apiKey)
 		}

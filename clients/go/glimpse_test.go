@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -295,5 +296,30 @@ func TestRankCandidatesAndPipelineRuns(t *testing.T) {
 	}
 	if _, err := c.CancelPipelineRun(t.Context(), "pipelineRuns/pr-nope"); !isCode(err, connect.CodeUnauthenticated) {
 		t.Fatalf("cancel without a key: want UNAUTHENTICATED, got %v", err)
+	}
+}
+
+func TestVersionIsTheAPIReleaseAndNamedInTheUserAgent(t *testing.T) {
+	v, err := os.ReadFile(filepath.Join(root, "proto", "VERSION"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(v)); glimpse.Version != got {
+		t.Fatalf("glimpse.Version %q, proto/VERSION %q", glimpse.Version, got)
+	}
+	var seen []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen = append(seen, r.Header.Get("User-Agent"))
+		http.Error(w, "no", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	c := glimpse.New(srv.URL, glimpse.WithRetries(0))
+	_, _ = c.SearchImages(t.Context(), "a dog", 1)
+	for _, err := range c.WatchPipelineRun(t.Context(), "pipelineRuns/pr-x") {
+		_ = err
+	}
+	want := "glimpse-go/" + glimpse.Version
+	if len(seen) != 2 || seen[0] != want || seen[1] != want {
+		t.Fatalf("User-Agent of a unary call and a stream: want %q, got %q", want, seen)
 	}
 }

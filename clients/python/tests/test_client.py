@@ -152,3 +152,33 @@ def test_pipeline_runs_by_name(mesh: str) -> None:
             g.cancel_pipeline_run("pipelineRuns/not a run")
         assert [(v.field, v.reason) for v in err.value.violations] == [("name", "BAD_FORMAT")]
         assert list(g.list_pipeline_runs()) == []
+
+
+def test_version_is_the_api_release_and_named_in_the_user_agent() -> None:
+    from concurrent import futures
+    from importlib.metadata import version
+
+    import glimpse
+
+    release = (ROOT / "proto" / "VERSION").read_text().strip()
+    assert glimpse.__version__ == release == version("glimpse-client")
+    # A server that records each call's User-Agent and refuses it.
+    seen: list[str] = []
+
+    def refuse(request: bytes, context: grpc.ServicerContext) -> bytes:
+        seen.append(dict(context.invocation_metadata()).get("user-agent", ""))
+        context.abort(grpc.StatusCode.UNAVAILABLE, "no")
+
+    class Any(grpc.GenericRpcHandler):
+        def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+            return grpc.unary_unary_rpc_method_handler(refuse)
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), handlers=[Any()])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with Glimpse(f"127.0.0.1:{port}", retries=0) as g, pytest.raises(GlimpseError):
+            g.search_images("a dog")
+    finally:
+        server.stop(None)
+    assert len(seen) == 1 and seen[0].startswith(f"glimpse-python/{release} ")

@@ -20,6 +20,7 @@ from google.protobuf import descriptor, descriptor_pb2, message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from glimpse._version import __version__
 from glimpse.data.v1 import collection_pb2, data_service_pb2, data_service_pb2_grpc
 from glimpse.ranking.v1 import ranking_service_pb2, ranking_service_pb2_grpc
 from glimpse.training.v1 import training_service_pb2, training_service_pb2_grpc
@@ -96,11 +97,13 @@ class Glimpse:
                  timeout: float = 30.0, retries: int = 3):
         target, https = _target(url or os.environ.get("GLIMPSE_URL") or "localhost:8000")
         key = api_key if api_key is not None else os.environ.get("GLIMPSE_API_KEY")
+        # The client's release in every call's User-Agent, before grpc's own.
+        options = [("grpc.primary_user_agent", f"glimpse-python/{__version__}")]
         if tls or (tls is None and https):
             creds = grpc.ssl_channel_credentials(root_certificates=tls if isinstance(tls, bytes) else None)
-            self._channel = grpc.secure_channel(target, creds)
+            self._channel = grpc.secure_channel(target, creds, options=options)
         else:
-            self._channel = grpc.insecure_channel(target)
+            self._channel = grpc.insecure_channel(target, options=options)
         self._metadata = (("authorization", f"Bearer {key}"),) if key else ()
         self._timeout = timeout
         self._retries = retries
