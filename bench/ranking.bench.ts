@@ -359,8 +359,12 @@ async function main(): Promise<void> {
         const raw = datasetVersionOf("flickr8k-raw-test", f.images, Object.fromEntries(f.captions), { train: [], dev: [], test: f.splits.test }, { source: "original archive bytes, test split" }, `file:${join(args.flickr8k, "Flickr8k_Dataset.zip")}`);
         await uploadDataset(store, raw);
         const t2 = performance.now();
-        // the model this bench serves (--model pins one), not the production alias BuildIndex defaults to
-        for await (const m of grpc.buildIndex({ datasetVersion: raw.version, modelVersion: status.servingVersion })) if (m.stage === "done") log(`raw test split ${raw.version} indexed (${((performance.now() - t2) / 1000).toFixed(0)} s)`);
+        // the model this bench serves (--model pins one), not the production alias an index build defaults to
+        const { indexBuild } = await grpc.createIndexBuild({ indexBuild: { datasetVersion: raw.version, modelVersion: status.servingVersion } });
+        for await (const m of grpc.watchIndexBuild({ name: indexBuild!.name })) {
+          if (m.indexBuild?.state === ranking.IndexBuildState.SUCCEEDED) log(`raw test split ${raw.version} indexed (${((performance.now() - t2) / 1000).toFixed(0)} s)`);
+          else if (m.indexBuild && m.indexBuild.state !== ranking.IndexBuildState.RUNNING) throw new Error(`index build ${m.indexBuild.name}: ${m.indexBuild.detail}`);
+        }
         recall.push(await recallVia(grpc, "flickr8k test split, original bytes", raw.version, raw.manifest.images ? Object.keys(raw.manifest.images) : [], Object.fromEntries(f.captions)));
       }
       try {
