@@ -5,6 +5,7 @@
  * Kubernetes builder only creates a Job — and the test plays the Job: it runs the shard workers
  * the Job's pods run. Real gRPC over sockets, a filesystem store.
  */
+import { Code } from "@connectrpc/connect";
 import { ranking } from "@glimpse/api";
 import { createObjectStore, type ObjectStore } from "@glimpse/objectstore";
 import { TEST_WRITE_KEY, testConfig } from "@glimpse/runtime/testing";
@@ -123,6 +124,33 @@ describe("serving while an index is computed elsewhere", () => {
       expect(s).toMatchObject({ state: State.SERVING, datasetVersion: v1, images: 20 });
       expect(s.pending).toBeUndefined();
     }
+  });
+
+  it("an index build with index Jobs is the pair's Job: created on one replica, got and watched on another, not cancelled", { timeout: 300_000 }, async () => {
+    const v1 = await publishDemoImages(store, "flickr8k", 20);
+    const v2 = await publishDemoImages(store, "flickr8k", 24, 50);
+    await runJob(store, { model: demoModel, dataset: "flickr8k", datasetVersion: v2 });
+    const jobs: IndexPair[] = []; // the cluster's Jobs, seen by both replicas
+    const [a, b] = [await start(new RecordingBuilder(jobs)), await start(new RecordingBuilder(jobs))];
+    const write = { headers: { authorization: `Bearer ${TEST_WRITE_KEY}` } };
+    const Build = ranking.IndexBuildState;
+    const created = (await a.client.createIndexBuild({ indexBuild: { datasetVersion: v1 } }, write)).indexBuild!;
+    expect(created).toMatchObject({ name: `indexBuilds/${demoModel}-${v1}`, state: Build.RUNNING, executor: "kubernetes" });
+    await until("the Job to be asked for", async () => jobs.some((p) => p.datasetVersion === v1) || undefined);
+    // the other replica follows the same Job
+    expect((await b.client.getIndexBuild({ name: created.name })).indexBuild).toMatchObject({ state: Build.RUNNING, executor: "kubernetes", datasetVersion: v1 });
+    expect((await b.client.getIndexBuild({ name: `indexBuilds/${demoModel}-0123456789abcdef` }).catch((e: unknown) => e)) as { code: number }).toMatchObject({ code: Code.NotFound });
+    // a Job every replica shares is not cancelled
+    const refused = (await a.client.cancelIndexBuild({ name: created.name }, write).catch((e: unknown) => e)) as { code: number; message: string };
+    expect(refused).toMatchObject({ code: Code.FailedPrecondition, message: expect.stringContaining("not cancelled") });
+    const ends = Promise.all([a, b].map(async ({ client }) => {
+      let last: ranking.IndexBuild | undefined;
+      for await (const m of client.watchIndexBuild({ name: created.name })) last = m.indexBuild;
+      return last;
+    }));
+    await runJob(store, { model: demoModel, dataset: "flickr8k", datasetVersion: v1 });
+    for (const last of await ends) expect(last).toMatchObject({ state: Build.SUCCEEDED, index: { datasetVersion: v1, images: 20n } });
+    expect(jobs.filter((p) => p.datasetVersion === v1)).toHaveLength(1);
   });
 
   it("BuildIndex on a replica computes nothing itself: it asks for the pair's Job and streams it until the index is stored", { timeout: 300_000 }, async () => {

@@ -35,6 +35,8 @@ export interface IndexBuilder {
   readonly kind: "local" | "kubernetes";
   /** Makes sure the pair's index is being computed; says where that stands. */
   ensure(pair: IndexPair): Promise<BuildState>;
+  /** Where the pair's computation stands if one was started (by any replica), without starting one. */
+  peek?(pair: IndexPair): Promise<BuildState | undefined>;
   close(): Promise<void>;
 }
 
@@ -186,6 +188,19 @@ export class KubernetesIndexBuilder implements IndexBuilder {
   /** The Job a pair gets (also what tests check). */
   jobFor(pair: IndexPair): k8s.V1Job {
     return buildIndexJob(this.template, pair, this.opts.parallelism);
+  }
+
+  async peek(pair: IndexPair): Promise<BuildState | undefined> {
+    const name = indexJobName(pair);
+    const job = await this.batch.readNamespacedJob({ name, namespace: this.namespace }).catch((err: unknown) => {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    });
+    if (!job) return undefined;
+    const s = jobStatus(job);
+    const completions = job.spec?.completions ?? 1;
+    const detail = s.done ? (s.succeeded ? "completed" : `failed: ${s.message}`) : `${job.status?.succeeded ?? 0}/${completions} shards done, ${job.status?.active ?? 0} running`;
+    return { executor: "kubernetes", job: name, detail, failed: s.done && !s.succeeded, shards: completions, shardsDone: job.status?.succeeded ?? 0 };
   }
 
   async ensure(pair: IndexPair): Promise<BuildState> {

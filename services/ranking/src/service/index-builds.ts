@@ -3,8 +3,9 @@
  * in the background (the index job of build-index.ts) whether or not anyone watches it, and is
  * kept here for Get, Watch and Cancel. Its id is the pair's, so creating a build of a pair being
  * built answers that build, and a pair whose index is stored reads as a SUCCEEDED build on any
- * replica. Builds live in this process: a restart forgets a running one (its Job goes on with
- * index Jobs; a local one is started again by the next Create).
+ * replica. With index Jobs, a replica asked for a build another one started follows the pair's
+ * Job itself. Builds live in this process: a restart forgets a local one (the next Create starts
+ * it again).
  */
 import { clone, create } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
@@ -13,7 +14,7 @@ import { errorWithReason, notFound, ranking } from "@glimpse/api";
 import { Subscription } from "@glimpse/rpc";
 import type { IndexKindSetting } from "../index/gallery.js";
 import { readIndexDocument } from "../index/store.js";
-import { indexJob, resolvePair } from "./build-index.js";
+import { indexJob, resolvePair, type ResolvedPair } from "./build-index.js";
 import { indexInfoOf, type ServiceDeps } from "./shared.js";
 
 export const INDEX_BUILD_PREFIX = "indexBuilds/";
@@ -43,10 +44,14 @@ export class IndexBuilds {
 
   async create(input: ranking.IndexBuild): Promise<ranking.IndexBuild> {
     const pair = await resolvePair(this.deps, input.modelVersion, input.datasetVersion);
-    const name = `${INDEX_BUILD_PREFIX}${pair.version}-${pair.datasetVersion}`;
-    const running = this.builds.get(name);
+    const running = this.builds.get(`${INDEX_BUILD_PREFIX}${pair.version}-${pair.datasetVersion}`);
     if (running && !finished(running.build)) return clone(ranking.IndexBuildSchema, running.build);
-    const kind = (input.kind || "auto") as IndexKindSetting;
+    return this.start(pair, (input.kind || "auto") as IndexKindSetting, input.force);
+  }
+
+  /** Runs the pair's index job in the background, as the build named after the pair. */
+  private start(pair: ResolvedPair, kind: IndexKindSetting, force: boolean): ranking.IndexBuild {
+    const name = `${INDEX_BUILD_PREFIX}${pair.version}-${pair.datasetVersion}`;
     const b: Build = {
       build: create(ranking.IndexBuildSchema, {
         name,
@@ -64,11 +69,11 @@ export class IndexBuilds {
     this.builds.delete(name); // re-inserted last: the newest are kept longest
     this.builds.set(name, b);
     this.forgetOldest();
-    void this.run(b, pair, kind, input.force);
+    void this.run(b, pair, kind, force);
     return clone(ranking.IndexBuildSchema, b.build);
   }
 
-  private async run(b: Build, pair: Parameters<typeof indexJob>[1], kind: IndexKindSetting, force: boolean): Promise<void> {
+  private async run(b: Build, pair: ResolvedPair, kind: IndexKindSetting, force: boolean): Promise<void> {
     const { build } = b;
     try {
       for await (const p of indexJob(this.deps, pair, kind, force, b.abort.signal)) {
@@ -105,15 +110,19 @@ export class IndexBuilds {
   async get(name: string): Promise<ranking.IndexBuild> {
     const b = this.builds.get(name);
     if (b) return clone(ranking.IndexBuildSchema, b.build);
-    // Not built here: a stored index is a finished build, whoever computed it.
+    // Not built here: a stored index is a finished build, whoever computed it; an index Job
+    // another replica asked for is followed from here too (the Job is the build).
     const { model, datasetVersion } = pairOf(name);
     const dataset = await this.deps.manager.findDataset(datasetVersion).catch(() => undefined);
     const doc = dataset ? await readIndexDocument(this.deps.store, model, dataset, datasetVersion) : undefined;
-    if (!dataset || !doc) throw notFound("index build", name, `index build ${JSON.stringify(name)} not found: not started on this replica, and no index of the pair is stored`);
-    return create(ranking.IndexBuildSchema, { name, modelVersion: model, dataset, datasetVersion, kind: doc.hnsw ? "hnsw" : "exact", state: State.SUCCEEDED, index: indexInfoOf(doc) });
+    if (dataset && doc) return create(ranking.IndexBuildSchema, { name, modelVersion: model, dataset, datasetVersion, kind: doc.hnsw ? "hnsw" : "exact", state: State.SUCCEEDED, index: indexInfoOf(doc) });
+    const job = dataset ? await this.deps.manager.builder.peek?.({ model, dataset, datasetVersion }) : undefined;
+    if (dataset && job) return this.start({ version: model, dataset, datasetVersion }, "auto", false);
+    throw notFound("index build", name, `index build ${JSON.stringify(name)} not found: not started here, no index Job of the pair, and no index of it stored`);
   }
 
   async *watch(name: string, signal: AbortSignal): AsyncGenerator<ranking.IndexBuild> {
+    if (!this.builds.has(name)) await this.get(name); // follows another replica's index Job from here
     const b = this.builds.get(name);
     // Subscribe before the snapshot, so no change falls between the two.
     const sub = new Subscription<ranking.IndexBuild>(signal, () => b?.listeners.delete(sub.push));

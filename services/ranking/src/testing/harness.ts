@@ -128,9 +128,16 @@ export async function until<T>(what: string, fn: () => Promise<T | undefined>, t
 /** An index builder that records what it is asked and computes nothing (the test does, as a Job would). */
 export class RecordingBuilder implements IndexBuilder {
   readonly kind = "kubernetes";
-  readonly asked: IndexPair[] = [];
+  /** Replicas of one cluster share it: the Jobs any of them asked for. */
+  constructor(readonly asked: IndexPair[] = []) {}
   async ensure(pair: IndexPair): Promise<BuildState> {
     if (!this.asked.some((p) => JSON.stringify(p) === JSON.stringify(pair))) this.asked.push(pair);
+    return this.state(pair);
+  }
+  async peek(pair: IndexPair): Promise<BuildState | undefined> {
+    return this.asked.some((p) => JSON.stringify(p) === JSON.stringify(pair)) ? this.state(pair) : undefined;
+  }
+  private state(pair: IndexPair): BuildState {
     return { executor: "kubernetes", job: `job-${pair.datasetVersion}`, detail: "0/2 shards done, 2 running", failed: false, shards: 2, shardsDone: 0 };
   }
   async close(): Promise<void> {}
