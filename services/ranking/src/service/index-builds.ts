@@ -30,6 +30,7 @@ interface Build {
 }
 
 const finished = (b: ranking.IndexBuild) => b.state !== State.RUNNING;
+const nameOf = (pair: ResolvedPair) => `${INDEX_BUILD_PREFIX}${pair.version}-${pair.datasetVersion}`;
 
 /** "indexBuilds/m-…-…" → the model and dataset versions (the rules checked the shape). */
 function pairOf(name: string): { model: string; datasetVersion: string } {
@@ -44,14 +45,14 @@ export class IndexBuilds {
 
   async create(input: ranking.IndexBuild): Promise<ranking.IndexBuild> {
     const pair = await resolvePair(this.deps, input.modelVersion, input.datasetVersion);
-    const running = this.builds.get(`${INDEX_BUILD_PREFIX}${pair.version}-${pair.datasetVersion}`);
+    const running = this.builds.get(nameOf(pair));
     if (running && !finished(running.build)) return clone(ranking.IndexBuildSchema, running.build);
     return this.start(pair, (input.kind || "auto") as IndexKindSetting, input.force);
   }
 
   /** Runs the pair's index job in the background, as the build named after the pair. */
   private start(pair: ResolvedPair, kind: IndexKindSetting, force: boolean): ranking.IndexBuild {
-    const name = `${INDEX_BUILD_PREFIX}${pair.version}-${pair.datasetVersion}`;
+    const name = nameOf(pair);
     const b: Build = {
       build: create(ranking.IndexBuildSchema, {
         name,
