@@ -1,8 +1,11 @@
 /**
  * Memory freed by a model swap goes back: a Ranking server swapping A→B→A (two registry versions
- * of the demo pack's model, real onnxruntime sessions, real files in a folder store) returns to
- * within 50 MiB of its RSS before the swaps, every retired model's sessions are released and
- * nothing keeps its objects (or its gallery index's vectors) alive.
+ * of the demo pack's model, real onnxruntime sessions, real files in a folder store) grows by at
+ * most 100 MiB over the first A→B→A and 25 MiB per A→B→A after it, every retired model's sessions
+ * are released and nothing keeps its objects (or its gallery index's vectors) alive. One bound
+ * from the start (50 MiB after three) failed runs of the same code: the first swap's one-off
+ * costs vary by 35 MiB between runs (+11 to +46) and each later cycle keeps a few MiB (+3 to +16).
+ * The bug it guards against (lifecycle/memory.ts) is +153 to +220 over the first.
  *
  * The swaps run in a child process (testing/swap-memory.ts): RSS is the whole process's, and a
  * test worker's (other test files, vitest itself) would move it by more than the margin. The
@@ -19,6 +22,8 @@ import { MALLOC_ENV } from "./memory.js";
 const ROOT = resolve(import.meta.dirname, "../../../..");
 const CHILD = join(ROOT, "services/ranking/src/testing/swap-memory.ts");
 const MARGIN_MIB = 50;
+/** The most RSS one A→B→A may keep, on average, after the first. */
+const CREEP_MIB = 25;
 
 function runChild(cycles: number): Promise<SwapMemoryReport> {
   return new Promise((resolvePromise, reject) => {
@@ -41,14 +46,23 @@ function runChild(cycles: number): Promise<SwapMemoryReport> {
 }
 
 describe("memory after model swaps", () => {
-  it(`returns RSS to within ${MARGIN_MIB} MiB after A→B→A, three times over`, { timeout: 300_000 }, async () => {
-    const r = await runChild(3);
-    const growth = r.after.map((a) => Math.round(a - r.before));
-    console.log(`swap-memory: RSS ${r.before.toFixed(0)} MiB before, after each A→B→A ${r.after.map((a) => a.toFixed(0)).join(", ")} (${growth.map((g) => `${g >= 0 ? "+" : ""}${g}`).join(", ")} MiB); peak ${r.peak.toFixed(0)}`);
-    expect(r.after).toHaveLength(3);
-    for (const g of growth) expect(g).toBeLessThanOrEqual(MARGIN_MIB);
+  it(`gives back what a swap frees: ≤ ${2 * MARGIN_MIB} MiB for the first A→B→A, then ≤ ${CREEP_MIB} MiB per A→B→A`, { timeout: 300_000 }, async () => {
+    const r = await runChild(4);
+    const signed = (g: number) => `${g >= 0 ? "+" : ""}${Math.round(g)}`;
+    const first = r.after[0]!;
+    const perCycle = (r.after.at(-1)! - first) / (r.after.length - 1);
+    console.log(`swap-memory: RSS ${r.before.toFixed(0)} MiB before, after each A→B→A ${r.after.map((a) => a.toFixed(0)).join(", ")} (first ${signed(first - r.before)}, then ${signed(perCycle)} per cycle); peak ${r.peak.toFixed(0)}`);
+    expect(r.after).toHaveLength(4);
+    // The first swap's one-off costs (the new sessions' threads and their malloc arenas, code)
+    // measured +11 to +46 MiB (eight runs); with what a swap frees not going back (the bug
+    // lifecycle/memory.ts fixes) +153 to +220.
+    expect(first - r.before).toBeLessThanOrEqual(2 * MARGIN_MIB);
+    // Then the slope, against a leak per swap: +3 to +16 MiB per A→B→A measured (from the first's
+    // end, over two or three more). (The bug shows in the first bound: +190 and +195 with 4
+    // cycles, then +8 and +35 per cycle.)
+    expect(perCycle).toBeLessThanOrEqual(CREEP_MIB);
     // each swap retired a version: its sessions released once drained, its objects collected
-    expect(r.retired).toBe(6);
+    expect(r.retired).toBe(8);
     expect(r.released).toBe(r.retired);
     expect(r.collected).toBe(r.retired);
     // the JavaScript side holds no more than before (index vectors, model bytes)
