@@ -128,6 +128,7 @@ export class DatasetCatalog {
       else bySplit.set(s, [id]);
     }
     const published = record?.published_at ?? (latest?.version === version ? latest.published_at : undefined);
+    const publishTime = published ? timestampFromDate(new Date(published)) : undefined;
     return create(ds.DatasetVersionSchema, {
       dataset,
       version,
@@ -141,7 +142,8 @@ export class DatasetCatalog {
       latest: latest?.version === version,
       manifestKey: v.manifestKey,
       params: Object.fromEntries(Object.entries(m.params).map(([k, val]) => [k, String(val)])),
-      ...(published ? { publishTime: timestampFromDate(new Date(published)), publishedAt: timestampFromDate(new Date(published)) } : {}),
+      // publish_time, and the deprecated published_at still filled for a release
+      ...(publishTime ? { publishTime, publishedAt: publishTime } : {}),
     });
   }
 

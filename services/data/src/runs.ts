@@ -282,7 +282,8 @@ export const PIPELINE_RUN_PREFIX = "pipelineRuns/";
  */
 function snapshot(run: data.PipelineRun): data.PipelineRun {
   const steps = run.steps.map((s) => create(data.StepStatusSchema, { ...s, ...(s.startedAt ? { startTime: s.startedAt } : {}), ...(s.finishedAt ? { endTime: s.finishedAt } : {}) }));
-  const started = steps.map((s) => s.startTime).filter((t) => t !== undefined).sort((a, b) => Number(a.seconds - b.seconds) || a.nanos - b.nanos)[0];
+  // the steps run one after another: the run started with the first one that did
+  const started = steps.find((s) => s.startTime)?.startTime;
   return create(data.PipelineRunSchema, {
     ...run,
     name: `${PIPELINE_RUN_PREFIX}${run.runId}`,

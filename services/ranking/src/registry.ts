@@ -167,13 +167,15 @@ export async function modelInfo(store: ObjectStore, version: string, production 
     };
     const [config, metrics] = await Promise.all([json("config.json"), json("metrics.json")]);
     const str = (v: unknown) => (typeof v === "string" ? v : "");
+    const createTime = timestampFromDate(stat.lastModified);
     info = create(ranking.ModelInfoSchema, {
       version,
       backbone: str(config["backbone"]),
       embeddingDim: typeof config["embed_dim"] === "number" ? config["embed_dim"] : 0,
       datasetVersion: str(config["dataset_version_resolved"]) || str(config["dataset_version"]),
-      createTime: timestampFromDate(stat.lastModified),
-      createdAt: timestampFromDate(stat.lastModified),
+      // create_time, and the deprecated created_at still filled for a release
+      createTime,
+      createdAt: createTime,
       metrics: flattenMetrics(metrics),
       gitCommit: str(config["git_commit"]),
       trainingRunId: str(config["run_name"]),

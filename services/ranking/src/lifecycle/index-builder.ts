@@ -169,6 +169,16 @@ export interface KubernetesBuilderOptions {
   kubeConfig?: k8s.KubeConfig;
 }
 
+/** What a pair's Job says of its computation (asked only while the pair's index is not stored). */
+function jobState(name: string, job: k8s.V1Job): BuildState {
+  const s = jobStatus(job);
+  const state = { executor: "kubernetes" as const, job: name };
+  if (s.done) return { ...state, detail: s.succeeded ? "completed, but no index is stored" : `failed: ${s.message}`, failed: !s.succeeded };
+  const completions = job.spec?.completions ?? 1;
+  const done = job.status?.succeeded ?? 0;
+  return { ...state, detail: `${done}/${completions} shards done, ${job.status?.active ?? 0} running`, failed: false, shards: completions, shardsDone: done };
+}
+
 export class KubernetesIndexBuilder implements IndexBuilder {
   readonly kind = "kubernetes";
   readonly namespace: string;
@@ -196,11 +206,7 @@ export class KubernetesIndexBuilder implements IndexBuilder {
       if (isNotFound(err)) return undefined;
       throw err;
     });
-    if (!job) return undefined;
-    const s = jobStatus(job);
-    const completions = job.spec?.completions ?? 1;
-    const detail = s.done ? (s.succeeded ? "completed" : `failed: ${s.message}`) : `${job.status?.succeeded ?? 0}/${completions} shards done, ${job.status?.active ?? 0} running`;
-    return { executor: "kubernetes", job: name, detail, failed: s.done && !s.succeeded, shards: completions, shardsDone: job.status?.succeeded ?? 0 };
+    return job && jobState(name, job);
   }
 
   async ensure(pair: IndexPair): Promise<BuildState> {
@@ -222,21 +228,20 @@ export class KubernetesIndexBuilder implements IndexBuilder {
       }
       return state("created");
     }
+    const st = jobState(name, job);
     const s = jobStatus(job);
-    const completions = job.spec?.completions ?? 1;
-    if (!s.done) return { ...state(`${job.status?.succeeded ?? 0}/${completions} shards done, ${job.status?.active ?? 0} running`), shards: completions, shardsDone: job.status?.succeeded ?? 0 };
+    if (!s.done) return st;
     // A finished Job whose index is not stored (the Job failed, or the index was removed since): after
     // a while (a minute for a completed one, whose index may have landed just after the caller looked)
     // the Job is deleted, so the next check makes it again.
     const finishedAt = Date.parse(String(job.status?.completionTime ?? job.status?.conditions?.find((c) => c.status === "True")?.lastTransitionTime ?? ""));
-    const message = s.succeeded ? "completed, but no index is stored" : `failed: ${s.message}`;
     if (!Number.isFinite(finishedAt) || Date.now() - finishedAt > (s.succeeded ? 60_000 : (this.opts.retryMs ?? 600_000))) {
       await this.batch.deleteNamespacedJob({ name, namespace, propagationPolicy: "Background" }).catch((err: unknown) => {
         if (!isNotFound(err)) throw err;
       });
-      this.opts.logger.warn({ ...pair, job: name }, `index Job ${message}; deleted, to be made again`);
+      this.opts.logger.warn({ ...pair, job: name }, `index Job ${st.detail}; deleted, to be made again`);
     }
-    return state(message, !s.succeeded);
+    return st;
   }
 
   async close(): Promise<void> {}

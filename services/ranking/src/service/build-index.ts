@@ -16,7 +16,7 @@ import { indexPrefix, loadIndex, readIndexDocument, saveIndex } from "../index/s
 import type { IndexBuilder, IndexPair } from "../lifecycle/index-builder.js";
 import type { Snapshot } from "../lifecycle/snapshot.js";
 import { LoadedModel } from "../model/model.js";
-import { fetchModel, ModelRejectedError, readAlias, readChecksums } from "../registry.js";
+import { fetchModel, readAlias, readChecksums } from "../registry.js";
 import { IndexBuilds } from "./index-builds.js";
 import { indexInfo, indexInfoOf, notFoundField, type RankingImpl, type ServiceDeps } from "./shared.js";
 
@@ -100,7 +100,7 @@ export async function* indexJob({ manager, store }: ServiceDeps, pair: ResolvedP
       model = await LoadedModel.load(version, f.files, manager.opts.model);
       temporary = true;
     } catch (err) {
-      if (err instanceof ModelRejectedError && /checksums.json is missing/.test(err.message)) throw notFoundField("model_version", "model version", version);
+      // (a version missing from the registry was NOT_FOUND in resolvePair)
       throw errorWithReason(Code.FailedPrecondition, "MODEL_REJECTED", (err as Error).message, { model_version: version });
     }
   }

@@ -123,15 +123,19 @@ export class IndexBuilds {
   }
 
   async *watch(name: string, signal: AbortSignal): AsyncGenerator<ranking.IndexBuild> {
-    if (!this.builds.has(name)) await this.get(name); // follows another replica's index Job from here
-    const b = this.builds.get(name);
-    // Subscribe before the snapshot, so no change falls between the two.
-    const sub = new Subscription<ranking.IndexBuild>(signal, () => b?.listeners.delete(sub.push));
-    b?.listeners.add(sub.push);
+    if (!this.builds.has(name)) {
+      // a stored index (the whole answer), or another replica's index Job, followed from here
+      const found = await this.get(name);
+      if (!this.builds.has(name)) return yield found;
+    }
+    const b = this.builds.get(name)!;
+    const sub = new Subscription<ranking.IndexBuild>(signal, () => b.listeners.delete(sub.push));
+    b.listeners.add(sub.push);
     try {
-      const first = await this.get(name);
+      // the snapshot and the subscription in one step: no change falls between them
+      const first = clone(ranking.IndexBuildSchema, b.build);
       yield first;
-      if (!b || finished(first)) return;
+      if (finished(first)) return;
       for await (const next of sub) {
         yield next;
         if (finished(next)) return;

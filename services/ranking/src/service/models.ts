@@ -32,13 +32,14 @@ export function modelRpcs({ manager, store }: ServiceDeps): ModelRpcs {
       const st = manager.status();
       // The alias's history, for a rollback; status still answers when the store does not.
       const alias = await readAliasDocument(store).catch(() => undefined);
+      const loaded = st.loadedAt && timestampFromDate(st.loadedAt);
       return {
         state: st.state,
         servingVersion: st.servingVersion,
         loadingVersion: st.loadingVersion,
         lastError: st.lastError,
         productionVersion: st.productionVersion,
-        ...(st.loadedAt ? { loadTime: timestampFromDate(st.loadedAt), loadedAt: timestampFromDate(st.loadedAt) } : {}),
+        ...(loaded ? { loadTime: loaded, loadedAt: loaded } : {}),
         ...(st.gallery ? { index: indexInfo(st.gallery) } : {}),
         ...(st.pendingIndex ? { pendingIndex: indexBuild(st.pendingIndex) } : {}),
         previousProductionVersions: alias?.previous ?? [],

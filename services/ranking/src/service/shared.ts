@@ -4,7 +4,7 @@
  * that produced it, so the hits are built from the index that was searched.
  */
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { errorWithReason, notFound, ranking, rpcDetails } from "@glimpse/api";
 import type { ObjectStore } from "@glimpse/objectstore";
@@ -89,6 +89,12 @@ export function imageHits(index: GalleryIndex, hits: Hit[]): ImageHitInit[] {
 }
 
 /** What GetModelStatus and BuildIndex say of an index. */
+/** build_time, and the deprecated built_at still filled for a release. */
+function buildTimes(at: Date): { buildTime: Timestamp; builtAt: Timestamp } {
+  const t = timestampFromDate(at);
+  return { buildTime: t, builtAt: t };
+}
+
 export function indexInfo(g: GalleryIndex): MessageInitShape<typeof ranking.IndexInfoSchema> {
   return {
     modelVersion: g.data.modelVersion,
@@ -96,8 +102,7 @@ export function indexInfo(g: GalleryIndex): MessageInitShape<typeof ranking.Inde
     images: BigInt(g.images),
     captions: BigInt(g.captions),
     kind: g.kind,
-    buildTime: timestampFromDate(g.data.builtAt),
-    builtAt: timestampFromDate(g.data.builtAt),
+    ...buildTimes(g.data.builtAt),
   };
 }
 
@@ -115,8 +120,7 @@ export function indexInfoOf(doc: IndexDocument): MessageInitShape<typeof ranking
     images: BigInt(doc.images.count),
     captions: BigInt(doc.captions.count),
     kind: doc.hnsw ? "hnsw" : "exact",
-    buildTime: timestampFromDate(new Date(doc.built_at)),
-    builtAt: timestampFromDate(new Date(doc.built_at)),
+    ...buildTimes(new Date(doc.built_at)),
   };
 }
 
